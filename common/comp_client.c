@@ -1,0 +1,698 @@
+/* comp_client: implementation. States: IDLE (waiting to reconnect) ->
+ * CONNECTING -> STREAM (header/features, STARTTLS, SASL) -> SESSION (waiting
+ * for <w:session acked/>) -> BINDING -> READY.
+ * Invariants: out_seq_first is the seq of the first stanza in `retained`;
+ * entries in `lens` match the stanzas in `retained` in order; on READY every
+ * retained stanza with seq <= sent_upto has been written on this link. */
+#include "comp_client.h"
+#include "base64.h"
+#include "comp_proto.h"
+#include "log.h"
+#include "net.h"
+#include "sasl.h"
+#include "strbuf.h"
+#include "tls.h"
+#include "xml_stream.h"
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { CC_IDLE, CC_CONNECTING, CC_STREAM, CC_SESSION, CC_BINDING, CC_READY, CC_CLOSED } cc_state_t;
+
+typedef struct seen_epoch {
+    char epoch[40];
+    uint64_t last;
+} seen_epoch_t;
+
+struct comp_client {
+    struct event_base *base;
+    comp_client_cfg_t cfg;
+    char **binds;
+    comp_client_cb_t cb;
+    void *ctx;
+    cc_state_t state;
+    struct bufferevent *bev;
+    xml_stream_t *xs;
+    net_addr_t addr;
+    int tls;
+    SSL_CTX *tls_ctx;
+    sasl_client_t *sasl;
+    int plus;
+    struct event *timer;       /* reconnect / connect timeout */
+    double backoff;
+    char epoch[33];
+    /* Outgoing: numbered and kept until acknowledged. */
+    uint64_t next_seq;         /* seq of the next new stanza */
+    uint64_t first_seq;        /* seq of the first retained stanza */
+    uint64_t sent_upto;        /* last seq written on the current link */
+    struct evbuffer *retained;
+    size_t *lens;
+    size_t lens_head, lens_len, lens_cap;
+    /* Incoming: acks and duplicate detection. */
+    uint64_t in_count;
+    uint64_t in_acked;
+    seen_epoch_t *seen;
+    size_t nseen;
+    seen_epoch_t *marker_epoch;
+    uint64_t marker_seq;
+    int have_marker;
+    size_t pending_binds;
+    int closing;
+    int force_close;
+    int in_callback;
+    int free_pending;
+    xml_stream_t *dead_xs;
+};
+
+static void cc_connect(comp_client_t *c);
+static void cc_read_cb(struct bufferevent *bev, void *arg);
+static void cc_event_cb(struct bufferevent *bev, short what, void *arg);
+
+static void cc_write(comp_client_t *c, const char *s, size_t n)
+{
+    if (c->bev)
+        bufferevent_write(c->bev, s, n);
+}
+
+static void cc_puts(comp_client_t *c, const char *s)
+{
+    cc_write(c, s, strlen(s));
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    comp_client_t *c = arg;
+    if (c->state == CC_IDLE)
+        cc_connect(c);
+    else if (c->state != CC_READY && c->state != CC_CLOSED) {
+        log_warn("event=router-link-timeout component=%s state=%d", c->cfg.name, (int)c->state);
+        cc_event_cb(c->bev, BEV_EVENT_ERROR, c);
+    }
+}
+
+static void schedule(comp_client_t *c, double seconds)
+{
+    struct timeval tv = {(time_t)seconds, (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)};
+    evtimer_add(c->timer, &tv);
+}
+
+/* Drops the link and plans the next attempt with jittered exponential backoff. */
+static void cc_drop(comp_client_t *c)
+{
+    int was_ready = c->state == CC_READY;
+    if (c->bev)
+        bufferevent_free(c->bev);
+    c->bev = NULL;
+    /* The parser may be running (we are inside its callback): free it after. */
+    if (c->xs && c->in_callback)
+        c->dead_xs = c->xs;
+    else if (c->xs)
+        xml_stream_free(c->xs);
+    c->xs = NULL;
+    if (c->sasl)
+        sasl_client_free(c->sasl);
+    c->sasl = NULL;
+    c->tls = 0;
+    c->have_marker = 0;
+    c->marker_epoch = NULL;
+    if (c->closing) {
+        c->state = CC_CLOSED;
+        evtimer_del(c->timer);
+    } else {
+        c->state = CC_IDLE;
+        double max = c->cfg.backoff_max > 0 ? c->cfg.backoff_max : 10.0;
+        double jitter = 0.75 + (double)(rand() % 1000) / 2000.0;
+        schedule(c, c->backoff * jitter);
+        c->backoff = c->backoff * 2 > max ? max : c->backoff * 2;
+    }
+    if ((was_ready || c->closing) && c->cb.on_down)
+        c->cb.on_down(c->ctx);
+}
+
+/* --- outgoing buffer -------------------------------------------------------- */
+
+static void lens_push(comp_client_t *c, size_t len)
+{
+    if (c->lens_len == c->lens_cap) {
+        size_t ncap = c->lens_cap ? c->lens_cap * 2 : 256;
+        size_t *n = xmalloc(ncap * sizeof *n);
+        for (size_t i = 0; i < c->lens_len; i++)
+            n[i] = c->lens[(c->lens_head + i) % c->lens_cap];
+        free(c->lens);
+        c->lens = n;
+        c->lens_head = 0;
+        c->lens_cap = ncap;
+    }
+    c->lens[(c->lens_head + c->lens_len) % c->lens_cap] = len;
+    c->lens_len++;
+}
+
+static void drop_acked(comp_client_t *c, uint64_t h)
+{
+    size_t drain = 0;
+    while (c->lens_len && c->first_seq <= h) {
+        drain += c->lens[c->lens_head];
+        c->lens_head = (c->lens_head + 1) % c->lens_cap;
+        c->lens_len--;
+        c->first_seq++;
+    }
+    if (!c->lens_len)
+        c->first_seq = c->next_seq;
+    evbuffer_drain(c->retained, drain);
+    if (c->closing && !c->lens_len && c->state == CC_READY)
+        comp_client_close(c, 1);
+}
+
+/* Writes every retained stanza not yet written on this link. */
+static void flush_retained(comp_client_t *c)
+{
+    uint64_t seq = c->first_seq;
+    struct evbuffer_ptr pos;
+    evbuffer_ptr_set(c->retained, &pos, 0, EVBUFFER_PTR_SET);
+    for (size_t i = 0; i < c->lens_len; i++, seq++) {
+        size_t len = c->lens[(c->lens_head + i) % c->lens_cap];
+        if (seq > c->sent_upto) {
+            char stackbuf[8192];
+            char *buf = len <= sizeof stackbuf ? stackbuf : xmalloc(len);
+            evbuffer_copyout_from(c->retained, &pos, buf, len);
+            cc_write(c, buf, len);
+            if (buf != stackbuf)
+                free(buf);
+        }
+        evbuffer_ptr_set(c->retained, &pos, len, EVBUFFER_PTR_ADD);
+    }
+    c->sent_upto = c->next_seq - 1;
+}
+
+int comp_client_send_raw(comp_client_t *c, const char *bytes, size_t len)
+{
+    size_t max = c->cfg.max_buffer ? c->cfg.max_buffer : 16u << 20;
+    if (c->state == CC_CLOSED || evbuffer_get_length(c->retained) + len > max)
+        return -1;
+    evbuffer_add(c->retained, bytes, len);
+    lens_push(c, len);
+    c->next_seq++;
+    if (c->state == CC_READY) {
+        cc_write(c, bytes, len);
+        c->sent_upto = c->next_seq - 1;
+    }
+    return 0;
+}
+
+int comp_client_send(comp_client_t *c, const xml_node_t *st)
+{
+    strbuf_t sb;
+    strbuf_init(&sb);
+    xml_serialize(st, COMP_NS_ACCEPT, &sb);
+    int r = comp_client_send_raw(c, sb.data, sb.len);
+    strbuf_free(&sb);
+    return r;
+}
+
+int comp_client_is_ready(const comp_client_t *c)
+{
+    return c->state == CC_READY;
+}
+
+size_t comp_client_unacked(const comp_client_t *c)
+{
+    return c->lens_len;
+}
+
+size_t comp_client_buffered_bytes(const comp_client_t *c)
+{
+    return evbuffer_get_length(c->retained);
+}
+
+/* --- incoming ---------------------------------------------------------------- */
+
+static seen_epoch_t *seen_get(comp_client_t *c, const char *epoch)
+{
+    for (size_t i = 0; i < c->nseen; i++)
+        if (!strcmp(c->seen[i].epoch, epoch))
+            return &c->seen[i];
+    c->seen = xrealloc(c->seen, (c->nseen + 1) * sizeof *c->seen);
+    seen_epoch_t *s = &c->seen[c->nseen++];
+    snprintf(s->epoch, sizeof s->epoch, "%s", epoch);
+    s->last = 0;
+    c->marker_epoch = NULL; /* realloc may have moved it */
+    return s;
+}
+
+static void send_ack(comp_client_t *c)
+{
+    if (c->in_count == c->in_acked || (c->state != CC_READY && c->state != CC_BINDING))
+        return;
+    char buf[64];
+    int n = snprintf(buf, sizeof buf, "<w:a h='%llu'/>", (unsigned long long)c->in_count);
+    cc_write(c, buf, (size_t)n);
+    c->in_acked = c->in_count;
+}
+
+static void do_bind(comp_client_t *c)
+{
+    strbuf_t sb;
+    strbuf_init(&sb);
+    c->pending_binds = 0;
+    for (size_t i = 0; i < c->cfg.nbinds; i++) {
+        strbuf_puts(&sb, "<w:bind name='");
+        xml_escape(&sb, c->binds[i], strlen(c->binds[i]), 1);
+        strbuf_puts(&sb, "'/>");
+        c->pending_binds++;
+    }
+    if (c->cfg.bind_default) {
+        strbuf_puts(&sb, "<w:bind default='true'/>");
+        c->pending_binds++;
+    }
+    cc_write(c, sb.data, sb.len);
+    strbuf_free(&sb);
+}
+
+static void become_ready(comp_client_t *c)
+{
+    c->state = CC_READY;
+    c->backoff = 0.1;
+    evtimer_del(c->timer);
+    log_notice("event=router-linked component=%s router=%s tls=%d resent=%llu", c->cfg.name,
+               c->cfg.router, c->tls, (unsigned long long)(c->next_seq - 1 - c->sent_upto));
+    flush_retained(c);
+    if (c->cb.on_ready)
+        c->cb.on_ready(c->ctx);
+}
+
+static void handle_control(comp_client_t *c, xml_node_t *st)
+{
+    const char *n = st->name;
+    if (!strcmp(n, "o")) {
+        const char *e = xml_attr_get(st, "e");
+        const char *ns = xml_attr_get(st, "n");
+        if (e)
+            c->marker_epoch = seen_get(c, e);
+        if (ns && c->marker_epoch) {
+            c->marker_seq = strtoull(ns, NULL, 10);
+            c->have_marker = 1;
+        }
+    } else if (!strcmp(n, "a")) {
+        const char *h = xml_attr_get(st, "h");
+        if (h)
+            drop_acked(c, strtoull(h, NULL, 10));
+    } else if (!strcmp(n, "session") && c->state == CC_SESSION) {
+        const char *a = xml_attr_get(st, "acked");
+        if (a)
+            drop_acked(c, strtoull(a, NULL, 10));
+        c->state = CC_BINDING;
+        do_bind(c);
+        if (!c->pending_binds)
+            become_ready(c);
+    } else if (!strcmp(n, "bound") || !strcmp(n, "bind-error")) {
+        if (!strcmp(n, "bind-error")) {
+            const char *name = xml_attr_get(st, "name");
+            const char *cond = xml_attr_get(st, "condition");
+            log_error("event=bind-failed component=%s name=%s condition=%s", c->cfg.name,
+                      name ? name : "(default)", cond ? cond : "?");
+            if (c->cb.on_bind_error)
+                c->cb.on_bind_error(c->ctx, name ? name : "", cond ? cond : "");
+        }
+        if (c->state == CC_BINDING && c->pending_binds && --c->pending_binds == 0)
+            become_ready(c);
+    } else if (!strcmp(n, "name")) {
+        const char *name = xml_attr_get(st, "name");
+        const char *inst = xml_attr_get(st, "instance");
+        const char *state = xml_attr_get(st, "state");
+        if (name && inst && state && c->cb.on_name)
+            c->cb.on_name(c->ctx, name, inst, !strcmp(state, "up"));
+    }
+}
+
+static void start_sasl(comp_client_t *c, xml_node_t *mechs)
+{
+    int has_plus = 0, has_plain = 0;
+    for (xml_node_t *m = xml_child(mechs, NS_SASL, "mechanism"); m; m = xml_next(m, NS_SASL, "mechanism")) {
+        char *t = xml_text(m);
+        if (!strcmp(t, "SCRAM-SHA-256-PLUS"))
+            has_plus = 1;
+        if (!strcmp(t, "SCRAM-SHA-256"))
+            has_plain = 1;
+        free(t);
+    }
+    unsigned char exporter[32], endpoint[TLS_CBIND_MAX];
+    size_t endpoint_len = sizeof endpoint;
+    sasl_cbind_t cb = {0};
+    const char *mech = "SCRAM-SHA-256";
+    if (c->tls && has_plus) {
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        if (tls_cbind_exporter(ssl, exporter) == 0) {
+            cb.tls_exporter = exporter;
+            cb.tls_exporter_len = 32;
+        }
+        if (tls_cbind_server_end_point(ssl, 0, endpoint, &endpoint_len) == 0) {
+            cb.tls_server_end_point = endpoint;
+            cb.tls_server_end_point_len = endpoint_len;
+        }
+        if (cb.tls_exporter || cb.tls_server_end_point)
+            mech = "SCRAM-SHA-256-PLUS";
+    } else if (!has_plain) {
+        log_error("event=auth-failed component=%s reason=no-common-mechanism", c->cfg.name);
+        cc_drop(c);
+        return;
+    }
+    c->sasl = sasl_client_new(mech, c->cfg.name, c->cfg.secret, NULL, c->tls ? &cb : NULL);
+    strbuf_t out, sb;
+    strbuf_init(&out);
+    strbuf_init(&sb);
+    sasl_client_step(c->sasl, NULL, 0, &out);
+    strbuf_printf(&sb, "<auth xmlns='" NS_SASL "' mechanism='%s'>", mech);
+    base64_encode((const unsigned char *)out.data, out.len, &sb);
+    strbuf_puts(&sb, "</auth>");
+    cc_write(c, sb.data, sb.len);
+    strbuf_free(&out);
+    strbuf_free(&sb);
+}
+
+static void start_tls(comp_client_t *c)
+{
+    if (!c->tls_ctx) {
+        char err[256];
+        c->tls_ctx = tls_client_ctx_new(c->cfg.tls_ca, c->cfg.tls_verify, err, sizeof err);
+        if (!c->tls_ctx) {
+            log_error("event=tls-failed component=%s reason=\"%s\"", c->cfg.name, err);
+            cc_drop(c);
+            return;
+        }
+    }
+    SSL *ssl = SSL_new(c->tls_ctx);
+    if (c->cfg.tls_verify)
+        tls_client_set_peer_name(ssl, c->cfg.router_name);
+    struct bufferevent *tb = bufferevent_openssl_filter_new(c->base, c->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                            BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!tb) {
+        cc_drop(c);
+        return;
+    }
+    c->bev = tb;
+    c->tls = 1;
+    bufferevent_setcb(tb, cc_read_cb, NULL, cc_event_cb, c);
+    bufferevent_enable(tb, EV_READ | EV_WRITE);
+    xml_stream_restart(c->xs);
+    strbuf_t sb;
+    strbuf_init(&sb);
+    comp_proto_header(&sb, NULL, c->cfg.router_name, NULL, 1);
+    cc_write(c, sb.data, sb.len);
+    strbuf_free(&sb);
+}
+
+static void handle_features(comp_client_t *c, xml_node_t *st)
+{
+    xml_node_t *tls = xml_child(st, NS_TLS, "starttls");
+    xml_node_t *mechs = xml_child(st, NS_SASL, "mechanisms");
+    if (xml_child(st, COMP_NS, "session")) {
+        char buf[128];
+        int n = snprintf(buf, sizeof buf, "<w:session epoch='%s' next='%llu'/>", c->epoch,
+                         (unsigned long long)c->first_seq);
+        cc_write(c, buf, (size_t)n);
+        c->state = CC_SESSION;
+        c->in_count = c->in_acked = 0;
+        c->sent_upto = c->first_seq - 1;
+        return;
+    }
+    int want_tls = tls && !c->tls && (xml_child(tls, NS_TLS, "required") || !c->addr.is_unix);
+    if (tls && !c->tls && want_tls) {
+        const struct sockaddr *sa = (const struct sockaddr *)&c->addr.ss;
+        if (xml_child(tls, NS_TLS, "required") || !net_addr_is_local(sa)) {
+            cc_puts(c, "<starttls xmlns='" NS_TLS "'/>");
+            return;
+        }
+    }
+    if (mechs) {
+        start_sasl(c, mechs);
+        return;
+    }
+    log_error("event=router-link-failed component=%s reason=no-usable-features", c->cfg.name);
+    cc_drop(c);
+}
+
+static void handle_sasl(comp_client_t *c, xml_node_t *st)
+{
+    if (!strcmp(st->name, "failure") || !c->sasl) {
+        xml_node_t *cond = xml_child(st, NULL, NULL);
+        log_error("event=auth-failed component=%s router=%s condition=%s", c->cfg.name, c->cfg.router,
+                  cond ? cond->name : "?");
+        cc_drop(c);
+        return;
+    }
+    char *text = xml_text(st);
+    strbuf_t in, out;
+    strbuf_init(&in);
+    strbuf_init(&out);
+    int bad = base64_decode(text, strlen(text), &in) < 0;
+    free(text);
+    sasl_result_t r = bad ? SASL_FAIL : sasl_client_step(c->sasl, in.data ? in.data : "", in.len, &out);
+    if (r == SASL_FAIL) {
+        log_error("event=auth-failed component=%s reason=bad-server-message", c->cfg.name);
+        cc_drop(c);
+    } else if (!strcmp(st->name, "challenge")) {
+        strbuf_t sb;
+        strbuf_init(&sb);
+        strbuf_puts(&sb, "<response xmlns='" NS_SASL "'>");
+        base64_encode((const unsigned char *)out.data, out.len, &sb);
+        strbuf_puts(&sb, "</response>");
+        cc_write(c, sb.data, sb.len);
+        strbuf_free(&sb);
+    } else if (!strcmp(st->name, "success")) {
+        if (r != SASL_DONE) {
+            log_error("event=auth-failed component=%s reason=server-signature", c->cfg.name);
+            cc_drop(c);
+        } else {
+            sasl_client_free(c->sasl);
+            c->sasl = NULL;
+            xml_stream_restart(c->xs);
+            strbuf_t sb;
+            strbuf_init(&sb);
+            comp_proto_header(&sb, NULL, c->cfg.router_name, NULL, 1);
+            cc_write(c, sb.data, sb.len);
+            strbuf_free(&sb);
+        }
+    }
+    strbuf_free(&in);
+    strbuf_free(&out);
+}
+
+static void on_open(void *ctx, const xml_node_t *hdr, const char *default_ns)
+{
+    (void)hdr;
+    (void)default_ns;
+    (void)ctx;
+}
+
+static void on_stanza(void *ctx, xml_node_t *st)
+{
+    comp_client_t *c = ctx;
+    if (c->state == CC_IDLE || c->state == CC_CLOSED) {
+        xml_free(st);
+        return;
+    }
+    if (!strcmp(st->ns, XML_NS_STREAM)) {
+        if (!strcmp(st->name, "features")) {
+            handle_features(c, st);
+        } else if (!strcmp(st->name, "error")) {
+            xml_node_t *cond = xml_child(st, NS_STREAMS, NULL);
+            log_warn("event=router-stream-error component=%s condition=%s", c->cfg.name,
+                     cond ? cond->name : "?");
+            cc_drop(c);
+        }
+    } else if (!strcmp(st->ns, NS_TLS)) {
+        if (!strcmp(st->name, "proceed"))
+            start_tls(c);
+        else
+            cc_drop(c);
+    } else if (!strcmp(st->ns, NS_SASL)) {
+        handle_sasl(c, st);
+    } else if (!strcmp(st->ns, COMP_NS)) {
+        handle_control(c, st);
+    } else if (c->state == CC_READY || c->state == CC_BINDING) {
+        /* Held stanzas may arrive as soon as a name is bound, before all
+         * binds are answered. */
+        c->in_count++;
+        int dup = c->have_marker && c->marker_epoch && c->marker_seq <= c->marker_epoch->last;
+        if (c->have_marker && c->marker_epoch && !dup)
+            c->marker_epoch->last = c->marker_seq;
+        c->have_marker = 0;
+        if (dup) {
+            log_debug("event=duplicate-dropped component=%s", c->cfg.name);
+        } else if (c->cb.on_stanza) {
+            c->cb.on_stanza(c->ctx, st);
+            return;
+        }
+    }
+    xml_free(st);
+}
+
+static void on_close(void *ctx)
+{
+    comp_client_t *c = ctx;
+    log_notice("event=router-closed component=%s", c->cfg.name);
+    cc_drop(c);
+}
+
+static const xml_stream_cb_t parser_cb = {
+    .on_open = on_open,
+    .on_stanza = on_stanza,
+    .on_close = on_close,
+};
+
+static void cc_read_cb(struct bufferevent *bev, void *arg)
+{
+    comp_client_t *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    c->in_callback = 1;
+    while (c->bev == bev && evbuffer_get_length(in)) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        size_t n = v.iov_len;
+        xs_err_t e = xml_stream_feed(c->xs, v.iov_base, n);
+        /* libevent keeps bev (and in) alive until this callback returns. */
+        evbuffer_drain(in, n);
+        if (c->bev != bev)
+            break; /* dropped, or replaced by the TLS filter */
+        if (e != XS_OK) {
+            log_warn("event=router-bad-xml component=%s detail=\"%s\"", c->cfg.name, xml_stream_error_text(c->xs));
+            cc_drop(c);
+            break;
+        }
+    }
+    if (c->bev)
+        send_ack(c);
+    c->in_callback = 0;
+    if (c->dead_xs) {
+        xml_stream_free(c->dead_xs);
+        c->dead_xs = NULL;
+    }
+    if (c->free_pending)
+        comp_client_free(c);
+}
+
+static void cc_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    comp_client_t *c = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        c->state = CC_STREAM;
+        strbuf_t sb;
+        strbuf_init(&sb);
+        comp_proto_header(&sb, NULL, c->cfg.router_name, NULL, 1);
+        cc_write(c, sb.data, sb.len);
+        strbuf_free(&sb);
+        return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        if (c->state == CC_READY || c->state >= CC_STREAM)
+            log_notice("event=router-link-lost component=%s router=%s unacked=%zu", c->cfg.name, c->cfg.router,
+                       c->lens_len);
+        cc_drop(c);
+    }
+}
+
+static void cc_connect(comp_client_t *c)
+{
+    c->bev = net_connect(c->base, &c->addr);
+    if (!c->bev) {
+        cc_drop(c);
+        return;
+    }
+    xml_limits_t lim;
+    xml_limits_default(&lim);
+    lim.max_stanza_bytes = 16u << 20;
+    c->xs = xml_stream_new(&parser_cb, c, &lim);
+    c->state = CC_CONNECTING;
+    bufferevent_setcb(c->bev, cc_read_cb, NULL, cc_event_cb, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    schedule(c, 10.0);
+}
+
+comp_client_t *comp_client_new(struct event_base *base, const comp_client_cfg_t *cfg,
+                               const comp_client_cb_t *cb, void *ctx)
+{
+    comp_client_t *c = xcalloc(1, sizeof *c);
+    c->base = base;
+    c->cfg = *cfg;
+    c->cfg.router = xstrdup(cfg->router);
+    c->cfg.router_name = xstrdup(cfg->router_name ? cfg->router_name : "router");
+    c->cfg.name = xstrdup(cfg->name);
+    c->cfg.secret = xstrdup(cfg->secret);
+    c->cfg.tls_ca = cfg->tls_ca ? xstrdup(cfg->tls_ca) : NULL;
+    c->binds = xcalloc(cfg->nbinds ? cfg->nbinds : 1, sizeof(char *));
+    for (size_t i = 0; i < cfg->nbinds; i++)
+        c->binds[i] = xstrdup(cfg->binds[i]);
+    c->cfg.binds = (const char *const *)c->binds;
+    if (cb)
+        c->cb = *cb;
+    c->ctx = ctx;
+    c->next_seq = c->first_seq = 1;
+    c->retained = evbuffer_new();
+    c->backoff = 0.1;
+    comp_proto_random_hex(c->epoch, 16);
+    c->timer = evtimer_new(base, timer_cb, c);
+    if (net_addr_parse(c->cfg.router, 5347, &c->addr) < 0) {
+        log_error("event=config component=%s router=%s reason=bad-address", c->cfg.name, c->cfg.router);
+        c->state = CC_CLOSED;
+        return c;
+    }
+    cc_connect(c);
+    return c;
+}
+
+void comp_client_close(comp_client_t *c, int force)
+{
+    c->closing = 1;
+    if (c->state != CC_READY || force || !c->lens_len) {
+        if (c->bev && c->state >= CC_STREAM) {
+            cc_puts(c, "</stream:stream>");
+            /* Best effort: hand the bytes to the kernel before closing. */
+            bufferevent_flush(c->bev, EV_WRITE, BEV_FLUSH);
+            evutil_socket_t fd = bufferevent_getfd(c->bev);
+            struct evbuffer *out = bufferevent_get_output(c->bev);
+            if (fd >= 0 && !c->tls)
+                evbuffer_write(out, fd);
+        }
+        cc_drop(c);
+    }
+}
+
+void comp_client_free(comp_client_t *c)
+{
+    if (!c)
+        return;
+    if (c->in_callback) {
+        c->free_pending = 1;
+        return;
+    }
+    c->closing = 1;
+    if (c->bev)
+        bufferevent_free(c->bev);
+    if (c->xs)
+        xml_stream_free(c->xs);
+    if (c->sasl)
+        sasl_client_free(c->sasl);
+    if (c->tls_ctx)
+        SSL_CTX_free(c->tls_ctx);
+    event_free(c->timer);
+    evbuffer_free(c->retained);
+    free(c->lens);
+    free(c->seen);
+    for (size_t i = 0; i < c->cfg.nbinds; i++)
+        free(c->binds[i]);
+    free(c->binds);
+    free((char *)c->cfg.router);
+    free((char *)c->cfg.router_name);
+    free((char *)c->cfg.name);
+    free((char *)c->cfg.secret);
+    free((char *)c->cfg.tls_ca);
+    free(c);
+}

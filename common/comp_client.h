@@ -1,0 +1,59 @@
+/* comp_client: the component side of the internal protocol, as a library.
+ *
+ * Connects to the router (TCP or UNIX socket; STARTTLS when the router is not
+ * on loopback or requires it), authenticates with SCRAM-SHA-256 (-PLUS over
+ * TLS), binds its names and keeps the link up forever: reconnects with capped,
+ * jittered exponential backoff and re-binds. Every stanza sent is numbered and
+ * kept until the router acknowledges it (the router only does so once the
+ * destination acknowledged it), so a router restart loses nothing; after a
+ * reconnect the unacknowledged ones are sent again and the receiving side drops
+ * the duplicates by their origin marker. The buffer is bounded (max_buffer):
+ * comp_client_send fails when it is full and the caller decides (bounce, wait). */
+#ifndef WEFT_COMP_CLIENT_H
+#define WEFT_COMP_CLIENT_H
+#include <stddef.h>
+#include <event2/event.h>
+#include "xml.h"
+
+typedef struct comp_client_cfg {
+    const char *router;        /* "host:port" or "unix:/path" */
+    const char *router_name;   /* the router's name (stream 'to', TLS name check) */
+    const char *name;          /* our component name (SASL identity) */
+    const char *secret;
+    const char *const *binds;  /* names to bind */
+    size_t nbinds;
+    int bind_default;          /* also bind the default route */
+    const char *tls_ca;        /* CA bundle to verify the router; NULL: system default */
+    int tls_verify;            /* verify the router's certificate when TLS is used */
+    size_t max_buffer;         /* unacknowledged bytes kept (0: 16 MiB) */
+    double backoff_max;        /* seconds (0: 10) */
+} comp_client_cfg_t;
+
+typedef struct comp_client_cb {
+    void (*on_ready)(void *ctx);                          /* authenticated and names bound */
+    void (*on_down)(void *ctx);                           /* link lost; reconnecting */
+    void (*on_stanza)(void *ctx, xml_node_t *stanza);     /* callee owns stanza */
+    void (*on_name)(void *ctx, const char *name, const char *instance, int up);
+    void (*on_bind_error)(void *ctx, const char *name, const char *condition);
+} comp_client_cb_t;
+
+typedef struct comp_client comp_client_t;
+
+/* Copies cfg (strings included) and starts connecting at once. */
+comp_client_t *comp_client_new(struct event_base *base, const comp_client_cfg_t *cfg,
+                               const comp_client_cb_t *cb, void *ctx);
+void comp_client_free(comp_client_t *c);
+/* Queues a stanza (serialized in jabber:component:accept). 0, or -1 when the
+ * buffer is full. Safe to call while disconnected. */
+int comp_client_send(comp_client_t *c, const xml_node_t *stanza);
+/* Same with an already serialized top-level element. */
+int comp_client_send_raw(comp_client_t *c, const char *bytes, size_t len);
+int comp_client_is_ready(const comp_client_t *c);
+/* Stanzas sent and not yet acknowledged (still in our buffer). */
+size_t comp_client_unacked(const comp_client_t *c);
+size_t comp_client_buffered_bytes(const comp_client_t *c);
+/* Sends </stream:stream> once everything is acknowledged (or at once with
+ * force), then stops reconnecting; on_down is called when closed. */
+void comp_client_close(comp_client_t *c, int force);
+
+#endif

@@ -1,0 +1,266 @@
+/* forward: the router's hot path. A raw top-level element from a component is
+ * routed by the domain of its 'to' (partitioned names by the bare JID of 'to',
+ * or by the 'user' attribute of non-stanza elements such as session-control
+ * wrappers) and its bytes are written unchanged to the chosen link. Internal
+ * components get a <w:o/> origin marker before each stanza so they can drop
+ * duplicates after a router restart, and keep every stanza until acknowledged. */
+#include "router.h"
+#include "comp_proto.h"
+#include "jid.h"
+#include "log.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Lower-cases an ASCII domain into buf; non-ASCII bytes are kept (edges send
+ * prepared JIDs; this only forgives a sloppy component's capitals). */
+static size_t domain_key(const char *to, char *buf, size_t cap)
+{
+    size_t len;
+    const char *d = jid_domain_span(to, &len);
+    if (!d || len == 0 || len >= cap)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = d[i];
+        buf[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    buf[len] = '\0';
+    return len;
+}
+
+static void fifo_push(link_t *l, origin_t *o, uint64_t seq, slot_t *s, size_t len)
+{
+    if (l->fifo_len == l->fifo_cap) {
+        size_t ncap = l->fifo_cap ? l->fifo_cap * 2 : 256;
+        inflight_t *n = xmalloc(ncap * sizeof *n);
+        for (size_t i = 0; i < l->fifo_len; i++)
+            n[i] = l->fifo[(l->fifo_head + i) % l->fifo_cap];
+        free(l->fifo);
+        l->fifo = n;
+        l->fifo_head = 0;
+        l->fifo_cap = ncap;
+    }
+    inflight_t *f = &l->fifo[(l->fifo_head + l->fifo_len) % l->fifo_cap];
+    f->origin = o;
+    f->seq = seq;
+    f->slot = s;
+    f->len = len;
+    l->fifo_len++;
+    origin_ref(o);
+}
+
+static void write_marker(link_t *d, const origin_t *o, uint64_t seq)
+{
+    char buf[96];
+    int n;
+    if (d->last_marker == o)
+        n = snprintf(buf, sizeof buf, "<w:o n='%llu'/>", (unsigned long long)seq);
+    else
+        n = snprintf(buf, sizeof buf, "<w:o e='%s' n='%llu'/>", o->epoch, (unsigned long long)seq);
+    d->last_marker = o;
+    bufferevent_write(d->bev, buf, (size_t)n);
+}
+
+/* Delivers to the slot's link, or holds while the slot's instance is away. */
+void forward_to_slot(slot_t *s, origin_t *o, uint64_t seq, const char *bytes, size_t len)
+{
+    link_t *d = s->link;
+    if (!d) {
+        if (names_hold(s, o, seq, bytes, len) < 0)
+            forward_bounce(o, seq, bytes, len, "resource-constraint", "wait");
+        return;
+    }
+    if (d->internal) {
+        write_marker(d, o, seq);
+        bufferevent_write(d->bev, bytes, len);
+        evbuffer_add(d->retained, bytes, len);
+        fifo_push(d, o, seq, s, len);
+        d->out_count++;
+    } else {
+        bufferevent_write(d->bev, bytes, len);
+        origin_done(o, seq);
+    }
+    d->c.stanzas_out++;
+    d->c.bytes_out += len;
+}
+
+/* A cumulative acknowledgement from an internal component: the first h stanzas
+ * the router sent on this link are processed. */
+void forward_ack(link_t *l, uint64_t h)
+{
+    if (h > l->out_count || h < l->out_acked) {
+        link_close_error(l, "undefined-condition", "acknowledged more than was sent");
+        return;
+    }
+    size_t drain = 0;
+    while (l->out_acked < h) {
+        inflight_t *f = &l->fifo[l->fifo_head];
+        drain += f->len;
+        origin_done(f->origin, f->seq);
+        origin_unref(f->origin);
+        l->fifo_head = (l->fifo_head + 1) % l->fifo_cap;
+        l->fifo_len--;
+        l->out_acked++;
+    }
+    evbuffer_drain(l->retained, drain);
+    if (evbuffer_get_length(l->retained) <= router_config->unacked_bytes / 2)
+        forward_output_drained(l);
+}
+
+/* Resumes the senders paused on a destination once it can take more. */
+void forward_output_drained(link_t *l)
+{
+    if (evbuffer_get_length(bufferevent_get_output(l->bev)) > router_config->output_high / 2)
+        return;
+    if (evbuffer_get_length(l->retained) > router_config->unacked_bytes / 2)
+        return;
+    size_t n = l->nwaiters;
+    link_t **w = l->waiters;
+    l->waiters = NULL;
+    l->nwaiters = l->capwaiters = 0;
+    for (size_t i = 0; i < n; i++)
+        link_resume(w[i], 1);
+    free(w);
+}
+
+static void wait_on(link_t *src, link_t *dst)
+{
+    for (size_t i = 0; i < dst->nwaiters; i++)
+        if (dst->waiters[i] == src)
+            goto paused;
+    if (dst->nwaiters == dst->capwaiters) {
+        dst->capwaiters = dst->capwaiters ? dst->capwaiters * 2 : 8;
+        dst->waiters = xrealloc(dst->waiters, dst->capwaiters * sizeof *dst->waiters);
+    }
+    dst->waiters[dst->nwaiters++] = src;
+paused:
+    link_pause(src, 1);
+}
+
+/* Removes a dying link from every waiter list it is on. */
+void forward_forget_waiter(link_t *gone)
+{
+    for (link_t *l = link_list(); l; l = l->next)
+        for (size_t i = 0; i < l->nwaiters; i++)
+            if (l->waiters[i] == gone)
+                l->waiters[i--] = l->waiters[--l->nwaiters];
+}
+
+/* Sends an error reply for a stanza that cannot be delivered, routed like any
+ * stanza; the original is then done. Errors are never answered. */
+void forward_bounce(origin_t *o, uint64_t seq, const char *bytes, size_t len,
+                    const char *condition, const char *etype)
+{
+    xml_node_t *b = comp_proto_bounce(bytes, len, condition, etype);
+    if (o)
+        origin_done(o, seq);
+    if (!b) {
+        log_info("event=drop reason=undeliverable-error-or-result condition=%s", condition);
+        return;
+    }
+    strbuf_t sb;
+    strbuf_init(&sb);
+    xml_serialize(b, COMP_NS_ACCEPT, &sb);
+    const char *to = xml_attr_get(b, "to");
+    char dom[1024];
+    size_t dl = to ? domain_key(to, dom, sizeof dom) : 0;
+    route_name_t *rn = dl ? names_lookup(dom, dl) : NULL;
+    if (!rn || !rn->slots)
+        rn = names_default();
+    size_t keylen = 0;
+    const char *slash = to ? strchr(to, '/') : NULL;
+    if (to)
+        keylen = slash ? (size_t)(slash - to) : strlen(to);
+    slot_t *s = rn->slots ? names_pick(rn, to ? to : "", keylen) : NULL;
+    if (s) {
+        /* Bounces come from the router itself: nothing to acknowledge. */
+        static origin_t *self;
+        if (!self)
+            self = origin_anonymous(NULL);
+        uint64_t bseq = self->next_seq++;
+        forward_to_slot(s, self, bseq, sb.data, sb.len);
+        origin_done(self, bseq);
+    } else {
+        log_warn("event=bounce-undeliverable to=%s condition=%s", to ? to : "-", condition);
+    }
+    log_info("event=bounce to=%s condition=%s", to ? to : "-", condition);
+    strbuf_free(&sb);
+    xml_free(b);
+}
+
+void forward_raw(link_t *from, const char *ns, const char *name, const char **attrs,
+                 const char *bytes, size_t len)
+{
+    origin_t *o = from->origin;
+    uint64_t seq = o->next_seq++;
+    from->c.stanzas_in++;
+    from->c.bytes_in += len;
+    const char *type = xml_attrs_find(attrs, "type");
+    const char *to = xml_attrs_find(attrs, "to");
+    int stanza_ns = !strcmp(ns, COMP_NS_ACCEPT);
+
+    if (!from->acl->trusted_from) {
+        const char *fromattr = xml_attrs_find(attrs, "from");
+        char fd[1024];
+        size_t fl = fromattr ? domain_key(fromattr, fd, sizeof fd) : 0;
+        int ok = 0;
+        for (size_t i = 0; fl && i < from->nbound; i++)
+            if (!strcmp(from->bound[i], fd))
+                ok = 1;
+        if (!ok) {
+            origin_done(o, seq);
+            link_close_error(from, "invalid-from", "from is not a name this component bound");
+            return;
+        }
+    }
+    char dom[1024];
+    size_t dl = to ? domain_key(to, dom, sizeof dom) : 0;
+    if (dl == 0) {
+        if (comp_proto_bounceable(name, type))
+            forward_bounce(o, seq, bytes, len, to ? "jid-malformed" : "service-unavailable", "cancel");
+        else
+            origin_done(o, seq);
+        return;
+    }
+    route_name_t *rn = names_lookup(dom, dl);
+    if (!rn || !rn->slots) {
+        rn = names_default();
+        if (!rn->slots) {
+            if (comp_proto_bounceable(name, type))
+                forward_bounce(o, seq, bytes, len, "remote-server-not-found", "cancel");
+            else {
+                log_info("event=drop reason=no-route to=%s type=error", to);
+                origin_done(o, seq);
+            }
+            return;
+        }
+    }
+    const char *key = to;
+    size_t keylen;
+    const char *user = stanza_ns ? NULL : xml_attrs_find(attrs, "user");
+    if (user) {
+        key = user;
+        keylen = strlen(user);
+    } else {
+        const char *slash = strchr(to, '/');
+        keylen = slash ? (size_t)(slash - to) : strlen(to);
+    }
+    slot_t *s = names_pick(rn, key, keylen);
+    if (!s->link && s->down_since > 0 && daemon_now() - s->down_since >= router_config->hold_seconds) {
+        if (comp_proto_bounceable(name, type))
+            forward_bounce(o, seq, bytes, len, "service-unavailable", "cancel");
+        else
+            origin_done(o, seq);
+        return;
+    }
+    forward_to_slot(s, o, seq, bytes, len);
+    link_t *d = s->link;
+    if (d && d != from) {
+        size_t out = evbuffer_get_length(bufferevent_get_output(d->bev));
+        if (out > router_config->output_high ||
+            (d->internal && evbuffer_get_length(d->retained) > router_config->unacked_bytes))
+            wait_on(from, d);
+    }
+    if (origin_window_full(o))
+        link_pause(from, 2);
+}

@@ -1,0 +1,209 @@
+/* origin: per sending component epoch, which of its stanzas are done.
+ *
+ * A component numbers the stanzas it sends (seq, per epoch: one run of the
+ * process). A stanza is done when the destination acknowledged it, it was
+ * bounced, or it went to a legacy component that cannot acknowledge. The router
+ * acknowledges to the sender the highest seq below which everything is done,
+ * so the sender can forget them; after a router restart the sender resends the
+ * rest. Invariant: done_upto < next_seq, and next_seq - done_upto <= ring. */
+#include "router.h"
+#include "log.h"
+#include "comp_proto.h"
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static origin_t *origins;
+static link_t *ack_list;
+static struct event *ack_event;
+static uint64_t anon_counter;
+static char boot_id[17];
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    origin_flush_acks();
+}
+
+static uint64_t ring_size(void)
+{
+    uint64_t r = 64;
+    while (r < (uint64_t)router_config->window)
+        r <<= 1;
+    return r;
+}
+
+static origin_t *origin_new(const char *epoch, uint64_t next)
+{
+    origin_t *o = xcalloc(1, sizeof *o);
+    snprintf(o->epoch, sizeof o->epoch, "%s", epoch);
+    o->next_seq = next ? next : 1;
+    o->done_upto = o->next_seq - 1;
+    o->ring = ring_size();
+    o->bits = xcalloc(o->ring / 8, 1);
+    o->next = origins;
+    origins = o;
+    return o;
+}
+
+origin_t *origin_attach(const char *epoch, uint64_t next, link_t *l)
+{
+    origin_t *o;
+    for (o = origins; o; o = o->next)
+        if (!strcmp(o->epoch, epoch))
+            break;
+    if (!o) {
+        o = origin_new(epoch, next);
+    } else {
+        if (o->link && o->link != l) {
+            link_t *old = o->link;
+            o->link = NULL;
+            old->origin = NULL;
+            link_close_error(old, "conflict", "replaced by a new connection of the same epoch");
+        }
+        /* The component resends everything after done_upto; seqs already in
+         * flight come again and destinations drop the duplicates. */
+        if (next > o->done_upto + 1 && next <= o->next_seq)
+            o->done_upto = next - 1;
+        o->next_seq = o->done_upto + 1;
+    }
+    o->link = l;
+    o->detached_at = 0;
+    return o;
+}
+
+origin_t *origin_anonymous(link_t *l)
+{
+    if (!boot_id[0])
+        comp_proto_random_hex(boot_id, 8);
+    char epoch[40];
+    snprintf(epoch, sizeof epoch, "r%s.%llu", boot_id, (unsigned long long)++anon_counter);
+    origin_t *o = origin_new(epoch, 1);
+    o->link = l;
+    return o;
+}
+
+void origin_detach(origin_t *o)
+{
+    o->link = NULL;
+    o->detached_at = daemon_now();
+}
+
+int origin_window_full(const origin_t *o)
+{
+    return o->next_seq - o->done_upto >= o->ring;
+}
+
+static int bit_get(const origin_t *o, uint64_t seq)
+{
+    uint64_t i = seq & (o->ring - 1);
+    return (o->bits[i >> 3] >> (i & 7)) & 1;
+}
+
+static void bit_set(origin_t *o, uint64_t seq, int v)
+{
+    uint64_t i = seq & (o->ring - 1);
+    if (v)
+        o->bits[i >> 3] |= (uint8_t)(1u << (i & 7));
+    else
+        o->bits[i >> 3] &= (uint8_t)~(1u << (i & 7));
+}
+
+void origin_done(origin_t *o, uint64_t seq)
+{
+    if (seq <= o->done_upto || seq >= o->next_seq)
+        return;
+    bit_set(o, seq, 1);
+    uint64_t before = o->done_upto;
+    while (o->done_upto + 1 < o->next_seq && bit_get(o, o->done_upto + 1)) {
+        bit_set(o, o->done_upto + 1, 0);
+        o->done_upto++;
+    }
+    if (o->done_upto == before)
+        return;
+    link_t *l = o->link;
+    if (!l)
+        return;
+    if (l->pause_reasons & 2)
+        link_resume(l, 2);
+    if (l->internal && !l->ack_pending) {
+        l->ack_pending = 1;
+        l->ack_next = ack_list;
+        ack_list = l;
+        if (!ack_event)
+            ack_event = event_new(daemon_base(), -1, 0, flush_cb, NULL);
+        event_active(ack_event, 0, 0);
+    }
+}
+
+/* Sends one cumulative <w:a/> per link that has news, once per loop turn. */
+void origin_flush_acks(void)
+{
+    while (ack_list) {
+        link_t *l = ack_list;
+        ack_list = l->ack_next;
+        l->ack_next = NULL;
+        l->ack_pending = 0;
+        if (!l->origin || l->state != LINK_READY)
+            continue;
+        char buf[64];
+        int n = snprintf(buf, sizeof buf, "<w:a h='%llu'/>", (unsigned long long)l->origin->done_upto);
+        link_send(l, buf, (size_t)n);
+    }
+}
+
+/* Removes a link from the pending-ack list (it is going away). */
+void origin_forget_link(link_t *l)
+{
+    for (link_t **pp = &ack_list; *pp; pp = &(*pp)->ack_next) {
+        if (*pp == l) {
+            *pp = l->ack_next;
+            break;
+        }
+    }
+    l->ack_pending = 0;
+}
+
+void origin_ref(origin_t *o)
+{
+    o->refs++;
+}
+
+void origin_unref(origin_t *o)
+{
+    o->refs--;
+}
+
+/* An origin whose component is gone and that nothing refers to is forgotten
+ * after twice the hold time: long enough for a reconnect to find it. */
+void origin_cron(double now)
+{
+    double keep = router_config->hold_seconds * 2 + 10;
+    for (origin_t **pp = &origins; *pp;) {
+        origin_t *o = *pp;
+        if (!o->link && o->refs == 0 && o->detached_at > 0 && now - o->detached_at > keep) {
+            *pp = o->next;
+            free(o->bits);
+            free(o);
+        } else {
+            pp = &o->next;
+        }
+    }
+}
+
+void origin_free_all(void)
+{
+    while (origins) {
+        origin_t *o = origins;
+        origins = o->next;
+        free(o->bits);
+        free(o);
+    }
+    if (ack_event)
+        event_free(ack_event);
+    ack_event = NULL;
+    ack_list = NULL;
+}

@@ -1,0 +1,216 @@
+/* router: shared types of the router process.
+ *
+ * Ownership: link_t (one per component connection) is owned by link.c; the
+ * routing table (names, their instance slots and hold queues) by names.c;
+ * origin_t (one per sending component epoch: what the router has to
+ * acknowledge back to it) by origin.c; forward.c moves stanzas between them.
+ * Everything lives on one event loop; nothing here is thread-safe. */
+#ifndef WEFT_ROUTER_H
+#define WEFT_ROUTER_H
+#include <stddef.h>
+#include <stdint.h>
+#include <event2/bufferevent.h>
+#include <event2/buffer.h>
+#include <openssl/ssl.h>
+#include "daemon.h"
+#include "sasl.h"
+#include "xml_stream.h"
+
+/* One <component> entry of router.xml: who may connect and what it may do. */
+typedef struct acl {
+    char *name;            /* authentication name (SASL authcid / XEP-0114 domain) */
+    char *secret;
+    int xep0114;           /* 1: legacy jabber:component:accept handshake */
+    int may_default;       /* may bind the default route */
+    int trusted_from;      /* from= is not checked against its bound names */
+    char **binds;          /* names it may bind: exact, or "*.suffix" */
+    size_t nbinds;
+    scram_keys_t keys;     /* derived from secret at start */
+    struct acl *next;
+} acl_t;
+
+typedef struct router_cfg {
+    daemon_common_t common;
+    char *name;
+    char *listen;
+    char *listen_unix;
+    char *control;
+    char *tls_cert;
+    char *tls_key;
+    int tls_required_remote;
+    int xep0114_remote;
+    size_t stanza_bytes;
+    long depth;
+    long attrs;
+    size_t output_high;
+    size_t unacked_bytes;
+    long window;
+    double hold_seconds;
+    size_t hold_bytes;
+    double auth_timeout;
+    long scram_iterations;
+    acl_t *acls;
+    char **partitioned;
+    size_t npartitioned;
+} router_cfg_t;
+
+extern const cfg_option_t router_options[];
+extern router_cfg_t *router_config;
+const acl_t *router_acl_find(const char *name);
+int router_acl_may_bind(const acl_t *acl, const char *name);
+
+typedef struct link link_t;
+typedef struct slot slot_t;
+typedef struct origin origin_t;
+
+/* A stanza forwarded to an internal component and not yet acknowledged by it. */
+typedef struct inflight {
+    origin_t *origin;
+    uint64_t seq;
+    slot_t *slot;
+    size_t len;
+} inflight_t;
+
+typedef enum link_state {
+    LINK_HEADER,      /* waiting for the stream header */
+    LINK_AUTH,        /* features sent; STARTTLS or SASL expected */
+    LINK_SESSION,     /* authenticated; <w:session> expected */
+    LINK_READY,       /* routing */
+    LINK_CLOSING,     /* stream error sent; closing after flush */
+} link_state_t;
+
+typedef struct link_counters {
+    uint64_t stanzas_in, stanzas_out, bytes_in, bytes_out, bounced;
+} link_counters_t;
+
+struct link {
+    uint64_t id;
+    struct bufferevent *bev;
+    xml_stream_t *xs;
+    char peer[64];
+    int local;                 /* loopback or UNIX peer */
+    int internal;              /* internal protocol (else XEP-0114) */
+    int tls;
+    link_state_t state;
+    const acl_t *acl;
+    char stream_id[33];
+    int header_sent;           /* our stream header is out (errors need one first) */
+    sasl_server_t *sasl;
+    struct event *auth_timer;
+    origin_t *origin;          /* our bookkeeping of what it sent */
+    /* Stanzas sent to it, in order, kept until acknowledged (internal only). */
+    uint64_t out_count;        /* stanzas forwarded on this link */
+    uint64_t out_acked;
+    inflight_t *fifo;
+    size_t fifo_head, fifo_len, fifo_cap;
+    struct evbuffer *retained; /* bytes of the fifo's stanzas, same order */
+    const origin_t *last_marker;
+    /* Sources paused because this link's output is full. */
+    link_t **waiters;
+    size_t nwaiters, capwaiters;
+    int paused;                /* our reading from it is paused */
+    int pause_reasons;         /* bit 1: destination full, bit 2: window full */
+    char **bound;              /* names it bound */
+    size_t nbound;
+    link_counters_t c;
+    link_t *next;              /* all links */
+    link_t *ack_next;          /* pending-ack list */
+    int ack_pending;
+};
+
+/* link.c */
+int link_start(struct event_base *base, router_cfg_t *cfg);
+void link_stop_all(void);
+void link_free_all(void);
+int link_load_tls(void);
+void link_send(link_t *l, const char *data, size_t len);
+void link_close_error(link_t *l, const char *condition, const char *text);
+void link_pause(link_t *l, int reason);
+void link_resume(link_t *l, int reason);
+link_t *link_list(void);
+size_t link_count(void);
+
+/* origin.c: tracking which of a component's stanzas are done. */
+struct origin {
+    char epoch[40];
+    link_t *link;              /* attached link, NULL while away */
+    uint64_t done_upto;        /* every seq <= done_upto is done */
+    uint64_t next_seq;         /* seq the next stanza read gets */
+    uint8_t *bits;             /* ring of done flags for (done_upto, next_seq) */
+    uint64_t ring;             /* ring size (power of two) */
+    unsigned refs;             /* inflight/held entries pointing here */
+    double detached_at;
+    origin_t *next;
+};
+origin_t *origin_attach(const char *epoch, uint64_t next, link_t *l);
+origin_t *origin_anonymous(link_t *l);
+void origin_detach(origin_t *o);
+void origin_done(origin_t *o, uint64_t seq);
+int origin_window_full(const origin_t *o);
+void origin_ref(origin_t *o);
+void origin_unref(origin_t *o);
+void origin_cron(double now);
+void origin_flush_acks(void);
+void origin_forget_link(link_t *l);
+void origin_free_all(void);
+
+/* names.c: the routing table. */
+typedef struct held {
+    struct held *next;
+    origin_t *origin;
+    uint64_t seq;
+    double since;
+    size_t len;
+    char bytes[];
+} held_t;
+
+struct slot {
+    char *instance;            /* the ACL name of the instance */
+    link_t *link;              /* NULL while away */
+    double down_since;
+    held_t *head, *tail;
+    size_t held_bytes, held_count;
+    struct route_name *rn;
+    slot_t *next;
+};
+
+typedef struct route_name {
+    char *name;                /* "" for the default route */
+    int partitioned;
+    slot_t *slots;
+    struct route_name *next;   /* hash chain */
+} route_name_t;
+
+void names_init(router_cfg_t *cfg);
+void names_free_all(void);
+/* Bind: 0 ok; otherwise a condition name for <w:bind-error>. */
+const char *names_bind(link_t *l, const char *name, int is_default);
+const char *names_bind_check(link_t *l, const char *name, int is_default);
+void names_unbind(link_t *l, const char *name);
+/* Called when a link goes away: its slots go down, inflight requeued. */
+void names_link_lost(link_t *l);
+route_name_t *names_lookup(const char *name, size_t len);
+route_name_t *names_default(void);
+slot_t *names_pick(route_name_t *rn, const char *key, size_t keylen);
+int names_hold(slot_t *s, origin_t *o, uint64_t seq, const char *bytes, size_t len);
+void names_cron(double now);
+void names_announce_all(link_t *to);
+void names_broadcast(const char *name, const char *instance, int up);
+size_t names_held_total(void);
+void names_stats(strbuf_t *out);
+
+/* forward.c */
+void forward_raw(link_t *from, const char *ns, const char *name, const char **attrs,
+                 const char *bytes, size_t len);
+void forward_to_slot(slot_t *s, origin_t *o, uint64_t seq, const char *bytes, size_t len);
+void forward_ack(link_t *l, uint64_t h);
+void forward_bounce(origin_t *o, uint64_t seq, const char *bytes, size_t len,
+                    const char *condition, const char *etype);
+void forward_output_drained(link_t *l);
+void forward_forget_waiter(link_t *gone);
+
+/* control.c: the admin socket. */
+int control_start(struct event_base *base, const char *path);
+void control_stop(void);
+
+#endif

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what weft needs to build and test on Debian 12, only if missing.
+# Sourced by scripts/run and scripts/test; safe to run again.
+set -euo pipefail
+WEFT_PACKAGES=(build-essential meson ninja-build pkg-config clang
+  libevent-dev libexpat1-dev libssl-dev libsqlite3-dev libidn-dev libcmocka-dev
+  python3 python3-pytest python3-slixmpp openssl valgrind)
+missing=()
+for p in "${WEFT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "weft: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,165 @@
+"""Shared fixtures for weft integration tests: real processes on loopback.
+
+Every test gets its own temporary directory and free ports (asked from the
+kernel), and every process it starts is stopped at teardown.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+BUILD = os.environ.get("WEFT_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port} not listening")
+
+
+def wait_for(pred, timeout=10.0, step=0.05):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+ROUTER_XML = """<router>
+  <name>router</name>
+  <listen>127.0.0.1:{port}</listen>
+  <control>{dir}/router.ctl</control>
+  <log><level>{log_level}</level></log>
+  <hold><seconds>{hold}</seconds></hold>
+  {extra}
+  <component name="a" secret="secret-a"><bind>a.test</bind></component>
+  <component name="b" secret="secret-b"><bind>b.test</bind><bind>p.test</bind></component>
+  <component name="b2" secret="secret-b2"><bind>p.test</bind></component>
+  <component name="legacy.test" secret="legacy-secret" protocol="xep0114"/>
+  <partition>p.test</partition>
+</router>
+"""
+
+
+class Proc:
+    def __init__(self, args, log_path):
+        self.args = args
+        self.log_path = log_path
+        self.log = open(log_path, "ab")
+        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log)
+
+    def kill9(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGKILL)
+            self.p.wait()
+
+    def stop(self, timeout=10):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.log.close()
+        return self.p.returncode
+
+    def report(self, timeout=60):
+        """Asks a testcomp for its JSON report (SIGTERM) and returns it."""
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+        out, _ = self.p.communicate(timeout=timeout)
+        self.log.close()
+        lines = [l for l in out.decode().splitlines() if l.startswith("{")]
+        assert lines, f"no report from {self.args}"
+        return json.loads(lines[-1])
+
+    def wait_report(self, timeout=60):
+        """Waits for a testcomp to exit by itself (--expect) and parses its report."""
+        out, _ = self.p.communicate(timeout=timeout)
+        self.log.close()
+        lines = [l for l in out.decode().splitlines() if l.startswith("{")]
+        assert lines, f"no report from {self.args}"
+        return json.loads(lines[-1])
+
+
+class Env:
+    def __init__(self, tmp_path):
+        self.dir = tmp_path
+        self.procs = []
+        self.router_port = free_port()
+        self.router = None
+
+    def write_router_config(self, hold=30, extra="", log_level="info"):
+        path = self.dir / "router.xml"
+        path.write_text(ROUTER_XML.format(port=self.router_port, dir=self.dir, hold=hold,
+                                          extra=extra, log_level=log_level))
+        return path
+
+    def start_router(self, **kw):
+        cfg = self.dir / "router.xml"
+        if kw or not cfg.exists():
+            cfg = self.write_router_config(**kw)
+        self.router = Proc([os.path.join(BUILD, "router", "weft-router"), "-c", str(cfg)],
+                           self.dir / "router.log")
+        self.procs.append(self.router)
+        wait_port(self.router_port)
+        return self.router
+
+    def comp(self, name, secret, *args, ready=True):
+        ready_file = self.dir / f"ready-{name}-{len(self.procs)}"
+        p = Proc([os.path.join(BUILD, "tests", "integration", "testcomp"),
+                  "--router", f"127.0.0.1:{self.router_port}", "--name", name, "--secret", secret,
+                  "--ready-file", str(ready_file), *[str(a) for a in args]],
+                 self.dir / f"comp-{name}.log")
+        self.procs.append(p)
+        if ready:
+            assert wait_for(ready_file.exists, 15), f"component {name} never became ready; see {p.log_path}"
+        p.ready_file = ready_file
+        return p
+
+    def stats(self):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(self.dir / "router.ctl"))
+        s.sendall(b"stats\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        return data.decode()
+
+    def router_log(self):
+        return (self.dir / "router.log").read_text(errors="replace")
+
+    def close(self):
+        for p in reversed(self.procs):
+            try:
+                p.stop()
+            except Exception:
+                pass
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = Env(tmp_path)
+    yield e
+    e.close()
