@@ -388,6 +388,8 @@ int cfg_load_buffer(const cfg_option_t *table, void *target, const char *file,
     }
     xml_limits_t limits;
     xml_limits_default(&limits);
+    limits.allow_comments = 1; /* operators annotate their config files */
+    limits.max_stanza_bytes = 4u << 20;
     char xerr[256] = "";
     unsigned xline = 0;
     xml_node_t *root = xml_parse_document(data, len, &limits, xerr, sizeof xerr, &xline);

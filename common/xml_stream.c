@@ -95,6 +95,7 @@ void xml_limits_default(xml_limits_t *l)
     l->max_attrs = 64;
     l->max_text = 262144;
     l->max_header_bytes = 4096;
+    l->allow_comments = 0;
 }
 
 const char *xs_err_condition(xs_err_t err)
@@ -499,7 +500,8 @@ static void parser_create(xml_stream_t *xs)
     XML_SetEntityDeclHandler(xs->p, h_entity_decl);
     XML_SetSkippedEntityHandler(xs->p, h_skipped_entity);
     XML_SetExternalEntityRefHandler(xs->p, h_ext_entity);
-    XML_SetCommentHandler(xs->p, h_comment);
+    if (!xs->lim.allow_comments)
+        XML_SetCommentHandler(xs->p, h_comment);
     XML_SetProcessingInstructionHandler(xs->p, h_pi);
     XML_SetParamEntityParsing(xs->p, XML_PARAM_ENTITY_PARSING_NEVER);
     if (XML_SetReparseDeferralEnabled)

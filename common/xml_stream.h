@@ -21,6 +21,7 @@ typedef struct xml_limits {
     unsigned max_attrs;       /* attributes per element (default 64) */
     size_t max_text;          /* bytes of one text run / attribute value (default 262144) */
     size_t max_header_bytes;  /* bytes of the stream header (default 4096) */
+    int allow_comments;       /* 1 for trusted documents (config files); never on streams */
 } xml_limits_t;
 
 void xml_limits_default(xml_limits_t *l);
