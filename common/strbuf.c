@@ -101,14 +101,21 @@ void strbuf_putc(strbuf_t *sb, char c)
 
 void strbuf_vprintf(strbuf_t *sb, const char *fmt, va_list ap)
 {
+    /* Try in the free space first; grow and retry only when it did not fit. */
+    strbuf_reserve(sb, 64);
     va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
+    size_t avail = sb->cap - sb->len;
+    int n = vsnprintf(sb->data + sb->len, avail, fmt, ap2);
     va_end(ap2);
-    if (n < 0)
+    if (n < 0) {
+        sb->data[sb->len] = '\0';
         return;
-    strbuf_reserve(sb, (size_t)n);
-    vsnprintf(sb->data + sb->len, (size_t)n + 1, fmt, ap);
+    }
+    if ((size_t)n >= avail) {
+        strbuf_reserve(sb, (size_t)n);
+        vsnprintf(sb->data + sb->len, (size_t)n + 1, fmt, ap);
+    }
     sb->len += (size_t)n;
 }
 

@@ -28,13 +28,6 @@ static uint32_t name_hash(const char *s, size_t n)
     return h;
 }
 
-void names_init(router_cfg_t *c)
-{
-    (void)c;
-    default_route = xcalloc(1, sizeof *default_route);
-    default_route->name = xstrdup("");
-}
-
 route_name_t *names_lookup(const char *name, size_t len)
 {
     for (route_name_t *rn = buckets[name_hash(name, len) % NAMES_BUCKETS]; rn; rn = rn->next)
@@ -69,6 +62,45 @@ static route_name_t *names_get(const char *name)
     rn->next = buckets[b];
     buckets[b] = rn;
     return rn;
+}
+
+static slot_t *slot_new(route_name_t *rn, const char *instance)
+{
+    slot_t *s = xcalloc(1, sizeof *s);
+    s->instance = xstrdup(instance);
+    s->rn = rn;
+    s->next = rn->slots;
+    rn->slots = s;
+    return s;
+}
+
+/* A router that just started knows no binds yet, but its config says which
+ * names which components will bind. Each such name gets an "away" slot, as if
+ * its component had just left: what arrives for it before the component is
+ * back waits in the hold queue instead of bouncing. Slots nobody claims expire
+ * after hold.seconds like any other. Wildcard ACL entries cannot be known in
+ * advance and get no slot. */
+void names_init(router_cfg_t *c)
+{
+    double now = daemon_now();
+    default_route = xcalloc(1, sizeof *default_route);
+    default_route->name = xstrdup("");
+    for (const acl_t *a = c->acls; a; a = a->next) {
+        for (size_t i = 0; i < a->nbinds; i++) {
+            const char *name = a->binds[i];
+            if (strchr(name, '*'))
+                continue;
+            route_name_t *rn = names_get(name);
+            int have = 0;
+            for (slot_t *s = rn->slots; s; s = s->next)
+                if (!strcmp(s->instance, a->name))
+                    have = 1;
+            if (!have && (rn->partitioned || !rn->slots))
+                slot_new(rn, a->name)->down_since = now;
+        }
+        if (a->may_default && !default_route->slots)
+            slot_new(default_route, a->name)->down_since = now;
+    }
 }
 
 static void slot_flush(slot_t *s)
@@ -135,13 +167,8 @@ const char *names_bind(link_t *l, const char *name, int is_default)
             mine->instance = xstrdup(inst);
         }
     }
-    if (!mine) {
-        mine = xcalloc(1, sizeof *mine);
-        mine->instance = xstrdup(inst);
-        mine->rn = rn;
-        mine->next = rn->slots;
-        rn->slots = mine;
-    }
+    if (!mine)
+        mine = slot_new(rn, inst);
     mine->link = l;
     mine->down_since = 0;
     add_bound(l, is_default ? "" : name);

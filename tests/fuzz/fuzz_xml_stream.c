@@ -39,7 +39,7 @@ static void fz_stanza(void *ctx, xml_node_t *st)
     strbuf_init(&sb);
     xml_serialize(st, NULL, &sb);
     /* Generous limits: serializing may add declarations and references. */
-    xml_limits_t lim = { 1u << 24, 1000, 100000, 1u << 24, 1u << 16 };
+    xml_limits_t lim = { 1u << 24, 1000, 100000, 1u << 24, 1u << 16, 0 };
     char err[128];
     xml_node_t *back = xml_parse_document(sb.data, sb.len, &lim, err, sizeof(err), NULL);
     if (!back || !xml_equal(st, back))

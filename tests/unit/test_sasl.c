@@ -437,7 +437,7 @@ static void test_malformed_client_first(void **state)
         "n,,r=abc,n=user",            /* order */
         "n,,n=user",                  /* no nonce */
         "n,,n=user,r=",               /* empty nonce */
-        "n,,n=user,r=a\x7f" "b",      /* nonce not printable */
+        ("n,,n=user,r=a\x7f" "b"),    /* nonce not printable */
         "n,,n=user,r=a b",            /* space is not printable either */
         "n,,n=user,r=abc,",           /* trailing comma */
         "n,,n=user,r=abc,1=x",        /* extension name must be a letter */
