@@ -16,6 +16,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,7 @@ struct comp_client {
     int in_callback;
     int free_pending;
     xml_stream_t *dead_xs;
+    int starttls_pending;
 };
 
 static void cc_connect(comp_client_t *c);
@@ -375,8 +377,10 @@ static void start_sasl(comp_client_t *c, xml_node_t *mechs)
     strbuf_free(&sb);
 }
 
+/* Puts TLS under the link; runs after the parser returned (cc_read_cb). */
 static void start_tls(comp_client_t *c)
 {
+    c->starttls_pending = 0;
     if (!c->tls_ctx) {
         char err[256];
         c->tls_ctx = tls_client_ctx_new(c->cfg.tls_ca, c->cfg.tls_verify, err, sizeof err);
@@ -386,6 +390,9 @@ static void start_tls(comp_client_t *c)
             return;
         }
     }
+    /* <proceed/> was read as plain text; nothing after it may reach TLS. */
+    struct evbuffer *plain_in = bufferevent_get_input(c->bev);
+    evbuffer_drain(plain_in, evbuffer_get_length(plain_in));
     SSL *ssl = SSL_new(c->tls_ctx);
     if (c->cfg.tls_verify)
         tls_client_set_peer_name(ssl, c->cfg.router_name);
@@ -399,7 +406,6 @@ static void start_tls(comp_client_t *c)
     c->tls = 1;
     bufferevent_setcb(tb, cc_read_cb, NULL, cc_event_cb, c);
     bufferevent_enable(tb, EV_READ | EV_WRITE);
-    xml_stream_restart(c->xs);
     strbuf_t sb;
     strbuf_init(&sb);
     comp_proto_header(&sb, NULL, c->cfg.router_name, NULL, 1);
@@ -421,13 +427,16 @@ static void handle_features(comp_client_t *c, xml_node_t *st)
         c->sent_upto = c->first_seq - 1;
         return;
     }
-    int want_tls = tls && !c->tls && (xml_child(tls, NS_TLS, "required") || !c->addr.is_unix);
-    if (tls && !c->tls && want_tls) {
+    if (tls && !c->tls) {
         const struct sockaddr *sa = (const struct sockaddr *)&c->addr.ss;
-        if (xml_child(tls, NS_TLS, "required") || !net_addr_is_local(sa)) {
+        if (xml_child(tls, NS_TLS, "required") || !net_addr_is_local(sa) || c->cfg.tls_always) {
             cc_puts(c, "<starttls xmlns='" NS_TLS "'/>");
             return;
         }
+    } else if (!tls && !c->tls && c->cfg.tls_always) {
+        log_error("event=router-link-failed component=%s reason=tls-not-offered", c->cfg.name);
+        cc_drop(c);
+        return;
     }
     if (mechs) {
         start_sasl(c, mechs);
@@ -507,9 +516,10 @@ static void on_stanza(void *ctx, xml_node_t *st)
             cc_drop(c);
         }
     } else if (!strcmp(st->ns, NS_TLS)) {
-        if (!strcmp(st->name, "proceed"))
-            start_tls(c);
-        else
+        if (!strcmp(st->name, "proceed")) {
+            xml_stream_restart(c->xs);
+            c->starttls_pending = 1;
+        } else
             cc_drop(c);
     } else if (!strcmp(st->ns, NS_SASL)) {
         handle_sasl(c, st);
@@ -560,7 +570,11 @@ static void cc_read_cb(struct bufferevent *bev, void *arg)
         /* libevent keeps bev (and in) alive until this callback returns. */
         evbuffer_drain(in, n);
         if (c->bev != bev)
-            break; /* dropped, or replaced by the TLS filter */
+            break; /* dropped from inside a callback */
+        if (c->starttls_pending && e == XS_OK) {
+            start_tls(c);
+            break;
+        }
         if (e != XS_OK) {
             log_warn("event=router-bad-xml component=%s detail=\"%s\"", c->cfg.name, xml_stream_error_text(c->xs));
             cc_drop(c);
@@ -580,9 +594,12 @@ static void cc_read_cb(struct bufferevent *bev, void *arg)
 
 static void cc_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-    (void)bev;
     comp_client_t *c = arg;
     if (what & BEV_EVENT_CONNECTED) {
+        /* The TLS filter reports CONNECTED again after its handshake; the
+         * header for the TLS stream was already queued by start_tls. */
+        if (c->state != CC_CONNECTING)
+            return;
         c->state = CC_STREAM;
         strbuf_t sb;
         strbuf_init(&sb);
@@ -592,9 +609,14 @@ static void cc_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-        if (c->state == CC_READY || c->state >= CC_STREAM)
-            log_notice("event=router-link-lost component=%s router=%s unacked=%zu", c->cfg.name, c->cfg.router,
-                       c->lens_len);
+        char reason[256];
+        snprintf(reason, sizeof reason, "%s", (what & BEV_EVENT_EOF) ? "eof" : "error");
+        unsigned long e;
+        while (c->tls && bev && (e = bufferevent_get_openssl_error(bev)))
+            ERR_error_string_n(e, reason, sizeof reason);
+        if (c->state >= CC_STREAM)
+            log_notice("event=router-link-lost component=%s router=%s reason=\"%s\" unacked=%zu", c->cfg.name,
+                       c->cfg.router, reason, c->lens_len);
         cc_drop(c);
     }
 }

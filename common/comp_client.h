@@ -25,6 +25,8 @@ typedef struct comp_client_cfg {
     int bind_default;          /* also bind the default route */
     const char *tls_ca;        /* CA bundle to verify the router; NULL: system default */
     int tls_verify;            /* verify the router's certificate when TLS is used */
+    int tls_always;            /* use STARTTLS even on loopback (else only when the
+                                  router is remote or requires it) */
     size_t max_buffer;         /* unacknowledged bytes kept (0: 16 MiB) */
     double backoff_max;        /* seconds (0: 10) */
 } comp_client_cfg_t;

@@ -13,6 +13,7 @@
 #include "net.h"
 #include "tls.h"
 #include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -274,7 +275,8 @@ static void sasl_reply(link_t *l, sasl_result_t r, strbuf_t *out)
     if (r == SASL_DONE) {
         const char *who = sasl_server_authcid(l->sasl);
         l->acl = router_acl_find(who);
-        log_notice("event=authenticated component=%s peer=%s tls=%d", who, l->peer, l->tls);
+        log_notice("event=authenticated component=%s peer=%s tls=%d mechanism=%s", who, l->peer, l->tls,
+                   l->mech);
         sasl_server_free(l->sasl);
         l->sasl = NULL;
         l->state = LINK_SESSION;
@@ -313,6 +315,7 @@ static void handle_sasl(link_t *l, xml_node_t *st)
             }
         }
         l->sasl = sasl_server_new(mech, lookup_keys, NULL, l->tls ? &cb : NULL, l->tls);
+        snprintf(l->mech, sizeof l->mech, "%s", mech);
         if (!l->sasl) {
             sasl_fail(l, "invalid-mechanism");
             goto out;
@@ -353,6 +356,19 @@ static void handle_starttls(link_t *l)
         return;
     }
     bufferevent_write(l->bev, "<proceed xmlns='" NS_TLS "'/>", strlen("<proceed xmlns='" NS_TLS "'/>"));
+    xml_stream_restart(l->xs);
+    /* The TLS filter goes in once the parser has returned (link_read_cb). */
+    l->starttls_pending = 1;
+}
+
+/* Puts TLS under the stream. Runs after the parser returned: the plain bytes
+ * read so far (<starttls/> itself) are dropped, since a compliant peer sends
+ * nothing more before <proceed/>. */
+static void start_tls_now(link_t *l)
+{
+    l->starttls_pending = 0;
+    struct evbuffer *plain_in = bufferevent_get_input(l->bev);
+    evbuffer_drain(plain_in, evbuffer_get_length(plain_in));
     SSL *ssl = SSL_new(tls_ctx);
     struct bufferevent *tb = bufferevent_openssl_filter_new(base, l->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                                             BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
@@ -366,7 +382,6 @@ static void handle_starttls(link_t *l)
     bufferevent_setcb(tb, link_read_cb, link_write_cb, link_event_cb, l);
     bufferevent_setwatermark(tb, EV_WRITE, router_config->output_high / 2, 0);
     bufferevent_enable(tb, EV_READ | EV_WRITE);
-    xml_stream_restart(l->xs);
 }
 
 static void handle_handshake(link_t *l, xml_node_t *st)
@@ -583,6 +598,10 @@ static void link_read_cb(struct bufferevent *bev, void *arg)
         size_t n = v.iov_len;
         xs_err_t e = xml_stream_feed(l->xs, v.iov_base, n);
         evbuffer_drain(in, n);
+        if (l->starttls_pending && e == XS_OK) {
+            start_tls_now(l);
+            break;
+        }
         if (e != XS_OK) {
             log_warn("event=bad-xml component=%s peer=%s detail=\"%s\"", l->acl ? l->acl->name : "-",
                      l->peer, xml_stream_error_text(l->xs));
@@ -606,12 +625,16 @@ static void link_write_cb(struct bufferevent *bev, void *arg)
 
 static void link_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-    (void)bev;
     link_t *l = arg;
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        char reason[256];
+        snprintf(reason, sizeof reason, "%s", (what & BEV_EVENT_EOF) ? "eof" : "error");
+        unsigned long e;
+        while (l->tls && (e = bufferevent_get_openssl_error(bev)))
+            ERR_error_string_n(e, reason, sizeof reason);
         if (l->state != LINK_CLOSING)
-            log_notice("event=link-lost component=%s peer=%s reason=%s", l->acl ? l->acl->name : "-",
-                       l->peer, (what & BEV_EVENT_EOF) ? "eof" : "error");
+            log_notice("event=link-lost component=%s peer=%s reason=\"%s\"", l->acl ? l->acl->name : "-",
+                       l->peer, reason);
         link_free(l);
     }
 }

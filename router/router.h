@@ -91,11 +91,13 @@ struct link {
     int local;                 /* loopback or UNIX peer */
     int internal;              /* internal protocol (else XEP-0114) */
     int tls;
+    int starttls_pending;      /* <proceed/> sent; TLS starts after the parser returns */
     link_state_t state;
     const acl_t *acl;
     char stream_id[33];
     int header_sent;           /* our stream header is out (errors need one first) */
     sasl_server_t *sasl;
+    char mech[24];             /* SASL mechanism in use */
     struct event *auth_timer;
     origin_t *origin;          /* our bookkeeping of what it sent */
     /* Stanzas sent to it, in order, kept until acknowledged (internal only). */

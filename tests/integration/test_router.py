@@ -104,3 +104,37 @@ def test_partition_mapping_is_stable_across_runs(env):
         env.start_router()
     assert maps[0] == maps[1]
     assert len(maps[0][0] | maps[0][1]) == 30
+
+
+def _make_cert(d, name):
+    import subprocess
+    key, crt = d / f"{name}.key", d / f"{name}.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", str(key), "-out", str(crt), "-days", "2", "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName=DNS:{name}"], check=True, capture_output=True)
+    return crt, key
+
+
+def test_component_link_over_starttls_with_verified_certificate(env):
+    crt, key = _make_cert(env.dir, "router")
+    env.start_router(extra=f"<tls><certificate>{crt}</certificate><key>{key}</key></tls>")
+    b = env.comp("b", "secret-b", "--bind", "b.test", "--tls", "--ca", crt, "--expect", 300)
+    a = env.comp("a", "secret-a", "--bind", "a.test", "--tls", "--ca", crt, "--to", "u@b.test",
+                 "--from", "a.test", "--count", 300, "--rate", 1000)
+    rb = b.wait_report(timeout=30)
+    a.report()
+    assert rb["unique"] == 300 and rb["dups"] == 0
+    log = env.router_log()
+    # TLS 1.3 gives tls-exporter channel binding, so the -PLUS mechanism is used.
+    assert "event=authenticated component=b peer=127.0.0.1" in log
+    assert "tls=1 mechanism=SCRAM-SHA-256-PLUS" in log
+
+
+def test_component_refuses_router_certificate_it_cannot_verify(env):
+    crt, key = _make_cert(env.dir, "router")
+    other, _ = _make_cert(env.dir, "someone-else")
+    env.start_router(extra=f"<tls><certificate>{crt}</certificate><key>{key}</key></tls>")
+    c = env.comp("b", "secret-b", "--bind", "b.test", "--tls", "--ca", other, ready=False)
+    time.sleep(2)
+    assert not c.ready_file.exists()
+    assert "event=authenticated component=b" not in env.router_log()

@@ -179,6 +179,10 @@ int main(int argc, char **argv)
             echo = 1;
             continue;
         }
+        if (!strcmp(a, "--tls")) {
+            cfg.tls_always = 1;
+            continue;
+        }
         if (!strcmp(a, "--default")) {
             cfg.bind_default = 1;
             continue;
