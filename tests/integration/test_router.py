@@ -138,3 +138,21 @@ def test_component_refuses_router_certificate_it_cannot_verify(env):
     time.sleep(2)
     assert not c.ready_file.exists()
     assert "event=authenticated component=b" not in env.router_log()
+
+
+def test_weftctl_shows_per_component_counters(env):
+    import os
+    import subprocess
+    from conftest import BUILD
+    env.start_router()
+    b = env.comp("b", "secret-b", "--bind", "b.test", "--expect", 50)
+    a = env.comp("a", "secret-a", "--bind", "a.test", "--to", "u@b.test", "--from", "a.test",
+                 "--count", 50, "--rate", 500)
+    assert wait_for(lambda: "stanzas_in=50 " in env.stats(), 10)
+    out = subprocess.run([os.path.join(BUILD, "tools", "weftctl"), "-s", str(env.dir / "router.ctl"), "stats"],
+                         capture_output=True, text=True, check=True).stdout
+    line_a = [l for l in out.splitlines() if "component=a " in l][0]
+    line_b = [l for l in out.splitlines() if "component=b " in l][0]
+    assert "stanzas_in=50 " in line_a and "stanzas_out=50 " in line_b
+    b.wait_report(timeout=10)
+    a.report()
