@@ -7,6 +7,7 @@
 #include "comp_client.h"
 #include "base64.h"
 #include "comp_proto.h"
+#include "jid.h"
 #include "log.h"
 #include "net.h"
 #include "sasl.h"
@@ -21,12 +22,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef enum { CC_IDLE, CC_CONNECTING, CC_STREAM, CC_SESSION, CC_BINDING, CC_READY, CC_CLOSED } cc_state_t;
 
+/* Duplicate detection: the router keeps a sender's stanzas in order per
+ * destination name (one hold queue per name), not across names, so the highest
+ * seq seen is kept per (sender epoch, destination domain). */
 typedef struct seen_epoch {
     char epoch[40];
+    char domain[256];
     uint64_t last;
+    time_t used;
 } seen_epoch_t;
 
 struct comp_client {
@@ -58,7 +65,7 @@ struct comp_client {
     uint64_t in_acked;
     seen_epoch_t *seen;
     size_t nseen;
-    seen_epoch_t *marker_epoch;
+    char marker_epoch[40];
     uint64_t marker_seq;
     int have_marker;
     size_t pending_binds;
@@ -122,7 +129,7 @@ static void cc_drop(comp_client_t *c)
     c->sasl = NULL;
     c->tls = 0;
     c->have_marker = 0;
-    c->marker_epoch = NULL;
+    c->marker_epoch[0] = '\0';
     if (c->closing) {
         c->state = CC_CLOSED;
         evtimer_del(c->timer);
@@ -234,16 +241,34 @@ size_t comp_client_buffered_bytes(const comp_client_t *c)
 
 /* --- incoming ---------------------------------------------------------------- */
 
-static seen_epoch_t *seen_get(comp_client_t *c, const char *epoch)
+static seen_epoch_t *seen_get(comp_client_t *c, const char *epoch, const char *domain, size_t dlen)
 {
-    for (size_t i = 0; i < c->nseen; i++)
-        if (!strcmp(c->seen[i].epoch, epoch))
-            return &c->seen[i];
+    time_t now = time(NULL);
+    if (dlen >= sizeof c->seen[0].domain)
+        dlen = sizeof c->seen[0].domain - 1;
+    for (size_t i = 0; i < c->nseen; i++) {
+        seen_epoch_t *s = &c->seen[i];
+        if (!strcmp(s->epoch, epoch) && strlen(s->domain) == dlen && !memcmp(s->domain, domain, dlen)) {
+            s->used = now;
+            return s;
+        }
+    }
+    /* Forget pairs unused for ten minutes: past the router's hold time no
+     * copy of their stanzas can still come. */
+    if (c->nseen >= 64) {
+        size_t j = 0;
+        for (size_t i = 0; i < c->nseen; i++)
+            if (now - c->seen[i].used < 600)
+                c->seen[j++] = c->seen[i];
+        c->nseen = j;
+    }
     c->seen = xrealloc(c->seen, (c->nseen + 1) * sizeof *c->seen);
     seen_epoch_t *s = &c->seen[c->nseen++];
     snprintf(s->epoch, sizeof s->epoch, "%s", epoch);
+    memcpy(s->domain, domain, dlen);
+    s->domain[dlen] = '\0';
     s->last = 0;
-    c->marker_epoch = NULL; /* realloc may have moved it */
+    s->used = now;
     return s;
 }
 
@@ -295,8 +320,8 @@ static void handle_control(comp_client_t *c, xml_node_t *st)
         const char *e = xml_attr_get(st, "e");
         const char *ns = xml_attr_get(st, "n");
         if (e)
-            c->marker_epoch = seen_get(c, e);
-        if (ns && c->marker_epoch) {
+            snprintf(c->marker_epoch, sizeof c->marker_epoch, "%s", e);
+        if (ns && c->marker_epoch[0]) {
             c->marker_seq = strtoull(ns, NULL, 10);
             c->have_marker = 1;
         }
@@ -529,9 +554,16 @@ static void on_stanza(void *ctx, xml_node_t *st)
         /* Held stanzas may arrive as soon as a name is bound, before all
          * binds are answered. */
         c->in_count++;
-        int dup = c->have_marker && c->marker_epoch && c->marker_seq <= c->marker_epoch->last;
-        if (c->have_marker && c->marker_epoch && !dup)
-            c->marker_epoch->last = c->marker_seq;
+        int dup = 0;
+        if (c->have_marker) {
+            const char *to = xml_attr_get(st, "to");
+            size_t dlen = 0;
+            const char *dom = to ? jid_domain_span(to, &dlen) : NULL;
+            seen_epoch_t *s = seen_get(c, c->marker_epoch, dom ? dom : "", dom ? dlen : 0);
+            dup = c->marker_seq <= s->last;
+            if (!dup)
+                s->last = c->marker_seq;
+        }
         c->have_marker = 0;
         if (dup) {
             log_debug("event=duplicate-dropped component=%s", c->cfg.name);

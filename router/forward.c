@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Lower-cases an ASCII domain into buf; non-ASCII bytes are kept (edges send
  * prepared JIDs; this only forgives a sloppy component's capitals). */
@@ -103,16 +104,12 @@ void forward_ack(link_t *l, uint64_t h)
         l->out_acked++;
     }
     evbuffer_drain(l->retained, drain);
-    if (evbuffer_get_length(l->retained) <= router_config->unacked_bytes / 2)
-        forward_output_drained(l);
 }
 
 /* Resumes the senders paused on a destination once it can take more. */
 void forward_output_drained(link_t *l)
 {
     if (evbuffer_get_length(bufferevent_get_output(l->bev)) > router_config->output_high / 2)
-        return;
-    if (evbuffer_get_length(l->retained) > router_config->unacked_bytes / 2)
         return;
     size_t n = l->nwaiters;
     link_t **w = l->waiters;
@@ -162,6 +159,12 @@ void forward_bounce(origin_t *o, uint64_t seq, const char *bytes, size_t len,
     strbuf_init(&sb);
     xml_serialize(b, COMP_NS_ACCEPT, &sb);
     const char *to = xml_attr_get(b, "to");
+    if (!to) {
+        log_info("event=drop reason=bounce-without-address condition=%s", condition);
+        strbuf_free(&sb);
+        xml_free(b);
+        return;
+    }
     char dom[1024];
     size_t dl = to ? domain_key(to, dom, sizeof dom) : 0;
     route_name_t *rn = dl ? names_lookup(dom, dl) : NULL;
@@ -177,6 +180,7 @@ void forward_bounce(origin_t *o, uint64_t seq, const char *bytes, size_t len,
         static origin_t *self;
         if (!self)
             self = origin_anonymous(NULL);
+        origin_reserve(self);
         uint64_t bseq = self->next_seq++;
         forward_to_slot(s, self, bseq, sb.data, sb.len);
         origin_done(self, bseq);
@@ -192,6 +196,7 @@ void forward_raw(link_t *from, const char *ns, const char *name, const char **at
                  const char *bytes, size_t len)
 {
     origin_t *o = from->origin;
+    origin_reserve(o);
     uint64_t seq = o->next_seq++;
     from->c.stanzas_in++;
     from->c.bytes_in += len;
@@ -205,7 +210,7 @@ void forward_raw(link_t *from, const char *ns, const char *name, const char **at
         size_t fl = fromattr ? domain_key(fromattr, fd, sizeof fd) : 0;
         int ok = 0;
         for (size_t i = 0; fl && i < from->nbound; i++)
-            if (!strcmp(from->bound[i], fd))
+            if (!strcasecmp(from->bound[i], fd))
                 ok = 1;
         if (!ok) {
             origin_done(o, seq);
@@ -256,9 +261,7 @@ void forward_raw(link_t *from, const char *ns, const char *name, const char **at
     forward_to_slot(s, o, seq, bytes, len);
     link_t *d = s->link;
     if (d && d != from) {
-        size_t out = evbuffer_get_length(bufferevent_get_output(d->bev));
-        if (out > router_config->output_high ||
-            (d->internal && evbuffer_get_length(d->retained) > router_config->unacked_bytes))
+        if (evbuffer_get_length(bufferevent_get_output(d->bev)) > router_config->output_high)
             wait_on(from, d);
     }
     if (origin_window_full(o))

@@ -79,6 +79,9 @@ void link_resume(link_t *l, int reason)
  * what it had not acknowledged is requeued, its senders are released. */
 static void link_teardown(link_t *l)
 {
+    if (l->torn_down)
+        return;
+    l->torn_down = 1;
     if (l->origin) {
         origin_detach(l->origin);
         l->origin = NULL;
@@ -97,8 +100,7 @@ static void link_teardown(link_t *l)
 
 static void link_free(link_t *l)
 {
-    if (l->state != LINK_CLOSING)
-        link_teardown(l);
+    link_teardown(l);
     for (link_t **pp = &links; *pp; pp = &(*pp)->next) {
         if (*pp == l) {
             *pp = l->next;
@@ -140,8 +142,10 @@ void link_close_error(link_t *l, const char *condition, const char *text)
     comp_proto_stream_error(&sb, condition, text);
     bufferevent_write(l->bev, sb.data, sb.len);
     strbuf_free(&sb);
-    link_teardown(l);
+    /* Closing first, so nothing (our own name's down notice) follows the
+     * closing tag. */
     l->state = LINK_CLOSING;
+    link_teardown(l);
     bufferevent_disable(l->bev, EV_READ);
     /* Freed once the error is written, or after two seconds at the latest. */
     bufferevent_setwatermark(l->bev, EV_WRITE, 0, 0);
@@ -197,8 +201,8 @@ static void on_open(void *ctx, const xml_node_t *hdr, const char *default_ns)
     const char *version = xml_attr_get(hdr, "version");
     const char *to = xml_attr_get(hdr, "to");
     int first = !l->stream_id[0];
-    if (first)
-        comp_proto_random_hex(l->stream_id, 16);
+    /* A fresh id for every stream, restarts included (RFC 6120 4.7.3). */
+    comp_proto_random_hex(l->stream_id, 16);
     if (first && !(version && !strcmp(version, "1.0"))) {
         /* XEP-0114: the 'to' names the component, which then proves the secret. */
         const acl_t *a = to ? router_acl_find(to) : NULL;
@@ -350,7 +354,7 @@ static void handle_starttls(link_t *l)
     if (!tls_ctx || l->tls) {
         strbuf_t sb;
         strbuf_init(&sb);
-        strbuf_puts(&sb, "<failure xmlns='" NS_TLS "'/></stream:stream>");
+        strbuf_puts(&sb, "<failure xmlns='" NS_TLS "'/>");
         send_sb(l, &sb);
         link_close_error(l, "undefined-condition", "STARTTLS not available");
         return;
@@ -412,6 +416,8 @@ static void handle_handshake(link_t *l, xml_node_t *st)
     l->origin = origin_anonymous(l);
     log_notice("event=authenticated protocol=xep0114 component=%s peer=%s", l->acl->name, l->peer);
     for (size_t i = 0; i < l->acl->nbinds; i++) {
+        if (strchr(l->acl->binds[i], '*'))
+            continue; /* a pattern is not a name */
         const char *err = names_bind(l, l->acl->binds[i], 0);
         if (err)
             log_warn("event=bind-failed component=%s name=%s condition=%s", l->acl->name, l->acl->binds[i], err);
@@ -459,6 +465,7 @@ static void handle_control(link_t *l, xml_node_t *st)
         uint64_t next;
         const char *epoch = xml_attr_get(st, "epoch");
         if (strcmp(n, "session") || !epoch || strlen(epoch) < 8 || strlen(epoch) > 32 ||
+            strspn(epoch, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(epoch) ||
             parse_u64(xml_attr_get(st, "next"), &next) < 0 || next == 0) {
             link_close_error(l, "bad-format", "expected <w:session epoch='...' next='N'/>");
             return;
@@ -484,6 +491,12 @@ static void handle_control(link_t *l, xml_node_t *st)
         }
         forward_ack(l, h);
     } else if (!strcmp(n, "bind")) {
+        /* Routing compares lower-cased domains: bind the same form. */
+        for (xml_attr_t *a = st->attrs; a < st->attrs + st->nattrs; a++)
+            if (!strcmp(a->name, "name"))
+                for (char *p = a->value; *p; p++)
+                    if (*p >= 'A' && *p <= 'Z')
+                        *p = (char)(*p + 32);
         const char *name = xml_attr_get(st, "name");
         const char *def = xml_attr_get(st, "default");
         int is_default = def && (!strcmp(def, "true") || !strcmp(def, "1"));
@@ -570,8 +583,8 @@ static void on_close(void *ctx)
 {
     link_t *l = ctx;
     log_info("event=stream-closed component=%s peer=%s", l->acl ? l->acl->name : "-", l->peer);
-    link_teardown(l);
     l->state = LINK_CLOSING;
+    link_teardown(l);
     bufferevent_write(l->bev, "</stream:stream>", 16);
     bufferevent_disable(l->bev, EV_READ);
     bufferevent_setwatermark(l->bev, EV_WRITE, 0, 0);

@@ -71,7 +71,6 @@ static void router_reload(void *config)
     router_cfg_t keep = *router_config;
     fresh->stanza_bytes = keep.stanza_bytes;
     fresh->output_high = keep.output_high;
-    fresh->unacked_bytes = keep.unacked_bytes;
     fresh->window = keep.window;
     fresh->hold_seconds = keep.hold_seconds;
     fresh->hold_bytes = keep.hold_bytes;

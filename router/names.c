@@ -208,7 +208,7 @@ static void slot_bounce_all(slot_t *s, const char *condition)
     s->held_count = 0;
     while (h) {
         held_t *next = h->next;
-        forward_bounce(h->origin, h->seq, h->bytes, h->len, condition, "wait");
+        forward_bounce(h->origin, h->seq, h->bytes, h->len, condition, "cancel");
         origin_unref(h->origin);
         free(h);
         h = next;
@@ -223,7 +223,13 @@ void names_unbind(link_t *l, const char *name)
     slot_t *s = slot_of(rn, l);
     if (!s)
         return;
-    /* An explicit unbind is final: nothing is held for it. */
+    /* An explicit unbind is final: nothing is held for it, and what the link
+     * has not acknowledged yet will not be requeued to the freed slot. */
+    for (size_t i = 0; i < l->fifo_len; i++) {
+        inflight_t *f = &l->fifo[(l->fifo_head + i) % l->fifo_cap];
+        if (f->slot == s)
+            f->slot = NULL;
+    }
     slot_bounce_all(s, "service-unavailable");
     if (*name)
         names_broadcast(name, s->instance, 0);

@@ -28,13 +28,6 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     origin_flush_acks();
 }
 
-static uint64_t ring_size(void)
-{
-    uint64_t r = 64;
-    while (r < (uint64_t)router_config->window)
-        r <<= 1;
-    return r;
-}
 
 static origin_t *origin_new(const char *epoch, uint64_t next)
 {
@@ -42,21 +35,24 @@ static origin_t *origin_new(const char *epoch, uint64_t next)
     snprintf(o->epoch, sizeof o->epoch, "%s", epoch);
     o->next_seq = next ? next : 1;
     o->done_upto = o->next_seq - 1;
-    o->ring = ring_size();
+    o->ring = 1024;
     o->bits = xcalloc(o->ring / 8, 1);
     o->next = origins;
     origins = o;
     return o;
 }
 
+/* Epochs are scoped by component name: one component cannot take over
+ * another's acknowledgements by sending its epoch. */
 origin_t *origin_attach(const char *epoch, uint64_t next, link_t *l)
 {
     origin_t *o;
     for (o = origins; o; o = o->next)
-        if (!strcmp(o->epoch, epoch))
+        if (!strcmp(o->epoch, epoch) && !strcmp(o->owner, l->acl->name))
             break;
     if (!o) {
         o = origin_new(epoch, next);
+        snprintf(o->owner, sizeof o->owner, "%s", l->acl->name);
     } else {
         if (o->link && o->link != l) {
             link_t *old = o->link;
@@ -92,9 +88,34 @@ void origin_detach(origin_t *o)
     o->detached_at = daemon_now();
 }
 
+/* The sender's stanzas in flight are limited only by limits.window: pausing a
+ * sender for acks it has not received can deadlock two components that send to
+ * each other (neither link is read, so neither's acks arrive). Memory is bounded
+ * by the destinations' output buffers and the hold queues. */
 int origin_window_full(const origin_t *o)
 {
-    return o->next_seq - o->done_upto >= o->ring;
+    return o->next_seq - o->done_upto >= (uint64_t)router_config->window;
+}
+
+static int bit_get(const origin_t *o, uint64_t seq);
+
+/* Called for every new seq: doubles the ring of done flags when the seqs in
+ * flight would no longer fit, keeping each flag at its new position. */
+void origin_reserve(origin_t *o)
+{
+    if (o->next_seq - o->done_upto < o->ring)
+        return;
+    uint64_t nring = o->ring * 2;
+    uint8_t *nbits = xcalloc(nring / 8, 1);
+    for (uint64_t s = o->done_upto + 1; s < o->next_seq; s++) {
+        if (bit_get(o, s)) {
+            uint64_t i = s & (nring - 1);
+            nbits[i >> 3] |= (uint8_t)(1u << (i & 7));
+        }
+    }
+    free(o->bits);
+    o->bits = nbits;
+    o->ring = nring;
 }
 
 static int bit_get(const origin_t *o, uint64_t seq)

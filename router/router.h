@@ -43,7 +43,6 @@ typedef struct router_cfg {
     long depth;
     long attrs;
     size_t output_high;
-    size_t unacked_bytes;
     long window;
     double hold_seconds;
     size_t hold_bytes;
@@ -91,7 +90,8 @@ struct link {
     int local;                 /* loopback or UNIX peer */
     int internal;              /* internal protocol (else XEP-0114) */
     int tls;
-    int starttls_pending;      /* <proceed/> sent; TLS starts after the parser returns */
+    int starttls_pending;
+    int torn_down;             /* removed from routing (link_teardown ran) */      /* <proceed/> sent; TLS starts after the parser returns */
     link_state_t state;
     const acl_t *acl;
     char stream_id[33];
@@ -135,6 +135,7 @@ size_t link_count(void);
 /* origin.c: tracking which of a component's stanzas are done. */
 struct origin {
     char epoch[40];
+    char owner[64];            /* component (ACL) name the epoch belongs to */
     link_t *link;              /* attached link, NULL while away */
     uint64_t done_upto;        /* every seq <= done_upto is done */
     uint64_t next_seq;         /* seq the next stanza read gets */
@@ -149,6 +150,7 @@ origin_t *origin_anonymous(link_t *l);
 void origin_detach(origin_t *o);
 void origin_done(origin_t *o, uint64_t seq);
 int origin_window_full(const origin_t *o);
+void origin_reserve(origin_t *o);
 void origin_ref(origin_t *o);
 void origin_unref(origin_t *o);
 void origin_cron(double now);

@@ -21,6 +21,8 @@
  *       forks a plain TCP byte relay (accepts two connections, copies bytes
  *       each way with evbuffer_add_buffer) and pushes the identical stream
  *       through it: same stanzas, same window, same counting, same ack bytes.
+ *       --relay-cpu N pins the relay to CPU N (pin the router the same way
+ *       with taskset, and this generator to the other CPU).
  *
  * Output: one line of key=value fields (tools/bench-router.sh parses it).
  * Not a test: nothing here asserts a figure. */
@@ -38,6 +40,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -77,6 +80,7 @@ static size_t stanza_size = 200;
 static uint64_t window = 1000;
 static pid_t target_pid;          /* router (--router-pid) or our relay child */
 static int started;
+static int relay_cpu = -1;        /* --relay-cpu: pin the relay child */
 
 typedef struct snap {
     double wall, self_cpu, target_cpu;
@@ -470,6 +474,13 @@ static pid_t relay_start(int *port)
         close(fd);
         return pid;
     }
+    if (relay_cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(relay_cpu, &set);
+        if (sched_setaffinity(0, sizeof set, &set) < 0)
+            perror("bench: relay sched_setaffinity");
+    }
     struct event_base *b = event_base_new();
     evutil_make_socket_nonblocking(fd);
     struct evconnlistener *lis = evconnlistener_new(b, relay_accept, NULL, LEV_OPT_CLOSE_ON_FREE, -1, fd);
@@ -517,7 +528,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: weft-bench-router --router HOST:PORT --secret-a S --secret-b S [--router-pid PID]\n"
             "                         [--router-name NAME] [--client raw|comp]\n"
-            "       weft-bench-router --relay\n"
+            "       weft-bench-router --relay [--relay-cpu N]\n"
             "       common: [--seconds N] [--size BYTES] [--window W]\n");
     exit(2);
 }
@@ -551,6 +562,8 @@ int main(int argc, char **argv)
             stanza_size = (size_t)strtoul(v, NULL, 10);
         else if (!strcmp(a, "--window"))
             window = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--relay-cpu"))
+            relay_cpu = atoi(v);
         else if (!strcmp(a, "--client"))
             comp_mode = !strcmp(v, "comp");
         else

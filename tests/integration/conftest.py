@@ -49,7 +49,7 @@ ROUTER_XML = """<router>
   <hold><seconds>{hold}</seconds></hold>
   {extra}
   <component name="a" secret="secret-a"><bind>a.test</bind></component>
-  <component name="b" secret="secret-b"><bind>b.test</bind><bind>p.test</bind></component>
+  <component name="b" secret="secret-b"><bind>b.test</bind><bind>c.test</bind><bind>p.test</bind></component>
   <component name="b2" secret="secret-b2"><bind>p.test</bind></component>
   <component name="legacy.test" secret="legacy-secret" protocol="xep0114"/>
   <partition>p.test</partition>

@@ -6,7 +6,7 @@
  * --expect unique messages arrived, it prints one JSON report line and exits.
  *
  *   testcomp --router ADDR --name N --secret S [--bind NAME]... [--default]
- *            [--to TEMPLATE --count N --rate PER_SEC --users K --from JID]
+ *            [--to TEMPLATE [--to2 TEMPLATE] --count N --rate PER_SEC --users K --from JID]
  *            [--echo] [--expect N] [--timeout SECONDS] [--ready-file PATH]
  * TEMPLATE may hold %d, replaced by the message number modulo --users. */
 #include "comp_client.h"
@@ -24,7 +24,7 @@
 
 static struct event_base *base;
 static comp_client_t *cc;
-static const char *to_tmpl, *from_jid = NULL, *ready_file;
+static const char *to_tmpl, *to_tmpl2, *from_jid = NULL, *ready_file;
 static long count, users = 1, expect;
 static double rate = 1000;
 static int echo;
@@ -117,7 +117,9 @@ static void send_some(evutil_socket_t fd, short what, void *arg)
         batch = 1;
     for (long i = 0; i < batch && sent < count; i++) {
         char to[512], body[64];
-        snprintf(to, sizeof to, to_tmpl, (int)(sent % users));
+        /* With --to2, odd messages go to the second template. */
+        const char *tmpl = (to_tmpl2 && (sent & 1)) ? to_tmpl2 : to_tmpl;
+        snprintf(to, sizeof to, tmpl, (int)(sent % users));
         snprintf(body, sizeof body, "seq:%ld", sent);
         xml_node_t *m = xml_elem_new(COMP_NS_ACCEPT, "message");
         xml_attr_set(m, "to", to);
@@ -207,6 +209,8 @@ int main(int argc, char **argv)
             binds[cfg.nbinds++] = v;
         else if (!strcmp(a, "--to"))
             to_tmpl = v;
+        else if (!strcmp(a, "--to2"))
+            to_tmpl2 = v;
         else if (!strcmp(a, "--from"))
             from_jid = v;
         else if (!strcmp(a, "--count"))
