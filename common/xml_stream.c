@@ -204,8 +204,7 @@ static void raw_capture(xml_stream_t *xs, const char *qname, const char **atts, 
     strbuf_append(&xs->arena, qname, nslen);
     strbuf_putc(&xs->arena, '\0');
     xs->offs[1] = xs->arena.len;
-    strbuf_puts(&xs->arena, local);
-    strbuf_putc(&xs->arena, '\0');
+    strbuf_append(&xs->arena, local, strlen(local) + 1);
     for (size_t i = 0; i < 2 * nat; i += 2) {
         xs->offs[2 + i] = xs->arena.len;
         local = name_split(atts[i], &nslen);
@@ -213,11 +212,10 @@ static void raw_capture(xml_stream_t *xs, const char *qname, const char **atts, 
             strbuf_append(&xs->arena, atts[i], nslen);
             strbuf_putc(&xs->arena, '|');
         }
-        strbuf_puts(&xs->arena, local);
-        strbuf_putc(&xs->arena, '\0');
+        /* Name and value with their NULs, one append each. */
+        strbuf_append(&xs->arena, local, strlen(local) + 1);
         xs->offs[3 + i] = xs->arena.len;
-        strbuf_puts(&xs->arena, atts[i + 1]);
-        strbuf_putc(&xs->arena, '\0');
+        strbuf_append(&xs->arena, atts[i + 1], strlen(atts[i + 1]) + 1);
     }
     /* The arena no longer grows, so pointers into it stay valid. */
     for (size_t i = 0; i < 2 * nat; i++)

@@ -50,16 +50,44 @@ static void fifo_push(link_t *l, origin_t *o, uint64_t seq, slot_t *s, size_t le
     origin_ref(o);
 }
 
+/* Decimal digits of v into buf (no NUL); returns the length. */
+static size_t u64_dec(char *buf, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* Writes <w:o e='EPOCH' n='SEQ'/>, leaving out e when it is the epoch of the
+ * previous marker on this link. Hand-formatted: it runs once per stanza. */
 static void write_marker(link_t *d, const origin_t *o, uint64_t seq)
 {
-    char buf[96];
-    int n;
-    if (d->last_marker == o)
-        n = snprintf(buf, sizeof buf, "<w:o n='%llu'/>", (unsigned long long)seq);
-    else
-        n = snprintf(buf, sizeof buf, "<w:o e='%s' n='%llu'/>", o->epoch, (unsigned long long)seq);
+    char buf[128];
+    size_t n = 0;
+    memcpy(buf, "<w:o ", 5);
+    n = 5;
+    if (d->last_marker != o) {
+        size_t el = strlen(o->epoch);
+        memcpy(buf + n, "e='", 3);
+        n += 3;
+        memcpy(buf + n, o->epoch, el);
+        n += el;
+        memcpy(buf + n, "' ", 2);
+        n += 2;
+    }
+    memcpy(buf + n, "n='", 3);
+    n += 3;
+    n += u64_dec(buf + n, seq);
+    memcpy(buf + n, "'/>", 3);
+    n += 3;
     d->last_marker = o;
-    bufferevent_write(d->bev, buf, (size_t)n);
+    bufferevent_write(d->bev, buf, n);
 }
 
 /* Delivers to the slot's link, or holds while the slot's instance is away. */

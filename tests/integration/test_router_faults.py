@@ -67,6 +67,8 @@ def test_two_components_flooding_each_other_do_not_deadlock(env):
                  "--count", n, "--rate", 30000, "--expect", n)
     a = env.comp("a", "secret-a", "--bind", "a.test", "--to", "u@b.test", "--from", "a.test",
                  "--count", n, "--rate", 30000, "--expect", n)
-    ra, rb = a.wait_report(timeout=60), b.wait_report(timeout=60)
+    ok = wait_for(lambda: a.p.poll() is not None and b.p.poll() is not None, 60)
+    assert ok, env.stats()
+    ra, rb = a.wait_report(timeout=5), b.wait_report(timeout=5)
     assert ra["unique"] == n and rb["unique"] == n
     assert ra["dups"] == 0 and rb["dups"] == 0

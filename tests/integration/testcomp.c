@@ -56,6 +56,32 @@ static void note_user(const char *to)
     users_seen[nusers_seen++] = xstrndup(to, n);
 }
 
+/* --expect reached: finish our own sending first (everything sent and
+ * acknowledged by the router), so exiting loses nothing we were asked to send. */
+static void finish_when_flushed(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct event *self = arg;
+    if ((!to_tmpl || sent >= count) && comp_client_unacked(cc) == 0) {
+        event_free(self);
+        report_and_exit();
+        return;
+    }
+    struct timeval tv = {0, 50000};
+    evtimer_add(self, &tv);
+}
+
+static void expect_reached(void)
+{
+    static int done;
+    if (done++)
+        return;
+    struct event *ev = evtimer_new(base, finish_when_flushed, NULL);
+    event_assign(ev, base, -1, 0, finish_when_flushed, ev);
+    finish_when_flushed(-1, 0, ev);
+}
+
 static void on_stanza(void *ctx, xml_node_t *st)
 {
     (void)ctx;
@@ -103,7 +129,7 @@ static void on_stanza(void *ctx, xml_node_t *st)
     }
     xml_free(st);
     if (expect && unique >= expect)
-        report_and_exit();
+        expect_reached();
 }
 
 static void send_some(evutil_socket_t fd, short what, void *arg)
