@@ -231,6 +231,14 @@ void forward_raw(link_t *from, const char *ns, const char *name, const char **at
     const char *type = xml_attrs_find(attrs, "type");
     const char *to = xml_attrs_find(attrs, "to");
     int stanza_ns = !strcmp(ns, COMP_NS_ACCEPT);
+    /* Only our own (SCRAM-authenticated) components speak the session and
+     * account protocols; a legacy component may send XMPP stanzas only. */
+    if (!from->internal && (!stanza_ns || (strcmp(name, "message") && strcmp(name, "presence") &&
+                                           strcmp(name, "iq")))) {
+        origin_done(o, seq);
+        link_close_error(from, "unsupported-stanza-type", "XEP-0114 components may send message, presence and iq only");
+        return;
+    }
 
     if (!from->acl->trusted_from) {
         const char *fromattr = xml_attrs_find(attrs, "from");

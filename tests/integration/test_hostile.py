@@ -137,3 +137,26 @@ def test_wrong_scram_secret_gets_failure_then_stream_error(busy_router):
     assert res.tag == "{%s}failure" % NS_SASL
     assert wait_for(lambda: "event=auth-failed peer=127.0.0.1" in env.router_log(), 5)
     link.close()
+
+
+def test_legacy_component_cannot_speak_the_internal_protocols(busy_router):
+    """A third-party component must not reach the account/session protocols."""
+    import hashlib
+    env = busy_router
+    s = socket.create_connection(("127.0.0.1", env.router_port), timeout=10)
+    s.sendall(b"<stream:stream xmlns='jabber:component:accept' "
+              b"xmlns:stream='http://etherx.jabber.org/streams' to='legacy.test'>")
+    data = b""
+    while b"id='" not in data:
+        data += s.recv(4096)
+    sid = data.split(b"id='")[1].split(b"'")[0].decode()
+    s.sendall(f"<handshake>{hashlib.sha1((sid + 'legacy-secret').encode()).hexdigest()}</handshake>".encode())
+    s.sendall(b"<authreg xmlns='urn:xmpp:weft:authreg:1' type='get' id='1' to='b.test' "
+              b"from='legacy.test' user='alice@b.test'/>")
+    while b"</stream:stream>" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    assert b"unsupported-stanza-type" in data
+    s.close()
