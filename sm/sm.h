@@ -106,6 +106,9 @@ int sm_is_local(const char *domain);                 /* domain is the one we ser
  * processed inbound at once; anything else goes to the router. The stanza is
  * borrowed (serialized, not kept). */
 void sm_send(xml_node_t *st);
+/* Sends a non-stanza element (session protocol: <authreg/>, <session/>) to the
+ * router as is. el is borrowed (serialized, not kept). */
+void sm_send_raw_element(xml_node_t *el);
 /* Delivers a stanza to one session's client (wrapped in a session route). */
 void sm_deliver(sm_sess_t *s, xml_node_t *st);
 /* Processes a stanza addressed to a local JID (bare or full), RFC 6121 8.5. */
@@ -139,5 +142,18 @@ void sm_authreg_handle(xml_node_t *req);
 
 /* modules.c: calls every module's init in a fixed order. */
 void sm_modules_init(void);
+
+/* Between the sm's own files (not for modules). config.c: the option table. */
+extern const cfg_option_t sm_options[];
+/* main.c: the router link and the set of sm instances serving our domain. */
+int sm_link_send_raw(const char *bytes, size_t len);  /* 0, or -1 when the buffer is full */
+int sm_owns(const char *bare);                        /* 1 if this instance owns that user */
+/* core.c: what main.c hands it. Elements are borrowed. */
+void sm_core_init(struct event_base *base);
+void sm_core_free(void);
+void sm_core_cron(double now);
+void sm_session_control(xml_node_t *el);  /* {S}session from a c2s */
+void sm_route_in(xml_node_t *el);         /* {S}route from a c2s */
+void sm_c2s_down(const char *instance);   /* a c2s instance went away: end its sessions */
 
 #endif

@@ -1,0 +1,211 @@
+/* authreg: the sm's side of the account protocol (docs/session-protocol.md,
+ * "Accounts"). c2s never reads storage: it asks the sm that owns a user for
+ * the user's SCRAM keys (get), and asks it to create an account (register),
+ * replace its keys (password) or remove it (remove). Every request is
+ * answered, by id, with one <authreg type='result'/> or type='error'
+ * condition='...'.
+ *
+ * Invariants: the user is a prepared bare JID of the domain this sm serves;
+ * keys are stored only after scram_keys_parse accepted them and only under the
+ * attribute of their own hash; an answer goes out only after the storage
+ * write it reports has returned (committed). Keys never appear in a log line.
+ *
+ * Trust: a request is believed to come from a c2s because the router let it
+ * through; the router's ACL is what keeps other components from sending one. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "sasl.h"
+#include "sm.h"
+
+/* Answers req (type result or error) to the component that asked. The
+ * answer is freed here. */
+static void authreg_reply(const xml_node_t *req, xml_node_t *ans)
+{
+    xml_attr_set(ans, "id", xml_attr_get(req, "id"));
+    xml_attr_set(ans, "to", xml_attr_get(req, "from"));
+    xml_attr_set(ans, "from", sm_config->domain);
+    xml_attr_set(ans, "user", xml_attr_get(req, "user"));
+    sm_send_raw_element(ans);
+    xml_free(ans);
+}
+
+static xml_node_t *authreg_answer(const char *type)
+{
+    xml_node_t *ans = xml_elem_new(SM_NS_AUTHREG, "authreg");
+    xml_attr_set(ans, "type", type);
+    return ans;
+}
+
+static void authreg_error(const xml_node_t *req, const char *condition)
+{
+    xml_node_t *ans = authreg_answer("error");
+    xml_attr_set(ans, "condition", condition);
+    authreg_reply(req, ans);
+}
+
+/* Checks the keys of a register/password request: each one present must
+ * parse and be of the hash its attribute names; at least one is needed. */
+static int authreg_keys_ok(const xml_node_t *req, const char **sha256, const char **sha1)
+{
+    *sha256 = xml_attr_get(req, "sha256");
+    *sha1 = xml_attr_get(req, "sha1");
+    if (!*sha256 && !*sha1)
+        return 0;
+    scram_keys_t k;
+    int ok = 1;
+    if (*sha256 && (scram_keys_parse(*sha256, &k) < 0 || k.hash != SCRAM_SHA256))
+        ok = 0;
+    if (ok && *sha1 && (scram_keys_parse(*sha1, &k) < 0 || k.hash != SCRAM_SHA1))
+        ok = 0;
+    return ok;
+}
+
+static void authreg_get(const xml_node_t *req, const char *bare)
+{
+    char *sha256, *sha1;
+    int rc = storage_user_get(sm_storage, bare, &sha256, &sha1);
+    if (rc != 0) {
+        authreg_error(req, rc > 0 ? "item-not-found" : "internal-server-error");
+        return;
+    }
+    xml_node_t *ans = authreg_answer("result");
+    xml_attr_set(ans, "sha256", sha256);
+    xml_attr_set(ans, "sha1", sha1);
+    authreg_reply(req, ans);
+    free(sha256);
+    free(sha1);
+}
+
+static void authreg_register(const xml_node_t *req, const char *bare, const char *c2s)
+{
+    const char *sha256, *sha1;
+    if (!authreg_keys_ok(req, &sha256, &sha1)) {
+        log_warn("sm: event=authreg-refused type=register user=%s c2s=%s reason=bad-keys", bare, c2s);
+        authreg_error(req, "bad-request");
+        return;
+    }
+    int rc = storage_user_create(sm_storage, bare, sha256, sha1);
+    if (rc != 0) {
+        authreg_error(req, rc > 0 ? "conflict" : "internal-server-error");
+        return;
+    }
+    log_notice("sm: event=account-created user=%s c2s=%s", bare, c2s);
+    authreg_reply(req, authreg_answer("result"));
+}
+
+static void authreg_password(const xml_node_t *req, const char *bare, const char *c2s)
+{
+    const char *sha256, *sha1;
+    if (!authreg_keys_ok(req, &sha256, &sha1)) {
+        log_warn("sm: event=authreg-refused type=password user=%s c2s=%s reason=bad-keys", bare, c2s);
+        authreg_error(req, "bad-request");
+        return;
+    }
+    /* Both keys are replaced (an absent one is cleared): the old password
+     * must not keep working through the other hash. */
+    int rc = storage_user_set_keys(sm_storage, bare, sha256, sha1);
+    if (rc != 0) {
+        authreg_error(req, rc > 0 ? "item-not-found" : "internal-server-error");
+        return;
+    }
+    log_notice("sm: event=password-changed user=%s c2s=%s", bare, c2s);
+    authreg_reply(req, authreg_answer("result"));
+}
+
+/* Ends every session of the user, looking the user up again after each end:
+ * ending the last session may free it. Bounded, in case a session refuses to
+ * leave the list. */
+static void authreg_end_sessions(const char *bare)
+{
+    size_t n = 0;
+    sm_user_t *u = sm_user_get(bare);
+    for (sm_sess_t *s = u ? u->sessions : NULL; s; s = s->next)
+        n++;
+    while (n-- > 0) {
+        u = sm_user_get(bare);
+        if (!u || !u->sessions)
+            break;
+        sm_sess_end(u->sessions, 1, "not-authorized");
+    }
+}
+
+/* Order: sessions end first (their unavailable presence still reaches the
+ * contacts, which needs the roster), then the modules forget the user
+ * (SM_HOOK_USER_DELETE), then the account and every record it owns go in one
+ * storage transaction. */
+static void authreg_remove(const xml_node_t *req, const char *bare, const char *c2s)
+{
+    int exists = storage_user_exists(sm_storage, bare);
+    if (exists != 1) {
+        authreg_error(req, exists == 0 ? "item-not-found" : "internal-server-error");
+        return;
+    }
+    authreg_end_sessions(bare);
+    sm_user_t *u = sm_user_get(bare);
+    if (!u)
+        u = sm_user_load(bare);
+    if (u)
+        sm_hook_run(SM_HOOK_USER_DELETE, u, NULL, NULL);
+    int rc = storage_user_delete(sm_storage, bare);
+    if (rc < 0) {
+        authreg_error(req, "internal-server-error");
+        return;
+    }
+    log_notice("sm: event=account-removed user=%s c2s=%s", bare, c2s);
+    authreg_reply(req, authreg_answer("result"));
+}
+
+void sm_authreg_handle(xml_node_t *req)
+{
+    const char *type = xml_attr_get(req, "type");
+    const char *id = xml_attr_get(req, "id");
+    const char *from = xml_attr_get(req, "from");
+    const char *user = xml_attr_get(req, "user");
+    if (strcmp(req->ns, SM_NS_AUTHREG) != 0 || strcmp(req->name, "authreg") != 0) {
+        log_warn("sm: event=protocol-error element=%s from=%s reason=not-authreg", req->name,
+                 from ? from : "-");
+        return;
+    }
+    /* Without a sender or an id an answer could not reach or match anything;
+     * answers themselves are never answered (no loops). */
+    if (!from || !id || !type) {
+        log_warn("sm: event=protocol-error element=authreg from=%s reason=missing-%s",
+                 from ? from : "-", !from ? "from" : !id ? "id" : "type");
+        return;
+    }
+    if (!strcmp(type, "result") || !strcmp(type, "error")) {
+        log_warn("sm: event=protocol-error element=authreg from=%s reason=unexpected-%s", from, type);
+        return;
+    }
+    int known = !strcmp(type, "get") || !strcmp(type, "register") ||
+                !strcmp(type, "password") || !strcmp(type, "remove");
+    if (!known) {
+        log_warn("sm: event=protocol-error element=authreg from=%s reason=unknown-type", from);
+        authreg_error(req, "bad-request");
+        return;
+    }
+
+    jid_t j;
+    if (!user || jid_parse(user, &j) != JID_OK) {
+        authreg_error(req, "not-allowed");
+        return;
+    }
+    if (!j.node || j.resource || !sm_is_local(j.domain)) {
+        log_warn("sm: event=authreg-refused type=%s user=%s c2s=%s reason=not-our-user", type,
+                 j.full, from);
+        jid_clear(&j);
+        authreg_error(req, "not-allowed");
+        return;
+    }
+    if (!strcmp(type, "get"))
+        authreg_get(req, j.bare);
+    else if (!strcmp(type, "register"))
+        authreg_register(req, j.bare, from);
+    else if (!strcmp(type, "password"))
+        authreg_password(req, j.bare, from);
+    else
+        authreg_remove(req, j.bare, from);
+    jid_clear(&j);
+}

@@ -1,0 +1,35 @@
+/* sm config: the option table of weft-sm (docs/configuration.md is generated
+ * from it by `weft-sm --doc`). Strings are owned by the loaded config and freed
+ * by cfg_free; main.c keeps the running config in sm_config. */
+#include "sm.h"
+#include <stddef.h>
+
+#define OPT(n, t, d, lo, hi, r, f, h) {n, t, d, lo, hi, r, offsetof(sm_cfg_t, f), NULL, h}
+const cfg_option_t sm_options[] = {
+    DAEMON_COMMON_OPTIONS(sm_cfg_t),
+    OPT("router.address", CFG_STRING, "127.0.0.1:5347", 0, 0, 0, router,
+        "Where the router listens: host:port, [v6]:port or unix:/path."),
+    OPT("router.name", CFG_STRING, "router", 0, 0, 0, router_name,
+        "The router's name (stream 'to', and the TLS certificate name checked)."),
+    OPT("router.tls-ca", CFG_STRING, "", 0, 0, 0, tls_ca,
+        "CA bundle that verifies the router's certificate; empty: system default."),
+    OPT("router.buffer", CFG_SIZE, "16M", 65536, 1073741824, 0, max_buffer,
+        "Bytes sent to the router and not yet acknowledged before sends fail."),
+    OPT("name", CFG_STRING, "sm", 0, 0, 0, name,
+        "Component name of this instance (its <component> entry in router.xml)."),
+    OPT("secret", CFG_STRING, "weft-sm-secret", 0, 0, 0, secret,
+        "Secret of that <component> entry."),
+    OPT("domain", CFG_STRING, "localhost", 0, 0, 0, domain,
+        "The XMPP domain this sm serves (bound on the router)."),
+    OPT("database", CFG_STRING, "var/weft.db", 0, 0, 0, database,
+        "SQLite file holding accounts and users' data (created if missing)."),
+    OPT("offline.max-messages", CFG_INT, "1000", 0, 1000000, 1, offline_max,
+        "Offline messages kept per user; past it senders get service-unavailable."),
+    OPT("roster.max-items", CFG_INT, "1000", 1, 1000000, 1, roster_max,
+        "Roster items per user; adding more is refused with not-allowed."),
+    OPT("version.name", CFG_STRING, "weft", 0, 0, 1, version_name,
+        "Software name answered to XEP-0092 software version requests."),
+    OPT("version.show-os", CFG_BOOL, "false", 0, 0, 1, version_os,
+        "Include the operating system in XEP-0092 answers."),
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, NULL},
+};

@@ -1,0 +1,828 @@
+/* core: users, sessions and the default routing rules of the sm.
+ *
+ * Owns every sm_user_t (loaded on demand when its account exists, freed by the
+ * cron once it has had no session for USER_IDLE seconds) and every sm_sess_t
+ * (indexed by (c2s instance, sid) and listed on its user). It implements the
+ * session-control protocol (docs/session-protocol.md) and RFC 6121 section 8.5:
+ * every stanza first runs its hook chain (SM_HOOK_OUT for what a session sends,
+ * SM_HOOK_IN_BARE / SM_HOOK_IN_FULL for what reaches an account, SM_HOOK_SERVER
+ * for the domain itself) and, if no module handled it, the default rule here
+ * applies (docs/sm.md has the table).
+ *
+ * Invariants: a session is on its user's list and in the index from start to
+ * end; stanzas for local users owned by this instance are processed from a
+ * FIFO drained by an event on the loop (never recursively inside the caller),
+ * so handlers never see a session list change under them because of sm_send. */
+#include "sm.h"
+#include "comp_proto.h"
+#include "log.h"
+#include <stdlib.h>
+#include <string.h>
+
+#define USER_BUCKETS 4096
+#define SESS_BUCKETS 4096
+#define USER_IDLE 60.0          /* seconds a user without session stays loaded */
+#define PENDING_MAX 1000        /* routes waiting for their session to start */
+#define PENDING_AGE 30.0
+#define LOCAL_QUEUE_MAX 100000  /* stanzas waiting for local processing */
+
+typedef struct user_ent {
+    sm_user_t u;                /* first: a sm_user_t* is a user_ent_t* */
+    double idle_since;          /* when the last session ended (or load time) */
+} user_ent_t;
+
+typedef struct sess_ent {
+    sm_sess_t s;                /* first: a sm_sess_t* is a sess_ent_t* */
+    struct sess_ent *hnext;     /* (c2s, sid) index chain */
+    int ending;
+} sess_ent_t;
+
+typedef struct pending {
+    xml_node_t *route;          /* owned copy of the {S}route */
+    char *c2s, *sid;
+    double at;
+    struct pending *next;
+} pending_t;
+
+typedef struct qitem {
+    xml_node_t *st;
+    struct qitem *next;
+} qitem_t;
+
+static sm_user_t *users[USER_BUCKETS];
+static sess_ent_t *sessions[SESS_BUCKETS];
+static size_t nusers, nsessions;
+static pending_t *pending_head;
+static size_t npending;
+static qitem_t *q_head, *q_tail;
+static size_t q_len;
+static struct event *q_event;
+static char *domain;            /* sm_config->domain, prepared */
+
+static unsigned hash2(const char *a, const char *b)
+{
+    unsigned h = 2166136261u;
+    for (; *a; a++)
+        h = (h ^ (unsigned char)*a) * 16777619u;
+    h = (h ^ 0xffu) * 16777619u;
+    for (; b && *b; b++)
+        h = (h ^ (unsigned char)*b) * 16777619u;
+    return h;
+}
+
+static int streq(const char *a, const char *b)
+{
+    return a && b && !strcmp(a, b);
+}
+
+/* --- users ----------------------------------------------------------------- */
+
+int sm_is_local(const char *d)
+{
+    return d && domain && !strcmp(d, domain);
+}
+
+sm_user_t *sm_user_get(const char *bare)
+{
+    for (sm_user_t *u = users[hash2(bare, NULL) % USER_BUCKETS]; u; u = u->next)
+        if (!strcmp(u->bare, bare))
+            return u;
+    return NULL;
+}
+
+int sm_user_exists(const char *bare)
+{
+    int r = storage_user_exists(sm_storage, bare);
+    if (r < 0)
+        log_warn("event=user-exists result=error user=%s", bare);
+    return r == 1;
+}
+
+static void user_free(sm_user_t *u)
+{
+    sm_hook_run(SM_HOOK_USER_FREE, u, NULL, NULL);
+    sm_user_t **pp = &users[hash2(u->bare, NULL) % USER_BUCKETS];
+    while (*pp && *pp != u)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = u->next;
+    nusers--;
+    free(u->bare);
+    free(u);
+}
+
+/* A cached user without sessions may have lost its account meanwhile (removal
+ * ends every session first): check again before handing it out. */
+sm_user_t *sm_user_load(const char *bare)
+{
+    sm_user_t *u = sm_user_get(bare);
+    if (u) {
+        if (!u->sessions && !sm_user_exists(bare)) {
+            user_free(u);
+            return NULL;
+        }
+        if (!u->sessions)
+            ((user_ent_t *)u)->idle_since = daemon_now();
+        return u;
+    }
+    if (!sm_user_exists(bare))
+        return NULL;
+    user_ent_t *e = xcalloc(1, sizeof *e);
+    e->idle_since = daemon_now();
+    u = &e->u;
+    u->bare = xstrdup(bare);
+    unsigned h = hash2(bare, NULL) % USER_BUCKETS;
+    u->next = users[h];
+    users[h] = u;
+    nusers++;
+    log_debug("event=user-loaded user=%s", bare);
+    return u;
+}
+
+void sm_send_raw_element(xml_node_t *el)
+{
+    strbuf_t sb;
+    strbuf_init(&sb);
+    xml_serialize(el, COMP_NS_ACCEPT, &sb);
+    sm_link_send_raw(sb.data, sb.len);
+    strbuf_free(&sb);
+}
+
+/* --- sessions ---------------------------------------------------------------- */
+
+static sess_ent_t *sess_lookup(const char *c2s, const char *sid)
+{
+    if (!c2s || !sid)
+        return NULL;
+    for (sess_ent_t *e = sessions[hash2(c2s, sid) % SESS_BUCKETS]; e; e = e->hnext)
+        if (!strcmp(e->s.c2s, c2s) && !strcmp(e->s.sid, sid))
+            return e;
+    return NULL;
+}
+
+sm_sess_t *sm_sess_find(sm_user_t *u, const char *resource)
+{
+    if (!u || !resource)
+        return NULL;
+    for (sm_sess_t *s = u->sessions; s; s = s->next)
+        if (s->jid.resource && !strcmp(s->jid.resource, resource))
+            return s;
+    return NULL;
+}
+
+size_t sm_sess_best(sm_user_t *u, sm_sess_t **out, size_t max)
+{
+    int best = -1;
+    for (sm_sess_t *s = u->sessions; s; s = s->next)
+        if (s->available && s->priority >= 0 && s->priority > best)
+            best = s->priority;
+    size_t n = 0;
+    for (sm_sess_t *s = u->sessions; s && n < max; s = s->next)
+        if (s->available && s->priority == best)
+            out[n++] = s;
+    return n;
+}
+
+static void sess_free(sess_ent_t *e)
+{
+    sm_sess_t *s = &e->s;
+    free(s->c2s);
+    free(s->sid);
+    jid_clear(&s->jid);
+    xml_free(s->presence);
+    for (size_t i = 0; i < s->ndirected; i++)
+        free(s->directed[i]);
+    free(s->directed);
+    free(e);
+}
+
+static void send_session_el(const char *type, const char *c2s, const char *sid, const char *jid,
+                            const char *reason)
+{
+    xml_node_t *el = xml_elem_new(SM_NS_SESSION, "session");
+    xml_attr_set(el, "type", type);
+    xml_attr_set(el, "to", c2s);
+    xml_attr_set(el, "from", domain);
+    xml_attr_set(el, "sid", sid);
+    if (jid)
+        xml_attr_set(el, "jid", jid);
+    if (reason)
+        xml_attr_set(el, "reason", reason);
+    sm_send_raw_element(el);
+    xml_free(el);
+}
+
+void sm_sess_end(sm_sess_t *s, int notify_c2s, const char *reason)
+{
+    sess_ent_t *e = (sess_ent_t *)s;
+    if (e->ending)
+        return;
+    e->ending = 1;
+    sm_user_t *u = s->user;
+    xml_node_t *pres = NULL;
+    if (s->available) {
+        pres = xml_elem_new(NS_CLIENT, "presence");
+        xml_attr_set(pres, "type", "unavailable");
+        xml_attr_set(pres, "from", s->jid.full);
+    }
+    sm_hook_run(SM_HOOK_SESS_END, u, s, pres);
+    xml_free(pres);
+    if (notify_c2s)
+        send_session_el("end", s->c2s, s->sid, NULL, reason ? reason : "system-shutdown");
+    log_info("event=session-end jid=%s c2s=%s sid=%s reason=%s", s->jid.full, s->c2s, s->sid,
+             reason ? reason : (notify_c2s ? "system-shutdown" : "client"));
+    sm_sess_t **pp = &u->sessions;
+    while (*pp && *pp != s)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = s->next;
+    sess_ent_t **hp = &sessions[hash2(s->c2s, s->sid) % SESS_BUCKETS];
+    while (*hp && *hp != e)
+        hp = &(*hp)->hnext;
+    if (*hp)
+        *hp = e->hnext;
+    nsessions--;
+    if (!u->sessions)
+        ((user_ent_t *)u)->idle_since = daemon_now();
+    sess_free(e);
+}
+
+/* Ends every session of a c2s instance that went away. Sids are copied first:
+ * a hook run by one end must not leave us holding a freed session. */
+void sm_c2s_down(const char *instance)
+{
+    char **sids = NULL;
+    size_t n = 0;
+    for (size_t b = 0; b < SESS_BUCKETS; b++)
+        for (sess_ent_t *e = sessions[b]; e; e = e->hnext)
+            if (!strcmp(e->s.c2s, instance)) {
+                sids = xrealloc(sids, (n + 1) * sizeof *sids);
+                sids[n++] = xstrdup(e->s.sid);
+            }
+    if (n)
+        log_notice("event=c2s-lost c2s=%s sessions=%zu", instance, n);
+    for (size_t i = 0; i < n; i++) {
+        sess_ent_t *e = sess_lookup(instance, sids[i]);
+        if (e)
+            sm_sess_end(&e->s, 0, "c2s-lost");
+        free(sids[i]);
+    }
+    free(sids);
+}
+
+/* --- sending ------------------------------------------------------------------- */
+
+static void q_drain(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    /* Stanzas queued while draining are processed in the same run, in order. */
+    while (q_head) {
+        qitem_t *q = q_head;
+        q_head = q->next;
+        if (!q_head)
+            q_tail = NULL;
+        q_len--;
+        sm_inbound(q->st);
+        xml_free(q->st);
+        free(q);
+    }
+}
+
+static void q_push(const xml_node_t *st)
+{
+    if (q_len >= LOCAL_QUEUE_MAX) {
+        log_warn("event=local-queue-full result=dropped to=%s", xml_attr_get(st, "to"));
+        return;
+    }
+    qitem_t *q = xmalloc(sizeof *q);
+    q->st = xml_copy(st);
+    q->next = NULL;
+    if (q_tail)
+        q_tail->next = q;
+    else
+        q_head = q;
+    q_tail = q;
+    q_len++;
+    if (q_event)
+        event_active(q_event, EV_TIMEOUT, 0);
+}
+
+/* Stanzas inside the sm are in jabber:client; serialized with that as the
+ * default namespace they read as jabber:component:accept on the link. */
+static int link_send_stanza(const xml_node_t *st)
+{
+    strbuf_t sb;
+    strbuf_init(&sb);
+    xml_serialize(st, NS_CLIENT, &sb);
+    int r = sm_link_send_raw(sb.data, sb.len);
+    strbuf_free(&sb);
+    return r;
+}
+
+void sm_send(xml_node_t *st)
+{
+    const char *to = xml_attr_get(st, "to");
+    if (!to) {
+        log_debug("event=send result=dropped reason=no-to element=%s", st->name);
+        return;
+    }
+    jid_t j;
+    if (jid_parse(to, &j) != JID_OK) {
+        sm_reply_error(st, "jid-malformed", "modify");
+        return;
+    }
+    int local = sm_is_local(j.domain) && (!j.node || sm_owns(j.bare));
+    jid_clear(&j);
+    if (local) {
+        q_push(st);
+    } else if (link_send_stanza(st) < 0) {
+        sm_reply_error(st, "resource-constraint", "wait");
+    }
+}
+
+void sm_deliver(sm_sess_t *s, xml_node_t *st)
+{
+    strbuf_t sb;
+    strbuf_init(&sb);
+    strbuf_puts(&sb, "<route xmlns='" SM_NS_SESSION "' to='");
+    xml_escape(&sb, s->c2s, strlen(s->c2s), 1);
+    strbuf_puts(&sb, "' from='");
+    xml_escape(&sb, domain, strlen(domain), 1);
+    strbuf_puts(&sb, "' sid='");
+    xml_escape(&sb, s->sid, strlen(s->sid), 1);
+    strbuf_puts(&sb, "'>");
+    xml_serialize(st, COMP_NS_ACCEPT, &sb);
+    strbuf_puts(&sb, "</route>");
+    sm_link_send_raw(sb.data, sb.len);
+    strbuf_free(&sb);
+}
+
+void sm_reply_error(xml_node_t *st, const char *condition, const char *type)
+{
+    const char *stype = xml_attr_get(st, "type");
+    const char *from = xml_attr_get(st, "from");
+    if (!st->name || !comp_proto_bounceable(st->name, stype) || !from)
+        return;
+    xml_node_t *e = xml_copy(st);
+    char *to = xml_attr_get(st, "to") ? xstrdup(xml_attr_get(st, "to")) : NULL;
+    xml_attr_set(e, "to", from);
+    xml_attr_set(e, "from", to);
+    free(to);
+    xml_attr_set(e, "type", "error");
+    xml_node_t *err = xml_add_child(e, st->ns, "error");
+    xml_attr_set(err, "type", type);
+    xml_add_child(err, NS_STANZAS, condition);
+    log_debug("event=stanza-error condition=%s element=%s to=%s", condition, st->name, from);
+    sm_send(e);
+    xml_free(e);
+}
+
+xml_node_t *sm_iq_result(const xml_node_t *iq)
+{
+    xml_node_t *r = xml_elem_new(NS_CLIENT, "iq");
+    xml_attr_set(r, "type", "result");
+    const char *id = xml_attr_get(iq, "id");
+    xml_attr_set(r, "id", id ? id : "");
+    if (xml_attr_get(iq, "from"))
+        xml_attr_set(r, "to", xml_attr_get(iq, "from"));
+    if (xml_attr_get(iq, "to"))
+        xml_attr_set(r, "from", xml_attr_get(iq, "to"));
+    return r;
+}
+
+/* --- RFC 6121 8.5: inbound ---------------------------------------------------- */
+
+static int is_get_set(const char *type)
+{
+    return streq(type, "get") || streq(type, "set");
+}
+
+static int is_subscription(const char *type)
+{
+    return streq(type, "subscribe") || streq(type, "subscribed") || streq(type, "unsubscribe") ||
+           streq(type, "unsubscribed");
+}
+
+/* To the domain itself (or domain/resource), from anyone but a local session. */
+static void server_inbound(xml_node_t *st, const jid_t *to)
+{
+    const char *name = st->name, *type = xml_attr_get(st, "type");
+    if (!to->resource && sm_hook_run(SM_HOOK_SERVER, NULL, NULL, st) == SM_HANDLED)
+        return;
+    if (!strcmp(name, "iq") ? is_get_set(type) : (!strcmp(name, "message") && to->resource))
+        sm_reply_error(st, "service-unavailable", "cancel");
+}
+
+/* RFC 6121 8.5.1: the account does not exist. */
+static void nouser_inbound(xml_node_t *st, const jid_t *to)
+{
+    const char *name = st->name, *type = xml_attr_get(st, "type");
+    if (!strcmp(name, "presence")) {
+        /* 4.3.2 and 3.1.3: a probe or a subscription request gets
+         * 'unsubscribed' so the other side cleans up its roster. */
+        const char *from = xml_attr_get(st, "from");
+        if (from && (streq(type, "probe") || streq(type, "subscribe"))) {
+            char *fb = jid_bare_of(from);
+            if (fb) {
+                xml_node_t *p = xml_elem_new(NS_CLIENT, "presence");
+                xml_attr_set(p, "type", "unsubscribed");
+                xml_attr_set(p, "from", to->bare);
+                xml_attr_set(p, "to", fb);
+                sm_send(p);
+                xml_free(p);
+                free(fb);
+            }
+        }
+        return;
+    }
+    if (!strcmp(name, "message") || is_get_set(type))
+        sm_reply_error(st, "service-unavailable", "cancel");
+}
+
+static void deliver_available(sm_user_t *u, xml_node_t *st, int nonneg_only)
+{
+    for (sm_sess_t *s = u->sessions; s; s = s->next)
+        if (s->available && (!nonneg_only || s->priority >= 0))
+            sm_deliver(s, st);
+}
+
+/* RFC 6121 8.5.2: to the bare JID of an existing account. */
+static void bare_inbound(sm_user_t *u, xml_node_t *st)
+{
+    if (sm_hook_run(SM_HOOK_IN_BARE, u, NULL, st) == SM_HANDLED)
+        return;
+    const char *name = st->name, *type = xml_attr_get(st, "type");
+    if (!strcmp(name, "message")) {
+        if (streq(type, "error"))
+            return;
+        if (streq(type, "groupchat")) {
+            sm_reply_error(st, "service-unavailable", "cancel");
+            return;
+        }
+        if (streq(type, "headline")) {
+            deliver_available(u, st, 1);
+            return;
+        }
+        sm_sess_t *best[64];
+        size_t n = sm_sess_best(u, best, 64);
+        for (size_t i = 0; i < n; i++)
+            sm_deliver(best[i], st);
+        if (n == 0 && sm_offline_store(u, st) < 0)
+            sm_reply_error(st, "service-unavailable", "cancel");
+    } else if (!strcmp(name, "presence")) {
+        if (!type || streq(type, "unavailable"))
+            deliver_available(u, st, 0);
+    } else if (is_get_set(type)) {
+        sm_reply_error(st, "service-unavailable", "cancel");
+    }
+}
+
+void sm_inbound(xml_node_t *st)
+{
+    const char *to = xml_attr_get(st, "to");
+    const char *name = st->name, *type = xml_attr_get(st, "type");
+    if (!to || !name)
+        return;
+    jid_t j;
+    if (jid_parse(to, &j) != JID_OK) {
+        sm_reply_error(st, "jid-malformed", "modify");
+        return;
+    }
+    if (!sm_is_local(j.domain)) {
+        log_warn("event=inbound result=dropped reason=not-our-domain to=%s", to);
+    } else if (!j.node) {
+        server_inbound(st, &j);
+    } else {
+        sm_user_t *u = sm_user_load(j.bare);
+        if (!u) {
+            nouser_inbound(st, &j);
+        } else if (!j.resource) {
+            bare_inbound(u, st);
+        } else {
+            sm_sess_t *s = sm_sess_find(u, j.resource);
+            int pres = !strcmp(name, "presence");
+            if (pres && (is_subscription(type) || streq(type, "probe"))) {
+                bare_inbound(u, st);          /* 8.5.3.1 / 8.5.3.2.2: as for the bare JID */
+            } else if (s) {
+                if (sm_hook_run(SM_HOOK_IN_FULL, u, s, st) != SM_HANDLED)
+                    sm_deliver(s, st);
+            } else if (!strcmp(name, "message")) {
+                /* 8.5.3.2.1 */
+                if (streq(type, "groupchat"))
+                    sm_reply_error(st, "service-unavailable", "cancel");
+                else if (!streq(type, "error"))
+                    bare_inbound(u, st);
+            } else if (!pres && is_get_set(type)) {
+                sm_reply_error(st, "service-unavailable", "cancel");
+            }
+        }
+    }
+    jid_clear(&j);
+}
+
+/* --- stanzas from sessions ------------------------------------------------------ */
+
+/* Rule for what a session sends (docs/sm.md): SM_HOOK_OUT always runs first.
+ * Then, with no 'to': SM_HOOK_SERVER (with the session), then for an iq
+ * SM_HOOK_IN_BARE of the account itself; a message is handled as sent to the
+ * account's bare JID (RFC 6120 10.3.1). To the domain: SM_HOOK_SERVER. Else
+ * the stanza goes on its way with sm_send. */
+static void sess_out(sm_sess_t *s, xml_node_t *st)
+{
+    if (!st->name || (strcmp(st->name, "message") && strcmp(st->name, "presence") && strcmp(st->name, "iq"))) {
+        log_warn("event=protocol-error reason=not-a-stanza jid=%s element=%s", s->jid.full,
+                 st->name ? st->name : "(text)");
+        return;
+    }
+    xml_attr_set(st, "from", s->jid.full);
+    const char *type = xml_attr_get(st, "type");
+    int has_to = xml_attr_get(st, "to") != NULL;
+    jid_t j = {0};
+    if (has_to) {
+        if (jid_parse(xml_attr_get(st, "to"), &j) != JID_OK) {
+            sm_reply_error(st, "jid-malformed", "modify");
+            return;
+        }
+        xml_attr_set(st, "to", j.full);       /* prepared form from here on */
+    }
+    sm_user_t *u = s->user;
+    if (sm_hook_run(SM_HOOK_OUT, u, s, st) == SM_HANDLED) {
+        jid_clear(&j);
+        return;
+    }
+    if (!has_to && !strcmp(st->name, "presence")) {
+        ;                                     /* broadcast: mod_presence did it */
+    } else if (!has_to) {
+        if (sm_hook_run(SM_HOOK_SERVER, u, s, st) == SM_HANDLED)
+            ;
+        else if (!strcmp(st->name, "iq")) {
+            if (sm_hook_run(SM_HOOK_IN_BARE, u, s, st) != SM_HANDLED && is_get_set(type))
+                sm_reply_error(st, "service-unavailable", "cancel");
+        } else if (!strcmp(st->name, "message")) {
+            xml_attr_set(st, "to", u->bare);
+            sm_send(st);
+        }
+    } else if (sm_is_local(j.domain) && !j.node) {
+        if (j.resource || sm_hook_run(SM_HOOK_SERVER, u, s, st) != SM_HANDLED) {
+            if (!strcmp(st->name, "iq") ? is_get_set(type) : (!strcmp(st->name, "message") && j.resource))
+                sm_reply_error(st, "service-unavailable", "cancel");
+        }
+    } else {
+        sm_send(st);
+    }
+    jid_clear(&j);
+}
+
+/* --- session control -------------------------------------------------------------- */
+
+static void pending_replay(sess_ent_t *e);
+
+static void sess_start(xml_node_t *el)
+{
+    const char *c2s = xml_attr_get(el, "from");
+    const char *sid = xml_attr_get(el, "sid");
+    const char *jid = xml_attr_get(el, "jid");
+    const char *user = xml_attr_get(el, "user");
+    const char *resync = xml_attr_get(el, "resync");
+    int is_resync = streq(resync, "true") || streq(resync, "1");
+    if (!c2s || !sid || !jid) {
+        log_warn("event=protocol-error reason=session-start-incomplete c2s=%s", c2s ? c2s : "-");
+        if (c2s && sid)
+            send_session_el("failed", c2s, sid, jid, "not-allowed");
+        return;
+    }
+    jid_t j;
+    if (jid_parse(jid, &j) != JID_OK || !j.node || !j.resource || !sm_is_local(j.domain)) {
+        if (j.domain)
+            jid_clear(&j);
+        log_warn("event=session-failed reason=bad-jid jid=%s c2s=%s", jid, c2s);
+        send_session_el("failed", c2s, sid, jid, "not-allowed");
+        return;
+    }
+    char *ub = user ? jid_bare_of(user) : NULL;
+    if (user && (!ub || strcmp(ub, j.bare))) {
+        log_warn("event=session-failed reason=user-mismatch jid=%s user=%s c2s=%s", jid, user, c2s);
+        send_session_el("failed", c2s, sid, jid, "not-allowed");
+        free(ub);
+        jid_clear(&j);
+        return;
+    }
+    free(ub);
+    sess_ent_t *e = sess_lookup(c2s, sid);
+    if (e) {                                  /* repeated start or resync of a known session */
+        send_session_el("started", c2s, sid, e->s.jid.full, NULL);
+        jid_clear(&j);
+        return;
+    }
+    sm_user_t *u = sm_user_load(j.bare);
+    if (!u) {
+        log_warn("event=session-failed reason=no-account jid=%s c2s=%s", jid, c2s);
+        send_session_el("failed", c2s, sid, jid, "not-allowed");
+        jid_clear(&j);
+        return;
+    }
+    sm_sess_t *old = sm_sess_find(u, j.resource);
+    if (old)
+        sm_sess_end(old, 1, "conflict");
+    e = xcalloc(1, sizeof *e);
+    sm_sess_t *s = &e->s;
+    s->user = u;
+    s->c2s = xstrdup(c2s);
+    s->sid = xstrdup(sid);
+    s->jid = j;                               /* takes the parsed strings */
+    s->roster_requested = is_resync;          /* a resynced client had its roster */
+    sm_sess_t **pp = &u->sessions;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = s;
+    unsigned h = hash2(c2s, sid) % SESS_BUCKETS;
+    e->hnext = sessions[h];
+    sessions[h] = e;
+    nsessions++;
+    log_info("event=session-start jid=%s c2s=%s sid=%s resync=%d", s->jid.full, c2s, sid, is_resync);
+    sm_hook_run(SM_HOOK_SESS_START, u, s, NULL);
+    send_session_el("started", c2s, sid, s->jid.full, NULL);
+    /* Resync of a session we did not know (we restarted): restore its
+     * presence as if the client had just sent it. */
+    xml_node_t *pres = is_resync ? xml_child(el, NS_CLIENT, "presence") : NULL;
+    if (pres && !xml_attr_get(pres, "to"))
+        sess_out(s, pres);
+    pending_replay(e);
+}
+
+void sm_session_control(xml_node_t *el)
+{
+    const char *type = xml_attr_get(el, "type");
+    const char *c2s = xml_attr_get(el, "from");
+    const char *sid = xml_attr_get(el, "sid");
+    if (streq(type, "start")) {
+        sess_start(el);
+    } else if (streq(type, "end")) {
+        sess_ent_t *e = sess_lookup(c2s, sid);
+        if (e)
+            sm_sess_end(&e->s, 0, NULL);
+        else
+            log_debug("event=session-end result=unknown c2s=%s sid=%s", c2s ? c2s : "-", sid ? sid : "-");
+    } else if (streq(type, "error")) {
+        log_warn("event=session-control-bounced c2s=%s sid=%s", c2s ? c2s : "-", sid ? sid : "-");
+    } else {
+        log_warn("event=protocol-error reason=unknown-session-type type=%s c2s=%s", type ? type : "-",
+                 c2s ? c2s : "-");
+    }
+}
+
+/* Routes for a session we do not know yet: after our restart the router
+ * delivers what it held before c2s has re-announced its sessions. */
+static void pending_add(xml_node_t *route, const char *c2s, const char *sid)
+{
+    if (npending >= PENDING_MAX) {
+        log_warn("event=route-dropped reason=unknown-session c2s=%s sid=%s", c2s, sid);
+        return;
+    }
+    pending_t *p = xcalloc(1, sizeof *p);
+    p->route = xml_copy(route);
+    p->c2s = xstrdup(c2s);
+    p->sid = xstrdup(sid);
+    p->at = daemon_now();
+    pending_t **pp = &pending_head;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = p;
+    npending++;
+}
+
+static void pending_free(pending_t *p)
+{
+    xml_free(p->route);
+    free(p->c2s);
+    free(p->sid);
+    free(p);
+    npending--;
+}
+
+static void pending_replay(sess_ent_t *e)
+{
+    pending_t *mine = NULL, **tail = &mine;
+    for (pending_t **pp = &pending_head; *pp;) {
+        pending_t *p = *pp;
+        if (!strcmp(p->c2s, e->s.c2s) && !strcmp(p->sid, e->s.sid)) {
+            *pp = p->next;
+            p->next = NULL;
+            *tail = p;
+            tail = &p->next;
+        } else {
+            pp = &p->next;
+        }
+    }
+    while (mine) {
+        pending_t *p = mine;
+        mine = p->next;
+        sm_route_in(p->route);
+        pending_free(p);
+    }
+}
+
+static xml_node_t *first_elem(const xml_node_t *el)
+{
+    for (xml_node_t *c = el->first_child; c; c = c->next)
+        if (c->name && strcmp(c->name, "error"))
+            return c;
+    return NULL;
+}
+
+void sm_route_in(xml_node_t *el)
+{
+    const char *c2s = xml_attr_get(el, "from");
+    const char *sid = xml_attr_get(el, "sid");
+    const char *type = xml_attr_get(el, "type");
+    xml_node_t *st = first_elem(el);
+    if (!c2s || !sid || !st) {
+        log_warn("event=protocol-error reason=route-incomplete c2s=%s", c2s ? c2s : "-");
+        return;
+    }
+    sess_ent_t *e = sess_lookup(c2s, sid);
+    if (streq(type, "unacked") || streq(type, "error")) {
+        /* The client never got it (XEP-0198 unacked, or the route to its c2s
+         * bounced): the session is over; handle the stanza again as inbound,
+         * without that session. */
+        if (e)
+            sm_sess_end(&e->s, 0, streq(type, "error") ? "c2s-unreachable" : NULL);
+        sm_inbound(st);
+        return;
+    }
+    if (!e) {
+        pending_add(el, c2s, sid);
+        return;
+    }
+    sess_out(&e->s, st);
+}
+
+/* --- lifetime ------------------------------------------------------------------------- */
+
+void sm_core_init(struct event_base *base)
+{
+    domain = jid_prep_domain(sm_config->domain);
+    if (!domain)
+        log_fatal("event=config option=domain value=%s reason=invalid-domain", sm_config->domain);
+    q_event = event_new(base, -1, 0, q_drain, NULL);
+}
+
+void sm_core_cron(double now)
+{
+    for (pending_t **pp = &pending_head; *pp;) {
+        pending_t *p = *pp;
+        if (now - p->at > PENDING_AGE) {
+            log_warn("event=route-dropped reason=session-never-started c2s=%s sid=%s", p->c2s, p->sid);
+            *pp = p->next;
+            pending_free(p);
+        } else {
+            pp = &p->next;
+        }
+    }
+    for (size_t b = 0; b < USER_BUCKETS; b++) {
+        for (sm_user_t *u = users[b], *next; u; u = next) {
+            next = u->next;
+            if (!u->sessions && now - ((user_ent_t *)u)->idle_since > USER_IDLE)
+                user_free(u);
+        }
+    }
+}
+
+/* At exit: free everything without broadcasting (c2s will resync). */
+void sm_core_free(void)
+{
+    while (q_head) {
+        qitem_t *q = q_head;
+        q_head = q->next;
+        xml_free(q->st);
+        free(q);
+    }
+    q_tail = NULL;
+    q_len = 0;
+    if (q_event)
+        event_free(q_event);
+    q_event = NULL;
+    for (size_t b = 0; b < SESS_BUCKETS; b++) {
+        while (sessions[b]) {
+            sess_ent_t *e = sessions[b];
+            sessions[b] = e->hnext;
+            sess_free(e);
+        }
+    }
+    nsessions = 0;
+    for (size_t b = 0; b < USER_BUCKETS; b++) {
+        while (users[b]) {
+            users[b]->sessions = NULL;
+            user_free(users[b]);
+        }
+    }
+    while (pending_head) {
+        pending_t *p = pending_head;
+        pending_head = p->next;
+        pending_free(p);
+    }
+    free(domain);
+    domain = NULL;
+}

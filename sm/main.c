@@ -1,0 +1,249 @@
+/* weft-sm: the session manager process. This file wires the option table and
+ * the callbacks to the daemon skeleton, owns the router link and storage, and
+ * dispatches what the router delivers: session control and client stanzas
+ * from c2s (docs/session-protocol.md), authreg requests, and plain stanzas for
+ * our users. It also keeps the set of sm instances serving our domain so that
+ * sm_send can tell which users this instance owns (the router's rendezvous
+ * hash, docs/component-protocol.md 8.2). */
+#include "sm.h"
+#include "comp_client.h"
+#include "comp_proto.h"
+#include "log.h"
+#include <stdlib.h>
+#include <string.h>
+
+sm_cfg_t *sm_config;
+storage_t *sm_storage;
+
+static comp_client_t *link_;
+static int stopping;
+
+/* An sm instance seen binding our domain. A down instance keeps its users for
+ * a while (the router keeps its slot while it restarts); past that its users
+ * are ours to compute again. When in doubt sm_send goes through the router,
+ * which always knows: our computation only saves a round trip. */
+#define SM_PEER_FORGET 600.0
+typedef struct sm_peer {
+    char *name;
+    int up;
+    double down_at;
+} sm_peer_t;
+static sm_peer_t *peers;
+static size_t npeers;
+
+int sm_link_send_raw(const char *bytes, size_t len)
+{
+    if (!link_ || comp_client_send_raw(link_, bytes, len) < 0) {
+        log_warn("event=router-send result=dropped reason=buffer-full bytes=%zu", len);
+        return -1;
+    }
+    return 0;
+}
+
+int sm_owns(const char *bare)
+{
+    const char *self = sm_config->name;
+    size_t klen = strlen(bare);
+    uint64_t best = comp_proto_partition_score(bare, klen, self);
+    double now = daemon_now();
+    for (size_t i = 0; i < npeers; i++) {
+        sm_peer_t *p = &peers[i];
+        if (!strcmp(p->name, self) || (!p->up && now - p->down_at > SM_PEER_FORGET))
+            continue;
+        if (comp_proto_partition_score(bare, klen, p->name) > best)
+            return 0;
+    }
+    return 1;
+}
+
+static void peer_update(const char *instance, int up)
+{
+    for (size_t i = 0; i < npeers; i++) {
+        if (!strcmp(peers[i].name, instance)) {
+            peers[i].up = up;
+            peers[i].down_at = daemon_now();
+            return;
+        }
+    }
+    peers = xrealloc(peers, (npeers + 1) * sizeof *peers);
+    peers[npeers].name = xstrdup(instance);
+    peers[npeers].up = up;
+    peers[npeers].down_at = daemon_now();
+    npeers++;
+}
+
+/* Plain stanzas arrive in jabber:component:accept; inside the sm every stanza
+ * is in jabber:client (sm_send and sm_deliver serialize accordingly). */
+static void rename_ns(xml_node_t *n, const char *from, const char *to)
+{
+    if (!n->name)
+        return;
+    if (n->ns && !strcmp(n->ns, from)) {
+        free(n->ns);
+        n->ns = xstrdup(to);
+    }
+    for (xml_node_t *c = n->first_child; c; c = c->next)
+        rename_ns(c, from, to);
+}
+
+static int is_stanza_name(const char *n)
+{
+    return !strcmp(n, "message") || !strcmp(n, "presence") || !strcmp(n, "iq");
+}
+
+static void on_stanza(void *ctx, xml_node_t *st)
+{
+    (void)ctx;
+    const char *ns = st->ns ? st->ns : "";
+    if (!strcmp(ns, SM_NS_SESSION) && !strcmp(st->name, "session")) {
+        sm_session_control(st);
+    } else if (!strcmp(ns, SM_NS_SESSION) && !strcmp(st->name, "route")) {
+        sm_route_in(st);
+    } else if (!strcmp(ns, SM_NS_AUTHREG) && !strcmp(st->name, "authreg")) {
+        sm_authreg_handle(st);
+    } else if ((!strcmp(ns, COMP_NS_ACCEPT) || !strcmp(ns, NS_CLIENT)) && is_stanza_name(st->name)) {
+        rename_ns(st, COMP_NS_ACCEPT, NS_CLIENT);
+        sm_inbound(st);
+    } else {
+        const char *from = xml_attr_get(st, "from");
+        log_warn("event=protocol-error reason=unknown-element element={%s}%s from=%s", ns, st->name,
+                 from ? from : "-");
+    }
+    xml_free(st);
+}
+
+static void on_name(void *ctx, const char *name, const char *instance, int up)
+{
+    (void)ctx;
+    if (!strcmp(name, sm_config->domain)) {
+        peer_update(instance, up);
+        log_info("event=sm-instance instance=%s state=%s", instance, up ? "up" : "down");
+        return;
+    }
+    if (!up)
+        sm_c2s_down(name);
+}
+
+static void on_ready(void *ctx)
+{
+    (void)ctx;
+    log_notice("event=ready domain=%s", sm_config->domain);
+}
+
+static void on_down(void *ctx)
+{
+    (void)ctx;
+    if (stopping)
+        daemon_exit();
+}
+
+static void on_bind_error(void *ctx, const char *name, const char *condition)
+{
+    (void)ctx;
+    log_error("event=bind-failed name=%s condition=%s", name, condition);
+}
+
+static int sm_start(struct event_base *base, void *config)
+{
+    sm_config = config;
+    char err[256];
+    sm_storage = storage_open(sm_config->database, err, sizeof err);
+    if (!sm_storage) {
+        log_error("event=start reason=storage database=%s error=\"%s\"", sm_config->database, err);
+        return -1;
+    }
+    sm_core_init(base);
+    sm_modules_init();
+    const char *binds[1] = {sm_config->domain};
+    comp_client_cfg_t cc = {
+        .router = sm_config->router,
+        .router_name = sm_config->router_name,
+        .name = sm_config->name,
+        .secret = sm_config->secret,
+        .binds = binds,
+        .nbinds = 1,
+        .tls_ca = sm_config->tls_ca && *sm_config->tls_ca ? sm_config->tls_ca : NULL,
+        .tls_verify = 1,
+        .max_buffer = sm_config->max_buffer,
+    };
+    static const comp_client_cb_t cb = {
+        .on_ready = on_ready,
+        .on_down = on_down,
+        .on_stanza = on_stanza,
+        .on_name = on_name,
+        .on_bind_error = on_bind_error,
+    };
+    link_ = comp_client_new(base, &cc, &cb, NULL);
+    return link_ ? 0 : -1;
+}
+
+/* A stopping sm keeps its sessions: c2s keeps the clients connected and
+ * re-announces them (resync) when an sm is back. */
+static void sm_stop(void)
+{
+    stopping = 1;
+    comp_client_close(link_, 0);
+    struct timeval tv = {2, 0};
+    event_base_loopexit(daemon_base(), &tv);
+}
+
+/* SIGHUP: the limits and the version answers take the new values; the link,
+ * domain and database stay as started (their strings are swapped into the old
+ * struct, which the skeleton frees after this returns). */
+static void swap_str(char **a, char **b)
+{
+    char *t = *a;
+    *a = *b;
+    *b = t;
+}
+
+static void sm_reload(void *config)
+{
+    sm_cfg_t *fresh = config, *old = sm_config;
+    swap_str(&fresh->router, &old->router);
+    swap_str(&fresh->router_name, &old->router_name);
+    swap_str(&fresh->tls_ca, &old->tls_ca);
+    swap_str(&fresh->name, &old->name);
+    swap_str(&fresh->secret, &old->secret);
+    swap_str(&fresh->domain, &old->domain);
+    swap_str(&fresh->database, &old->database);
+    fresh->max_buffer = old->max_buffer;
+    sm_config = fresh;
+}
+
+static void sm_cron(void)
+{
+    sm_core_cron(daemon_now());
+}
+
+static void sm_cleanup(void)
+{
+    if (link_)
+        comp_client_free(link_);
+    link_ = NULL;
+    sm_core_free();
+    if (sm_storage)
+        storage_close(sm_storage);
+    sm_storage = NULL;
+    for (size_t i = 0; i < npeers; i++)
+        free(peers[i].name);
+    free(peers);
+    peers = NULL;
+    npeers = 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const daemon_spec_t spec = {
+        .ident = "sm",
+        .default_config = "etc/sm.xml",
+        .table = sm_options,
+        .config_size = sizeof(sm_cfg_t),
+        .start = sm_start,
+        .stop = sm_stop,
+        .reload = sm_reload,
+        .cron = sm_cron,
+        .cleanup = sm_cleanup,
+    };
+    return daemon_main(argc, argv, &spec);
+}

@@ -1,0 +1,192 @@
+/* mod_carbons: message carbons (XEP-0280, urn:xmpp:carbons:2).
+ *
+ * - <enable/> / <disable/> iq sets with no 'to' (or to the user's own bare
+ *   JID or to the domain) switch sm_sess_t.carbons of the sending session;
+ *   repeating one is not an error (section 9.1).
+ * - Eligible messages (section 6): type chat, or type normal (or no type)
+ *   with a <body/>; never a message carrying <private xmlns='urn:xmpp:carbons:2'/>
+ *   or <no-copy xmlns='urn:xmpp:hints'/>, one from a MUC (it carries a
+ *   muc#user <x/>), one that already is a carbon, or one between two
+ *   resources of the same account.
+ * - Inbound (SM_HOOK_IN_FULL to a live session; SM_HOOK_IN_BARE, delivered by
+ *   the core to the sessions sm_sess_best picks): each other carbons-enabled
+ *   session gets <received/> wrapping the message. A message to the bare JID
+ *   that no session receives goes to offline storage and is not copied (the
+ *   sessions get it from there). A <private/> element is removed before the
+ *   recipient gets the message (section 8).
+ * - Outbound (SM_HOOK_OUT): each other carbons-enabled session of the sender
+ *   gets <sent/> wrapping the message, whether or not the sender enabled
+ *   carbons (section 7).
+ * - A copy comes from the user's bare JID to the receiving full JID, keeps the
+ *   message's type and wraps it in <forwarded xmlns='urn:xmpp:forward:0'/>.
+ *
+ * Runs after mod_blocking (which stops what it blocks first). State: only
+ * sm_sess_t.carbons, owned by core.c with the session. */
+#include "sm.h"
+#include "log.h"
+#include <string.h>
+
+#define NS_CARBONS "urn:xmpp:carbons:2"
+#define NS_FORWARD "urn:xmpp:forward:0"
+#define NS_HINTS "urn:xmpp:hints"
+#define NS_MUC_USER "http://jabber.org/protocol/muc#user"
+#define BEST_MAX 64
+
+static int streq(const char *a, const char *b)
+{
+    return a && b && !strcmp(a, b);
+}
+
+/* 1 if jid (full or bare) belongs to the account u. */
+static int own_jid(const sm_user_t *u, const char *jid)
+{
+    if (!jid)
+        return 0;
+    size_t n = strlen(u->bare);
+    return !strncmp(jid, u->bare, n) && (jid[n] == '\0' || jid[n] == '/');
+}
+
+static int eligible(const xml_node_t *m)
+{
+    const char *type = xml_attr_get(m, "type");
+    if (!(streq(type, "chat") || ((!type || streq(type, "normal")) && xml_child(m, NULL, "body"))))
+        return 0;
+    if (xml_child(m, NS_CARBONS, "private") || xml_child(m, NS_HINTS, "no-copy"))
+        return 0;
+    if (xml_child(m, NS_CARBONS, "received") || xml_child(m, NS_CARBONS, "sent"))
+        return 0;
+    if (xml_child(m, NS_MUC_USER, "x"))
+        return 0;
+    return 1;
+}
+
+/* Sends a <received/> or <sent/> copy of m to session s. */
+static void copy_to(sm_user_t *u, sm_sess_t *s, const xml_node_t *m, const char *dir)
+{
+    xml_node_t *w = xml_elem_new(NS_CLIENT, "message");
+    xml_attr_set(w, "from", u->bare);
+    xml_attr_set(w, "to", s->jid.full);
+    const char *type = xml_attr_get(m, "type");
+    if (type)
+        xml_attr_set(w, "type", type);
+    xml_node_t *d = xml_add_child(w, NS_CARBONS, dir);
+    xml_node_t *f = xml_add_child(d, NS_FORWARD, "forwarded");
+    xml_append(f, xml_copy(m));
+    sm_deliver(s, w);
+    xml_free(w);
+}
+
+static void strip_private(xml_node_t *m)
+{
+    xml_node_t *p;
+    while ((p = xml_child(m, NS_CARBONS, "private"))) {
+        xml_detach(p);
+        xml_free(p);
+    }
+}
+
+static int in_list(sm_sess_t *const *v, size_t n, const sm_sess_t *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == s)
+            return 1;
+    return 0;
+}
+
+/* --- enable / disable ---------------------------------------------------------- */
+
+static sm_ret_t carbons_iq(sm_sess_t *s, xml_node_t *iq)
+{
+    xml_node_t *en = xml_child(iq, NS_CARBONS, "enable");
+    xml_node_t *dis = xml_child(iq, NS_CARBONS, "disable");
+    if (!en && !dis)
+        return SM_PASS;
+    const char *type = xml_attr_get(iq, "type");
+    if (streq(type, "get")) {
+        sm_reply_error(iq, "bad-request", "modify");
+    } else if (streq(type, "set")) {
+        s->carbons = en != NULL;
+        log_debug("event=carbons jid=%s enabled=%d", s->jid.full, s->carbons);
+        xml_node_t *res = sm_iq_result(iq);
+        sm_deliver(s, res);
+        xml_free(res);
+    }
+    return SM_HANDLED;
+}
+
+/* --- hooks ------------------------------------------------------------------------ */
+
+static sm_ret_t on_out(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+{
+    (void)hook;
+    (void)arg;
+    if (!s)
+        return SM_PASS;
+    const char *to = xml_attr_get(st, "to");
+    if (!strcmp(st->name, "iq")) {
+        if (to && strcmp(to, u->bare) && strcmp(to, s->jid.domain))
+            return SM_PASS;
+        return carbons_iq(s, st);
+    }
+    if (strcmp(st->name, "message") || !to || own_jid(u, to) || !eligible(st))
+        return SM_PASS;
+    for (sm_sess_t *o = u->sessions; o; o = o->next)
+        if (o != s && o->carbons)
+            copy_to(u, o, st, "sent");
+    return SM_PASS;
+}
+
+static sm_ret_t on_in_full(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+{
+    (void)hook;
+    (void)arg;
+    if (strcmp(st->name, "message"))
+        return SM_PASS;
+    if (eligible(st) && !own_jid(u, xml_attr_get(st, "from"))) {
+        for (sm_sess_t *o = u->sessions; o; o = o->next)
+            if (o != s && o->carbons)
+                copy_to(u, o, st, "received");
+    }
+    strip_private(st);
+    return SM_PASS;
+}
+
+static sm_ret_t on_in_bare(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+{
+    (void)hook;
+    (void)s;
+    (void)arg;
+    if (strcmp(st->name, "message"))
+        return SM_PASS;
+    if (eligible(st) && !own_jid(u, xml_attr_get(st, "from"))) {
+        /* The core gives a chat/normal message for the bare JID to these. */
+        sm_sess_t *best[BEST_MAX];
+        size_t n = sm_sess_best(u, best, BEST_MAX);
+        if (n > 0) {
+            for (sm_sess_t *o = u->sessions; o; o = o->next)
+                if (o->carbons && !in_list(best, n, o))
+                    copy_to(u, o, st, "received");
+        }
+    }
+    strip_private(st);
+    return SM_PASS;
+}
+
+static sm_ret_t on_features(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *q, void *arg)
+{
+    (void)hook;
+    (void)u;
+    (void)s;
+    (void)arg;
+    xml_node_t *f = xml_add_child(q, q->ns, "feature");
+    xml_attr_set(f, "var", NS_CARBONS);
+    return SM_PASS;
+}
+
+void mod_carbons_init(void)
+{
+    sm_hook_add(SM_HOOK_OUT, on_out, NULL);
+    sm_hook_add(SM_HOOK_IN_FULL, on_in_full, NULL);
+    sm_hook_add(SM_HOOK_IN_BARE, on_in_bare, NULL);
+    sm_hook_add(SM_HOOK_DISCO_FEATURES, on_features, NULL);
+}

@@ -1,0 +1,264 @@
+/* mod_offline: messages for users with no available session (XEP-0160,
+ * RFC 6121 8.5.2.2).
+ *
+ * Storage: collection "offline" of the recipient, one record per message,
+ * the stanza serialized with its own namespace declared and a XEP-0203
+ * <delay/> added; storage_append keys keep them in arrival order. At most
+ * sm_config->offline_max records per user.
+ *
+ * Delivery: when a session sends available presence (no type, no 'to') with
+ * a non-negative priority, every stored message goes to that session in
+ * order, and the records are deleted in one transaction after being handed
+ * to sm_deliver. Delivery does not depend on the session's previous state:
+ * messages are only stored while the user has no available session of
+ * non-negative priority, so stored ones exist only when this presence is the
+ * first to make the user reachable (XEP-0160 section 3: "when the recipient
+ * next sends non-negative available presence"). The handler always passes,
+ * so presence processing still sees the stanza; it must run before any
+ * handler that stops the chain for broadcast presence.
+ *
+ * Also: SM_HOOK_USER_DELETE removes the user's offline records;
+ * SM_HOOK_DISCO_FEATURES advertises 'msgoffline'. No per-user state. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "sm.h"
+#include "xml_stream.h"
+
+#define OFFLINE_COLL "offline"
+#define NS_DELAY "urn:xmpp:delay"
+#define NS_CHATSTATES "http://jabber.org/protocol/chatstates"
+#define NS_HINTS "urn:xmpp:hints"
+#define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
+/* Largest stored record parsed back: a stanza passed the stream's size limit
+ * before it was stored; this leaves room for what we added and for a limit
+ * raised since. */
+#define OFFLINE_MAX_RECORD (4u * 1024 * 1024)
+
+/* ------------------------------------------------------------ storing */
+
+/* XEP-0203 stamp: UTC, milliseconds. */
+static void offline_stamp(char *buf, size_t len)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+/* A message that only says someone is typing (XEP-0085) means nothing once
+ * its moment has passed: not worth storing. True when there is a chat state
+ * and no other child element but a <thread/>. */
+static int offline_only_chatstate(const xml_node_t *msg)
+{
+    int states = 0;
+    for (const xml_node_t *c = msg->first_child; c; c = c->next) {
+        if (!c->name || (!strcmp(c->name, "thread") && !strcmp(c->ns, msg->ns)))
+            continue;
+        if (strcmp(c->ns, NS_CHATSTATES) != 0)
+            return 0;
+        states++;
+    }
+    return states > 0;
+}
+
+/* Which types are kept follows RFC 6121 8.5.2.2.1: normal (also an absent or
+ * unknown type, 5.2.2) and chat are stored; groupchat is refused (the caller
+ * answers service-unavailable); headline and error are dropped silently and
+ * 0 is returned, as the caller must not answer them either. A message with a
+ * XEP-0334 <no-store/> hint is refused; a standalone chat state is dropped. */
+int sm_offline_store(sm_user_t *u, xml_node_t *msg)
+{
+    const char *type = xml_attr_get(msg, "type");
+    if (type && !strcmp(type, "groupchat"))
+        return -1;
+    if (type && (!strcmp(type, "headline") || !strcmp(type, "error")))
+        return 0;
+    if (offline_only_chatstate(msg))
+        return 0;
+    if (xml_child(msg, NS_HINTS, "no-store"))
+        return -1;
+
+    int n = storage_count(sm_storage, u->bare, OFFLINE_COLL);
+    if (n < 0)
+        return -1;
+    if (n >= sm_config->offline_max) {
+        log_notice("sm: event=offline-full user=%s max=%ld", u->bare, sm_config->offline_max);
+        return -1;
+    }
+
+    xml_node_t *copy = xml_copy(msg);
+    xml_node_t *delay = xml_add_child(copy, NS_DELAY, "delay");
+    char stamp[40];
+    offline_stamp(stamp, sizeof stamp);
+    xml_attr_set(delay, "from", sm_config->domain);
+    xml_attr_set(delay, "stamp", stamp);
+    strbuf_t sb;
+    strbuf_init(&sb);
+    xml_serialize(copy, NULL, &sb);   /* declares the stanza's namespace */
+    xml_free(copy);
+    int rc = storage_append(sm_storage, u->bare, OFFLINE_COLL, sb.data, sb.len);
+    strbuf_free(&sb);
+    if (rc < 0)
+        return -1;
+    log_debug("sm: event=offline-stored user=%s count=%d", u->bare, n + 1);
+    return 0;
+}
+
+/* ------------------------------------------------------------ delivering */
+
+typedef struct offline_rec {
+    char *key;
+    char *val;
+    size_t len;
+} offline_rec_t;
+
+typedef struct offline_batch {
+    offline_rec_t *recs;
+    size_t n, cap;
+} offline_batch_t;
+
+/* Copies every record first: delivering and deleting inside the walk would
+ * change the rows being walked. */
+static int offline_collect(const char *key, const char *val, size_t len, void *arg)
+{
+    offline_batch_t *b = arg;
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 16;
+        b->recs = xrealloc(b->recs, b->cap * sizeof *b->recs);
+    }
+    offline_rec_t *r = &b->recs[b->n++];
+    r->key = xstrdup(key);
+    r->val = xmalloc(len + 1);
+    memcpy(r->val, val, len);
+    r->val[len] = '\0';
+    r->len = len;
+    return 0;
+}
+
+static void offline_batch_free(offline_batch_t *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->recs[i].key);
+        free(b->recs[i].val);
+    }
+    free(b->recs);
+}
+
+static void offline_deliver(sm_sess_t *s)
+{
+    const char *bare = s->user->bare;
+    offline_batch_t b = { 0 };
+    if (storage_list(sm_storage, bare, OFFLINE_COLL, offline_collect, &b) != 0 || b.n == 0) {
+        offline_batch_free(&b);
+        return;
+    }
+    if (storage_begin(sm_storage) < 0) {
+        offline_batch_free(&b);
+        return;
+    }
+    xml_limits_t lim;
+    xml_limits_default(&lim);
+    lim.max_stanza_bytes = OFFLINE_MAX_RECORD;
+    lim.max_text = OFFLINE_MAX_RECORD;
+    size_t delivered = 0, bad = 0;
+    int failed = 0;
+    for (size_t i = 0; i < b.n && !failed; i++) {
+        char errbuf[128];
+        xml_node_t *msg = xml_parse_document(b.recs[i].val, b.recs[i].len, &lim, errbuf,
+                                             sizeof errbuf, NULL);
+        if (msg) {
+            sm_deliver(s, msg);
+            xml_free(msg);
+            delivered++;
+        } else {
+            /* It can never be delivered: dropped, and said so. */
+            log_warn("sm: event=offline-unreadable user=%s key=%s error=\"%s\"", bare,
+                     b.recs[i].key, errbuf);
+            bad++;
+        }
+        if (storage_del(sm_storage, bare, OFFLINE_COLL, b.recs[i].key) < 0)
+            failed = 1;
+    }
+    if (failed || storage_commit(sm_storage) < 0) {
+        /* The messages handed over so far stay stored and come again at the
+         * next presence: a duplicate rather than a loss. */
+        storage_rollback(sm_storage);
+        log_error("sm: event=offline-delete-failed user=%s delivered=%zu", bare, delivered);
+    } else {
+        log_info("sm: event=offline-delivered user=%s jid=%s count=%zu dropped=%zu", bare,
+                 s->jid.full, delivered, bad);
+    }
+    offline_batch_free(&b);
+}
+
+/* Available broadcast presence with priority >= 0 (absent priority is 0;
+ * an unreadable one is left to the presence module to refuse). */
+static int offline_is_initial_like(const xml_node_t *st)
+{
+    if (!st->name || strcmp(st->name, "presence") != 0 || xml_attr_get(st, "type") ||
+        xml_attr_get(st, "to"))
+        return 0;
+    xml_node_t *p = xml_child(st, st->ns, "priority");
+    if (!p)
+        return 1;
+    char *text = xml_text(p), *end;
+    long prio = strtol(text, &end, 10);
+    while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
+        end++;
+    int ok = end != text && *end == '\0' && prio >= 0 && prio <= 127;
+    free(text);
+    return ok;
+}
+
+static sm_ret_t offline_out(sm_hook_t hook, sm_user_t *user, sm_sess_t *sess,
+                            xml_node_t *stanza, void *arg)
+{
+    (void)hook;
+    (void)user;
+    (void)arg;
+    if (sess && stanza && offline_is_initial_like(stanza))
+        offline_deliver(sess);
+    return SM_PASS;
+}
+
+/* ------------------------------------------------------------ the rest */
+
+static sm_ret_t offline_user_delete(sm_hook_t hook, sm_user_t *user, sm_sess_t *sess,
+                                    xml_node_t *stanza, void *arg)
+{
+    (void)hook;
+    (void)sess;
+    (void)stanza;
+    (void)arg;
+    if (user)
+        storage_del_all(sm_storage, user->bare, OFFLINE_COLL);
+    return SM_PASS;
+}
+
+static sm_ret_t offline_disco(sm_hook_t hook, sm_user_t *user, sm_sess_t *sess,
+                              xml_node_t *query, void *arg)
+{
+    (void)hook;
+    (void)user;
+    (void)sess;
+    (void)arg;
+    if (query) {
+        xml_node_t *f = xml_add_child(query, NS_DISCO_INFO, "feature");
+        xml_attr_set(f, "var", "msgoffline");
+    }
+    return SM_PASS;
+}
+
+void mod_offline_init(void)
+{
+    sm_hook_add(SM_HOOK_OUT, offline_out, NULL);
+    sm_hook_add(SM_HOOK_USER_DELETE, offline_user_delete, NULL);
+    sm_hook_add(SM_HOOK_DISCO_FEATURES, offline_disco, NULL);
+}

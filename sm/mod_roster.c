@@ -1,0 +1,835 @@
+/* mod_roster: the roster (RFC 6121 section 2), roster versioning (XEP-0237)
+ * and the presence subscription state machine (RFC 6121 section 3 and
+ * Appendix A), for local and remote contacts alike: what goes to a contact
+ * leaves through sm_send, whatever server it lives on.
+ *
+ * State per contact: subscription (none/to/from/both), pending out ('ask'),
+ * pending in (a subscribe request not yet answered; the request itself is kept
+ * and delivered again when the user next becomes available) and pre-approval
+ * ('approved'). A record exists while the contact is in the roster or has a
+ * pending-in request (such a contact is not shown in the roster).
+ *
+ * Storage (owner = the user's bare JID): "roster" key contact → serialized
+ * <item/> with our own attributes; "roster-pending" key contact → the pending
+ * subscribe stanza; "roster-ver" key "ver" → the roster version, a counter
+ * bumped by every change a client can see. Changes are committed before the
+ * iq result or any push leaves.
+ *
+ * Memory: user->mod[slot] holds the roster, loaded on first use and freed on
+ * SM_HOOK_USER_FREE. */
+#include "sm.h"
+#include "log.h"
+#include "xml_stream.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NS_ROSTER "jabber:iq:roster"
+#define COLL "roster"
+#define COLL_PENDING "roster-pending"
+#define COLL_VER "roster-ver"
+
+typedef struct ritem {
+    char *jid;                 /* contact (prepared JID, normally bare) */
+    char *name;                /* NULL when none */
+    char **groups;
+    size_t ngroups;
+    int sub;                   /* sm_sub_t bits: SM_SUB_TO | SM_SUB_FROM */
+    int ask;                   /* pending out */
+    int approved;              /* pre-approved (RFC 6121 3.4) */
+    int pending_in;            /* xml in pending (owned) */
+    int in_roster;             /* visible roster item */
+    xml_node_t *pending;
+    struct ritem *next;
+} ritem_t;
+
+typedef struct roster {
+    ritem_t *items;
+    size_t count;              /* in_roster items */
+    unsigned long ver;
+} roster_t;
+
+static int slot;
+static unsigned long push_ids;
+
+static int streq(const char *a, const char *b)
+{
+    return a && b && !strcmp(a, b);
+}
+
+static const char *sub_name(int sub)
+{
+    static const char *names[] = {"none", "to", "from", "both"};
+    return names[sub & 3];
+}
+
+static int sub_parse(const char *s)
+{
+    if (streq(s, "to"))
+        return SM_SUB_TO;
+    if (streq(s, "from"))
+        return SM_SUB_FROM;
+    if (streq(s, "both"))
+        return SM_SUB_BOTH;
+    return SM_SUB_NONE;
+}
+
+static void item_free(ritem_t *it)
+{
+    free(it->jid);
+    free(it->name);
+    for (size_t i = 0; i < it->ngroups; i++)
+        free(it->groups[i]);
+    free(it->groups);
+    xml_free(it->pending);
+    free(it);
+}
+
+static void item_add_group(ritem_t *it, const char *g)
+{
+    it->groups = xrealloc(it->groups, (it->ngroups + 1) * sizeof *it->groups);
+    it->groups[it->ngroups++] = xstrdup(g);
+}
+
+static xml_node_t *parse_stored(const char *val, size_t len)
+{
+    xml_limits_t lim;
+    xml_limits_default(&lim);
+    char err[128];
+    unsigned line = 0;
+    return xml_parse_document(val, len, &lim, err, sizeof err, &line);
+}
+
+typedef struct load_ctx {
+    roster_t *r;
+    const char *owner;
+} load_ctx_t;
+
+static int load_item(const char *key, const char *val, size_t len, void *arg)
+{
+    load_ctx_t *lc = arg;
+    xml_node_t *x = parse_stored(val, len);
+    if (!x) {
+        log_warn("event=roster-load result=bad-record user=%s contact=%s", lc->owner, key);
+        return 0;
+    }
+    ritem_t *it = xcalloc(1, sizeof *it);
+    it->jid = xstrdup(key);
+    const char *name = xml_attr_get(x, "name");
+    it->name = name ? xstrdup(name) : NULL;
+    it->sub = sub_parse(xml_attr_get(x, "subscription"));
+    it->ask = streq(xml_attr_get(x, "ask"), "subscribe");
+    it->approved = streq(xml_attr_get(x, "approved"), "true");
+    it->pending_in = streq(xml_attr_get(x, "pending-in"), "true");
+    it->in_roster = !streq(xml_attr_get(x, "in-roster"), "false");
+    for (xml_node_t *g = xml_child(x, NULL, "group"); g; g = xml_next(g, NULL, "group")) {
+        char *t = xml_text(g);
+        item_add_group(it, t);
+        free(t);
+    }
+    xml_free(x);
+    it->next = lc->r->items;
+    lc->r->items = it;
+    if (it->in_roster)
+        lc->r->count++;
+    return 0;
+}
+
+static int load_pending(const char *key, const char *val, size_t len, void *arg)
+{
+    load_ctx_t *lc = arg;
+    for (ritem_t *it = lc->r->items; it; it = it->next) {
+        if (!strcmp(it->jid, key)) {
+            xml_free(it->pending);
+            it->pending = parse_stored(val, len);
+            return 0;
+        }
+    }
+    return 0;
+}
+
+static roster_t *roster_get(sm_user_t *u)
+{
+    if (u->mod[slot])
+        return u->mod[slot];
+    roster_t *r = xcalloc(1, sizeof *r);
+    load_ctx_t lc = {r, u->bare};
+    if (storage_list(sm_storage, u->bare, COLL, load_item, &lc) < 0)
+        log_warn("event=roster-load result=error user=%s", u->bare);
+    storage_list(sm_storage, u->bare, COLL_PENDING, load_pending, &lc);
+    char *v = NULL;
+    size_t vl = 0;
+    if (storage_get(sm_storage, u->bare, COLL_VER, "ver", &v, &vl) == 0)
+        r->ver = strtoul(v, NULL, 10);
+    free(v);
+    u->mod[slot] = r;
+    return r;
+}
+
+static ritem_t *item_find(roster_t *r, const char *jid)
+{
+    for (ritem_t *it = r->items; it; it = it->next)
+        if (!strcmp(it->jid, jid))
+            return it;
+    return NULL;
+}
+
+static ritem_t *item_new(roster_t *r, const char *jid)
+{
+    ritem_t *it = xcalloc(1, sizeof *it);
+    it->jid = xstrdup(jid);
+    it->next = r->items;
+    r->items = it;
+    return it;
+}
+
+static void item_unlink(roster_t *r, ritem_t *it)
+{
+    for (ritem_t **pp = &r->items; *pp; pp = &(*pp)->next) {
+        if (*pp == it) {
+            *pp = it->next;
+            return;
+        }
+    }
+}
+
+/* --- storage ------------------------------------------------------------------- */
+
+static int item_store(sm_user_t *u, ritem_t *it)
+{
+    if (!it->in_roster && !it->pending_in) {
+        storage_del(sm_storage, u->bare, COLL_PENDING, it->jid);
+        return storage_del(sm_storage, u->bare, COLL, it->jid) < 0 ? -1 : 0;
+    }
+    xml_node_t *x = xml_elem_new(NULL, "item");
+    if (it->name)
+        xml_attr_set(x, "name", it->name);
+    xml_attr_set(x, "subscription", sub_name(it->sub));
+    if (it->ask)
+        xml_attr_set(x, "ask", "subscribe");
+    if (it->approved)
+        xml_attr_set(x, "approved", "true");
+    if (it->pending_in)
+        xml_attr_set(x, "pending-in", "true");
+    if (!it->in_roster)
+        xml_attr_set(x, "in-roster", "false");
+    for (size_t i = 0; i < it->ngroups; i++) {
+        xml_node_t *g = xml_add_child(x, NULL, "group");
+        xml_add_text(g, it->groups[i], strlen(it->groups[i]));
+    }
+    strbuf_t sb;
+    strbuf_init(&sb);
+    xml_serialize(x, "", &sb);
+    int rc = storage_put(sm_storage, u->bare, COLL, it->jid, sb.data, sb.len);
+    strbuf_free(&sb);
+    xml_free(x);
+    if (rc == 0) {
+        if (it->pending_in && it->pending) {
+            strbuf_init(&sb);
+            xml_serialize(it->pending, "", &sb);
+            rc = storage_put(sm_storage, u->bare, COLL_PENDING, it->jid, sb.data, sb.len);
+            strbuf_free(&sb);
+        } else if (!it->pending_in) {
+            rc = storage_del(sm_storage, u->bare, COLL_PENDING, it->jid) < 0 ? -1 : 0;
+        }
+    }
+    return rc;
+}
+
+/* Writes the item (and, when a client can see the change, a new version) in
+ * one transaction. 0 when committed. */
+static int commit(sm_user_t *u, roster_t *r, ritem_t *it, int visible)
+{
+    int rc = storage_begin(sm_storage);
+    if (rc == 0)
+        rc = item_store(u, it);
+    if (rc == 0 && visible) {
+        char buf[32];
+        int n = snprintf(buf, sizeof buf, "%lu", r->ver + 1);
+        rc = storage_put(sm_storage, u->bare, COLL_VER, "ver", buf, (size_t)n);
+    }
+    if (rc == 0)
+        rc = storage_commit(sm_storage);
+    if (rc != 0) {
+        storage_rollback(sm_storage);
+        log_error("event=roster-write result=error user=%s contact=%s", u->bare, it->jid);
+        return -1;
+    }
+    if (visible)
+        r->ver++;
+    return 0;
+}
+
+/* --- what clients see ---------------------------------------------------------- */
+
+static void item_xml(const ritem_t *it, xml_node_t *query, int removed)
+{
+    xml_node_t *x = xml_add_child(query, NS_ROSTER, "item");
+    xml_attr_set(x, "jid", it->jid);
+    if (removed) {
+        xml_attr_set(x, "subscription", "remove");
+        return;
+    }
+    if (it->name)
+        xml_attr_set(x, "name", it->name);
+    xml_attr_set(x, "subscription", sub_name(it->sub));
+    if (it->ask)
+        xml_attr_set(x, "ask", "subscribe");
+    if (it->approved && !(it->sub & SM_SUB_FROM))
+        xml_attr_set(x, "approved", "true");
+    for (size_t i = 0; i < it->ngroups; i++) {
+        xml_node_t *g = xml_add_child(x, NS_ROSTER, "group");
+        xml_add_text(g, it->groups[i], strlen(it->groups[i]));
+    }
+}
+
+/* Roster push (RFC 6121 2.1.6) to every session that asked for the roster. */
+static void push(sm_user_t *u, roster_t *r, const ritem_t *it, int removed)
+{
+    char ver[32], id[32];
+    snprintf(ver, sizeof ver, "%lu", r->ver);
+    for (sm_sess_t *s = u->sessions; s; s = s->next) {
+        if (!s->roster_requested)
+            continue;
+        xml_node_t *iq = xml_elem_new(NS_CLIENT, "iq");
+        xml_attr_set(iq, "type", "set");
+        snprintf(id, sizeof id, "push%lu", ++push_ids);
+        xml_attr_set(iq, "id", id);
+        xml_attr_set(iq, "to", s->jid.full);
+        xml_node_t *q = xml_add_child(iq, NS_ROSTER, "query");
+        xml_attr_set(q, "ver", ver);
+        item_xml(it, q, removed);
+        sm_deliver(s, iq);
+        xml_free(iq);
+    }
+}
+
+/* Commit then push; logs the transition for operators. */
+static int change(sm_user_t *u, roster_t *r, ritem_t *it, int visible)
+{
+    if (commit(u, r, it, visible) < 0)
+        return -1;
+    log_debug("event=roster-change user=%s contact=%s subscription=%s ask=%d pending-in=%d approved=%d",
+              u->bare, it->jid, sub_name(it->sub), it->ask, it->pending_in, it->approved);
+    if (visible && it->in_roster)
+        push(u, r, it, 0);
+    return 0;
+}
+
+/* Drops a record nobody needs any more (not in roster, nothing pending). */
+static void item_gc(roster_t *r, ritem_t *it)
+{
+    if (!it->in_roster && !it->pending_in) {
+        item_unlink(r, it);
+        item_free(it);
+    }
+}
+
+/* --- sending on the user's behalf ------------------------------------------------- */
+
+static void send_presence_type(const char *from, const char *to, const char *type)
+{
+    xml_node_t *p = xml_elem_new(NS_CLIENT, "presence");
+    if (type)
+        xml_attr_set(p, "type", type);
+    xml_attr_set(p, "from", from);
+    xml_attr_set(p, "to", to);
+    sm_send(p);
+    xml_free(p);
+}
+
+/* The current presence of each available session (or unavailable) to contact:
+ * after an approval (RFC 6121 3.1.5) or a cancellation (3.2.2, 3.3.3). */
+static void send_sessions_presence(sm_user_t *u, const char *contact, int unavailable)
+{
+    for (sm_sess_t *s = u->sessions; s; s = s->next) {
+        if (!s->available)
+            continue;
+        if (unavailable || !s->presence) {
+            send_presence_type(s->jid.full, contact, unavailable ? "unavailable" : NULL);
+            continue;
+        }
+        xml_node_t *p = xml_copy(s->presence);
+        xml_attr_set(p, "from", s->jid.full);
+        xml_attr_set(p, "to", contact);
+        sm_send(p);
+        xml_free(p);
+    }
+}
+
+static void deliver_available(sm_user_t *u, xml_node_t *st)
+{
+    for (sm_sess_t *s = u->sessions; s; s = s->next)
+        if (s->available)
+            sm_deliver(s, st);
+}
+
+/* --- outbound subscription stanzas (RFC 6121 A.2) ------------------------------------ */
+
+static sm_ret_t out_subscription(sm_user_t *u, sm_sess_t *sess, xml_node_t *st, const char *type)
+{
+    char *contact = jid_bare_of(xml_attr_get(st, "to"));
+    if (!contact) {
+        sm_reply_error(st, "jid-malformed", "modify");
+        return SM_HANDLED;
+    }
+    if (!strcmp(contact, u->bare)) {
+        free(contact);
+        return SM_HANDLED;                   /* subscriptions to oneself are meaningless */
+    }
+    /* 3.1.2: routed with the user's bare JID and the contact's bare JID. */
+    xml_attr_set(st, "from", u->bare);
+    xml_attr_set(st, "to", contact);
+    roster_t *r = roster_get(u);
+    ritem_t *it = item_find(r, contact);
+    int route = 1;
+    if (!strcmp(type, "subscribe") || !strcmp(type, "subscribed")) {
+        int will_add = !it || !it->in_roster;
+        int approve_only = !strcmp(type, "subscribed") && !(it && it->pending_in);
+        if (!strcmp(type, "subscribed") && it && it->in_roster && (it->sub & SM_SUB_FROM) && !it->pending_in) {
+            free(contact);                   /* 3.1.5: already subscribed: nothing */
+            return SM_HANDLED;
+        }
+        if (will_add && (approve_only || !strcmp(type, "subscribe")) &&
+            r->count >= (size_t)sm_config->roster_max) {
+            sm_reply_error(st, "resource-constraint", "wait");
+            free(contact);
+            return SM_HANDLED;
+        }
+        if (!it)
+            it = item_new(r, contact);
+        int changed = 0;
+        if (!it->in_roster) {
+            it->in_roster = 1;
+            r->count++;
+            changed = 1;
+        }
+        if (!strcmp(type, "subscribe")) {
+            if (!(it->sub & SM_SUB_TO) && !it->ask) {
+                it->ask = 1;
+                changed = 1;
+            }
+        } else if (it->pending_in) {
+            /* Approval of a pending request: None+PendingIn → From, etc. */
+            it->pending_in = 0;
+            xml_free(it->pending);
+            it->pending = NULL;
+            it->sub |= SM_SUB_FROM;
+            it->approved = 0;
+            changed = 1;
+        } else {
+            /* 3.4: pre-approval; the contact is not told. */
+            route = 0;
+            if (!it->approved) {
+                it->approved = 1;
+                changed = 1;
+            }
+        }
+        if (changed && change(u, r, it, 1) < 0) {
+            sm_reply_error(st, "internal-server-error", "wait");
+            free(contact);
+            return SM_HANDLED;
+        }
+        if (route)
+            sm_send(st);
+        if (!strcmp(type, "subscribed") && route)
+            send_sessions_presence(u, contact, 0);
+    } else if (!strcmp(type, "unsubscribe")) {
+        if (it && (it->ask || (it->sub & SM_SUB_TO))) {
+            it->ask = 0;
+            it->sub &= ~SM_SUB_TO;
+            if (change(u, r, it, it->in_roster) < 0) {
+                sm_reply_error(st, "internal-server-error", "wait");
+                free(contact);
+                return SM_HANDLED;
+            }
+        }
+        sm_send(st);
+    } else {                                 /* unsubscribed */
+        int was_from = it && (it->sub & SM_SUB_FROM);
+        int changed = 0, visible = 0;
+        if (it && it->pending_in) {
+            it->pending_in = 0;
+            xml_free(it->pending);
+            it->pending = NULL;
+            changed = 1;
+        }
+        if (was_from) {
+            it->sub &= ~SM_SUB_FROM;
+            changed = visible = 1;
+        }
+        if (it && it->approved) {
+            it->approved = 0;                /* cancels a pre-approval (3.4) */
+            visible = 1;
+        }
+        if ((changed || visible) && change(u, r, it, visible && it->in_roster) < 0) {
+            sm_reply_error(st, "internal-server-error", "wait");
+            free(contact);
+            return SM_HANDLED;
+        }
+        if (changed) {
+            sm_send(st);
+            if (was_from)
+                send_sessions_presence(u, contact, 1);
+        }
+        if (it)
+            item_gc(r, it);
+    }
+    (void)sess;
+    free(contact);
+    return SM_HANDLED;
+}
+
+/* --- inbound subscription stanzas (RFC 6121 A.3) --------------------------------------- */
+
+static sm_ret_t in_subscription(sm_user_t *u, xml_node_t *st, const char *type)
+{
+    char *contact = jid_bare_of(xml_attr_get(st, "from"));
+    if (!contact)
+        return SM_HANDLED;
+    xml_attr_set(st, "from", contact);
+    xml_attr_set(st, "to", u->bare);
+    roster_t *r = roster_get(u);
+    ritem_t *it = item_find(r, contact);
+    if (!strcmp(type, "subscribe")) {
+        if (it && it->in_roster && (it->sub & SM_SUB_FROM)) {
+            send_presence_type(u->bare, contact, "subscribed");      /* 3.1.3: already */
+        } else if (it && it->in_roster && it->approved) {
+            it->approved = 0;
+            it->sub |= SM_SUB_FROM;
+            if (change(u, r, it, 1) == 0) {
+                send_presence_type(u->bare, contact, "subscribed");
+                send_sessions_presence(u, contact, 0);
+            }
+        } else {
+            if (!it)
+                it = item_new(r, contact);
+            it->pending_in = 1;
+            xml_free(it->pending);
+            it->pending = xml_copy(st);
+            if (change(u, r, it, 0) == 0)
+                deliver_available(u, st);   /* else kept: delivered at next login */
+        }
+    } else if (!strcmp(type, "subscribed")) {
+        if (it && it->in_roster && it->ask) {
+            it->ask = 0;
+            it->sub |= SM_SUB_TO;
+            if (change(u, r, it, 1) == 0)
+                deliver_available(u, st);
+        }
+    } else if (!strcmp(type, "unsubscribe")) {
+        if (it && (it->pending_in || (it->sub & SM_SUB_FROM))) {
+            int was_from = it->sub & SM_SUB_FROM;
+            it->pending_in = 0;
+            xml_free(it->pending);
+            it->pending = NULL;
+            it->sub &= ~SM_SUB_FROM;
+            if (change(u, r, it, was_from && it->in_roster) == 0) {
+                deliver_available(u, st);
+                if (was_from)
+                    send_sessions_presence(u, contact, 1);
+            }
+            item_gc(r, it);
+        }
+    } else {                                 /* unsubscribed */
+        if (it && it->in_roster && (it->ask || (it->sub & SM_SUB_TO))) {
+            it->ask = 0;
+            it->sub &= ~SM_SUB_TO;
+            if (change(u, r, it, 1) == 0)
+                deliver_available(u, st);
+        }
+    }
+    free(contact);
+    return SM_HANDLED;
+}
+
+/* --- jabber:iq:roster --------------------------------------------------------------- */
+
+static void reply_error_cond(xml_node_t *iq, const char *cond, const char *type)
+{
+    sm_reply_error(iq, cond, type);
+}
+
+static void roster_get_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *q)
+{
+    roster_t *r = roster_get(u);
+    if (s)
+        s->roster_requested = 1;
+    char ver[32];
+    snprintf(ver, sizeof ver, "%lu", r->ver);
+    xml_node_t *res = sm_iq_result(iq);
+    const char *cver = xml_attr_get(q, "ver");
+    if (!cver || strcmp(cver, ver)) {
+        /* XEP-0237: an unknown or older version gets the whole roster. */
+        xml_node_t *rq = xml_add_child(res, NS_ROSTER, "query");
+        xml_attr_set(rq, "ver", ver);
+        for (ritem_t *it = r->items; it; it = it->next)
+            if (it->in_roster)
+                item_xml(it, rq, 0);
+    }
+    if (s)
+        sm_deliver(s, res);
+    else
+        sm_send(res);
+    xml_free(res);
+}
+
+static void roster_remove(sm_user_t *u, ritem_t *it)
+{
+    /* RFC 6121 2.5.2: cancel both directions with the contact. */
+    if (it->ask || (it->sub & SM_SUB_TO))
+        send_presence_type(u->bare, it->jid, "unsubscribe");
+    if (it->pending_in || (it->sub & SM_SUB_FROM))
+        send_presence_type(u->bare, it->jid, "unsubscribed");
+    if (it->sub & SM_SUB_FROM)
+        send_sessions_presence(u, it->jid, 1);
+}
+
+static void roster_set_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *q)
+{
+    xml_node_t *item = xml_child(q, NS_ROSTER, "item");
+    if (!item || xml_next(item, NS_ROSTER, "item") || !xml_attr_get(item, "jid")) {
+        reply_error_cond(iq, "bad-request", "modify");
+        return;
+    }
+    jid_t j;
+    if (jid_parse(xml_attr_get(item, "jid"), &j) != JID_OK) {
+        reply_error_cond(iq, "jid-malformed", "modify");
+        return;
+    }
+    char *cj = xstrdup(j.full);
+    int self = !strcmp(j.bare, u->bare) && !j.resource;
+    jid_clear(&j);
+    roster_t *r = roster_get(u);
+    ritem_t *it = item_find(r, cj);
+    if (streq(xml_attr_get(item, "subscription"), "remove")) {
+        if (!it || !it->in_roster) {
+            reply_error_cond(iq, "item-not-found", "cancel");
+            free(cj);
+            return;
+        }
+        roster_remove(u, it);
+        it->in_roster = 0;
+        it->pending_in = 0;
+        r->count--;
+        if (commit(u, r, it, 1) < 0) {
+            it->in_roster = 1;
+            r->count++;
+            reply_error_cond(iq, "internal-server-error", "wait");
+            free(cj);
+            return;
+        }
+        xml_node_t *res = sm_iq_result(iq);
+        if (s)
+            sm_deliver(s, res);
+        xml_free(res);
+        push(u, r, it, 1);
+        item_unlink(r, it);
+        item_free(it);
+        free(cj);
+        return;
+    }
+    if (self) {
+        reply_error_cond(iq, "not-allowed", "cancel");
+        free(cj);
+        return;
+    }
+    /* Groups: non-empty (not-acceptable) and unique (bad-request), RFC 6121 2.3.3. */
+    size_t ng = 0;
+    for (xml_node_t *g = xml_child(item, NS_ROSTER, "group"); g; g = xml_next(g, NS_ROSTER, "group"))
+        ng++;
+    char **groups = ng ? xcalloc(ng, sizeof *groups) : NULL;
+    size_t k = 0;
+    const char *err = NULL, *etype = "modify";
+    for (xml_node_t *g = xml_child(item, NS_ROSTER, "group"); g; g = xml_next(g, NS_ROSTER, "group")) {
+        char *t = xml_text(g);
+        if (!*t)
+            err = "not-acceptable";
+        for (size_t i = 0; i < k && !err; i++)
+            if (!strcmp(groups[i], t))
+                err = "bad-request";
+        groups[k++] = t;
+    }
+    const char *name = xml_attr_get(item, "name");
+    if (!err && name && strlen(name) > 1023)
+        err = "not-acceptable";
+    if (!err && (!it || !it->in_roster) && r->count >= (size_t)sm_config->roster_max) {
+        err = "not-allowed";
+        etype = "cancel";
+    }
+    if (err) {
+        for (size_t i = 0; i < k; i++)
+            free(groups[i]);
+        free(groups);
+        reply_error_cond(iq, err, etype);
+        free(cj);
+        return;
+    }
+    if (!it)
+        it = item_new(r, cj);
+    if (!it->in_roster) {
+        it->in_roster = 1;
+        r->count++;
+    }
+    free(it->name);
+    it->name = name && *name ? xstrdup(name) : NULL;
+    for (size_t i = 0; i < it->ngroups; i++)
+        free(it->groups[i]);
+    free(it->groups);
+    it->groups = groups;
+    it->ngroups = k;
+    if (commit(u, r, it, 1) < 0) {
+        reply_error_cond(iq, "internal-server-error", "wait");
+        free(cj);
+        return;
+    }
+    xml_node_t *res = sm_iq_result(iq);
+    if (s)
+        sm_deliver(s, res);
+    xml_free(res);
+    push(u, r, it, 0);
+    free(cj);
+}
+
+static sm_ret_t roster_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq)
+{
+    xml_node_t *q = xml_child(iq, NS_ROSTER, "query");
+    if (!q)
+        return SM_PASS;
+    const char *type = xml_attr_get(iq, "type");
+    if (streq(type, "get"))
+        roster_get_iq(u, s, iq, q);
+    else if (streq(type, "set"))
+        roster_set_iq(u, s, iq, q);
+    /* results and errors (answers to our pushes) end here */
+    return SM_HANDLED;
+}
+
+/* --- hooks ----------------------------------------------------------------------- */
+
+static int is_subscription(const char *type)
+{
+    return streq(type, "subscribe") || streq(type, "subscribed") || streq(type, "unsubscribe") ||
+           streq(type, "unsubscribed");
+}
+
+/* Re-delivers pending subscription requests when a session becomes available
+ * (RFC 6121 3.1.3: "when the contact next has an available resource"). */
+static void redeliver_pending(sm_user_t *u, sm_sess_t *s)
+{
+    roster_t *r = roster_get(u);
+    for (ritem_t *it = r->items; it; it = it->next)
+        if (it->pending_in && it->pending)
+            sm_deliver(s, it->pending);
+}
+
+static sm_ret_t on_out(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+{
+    (void)hook;
+    (void)arg;
+    const char *to = xml_attr_get(st, "to");
+    const char *type = xml_attr_get(st, "type");
+    if (!strcmp(st->name, "iq")) {
+        if (to) {
+            char *b = jid_bare_of(to);
+            int own = b && !strcmp(b, u->bare) && !strchr(to, '/');
+            free(b);
+            if (!own)
+                return SM_PASS;
+        }
+        return roster_iq(u, s, st);
+    }
+    if (!strcmp(st->name, "presence")) {
+        if (to && is_subscription(type))
+            return out_subscription(u, s, st, type);
+        if (!to && !type && s && !s->available)
+            redeliver_pending(u, s);
+    }
+    return SM_PASS;
+}
+
+static sm_ret_t on_in_bare(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+{
+    (void)hook;
+    (void)s;
+    (void)arg;
+    const char *type = xml_attr_get(st, "type");
+    if (!strcmp(st->name, "presence") && is_subscription(type))
+        return in_subscription(u, st, type);
+    if (!strcmp(st->name, "iq") && xml_child(st, NS_ROSTER, "query")) {
+        char *fb = jid_bare_of(xml_attr_get(st, "from") ? xml_attr_get(st, "from") : "");
+        int own = fb && !strcmp(fb, u->bare);
+        free(fb);
+        if (own)
+            return roster_iq(u, NULL, st);
+        if (streq(type, "get") || streq(type, "set"))
+            sm_reply_error(st, "forbidden", "auth");
+        return SM_HANDLED;
+    }
+    return SM_PASS;
+}
+
+static sm_ret_t on_user_free(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg);
+
+/* Account removal: tell every contact, then forget everything (the cache too:
+ * an account created again under the same JID starts empty). */
+static sm_ret_t on_user_delete(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+{
+    (void)hook;
+    (void)s;
+    (void)st;
+    (void)arg;
+    roster_t *r = roster_get(u);
+    for (ritem_t *it = r->items; it; it = it->next) {
+        if (it->ask || (it->sub & SM_SUB_TO))
+            send_presence_type(u->bare, it->jid, "unsubscribe");
+        if (it->pending_in || (it->sub & SM_SUB_FROM))
+            send_presence_type(u->bare, it->jid, "unsubscribed");
+    }
+    storage_del_all(sm_storage, u->bare, COLL);
+    storage_del_all(sm_storage, u->bare, COLL_PENDING);
+    storage_del_all(sm_storage, u->bare, COLL_VER);
+    on_user_free(SM_HOOK_USER_FREE, u, NULL, NULL, NULL);
+    return SM_PASS;
+}
+
+static sm_ret_t on_user_free(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+{
+    (void)hook;
+    (void)s;
+    (void)st;
+    (void)arg;
+    roster_t *r = u->mod[slot];
+    if (!r)
+        return SM_PASS;
+    while (r->items) {
+        ritem_t *it = r->items;
+        r->items = it->next;
+        item_free(it);
+    }
+    free(r);
+    u->mod[slot] = NULL;
+    return SM_PASS;
+}
+
+int sm_roster_sub(sm_user_t *u, const char *contact)
+{
+    ritem_t *it = item_find(roster_get(u), contact);
+    return it && it->in_roster ? it->sub : -1;
+}
+
+void sm_roster_foreach(sm_user_t *u, sm_roster_fn fn, void *arg)
+{
+    for (ritem_t *it = roster_get(u)->items; it; it = it->next)
+        if (it->in_roster)
+            fn(it->jid, (sm_sub_t)it->sub, arg);
+}
+
+void mod_roster_init(void)
+{
+    slot = sm_module_slot();
+    sm_hook_add(SM_HOOK_OUT, on_out, NULL);
+    sm_hook_add(SM_HOOK_IN_BARE, on_in_bare, NULL);
+    sm_hook_add(SM_HOOK_USER_DELETE, on_user_delete, NULL);
+    sm_hook_add(SM_HOOK_USER_FREE, on_user_free, NULL);
+}
