@@ -1,0 +1,219 @@
+/* c2s: the client-to-server process's shared types.
+ *
+ * Ownership: client.c owns every client_t (one per TCP connection, or one per
+ * detached XEP-0198 session waiting for its client to come back) and the table
+ * that finds them by session id; sm_link.c owns the router link; listen.c owns
+ * the listeners and the TLS context; limits.c owns the per-IP counters.
+ *
+ * A client's life: CL_HEADER (waiting for a stream header) -> CL_OPEN
+ * (negotiating: STARTTLS, SASL, IBR) -> CL_AUTH_WAIT (SASL paused while the sm
+ * answers an authreg get) -> CL_AUTHED (stream restarted after SASL) ->
+ * CL_BINDING (session start sent, waiting for 'started') -> CL_SESSION ->
+ * CL_CLOSED (output draining, then freed). A XEP-0198 session whose TCP
+ * connection dropped is CL_SESSION with bev == NULL ("detached").
+ *
+ * Everything runs on one libevent loop; nothing here is thread-safe. */
+#ifndef WEFT_C2S_H
+#define WEFT_C2S_H
+#include <stddef.h>
+#include <stdint.h>
+#include <event2/bufferevent.h>
+#include <openssl/ssl.h>
+#include "daemon.h"
+#include "jid.h"
+#include "sasl.h"
+#include "xml.h"
+#include "xml_stream.h"
+
+#define NS_CLIENT "jabber:client"
+#define NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
+#define NS_SESSION_LEGACY "urn:ietf:params:xml:ns:xmpp-session"
+#define NS_SM "urn:xmpp:sm:3"
+#define NS_REGISTER "jabber:iq:register"
+#define NS_REGISTER_FEATURE "http://jabber.org/features/iq-register"
+#define NS_WEFT_SESSION "urn:xmpp:weft:session:1"
+#define NS_WEFT_AUTHREG "urn:xmpp:weft:authreg:1"
+
+typedef struct c2s_cfg {
+    daemon_common_t common;
+    char *instance;            /* our instance name on the router (deliveries come to it) */
+    char *router;
+    char *router_name;
+    char *router_ca;
+    size_t router_buffer;
+    char *name;                /* component name in router.xml */
+    char *secret;
+    char *domain;              /* the XMPP domain served */
+    char *listen_starttls;     /* space-separated addresses (port 5222 style) */
+    char *listen_tls;          /* space-separated addresses (XEP-0368 direct TLS) */
+    char *tls_cert;
+    char *tls_key;
+    int tls_selfsigned;        /* create a self-signed cert when tls_cert is missing */
+    int tls_required;          /* STARTTLS before SASL / IBR */
+    double t_negotiation;      /* connect -> bound session */
+    double t_idle;             /* nothing read for this long */
+    double t_authreg;          /* sm answer to authreg / session start */
+    double t_close;            /* our </stream:stream> -> drop */
+    size_t stanza_bytes;
+    long depth;
+    long attrs;
+    size_t rate;               /* bytes/s read per connection */
+    size_t burst;
+    size_t output_max;         /* bytes queued to a slow client before it is dropped */
+    long conns_per_ip;
+    long max_clients;
+    long auth_fail_max;        /* SASL failures per IP per window */
+    double auth_fail_window;
+    long auth_fail_conn;       /* SASL failures per connection before closing */
+    int reg_enabled;
+    long reg_max;              /* registrations per IP per window */
+    double reg_window;
+    long scram_iter;
+    double sm_resume;          /* XEP-0198 resumption window */
+    long sm_queue;             /* unacked stanzas kept per session */
+} c2s_cfg_t;
+
+extern c2s_cfg_t *c2s_config;
+extern const cfg_option_t c2s_options[];
+
+typedef enum client_state {
+    CL_HEADER, CL_OPEN, CL_AUTH_WAIT, CL_AUTHED, CL_BINDING, CL_SESSION, CL_CLOSED
+} client_state_t;
+
+/* XEP-0198 state; the queue holds copies of stanzas sent and not yet acked. */
+typedef struct smacks_item {
+    xml_node_t *st;
+    struct smacks_item *next;
+} smacks_item_t;
+
+typedef struct client client_t;
+struct client {
+    uint64_t sid;              /* session id, unique within this instance */
+    char sid_str[24];
+    client_state_t state;
+    struct bufferevent *bev;   /* NULL when detached (XEP-0198) */
+    struct bufferevent *raw;   /* the socket bufferevent under a STARTTLS filter */
+    xml_stream_t *xs;
+    char peer[64];             /* "ip:port" for logs */
+    char ip[48];               /* per-IP accounting key */
+    int counted;               /* holds a slot in the per-IP connection count */
+    int tls;                   /* TLS is up */
+    int direct_tls;            /* came in on the XEP-0368 port */
+    int starttls_pending;      /* <proceed/> sent, switch after it is flushed */
+    int header_sent;
+    int want_header;           /* a (re)started stream waits for its header */
+    int in_table, reap_pending;
+    int detached;              /* XEP-0198: connection gone, session kept */
+    int output_full;           /* connection unusable: free without draining */
+    unsigned stream_no;        /* stream ids are sid + restart number */
+    char lang[36];
+    double opened, last_read, closing_at, detached_at, wait_until;
+    /* SASL */
+    sasl_server_t *sasl;
+    char mech[24];
+    int awaiting_initial;      /* <auth/> came without an initial response */
+    strbuf_t sasl_pending;     /* client message held while the authreg get runs */
+    int have_256, have_1;
+    scram_keys_t keys256, keys1;
+    char *node;                /* nodeprep'd localpart being / been authenticated */
+    unsigned auth_failures;
+    unsigned req_no;           /* authreg request counter (id = sid.req_no) */
+    int req_kind;              /* what the pending authreg is for (auth.c / ibr.c) */
+    char *req_iq_id;           /* the client iq the pending request answers */
+    /* session */
+    int authed;
+    jid_t jid;                 /* bare after SASL, full after bind */
+    char *bind_iq_id;
+    xml_node_t *last_presence; /* for resync */
+    /* XEP-0198 */
+    int sm_enabled, sm_resume;
+    char *sm_id;
+    uint32_t sm_in;            /* stanzas handled from the client */
+    uint32_t sm_out;           /* stanzas sent to the client */
+    uint32_t sm_acked;         /* highest h the client acknowledged */
+    smacks_item_t *sm_head, *sm_tail;
+    size_t sm_len;
+    double sm_r_at;            /* last <r/> we sent */
+    int sm_r_due;              /* an <r/> should go out at the next cron */
+    client_t *hnext;           /* sid hash chain */
+    client_t *lnext, *lprev;   /* list of all clients (cron) */
+};
+
+/* client.c */
+void client_accept(evutil_socket_t fd, const struct sockaddr *sa, int socklen, int direct_tls);
+client_t *client_find(uint64_t sid);
+client_t *client_find_str(const char *sid);
+void client_write(client_t *c, const char *data, size_t len);
+void client_write_node(client_t *c, const xml_node_t *el);
+/* Sends a stream error (header first if needed) and closes the stream. */
+void client_stream_error(client_t *c, const char *condition, const char *text);
+/* Ends the client's session towards the sm (unacked stanzas, then end) unless
+ * notify_sm is 0, and closes its connection. */
+void client_close(client_t *c, int how);
+enum { CLOSE_SILENT = 0, CLOSE_END = 1, CLOSE_UNACKED = 2 };
+void client_connection_lost(client_t *c);
+void client_restart_stream(client_t *c);
+/* Answers st (an iq/message/presence from the client) with a stanza error. */
+void client_stanza_error(client_t *c, const xml_node_t *st, const char *condition, const char *type);
+void client_rekey(client_t *c, uint64_t new_sid);
+void client_cron(double now);
+void client_close_all(void);
+void client_free_all(void);
+typedef void (*client_each_fn)(client_t *c, void *arg);
+void client_foreach(client_each_fn fn, void *arg);
+size_t client_count(void);
+
+/* listen.c */
+int listen_start(struct event_base *base);
+void listen_stop(void);
+void listen_free(void);
+SSL_CTX *listen_tls_ctx(void);
+
+/* auth.c: SASL. */
+void auth_features(client_t *c, strbuf_t *out);
+void auth_handle(client_t *c, xml_node_t *el);
+void auth_authreg_answer(client_t *c, xml_node_t *ans);
+
+/* bind.c: resource binding and the legacy session element. */
+void bind_handle_iq(client_t *c, xml_node_t *iq);
+void bind_session_answer(client_t *c, xml_node_t *el);
+int bind_is_bind_iq(const xml_node_t *iq);
+
+/* sm_link.c: the router link and the session protocol. */
+int sm_link_start(struct event_base *base);
+void sm_link_stop(void);
+void sm_link_free(void);
+/* Sends an authreg request for c (type, extra attributes set by the caller on
+ * req); assigns the id. 0 / -1 (link buffer full). */
+int sm_link_authreg(client_t *c, xml_node_t *req, int kind);
+int sm_link_session(client_t *c, const char *type, int resync);
+int sm_link_route(client_t *c, xml_node_t *stanza, const char *type);
+
+/* ibr.c: XEP-0077. */
+int ibr_is_register_iq(const xml_node_t *iq);
+void ibr_handle(client_t *c, xml_node_t *iq);
+void ibr_authreg_answer(client_t *c, xml_node_t *ans);
+
+/* smacks.c: XEP-0198. */
+void smacks_handle(client_t *c, xml_node_t *el);
+void smacks_count_in(client_t *c);
+/* Records a stanza written to the client (takes a copy). */
+void smacks_sent(client_t *c, const xml_node_t *st);
+/* Gives every unacked stanza back to the sm and empties the queue. */
+void smacks_return_unacked(client_t *c);
+void smacks_free(client_t *c);
+void smacks_cron(client_t *c, double now);
+
+/* limits.c: per-IP counters. */
+int limits_conn_add(const char *ip);       /* 0, or -1 when over the limit */
+void limits_conn_del(const char *ip);
+int limits_auth_blocked(const char *ip);
+void limits_auth_failed(const char *ip);
+int limits_reg_allowed(const char *ip);   /* also counts the attempt */
+void limits_cron(double now);
+void limits_free(void);
+
+/* kinds of pending authreg requests */
+enum { REQ_NONE = 0, REQ_AUTH, REQ_REGISTER, REQ_PASSWORD, REQ_REMOVE };
+
+#endif

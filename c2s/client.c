@@ -1,0 +1,738 @@
+/* client: one client connection and its XMPP stream (RFC 6120 §4): the
+ * response header, stream features, STARTTLS, stream restarts, stream errors,
+ * the closing handshake, timeouts, and the dispatch of what the client sends
+ * to auth.c, bind.c, ibr.c, smacks.c or on to the sm.
+ *
+ * Owns every client_t: a table by session id (deliveries from the sm find
+ * their client there) and a list for the cron. Invariants: a client leaves the
+ * table when it is closed, so nothing is delivered to it after; a client_t and
+ * its connection are only freed from a deferred callback (client_reap), never
+ * from inside its own parser or bufferevent callbacks. */
+#include "c2s.h"
+#include "comp_proto.h"
+#include "log.h"
+#include "net.h"
+#include "tls.h"
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLIENT_BUCKETS 4096
+
+static client_t *client_tab[CLIENT_BUCKETS];
+static client_t *client_list;
+static size_t nclients;
+static uint64_t next_sid = 1;
+static struct ev_token_bucket_cfg *rate_cfg;
+
+static void client_read_cb(struct bufferevent *bev, void *ctx);
+static void client_write_cb(struct bufferevent *bev, void *ctx);
+static void client_event_cb(struct bufferevent *bev, short what, void *ctx);
+
+/* ---------------------------------------------------------------- table */
+
+static void client_hash_add(client_t *c)
+{
+    unsigned b = (unsigned)(c->sid % CLIENT_BUCKETS);
+    c->hnext = client_tab[b];
+    client_tab[b] = c;
+    c->in_table = 1;
+}
+
+static void client_hash_del(client_t *c)
+{
+    if (!c->in_table)
+        return;
+    for (client_t **pp = &client_tab[c->sid % CLIENT_BUCKETS]; *pp; pp = &(*pp)->hnext) {
+        if (*pp == c) {
+            *pp = c->hnext;
+            break;
+        }
+    }
+    c->in_table = 0;
+}
+
+client_t *client_find(uint64_t sid)
+{
+    for (client_t *c = client_tab[sid % CLIENT_BUCKETS]; c; c = c->hnext)
+        if (c->sid == sid)
+            return c;
+    return NULL;
+}
+
+client_t *client_find_str(const char *sid)
+{
+    if (!sid || !*sid)
+        return NULL;
+    char *end;
+    unsigned long long v = strtoull(sid, &end, 10);
+    if (*end)
+        return NULL;
+    return client_find((uint64_t)v);
+}
+
+void client_rekey(client_t *c, uint64_t new_sid)
+{
+    client_hash_del(c);
+    c->sid = new_sid;
+    snprintf(c->sid_str, sizeof c->sid_str, "%llu", (unsigned long long)new_sid);
+    client_hash_add(c);
+}
+
+size_t client_count(void)
+{
+    return nclients;
+}
+
+void client_foreach(client_each_fn fn, void *arg)
+{
+    for (client_t *c = client_list, *next; c; c = next) {
+        next = c->lnext;
+        if (c->state != CL_CLOSED)
+            fn(c, arg);
+    }
+}
+
+/* ---------------------------------------------------------------- freeing */
+
+static void client_release_conn(client_t *c)
+{
+    if (c->bev) {
+        bufferevent_free(c->bev);
+        c->bev = NULL;
+    }
+    if (c->xs) {
+        xml_stream_free(c->xs);
+        c->xs = NULL;
+    }
+    if (c->counted) {
+        limits_conn_del(c->ip);
+        c->counted = 0;
+    }
+}
+
+static void client_free(client_t *c)
+{
+    client_hash_del(c);
+    client_release_conn(c);
+    if (c->lprev)
+        c->lprev->lnext = c->lnext;
+    else
+        client_list = c->lnext;
+    if (c->lnext)
+        c->lnext->lprev = c->lprev;
+    nclients--;
+    sasl_server_free(c->sasl);
+    strbuf_free(&c->sasl_pending);
+    OPENSSL_cleanse(&c->keys256, sizeof c->keys256);
+    OPENSSL_cleanse(&c->keys1, sizeof c->keys1);
+    free(c->node);
+    free(c->req_iq_id);
+    free(c->bind_iq_id);
+    jid_clear(&c->jid);
+    xml_free(c->last_presence);
+    smacks_free(c);
+    free(c);
+}
+
+static int client_output_pending(client_t *c)
+{
+    if (!c->bev)
+        return 0;
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+        return 1;
+    struct bufferevent *under = bufferevent_get_underlying(c->bev);
+    return under && evbuffer_get_length(bufferevent_get_output(under)) > 0;
+}
+
+/* Deferred work on a client outside its callbacks: drop a dead connection
+ * (detached XEP-0198 session), or free a closed client whose output left. */
+static void client_reap(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    client_t *c = arg;
+    c->reap_pending = 0;
+    if (c->state == CL_CLOSED) {
+        if (!c->output_full && client_output_pending(c) && daemon_now() - c->closing_at < c2s_config->t_close) {
+            /* Under TLS the socket bufferevent drains after the filter's
+             * write callback ran: look again shortly. */
+            c->reap_pending = 1;
+            struct timeval tv = {0, 20000};
+            event_base_once(daemon_base(), -1, EV_TIMEOUT, client_reap, c, &tv);
+            return;
+        }
+        client_free(c);
+    } else if (c->detached) {
+        client_release_conn(c);
+    }
+}
+
+static void client_schedule_reap(client_t *c)
+{
+    if (c->reap_pending)
+        return;
+    c->reap_pending = 1;
+    struct timeval zero = {0, 0};
+    event_base_once(daemon_base(), -1, EV_TIMEOUT, client_reap, c, &zero);
+}
+
+/* ---------------------------------------------------------------- output */
+
+void client_write(client_t *c, const char *data, size_t len)
+{
+    if (!c->bev || c->detached || c->state == CL_CLOSED)
+        return;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (evbuffer_get_length(out) + len > c2s_config->output_max) {
+        log_warn("event=client-dropped peer=%s sid=%s reason=output-buffer-full bytes=%zu", c->peer,
+                 c->sid_str, evbuffer_get_length(out));
+        c->output_full = 1;
+        /* The connection is unusable; detach or end from outside this path. */
+        bufferevent_disable(c->bev, EV_READ);
+        client_connection_lost(c);
+        return;
+    }
+    bufferevent_write(c->bev, data, len);
+}
+
+void client_write_node(client_t *c, const xml_node_t *el)
+{
+    strbuf_t sb;
+    strbuf_init(&sb);
+    xml_serialize(el, NS_CLIENT, &sb);
+    client_write(c, sb.data, sb.len);
+    strbuf_free(&sb);
+}
+
+static void client_send_header(client_t *c, const char *to_attr)
+{
+    char id[33];
+    comp_proto_random_hex(id, 16);
+    strbuf_t sb;
+    strbuf_init(&sb);
+    strbuf_puts(&sb, "<?xml version='1.0'?><stream:stream xmlns='" NS_CLIENT
+                     "' xmlns:stream='" XML_NS_STREAM "' from='");
+    xml_escape(&sb, c2s_config->domain, strlen(c2s_config->domain), 1);
+    strbuf_puts(&sb, "'");
+    if (to_attr) {
+        strbuf_puts(&sb, " to='");
+        xml_escape(&sb, to_attr, strlen(to_attr), 1);
+        strbuf_puts(&sb, "'");
+    }
+    strbuf_printf(&sb, " id='%s' version='1.0' xml:lang='", id);
+    xml_escape(&sb, c->lang, strlen(c->lang), 1);
+    strbuf_puts(&sb, "'>");
+    c->header_sent = 1;
+    client_write(c, sb.data, sb.len);
+    strbuf_free(&sb);
+}
+
+static void client_send_features(client_t *c)
+{
+    strbuf_t sb;
+    strbuf_init(&sb);
+    strbuf_puts(&sb, "<stream:features>");
+    if (!c->authed) {
+        if (!c->tls && listen_tls_ctx())
+            strbuf_printf(&sb, "<starttls xmlns='" NS_TLS "'>%s</starttls>",
+                          c2s_config->tls_required ? "<required/>" : "");
+        if (c->tls || !c2s_config->tls_required) {
+            auth_features(c, &sb);
+            if (c2s_config->reg_enabled)
+                strbuf_puts(&sb, "<register xmlns='" NS_REGISTER_FEATURE "'/>");
+        }
+    } else {
+        strbuf_puts(&sb, "<bind xmlns='" NS_BIND "'/>"
+                         "<session xmlns='" NS_SESSION_LEGACY "'><optional/></session>"
+                         "<sm xmlns='" NS_SM "'/>");
+    }
+    strbuf_puts(&sb, "</stream:features>");
+    client_write(c, sb.data, sb.len);
+    strbuf_free(&sb);
+}
+
+/* ---------------------------------------------------------------- closing */
+
+void client_stream_error(client_t *c, const char *condition, const char *text)
+{
+    if (c->state == CL_CLOSED)
+        return;
+    if (!c->header_sent)
+        client_send_header(c, NULL);
+    strbuf_t sb;
+    strbuf_init(&sb);
+    comp_proto_stream_error(&sb, condition, text);
+    client_write(c, sb.data, sb.len);
+    strbuf_free(&sb);
+    log_info("event=stream-error peer=%s sid=%s user=%s condition=%s", c->peer, c->sid_str,
+             c->jid.full ? c->jid.full : "-", condition);
+    client_close(c, CLOSE_END);
+}
+
+/* how: CLOSE_END gives the unacked stanzas back and ends the session at the sm
+ * (the client went away); CLOSE_UNACKED only gives the stanzas back (the sm
+ * ended the session itself); CLOSE_SILENT tells the sm nothing (the session
+ * moved to another connection by XEP-0198 resumption). */
+void client_close(client_t *c, int how)
+{
+    if (c->state == CL_CLOSED)
+        return;
+    int had_session = c->state == CL_SESSION || c->state == CL_BINDING;
+    if (had_session && how != CLOSE_SILENT)
+        smacks_return_unacked(c);
+    if (had_session && how == CLOSE_END)
+        sm_link_session(c, "end", 0);
+    if (had_session)
+        log_info("event=session-end peer=%s sid=%s jid=%s", c->peer, c->sid_str, c->jid.full ? c->jid.full : "-");
+    client_hash_del(c);
+    c->state = CL_CLOSED;
+    c->closing_at = daemon_now();
+    if (c->bev) {
+        bufferevent_disable(c->bev, EV_READ);
+        /* A non-empty output buffer is drained first: client_write_cb reaps. */
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 && !c->output_full && !c->detached)
+            return;
+    }
+    client_schedule_reap(c);
+}
+
+/* The TCP connection is gone or unusable (EOF, reset, output full). A session
+ * with XEP-0198 resumption enabled stays for the client to come back; any
+ * other ends here. */
+void client_connection_lost(client_t *c)
+{
+    if (c->state == CL_CLOSED || c->detached)
+        return;
+    if (c->state == CL_SESSION && c->sm_resume && c2s_config->sm_resume > 0) {
+        c->detached = 1;
+        c->detached_at = daemon_now();
+        log_info("event=detached peer=%s sid=%s jid=%s unacked=%zu", c->peer, c->sid_str, c->jid.full,
+                 c->sm_len);
+        client_schedule_reap(c);
+        return;
+    }
+    c->output_full = 1; /* nothing more can be written */
+    client_close(c, CLOSE_END);
+}
+
+void client_close_all(void)
+{
+    for (client_t *c = client_list; c; c = c->lnext) {
+        if (c->state == CL_CLOSED)
+            continue;
+        if (c->detached)
+            client_close(c, CLOSE_END);
+        else
+            client_stream_error(c, "system-shutdown", NULL);
+    }
+}
+
+void client_free_all(void)
+{
+    while (client_list)
+        client_free(client_list);
+    if (rate_cfg) {
+        ev_token_bucket_cfg_free(rate_cfg);
+        rate_cfg = NULL;
+    }
+}
+
+/* ---------------------------------------------------------------- stanzas */
+
+void client_stanza_error(client_t *c, const xml_node_t *st, const char *condition, const char *type)
+{
+    if (!comp_proto_bounceable(st->name, xml_attr_get(st, "type")))
+        return;
+    xml_node_t *e = xml_copy(st);
+    const char *to = xml_attr_get(st, "to");
+    char *from = to ? xstrdup(to) : NULL;
+    xml_attr_set(e, "from", from);
+    xml_attr_set(e, "to", c->jid.full);
+    xml_attr_set(e, "type", "error");
+    free(from);
+    xml_node_t *err = xml_add_child(e, NS_CLIENT, "error");
+    xml_attr_set(err, "type", type);
+    xml_add_child(err, NS_STANZAS, condition);
+    client_write_node(c, e);
+    xml_free(e);
+}
+
+/* RFC 6120 §8.1.2.1: from is stamped with the session's full JID; a client
+ * claiming another address gets invalid-from. to is prepared (jid-malformed
+ * when it does not parse). Then the stanza goes to the sm in a route. */
+static void client_route_stanza(client_t *c, xml_node_t *st)
+{
+    const char *from = xml_attr_get(st, "from");
+    if (from) {
+        jid_t f;
+        int ok = jid_parse(from, &f) == JID_OK &&
+                 (jid_equal(&f, &c->jid) || (!f.resource && jid_bare_equal(&f, &c->jid)));
+        jid_clear(&f);
+        if (!ok) {
+            client_stream_error(c, "invalid-from", NULL);
+            return;
+        }
+    }
+    xml_attr_set(st, "from", c->jid.full);
+    const char *to = xml_attr_get(st, "to");
+    if (to) {
+        jid_t t;
+        if (jid_parse(to, &t) != JID_OK) {
+            client_stanza_error(c, st, "jid-malformed", "modify");
+            return;
+        }
+        xml_attr_set(st, "to", t.full);
+        jid_clear(&t);
+    }
+    if (!strcmp(st->name, "presence") && !xml_attr_get(st, "to")) {
+        const char *type = xml_attr_get(st, "type");
+        if (!type || !strcmp(type, "unavailable")) {
+            xml_free(c->last_presence);
+            c->last_presence = type ? NULL : xml_copy(st);
+        }
+    }
+    if (sm_link_route(c, st, NULL) < 0)
+        client_stanza_error(c, st, "resource-constraint", "wait");
+}
+
+static void client_start_tls(client_t *c)
+{
+    c->starttls_pending = 0;
+    struct evbuffer *plain_in = bufferevent_get_input(c->bev);
+    evbuffer_drain(plain_in, evbuffer_get_length(plain_in));
+    SSL *ssl = SSL_new(listen_tls_ctx());
+    struct bufferevent *tb = ssl ? bufferevent_openssl_filter_new(daemon_base(), c->bev, ssl,
+                                                                   BUFFEREVENT_SSL_ACCEPTING,
+                                                                   BEV_OPT_CLOSE_ON_FREE)
+                                 : NULL;
+    if (!tb) {
+        log_warn("event=tls-failed peer=%s reason=setup", c->peer);
+        if (ssl)
+            SSL_free(ssl);
+        client_close(c, CLOSE_SILENT);
+        return;
+    }
+    c->bev = tb;
+    c->tls = 1;
+    bufferevent_setcb(tb, client_read_cb, client_write_cb, client_event_cb, c);
+    bufferevent_enable(tb, EV_READ | EV_WRITE);
+}
+
+static void client_handle_starttls(client_t *c)
+{
+    if (c->tls || c->authed || !listen_tls_ctx()) {
+        client_write(c, "<failure xmlns='" NS_TLS "'/>", strlen("<failure xmlns='" NS_TLS "'/>"));
+        client_close(c, CLOSE_END);
+        return;
+    }
+    client_write(c, "<proceed xmlns='" NS_TLS "'/>", strlen("<proceed xmlns='" NS_TLS "'/>"));
+    client_restart_stream(c);
+    c->starttls_pending = 1; /* the filter goes in once the parser returned */
+}
+
+void client_restart_stream(client_t *c)
+{
+    xml_stream_restart(c->xs);
+    c->want_header = 1;
+}
+
+static int client_is_stanza(const xml_node_t *st)
+{
+    return !strcmp(st->ns, NS_CLIENT) &&
+           (!strcmp(st->name, "message") || !strcmp(st->name, "presence") || !strcmp(st->name, "iq"));
+}
+
+static int client_is_session_iq(const xml_node_t *st)
+{
+    return !strcmp(st->name, "iq") && xml_child(st, NS_SESSION_LEGACY, "session");
+}
+
+static void client_on_stanza(void *ctx, xml_node_t *st)
+{
+    client_t *c = ctx;
+    if (c->state == CL_CLOSED) {
+        xml_free(st);
+        return;
+    }
+    if (!strcmp(st->ns, NS_TLS) && !strcmp(st->name, "starttls")) {
+        client_handle_starttls(c);
+    } else if (!strcmp(st->ns, NS_SASL)) {
+        if (c->authed)
+            client_stream_error(c, "policy-violation", "already authenticated");
+        else if (!c->tls && c2s_config->tls_required && listen_tls_ctx())
+            client_stream_error(c, "policy-violation", "STARTTLS is required first");
+        else
+            auth_handle(c, st);
+    } else if (!strcmp(st->ns, NS_SM)) {
+        smacks_handle(c, st);
+    } else if (!client_is_stanza(st)) {
+        client_stream_error(c, "unsupported-stanza-type", NULL);
+    } else if (!c->authed) {
+        int tls_ok = c->tls || !c2s_config->tls_required || !listen_tls_ctx();
+        if (tls_ok && ibr_is_register_iq(st))
+            ibr_handle(c, st);
+        else
+            client_stream_error(c, "not-authorized", NULL);
+    } else {
+        if (c->state == CL_SESSION)
+            smacks_count_in(c);
+        if (!strcmp(st->name, "iq") && bind_is_bind_iq(st)) {
+            bind_handle_iq(c, st);
+        } else if (client_is_session_iq(st)) {
+            if (c->state != CL_SESSION) {
+                client_stanza_error(c, st, "not-allowed", "cancel");
+            } else {
+                xml_node_t *r = xml_elem_new(NS_CLIENT, "iq");
+                xml_attr_set(r, "type", "result");
+                xml_attr_set(r, "id", xml_attr_get(st, "id"));
+                client_write_node(c, r);
+                xml_free(r);
+            }
+        } else if (c->state != CL_SESSION) {
+            client_stream_error(c, "not-authorized", "bind a resource first");
+        } else if (ibr_is_register_iq(st)) {
+            ibr_handle(c, st);
+        } else {
+            client_route_stanza(c, st);
+        }
+    }
+    xml_free(st);
+}
+
+static void client_on_open(void *ctx, const xml_node_t *hdr, const char *default_ns)
+{
+    client_t *c = ctx;
+    if (c->state == CL_CLOSED)
+        return;
+    c->want_header = 0;
+    c->stream_no++;
+    const char *lang = xml_attr_get_ns(hdr, XML_NS_XML, "lang");
+    snprintf(c->lang, sizeof c->lang, "%s", lang && strlen(lang) < sizeof c->lang ? lang : "en");
+    for (char *p = c->lang; *p; p++)
+        if (*p == '\'' || *p == '<' || *p == '&')
+            *p = '-';
+    /* RFC 6120 §4.7.2: echo the client's from as 'to' only when it is a JID. */
+    const char *from = xml_attr_get(hdr, "from");
+    jid_t fj = {0};
+    int from_ok = from && jid_parse(from, &fj) == JID_OK;
+    client_send_header(c, from_ok ? fj.full : NULL);
+    jid_clear(&fj);
+    if (strcmp(default_ns, NS_CLIENT)) {
+        client_stream_error(c, "invalid-namespace", NULL);
+        return;
+    }
+    const char *to = xml_attr_get(hdr, "to");
+    char *dom = to ? jid_prep_domain(to) : NULL;
+    int host_ok = dom && !strcmp(dom, c2s_config->domain);
+    free(dom);
+    if (!host_ok) {
+        client_stream_error(c, "host-unknown", NULL);
+        return;
+    }
+    /* RFC 6120 §4.7.5: major version 1 is required; no version means 0.9. */
+    const char *ver = xml_attr_get(hdr, "version");
+    if (!ver || strtol(ver, NULL, 10) != 1 || strncmp(ver, "1.", 2)) {
+        client_stream_error(c, "unsupported-version", NULL);
+        return;
+    }
+    client_send_features(c);
+}
+
+static void client_on_close(void *ctx)
+{
+    client_t *c = ctx;
+    if (c->state == CL_CLOSED)
+        return;
+    client_write(c, "</stream:stream>", 16);
+    client_close(c, CLOSE_END);
+}
+
+static const xml_stream_cb_t client_parser_cb = {
+    .on_open = client_on_open,
+    .on_stanza = client_on_stanza,
+    .on_close = client_on_close,
+};
+
+/* ---------------------------------------------------------------- I/O */
+
+static void client_read_cb(struct bufferevent *bev, void *ctx)
+{
+    client_t *c = ctx;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    c->last_read = daemon_now();
+    while (c->state != CL_CLOSED && !c->detached && !c->starttls_pending && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        size_t n = v.iov_len;
+        xs_err_t err = xml_stream_feed(c->xs, v.iov_base, n);
+        if (c->state == CL_CLOSED || c->detached)
+            break;
+        evbuffer_drain(in, n);
+        if (err == XS_ERR_CLOSED) {
+            client_close(c, CLOSE_END);
+        } else if (err != XS_OK) {
+            log_info("event=parse-error peer=%s sid=%s detail=\"%s\"", c->peer, c->sid_str,
+                     xml_stream_error_text(c->xs));
+            client_stream_error(c, xs_err_condition(err), NULL);
+        }
+    }
+    if (c->starttls_pending && c->state != CL_CLOSED)
+        client_start_tls(c);
+}
+
+static void client_write_cb(struct bufferevent *bev, void *ctx)
+{
+    (void)bev;
+    client_t *c = ctx;
+    if (c->state == CL_CLOSED)
+        client_schedule_reap(c);
+}
+
+static void client_event_cb(struct bufferevent *bev, short what, void *ctx)
+{
+    (void)bev;
+    client_t *c = ctx;
+    if (what & BEV_EVENT_CONNECTED)
+        return;
+    if (what & BEV_EVENT_ERROR) {
+        unsigned long e = bufferevent_get_openssl_error(bev);
+        if (e) {
+            char buf[256];
+            ERR_error_string_n(e, buf, sizeof buf);
+            log_info("event=tls-failed peer=%s reason=\"%s\"", c->peer, buf);
+        }
+    }
+    if (c->state == CL_CLOSED) {
+        c->output_full = 1;
+        client_schedule_reap(c);
+        return;
+    }
+    log_debug("event=connection-lost peer=%s sid=%s what=0x%x", c->peer, c->sid_str, (unsigned)what);
+    client_connection_lost(c);
+}
+
+void client_accept(evutil_socket_t fd, const struct sockaddr *sa, int socklen, int direct_tls)
+{
+    char peer[64], ip[48];
+    net_addr_format(sa, (socklen_t)socklen, peer, sizeof peer);
+    /* The per-IP key is the address without the port. */
+    size_t iplen = strlen(peer);
+    const char *colon = strrchr(peer, ':');
+    if (colon && colon != peer)
+        iplen = (size_t)(colon - peer);
+    if (iplen >= sizeof ip)
+        iplen = sizeof ip - 1;
+    memcpy(ip, peer, iplen);
+    ip[iplen] = '\0';
+    if (nclients >= (size_t)c2s_config->max_clients) {
+        log_warn("event=connection-refused peer=%s reason=clients-limit", peer);
+        evutil_closesocket(fd);
+        return;
+    }
+    if (limits_conn_add(ip) < 0) {
+        log_warn("event=connection-refused peer=%s reason=connections-per-ip", peer);
+        evutil_closesocket(fd);
+        return;
+    }
+    evutil_make_socket_nonblocking(fd);
+    struct bufferevent *bev;
+    if (direct_tls) {
+        SSL *ssl = SSL_new(listen_tls_ctx());
+        bev = ssl ? bufferevent_openssl_socket_new(daemon_base(), fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                   BEV_OPT_CLOSE_ON_FREE)
+                  : NULL;
+    } else {
+        bev = bufferevent_socket_new(daemon_base(), fd, BEV_OPT_CLOSE_ON_FREE);
+    }
+    if (!bev) {
+        log_warn("event=connection-refused peer=%s reason=setup", peer);
+        limits_conn_del(ip);
+        evutil_closesocket(fd);
+        return;
+    }
+    client_t *c = xcalloc(1, sizeof *c);
+    c->counted = 1;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    snprintf(c->ip, sizeof c->ip, "%s", ip);
+    c->sid = next_sid++;
+    snprintf(c->sid_str, sizeof c->sid_str, "%llu", (unsigned long long)c->sid);
+    c->tls = c->direct_tls = direct_tls;
+    c->bev = bev;
+    c->state = CL_OPEN;
+    c->want_header = 1;
+    c->opened = c->last_read = daemon_now();
+    strbuf_init(&c->sasl_pending);
+    snprintf(c->lang, sizeof c->lang, "en");
+    xml_limits_t lim;
+    xml_limits_default(&lim);
+    lim.max_stanza_bytes = c2s_config->stanza_bytes;
+    lim.max_depth = (unsigned)c2s_config->depth;
+    lim.max_attrs = (unsigned)c2s_config->attrs;
+    lim.max_text = c2s_config->stanza_bytes;
+    c->xs = xml_stream_new(&client_parser_cb, c, &lim);
+    if (!rate_cfg) {
+        struct timeval tick = {1, 0};
+        rate_cfg = ev_token_bucket_cfg_new(c2s_config->rate, c2s_config->burst, EV_RATE_LIMIT_MAX,
+                                           EV_RATE_LIMIT_MAX, &tick);
+    }
+    if (rate_cfg)
+        bufferevent_set_rate_limit(bev, rate_cfg);
+    c->lnext = client_list;
+    if (client_list)
+        client_list->lprev = c;
+    client_list = c;
+    nclients++;
+    client_hash_add(c);
+    bufferevent_setcb(bev, client_read_cb, client_write_cb, client_event_cb, c);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    log_debug("event=connected peer=%s sid=%s tls=%s", peer, c->sid_str, direct_tls ? "direct" : "none");
+}
+
+/* ---------------------------------------------------------------- cron */
+
+void client_cron(double now)
+{
+    const c2s_cfg_t *cfg = c2s_config;
+    for (client_t *c = client_list, *next; c; c = next) {
+        next = c->lnext;
+        if (c->state == CL_CLOSED) {
+            if (now - c->closing_at > cfg->t_close) {
+                c->output_full = 1;
+                client_schedule_reap(c);
+            }
+            continue;
+        }
+        if (c->detached) {
+            if (now - c->detached_at > cfg->sm_resume) {
+                log_info("event=resume-expired sid=%s jid=%s unacked=%zu", c->sid_str, c->jid.full, c->sm_len);
+                client_close(c, CLOSE_END);
+            }
+            continue;
+        }
+        if (c->wait_until > 0 && now > c->wait_until) {
+            c->wait_until = 0;
+            if (c->req_kind == REQ_AUTH)
+                auth_authreg_answer(c, NULL);
+            else if (c->req_kind != REQ_NONE)
+                ibr_authreg_answer(c, NULL);
+            else if (c->state == CL_BINDING)
+                bind_session_answer(c, NULL);
+            if (c->state == CL_CLOSED)
+                continue;
+        }
+        if (c->state != CL_SESSION && now - c->opened > cfg->t_negotiation) {
+            client_stream_error(c, "connection-timeout", "negotiation took too long");
+            continue;
+        }
+        if (now - c->last_read > cfg->t_idle) {
+            client_stream_error(c, "connection-timeout", NULL);
+            continue;
+        }
+        if (c->state == CL_SESSION)
+            smacks_cron(c, now);
+    }
+}

@@ -1,0 +1,124 @@
+/* listen: the client listeners (STARTTLS ports and XEP-0368 direct TLS ports,
+ * IPv4 and IPv6) and the server TLS context they share. On first start with
+ * tls.self-signed, a self-signed certificate for the domain is created where
+ * tls.certificate points. Owns the evconnlistener objects and the SSL_CTX. */
+#include "c2s.h"
+#include "log.h"
+#include "net.h"
+#include "tls.h"
+#include <stdlib.h>
+#include <string.h>
+
+#define LISTEN_MAX 16
+
+static struct evconnlistener *listeners[LISTEN_MAX];
+static size_t nlisteners;
+static SSL_CTX *tls_ctx;
+/* Distinct addresses of the two callbacks' ctx say which kind a socket is. */
+static int kind_starttls = 0, kind_tls = 1;
+
+SSL_CTX *listen_tls_ctx(void)
+{
+    return tls_ctx;
+}
+
+static void listen_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                             int socklen, void *ctx)
+{
+    (void)l;
+    client_accept(fd, sa, socklen, *(int *)ctx);
+}
+
+static int listen_tls_setup(void)
+{
+    char err[256];
+    const c2s_cfg_t *cfg = c2s_config;
+    if (!*cfg->tls_cert) {
+        if (cfg->tls_required || *cfg->listen_tls) {
+            log_error("event=start reason=no-certificate tls.required=%d", cfg->tls_required);
+            return -1;
+        }
+        return 0;
+    }
+    if (cfg->tls_selfsigned &&
+        tls_selfsigned_ensure(cfg->tls_cert, cfg->tls_key, cfg->domain, err, sizeof err) < 0) {
+        log_error("event=start reason=self-signed-failed certificate=%s detail=\"%s\"", cfg->tls_cert, err);
+        return -1;
+    }
+    tls_ctx = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, NULL, TLS_CLIENT_CERT_NONE, err, sizeof err);
+    if (!tls_ctx) {
+        log_error("event=start reason=tls certificate=%s detail=\"%s\"", cfg->tls_cert, err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Opens every address of a space-separated list. A v6 address that the host
+ * cannot bind (no IPv6) is a warning, not a fatal error, so the default config
+ * runs on v4-only machines; anything else is fatal. */
+static int listen_list(struct event_base *base, const char *list, int *kind)
+{
+    char *copy = xstrdup(list), *save = NULL;
+    int rc = 0;
+    for (char *tok = strtok_r(copy, " \t\n,", &save); tok; tok = strtok_r(NULL, " \t\n,", &save)) {
+        net_addr_t addr;
+        char err[256];
+        if (net_addr_parse(tok, kind == &kind_tls ? 5223 : 5222, &addr) < 0) {
+            log_error("event=start reason=bad-listen-address address=%s", tok);
+            rc = -1;
+            break;
+        }
+        if (nlisteners == LISTEN_MAX) {
+            log_error("event=start reason=too-many-listeners max=%d", LISTEN_MAX);
+            rc = -1;
+            break;
+        }
+        struct evconnlistener *l = net_listen(base, &addr, listen_on_accept, kind, err, sizeof err);
+        if (!l) {
+            if (addr.ss.ss_family == AF_INET6) {
+                log_warn("event=listen-skipped address=%s reason=\"%s\"", tok, err);
+                continue;
+            }
+            log_error("event=start reason=listen address=%s detail=\"%s\"", tok, err);
+            rc = -1;
+            break;
+        }
+        listeners[nlisteners++] = l;
+        log_notice("event=listening address=%s tls=%s", tok, kind == &kind_tls ? "direct" : "starttls");
+    }
+    free(copy);
+    return rc;
+}
+
+int listen_start(struct event_base *base)
+{
+    if (listen_tls_setup() < 0)
+        return -1;
+    if (listen_list(base, c2s_config->listen_starttls, &kind_starttls) < 0)
+        return -1;
+    if (*c2s_config->listen_tls) {
+        if (!tls_ctx) {
+            log_error("event=start reason=direct-tls-without-certificate");
+            return -1;
+        }
+        if (listen_list(base, c2s_config->listen_tls, &kind_tls) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+void listen_stop(void)
+{
+    for (size_t i = 0; i < nlisteners; i++)
+        evconnlistener_free(listeners[i]);
+    nlisteners = 0;
+}
+
+/* SSL_CTX is reference counted: connections still open keep theirs. */
+void listen_free(void)
+{
+    listen_stop();
+    if (tls_ctx)
+        SSL_CTX_free(tls_ctx);
+    tls_ctx = NULL;
+}

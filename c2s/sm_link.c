@@ -1,0 +1,276 @@
+/* sm_link: c2s's link to the router (common/comp_client) and its side of the
+ * session protocol (docs/session-protocol.md): authreg requests, session
+ * start/end, client stanzas wrapped in routes, and what the sm sends back —
+ * deliveries, started/failed, end with a reason, authreg answers.
+ *
+ * Owns the comp_client. Answers find their client by the session id: authreg
+ * ids are "sid.n" and the client keeps n, so an answer for a client that has
+ * gone or asked again since is dropped. When the router says the sm's domain
+ * came back after being down (or the link itself came back), every live
+ * session is re-announced with resync='true' and its last presence. */
+#include "c2s.h"
+#include "comp_client.h"
+#include "log.h"
+#include <stdlib.h>
+#include <string.h>
+
+static comp_client_t *router_link;
+static int sm_was_down;     /* the sm's domain went down since we last resynced */
+static int link_was_ready;  /* the router router_link has been up before */
+
+static int sm_link_send(xml_node_t *el)
+{
+    if (!router_link || comp_client_send(router_link, el) < 0) {
+        log_warn("event=router-send result=dropped reason=buffer-full element=%s", el->name);
+        return -1;
+    }
+    return 0;
+}
+
+int sm_link_authreg(client_t *c, xml_node_t *req, int kind)
+{
+    char id[48];
+    snprintf(id, sizeof id, "%s.%u", c->sid_str, ++c->req_no);
+    xml_attr_set(req, "id", id);
+    xml_attr_set(req, "to", c2s_config->domain);
+    xml_attr_set(req, "from", c2s_config->instance);
+    if (sm_link_send(req) < 0)
+        return -1;
+    c->req_kind = kind;
+    c->wait_until = daemon_now() + c2s_config->t_authreg;
+    return 0;
+}
+
+static xml_node_t *sm_link_session_el(client_t *c, const char *type)
+{
+    xml_node_t *s = xml_elem_new(NS_WEFT_SESSION, "session");
+    xml_attr_set(s, "type", type);
+    xml_attr_set(s, "to", c2s_config->domain);
+    xml_attr_set(s, "from", c2s_config->instance);
+    xml_attr_set(s, "user", c->jid.bare);
+    xml_attr_set(s, "sid", c->sid_str);
+    return s;
+}
+
+int sm_link_session(client_t *c, const char *type, int resync)
+{
+    xml_node_t *s = sm_link_session_el(c, type);
+    if (!strcmp(type, "start"))
+        xml_attr_set(s, "jid", c->jid.full);
+    if (resync) {
+        xml_attr_set(s, "resync", "true");
+        if (c->last_presence)
+            xml_append(s, xml_copy(c->last_presence));
+    }
+    int rc = sm_link_send(s);
+    xml_free(s);
+    return rc;
+}
+
+/* stanza is borrowed: a copy goes inside the route. */
+int sm_link_route(client_t *c, xml_node_t *stanza, const char *type)
+{
+    xml_node_t *r = xml_elem_new(NS_WEFT_SESSION, "route");
+    xml_attr_set(r, "to", c2s_config->domain);
+    xml_attr_set(r, "from", c2s_config->instance);
+    xml_attr_set(r, "user", c->jid.bare);
+    xml_attr_set(r, "sid", c->sid_str);
+    if (type)
+        xml_attr_set(r, "type", type);
+    xml_append(r, xml_copy(stanza));
+    int rc = sm_link_send(r);
+    xml_free(r);
+    return rc;
+}
+
+/* A stanza for one of our sessions: written now, or queued for a detached
+ * XEP-0198 session to get on resumption. */
+static void sm_link_deliver(xml_node_t *route)
+{
+    const char *sid = xml_attr_get(route, "sid");
+    client_t *c = client_find_str(sid);
+    xml_node_t *st = xml_child(route, NULL, NULL);
+    if (!st) {
+        log_warn("event=protocol-error reason=empty-route sid=%s", sid ? sid : "-");
+        return;
+    }
+    if (!c || (c->state != CL_SESSION && c->state != CL_BINDING)) {
+        /* The session ended while this was on its way; the sm learns of the
+         * end by our session end and handles the user as offline from there. */
+        log_info("event=delivery-dropped reason=no-session sid=%s element=%s", sid ? sid : "-", st->name);
+        return;
+    }
+    if (c->sm_enabled)
+        smacks_sent(c, st);
+    if (!c->detached)
+        client_write_node(c, st);
+}
+
+static void sm_link_session_in(xml_node_t *el)
+{
+    const char *type = xml_attr_get(el, "type");
+    client_t *c = client_find_str(xml_attr_get(el, "sid"));
+    if (!c || !type)
+        return;
+    if (!strcmp(type, "started") || !strcmp(type, "failed")) {
+        bind_session_answer(c, el);
+    } else if (!strcmp(type, "end")) {
+        const char *reason = xml_attr_get(el, "reason");
+        static const char *const ok[] = {"conflict", "not-authorized", "system-shutdown", "policy-violation"};
+        const char *cond = "undefined-condition";
+        for (size_t i = 0; reason && i < sizeof ok / sizeof ok[0]; i++)
+            if (!strcmp(reason, ok[i]))
+                cond = ok[i];
+        log_info("event=session-ended-by-sm sid=%s jid=%s reason=%s", c->sid_str,
+                 c->jid.full ? c->jid.full : "-", reason ? reason : "-");
+        /* The sm already forgot the session: give back what the client did
+         * not acknowledge, but no end. */
+        if (c->state == CL_BINDING)
+            c->state = CL_AUTHED;
+        /* The sm ends the sessions of a removed account before it answers
+         * the remove; XEP-0077 §3.2 wants the client to see the result
+         * before the stream closes. */
+        if (c->req_kind == REQ_REMOVE && !strcmp(cond, "not-authorized")) {
+            xml_node_t *ok = xml_elem_new(NS_WEFT_AUTHREG, "authreg");
+            xml_attr_set(ok, "type", "result");
+            xml_attr_set(ok, "user", c->jid.bare);
+            ibr_authreg_answer(c, ok);
+            xml_free(ok);
+        }
+        if (c->detached) {
+            client_close(c, CLOSE_UNACKED);
+        } else {
+            const char *text = !strcmp(cond, "conflict") ? "replaced by a new session with the same resource" : NULL;
+            smacks_return_unacked(c);
+            c->state = CL_AUTHED; /* so the error does not end the session again */
+            client_stream_error(c, cond, text);
+        }
+    } else {
+        log_warn("event=protocol-error reason=unknown-session-type type=%s", type);
+    }
+}
+
+static void sm_link_authreg_in(xml_node_t *el)
+{
+    const char *id = xml_attr_get(el, "id");
+    const char *dot = id ? strchr(id, '.') : NULL;
+    if (!dot)
+        return;
+    char sid[24];
+    size_t n = (size_t)(dot - id);
+    if (n >= sizeof sid)
+        return;
+    memcpy(sid, id, n);
+    sid[n] = '\0';
+    client_t *c = client_find_str(sid);
+    if (!c || c->req_kind == REQ_NONE || strtoul(dot + 1, NULL, 10) != c->req_no) {
+        log_debug("event=authreg-late id=%s", id);
+        return;
+    }
+    if (c->req_kind == REQ_AUTH)
+        auth_authreg_answer(c, el);
+    else
+        ibr_authreg_answer(c, el);
+}
+
+static void sm_link_on_stanza(void *ctx, xml_node_t *st)
+{
+    (void)ctx;
+    if (!strcmp(st->ns, NS_WEFT_SESSION) && !strcmp(st->name, "route"))
+        sm_link_deliver(st);
+    else if (!strcmp(st->ns, NS_WEFT_SESSION) && !strcmp(st->name, "session"))
+        sm_link_session_in(st);
+    else if (!strcmp(st->ns, NS_WEFT_AUTHREG) && !strcmp(st->name, "authreg"))
+        sm_link_authreg_in(st);
+    else
+        log_warn("event=protocol-error reason=unexpected-element ns=%s element=%s from=%s", st->ns, st->name,
+                 xml_attr_get(st, "from") ? xml_attr_get(st, "from") : "-");
+    xml_free(st);
+}
+
+static void sm_link_resync_one(client_t *c, void *arg)
+{
+    (void)arg;
+    if (c->state == CL_SESSION)
+        sm_link_session(c, "start", 1);
+}
+
+static void sm_link_resync(const char *why)
+{
+    log_notice("event=resync reason=%s sessions=%zu", why, client_count());
+    client_foreach(sm_link_resync_one, NULL);
+}
+
+static void sm_link_on_ready(void *ctx)
+{
+    (void)ctx;
+    log_notice("event=router-ready router=%s", c2s_config->router);
+    if (link_was_ready)
+        sm_link_resync("router-router_link-back");
+    link_was_ready = 1;
+    sm_was_down = 0;
+}
+
+static void sm_link_on_down(void *ctx)
+{
+    (void)ctx;
+    log_warn("event=router-down router=%s", c2s_config->router);
+}
+
+static void sm_link_on_name(void *ctx, const char *name, const char *instance, int up)
+{
+    (void)ctx;
+    if (strcmp(name, c2s_config->domain))
+        return;
+    log_notice("event=sm-%s name=%s instance=%s", up ? "up" : "down", name, instance ? instance : "-");
+    if (!up) {
+        sm_was_down = 1;
+    } else if (sm_was_down) {
+        sm_was_down = 0;
+        sm_link_resync("sm-back");
+    }
+}
+
+static void sm_link_on_bind_error(void *ctx, const char *name, const char *condition)
+{
+    (void)ctx;
+    log_error("event=bind-failed name=%s condition=%s", name, condition);
+}
+
+int sm_link_start(struct event_base *base)
+{
+    const char *binds[1] = {c2s_config->instance};
+    comp_client_cfg_t cfg = {
+        .router = c2s_config->router,
+        .router_name = c2s_config->router_name,
+        .name = c2s_config->name,
+        .secret = c2s_config->secret,
+        .binds = binds,
+        .nbinds = 1,
+        .tls_ca = *c2s_config->router_ca ? c2s_config->router_ca : NULL,
+        .tls_verify = 1,
+        .max_buffer = c2s_config->router_buffer,
+    };
+    static const comp_client_cb_t cb = {
+        .on_ready = sm_link_on_ready,
+        .on_down = sm_link_on_down,
+        .on_stanza = sm_link_on_stanza,
+        .on_name = sm_link_on_name,
+        .on_bind_error = sm_link_on_bind_error,
+    };
+    router_link = comp_client_new(base, &cfg, &cb, NULL);
+    return router_link ? 0 : -1;
+}
+
+void sm_link_stop(void)
+{
+    if (router_link)
+        comp_client_close(router_link, 0);
+}
+
+void sm_link_free(void)
+{
+    if (router_link)
+        comp_client_free(router_link);
+    router_link = NULL;
+}

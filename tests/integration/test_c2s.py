@@ -1,0 +1,355 @@
+"""c2s: stream negotiation, SASL, binding, routing, XEP-0198 and limits.
+
+Tests marked c2s-only run with the router alone (no sm); the others need the
+sm for accounts and sessions.
+"""
+import re
+import socket
+import ssl
+import time
+
+import pytest
+
+from conftest import wait_for
+from server import RawClient, Server
+
+
+@pytest.fixture
+def srv(tmp_path):
+    s = Server(tmp_path)
+    yield s
+    s.close()
+
+
+# ---------------------------------------------------------------- c2s only
+
+def test_header_and_starttls_required(srv):
+    srv.start(sm=False)
+    c = RawClient(srv)
+    f = c.open()
+    assert re.search(r"<stream:stream [^>]*from='localhost'", f)
+    assert "id='" in f and "version='1.0'" in f and "xml:lang='en'" in f
+    assert "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>" in f
+    assert "<mechanisms" not in f
+    # SASL before TLS is refused.
+    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGEAYg==</auth>")
+    out = c.read_closed()
+    assert "<policy-violation" in out and "</stream:stream>" in out
+
+
+def test_features_after_tls(srv):
+    srv.start(sm=False)
+    c = RawClient(srv)
+    c.open()
+    f = c.starttls()
+    for m in ("SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"):
+        assert f"<mechanism>{m}</mechanism>" in f, f
+    assert "<register xmlns='http://jabber.org/features/iq-register'/>" in f
+    assert "tls-exporter" in f and "tls-server-end-point" in f
+    # Stream ids are unique per stream.
+    ids = re.findall(r"<stream:stream [^>]*id='([0-9a-f]+)'", f)
+    assert len(ids) == 1
+
+
+def test_wrong_to_is_host_unknown(srv):
+    srv.start(sm=False)
+    c = RawClient(srv)
+    c.send(c.header(to="example.org"))
+    out = c.read_closed()
+    assert "<stream:stream" in out and "<host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>" in out
+
+
+def test_bad_namespace_and_version(srv):
+    srv.start(sm=False)
+    c = RawClient(srv)
+    c.send(c.header(ns="jabber:server"))
+    assert "<invalid-namespace" in c.read_closed()
+    c = RawClient(srv)
+    c.send(c.header(version="2.0"))
+    assert "<unsupported-version" in c.read_closed()
+
+
+def test_stanza_before_auth_not_authorized(srv):
+    srv.start(sm=False)
+    c = RawClient(srv)
+    c.open()
+    c.starttls()
+    c.send("<message to='a@localhost'><body>x</body></message>")
+    assert "<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>" in c.read_closed()
+
+
+def test_malformed_xml_closes_only_that_stream(srv):
+    srv.start(sm=False)
+    good = RawClient(srv)
+    good.open()
+    bad = RawClient(srv)
+    bad.open()
+    bad.send("<message><body>x</bo></message>")
+    assert "<not-well-formed" in bad.read_closed()
+    bad2 = RawClient(srv)
+    bad2.open()
+    bad2.send("<!DOCTYPE foo>")
+    out = bad2.read_closed()
+    assert "<restricted-xml" in out or "<not-well-formed" in out
+    # The other stream still works (whitespace keepalive, then STARTTLS).
+    good.send(" ")
+    good.starttls()
+
+
+def test_oversized_stanza_policy_violation(srv):
+    srv.start(sm=False, c2s_extra="<limits><stanza-bytes>8192</stanza-bytes></limits>")
+    c = RawClient(srv)
+    c.open()
+    c.send("<message><body>" + "x" * 20000 + "</body></message>")
+    assert "<policy-violation" in c.read_closed()
+
+
+def test_negotiation_timeout(srv):
+    srv.start(sm=False, c2s_extra="<timeouts><negotiation>1</negotiation></timeouts>")
+    c = RawClient(srv)
+    c.open()
+    assert "<connection-timeout" in c.read_closed(timeout=5)
+
+
+def test_direct_tls_and_ipv6(srv):
+    srv.start(sm=False)
+    c = RawClient(srv, direct_tls=True)
+    f = c.open()
+    assert "<starttls" not in f and "<mechanism>PLAIN</mechanism>" in f
+    try:
+        c6 = RawClient(srv, family=socket.AF_INET6, host="::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    assert "<starttls" in c6.open()
+
+
+def test_plain_refused_without_tls(srv):
+    srv.start(sm=False, c2s_extra="<tls><required>false</required></tls>".replace("<tls>", "<tls>"))
+    c = RawClient(srv)
+    f = c.open()
+    assert "<mechanism>PLAIN</mechanism>" not in f and "<mechanism>SCRAM-SHA-256</mechanism>" in f
+    assert not c.auth("alice", "pw", "PLAIN")
+    assert "<encryption-required/>" in c.last_failure
+
+
+def test_sasl_abort_and_bad_base64(srv):
+    srv.start(sm=False)
+    c = RawClient(srv)
+    c.open()
+    c.starttls()
+    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'/>")
+    c.read_until(r"<challenge[^>]*/>")
+    c.send("<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+    assert "<aborted/>" in c.read_until(r"</failure>")
+    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>!!!</auth>")
+    assert "<incorrect-encoding/>" in c.read_until(r"</failure>")
+    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='DIGEST-MD5'>AA==</auth>")
+    assert "<invalid-mechanism/>" in c.read_until(r"</failure>")
+
+
+def test_auth_without_sm_is_temporary_failure(srv):
+    srv.start(sm=False, c2s_extra="<timeouts><sm>1</sm></timeouts>")
+    c = RawClient(srv)
+    c.open()
+    c.starttls()
+    assert not c.auth("alice", "pw")
+    assert "<temporary-auth-failure/>" in c.last_failure
+
+
+# ---------------------------------------------------------------- with the sm
+
+def test_register_and_every_mechanism(srv):
+    srv.start()
+    srv.register("alice", "secret")
+    for mech in ("SCRAM-SHA-256", "SCRAM-SHA-1", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "PLAIN"):
+        c = srv.login("alice", "secret", resource=mech.lower(), mech=mech)
+        assert c.jid == f"alice@localhost/{mech.lower()}"
+        c.close()
+    c = srv.login("alice", "secret", resource="direct", direct_tls=True)
+    c.close()
+
+
+def test_wrong_password_not_authorized_and_logged(srv):
+    srv.start()
+    srv.register("bob", "right")
+    c = RawClient(srv)
+    c.open()
+    c.starttls()
+    assert not c.auth("bob", "wrong")
+    assert "<not-authorized/>" in c.last_failure
+    assert not c.auth("nobody", "x")
+    assert "<not-authorized/>" in c.last_failure
+    assert not c.auth("bob", "right", authzid="carol@localhost")
+    assert "<invalid-authzid/>" in c.last_failure or "<not-authorized/>" in c.last_failure
+    log = srv.log("c2s")
+    assert re.search(r"event=auth-failed peer=127\.0\.0\.1:\d+ ip=127\.0\.0\.1 user=bob", log), log
+
+
+def test_register_conflict(srv):
+    srv.start()
+    srv.register("dave", "pw")
+    c = RawClient(srv)
+    c.open()
+    c.starttls()
+    c.send("<iq type='set' id='r2'><query xmlns='jabber:iq:register'><username>dave</username>"
+           "<password>x</password></query></iq>")
+    assert "<conflict" in c.read_until(r"</iq>")
+
+
+def test_bind_generated_resource_and_bad_resource(srv):
+    srv.start()
+    srv.register("erin", "pw")
+    c = srv.login("erin", "pw", bind=False)
+    c.send("<iq type='set' id='b0'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>bad\u200eres</resource></bind></iq>")
+    assert "<bad-request" in c.read_until(r"</iq>")
+    c.bind(None)
+    assert c.jid.startswith("erin@localhost/")
+    c.send("<iq type='set' id='s1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>")
+    assert re.search(r"<iq [^>]*type='result'", c.read_until(r"<iq[^>]*s1[^>]*/>"))
+
+
+def test_message_between_sessions_and_invalid_from(srv):
+    srv.start()
+    srv.register("f1", "pw")
+    srv.register("f2", "pw")
+    a = srv.login("f1", "pw", resource="a")
+    b = srv.login("f2", "pw", resource="b")
+    a.send("<message to='f2@localhost/b' id='m1' type='chat'><body>hello</body></message>")
+    got = b.read_until(r"</message>")
+    assert "from='f1@localhost/a'" in got and "hello" in got
+    a.send("<message to='bad@@jid' id='m2'><body>x</body></message>")
+    assert "<jid-malformed" in a.read_until(r"</message>")
+    a.send("<message from='f2@localhost/b' to='f2@localhost/b'><body>spoof</body></message>")
+    assert "<invalid-from" in a.read_closed()
+
+
+def test_bind_conflict_ends_older_session(srv):
+    srv.start()
+    srv.register("gina", "pw")
+    first = srv.login("gina", "pw", resource="same")
+    second = srv.login("gina", "pw", resource="same")
+    out = first.read_closed()
+    assert "<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>" in out
+    assert second.jid == "gina@localhost/same"
+
+
+def test_stream_management_resume(srv):
+    srv.start()
+    srv.register("hank", "pw")
+    srv.register("ivy", "pw")
+    h = srv.login("hank", "pw", resource="phone")
+    h.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    enabled = h.read_until(r"<enabled[^>]*/>")
+    previd = re.search(r"id='([^']+)'", enabled).group(1)
+    i = srv.login("ivy", "pw", resource="pc")
+    i.send("<message to='hank@localhost/phone' id='x1' type='chat'><body>one</body></message>")
+    h.read_until(r"one</body></message>")
+    h.send("<a xmlns='urn:xmpp:sm:3' h='1'/>")
+    time.sleep(0.2)
+    h.drop()
+    assert wait_for(lambda: "event=detached" in srv.log("c2s"), 5)
+    for n in ("two", "three"):
+        i.send(f"<message to='hank@localhost/phone' type='chat'><body>{n}</body></message>")
+    time.sleep(0.5)
+    h2 = srv.login("hank", "pw", bind=False)
+    h2.send(f"<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='1'/>")
+    r = h2.read_until(r"three</body></message>")
+    assert "<resumed" in r and "<body>two</body>" in r and "<body>one</body>" not in r
+    assert r.count("<body>") == 2
+    # The session is the same one: the sm still delivers to it.
+    i.send("<message to='hank@localhost/phone' type='chat'><body>four</body></message>")
+    h2.read_until(r"four</body></message>")
+
+
+def test_stream_management_not_resumed_goes_back_to_sm(srv):
+    srv.start(c2s_extra="<stream-management><resume-timeout>1</resume-timeout></stream-management>")
+    srv.register("jack", "pw")
+    srv.register("kim", "pw")
+    j = srv.login("jack", "pw", resource="phone")
+    j.send("<presence/>")
+    j.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    j.read_until(r"<enabled[^>]*/>")
+    k = srv.login("kim", "pw", resource="pc")
+    k.send("<message to='jack@localhost' type='chat'><body>lost?</body></message>")
+    j.read_until(r"lost\?</body></message>")
+    j.drop()
+    assert wait_for(lambda: "event=unacked-returned" in srv.log("c2s"), 10), srv.log("c2s")
+    assert wait_for(lambda: "event=session-end" in srv.log("c2s"), 5)
+    # It went offline at the sm: the next login gets it.
+    j2 = srv.login("jack", "pw", resource="again")
+    j2.send("<presence/>")
+    assert "lost?" in j2.read_until(r"lost\?</body>")
+
+
+def test_slixmpp_client_connects(srv):
+    srv.start()
+    srv.register("lena", "pw")
+    import asyncio
+    import slixmpp
+    result = {}
+    x = slixmpp.ClientXMPP("lena@localhost/slix", "pw")
+    x.ssl_context.check_hostname = False
+    x.ssl_context.verify_mode = ssl.CERT_NONE
+    # slixmpp 1.8 only knows tls-unique channel binding (none on TLS 1.3) and
+    # then sends SCRAM with the 'y' flag, which a server offering -PLUS must
+    # refuse (RFC 5802 §6): use PLAIN over TLS.
+    x['feature_mechanisms'].use_mech = 'PLAIN'
+
+    def on_start(event):
+        result["jid"] = str(x.boundjid)
+        x.disconnect()
+
+    x.add_event_handler("session_start", on_start)
+    x.connect(("127.0.0.1", srv.port))
+    loop = asyncio.get_event_loop()
+    loop.run_until_complete(asyncio.wait_for(x.disconnected, 20))
+    assert result.get("jid") == "lena@localhost/slix"
+
+
+def test_connections_per_ip_limit(srv):
+    srv.start(sm=False, c2s_extra="<limits><connections-per-ip>2</connections-per-ip></limits>")
+    time.sleep(0.5)  # the harness's own port probe must have been let go
+    a, b = RawClient(srv), RawClient(srv)
+    a.open()
+    b.open()
+    c = RawClient(srv)
+    c.send(c.header())
+    assert "<stream:features>" not in c.read_closed()
+    assert "reason=connections-per-ip" in srv.log("c2s")
+
+
+def test_password_change_and_remove(srv):
+    srv.start()
+    srv.register("mia", "old")
+    c = srv.login("mia", "old")
+    c.send("<iq type='set' id='p1'><query xmlns='jabber:iq:register'><username>mia</username>"
+           "<password>new</password></query></iq>")
+    assert "type='result'" in c.read_until(r"<iq[^>]*p1[^>]*(/>|>[\s\S]*?</iq>)")
+    c.close()
+    bad = RawClient(srv)
+    bad.open()
+    bad.starttls()
+    assert not bad.auth("mia", "old")
+    c = srv.login("mia", "new", resource="x")
+    c.send("<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>")
+    out = c.read_closed()
+    assert "id='rm'" in out and "<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>" in out
+    again = RawClient(srv)
+    again.open()
+    again.starttls()
+    assert not again.auth("mia", "new")
+
+
+def test_sessions_resync_after_sm_restart(srv):
+    srv.start()
+    srv.register("nat", "pw")
+    srv.register("ola", "pw")
+    n = srv.login("nat", "pw", resource="n")
+    o = srv.login("ola", "pw", resource="o")
+    srv.sm.stop()
+    assert wait_for(lambda: "event=sm-down" in srv.log("c2s"), 10)
+    srv.start_sm()
+    assert wait_for(lambda: "event=resync reason=sm-back" in srv.log("c2s"), 15), srv.log("c2s")
+    time.sleep(0.5)
+    o.send("<message to='nat@localhost/n' type='chat'><body>after restart</body></message>")
+    assert "after restart" in n.read_until(r"after restart</body>")
