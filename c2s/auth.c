@@ -27,7 +27,7 @@ static const char *const auth_mechs[] = {"SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS
                                          "SCRAM-SHA-1", "PLAIN"};
 
 typedef struct auth_cbind {
-    unsigned char exporter[32], endpoint[TLS_CBIND_MAX];
+    unsigned char exporter[32], endpoint[TLS_CBIND_MAX], unique[TLS_CBIND_MAX];
     sasl_cbind_t cb;
 } auth_cbind_t;
 
@@ -48,6 +48,11 @@ static int auth_cbind_get(client_t *c, auth_cbind_t *a)
     if (tls_cbind_server_end_point(ssl, 1, a->endpoint, &len) == 0) {
         a->cb.tls_server_end_point = a->endpoint;
         a->cb.tls_server_end_point_len = len;
+    }
+    len = sizeof a->unique;
+    if (tls_cbind_unique(ssl, 1, a->unique, &len) == 0) {
+        a->cb.tls_unique = a->unique;
+        a->cb.tls_unique_len = len;
     }
     return a->cb.tls_exporter || a->cb.tls_server_end_point;
 }
@@ -77,6 +82,8 @@ void auth_features(client_t *c, strbuf_t *out)
             strbuf_puts(out, "<channel-binding type='tls-exporter'/>");
         if (a.cb.tls_server_end_point)
             strbuf_puts(out, "<channel-binding type='tls-server-end-point'/>");
+        if (a.cb.tls_unique)
+            strbuf_puts(out, "<channel-binding type='tls-unique'/>");
         strbuf_puts(out, "</sasl-channel-binding>");
     }
 }

@@ -46,6 +46,9 @@ typedef enum sasl_result {
 typedef struct sasl_cbind {
     const unsigned char *tls_exporter;         size_t tls_exporter_len;   /* NULL if none */
     const unsigned char *tls_server_end_point; size_t tls_server_end_point_len;
+    /* RFC 5929 tls-unique: what older clients (slixmpp 1.8, libraries that
+     * predate RFC 9266) use; accepted by the server, never chosen by our client. */
+    const unsigned char *tls_unique;           size_t tls_unique_len;
 } sasl_cbind_t;
 
 /* Looks up a user's keys for the given hash. Returns 0 and fills out, or -1 if

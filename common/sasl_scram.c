@@ -467,8 +467,8 @@ struct sasl_server {
     void *ctx;
     int plus_offered;
     /* copies of the TLS layer's channel binding data (it may go away first) */
-    unsigned char *cb_exporter, *cb_endpoint;
-    size_t cb_exporter_len, cb_endpoint_len;
+    unsigned char *cb_exporter, *cb_endpoint, *cb_unique;
+    size_t cb_exporter_len, cb_endpoint_len, cb_unique_len;
 
     scram_server_state_t state;
     int sent_empty;          /* empty challenge sent for a missing initial response */
@@ -509,6 +509,8 @@ sasl_server_t *sasl_server_new(const char *mech, sasl_lookup_fn lookup, void *ct
         s->cb_exporter_len = cbind->tls_exporter ? cbind->tls_exporter_len : 0;
         s->cb_endpoint = sasl_memdup(cbind->tls_server_end_point, cbind->tls_server_end_point_len);
         s->cb_endpoint_len = cbind->tls_server_end_point ? cbind->tls_server_end_point_len : 0;
+        s->cb_unique = sasl_memdup(cbind->tls_unique, cbind->tls_unique_len);
+        s->cb_unique_len = cbind->tls_unique ? cbind->tls_unique_len : 0;
     }
     return s;
 }
@@ -519,6 +521,7 @@ void sasl_server_free(sasl_server_t *s)
         return;
     free(s->cb_exporter);
     free(s->cb_endpoint);
+    free(s->cb_unique);
     free(s->authcid);
     free(s->authzid);
     free(s->fixed_nonce);
@@ -587,6 +590,8 @@ static sasl_result_t scram_server_first(sasl_server_t *s, const char *msg, size_
             s->cb_data = s->cb_exporter, s->cb_len = s->cb_exporter_len;
         } else if (n == 20 && memcmp(v, "tls-server-end-point", 20) == 0 && s->cb_endpoint) {
             s->cb_data = s->cb_endpoint, s->cb_len = s->cb_endpoint_len;
+        } else if (n == 10 && memcmp(v, "tls-unique", 10) == 0 && s->cb_unique) {
+            s->cb_data = s->cb_unique, s->cb_len = s->cb_unique_len;
         } else {
             return scram_server_fail(s, "not-authorized"); /* unsupported binding type */
         }

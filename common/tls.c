@@ -464,3 +464,14 @@ out:
     close(lockfd);
     return rc;
 }
+
+int tls_cbind_unique(SSL *ssl, int is_server, unsigned char *out, size_t *len)
+{
+    /* Client Finished first on a full handshake, server Finished on a resumed one. */
+    int ours = is_server ? SSL_session_reused(ssl) : !SSL_session_reused(ssl);
+    size_t n = ours ? SSL_get_finished(ssl, out, *len) : SSL_get_peer_finished(ssl, out, *len);
+    if (n == 0 || n > *len)
+        return -1;
+    *len = n;
+    return 0;
+}

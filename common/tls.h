@@ -58,6 +58,12 @@ int tls_cbind_exporter(SSL *ssl, unsigned char out[32]);
  * has no single hash (e.g. Ed25519). */
 int tls_cbind_server_end_point(SSL *ssl, int is_server, unsigned char *out, size_t *len);
 
+/* RFC 5929 tls-unique: the first Finished message of the last handshake (the
+ * client's on a full handshake, the server's on a resumption). RFC 9266 warns
+ * it is weak on TLS 1.3; offered for the clients that know nothing else.
+ * *len is the capacity of out on entry. 0 or -1. */
+int tls_cbind_unique(SSL *ssl, int is_server, unsigned char *out, size_t *len);
+
 /* 1 if the peer presented a certificate that verified (X509_V_OK) and whose
  * DNS identities (SAN, or CN when there is no SAN) match domain; else 0. */
 int tls_peer_cert_matches(SSL *ssl, const char *domain);

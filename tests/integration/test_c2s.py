@@ -290,9 +290,7 @@ def test_slixmpp_client_connects(srv):
     x = slixmpp.ClientXMPP("lena@localhost/slix", "pw")
     x.ssl_context.check_hostname = False
     x.ssl_context.verify_mode = ssl.CERT_NONE
-    # slixmpp 1.8 only knows tls-unique channel binding (none on TLS 1.3) and
-    # then sends SCRAM with the 'y' flag, which a server offering -PLUS must
-    # refuse (RFC 5802 §6): use PLAIN over TLS.
+    # PLAIN over TLS (the default SCRAM -PLUS path is the next test).
     x['feature_mechanisms'].use_mech = 'PLAIN'
 
     def on_start(event):
@@ -353,3 +351,29 @@ def test_sessions_resync_after_sm_restart(srv):
     time.sleep(0.5)
     o.send("<message to='nat@localhost/n' type='chat'><body>after restart</body></message>")
     assert "after restart" in n.read_until(r"after restart</body>")
+
+
+def test_slixmpp_default_mechanism_with_tls_unique_channel_binding(srv):
+    """An unmodified slixmpp picks a SCRAM -PLUS mechanism with tls-unique
+    channel binding; the server accepts that binding type (XEP-0440 lists it)."""
+    srv.start()
+    srv.register("mona", "pw")
+    import asyncio
+    import slixmpp
+    result = {}
+    x = slixmpp.ClientXMPP("mona@localhost/slix", "pw")
+    x.ssl_context.check_hostname = False
+    x.ssl_context.verify_mode = ssl.CERT_NONE
+
+    def on_start(event):
+        result["jid"] = str(x.boundjid)
+        x.disconnect()
+
+    x.add_event_handler("session_start", on_start)
+    x.connect(("127.0.0.1", srv.port))
+    loop = asyncio.get_event_loop()
+    loop.run_until_complete(asyncio.wait_for(x.disconnected, 20))
+    assert result.get("jid") == "mona@localhost/slix"
+    log = srv.log("c2s")
+    line = [l for l in log.splitlines() if "event=authenticated" in l and "mona@localhost" in l][0]
+    assert "mechanism=SCRAM-SHA-" in line and "-PLUS" in line, line

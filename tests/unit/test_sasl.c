@@ -289,10 +289,10 @@ static void test_channel_binding(void **state)
     (void)state;
     char cond[64];
     int client_ok;
-    sasl_cbind_t both = { cb_exp, sizeof cb_exp, cb_sep, sizeof cb_sep };
-    sasl_cbind_t only_sep = { NULL, 0, cb_sep, sizeof cb_sep };
-    sasl_cbind_t other_exp = { cb_exp_other, sizeof cb_exp_other, cb_sep, sizeof cb_sep };
-    sasl_cbind_t other_sep = { NULL, 0, cb_exp_other, sizeof cb_exp_other };
+    sasl_cbind_t both = { cb_exp, sizeof cb_exp, cb_sep, sizeof cb_sep, NULL, 0 };
+    sasl_cbind_t only_sep = { NULL, 0, cb_sep, sizeof cb_sep, NULL, 0 };
+    sasl_cbind_t other_exp = { cb_exp_other, sizeof cb_exp_other, cb_sep, sizeof cb_sep, NULL, 0 };
+    sasl_cbind_t other_sep = { NULL, 0, cb_exp_other, sizeof cb_exp_other, NULL, 0 };
     const char *plus[] = { "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS" };
     const char *nonplus[] = { "SCRAM-SHA-1", "SCRAM-SHA-256" };
 
@@ -340,7 +340,7 @@ static void test_channel_binding(void **state)
 static void test_channel_binding_wire(void **state)
 {
     (void)state;
-    sasl_cbind_t both = { cb_exp, sizeof cb_exp, cb_sep, sizeof cb_sep };
+    sasl_cbind_t both = { cb_exp, sizeof cb_exp, cb_sep, sizeof cb_sep, NULL, 0 };
     /* 'p' with a non-PLUS mechanism, and 'n'/'y' with a PLUS one */
     assert_string_equal(server_cond_after("SCRAM-SHA-1", "p=tls-exporter,,n=user,r=abc", NULL,
                                           &both, 1), "malformed-request");
@@ -606,8 +606,8 @@ static void test_client_rejects(void **state)
 static void test_client_gs2_headers(void **state)
 {
     (void)state;
-    sasl_cbind_t both = { cb_exp, sizeof cb_exp, cb_sep, sizeof cb_sep };
-    sasl_cbind_t only_sep = { NULL, 0, cb_sep, sizeof cb_sep };
+    sasl_cbind_t both = { cb_exp, sizeof cb_exp, cb_sep, sizeof cb_sep, NULL, 0 };
+    sasl_cbind_t only_sep = { NULL, 0, cb_sep, sizeof cb_sep, NULL, 0 };
     struct {
         const char *mech, *authzid;
         const sasl_cbind_t *cb;
