@@ -8,7 +8,9 @@
  * that hands those keys to the SASL server. An unknown user gets no keys and
  * the SASL layer's dummy exchange ends in not-authorized, so existence does
  * not leak. Every failure is logged with the peer address (fail2ban) and
- * counted per IP (limits.c). */
+ * counted per IP (limits.c). XEP-0078 passwords (iqauth.c) run through the
+ * same PLAIN check with c->legacy set: outcomes then go back to iqauth.c
+ * instead of becoming SASL elements. */
 #include "c2s.h"
 #include "base64.h"
 #include "comp_proto.h"
@@ -120,13 +122,23 @@ static void auth_send(client_t *c, const char *el, const strbuf_t *data)
     strbuf_free(&sb);
 }
 
+/* The mechanism the SASL layer runs: XEP-0078 is PLAIN under another name. */
+static const char *auth_sasl_mech(const client_t *c)
+{
+    return c->legacy ? "PLAIN" : c->mech;
+}
+
 static void auth_fail(client_t *c, const char *condition)
 {
-    strbuf_t sb;
-    strbuf_init(&sb);
-    strbuf_printf(&sb, "<failure xmlns='" NS_SASL "'><%s/></failure>", condition);
-    client_write(c, sb.data, sb.len);
-    strbuf_free(&sb);
+    if (c->legacy) {
+        iqauth_failed(c, condition);
+    } else {
+        strbuf_t sb;
+        strbuf_init(&sb);
+        strbuf_printf(&sb, "<failure xmlns='" NS_SASL "'><%s/></failure>", condition);
+        client_write(c, sb.data, sb.len);
+        strbuf_free(&sb);
+    }
     int counts = strcmp(condition, "aborted") && strcmp(condition, "temporary-auth-failure");
     if (counts) {
         log_notice("event=auth-failed peer=%s ip=%s user=%s mechanism=%s condition=%s", c->peer, c->ip,
@@ -238,7 +250,8 @@ static void auth_result(client_t *c, sasl_result_t rc, strbuf_t *out)
         auth_fail(c, "invalid-authzid");
         return;
     }
-    auth_send(c, "success", out);
+    if (!c->legacy)
+        auth_send(c, "success", out);
     log_notice("event=authenticated peer=%s user=%s mechanism=%s tls=%d", c->peer, c->jid.bare, c->mech, c->tls);
     char mech[sizeof c->mech];
     memcpy(mech, c->mech, sizeof mech);
@@ -249,7 +262,10 @@ static void auth_result(client_t *c, sasl_result_t rc, strbuf_t *out)
     memcpy(c->mech, mech, sizeof mech);
     c->authed = 1;
     c->state = CL_AUTHED;
-    client_restart_stream(c);
+    if (c->legacy)
+        iqauth_done(c);      /* no stream restart in XEP-0078: bind now */
+    else
+        client_restart_stream(c);
 }
 
 /* Runs the SASL server on the held first message once the keys are known. */
@@ -257,7 +273,7 @@ static void auth_run(client_t *c)
 {
     auth_cbind_t a;
     int have_cbind = auth_cbind_get(c, &a);
-    c->sasl = sasl_server_new(c->mech, auth_lookup, c, c->tls ? &a.cb : NULL, have_cbind);
+    c->sasl = sasl_server_new(auth_sasl_mech(c), auth_lookup, c, c->tls ? &a.cb : NULL, have_cbind);
     if (!c->sasl) {
         auth_fail(c, "invalid-mechanism");
         return;
@@ -278,7 +294,7 @@ static void auth_begin(client_t *c, const char *msg, size_t len)
     strbuf_reset(&c->sasl_pending);
     strbuf_append(&c->sasl_pending, msg, len);
     c->awaiting_initial = 0;
-    char *user = auth_username(c->mech, msg, len);
+    char *user = auth_username(auth_sasl_mech(c), msg, len);
     char *prepped = user ? sasl_saslprep(user, 1) : NULL;
     free(c->node);
     c->node = prepped ? jid_prep_node(prepped) : NULL;
@@ -302,6 +318,13 @@ static void auth_begin(client_t *c, const char *msg, size_t len)
         return;
     }
     c->state = CL_AUTH_WAIT;
+}
+
+void auth_legacy_begin(client_t *c, const char *msg, size_t len)
+{
+    auth_reset(c);
+    snprintf(c->mech, sizeof c->mech, "iq-auth");
+    auth_begin(c, msg, len);
 }
 
 void auth_authreg_answer(client_t *c, xml_node_t *ans)

@@ -5,7 +5,8 @@
  * 'failed' (a bind error). The client's resource is resourceprep'd; a missing
  * or empty one is generated. While waiting the client is CL_BINDING and its
  * jid is already the full JID asked for; on failure it goes back to the bare
- * JID and may try again. */
+ * JID and may try again. XEP-0078 (iqauth.c) binds through here too and gets
+ * the sm's answer back. */
 #include "c2s.h"
 #include "comp_proto.h"
 #include "log.h"
@@ -74,23 +75,32 @@ void bind_handle_iq(client_t *c, xml_node_t *iq)
         res = strbuf_steal(&sb);
     }
     free(want);
-    jid_t full;
-    jid_err_t je = jid_build(c->node, c2s_config->domain, res, &full);
+    int rc = bind_session_start(c, id, res);
     free(res);
-    if (je != JID_OK) {
+    if (rc == -1)
         client_stanza_error(c, iq, "bad-request", "modify");
-        return;
-    }
+    else if (rc < 0)
+        bind_iq_error(c, id, "resource-constraint", "wait");
+}
+
+int bind_session_start(client_t *c, const char *id, const char *res)
+{
+    jid_t full;
+    if (jid_build(c->node, c2s_config->domain, res, &full) != JID_OK)
+        return -1;
     jid_clear(&c->jid);
     c->jid = full;
-    free(c->bind_iq_id);
-    c->bind_iq_id = xstrdup(id);
+    if (c->bind_iq_id != id) {
+        free(c->bind_iq_id);
+        c->bind_iq_id = xstrdup(id);
+    }
     c->state = CL_BINDING;
     c->wait_until = daemon_now() + c2s_config->t_authreg;
     if (sm_link_session(c, "start", 0) < 0) {
         bind_back_to_bare(c);
-        bind_iq_error(c, id, "resource-constraint", "wait");
+        return -2;
     }
+    return 0;
 }
 
 /* The sm's answer to our session start (el NULL: it did not come in time). */
@@ -98,6 +108,10 @@ void bind_session_answer(client_t *c, xml_node_t *el)
 {
     if (c->state != CL_BINDING)
         return;
+    if (c->legacy) {
+        iqauth_session_answer(c, el);
+        return;
+    }
     const char *type = el ? xml_attr_get(el, "type") : NULL;
     if (type && !strcmp(type, "started")) {
         c->state = CL_SESSION;

@@ -31,6 +31,8 @@
 #define NS_SM "urn:xmpp:sm:3"
 #define NS_REGISTER "jabber:iq:register"
 #define NS_REGISTER_FEATURE "http://jabber.org/features/iq-register"
+#define NS_IQAUTH "jabber:iq:auth"
+#define NS_IQAUTH_FEATURE "http://jabber.org/features/iq-auth"
 #define NS_WEFT_SESSION "urn:xmpp:weft:session:1"
 #define NS_WEFT_AUTHREG "urn:xmpp:weft:authreg:1"
 
@@ -65,6 +67,7 @@ typedef struct c2s_cfg {
     long auth_fail_max;        /* SASL failures per IP per window */
     double auth_fail_window;
     long auth_fail_conn;       /* SASL failures per connection before closing */
+    int legacy_auth;           /* offer XEP-0078 jabber:iq:auth (over TLS) */
     int reg_enabled;
     long reg_max;              /* registrations per IP per window */
     double reg_window;
@@ -117,6 +120,8 @@ struct client {
     scram_keys_t keys256, keys1;
     char *node;                /* nodeprep'd localpart being / been authenticated */
     unsigned auth_failures;
+    int legacy;                /* the authentication running is XEP-0078, not SASL */
+    char *legacy_res;          /* its resourceprep'd resource, bound on success */
     unsigned req_no;           /* authreg request counter (id = sid.req_no) */
     int req_kind;              /* what the pending authreg is for (auth.c / ibr.c) */
     char *req_iq_id;           /* the client iq the pending request answers */
@@ -173,9 +178,16 @@ SSL_CTX *listen_tls_ctx(void);
 void auth_features(client_t *c, strbuf_t *out);
 void auth_handle(client_t *c, xml_node_t *el);
 void auth_authreg_answer(client_t *c, xml_node_t *ans);
+/* Checks a XEP-0078 password as SASL PLAIN checks one (msg is a PLAIN
+ * message); the outcome comes back through iqauth_done / iqauth_failed. */
+void auth_legacy_begin(client_t *c, const char *msg, size_t len);
 
 /* bind.c: resource binding and the legacy session element. */
 void bind_handle_iq(client_t *c, xml_node_t *iq);
+/* Asks the sm for a session with resource res (prepared) for the iq id; the
+ * answer comes to bind_session_answer. 0; -1 no valid full JID (bad-request);
+ * -2 the router link is full (resource-constraint); c keeps its bare JID. */
+int bind_session_start(client_t *c, const char *id, const char *res);
 void bind_session_answer(client_t *c, xml_node_t *el);
 int bind_is_bind_iq(const xml_node_t *iq);
 
@@ -193,6 +205,16 @@ int sm_link_route(client_t *c, xml_node_t *stanza, const char *type);
 int ibr_is_register_iq(const xml_node_t *iq);
 void ibr_handle(client_t *c, xml_node_t *iq);
 void ibr_authreg_answer(client_t *c, xml_node_t *ans);
+
+/* iqauth.c: XEP-0078 non-SASL authentication (auth.legacy). */
+int iqauth_is_auth_iq(const xml_node_t *iq);
+void iqauth_handle(client_t *c, xml_node_t *iq);
+/* The password was right: bind the resource and start the session. */
+void iqauth_done(client_t *c);
+/* The check failed with a SASL condition: answer the iq with its error. */
+void iqauth_failed(client_t *c, const char *condition);
+/* The sm answered the session start (el NULL: timeout). */
+void iqauth_session_answer(client_t *c, xml_node_t *el);
 
 /* smacks.c: XEP-0198. */
 void smacks_handle(client_t *c, xml_node_t *el);

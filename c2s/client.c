@@ -1,7 +1,7 @@
 /* client: one client connection and its XMPP stream (RFC 6120 §4): the
  * response header, stream features, STARTTLS, stream restarts, stream errors,
  * the closing handshake, timeouts, and the dispatch of what the client sends
- * to auth.c, bind.c, ibr.c, smacks.c or on to the sm.
+ * to auth.c, bind.c, ibr.c, iqauth.c, smacks.c or on to the sm.
  *
  * Owns every client_t: a table by session id (deliveries from the sm find
  * their client there) and a list for the cron. Invariants: a client leaves the
@@ -131,6 +131,7 @@ static void client_free(client_t *c)
     free(c->node);
     free(c->req_iq_id);
     free(c->bind_iq_id);
+    free(c->legacy_res);
     jid_clear(&c->jid);
     xml_free(c->last_presence);
     smacks_free(c);
@@ -243,6 +244,8 @@ static void client_send_features(client_t *c)
             auth_features(c, &sb);
             if (c2s_config->reg_enabled)
                 strbuf_puts(&sb, "<register xmlns='" NS_REGISTER_FEATURE "'/>");
+            if (c->tls && c2s_config->legacy_auth)
+                strbuf_puts(&sb, "<auth xmlns='" NS_IQAUTH_FEATURE "'/>");
         }
     } else {
         strbuf_puts(&sb, "<bind xmlns='" NS_BIND "'/>"
@@ -474,6 +477,8 @@ static void client_on_stanza(void *ctx, xml_node_t *st)
         int tls_ok = c->tls || !c2s_config->tls_required || !listen_tls_ctx();
         if (tls_ok && ibr_is_register_iq(st))
             ibr_handle(c, st);
+        else if (iqauth_is_auth_iq(st))
+            iqauth_handle(c, st);   /* it refuses a clear stream itself */
         else
             client_stream_error(c, "not-authorized", NULL);
     } else {
@@ -678,9 +683,12 @@ void client_accept(evutil_socket_t fd, const struct sockaddr *sa, int socklen, i
         struct timeval tick = {1, 0};
         rate_cfg = ev_token_bucket_cfg_new(c2s_config->rate, c2s_config->burst, EV_RATE_LIMIT_MAX,
                                            EV_RATE_LIMIT_MAX, &tick);
+        /* c2s_start checked rate <= burst: only allocation can fail here. */
+        if (!rate_cfg)
+            log_panic("event=rate-limit reason=token-bucket rate=%zu burst=%zu", c2s_config->rate,
+                      c2s_config->burst);
     }
-    if (rate_cfg)
-        bufferevent_set_rate_limit(bev, rate_cfg);
+    bufferevent_set_rate_limit(bev, rate_cfg);
     c->lnext = client_list;
     if (client_list)
         client_list->lprev = c;

@@ -67,6 +67,8 @@ const cfg_option_t c2s_options[] = {
         "Window of limits.auth-failures."),
     OPT("limits.auth-failures-per-stream", CFG_INT, "5", 1, 100, 1, auth_fail_conn,
         "SASL failures on one stream before it is closed with policy-violation."),
+    OPT("auth.legacy", CFG_BOOL, "false", 0, 0, 1, legacy_auth,
+        "Offer XEP-0078 non-SASL authentication (jabber:iq:auth) to old clients: plaintext password, over TLS only."),
     OPT("register.enabled", CFG_BOOL, "false", 0, 0, 1, reg_enabled,
         "Allow in-band registration (XEP-0077) of new accounts."),
     OPT("register.per-ip", CFG_INT, "5", 0, 1000000, 1, reg_max,

@@ -8,6 +8,13 @@
 static int c2s_start(struct event_base *base, void *config)
 {
     c2s_config = config;
+    /* libevent refuses a token bucket whose rate exceeds its burst, and the
+     * connections would then be read unlimited: refuse the config instead. */
+    if (c2s_config->rate > c2s_config->burst) {
+        log_error("event=config option=limits.rate value=%zu reason=above-limits.burst burst=%zu",
+                  c2s_config->rate, c2s_config->burst);
+        return -1;
+    }
     if (sm_link_start(base) < 0)
         return -1;
     return listen_start(base);

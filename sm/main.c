@@ -2,9 +2,10 @@
  * the callbacks to the daemon skeleton, owns the router link and storage, and
  * dispatches what the router delivers: session control and client stanzas
  * from c2s (docs/session-protocol.md), authreg requests, and plain stanzas for
- * our users. It also keeps the set of sm instances serving our domain so that
- * sm_send can tell which users this instance owns (the router's rendezvous
- * hash, docs/component-protocol.md 8.2). */
+ * our users; it starts admin.c's socket. It also keeps the set of sm
+ * instances serving our domain so that sm_send can tell which users this
+ * instance owns (the router's rendezvous hash, docs/component-protocol.md
+ * 8.2). */
 #include "sm.h"
 #include "comp_client.h"
 #include "comp_proto.h"
@@ -153,6 +154,9 @@ static int sm_start(struct event_base *base, void *config)
         return -1;
     }
     sm_core_init(base);
+    /* Before the modules: admin's session hooks must run first. */
+    if (admin_start(base, sm_config->control) < 0)
+        return -1;
     sm_modules_init();
     const char *binds[1] = {sm_config->domain};
     comp_client_cfg_t cc = {
@@ -182,6 +186,7 @@ static int sm_start(struct event_base *base, void *config)
 static void sm_stop(void)
 {
     stopping = 1;
+    admin_stop();
     comp_client_close(link_, 0);
     struct timeval tv = {2, 0};
     event_base_loopexit(daemon_base(), &tv);
@@ -207,6 +212,7 @@ static void sm_reload(void *config)
     swap_str(&fresh->secret, &old->secret);
     swap_str(&fresh->domain, &old->domain);
     swap_str(&fresh->database, &old->database);
+    swap_str(&fresh->control, &old->control);
     fresh->max_buffer = old->max_buffer;
     sm_config = fresh;
 }
@@ -221,6 +227,7 @@ static void sm_cleanup(void)
     if (link_)
         comp_client_free(link_);
     link_ = NULL;
+    admin_free();
     sm_core_free();
     if (sm_storage)
         storage_close(sm_storage);

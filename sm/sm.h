@@ -88,6 +88,7 @@ typedef struct sm_cfg {
     size_t max_buffer;
     char *version_name;       /* XEP-0092 answer */
     int version_os;           /* include the OS in XEP-0092 */
+    char *control;            /* admin socket path (admin.c), empty: none */
 } sm_cfg_t;
 
 extern sm_cfg_t *sm_config;
@@ -155,5 +156,9 @@ void sm_core_cron(double now);
 void sm_session_control(xml_node_t *el);  /* {S}session from a c2s */
 void sm_route_in(xml_node_t *el);         /* {S}route from a c2s */
 void sm_c2s_down(const char *instance);   /* a c2s instance went away: end its sessions */
+/* admin.c: the admin socket (weftctl sessions). */
+int admin_start(struct event_base *base, const char *path);
+void admin_stop(void);
+void admin_free(void);
 
 #endif

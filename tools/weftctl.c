@@ -1,23 +1,23 @@
 /* weftctl: the admin command line (docs/weftctl.md).
  *
  *   weftctl [-s SOCKET] stats             link counters and name instances (router)
+ *   weftctl [-S SOCKET] sessions          online sessions (sm)
  *   weftctl [-d DB] adduser JID [PASSWORD]
  *   weftctl [-d DB] passwd JID [PASSWORD]
  *   weftctl [-d DB] deluser JID
  *   weftctl [-d DB] listusers
- *   weftctl sessions                      (needs the sm admin interface: not yet)
  *
  * stats asks the router over its control socket (router.xml <control>,
- * default var/router.ctl). The user commands open the sm's SQLite database
+ * default var/router.ctl); sessions asks the sm over its admin socket
+ * (sm.xml <control>, default var/sm.ctl). The user commands open the sm's SQLite database
  * directly (sm.xml <database>, default var/weft.db), so they run on the sm's
  * host, as the user the sm runs as; they work whether or not the sm is
  * running. Passwords become SCRAM-SHA-256 and SCRAM-SHA-1 keys (4096
  * iterations) after the SASLprep the SASL layer applies; a password is never
  * stored, printed or logged, and is wiped from memory after use.
  *
- * Exit status: 0 success; 1 failure (router unreachable, database error);
- * 2 usage error (bad arguments or JID, unusable password, unsupported
- * command); 3 the account already exists (adduser) or does not (passwd,
+ * Exit status: 0 success; 1 failure (router or sm unreachable, database
+ * error); 2 usage error (bad arguments or JID, unusable password); 3 the account already exists (adduser) or does not (passwd,
  * deluser). */
 #include <errno.h>
 #include <signal.h>
@@ -51,22 +51,24 @@ char *sasl_saslprep(const char *s, int stored);
 static int usage(void)
 {
     fprintf(stderr,
-            "usage: weftctl [-s router-control-socket] [-d database] command\n"
+            "usage: weftctl [-s router-control-socket] [-S sm-control-socket] [-d database] command\n"
             "commands:\n"
             "  stats                      router link counters and names\n"
             "  adduser JID [PASSWORD]     create an account\n"
             "  passwd JID [PASSWORD]      set an account's password\n"
             "  deluser JID                remove an account and all its data\n"
             "  listusers                  list accounts\n"
-            "  sessions                   online sessions (needs the sm admin interface)\n"
+            "  sessions                   online sessions (sm)\n"
             "Without PASSWORD it is asked for on the terminal, or read as one line\n"
             "from standard input.\n");
     return EXIT_USAGE;
 }
 
-/* ------------------------------------------------------------ router */
+/* ------------------------------------------------------------ control sockets */
 
-static int ask_router(const char *path, const char *cmd)
+/* Sends one command line to a control socket (the router's or the sm's,
+ * named by who for messages) and copies the answer to stdout. */
+static int ask_socket(const char *who, const char *path, const char *cmd)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof sun.sun_path)
@@ -74,7 +76,7 @@ static int ask_router(const char *path, const char *cmd)
     strcpy(sun.sun_path, path);
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
-        fprintf(stderr, "weftctl: cannot reach the router at %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "weftctl: cannot reach the %s at %s: %s\n", who, path, strerror(errno));
         if (fd >= 0)
             close(fd);
         return EXIT_FAIL;
@@ -346,6 +348,7 @@ static int cmd_listusers(const char *db)
 int main(int argc, char **argv)
 {
     const char *sock = "var/router.ctl";
+    const char *sm_sock = "var/sm.ctl";
     const char *db = "var/weft.db";
     int i = 1;
     while (i < argc && argv[i][0] == '-') {
@@ -357,6 +360,8 @@ int main(int argc, char **argv)
             return usage();
         if (!strcmp(argv[i], "-s"))
             sock = argv[i + 1];
+        else if (!strcmp(argv[i], "-S"))
+            sm_sock = argv[i + 1];
         else if (!strcmp(argv[i], "-d"))
             db = argv[i + 1];
         else
@@ -373,7 +378,7 @@ int main(int argc, char **argv)
     log_open("weftctl", "stderr", LOG_LVL_WARN);
     int rc;
     if (!strcmp(cmd, "stats") && nargs == 0)
-        rc = ask_router(sock, "stats");
+        rc = ask_socket("router", sock, "stats");
     else if (!strcmp(cmd, "adduser") && (nargs == 1 || nargs == 2))
         rc = cmd_set_password(db, args[0], nargs == 2 ? args[1] : NULL, 1);
     else if (!strcmp(cmd, "passwd") && (nargs == 1 || nargs == 2))
@@ -382,11 +387,9 @@ int main(int argc, char **argv)
         rc = cmd_deluser(db, args[0]);
     else if (!strcmp(cmd, "listusers") && nargs == 0)
         rc = cmd_listusers(db);
-    else if (!strcmp(cmd, "sessions") && nargs == 0) {
-        fprintf(stderr, "weftctl: sessions needs the sm's admin interface, which weft does not "
-                        "have yet; the database holds no sessions\n");
-        rc = EXIT_USAGE;
-    } else
+    else if (!strcmp(cmd, "sessions") && nargs == 0)
+        rc = ask_socket("sm", sm_sock, "sessions");
+    else
         rc = usage();
     log_close();
     return rc;

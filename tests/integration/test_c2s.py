@@ -3,14 +3,18 @@
 Tests marked c2s-only run with the router alone (no sm); the others need the
 sm for accounts and sessions.
 """
+import os
 import re
 import socket
 import ssl
+import stat
+import subprocess
 import time
 
 import pytest
 
-from conftest import wait_for
+import server
+from conftest import BUILD, wait_for
 from server import RawClient, Server
 
 
@@ -377,3 +381,153 @@ def test_slixmpp_default_mechanism_with_tls_unique_channel_binding(srv):
     log = srv.log("c2s")
     line = [l for l in log.splitlines() if "event=authenticated" in l and "mona@localhost" in l][0]
     assert "mechanism=SCRAM-SHA-" in line and "-PLUS" in line, line
+
+
+# ---------------------------------------------------------------- XEP-0078 (auth.legacy)
+
+IQAUTH_FEATURE = "<auth xmlns='http://jabber.org/features/iq-auth'/>"
+
+
+def iq_auth_set(c, iq_id, user=None, password=None, resource=None, digest=None):
+    fields = "".join(f"<{k}>{v}</{k}>" for k, v in (("username", user), ("password", password),
+                                                     ("digest", digest), ("resource", resource)) if v is not None)
+    c.send(f"<iq type='set' id='{iq_id}'><query xmlns='jabber:iq:auth'>{fields}</query></iq>")
+    return c.read_until(rf"<iq[^>]*id='{iq_id}'[^>]*(/>|>[\s\S]*?</iq>)")
+
+
+def test_legacy_auth_off_by_default(srv):
+    srv.start()
+    srv.register("leg0", "pw")
+    c = RawClient(srv)
+    c.open()
+    f = c.starttls()
+    assert IQAUTH_FEATURE not in f
+    c.send("<iq type='get' id='a1'><query xmlns='jabber:iq:auth'><username>leg0</username></query></iq>")
+    r = c.read_until(r"<iq[^>]*id='a1'[\s\S]*?</iq>")
+    assert "type='error'" in r and "<service-unavailable" in r, r
+    r = iq_auth_set(c, "a2", "leg0", "pw", "old")
+    assert "<service-unavailable" in r, r
+    # Nothing was authenticated: a stanza is still refused.
+    c.send("<message to='leg0@localhost'><body>x</body></message>")
+    assert "<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>" in c.read_closed()
+
+
+def test_legacy_auth_login_and_errors(srv):
+    srv.start(c2s_extra="<auth><legacy>true</legacy></auth>")
+    srv.register("leg1", "secret")
+    srv.register("leg2", "pw")
+    other = srv.login("leg2", "pw", resource="modern")
+    c = RawClient(srv)
+    f = c.open()
+    assert IQAUTH_FEATURE not in f          # not before TLS
+    f = c.starttls()
+    assert IQAUTH_FEATURE in f and "<mechanism>SCRAM-SHA-256</mechanism>" in f
+    c.send("<iq type='get' id='g1' to='localhost'><query xmlns='jabber:iq:auth'><username>leg1</username>"
+           "</query></iq>")
+    r = c.read_until(r"<iq[^>]*id='g1'[\s\S]*?</iq>")
+    assert "type='result'" in r and "<username>leg1</username>" in r and "<password/>" in r
+    assert "<resource/>" in r and "<digest" not in r, r
+    # Missing fields, and the digest method we cannot check: not-acceptable.
+    r = iq_auth_set(c, "s1", "leg1", "secret")
+    assert "code='406'" in r and "<not-acceptable" in r, r
+    r = iq_auth_set(c, "s2", "leg1", resource="old", digest="48fc78be9ec8f86d8ce1c39c320c97c21d62334d")
+    assert "<not-acceptable" in r, r
+    # A wrong password: not-authorized, logged like a SASL failure.
+    r = iq_auth_set(c, "s3", "leg1", "wrong", "old")
+    assert "type='error'" in r and "code='401'" in r and "<not-authorized" in r, r
+    assert re.search(r"event=auth-failed peer=127\.0\.0\.1:\d+ ip=127\.0\.0\.1 user=leg1 mechanism=iq-auth "
+                     r"condition=not-authorized", srv.log("c2s")), srv.log("c2s")
+    r = iq_auth_set(c, "s4", "nobody", "x", "old")
+    assert "<not-authorized" in r, r
+    # The right one: an empty result, and the session is bound without a restart.
+    r = iq_auth_set(c, "s5", "Leg1", "secret", "old")
+    assert re.search(r"<iq [^>]*type='result'[^>]*/>", r) and "<stream:stream" not in r, r
+    c.send("<message to='leg2@localhost/modern' type='chat' id='m1'><body>from the past</body></message>")
+    got = other.read_until(r"from the past</body></message>")
+    assert "from='leg1@localhost/old'" in got, got
+    other.send("<message to='leg1@localhost/old' type='chat'><body>hello back</body></message>")
+    assert "hello back" in c.read_until(r"hello back</body>")
+    # Authenticated: another iq:auth is not ours any more, and SASL is refused.
+    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGEAYg==</auth>")
+    assert "<policy-violation" in c.read_closed()
+    log = srv.log("c2s")
+    assert re.search(r"event=authenticated peer=\S+ user=leg1@localhost mechanism=iq-auth tls=1", log), log
+    assert "secret" not in log
+    assert "runtime error" not in log and "AddressSanitizer" not in log
+
+
+def test_legacy_auth_refused_without_tls(srv):
+    srv.start(c2s_extra="<auth><legacy>true</legacy></auth><tls><required>false</required></tls>")
+    srv.register("leg3", "pw")
+    c = RawClient(srv)
+    f = c.open()
+    assert IQAUTH_FEATURE not in f and "<mechanism>SCRAM-SHA-256</mechanism>" in f
+    r = iq_auth_set(c, "t1", "leg3", "pw", "clear")
+    assert "type='error'" in r and "<policy-violation" in r, r
+    assert "reason=iq-auth-without-tls" in srv.log("c2s")
+    # The stream is still unauthenticated, and STARTTLS then iq:auth works.
+    c.starttls()
+    r = iq_auth_set(c, "t2", "leg3", "pw", "secured")
+    assert re.search(r"<iq [^>]*type='result'", r), r
+
+
+def test_legacy_auth_same_resource_replaces_older_session(srv):
+    srv.start(c2s_extra="<auth><legacy>true</legacy></auth>")
+    srv.register("leg4", "pw")
+    first = srv.login("leg4", "pw", resource="desk")
+    c = RawClient(srv)
+    c.open()
+    c.starttls()
+    r = iq_auth_set(c, "u1", "leg4", "pw", "desk")
+    assert re.search(r"<iq [^>]*type='result'", r), r
+    assert "<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>" in first.read_closed()
+
+
+# ---------------------------------------------------------------- weftctl sessions (sm admin socket)
+
+def weftctl(*args):
+    return subprocess.run([os.path.join(BUILD, "tools", "weftctl"), *args], capture_output=True, text=True,
+                          timeout=10)
+
+
+def sessions(path):
+    r = weftctl("-S", path, "sessions")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines and lines[-1].startswith("count="), r.stdout
+    rows = {}
+    for line in lines[:-1]:
+        kv = dict(f.split("=", 1) for f in line.split())
+        rows[kv["jid"]] = kv
+    assert int(lines[-1][6:]) == len(rows), r.stdout
+    return rows
+
+
+def test_weftctl_sessions(srv, monkeypatch):
+    monkeypatch.setattr(server, "SM", server.SM.replace("<domain>", "<control>{dir}/sm.ctl</control>\n  <domain>"))
+    srv.start()
+    ctl = str(srv.dir / "sm.ctl")
+    assert wait_for(lambda: os.path.exists(ctl), 10)
+    assert stat.S_IMODE(os.stat(ctl).st_mode) == 0o600
+    assert sessions(ctl) == {}
+    srv.register("ses1", "pw")
+    srv.register("ses2", "pw")
+    a = srv.login("ses1", "pw", resource="phone")
+    b = srv.login("ses2", "pw", resource="desk")
+    a.send("<presence><priority>5</priority></presence>")
+    assert wait_for(lambda: sessions(ctl).get("ses1@localhost/phone", {}).get("available") == "1", 5)
+    rows = sessions(ctl)
+    assert set(rows) == {"ses1@localhost/phone", "ses2@localhost/desk"}, rows
+    pa, pb = rows["ses1@localhost/phone"], rows["ses2@localhost/desk"]
+    assert pa["c2s"] == "c2s.localhost" and pa["priority"] == "5" and pa["sid"].isdigit()
+    assert pb["available"] == "0" and pb["priority"] == "0" and pb["sid"] != pa["sid"]
+    b.close()
+    assert wait_for(lambda: set(sessions(ctl)) == {"ses1@localhost/phone"}, 5), sessions(ctl)
+    # Unknown commands are refused on the socket; weftctl fails without a socket.
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(ctl)
+        s.sendall(b"shutdown\n")
+        assert s.recv(100) == b"error unknown-command\n"
+    r = weftctl("-S", str(srv.dir / "nothing.ctl"), "sessions")
+    assert r.returncode == 1 and "cannot reach the sm" in r.stderr
+    assert "runtime error" not in srv.log("sm") and "AddressSanitizer" not in srv.log("sm")
