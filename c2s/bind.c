@@ -133,6 +133,8 @@ void bind_session_answer(client_t *c, xml_node_t *el)
         cond = "not-allowed", etype = "cancel";
     else if (reason && !strcmp(reason, "resource-constraint"))
         cond = "resource-constraint";
+    else if (reason && !strcmp(reason, "conflict"))
+        cond = "conflict", etype = "cancel";  /* sm policy: the older session keeps it */
     log_warn("event=bind-failed peer=%s jid=%s reason=%s", c->peer, c->jid.full,
              el ? (reason ? reason : "-") : "sm-timeout");
     /* A late 'started' must not leave a session the client does not know. */

@@ -115,15 +115,19 @@ struct evconnlistener *net_listen(struct event_base *base, const net_addr_t *add
             unlink(sun->sun_path);
     }
     unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
+    /* A UNIX socket is born 0600 (no window where others may connect); a
+     * caller that wants group access widens it afterwards. */
+    mode_t old_mask = addr->is_unix ? umask(0177) : 0;
     struct evconnlistener *l = evconnlistener_new_bind(base, cb, ctx, flags, 512,
                                                        (const struct sockaddr *)&addr->ss,
                                                        (int)addr->len);
+    int saved = errno;
+    if (addr->is_unix)
+        umask(old_mask);
     if (!l) {
-        snprintf(err, errlen, "%s", strerror(errno));
+        snprintf(err, errlen, "%s", strerror(saved));
         return NULL;
     }
-    if (addr->is_unix)
-        chmod(((const struct sockaddr_un *)&addr->ss)->sun_path, 0660);
     return l;
 }
 

@@ -24,7 +24,8 @@ void net_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t
 /* 1 if the peer is loopback or a UNIX socket (where TLS is not required). */
 int net_addr_is_local(const struct sockaddr *sa);
 
-/* Opens a listener; removes a stale UNIX socket file first and sets mode 0660.
+/* Opens a listener; removes a stale UNIX socket file first; a UNIX socket is
+ * created with mode 0600.
  * Returns NULL with errno-based message in err. */
 struct evconnlistener *net_listen(struct event_base *base, const net_addr_t *addr,
                                   evconnlistener_cb cb, void *ctx, char *err, size_t errlen);

@@ -97,8 +97,7 @@ int control_start(struct event_base *b, const char *path)
         log_error("event=control-failed path=%s reason=\"%s\"", path, err);
         return -1;
     }
-    chmod(path, 0600);
-    return 0;
+    return 0; /* net_listen created it 0600 */
 }
 
 void control_stop(void)

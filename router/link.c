@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static struct event_base *base;
 static struct evconnlistener *tcp_listener, *unix_listener;
@@ -699,6 +700,9 @@ static struct evconnlistener *listen_on(const char *addr_s, int is_unix)
         return NULL;
     }
     evconnlistener_set_error_cb(lis, accept_error_cb);
+    /* Components of the same group (e.g. user weft) may use the socket. */
+    if (is_unix)
+        chmod(addr_s, 0660);
     log_notice("event=listening address=%s", spec);
     return lis;
 }

@@ -153,18 +153,10 @@ int admin_start(struct event_base *base, const char *path)
         return -1;
     }
     char err[256];
-    /* Created 0600 (umask; no window where others may connect: umask is
-     * process-wide, but nothing else runs during start), and net_listen's
-     * 0660 for component sockets is narrowed back. */
-    mode_t old_mask = umask(0177);
+    /* net_listen creates UNIX sockets 0600: only our user may connect. */
     admin_listener = net_listen(base, &addr, admin_accept, NULL, err, sizeof err);
-    umask(old_mask);
     if (!admin_listener) {
         log_error("event=control-failed path=%s reason=\"%s\"", path, err);
-        return -1;
-    }
-    if (chmod(path, 0600) < 0) {
-        log_error("event=control-failed path=%s reason=chmod", path);
         return -1;
     }
     log_info("event=control-listening path=%s", path);

@@ -624,6 +624,15 @@ static void sess_start(xml_node_t *el)
         return;
     }
     sm_sess_t *old = sm_sess_find(u, j.resource);
+    /* sessions.conflict: by default the new session wins (the old one gets
+     * the conflict stream error); "refuse" keeps the old one instead. A resync
+     * always wins: it is the same client coming back. */
+    if (old && !is_resync && sm_config->conflict_refuse) {
+        log_info("event=session-failed reason=conflict jid=%s c2s=%s", jid, c2s);
+        send_session_el("failed", c2s, sid, jid, "conflict");
+        jid_clear(&j);
+        return;
+    }
     if (old)
         sm_sess_end(old, 1, "conflict");
     e = xcalloc(1, sizeof *e);

@@ -88,6 +88,7 @@ typedef struct sm_cfg {
     size_t max_buffer;
     char *version_name;       /* XEP-0092 answer */
     int version_os;           /* include the OS in XEP-0092 */
+    int conflict_refuse;      /* sessions.conflict-refuse: a taken resource refuses the new session */
     char *control;            /* admin socket path (admin.c), empty: none */
 } sm_cfg_t;
 

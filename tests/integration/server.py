@@ -41,6 +41,7 @@ SM = """<sm>
   <domain>localhost</domain>
   <database>{dir}/weft.db</database>
   <log><level>debug</level></log>
+  {extra}
 </sm>
 """
 
@@ -68,7 +69,8 @@ class Server:
         self.tls_port = free_port()
         self.c2s = self.sm = self.router = None
 
-    def start(self, sm=True, ibr=True, c2s_extra=""):
+    def start(self, sm=True, ibr=True, c2s_extra="", sm_extra=""):
+        self.sm_extra = sm_extra
         (self.dir / "router.xml").write_text(ROUTER.format(router_port=self.router_port))
         self.router = self._spawn([binary("WEFT_ROUTER", "router", "weft-router"), "-c", str(self.dir / "router.xml")],
                                   "router.log")
@@ -89,7 +91,8 @@ class Server:
 
     def _sm_cfg(self):
         path = self.dir / "sm.xml"
-        path.write_text(SM.format(router_port=self.router_port, dir=self.dir))
+        path.write_text(SM.format(router_port=self.router_port, dir=self.dir,
+                                  extra=getattr(self, "sm_extra", "")))
         return str(path)
 
     def _spawn(self, args, log):
