@@ -26,6 +26,7 @@ static void listen_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
                              int socklen, void *ctx)
 {
     (void)l;
+    net_tune_accepted(fd, sa);
     client_accept(fd, sa, socklen, *(int *)ctx);
 }
 

@@ -147,3 +147,11 @@ struct bufferevent *net_connect(struct event_base *base, const net_addr_t *addr)
     }
     return bev;
 }
+
+void net_tune_accepted(evutil_socket_t fd, const struct sockaddr *sa)
+{
+    if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
+        return;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}

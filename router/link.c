@@ -657,6 +657,7 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 {
     (void)lis;
     (void)arg;
+    net_tune_accepted(fd, sa);
     link_t *l = xcalloc(1, sizeof *l);
     l->id = ++next_link_id;
     l->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);

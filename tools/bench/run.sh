@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# run.sh: the client-load benchmark (docs/performance.md, "Client load").
+#
+# Starts weft (router, sm, c2s from $WEFT_BUILD), Prosody and ejabberd (the
+# Debian packages) on loopback with private configs and free ports in a
+# temporary directory, configured alike: STARTTLS required, SCRAM keys at 4096
+# iterations, offline storage on, no rate limits or traffic shaping, listen
+# backlog 512, no s2s. Creates the accounts by in-band registration, then runs
+# every scenario against every server, interleaved (weft, prosody, ejabberd,
+# weft, ...), RUNS times, and prints a markdown table of the medians to stdout
+# (raw JSON lines go to $OUT/results.jsonl). Stops everything it started.
+#
+# The servers are pinned to CPU 0 and the generator to CPU 1 when there are
+# two or more CPUs, so each server gets one core and the generator its own.
+#
+#   tools/bench/run.sh
+#   RUNS=3 IDLE_LEVELS=1000,2000 CHAT_PAIRS=200 CHAT_SECONDS=20 \
+#   LOGIN_CONC=50 LOGIN_SECONDS=20 FANOUT_K=200 SERVERS="weft prosody ejabberd" \
+#   WEFT_BUILD=build-release tools/bench/run.sh
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+here=$repo/tools/bench
+build=${WEFT_BUILD:-build-release}
+case $build in /*) ;; *) build=$repo/$build ;; esac
+runs=${RUNS:-3}
+idle_levels=${IDLE_LEVELS:-1000,2000}
+chat_pairs=${CHAT_PAIRS:-200}
+chat_seconds=${CHAT_SECONDS:-20}
+chat_window=${CHAT_WINDOW:-10}
+login_conc=${LOGIN_CONC:-50}
+login_seconds=${LOGIN_SECONDS:-20}
+fanout_k=${FANOUT_K:-200}
+servers=${SERVERS:-weft prosody ejabberd}
+scenarios=${SCENARIOS:-idle chat login fanout}
+iter=4096
+out=${OUT:-$(mktemp -d /tmp/weft-bench.XXXXXX)}
+mkdir -p "$out"
+
+if [ ! -f "$build/build.ninja" ]; then
+    meson setup "$build" "$repo" -Dbuildtype=release >/dev/null
+fi
+ninja -C "$build" router/weft-router sm/weft-sm c2s/weft-c2s >/dev/null
+if ninja -C "$build" tools/weft-bench-xmpp >/dev/null 2>&1; then
+    bench=$build/tools/weft-bench-xmpp
+else # not in tools/meson.build yet: build it by hand
+    bench=$out/weft-bench-xmpp
+    # shellcheck disable=SC2046
+    gcc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -I"$repo/common" "$repo"/common/*.c \
+        "$repo"/tools/bench_xmpp*.c -o "$bench" \
+        $(pkg-config --cflags --libs libevent libevent_openssl expat openssl libidn sqlite3) -lm
+fi
+
+srv_pin=() gen_pin=()
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+    srv_pin=(taskset -c 0) gen_pin=(taskset -c 1)
+fi
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_port() {
+    for _ in $(seq 300); do
+        if (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "port $1 did not open" >&2
+    return 1
+}
+
+started=()          # PIDs to stop at exit
+cleanup() {
+    for ((i = ${#started[@]} - 1; i >= 0; i--)); do
+        kill "${started[i]}" 2>/dev/null || true
+    done
+    sleep 1
+    for pid in "${started[@]}"; do
+        kill -9 "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM   # exit runs cleanup once; a bare trap would carry on
+
+mkdir -p "$out/certs"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+    -keyout "$out/certs/localhost.key" -out "$out/certs/localhost.crt" -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,DNS:*.localhost 2>/dev/null
+
+declare -A port pids mech
+# ---- weft: router, sm, c2s as tests/integration/server.py starts them, but
+# sm and c2s reach the router over a UNIX socket: over TCP every hop through
+# the router waits ~40 ms (the router does not set TCP_NODELAY on the
+# connections it accepts, so Nagle meets delayed ACKs).
+start_weft() {
+    local d=$out/weft rp p tp
+    mkdir -p "$d"
+    rp=$(free_port) p=$(free_port) tp=$(free_port)
+    cat >"$d/router.xml" <<X
+<router>
+  <name>router</name>
+  <listen>127.0.0.1:$rp</listen>
+  <listen-unix>$d/router.sock</listen-unix>
+  <log><level>warn</level></log>
+  <component name="sm" secret="sm-secret" trusted-from="true"><bind>localhost</bind><bind>sm.localhost</bind></component>
+  <component name="c2s" secret="c2s-secret" trusted-from="true"><bind>c2s.localhost</bind></component>
+</router>
+X
+    cat >"$d/sm.xml" <<X
+<sm>
+  <router><address>unix:$d/router.sock</address><name>router</name></router>
+  <name>sm</name>
+  <secret>sm-secret</secret>
+  <domain>localhost</domain>
+  <database>$d/weft.db</database>
+  <log><level>warn</level></log>
+</sm>
+X
+    cat >"$d/c2s.xml" <<X
+<c2s>
+  <instance>c2s.localhost</instance>
+  <router><address>unix:$d/router.sock</address><name>router</name></router>
+  <name>c2s</name>
+  <secret>c2s-secret</secret>
+  <domain>localhost</domain>
+  <listen><starttls>127.0.0.1:$p</starttls><tls>127.0.0.1:$tp</tls></listen>
+  <tls><certificate>$out/certs/localhost.crt</certificate><key>$out/certs/localhost.key</key></tls>
+  <log><level>warn</level></log>
+  <limits><rate>1073741824</rate><burst>1073741824</burst><connections-per-ip>1000000</connections-per-ip>
+    <auth-failures>1000000</auth-failures></limits>
+  <register><enabled>true</enabled><per-ip>1000000</per-ip><scram-iterations>$iter</scram-iterations></register>
+</c2s>
+X
+    "${srv_pin[@]}" "$build/router/weft-router" -c "$d/router.xml" 2>"$d/router.log" &
+    started+=($!); local r=$!
+    wait_port "$rp"
+    "${srv_pin[@]}" "$build/sm/weft-sm" -c "$d/sm.xml" 2>"$d/sm.log" &
+    started+=($!); local s=$!
+    "${srv_pin[@]}" "$build/c2s/weft-c2s" -c "$d/c2s.xml" 2>"$d/c2s.log" &
+    started+=($!); local c=$!
+    wait_port "$p"
+    for _ in $(seq 100); do grep -q "event=router-ready" "$d/c2s.log" 2>/dev/null && break; sleep 0.1; done
+    port[weft]=$p pids[weft]=$r,$s,$c mech[weft]=SCRAM-SHA-256
+}
+
+# ---- Prosody 0.12 (Debian): foreground, private config and data
+start_prosody() {
+    local d=$out/prosody p tp
+    mkdir -p "$d/data"
+    p=$(free_port) tp=$(free_port)
+    sed -e "s#@DIR@#$d#g; s#@PORT@#$p#; s#@TLSPORT@#$tp#; s#@ITER@#$iter#; s#@REQUIRE_TLS@#true#" \
+        -e "s#$d/certs#$out/certs#g" "$here/prosody.cfg.lua.in" >"$d/prosody.cfg.lua"
+    "${srv_pin[@]}" prosody -F --config "$d/prosody.cfg.lua" >"$d/stdout.log" 2>&1 &
+    started+=($!)
+    wait_port "$p"
+    local pid; pid=$(cat "$d/prosody.pid" 2>/dev/null || echo "${started[-1]}")
+    # Prosody 0.12 has SCRAM-SHA-1 only.
+    port[prosody]=$p pids[prosody]=$pid mech[prosody]=SCRAM-SHA-1
+}
+
+# ---- ejabberd 23.01 (Debian): ejabberdctl foreground as user ejabberd, own
+# node name and distribution port (no epmd), private config, spool and logs
+start_ejabberd() {
+    local d=$out/ejabberd p tp dp
+    mkdir -p "$d/spool" "$d/logs" "$d/certs"
+    p=$(free_port) tp=$(free_port) dp=$(free_port)
+    cat "$out/certs/localhost.crt" "$out/certs/localhost.key" >"$d/certs/localhost.pem"
+    sed -e "s#@DIR@#$d#g; s#@PORT@#$p#; s#@TLSPORT@#$tp#; s#@SCRAM_HASH@#sha256#; s#@REQUIRE_TLS@#true#" \
+        "$here/ejabberd.yml.in" >"$d/ejabberd.yml"
+    sed -e "s#@DISTPORT@#$dp#" "$here/ejabberdctl.cfg.in" >"$d/ejabberdctl.cfg"
+    cp /etc/ejabberd/inetrc "$d/" 2>/dev/null || true
+    if [ "$(id -u)" = 0 ]; then chown -R ejabberd "$d"; fi
+    # ejabberdctl started by root switches to user ejabberd with su, which
+    # resets the open-files limit to 1024 (ejabberd then dies of emfile near
+    # 1,000 sessions); setpriv switches user and keeps our limit.
+    local asuser=()
+    if [ "$(id -u)" = 0 ]; then
+        asuser=(setpriv --reuid ejabberd --regid ejabberd --init-groups env HOME="$d")
+    fi
+    (cd "$d" && exec "${srv_pin[@]}" "${asuser[@]}" ejabberdctl --config-dir "$d" --config "$d/ejabberd.yml" \
+        --ctl-config "$d/ejabberdctl.cfg" --logs "$d/logs" --spool "$d/spool" foreground \
+        >"$d/stdout.log" 2>&1) &
+    started+=($!)
+    wait_port "$p"
+    local beam=
+    for _ in $(seq 50); do
+        beam=$(pgrep -f "beam.smp.*-sname weftbench@localhost.*$d" | head -1 || true)
+        [ -n "$beam" ] && break
+        sleep 0.1
+    done
+    [ -n "$beam" ] && started+=("$beam")
+    port[ejabberd]=$p pids[ejabberd]=$beam mech[ejabberd]=SCRAM-SHA-256
+}
+
+gen() { # server scenario args...
+    local s=$1; shift
+    "${gen_pin[@]}" "$bench" --port "${port[$s]}" --domain localhost --tls starttls \
+        --mech "${mech[$s]}" --pids "${pids[$s]}" --label "$s" "$@"
+}
+
+for s in $servers; do "start_$s"; done
+sleep 2
+max_users=${idle_levels##*,}
+for n in $((2 * chat_pairs)) $((fanout_k + 1)) $login_conc; do [ "$n" -gt "$max_users" ] && max_users=$n; done
+for s in $servers; do
+    gen "$s" --register ibr --scenario register --users "$max_users" --concurrency 50 >&2
+done
+
+: >"$out/results.jsonl"
+for run in $(seq "$runs"); do
+    for sc in $scenarios; do
+        for s in $servers; do
+            case $sc in
+                idle) args=(--scenario idle --users "$max_users" --levels "$idle_levels" --contacts 10 --concurrency 100) ;;
+                chat) args=(--scenario chat --pairs "$chat_pairs" --window "$chat_window" --seconds "$chat_seconds") ;;
+                login) args=(--scenario login --users "$max_users" --concurrency "$login_conc" --seconds "$login_seconds") ;;
+                fanout) args=(--scenario fanout --contacts "$fanout_k" --rounds 5) ;;
+            esac
+            echo "run $run: $sc on $s" >&2
+            gen "$s" "${args[@]}" >>"$out/results.jsonl" || echo "  ($sc on $s reported failures)" >&2
+            sleep 2
+        done
+        # SCRAM-SHA-1 logins for weft too, the mechanism Prosody has
+        if [ "$sc" = login ] && [[ " $servers " == *" weft "* ]]; then
+            "${gen_pin[@]}" "$bench" --port "${port[weft]}" --domain localhost --tls starttls \
+                --mech SCRAM-SHA-1 --pids "${pids[weft]}" --label weft "${args[@]}" >>"$out/results.jsonl" || true
+            sleep 2
+        fi
+    done
+done
+
+python3 "$here/table.py" "$out/results.jsonl"
+echo "raw results: $out/results.jsonl" >&2
