@@ -2,7 +2,7 @@
 # Installs what weft needs to build and test on Debian 12, only if missing.
 # Sourced by scripts/run and scripts/test; safe to run again.
 set -euo pipefail
-WEFT_PACKAGES=(build-essential meson ninja-build pkg-config clang
+WEFT_PACKAGES=(build-essential meson ninja-build pkg-config clang libclang-rt-dev
   libevent-dev libexpat1-dev libssl-dev libsqlite3-dev libidn-dev libcmocka-dev
   python3 python3-pytest python3-slixmpp openssl valgrind profanity tmux)
 missing=()
