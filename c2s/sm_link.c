@@ -10,6 +10,7 @@
  * session is re-announced with resync='true' and its last presence. */
 #include "c2s.h"
 #include "comp_client.h"
+#include "jid.h"
 #include "log.h"
 #include <stdlib.h>
 #include <string.h>
@@ -95,9 +96,27 @@ static void sm_link_deliver(xml_node_t *route)
         return;
     }
     if (!c || (c->state != CL_SESSION && c->state != CL_BINDING)) {
-        /* The session ended while this was on its way; the sm learns of the
-         * end by our session end and handles the user as offline from there. */
-        log_info("event=delivery-dropped reason=no-session sid=%s element=%s", sid ? sid : "-", st->name);
+        /* The session ended while this was on its way: give it back to the sm
+         * as undelivered, which handles it as for an offline session (another
+         * resource or offline storage) instead of losing it. */
+        const char *type = xml_attr_get(st, "type");
+        const char *to = xml_attr_get(st, "to");
+        char *bare = to ? jid_bare_of(to) : NULL;
+        if (bare && !(type && !strcmp(type, "error"))) {
+            xml_node_t *r = xml_elem_new(NS_WEFT_SESSION, "route");
+            xml_attr_set(r, "to", c2s_config->domain);
+            xml_attr_set(r, "from", c2s_config->instance);
+            xml_attr_set(r, "user", bare);
+            xml_attr_set(r, "sid", sid ? sid : "0");
+            xml_attr_set(r, "type", "unacked");
+            xml_append(r, xml_copy(st));
+            sm_link_send(r);
+            xml_free(r);
+            log_info("event=delivery-returned reason=no-session sid=%s element=%s", sid ? sid : "-", st->name);
+        } else {
+            log_info("event=delivery-dropped reason=no-session sid=%s element=%s", sid ? sid : "-", st->name);
+        }
+        free(bare);
         return;
     }
     if (c->sm_enabled)
