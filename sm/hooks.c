@@ -44,3 +44,16 @@ int sm_module_slot(void)
         log_panic("event=module-slot reason=too-many-modules max=%d", SM_MAX_MODULES);
     return nslots++;
 }
+
+sm_ret_t sm_feature_handler(sm_hook_t hook, sm_user_t *user, sm_sess_t *sess,
+                            xml_node_t *query, void *arg)
+{
+    (void)hook;
+    (void)user;
+    (void)sess;
+    if (query) {
+        xml_node_t *f = xml_add_child(query, query->ns, "feature");
+        xml_attr_set(f, "var", arg);
+    }
+    return SM_PASS;
+}

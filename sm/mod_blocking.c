@@ -470,17 +470,6 @@ static sm_ret_t on_in(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st
     return SM_HANDLED;
 }
 
-static sm_ret_t on_features(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *q, void *arg)
-{
-    (void)hook;
-    (void)u;
-    (void)s;
-    (void)arg;
-    xml_node_t *f = xml_add_child(q, q->ns, "feature");
-    xml_attr_set(f, "var", NS_BLOCKING);
-    return SM_PASS;
-}
-
 static sm_ret_t on_sess_end(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
 {
     (void)hook;
@@ -535,7 +524,7 @@ void mod_blocking_init(void)
     sm_hook_add(SM_HOOK_OUT, on_out, NULL);
     sm_hook_add(SM_HOOK_IN_BARE, on_in, NULL);
     sm_hook_add(SM_HOOK_IN_FULL, on_in, NULL);
-    sm_hook_add(SM_HOOK_DISCO_FEATURES, on_features, NULL);
+    sm_hook_add(SM_HOOK_DISCO_FEATURES, sm_feature_handler, (void *)NS_BLOCKING);
     sm_hook_add(SM_HOOK_SESS_END, on_sess_end, NULL);
     sm_hook_add(SM_HOOK_USER_DELETE, on_user_delete, NULL);
     sm_hook_add(SM_HOOK_USER_FREE, on_user_free, NULL);

@@ -242,23 +242,9 @@ static sm_ret_t offline_user_delete(sm_hook_t hook, sm_user_t *user, sm_sess_t *
     return SM_PASS;
 }
 
-static sm_ret_t offline_disco(sm_hook_t hook, sm_user_t *user, sm_sess_t *sess,
-                              xml_node_t *query, void *arg)
-{
-    (void)hook;
-    (void)user;
-    (void)sess;
-    (void)arg;
-    if (query) {
-        xml_node_t *f = xml_add_child(query, NS_DISCO_INFO, "feature");
-        xml_attr_set(f, "var", "msgoffline");
-    }
-    return SM_PASS;
-}
-
 void mod_offline_init(void)
 {
     sm_hook_add(SM_HOOK_OUT, offline_out, NULL);
     sm_hook_add(SM_HOOK_USER_DELETE, offline_user_delete, NULL);
-    sm_hook_add(SM_HOOK_DISCO_FEATURES, offline_disco, NULL);
+    sm_hook_add(SM_HOOK_DISCO_FEATURES, sm_feature_handler, (void *)"msgoffline");
 }

@@ -229,17 +229,6 @@ static sm_ret_t on_in_bare(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_
     return SM_HANDLED;
 }
 
-static sm_ret_t on_features(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *q, void *arg)
-{
-    (void)hook;
-    (void)u;
-    (void)s;
-    (void)arg;
-    xml_node_t *f = xml_add_child(q, q->ns, "feature");
-    xml_attr_set(f, "var", NS_PRIVATE);
-    return SM_PASS;
-}
-
 static sm_ret_t on_user_delete(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
 {
     (void)hook;
@@ -254,6 +243,6 @@ void mod_private_init(void)
 {
     sm_hook_add(SM_HOOK_OUT, on_out, NULL);
     sm_hook_add(SM_HOOK_IN_BARE, on_in_bare, NULL);
-    sm_hook_add(SM_HOOK_DISCO_FEATURES, on_features, NULL);
+    sm_hook_add(SM_HOOK_DISCO_FEATURES, sm_feature_handler, (void *)NS_PRIVATE);
     sm_hook_add(SM_HOOK_USER_DELETE, on_user_delete, NULL);
 }

@@ -70,6 +70,11 @@ typedef sm_ret_t (*sm_handler_fn)(sm_hook_t hook, sm_user_t *user, sm_sess_t *se
 /* hooks.c */
 void sm_hook_add(sm_hook_t hook, sm_handler_fn fn, void *arg);
 sm_ret_t sm_hook_run(sm_hook_t hook, sm_user_t *user, sm_sess_t *sess, xml_node_t *stanza);
+/* A ready-made handler for SM_HOOK_DISCO_FEATURES / SM_HOOK_ACCOUNT_FEATURES:
+ * adds <feature var=arg/> (arg: a static string) to the query. A module that
+ * advertises one namespace registers it instead of writing its own. */
+sm_ret_t sm_feature_handler(sm_hook_t hook, sm_user_t *user, sm_sess_t *sess,
+                            xml_node_t *query, void *arg);
 /* A module asks for its per-user state slot once, at registration. */
 int sm_module_slot(void);
 
