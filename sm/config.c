@@ -31,6 +31,8 @@ const cfg_option_t sm_options[] = {
         "Software name answered to XEP-0092 software version requests."),
     OPT("version.show-os", CFG_BOOL, "false", 0, 0, 1, version_os,
         "Include the operating system in XEP-0092 answers."),
+    OPT("sessions.pending-max", CFG_INT, "200000", 0, 100000000, 1, pending_max,
+        "Client stanzas kept for sessions c2s has not re-announced yet after an sm restart (30 s at most)."),
     OPT("sessions.conflict-refuse", CFG_BOOL, "false", 0, 0, 1, conflict_refuse,
         "When a resource is taken: false, the new session wins and the old one gets the conflict stream error; true, the new bind fails with conflict."),
     OPT("control", CFG_STRING, "", 0, 0, 0, control,

@@ -22,7 +22,6 @@
 #define USER_BUCKETS 4096
 #define SESS_BUCKETS 4096
 #define USER_IDLE 60.0          /* seconds a user without session stays loaded */
-#define PENDING_MAX 1000        /* routes waiting for their session to start */
 #define PENDING_AGE 30.0
 #define LOCAL_QUEUE_MAX 100000  /* stanzas waiting for local processing */
 
@@ -53,6 +52,7 @@ static sm_user_t *users[USER_BUCKETS];
 static sess_ent_t *sessions[SESS_BUCKETS];
 static size_t nusers, nsessions;
 static pending_t *pending_head;
+static pending_t **pending_tail = &pending_head;   /* O(1) append */
 static size_t npending;
 static qitem_t *q_head, *q_tail;
 static size_t q_len;
@@ -686,8 +686,9 @@ void sm_session_control(xml_node_t *el)
  * delivers what it held before c2s has re-announced its sessions. */
 static void pending_add(xml_node_t *route, const char *c2s, const char *sid)
 {
-    if (npending >= PENDING_MAX) {
-        log_warn("event=route-dropped reason=unknown-session c2s=%s sid=%s", c2s, sid);
+    if (npending >= (size_t)sm_config->pending_max) {
+        log_warn("event=route-dropped reason=pending-full c2s=%s sid=%s max=%ld", c2s, sid,
+                 sm_config->pending_max);
         return;
     }
     pending_t *p = xcalloc(1, sizeof *p);
@@ -695,11 +696,17 @@ static void pending_add(xml_node_t *route, const char *c2s, const char *sid)
     p->c2s = xstrdup(c2s);
     p->sid = xstrdup(sid);
     p->at = daemon_now();
-    pending_t **pp = &pending_head;
-    while (*pp)
-        pp = &(*pp)->next;
-    *pp = p;
+    *pending_tail = p;
+    pending_tail = &p->next;
     npending++;
+}
+
+/* After removals from the list, the tail pointer is found again. */
+static void pending_fix_tail(void)
+{
+    pending_tail = &pending_head;
+    while (*pending_tail)
+        pending_tail = &(*pending_tail)->next;
 }
 
 static void pending_free(pending_t *p)
@@ -725,6 +732,7 @@ static void pending_replay(sess_ent_t *e)
             pp = &p->next;
         }
     }
+    pending_fix_tail();
     while (mine) {
         pending_t *p = mine;
         mine = p->next;
@@ -790,6 +798,7 @@ void sm_core_cron(double now)
             pp = &p->next;
         }
     }
+    pending_fix_tail();
     for (size_t b = 0; b < USER_BUCKETS; b++) {
         for (sm_user_t *u = users[b], *next; u; u = next) {
             next = u->next;
@@ -827,6 +836,7 @@ void sm_core_free(void)
             user_free(users[b]);
         }
     }
+    pending_tail = &pending_head;
     while (pending_head) {
         pending_t *p = pending_head;
         pending_head = p->next;

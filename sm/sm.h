@@ -93,6 +93,7 @@ typedef struct sm_cfg {
     size_t max_buffer;
     char *version_name;       /* XEP-0092 answer */
     int version_os;           /* include the OS in XEP-0092 */
+    long pending_max;         /* sessions.pending-max: routes held for sessions not yet re-announced */
     int conflict_refuse;      /* sessions.conflict-refuse: a taken resource refuses the new session */
     char *control;            /* admin socket path (admin.c), empty: none */
 } sm_cfg_t;
