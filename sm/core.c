@@ -70,11 +70,6 @@ static unsigned hash2(const char *a, const char *b)
     return h;
 }
 
-static int streq(const char *a, const char *b)
-{
-    return a && b && !strcmp(a, b);
-}
-
 /* --- users ----------------------------------------------------------------- */
 
 int sm_is_local(const char *d)
@@ -396,13 +391,13 @@ xml_node_t *sm_iq_result(const xml_node_t *iq)
 
 static int is_get_set(const char *type)
 {
-    return streq(type, "get") || streq(type, "set");
+    return sm_streq(type, "get") || sm_streq(type, "set");
 }
 
 static int is_subscription(const char *type)
 {
-    return streq(type, "subscribe") || streq(type, "subscribed") || streq(type, "unsubscribe") ||
-           streq(type, "unsubscribed");
+    return sm_streq(type, "subscribe") || sm_streq(type, "subscribed") || sm_streq(type, "unsubscribe") ||
+           sm_streq(type, "unsubscribed");
 }
 
 /* To the domain itself (or domain/resource), from anyone but a local session. */
@@ -423,7 +418,7 @@ static void nouser_inbound(xml_node_t *st, const jid_t *to)
         /* 4.3.2 and 3.1.3: a probe or a subscription request gets
          * 'unsubscribed' so the other side cleans up its roster. */
         const char *from = xml_attr_get(st, "from");
-        if (from && (streq(type, "probe") || streq(type, "subscribe"))) {
+        if (from && (sm_streq(type, "probe") || sm_streq(type, "subscribe"))) {
             char *fb = jid_bare_of(from);
             if (fb) {
                 xml_node_t *p = xml_elem_new(NS_CLIENT, "presence");
@@ -455,13 +450,13 @@ static void bare_inbound(sm_user_t *u, xml_node_t *st)
         return;
     const char *name = st->name, *type = xml_attr_get(st, "type");
     if (!strcmp(name, "message")) {
-        if (streq(type, "error"))
+        if (sm_streq(type, "error"))
             return;
-        if (streq(type, "groupchat")) {
+        if (sm_streq(type, "groupchat")) {
             sm_reply_error(st, "service-unavailable", "cancel");
             return;
         }
-        if (streq(type, "headline")) {
+        if (sm_streq(type, "headline")) {
             deliver_available(u, st, 1);
             return;
         }
@@ -472,7 +467,7 @@ static void bare_inbound(sm_user_t *u, xml_node_t *st)
         if (n == 0 && sm_offline_store(u, st) < 0)
             sm_reply_error(st, "service-unavailable", "cancel");
     } else if (!strcmp(name, "presence")) {
-        if (!type || streq(type, "unavailable"))
+        if (!type || sm_streq(type, "unavailable"))
             deliver_available(u, st, 0);
     } else if (is_get_set(type)) {
         sm_reply_error(st, "service-unavailable", "cancel");
@@ -503,16 +498,16 @@ void sm_inbound(xml_node_t *st)
         } else {
             sm_sess_t *s = sm_sess_find(u, j.resource);
             int pres = !strcmp(name, "presence");
-            if (pres && (is_subscription(type) || streq(type, "probe"))) {
+            if (pres && (is_subscription(type) || sm_streq(type, "probe"))) {
                 bare_inbound(u, st);          /* 8.5.3.1 / 8.5.3.2.2: as for the bare JID */
             } else if (s) {
                 if (sm_hook_run(SM_HOOK_IN_FULL, u, s, st) != SM_HANDLED)
                     sm_deliver(s, st);
             } else if (!strcmp(name, "message")) {
                 /* 8.5.3.2.1 */
-                if (streq(type, "groupchat"))
+                if (sm_streq(type, "groupchat"))
                     sm_reply_error(st, "service-unavailable", "cancel");
-                else if (!streq(type, "error"))
+                else if (!sm_streq(type, "error"))
                     bare_inbound(u, st);
             } else if (!pres && is_get_set(type)) {
                 sm_reply_error(st, "service-unavailable", "cancel");
@@ -586,7 +581,7 @@ static void sess_start(xml_node_t *el)
     const char *jid = xml_attr_get(el, "jid");
     const char *user = xml_attr_get(el, "user");
     const char *resync = xml_attr_get(el, "resync");
-    int is_resync = streq(resync, "true") || streq(resync, "1");
+    int is_resync = sm_streq(resync, "true") || sm_streq(resync, "1");
     if (!c2s || !sid || !jid) {
         log_warn("event=protocol-error reason=session-start-incomplete c2s=%s", c2s ? c2s : "-");
         if (c2s && sid)
@@ -666,15 +661,15 @@ void sm_session_control(xml_node_t *el)
     const char *type = xml_attr_get(el, "type");
     const char *c2s = xml_attr_get(el, "from");
     const char *sid = xml_attr_get(el, "sid");
-    if (streq(type, "start")) {
+    if (sm_streq(type, "start")) {
         sess_start(el);
-    } else if (streq(type, "end")) {
+    } else if (sm_streq(type, "end")) {
         sess_ent_t *e = sess_lookup(c2s, sid);
         if (e)
             sm_sess_end(&e->s, 0, NULL);
         else
             log_debug("event=session-end result=unknown c2s=%s sid=%s", c2s ? c2s : "-", sid ? sid : "-");
-    } else if (streq(type, "error")) {
+    } else if (sm_streq(type, "error")) {
         log_warn("event=session-control-bounced c2s=%s sid=%s", c2s ? c2s : "-", sid ? sid : "-");
     } else {
         log_warn("event=protocol-error reason=unknown-session-type type=%s c2s=%s", type ? type : "-",
@@ -760,12 +755,12 @@ void sm_route_in(xml_node_t *el)
         return;
     }
     sess_ent_t *e = sess_lookup(c2s, sid);
-    if (streq(type, "unacked") || streq(type, "error")) {
+    if (sm_streq(type, "unacked") || sm_streq(type, "error")) {
         /* The client never got it (XEP-0198 unacked, or the route to its c2s
          * bounced): the session is over; handle the stanza again as inbound,
          * without that session. */
         if (e)
-            sm_sess_end(&e->s, 0, streq(type, "error") ? "c2s-unreachable" : NULL);
+            sm_sess_end(&e->s, 0, sm_streq(type, "error") ? "c2s-unreachable" : NULL);
         sm_inbound(st);
         return;
     }
@@ -844,4 +839,18 @@ void sm_core_free(void)
     }
     free(domain);
     domain = NULL;
+}
+
+int sm_streq(const char *a, const char *b)
+{
+    return a && b && !strcmp(a, b);
+}
+
+void sm_answer(sm_sess_t *s, xml_node_t *res)
+{
+    if (s)
+        sm_deliver(s, res);
+    else
+        sm_send(res);
+    xml_free(res);
 }

@@ -57,3 +57,14 @@ sm_ret_t sm_feature_handler(sm_hook_t hook, sm_user_t *user, sm_sess_t *sess,
     }
     return SM_PASS;
 }
+
+sm_ret_t sm_delete_collection_handler(sm_hook_t hook, sm_user_t *user, sm_sess_t *sess,
+                                      xml_node_t *stanza, void *arg)
+{
+    (void)hook;
+    (void)sess;
+    (void)stanza;
+    if (user)
+        storage_del_all(sm_storage, user->bare, arg);
+    return SM_PASS;
+}

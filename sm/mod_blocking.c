@@ -56,11 +56,6 @@ typedef struct blocklist {
 static int slot;
 static unsigned long push_ids;
 
-static int streq(const char *a, const char *b)
-{
-    return a && b && !strcmp(a, b);
-}
-
 /* --- the list ----------------------------------------------------------------- */
 
 static int load_item(const char *key, const char *val, size_t len, void *arg)
@@ -258,15 +253,6 @@ static void push(sm_user_t *u, blocklist_t *b, const char *what, char **jids, si
     }
 }
 
-static void answer(sm_sess_t *s, xml_node_t *res)
-{
-    if (s)
-        sm_deliver(s, res);
-    else
-        sm_send(res);
-    xml_free(res);
-}
-
 static void blocklist_get(sm_user_t *u, sm_sess_t *s, xml_node_t *iq)
 {
     blocklist_t *b = list_get(u);
@@ -276,7 +262,7 @@ static void blocklist_get(sm_user_t *u, sm_sess_t *s, xml_node_t *iq)
     xml_node_t *bl = xml_add_child(res, NS_BLOCKING, "blocklist");
     for (size_t i = 0; i < b->n; i++)
         xml_attr_set(xml_add_child(bl, NS_BLOCKING, "item"), "jid", b->jids[i]);
-    answer(s, res);
+    sm_answer(s, res);
 }
 
 /* Prepared JIDs of the <item/> children; NULL with *cond set on error. */
@@ -389,7 +375,7 @@ static void block_set(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *el
     }
     log_info("event=blocklist-change user=%s action=%s items=%zu total=%zu", u->bare,
              block ? "block" : "unblock", n, b->n);
-    answer(s, sm_iq_result(iq));
+    sm_answer(s, sm_iq_result(iq));
     push(u, b, block ? "block" : "unblock", jids, n);
     audience_apply(u, &aud);
     strv_free(jids, n);
@@ -401,13 +387,13 @@ static void blocking_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq)
     xml_node_t *bl = xml_child(iq, NS_BLOCKING, "blocklist");
     xml_node_t *blk = xml_child(iq, NS_BLOCKING, "block");
     xml_node_t *ublk = xml_child(iq, NS_BLOCKING, "unblock");
-    if (streq(type, "get") && bl)
+    if (sm_streq(type, "get") && bl)
         blocklist_get(u, s, iq);
-    else if (streq(type, "set") && blk)
+    else if (sm_streq(type, "set") && blk)
         block_set(u, s, iq, blk, 1);
-    else if (streq(type, "set") && ublk)
+    else if (sm_streq(type, "set") && ublk)
         block_set(u, s, iq, ublk, 0);
-    else if (streq(type, "get") || streq(type, "set"))
+    else if (sm_streq(type, "get") || sm_streq(type, "set"))
         sm_reply_error(iq, "bad-request", "modify");
 }
 
@@ -465,7 +451,7 @@ static sm_ret_t on_in(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st
         return SM_PASS;
     log_debug("event=blocked direction=in user=%s from=%s element=%s", u->bare, from, st->name);
     const char *type = xml_attr_get(st, "type");
-    if (!strcmp(st->name, "message") || (!strcmp(st->name, "iq") && (streq(type, "get") || streq(type, "set"))))
+    if (!strcmp(st->name, "message") || (!strcmp(st->name, "iq") && (sm_streq(type, "get") || sm_streq(type, "set"))))
         sm_reply_error(st, "service-unavailable", "cancel");
     return SM_HANDLED;
 }

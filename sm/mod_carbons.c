@@ -32,11 +32,6 @@
 #define NS_MUC_USER "http://jabber.org/protocol/muc#user"
 #define BEST_MAX 64
 
-static int streq(const char *a, const char *b)
-{
-    return a && b && !strcmp(a, b);
-}
-
 /* 1 if jid (full or bare) belongs to the account u. */
 static int own_jid(const sm_user_t *u, const char *jid)
 {
@@ -49,7 +44,7 @@ static int own_jid(const sm_user_t *u, const char *jid)
 static int eligible(const xml_node_t *m)
 {
     const char *type = xml_attr_get(m, "type");
-    if (!(streq(type, "chat") || ((!type || streq(type, "normal")) && xml_child(m, NULL, "body"))))
+    if (!(sm_streq(type, "chat") || ((!type || sm_streq(type, "normal")) && xml_child(m, NULL, "body"))))
         return 0;
     if (xml_child(m, NS_CARBONS, "private") || xml_child(m, NS_HINTS, "no-copy"))
         return 0;
@@ -102,9 +97,9 @@ static sm_ret_t carbons_iq(sm_sess_t *s, xml_node_t *iq)
     if (!en && !dis)
         return SM_PASS;
     const char *type = xml_attr_get(iq, "type");
-    if (streq(type, "get")) {
+    if (sm_streq(type, "get")) {
         sm_reply_error(iq, "bad-request", "modify");
-    } else if (streq(type, "set")) {
+    } else if (sm_streq(type, "set")) {
         s->carbons = en != NULL;
         log_debug("event=carbons jid=%s enabled=%d", s->jid.full, s->carbons);
         xml_node_t *res = sm_iq_result(iq);

@@ -25,11 +25,6 @@
 #define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
 #define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
 
-static int streq(const char *a, const char *b)
-{
-    return a && b && !strcmp(a, b);
-}
-
 static void add_feature(xml_node_t *q, const char *var)
 {
     xml_node_t *f = xml_add_child(q, NS_DISCO_INFO, "feature");
@@ -46,7 +41,7 @@ static void dedup_features(xml_node_t *q)
         int dup = !var;
         for (xml_node_t *p = xml_child(q, NS_DISCO_INFO, "feature"); p && p != f && !dup;
              p = xml_next(p, NS_DISCO_INFO, "feature"))
-            dup = streq(xml_attr_get(p, "var"), var);
+            dup = sm_streq(xml_attr_get(p, "var"), var);
         if (dup) {
             xml_detach(f);
             xml_free(f);
@@ -65,24 +60,15 @@ static xml_node_t *disco_query(const xml_node_t *iq, int *info)
     return q ? q : xml_child(iq, NS_DISCO_ITEMS, "query");
 }
 
-static void answer(sm_sess_t *s, xml_node_t *res)
-{
-    if (s)
-        sm_deliver(s, res);
-    else
-        sm_send(res);
-    xml_free(res);
-}
-
 /* Common checks; returns 1 when the caller should build a result. */
 static int acceptable(xml_node_t *iq, const xml_node_t *q)
 {
     const char *type = xml_attr_get(iq, "type");
-    if (streq(type, "set")) {
+    if (sm_streq(type, "set")) {
         sm_reply_error(iq, "not-allowed", "cancel");
         return 0;
     }
-    if (!streq(type, "get"))
+    if (!sm_streq(type, "get"))
         return 0;                               /* results and errors end here */
     if (xml_attr_get(q, "node")) {
         sm_reply_error(iq, "item-not-found", "cancel");
@@ -110,7 +96,7 @@ static void server_disco(sm_sess_t *s, xml_node_t *iq, xml_node_t *q, int info)
     } else {
         xml_add_child(res, NS_DISCO_ITEMS, "query");
     }
-    answer(s, res);
+    sm_answer(s, res);
 }
 
 static void account_disco(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *q, int info)
@@ -130,7 +116,7 @@ static void account_disco(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t
     } else {
         xml_add_child(res, NS_DISCO_ITEMS, "query");
     }
-    answer(s, res);
+    sm_answer(s, res);
 }
 
 /* 1 if the sender of st may see disco information of account u: the owner
@@ -188,7 +174,7 @@ static sm_ret_t on_in_bare(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_
         return SM_PASS;
     if (!may_see(u, st)) {
         const char *type = xml_attr_get(st, "type");
-        if (streq(type, "get") || streq(type, "set"))
+        if (sm_streq(type, "get") || sm_streq(type, "set"))
             sm_reply_error(st, "service-unavailable", "cancel");
         return SM_HANDLED;
     }

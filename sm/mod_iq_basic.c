@@ -48,20 +48,6 @@ typedef struct last_state {
 static int slot;
 static double started;            /* daemon_now() at init: uptime origin */
 
-static int streq(const char *a, const char *b)
-{
-    return a && b && !strcmp(a, b);
-}
-
-static void answer(sm_sess_t *s, xml_node_t *res)
-{
-    if (s)
-        sm_deliver(s, res);
-    else
-        sm_send(res);
-    xml_free(res);
-}
-
 static void add_text_child(xml_node_t *parent, const char *ns, const char *name, const char *text)
 {
     xml_node_t *c = xml_add_child(parent, ns, name);
@@ -90,9 +76,9 @@ static xml_node_t *payload(const xml_node_t *iq, const char **ns)
 static int is_get(xml_node_t *iq)
 {
     const char *type = xml_attr_get(iq, "type");
-    if (streq(type, "set"))
+    if (sm_streq(type, "set"))
         sm_reply_error(iq, "not-allowed", "cancel");
-    return streq(type, "get");
+    return sm_streq(type, "get");
 }
 
 /* --- the domain's answers ---------------------------------------------------- */
@@ -110,7 +96,7 @@ static void version_answer(sm_sess_t *s, xml_node_t *iq)
         snprintf(os, sizeof os, "%s %s", un.sysname, un.release);
         add_text_child(q, NS_VERSION, "os", os);
     }
-    answer(s, res);
+    sm_answer(s, res);
 }
 
 static void time_answer(sm_sess_t *s, xml_node_t *iq)
@@ -134,7 +120,7 @@ static void time_answer(sm_sess_t *s, xml_node_t *iq)
     xml_node_t *t = xml_add_child(res, NS_TIME, "time");
     add_text_child(t, NS_TIME, "tzo", tzo);
     add_text_child(t, NS_TIME, "utc", utcs);
-    answer(s, res);
+    sm_answer(s, res);
 }
 
 static void last_answer(sm_sess_t *s, xml_node_t *iq, long seconds, const char *status)
@@ -146,7 +132,7 @@ static void last_answer(sm_sess_t *s, xml_node_t *iq, long seconds, const char *
     xml_attr_set(q, "seconds", buf);
     if (status && *status)
         xml_add_text(q, status, strlen(status));
-    answer(s, res);
+    sm_answer(s, res);
 }
 
 static sm_ret_t on_server(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
@@ -166,7 +152,7 @@ static sm_ret_t on_server(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t
     else if (!strcmp(ns, NS_TIME))
         time_answer(s, st);
     else if (!strcmp(ns, NS_PING))
-        answer(s, sm_iq_result(st));
+        sm_answer(s, sm_iq_result(st));
     else
         last_answer(s, st, (long)(daemon_now() - started), NULL);
     return SM_HANDLED;
@@ -235,7 +221,7 @@ static void account_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, const char *n
         if (!trusted)
             sm_reply_error(iq, "service-unavailable", "cancel");
         else if (is_get(iq))
-            answer(s, sm_iq_result(iq));
+            sm_answer(s, sm_iq_result(iq));
     } else if (!strcmp(ns, NS_LAST)) {
         if (!trusted)
             sm_reply_error(iq, "forbidden", "auth");
@@ -258,12 +244,12 @@ static sm_ret_t on_out(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *s
             return SM_PASS;
         const char *type = xml_attr_get(st, "type");
         last_state_t *ls = state_get(u);
-        if (!type || streq(type, "unavailable")) {
+        if (!type || sm_streq(type, "unavailable")) {
             free(ls->status);
             ls->status = NULL;
             ls->sess = NULL;
         }
-        if (streq(type, "unavailable")) {
+        if (sm_streq(type, "unavailable")) {
             xml_node_t *stt = xml_child(st, NULL, "status");
             char *t = stt ? xml_text(stt) : xstrdup("");
             if (strlen(t) > STATUS_MAX) {
@@ -294,7 +280,7 @@ static sm_ret_t on_in_bare(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_
     if (!payload(st, &ns))
         return SM_PASS;
     const char *type = xml_attr_get(st, "type");
-    if (!streq(type, "get") && !streq(type, "set"))
+    if (!sm_streq(type, "get") && !sm_streq(type, "set"))
         return SM_HANDLED;
     account_iq(u, s, st, ns, is_trusted(u, st));
     return SM_HANDLED;

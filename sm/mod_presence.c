@@ -26,11 +26,6 @@
 
 #define DIRECTED_MAX 1000
 
-static int streq(const char *a, const char *b)
-{
-    return a && b && !strcmp(a, b);
-}
-
 static int parse_priority(const xml_node_t *st)
 {
     xml_node_t *p = xml_child(st, NULL, "priority");
@@ -279,9 +274,9 @@ static sm_ret_t on_in(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st
     if (strcmp(st->name, "presence"))
         return SM_PASS;
     const char *type = xml_attr_get(st, "type");
-    if (streq(type, "probe") && hook == SM_HOOK_IN_BARE)
+    if (sm_streq(type, "probe") && hook == SM_HOOK_IN_BARE)
         return probe(u, st);
-    if (streq(type, "error"))
+    if (sm_streq(type, "error"))
         presence_error(u, st);
     return SM_PASS;
 }

@@ -30,20 +30,6 @@
 #define PRIVATE_MAX (256u * 1024u)  /* bytes stored for one namespace */
 #define PRIVATE_MAX_NS 128          /* namespaces stored per user */
 
-static int streq(const char *a, const char *b)
-{
-    return a && b && !strcmp(a, b);
-}
-
-static void answer(sm_sess_t *s, xml_node_t *res)
-{
-    if (s)
-        sm_deliver(s, res);
-    else
-        sm_send(res);
-    xml_free(res);
-}
-
 static int reserved(const char *ns)
 {
     return !ns || !*ns || !strncmp(ns, "jabber:", 7) || !strcmp(ns, "vcard-temp");
@@ -98,7 +84,7 @@ static void private_get(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *
             xml_add_child(rq, c->ns, c->name);
         free(val);
     }
-    answer(s, res);
+    sm_answer(s, res);
 }
 
 typedef struct ns_group {
@@ -166,17 +152,17 @@ static void private_set(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *
         sm_reply_error(iq, err, etype);
         return;
     }
-    answer(s, sm_iq_result(iq));
+    sm_answer(s, sm_iq_result(iq));
 }
 
 static void private_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *q)
 {
     const char *type = xml_attr_get(iq, "type");
-    if (!streq(type, "get") && !streq(type, "set"))
+    if (!sm_streq(type, "get") && !sm_streq(type, "set"))
         return;
     xml_node_t *first = xml_child(q, NULL, NULL);
     if (!first) {
-        if (streq(type, "get"))
+        if (sm_streq(type, "get"))
             sm_reply_error(iq, "bad-request", "modify");
         else
             sm_reply_error(iq, "not-acceptable", "modify");
@@ -188,7 +174,7 @@ static void private_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *q
             return;
         }
     }
-    if (streq(type, "get"))
+    if (sm_streq(type, "get"))
         private_get(u, s, iq, q);
     else
         private_set(u, s, iq, q);
@@ -223,20 +209,10 @@ static sm_ret_t on_in_bare(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_
         private_iq(u, s, st, q);
     } else {
         const char *type = xml_attr_get(st, "type");
-        if (streq(type, "get") || streq(type, "set"))
+        if (sm_streq(type, "get") || sm_streq(type, "set"))
             sm_reply_error(st, "forbidden", "auth");
     }
     return SM_HANDLED;
-}
-
-static sm_ret_t on_user_delete(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
-{
-    (void)hook;
-    (void)s;
-    (void)st;
-    (void)arg;
-    storage_del_all(sm_storage, u->bare, COLL_PRIVATE);
-    return SM_PASS;
 }
 
 void mod_private_init(void)
@@ -244,5 +220,5 @@ void mod_private_init(void)
     sm_hook_add(SM_HOOK_OUT, on_out, NULL);
     sm_hook_add(SM_HOOK_IN_BARE, on_in_bare, NULL);
     sm_hook_add(SM_HOOK_DISCO_FEATURES, sm_feature_handler, (void *)NS_PRIVATE);
-    sm_hook_add(SM_HOOK_USER_DELETE, on_user_delete, NULL);
+    sm_hook_add(SM_HOOK_USER_DELETE, sm_delete_collection_handler, (void *)COLL_PRIVATE);
 }

@@ -52,11 +52,6 @@ typedef struct roster {
 static int slot;
 static unsigned long push_ids;
 
-static int streq(const char *a, const char *b)
-{
-    return a && b && !strcmp(a, b);
-}
-
 static const char *sub_name(int sub)
 {
     static const char *names[] = {"none", "to", "from", "both"};
@@ -65,11 +60,11 @@ static const char *sub_name(int sub)
 
 static int sub_parse(const char *s)
 {
-    if (streq(s, "to"))
+    if (sm_streq(s, "to"))
         return SM_SUB_TO;
-    if (streq(s, "from"))
+    if (sm_streq(s, "from"))
         return SM_SUB_FROM;
-    if (streq(s, "both"))
+    if (sm_streq(s, "both"))
         return SM_SUB_BOTH;
     return SM_SUB_NONE;
 }
@@ -118,10 +113,10 @@ static int load_item(const char *key, const char *val, size_t len, void *arg)
     const char *name = xml_attr_get(x, "name");
     it->name = name ? xstrdup(name) : NULL;
     it->sub = sub_parse(xml_attr_get(x, "subscription"));
-    it->ask = streq(xml_attr_get(x, "ask"), "subscribe");
-    it->approved = streq(xml_attr_get(x, "approved"), "true");
-    it->pending_in = streq(xml_attr_get(x, "pending-in"), "true");
-    it->in_roster = !streq(xml_attr_get(x, "in-roster"), "false");
+    it->ask = sm_streq(xml_attr_get(x, "ask"), "subscribe");
+    it->approved = sm_streq(xml_attr_get(x, "approved"), "true");
+    it->pending_in = sm_streq(xml_attr_get(x, "pending-in"), "true");
+    it->in_roster = !sm_streq(xml_attr_get(x, "in-roster"), "false");
     for (xml_node_t *g = xml_child(x, NULL, "group"); g; g = xml_next(g, NULL, "group")) {
         char *t = xml_text(g);
         item_add_group(it, t);
@@ -602,7 +597,7 @@ static void roster_set_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t
     jid_clear(&j);
     roster_t *r = roster_get(u);
     ritem_t *it = item_find(r, cj);
-    if (streq(xml_attr_get(item, "subscription"), "remove")) {
+    if (sm_streq(xml_attr_get(item, "subscription"), "remove")) {
         if (!it || !it->in_roster) {
             reply_error_cond(iq, "item-not-found", "cancel");
             free(cj);
@@ -697,9 +692,9 @@ static sm_ret_t roster_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq)
     if (!q)
         return SM_PASS;
     const char *type = xml_attr_get(iq, "type");
-    if (streq(type, "get"))
+    if (sm_streq(type, "get"))
         roster_get_iq(u, s, iq, q);
-    else if (streq(type, "set"))
+    else if (sm_streq(type, "set"))
         roster_set_iq(u, s, iq, q);
     /* results and errors (answers to our pushes) end here */
     return SM_HANDLED;
@@ -709,8 +704,8 @@ static sm_ret_t roster_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq)
 
 static int is_subscription(const char *type)
 {
-    return streq(type, "subscribe") || streq(type, "subscribed") || streq(type, "unsubscribe") ||
-           streq(type, "unsubscribed");
+    return sm_streq(type, "subscribe") || sm_streq(type, "subscribed") || sm_streq(type, "unsubscribe") ||
+           sm_streq(type, "unsubscribed");
 }
 
 /* Re-delivers pending subscription requests when a session becomes available
@@ -762,7 +757,7 @@ static sm_ret_t on_in_bare(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_
         free(fb);
         if (own)
             return roster_iq(u, NULL, st);
-        if (streq(type, "get") || streq(type, "set"))
+        if (sm_streq(type, "get") || sm_streq(type, "set"))
             sm_reply_error(st, "forbidden", "auth");
         return SM_HANDLED;
     }

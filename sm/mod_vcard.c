@@ -22,20 +22,6 @@
 #define COLL_VCARD "vcard"
 #define VCARD_MAX (64u * 1024u)   /* bytes of one serialized vCard */
 
-static int streq(const char *a, const char *b)
-{
-    return a && b && !strcmp(a, b);
-}
-
-static void answer(sm_sess_t *s, xml_node_t *res)
-{
-    if (s)
-        sm_deliver(s, res);
-    else
-        sm_send(res);
-    xml_free(res);
-}
-
 static void vcard_get(const char *owner, sm_sess_t *s, xml_node_t *iq)
 {
     char *val = NULL;
@@ -64,7 +50,7 @@ static void vcard_get(const char *owner, sm_sess_t *s, xml_node_t *iq)
         vc = xml_elem_new(NS_VCARD, "vCard");
     xml_node_t *res = sm_iq_result(iq);
     xml_append(res, vc);
-    answer(s, res);
+    sm_answer(s, res);
 }
 
 static void vcard_set(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *vc)
@@ -89,18 +75,18 @@ static void vcard_set(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *vc
         sm_reply_error(iq, "internal-server-error", "wait");
         return;
     }
-    answer(s, sm_iq_result(iq));
+    sm_answer(s, sm_iq_result(iq));
 }
 
 /* own: the sender is the account u itself. */
 static void vcard_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *vc, int own)
 {
     const char *type = xml_attr_get(iq, "type");
-    if (streq(type, "get"))
+    if (sm_streq(type, "get"))
         vcard_get(u->bare, s, iq);
-    else if (streq(type, "set") && own)
+    else if (sm_streq(type, "set") && own)
         vcard_set(u, s, iq, vc);
-    else if (streq(type, "set"))
+    else if (sm_streq(type, "set"))
         sm_reply_error(iq, "forbidden", "auth");
 }
 
@@ -133,21 +119,11 @@ static sm_ret_t on_in_bare(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_
     return SM_HANDLED;
 }
 
-static sm_ret_t on_user_delete(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
-{
-    (void)hook;
-    (void)s;
-    (void)st;
-    (void)arg;
-    storage_del_all(sm_storage, u->bare, COLL_VCARD);
-    return SM_PASS;
-}
-
 void mod_vcard_init(void)
 {
     sm_hook_add(SM_HOOK_OUT, on_out, NULL);
     sm_hook_add(SM_HOOK_IN_BARE, on_in_bare, NULL);
     sm_hook_add(SM_HOOK_DISCO_FEATURES, sm_feature_handler, (void *)NS_VCARD);
     sm_hook_add(SM_HOOK_ACCOUNT_FEATURES, sm_feature_handler, (void *)NS_VCARD);
-    sm_hook_add(SM_HOOK_USER_DELETE, on_user_delete, NULL);
+    sm_hook_add(SM_HOOK_USER_DELETE, sm_delete_collection_handler, (void *)COLL_VCARD);
 }

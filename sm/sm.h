@@ -75,6 +75,10 @@ sm_ret_t sm_hook_run(sm_hook_t hook, sm_user_t *user, sm_sess_t *sess, xml_node_
  * advertises one namespace registers it instead of writing its own. */
 sm_ret_t sm_feature_handler(sm_hook_t hook, sm_user_t *user, sm_sess_t *sess,
                             xml_node_t *query, void *arg);
+/* A ready-made SM_HOOK_USER_DELETE handler: deletes the user's records of
+ * the collection named by arg (a static string). */
+sm_ret_t sm_delete_collection_handler(sm_hook_t hook, sm_user_t *user, sm_sess_t *sess,
+                                      xml_node_t *stanza, void *arg);
 /* A module asks for its per-user state slot once, at registration. */
 int sm_module_slot(void);
 
@@ -123,6 +127,11 @@ void sm_deliver(sm_sess_t *s, xml_node_t *st);
 void sm_inbound(xml_node_t *st);
 /* Answers st with an error of that condition/type (never for errors/results). */
 void sm_reply_error(xml_node_t *st, const char *condition, const char *type);
+/* Sends a reply to the session that asked (s), or on its way when the
+ * request did not come from a local session; frees res. */
+void sm_answer(sm_sess_t *s, xml_node_t *res);
+/* 1 if both strings are present and equal. */
+int sm_streq(const char *a, const char *b);
 /* Builds a result iq for an iq get/set (to/from swapped, same id); caller owns. */
 xml_node_t *sm_iq_result(const xml_node_t *iq);
 /* Ends a session: unavailable broadcast (SM_HOOK_SESS_END) and removal. If
