@@ -333,3 +333,15 @@ int xml_equal(const xml_node_t *a, const xml_node_t *b)
         y = y->next;
     }
 }
+
+void xml_rename_ns(xml_node_t *n, const char *from, const char *to)
+{
+    if (!n->name)
+        return;
+    if (n->ns && !strcmp(n->ns, from)) {
+        free(n->ns);
+        n->ns = xstrdup(to);
+    }
+    for (xml_node_t *c = n->first_child; c; c = c->next)
+        xml_rename_ns(c, from, to);
+}

@@ -56,6 +56,9 @@ void xml_attr_set_ns(xml_node_t *el, const char *ns, const char *name, const cha
 xml_node_t *xml_child(const xml_node_t *el, const char *ns, const char *name);
 /* Next sibling element after el matching ns/name (same rules). */
 xml_node_t *xml_next(const xml_node_t *el, const char *ns, const char *name);
+/* Moves el and every descendant in namespace from into namespace to (a stanza
+ * changing streams: jabber:client, jabber:server, jabber:component:accept). */
+void xml_rename_ns(xml_node_t *el, const char *from, const char *to);
 /* Concatenated direct text content of el; caller frees. Never NULL. */
 char *xml_text(const xml_node_t *el);
 

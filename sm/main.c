@@ -75,18 +75,6 @@ static void peer_update(const char *instance, int up)
 
 /* Plain stanzas arrive in jabber:component:accept; inside the sm every stanza
  * is in jabber:client (sm_send and sm_deliver serialize accordingly). */
-static void rename_ns(xml_node_t *n, const char *from, const char *to)
-{
-    if (!n->name)
-        return;
-    if (n->ns && !strcmp(n->ns, from)) {
-        free(n->ns);
-        n->ns = xstrdup(to);
-    }
-    for (xml_node_t *c = n->first_child; c; c = c->next)
-        rename_ns(c, from, to);
-}
-
 static int is_stanza_name(const char *n)
 {
     return !strcmp(n, "message") || !strcmp(n, "presence") || !strcmp(n, "iq");
@@ -103,7 +91,7 @@ static void on_stanza(void *ctx, xml_node_t *st)
     } else if (!strcmp(ns, SM_NS_AUTHREG) && !strcmp(st->name, "authreg")) {
         sm_authreg_handle(st);
     } else if ((!strcmp(ns, COMP_NS_ACCEPT) || !strcmp(ns, NS_CLIENT)) && is_stanza_name(st->name)) {
-        rename_ns(st, COMP_NS_ACCEPT, NS_CLIENT);
+        xml_rename_ns(st, COMP_NS_ACCEPT, NS_CLIENT);
         sm_inbound(st);
     } else {
         const char *from = xml_attr_get(st, "from");

@@ -1,0 +1,151 @@
+/* listen: the server-to-server listeners (STARTTLS and XEP-0368 direct TLS)
+ * and the two TLS contexts: the server one asks peers for a certificate
+ * without requiring it (SASL EXTERNAL uses it when it verifies), the client
+ * one presents our certificate to the servers we connect to and lets the
+ * handshake finish whatever theirs is (dialback authenticates then). */
+#include "s2s.h"
+#include "log.h"
+#include "net.h"
+#include "tls.h"
+#include <stdlib.h>
+#include <string.h>
+
+#define LISTEN_MAX 16
+
+static struct evconnlistener *listeners[LISTEN_MAX];
+static size_t nlisteners;
+static SSL_CTX *server_ctx, *client_ctx;
+static int kind_starttls = 0, kind_tls = 1;
+
+SSL_CTX *listen_server_ctx(void)
+{
+    return server_ctx;
+}
+
+SSL_CTX *listen_client_ctx(void)
+{
+    return client_ctx;
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int socklen, void *ctx)
+{
+    (void)l;
+    net_tune_accepted(fd, sa);
+    in_accept(fd, sa, socklen, *(int *)ctx);
+}
+
+static char *first_domain(void)
+{
+    const char *p = s2s_config->domains;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == ',')
+        p++;
+    size_t n = strcspn(p, " \t\n,");
+    char *d = xmalloc(n + 1);
+    memcpy(d, p, n);
+    d[n] = '\0';
+    return d;
+}
+
+static int tls_setup(void)
+{
+    const s2s_cfg_t *cfg = s2s_config;
+    char err[256];
+    if (!*cfg->tls_cert) {
+        if (cfg->tls_required) {
+            log_error("event=start reason=no-certificate tls.required=true");
+            return -1;
+        }
+        return 0;
+    }
+    if (cfg->tls_selfsigned) {
+        char *d = first_domain();
+        int rc = tls_selfsigned_ensure(cfg->tls_cert, cfg->tls_key, d, err, sizeof err);
+        free(d);
+        if (rc < 0) {
+            log_error("event=start reason=self-signed-failed certificate=%s detail=\"%s\"", cfg->tls_cert, err);
+            return -1;
+        }
+    }
+    const char *ca = *cfg->tls_ca ? cfg->tls_ca : NULL;
+    server_ctx = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, ca, TLS_CLIENT_CERT_OPTIONAL, err, sizeof err);
+    if (!server_ctx) {
+        log_error("event=start reason=tls certificate=%s detail=\"%s\"", cfg->tls_cert, err);
+        return -1;
+    }
+    client_ctx = tls_client_ctx_new(ca, 0, err, sizeof err);
+    if (!client_ctx) {
+        log_error("event=start reason=tls-client detail=\"%s\"", err);
+        return -1;
+    }
+    if (SSL_CTX_use_certificate_chain_file(client_ctx, cfg->tls_cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(client_ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
+        tls_error_string(err, sizeof err);
+        log_error("event=start reason=tls-client-certificate certificate=%s detail=\"%s\"", cfg->tls_cert, err);
+        return -1;
+    }
+    return 0;
+}
+
+static int listen_list(struct event_base *base, const char *list, int *kind)
+{
+    char *copy = xstrdup(list), *save = NULL;
+    int rc = 0;
+    for (char *tok = strtok_r(copy, " \t\n,", &save); tok; tok = strtok_r(NULL, " \t\n,", &save)) {
+        net_addr_t addr;
+        char err[256];
+        if (net_addr_parse(tok, kind == &kind_tls ? 5270 : 5269, &addr) < 0) {
+            log_error("event=start reason=bad-listen-address address=%s", tok);
+            rc = -1;
+            break;
+        }
+        if (nlisteners == LISTEN_MAX) {
+            log_error("event=start reason=too-many-listeners max=%d", LISTEN_MAX);
+            rc = -1;
+            break;
+        }
+        struct evconnlistener *l = net_listen(base, &addr, on_accept, kind, err, sizeof err);
+        if (!l) {
+            log_error("event=start reason=listen address=%s detail=\"%s\"", tok, err);
+            rc = -1;
+            break;
+        }
+        listeners[nlisteners++] = l;
+        log_notice("event=listening address=%s tls=%s", tok, kind == &kind_tls ? "direct" : "starttls");
+    }
+    free(copy);
+    return rc;
+}
+
+int listen_start(struct event_base *base)
+{
+    if (tls_setup() < 0)
+        return -1;
+    if (listen_list(base, s2s_config->listen_starttls, &kind_starttls) < 0)
+        return -1;
+    if (*s2s_config->listen_tls) {
+        if (!server_ctx) {
+            log_error("event=start reason=direct-tls-without-certificate");
+            return -1;
+        }
+        if (listen_list(base, s2s_config->listen_tls, &kind_tls) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+void listen_stop(void)
+{
+    for (size_t i = 0; i < nlisteners; i++)
+        evconnlistener_free(listeners[i]);
+    nlisteners = 0;
+}
+
+void listen_free(void)
+{
+    listen_stop();
+    if (server_ctx)
+        SSL_CTX_free(server_ctx);
+    if (client_ctx)
+        SSL_CTX_free(client_ctx);
+    server_ctx = client_ctx = NULL;
+}

@@ -1,0 +1,297 @@
+"""Federation between two weft deployments on loopback (a.test and b.test,
+each with its own router, sm, c2s and s2s), joined by static <peer> routes
+instead of DNS so the test needs no root. Dialback authenticates (self-signed
+certificates). The DNS, CA-signed certificate and Prosody scenarios live in
+test_s2s.py / test_s2s_prosody.py, which build network namespaces."""
+import re
+import socket
+import ssl
+import time
+
+import pytest
+
+from conftest import Proc, free_port, wait_for, wait_port
+from server import RawClient, binary
+
+ROUTER = """<router>
+  <name>router</name>
+  <listen>127.0.0.1:{router_port}</listen>
+  <log><level>debug</level></log>
+  <component name="sm" secret="sm-secret" trusted-from="true"><bind>{domain}</bind></component>
+  <component name="c2s" secret="c2s-secret" trusted-from="true"><bind>c2s.{domain}</bind></component>
+  <component name="s2s" secret="s2s-secret" trusted-from="true" default-route="true"><bind>s2s.{domain}</bind></component>
+</router>
+"""
+
+SM = """<sm>
+  <router><address>127.0.0.1:{router_port}</address></router>
+  <name>sm</name><secret>sm-secret</secret>
+  <domain>{domain}</domain>
+  <database>{dir}/weft.db</database>
+  <log><level>debug</level></log>
+</sm>
+"""
+
+C2S = """<c2s>
+  <instance>c2s.{domain}</instance>
+  <router><address>127.0.0.1:{router_port}</address></router>
+  <name>c2s</name><secret>c2s-secret</secret>
+  <domain>{domain}</domain>
+  <listen><starttls>127.0.0.1:{c2s_port}</starttls><tls></tls></listen>
+  <tls><certificate>{dir}/certs/{domain}.crt</certificate><key>{dir}/certs/{domain}.key</key></tls>
+  <register><enabled>true</enabled></register>
+  <log><level>debug</level></log>
+</c2s>
+"""
+
+S2S = """<s2s>
+  <instance>s2s.{domain}</instance>
+  <router><address>127.0.0.1:{router_port}</address></router>
+  <name>s2s</name><secret>s2s-secret</secret>
+  <domains>{domain}</domains>
+  <listen><starttls>127.0.0.1:{s2s_port}</starttls></listen>
+  <tls><certificate>{dir}/certs/{domain}.crt</certificate><key>{dir}/certs/{domain}.key</key></tls>
+  <dns><nameservers>127.0.0.1:{dead_port}</nameservers><timeout>2</timeout></dns>
+  <timeouts><queue>{queue}</queue></timeouts>
+  {peers}
+  <log><level>debug</level></log>
+</s2s>
+"""
+
+
+class Deployment:
+    def __init__(self, root, domain):
+        self.domain = domain
+        self.dir = root / domain
+        self.dir.mkdir()
+        self.router_port, self.c2s_port, self.s2s_port = free_port(), free_port(), free_port()
+        self.procs = {}
+        self.peers = []
+        self.queue = 60
+
+    def fmt(self, tpl):
+        peers = "".join(f"<peer domain='{d}' address='127.0.0.1:{p}'/>" for d, p in self.peers)
+        return tpl.format(domain=self.domain, dir=self.dir, router_port=self.router_port, c2s_port=self.c2s_port,
+                          s2s_port=self.s2s_port, dead_port=free_port(), peers=peers, queue=self.queue)
+
+    def start(self, name):
+        tpl = {"router": ROUTER, "sm": SM, "c2s": C2S, "s2s": S2S}[name]
+        cfg = self.dir / f"{name}.xml"
+        cfg.write_text(self.fmt(tpl))
+        env = {"router": "WEFT_ROUTER", "sm": "WEFT_SM", "c2s": "WEFT_C2S", "s2s": "WEFT_S2S"}[name]
+        self.procs[name] = Proc([binary(env, name, f"weft-{name}"), "-c", str(cfg)], self.dir / f"{name}.log")
+        return self.procs[name]
+
+    def start_all(self):
+        self.start("router")
+        wait_port(self.router_port)
+        self.start("sm")
+        self.start("c2s")
+        wait_port(self.c2s_port)
+        self.start("s2s")
+        wait_port(self.s2s_port)
+        assert wait_for(lambda: "event=router-ready" in self.log("s2s"), 15), self.log("s2s")
+        assert wait_for(lambda: "event=router-ready" in self.log("c2s"), 15), self.log("c2s")
+
+    def log(self, name):
+        p = self.dir / f"{name}.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def close(self):
+        for p in reversed(list(self.procs.values())):
+            try:
+                p.stop()
+            except Exception:
+                pass
+
+    @property
+    def cert(self):
+        return str(self.dir / "certs" / f"{self.domain}.crt")
+
+    def client(self):
+        return Client(self)
+
+    def register(self, user, password="pw"):
+        c = self.client()
+        c.open(to=self.domain)
+        c.starttls()
+        c.send(f"<iq type='set' id='reg1'><query xmlns='jabber:iq:register'><username>{user}</username>"
+               f"<password>{password}</password></query></iq>")
+        r = c.read_until(r"<iq[^>]*id=['\"]reg1['\"][\s\S]*?(/>|</iq>)")
+        c.close()
+        assert "result" in r, r
+
+    def login(self, user, password="pw", resource="r", available=True):
+        """A bound session; available: initial presence sent and echoed."""
+        c = self.client()
+        c.open(to=self.domain)
+        c.starttls()
+        assert c.auth(user, password, "SCRAM-SHA-256"), c.buf
+        c.bind(resource)
+        if available:
+            presence(c)
+        return c
+
+
+class Client(RawClient):
+    def __init__(self, dep):
+        self.dep = dep
+        super().__init__(dep, port=dep.c2s_port)
+
+    def _wrap(self):
+        ctx = ssl.create_default_context(cafile=self.dep.cert)
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=self.dep.domain)
+        self.tls = True
+
+    def open(self, **kw):
+        kw.setdefault("to", self.dep.domain)
+        return super().open(**kw)
+
+    def starttls(self):
+        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        self.read_until(r"<proceed[^>]*/>")
+        self.buf = ""
+        self._wrap()
+        return self.open()
+
+
+@pytest.fixture
+def pair(tmp_path):
+    a, b = Deployment(tmp_path, "a.test"), Deployment(tmp_path, "b.test")
+    a.peers = [("b.test", b.s2s_port)]
+    b.peers = [("a.test", a.s2s_port)]
+    try:
+        a.start_all()
+        b.start_all()
+        a.register("alice")
+        b.register("bob")
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+def presence(c):
+    c.send("<presence/>")
+    c.read_until(r"<presence[^>]*from=['\"]" + re.escape(c.jid) + r"['\"][^>]*/?>")
+
+
+def test_message_both_ways_over_dialback(pair):
+    a, b = pair
+    alice, bob = a.login("alice"), b.login("bob")
+    alice.send("<message to='bob@b.test' type='chat' id='m1'><body>hello bob</body></message>")
+    got = bob.read_until(r"<message[\s\S]*?</message>", timeout=15)
+    assert "hello bob" in got and "from='alice@a.test/r'" in got.replace('"', "'"), got
+    bob.send("<message to='alice@a.test/r' type='chat' id='m2'><body>hi alice</body></message>")
+    got = alice.read_until(r"<message[\s\S]*?</message>", timeout=15)
+    assert "hi alice" in got and "bob@b.test/r" in got, got
+    for d, other in ((a, "b.test"), (b, "a.test")):
+        log = d.log("s2s")
+        assert re.search(rf"event=s2s-authenticated direction=out local={d.domain} remote={other} method=dialback",
+                         log), log
+        assert re.search(rf"event=s2s-authenticated direction=in local={d.domain} remote={other} method=dialback",
+                         log), log
+
+
+def test_subscription_presence_and_ping(pair):
+    a, b = pair
+    alice, bob = a.login("alice"), b.login("bob")
+    alice.send("<presence to='bob@b.test' type='subscribe'/>")
+    bob.read_until(r"<presence[^>]*type=['\"]subscribe['\"][^>]*>", timeout=15)
+    bob.send("<presence to='alice@a.test' type='subscribed'/>")
+    alice.read_until(r"<presence[^>]*type=['\"]subscribed['\"]", timeout=15)
+    # alice now sees bob's presence (the sm probes after 'subscribed')
+    alice.read_until(r"<presence[^>]*from=['\"]bob@b\.test/r['\"]", timeout=15)
+    # iq ping to the remote server and to the remote user's full JID
+    alice.send("<iq type='get' id='p1' to='b.test'><ping xmlns='urn:xmpp:ping'/></iq>")
+    r = alice.read_until(r"<iq[^>]*id=['\"]p1['\"][^>]*>", timeout=15)
+    assert "type='result'" in r.replace('"', "'"), r
+    bob.send("<iq type='get' id='p2' to='a.test'><ping xmlns='urn:xmpp:ping'/></iq>")
+    r = bob.read_until(r"<iq[^>]*id=['\"]p2['\"][^>]*>", timeout=15)
+    assert "type='result'" in r.replace('"', "'"), r
+
+
+def test_unreachable_domain_bounces_in_bounded_time(tmp_path):
+    a = Deployment(tmp_path, "a.test")
+    a.peers = [("down.test", free_port())]   # nothing listens there
+    a.queue = 3
+    try:
+        a.start_all()
+        a.register("alice")
+        alice = a.login("alice")
+        t0 = time.time()
+        alice.send("<message to='x@down.test' id='lost1'><body>anyone?</body></message>")
+        r = alice.read_until(r"<message[^>]*type=['\"]error['\"][\s\S]*?</message>", timeout=15)
+        assert "remote-server-timeout" in r, r
+        assert time.time() - t0 < 3 + 3, time.time() - t0
+        # a domain that DNS cannot resolve (the nameserver does not answer): bounded too
+        alice.send("<message to='x@nowhere.test' id='lost2'><body>?</body></message>")
+        r = alice.read_until(r"<message[^>]*id=['\"]lost2['\"][\s\S]*?</message>", timeout=15)
+        assert "type='error'" in r.replace('"', "'") and "remote-server" in r, r
+    finally:
+        a.close()
+
+
+def test_restart_either_s2s_and_conversation_continues(pair):
+    a, b = pair
+    alice, bob = a.login("alice"), b.login("bob")
+    alice.send("<message to='bob@b.test' id='m0'><body>before</body></message>")
+    bob.read_until(r"before", timeout=15)
+    for dep in (b, a):
+        dep.procs["s2s"].kill9()
+        dep.start("s2s")
+        wait_port(dep.s2s_port)
+        assert wait_for(lambda: dep.log("s2s").count("event=router-ready") >= 2, 15), dep.log("s2s")
+        for i in range(3):
+            alice.send(f"<message to='bob@b.test' id='x{dep.domain}{i}'><body>a-{dep.domain}-{i}</body></message>")
+            bob.send(f"<message to='alice@a.test' id='y{dep.domain}{i}'><body>b-{dep.domain}-{i}</body></message>")
+        for i in range(3):
+            bob.read_until(rf"a-{re.escape(dep.domain)}-{i}", timeout=20)
+            alice.read_until(rf"b-{re.escape(dep.domain)}-{i}", timeout=20)
+
+
+def test_spoofed_from_and_unauthenticated_stanzas_are_refused(pair):
+    a, b = pair
+    bob = b.login("bob")
+    # a raw peer that never authenticates sends a stanza straight to b's s2s
+    s = socket.create_connection(("127.0.0.1", b.s2s_port), timeout=10)
+    s.sendall(b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/"
+              b"streams' xmlns:db='jabber:server:dialback' from='evil.test' to='b.test' version='1.0'>")
+    buf = b""
+    while b"</stream:features>" not in buf:
+        buf += s.recv(4096)
+    assert b"<required/>" in buf
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+    buf = b""
+    while b"<proceed" not in buf:
+        buf += s.recv(4096)
+    t = ctx.wrap_socket(s, server_hostname="b.test")
+    t.sendall(b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/"
+              b"streams' xmlns:db='jabber:server:dialback' from='evil.test' to='b.test' version='1.0'>")
+    buf = b""
+    while b"</stream:features>" not in buf:
+        buf += t.recv(4096)
+    # a made-up dialback key for a.test (whose real server answers 'invalid')
+    t.sendall(b"<db:result from='a.test' to='b.test'>" + b"0" * 64 + b"</db:result>")
+    buf = b""
+    while b"<db:result" not in buf:
+        buf += t.recv(4096)
+    assert b"type='invalid'" in buf, buf
+    t.sendall(b"<message from='alice@a.test/x' to='bob@b.test/r'><body>forged</body></message>")
+    buf = b""
+    try:
+        while b"</stream:stream>" not in buf:
+            data = t.recv(4096)
+            if not data:
+                break
+            buf += data
+    except (ssl.SSLError, OSError):
+        pass
+    assert b"not-authorized" in buf or b"invalid-from" in buf, buf
+    t.close()
+    assert "event=dialback-invalid" in b.log("s2s")
+    with pytest.raises(TimeoutError):
+        bob.read_until(r"forged", timeout=2)
