@@ -63,6 +63,12 @@ struct comp_client {
     /* Incoming: acks and duplicate detection. */
     uint64_t in_count;
     uint64_t in_acked;
+    /* manual_ack: done[i] says whether stanza in_acked+1+i was finished by the
+     * component; acks cover only the finished prefix. link_gen makes tokens
+     * of an earlier link harmless (that link's counts started again). */
+    unsigned char *done;
+    size_t done_cap;
+    uint64_t link_gen;
     seen_epoch_t *seen;
     size_t nseen;
     char marker_epoch[40];
@@ -276,10 +282,43 @@ static void send_ack(comp_client_t *c)
 {
     if (c->in_count == c->in_acked || (c->state != CC_READY && c->state != CC_BINDING))
         return;
+    uint64_t upto = c->in_count;
+    if (c->cfg.manual_ack) {
+        size_t n = 0, pending = (size_t)(c->in_count - c->in_acked);
+        while (n < pending && c->done[n])
+            n++;
+        if (n == 0)
+            return;
+        memmove(c->done, c->done + n, pending - n);
+        memset(c->done + (pending - n), 0, n);
+        upto = c->in_acked + n;
+    }
     char buf[64];
-    int n = snprintf(buf, sizeof buf, "<w:a h='%llu'/>", (unsigned long long)c->in_count);
+    int n = snprintf(buf, sizeof buf, "<w:a h='%llu'/>", (unsigned long long)upto);
     cc_write(c, buf, (size_t)n);
-    c->in_acked = c->in_count;
+    c->in_acked = upto;
+}
+
+/* Marks stanza number seq (of the current link) finished. */
+static void mark_done(comp_client_t *c, uint64_t seq)
+{
+    if (seq <= c->in_acked || seq > c->in_count)
+        return;
+    c->done[seq - c->in_acked - 1] = 1;
+}
+
+uint64_t comp_client_in_token(const comp_client_t *c)
+{
+    return (c->link_gen << 40) | c->in_count;
+}
+
+void comp_client_done(comp_client_t *c, uint64_t token)
+{
+    if (!c->cfg.manual_ack || (token >> 40) != (c->link_gen & 0xffffff))
+        return;
+    mark_done(c, token & ((1ULL << 40) - 1));
+    if (!c->in_callback)
+        send_ack(c);
 }
 
 static void do_bind(comp_client_t *c)
@@ -449,6 +488,9 @@ static void handle_features(comp_client_t *c, xml_node_t *st)
         cc_write(c, buf, (size_t)n);
         c->state = CC_SESSION;
         c->in_count = c->in_acked = 0;
+        c->link_gen = (c->link_gen + 1) & 0xffffff;
+        if (c->done)
+            memset(c->done, 0, c->done_cap);
         c->sent_upto = c->first_seq - 1;
         return;
     }
@@ -554,6 +596,17 @@ static void on_stanza(void *ctx, xml_node_t *st)
         /* Held stanzas may arrive as soon as a name is bound, before all
          * binds are answered. */
         c->in_count++;
+        if (c->cfg.manual_ack) {
+            size_t need = (size_t)(c->in_count - c->in_acked);
+            if (need > c->done_cap) {
+                size_t cap = c->done_cap ? c->done_cap * 2 : 256;
+                while (cap < need)
+                    cap *= 2;
+                c->done = xrealloc(c->done, cap);
+                memset(c->done + c->done_cap, 0, cap - c->done_cap);
+                c->done_cap = cap;
+            }
+        }
         int dup = 0;
         if (c->have_marker) {
             const char *to = xml_attr_get(st, "to");
@@ -567,6 +620,7 @@ static void on_stanza(void *ctx, xml_node_t *st)
         c->have_marker = 0;
         if (dup) {
             log_debug("event=duplicate-dropped component=%s", c->cfg.name);
+            mark_done(c, c->in_count);
         } else if (c->cb.on_stanza) {
             c->cb.on_stanza(c->ctx, st);
             return;
@@ -740,6 +794,7 @@ void comp_client_free(comp_client_t *c)
     evbuffer_free(c->retained);
     free(c->lens);
     free(c->seen);
+    free(c->done);
     for (size_t i = 0; i < c->cfg.nbinds; i++)
         free(c->binds[i]);
     free(c->binds);

@@ -12,6 +12,7 @@
 #ifndef WEFT_COMP_CLIENT_H
 #define WEFT_COMP_CLIENT_H
 #include <stddef.h>
+#include <stdint.h>
 #include <event2/event.h>
 #include "xml.h"
 
@@ -29,6 +30,10 @@ typedef struct comp_client_cfg {
                                   router is remote or requires it) */
     size_t max_buffer;         /* unacknowledged bytes kept (0: 16 MiB) */
     double backoff_max;        /* seconds (0: 10) */
+    int manual_ack;            /* acknowledge a stanza to the router only once the
+                                  component called comp_client_done for it (and for
+                                  every one before it): what it still holds is sent
+                                  again if it dies. Default: acknowledged on receipt. */
 } comp_client_cfg_t;
 
 typedef struct comp_client_cb {
@@ -54,6 +59,12 @@ int comp_client_is_ready(const comp_client_t *c);
 /* Stanzas sent and not yet acknowledged (still in our buffer). */
 size_t comp_client_unacked(const comp_client_t *c);
 size_t comp_client_buffered_bytes(const comp_client_t *c);
+/* With manual_ack: inside on_stanza, the token of the stanza being delivered;
+ * pass it to comp_client_done once the stanza is finished with (sent on,
+ * bounced or dropped on purpose). Tokens of an earlier router link are
+ * ignored: the router sent those stanzas again on the new link. */
+uint64_t comp_client_in_token(const comp_client_t *c);
+void comp_client_done(comp_client_t *c, uint64_t token);
 /* Sends </stream:stream> once everything is acknowledged (or at once with
  * force), then stops reconnecting; on_down is called when closed. */
 void comp_client_close(comp_client_t *c, int force);

@@ -2,7 +2,11 @@
  * the router hands it every stanza for a domain no local component serves;
  * out.c carries those to the remote domain. Stanzas from remote servers go
  * the other way, into the router, which routes them to the sm (or a
- * component) of the local domain they are for. */
+ * component) of the local domain they are for.
+ *
+ * Stanzas for remote domains are acknowledged to the router only once they
+ * were written to the remote server or bounced (manual_ack): an s2s killed
+ * while stanzas wait for a connection gets them again when it is back. */
 #include "s2s.h"
 #include "comp_client.h"
 #include "comp_proto.h"
@@ -58,9 +62,11 @@ static int is_stanza_name(const char *n)
 static void on_stanza(void *ctx, xml_node_t *st)
 {
     (void)ctx;
+    uint64_t token = comp_client_in_token(link_);
     const char *from = xml_attr_get(st, "from"), *to = xml_attr_get(st, "to");
     if (!is_stanza_name(st->name) || !from || !to) {
         log_warn("event=protocol-error reason=not-a-routable-stanza element=%s", st->name ? st->name : "-");
+        link_done(token);
         xml_free(st);
         return;
     }
@@ -77,14 +83,22 @@ static void on_stanza(void *ctx, xml_node_t *st)
     } else {
         xml_rename_ns(st, COMP_NS_ACCEPT, NS_SERVER);
         xml_rename_ns(st, "jabber:client", NS_SERVER);
-        out_send(st, f.domain, t.domain);
+        out_send(st, f.domain, t.domain, token);
         st = NULL;
     }
     if (fok)
         jid_clear(&f);
     if (tok)
         jid_clear(&t);
+    if (st)
+        link_done(token);
     xml_free(st);
+}
+
+void link_done(uint64_t token)
+{
+    if (link_)
+        comp_client_done(link_, token);
 }
 
 static void on_ready(void *ctx)
@@ -120,6 +134,7 @@ int link_start(struct event_base *base)
         .tls_ca = *s2s_config->router_ca ? s2s_config->router_ca : NULL,
         .tls_verify = 1,
         .max_buffer = s2s_config->router_buffer,
+        .manual_ack = 1,
     };
     static const comp_client_cb_t cb = {
         .on_ready = on_ready,

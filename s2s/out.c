@@ -32,6 +32,7 @@ typedef enum out_stage { OS_HEADER, OS_FEATURES, OS_STARTTLS, OS_EXTERNAL, OS_EX
 
 typedef struct qitem {
     xml_node_t *st;
+    uint64_t token;           /* link_done once written or bounced */
     size_t bytes;
     double at;
     struct qitem *next;
@@ -151,6 +152,7 @@ static void queue_bounce_all(route_t *r, const char *condition)
         qitem_t *q = r->q_head;
         r->q_head = q->next;
         link_bounce(q->st, condition, "wait");
+        link_done(q->token);
         xml_free(q->st);
         free(q);
     }
@@ -169,6 +171,7 @@ static void queue_expire(route_t *r, double now)
         r->q_bytes -= q->bytes;
         r->q_len--;
         link_bounce(q->st, "remote-server-timeout", "wait");
+        link_done(q->token);
         xml_free(q->st);
         free(q);
         n++;
@@ -188,6 +191,7 @@ static void queue_flush(route_t *r)
         r->q_bytes -= q->bytes;
         r->q_len--;
         conn_write_node(r->conn, q->st);
+        link_done(q->token);
         xml_free(q->st);
         free(q);
     }
@@ -595,11 +599,12 @@ static const s2s_conn_ops_t out_ops = {
 
 /* ---------------------------------------------------------------- entry points */
 
-void out_send(xml_node_t *st, const char *local, const char *remote)
+void out_send(xml_node_t *st, const char *local, const char *remote, uint64_t token)
 {
     route_t *r = route_get(local, remote, 1);
     if (r->state == RS_READY && r->conn && !r->q_head) {
         conn_write_node(r->conn, st);
+        link_done(token);
         xml_free(st);
         return;
     }
@@ -611,11 +616,13 @@ void out_send(xml_node_t *st, const char *local, const char *remote)
     if (r->q_bytes + bytes > s2s_config->queue_bytes) {
         log_warn("event=bounced local=%s remote=%s reason=queue-full queued=%zu", local, remote, r->q_len);
         link_bounce(st, "resource-constraint", "wait");
+        link_done(token);
         xml_free(st);
         return;
     }
     qitem_t *q = xcalloc(1, sizeof *q);
     q->st = st;
+    q->token = token;
     q->bytes = bytes;
     q->at = daemon_now();
     *r->q_tail = q;

@@ -160,8 +160,9 @@ void dialback_init(void);
 /* ---------------------------------------------------------------- out.c */
 
 /* A stanza from the router for a remote domain (from is one of ours). Takes
- * ownership. */
-void out_send(xml_node_t *st, const char *local, const char *remote);
+ * ownership; token goes back to link_done once the stanza was written to the
+ * remote server or bounced. */
+void out_send(xml_node_t *st, const char *local, const char *remote, uint64_t token);
 /* Asks the authoritative server of remote whether key is right for the
  * stream stream_id that remote opened to us (local). The answer comes to
  * in_verify_result(in_serial, ...). */
@@ -190,6 +191,9 @@ int link_start(struct event_base *base);
 int link_send(xml_node_t *st);
 /* Answers st (towards its sender, through the router) with a stanza error. */
 void link_bounce(const xml_node_t *st, const char *condition, const char *type);
+/* A stanza the router gave us is finished with (written out or bounced): the
+ * router may forget it. Until then it is sent again if we die. */
+void link_done(uint64_t token);
 void link_stop(void);
 void link_free(void);
 

@@ -6,6 +6,7 @@ test_s2s.py / test_s2s_prosody.py, which build network namespaces."""
 import re
 import socket
 import ssl
+import subprocess
 import time
 
 import pytest
@@ -49,8 +50,8 @@ S2S = """<s2s>
   <router><address>127.0.0.1:{router_port}</address></router>
   <name>s2s</name><secret>s2s-secret</secret>
   <domains>{domain}</domains>
-  <listen><starttls>127.0.0.1:{s2s_port}</starttls></listen>
-  <tls><certificate>{dir}/certs/{domain}.crt</certificate><key>{dir}/certs/{domain}.key</key></tls>
+  <listen><starttls>127.0.0.1:{s2s_port}</starttls><tls>{s2s_tls}</tls></listen>
+  <tls><certificate>{dir}/certs/{domain}.crt</certificate><key>{dir}/certs/{domain}.key</key><ca>{ca}</ca></tls>
   <dns><nameservers>127.0.0.1:{dead_port}</nameservers><timeout>2</timeout></dns>
   <timeouts><queue>{queue}</queue></timeouts>
   {peers}
@@ -66,13 +67,17 @@ class Deployment:
         self.dir.mkdir()
         self.router_port, self.c2s_port, self.s2s_port = free_port(), free_port(), free_port()
         self.procs = {}
-        self.peers = []
+        self.s2s_tls_port = free_port()
+        self.peers = []          # (domain, port, direct_tls)
         self.queue = 60
+        self.ca = ""             # CA bundle: certificates are CA-signed and verified
 
     def fmt(self, tpl):
-        peers = "".join(f"<peer domain='{d}' address='127.0.0.1:{p}'/>" for d, p in self.peers)
+        peers = "".join(f"<peer domain='{d}' address='127.0.0.1:{p}' direct-tls='{str(t).lower()}'/>"
+                        for d, p, t in self.peers)
         return tpl.format(domain=self.domain, dir=self.dir, router_port=self.router_port, c2s_port=self.c2s_port,
-                          s2s_port=self.s2s_port, dead_port=free_port(), peers=peers, queue=self.queue)
+                          s2s_port=self.s2s_port, s2s_tls=f"127.0.0.1:{self.s2s_tls_port}", ca=self.ca,
+                          dead_port=free_port(), peers=peers, queue=self.queue)
 
     def start(self, name):
         tpl = {"router": ROUTER, "sm": SM, "c2s": C2S, "s2s": S2S}[name]
@@ -106,7 +111,24 @@ class Deployment:
 
     @property
     def cert(self):
-        return str(self.dir / "certs" / f"{self.domain}.crt")
+        return self.ca or str(self.dir / "certs" / f"{self.domain}.crt")
+
+    def ca_sign(self, ca_dir):
+        """Certificate for the domain signed by the test CA in ca_dir, usable
+        as TLS server and client certificate (SASL EXTERNAL)."""
+        certs = self.dir / "certs"
+        certs.mkdir(exist_ok=True)
+        key, csr, crt = certs / f"{self.domain}.key", certs / f"{self.domain}.csr", certs / f"{self.domain}.crt"
+        ext = certs / "ext.cnf"
+        ext.write_text(f"subjectAltName=DNS:{self.domain}\nkeyUsage=digitalSignature,keyEncipherment\n"
+                       "extendedKeyUsage=serverAuth,clientAuth\n")
+        run = lambda *a: subprocess.run(a, check=True, capture_output=True)
+        run("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={self.domain}")
+        run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca_dir / "ca.crt"), "-CAkey",
+            str(ca_dir / "ca.key"), "-CAcreateserial", "-days", "2", "-out", str(crt), "-extfile", str(ext))
+        self.ca = str(ca_dir / "ca.crt")
+
 
     def client(self):
         return Client(self)
@@ -131,6 +153,16 @@ class Deployment:
         if available:
             presence(c)
         return c
+
+
+def make_ca(root):
+    d = root / "ca"
+    d.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"), "-days", "2", "-subj", "/CN=weft test CA",
+                    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"],
+                   check=True, capture_output=True)
+    return d
 
 
 class Client(RawClient):
@@ -158,8 +190,8 @@ class Client(RawClient):
 @pytest.fixture
 def pair(tmp_path):
     a, b = Deployment(tmp_path, "a.test"), Deployment(tmp_path, "b.test")
-    a.peers = [("b.test", b.s2s_port)]
-    b.peers = [("a.test", a.s2s_port)]
+    a.peers = [("b.test", b.s2s_port, False)]
+    b.peers = [("a.test", a.s2s_port, False)]
     try:
         a.start_all()
         b.start_all()
@@ -213,7 +245,7 @@ def test_subscription_presence_and_ping(pair):
 
 def test_unreachable_domain_bounces_in_bounded_time(tmp_path):
     a = Deployment(tmp_path, "a.test")
-    a.peers = [("down.test", free_port())]   # nothing listens there
+    a.peers = [("down.test", free_port(), False)]   # nothing listens there
     a.queue = 3
     try:
         a.start_all()
@@ -295,3 +327,55 @@ def test_spoofed_from_and_unauthenticated_stanzas_are_refused(pair):
     assert "event=dialback-invalid" in b.log("s2s")
     with pytest.raises(TimeoutError):
         bob.read_until(r"forged", timeout=2)
+
+
+def test_ca_signed_certificates_authenticate_with_sasl_external_over_direct_tls(tmp_path):
+    a, b = Deployment(tmp_path, "a.test"), Deployment(tmp_path, "b.test")
+    ca = make_ca(tmp_path)
+    a.ca_sign(ca)
+    b.ca_sign(ca)
+    a.peers = [("b.test", b.s2s_tls_port, True)]   # XEP-0368: TLS from the first byte
+    b.peers = [("a.test", a.s2s_port, False)]
+    try:
+        a.start_all()
+        b.start_all()
+        a.register("alice")
+        b.register("bob")
+        alice, bob = a.login("alice"), b.login("bob")
+        alice.send("<message to='bob@b.test' id='e1'><body>over external</body></message>")
+        bob.read_until(r"over external", timeout=15)
+        bob.send("<message to='alice@a.test' id='e2'><body>back over external</body></message>")
+        alice.read_until(r"back over external", timeout=15)
+        assert re.search(r"direction=out local=a\.test remote=b\.test method=external .*tls=direct|"
+                         r"direction=out local=a\.test remote=b\.test method=external", a.log("s2s")), a.log("s2s")
+        assert "tls=direct" in a.log("s2s")
+        assert re.search(r"direction=in local=b\.test remote=a\.test method=external", b.log("s2s")), b.log("s2s")
+        assert re.search(r"direction=out local=b\.test remote=a\.test method=external .*cert=valid",
+                         b.log("s2s")), b.log("s2s")
+        assert "method=dialback" not in a.log("s2s") + b.log("s2s")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_stanzas_queued_in_a_killed_s2s_go_out_after_restart(pair):
+    """kill -9 an s2s holding stanzas for a domain it cannot reach yet: the
+    router gives them again to the restarted s2s (it only acknowledged what
+    it had written out), and each arrives exactly once."""
+    a, b = pair
+    alice, bob = a.login("alice"), b.login("bob")
+    b.procs["s2s"].kill9()
+    for i in range(5):
+        alice.send(f"<message to='bob@b.test/r' id='q{i}'><body>queued-{i}</body></message>")
+    assert wait_for(lambda: "event=s2s-failed local=a.test remote=b.test" in a.log("s2s"), 10), a.log("s2s")
+    a.procs["s2s"].kill9()
+    a.start("s2s")
+    b.start("s2s")
+    wait_port(b.s2s_port)
+    got = ""
+    for i in range(5):
+        got += bob.read_until(rf"queued-{i}<", timeout=30)
+    time.sleep(1)
+    got += bob.buf
+    for i in range(5):
+        assert got.count(f"queued-{i}<") == 1, got
