@@ -742,5 +742,9 @@ void client_cron(double now)
         }
         if (c->state == CL_SESSION)
             smacks_cron(c, now);
+        /* An idle stream gives its parser back (~10 KB); the next byte from
+         * the client rebuilds it. */
+        if (c->xs && now - c->last_read >= 2.0)
+            xml_stream_compact(c->xs);
     }
 }

@@ -86,6 +86,12 @@ struct xml_stream {
     size_t keep_from;       /* parser offset before which no byte is needed */
 
     strbuf_t scratch;
+
+    /* Compaction (xml_stream_compact): the header's exact start tag, replayed
+     * into a fresh parser when bytes arrive after the parser was freed. */
+    strbuf_t hdr_bytes;
+    int compacted;
+    int replaying;
 };
 
 void xml_limits_default(xml_limits_t *l)
@@ -254,9 +260,15 @@ static void stream_open(xml_stream_t *xs, const char *qname, const char **atts)
         xs_fail(xs, XS_ERR_BAD_NS, "root element is not {%s}stream", XML_NS_STREAM);
         return;
     }
-    xml_node_t *hdr = node_from_expat(xs, qname, atts);
     xs->opened = 1;
     xs->keep_from = end;
+    if (xs->replaying)
+        return;   /* the header of a compacted stream: already reported */
+    size_t start = ev_start(xs);
+    strbuf_reset(&xs->hdr_bytes);
+    if (start >= xs->in_base && end <= xs->in_base + xs->in.len)
+        strbuf_append(&xs->hdr_bytes, xs->in.data + (start - xs->in_base), end - start);
+    xml_node_t *hdr = node_from_expat(xs, qname, atts);
     if (xs->cb.on_open) {
         xs->in_cb = 1;
         xs->cb.on_open(xs->ctx, hdr, xs->hdr_default_ns ? xs->hdr_default_ns : "");
@@ -510,7 +522,8 @@ static void parser_create(xml_stream_t *xs)
  * parser offset `from` on are kept, now at offset 0 of the new parser. */
 static void stream_reset(xml_stream_t *xs, size_t from)
 {
-    XML_ParserFree(xs->p);
+    if (xs->p)
+        XML_ParserFree(xs->p);
     xml_free(xs->tree);
     xml_free(xs->doc);
     free(xs->hdr_default_ns);
@@ -530,6 +543,8 @@ static void stream_reset(xml_stream_t *xs, size_t from)
     xs->depth = xs->ns_decls = 0;
     xs->in_stanza = xs->raw = 0;
     xs->stanza_start = xs->text_run = 0;
+    strbuf_reset(&xs->hdr_bytes);
+    xs->compacted = 0;
     parser_create(xs);
 }
 
@@ -549,6 +564,7 @@ static xml_stream_t *stream_create(const xml_stream_cb_t *cb, void *ctx,
     strbuf_init(&xs->arena);
     strbuf_init(&xs->in);
     strbuf_init(&xs->scratch);
+    strbuf_init(&xs->hdr_bytes);
     parser_create(xs);
     return xs;
 }
@@ -562,7 +578,9 @@ void xml_stream_free(xml_stream_t *xs)
 {
     if (!xs)
         return;
-    XML_ParserFree(xs->p);
+    if (xs->p)
+        XML_ParserFree(xs->p);
+    strbuf_free(&xs->hdr_bytes);
     xml_free(xs->tree);
     xml_free(xs->doc);
     free(xs->hdr_default_ns);
@@ -705,12 +723,62 @@ static xs_err_t parse_input(xml_stream_t *xs, size_t off)
     }
 }
 
+int xml_stream_compact(xml_stream_t *xs)
+{
+    if (xs->compacted)
+        return 1;
+    size_t fed = xs->in_base + xs->in.len;
+    if (xs->mode != MODE_STREAM || !xs->opened || xs->closed || xs->err || xs->in_cb || xs->in_stanza ||
+        xs->restart_pending || xs->depth != 1 || !xs->hdr_bytes.len || xs->keep_from > fed ||
+        (fed > xs->keep_from && !all_space(xs->in.data + (xs->keep_from - xs->in_base), fed - xs->keep_from)))
+        return 0;
+    XML_ParserFree(xs->p);
+    xs->p = NULL;
+    strbuf_free(&xs->in);
+    strbuf_free(&xs->text);
+    strbuf_free(&xs->arena);
+    strbuf_free(&xs->scratch);
+    free(xs->offs);
+    free(xs->attv);
+    xs->offs = NULL;
+    xs->attv = NULL;
+    xs->offs_cap = 0;
+    xs->in_base = xs->keep_from = 0;
+    xs->compacted = 1;
+    return 1;
+}
+
+/* A fresh parser in the state the freed one was in: inside the stream root,
+ * with the header's namespace declarations in scope. */
+static void uncompact(xml_stream_t *xs)
+{
+    parser_create(xs);
+    xs->compacted = 0;
+    xs->depth = xs->ns_decls = 0;
+    xs->replaying = 1;
+    enum XML_Status st = XML_Parse(xs->p, xs->hdr_bytes.data, (int)xs->hdr_bytes.len, XML_FALSE);
+    xs->replaying = 0;
+    free(xs->hdr_default_ns);
+    xs->hdr_default_ns = NULL;
+    if (st == XML_STATUS_ERROR || xs->depth != 1) {
+        /* Cannot happen: these bytes parsed before. Fail the stream, loudly. */
+        xs_fail(xs, XS_ERR_NOT_WELL_FORMED, "internal: stream header replay failed");
+        return;
+    }
+    xs->in_base = xs->keep_from = xs->hdr_bytes.len;
+}
+
 xs_err_t xml_stream_feed(xml_stream_t *xs, const char *data, size_t len)
 {
     if (xs->err)
         return xs->err;
     if (xs->closed)
         return after_close(xs, data, len);
+    if (xs->compacted) {
+        uncompact(xs);
+        if (xs->err)
+            return xs->err;
+    }
     size_t off = xs->in.len;
     strbuf_append(&xs->in, data, len);
     return parse_input(xs, off);

@@ -579,6 +579,75 @@ static void test_parse_document(void **state)
     xml_free(root);
 }
 
+/* Compaction between stanzas must be invisible: the same events, for every
+ * split, as an uncompacted parser (line numbers aside: they restart, and the
+ * sample has one line); prefixes declared on the header (the
+ * root's own and others) stay in scope; errors are still found. */
+static char *run_compacting(const char *s, size_t step, const char *raw_name, int *compactions, xs_err_t *err)
+{
+    rec_t r;
+    rec_init(&r, NULL);
+    r.raw_name = raw_name;
+    size_t len = strlen(s);
+    *err = XS_OK;
+    *compactions = 0;
+    for (size_t off = 0; off < len && *err == XS_OK; off += step) {
+        size_t n = len - off < step ? len - off : step;
+        *err = xml_stream_feed(r.xs, s + off, n);
+        if (*err == XS_OK && xml_stream_compact(r.xs))
+            (*compactions)++;
+    }
+    if (*err != XS_OK)
+        strbuf_printf(&r.log, "error %d\n", *err);
+    char *out = strbuf_steal(&r.log);
+    rec_done(&r);
+    return out;
+}
+
+static void test_compact(void **state)
+{
+    (void)state;
+    const char *doc =
+        "<?xml version='1.0'?><s:stream xmlns='jabber:client' xmlns:s='http://etherx.jabber.org/streams' "
+        "xmlns:x='urn:x' to='example.com' version='1.0'>"
+        "<message to='a@b'><body>one &amp; two</body><x:y x:z='1'/></message> \t "
+        "<iq type='get' id='1'><query xmlns='urn:q'/></iq>"
+        "<presence/>  </s:stream>";
+    for (const char *raw = NULL;; raw = "message") {
+        char *want = NULL;
+        assert_int_equal(run(doc, strlen(doc), 0, raw, NULL, &want), XS_OK);
+        for (size_t step = 1; step <= strlen(doc); step++) {
+            int n;
+            xs_err_t err;
+            char *got = run_compacting(doc, step, raw, &n, &err);
+            assert_int_equal(err, XS_OK);
+            assert_string_equal(got, want);
+            if (step == 1)
+                assert_true(n >= 4);   /* after the header and after each stanza */
+            free(got);
+        }
+        free(want);
+        if (raw)
+            break;
+    }
+    /* Not compactable inside a stanza. */
+    rec_t r;
+    rec_init(&r, NULL);
+    const char *part = HDR "<message><body>half";
+    assert_int_equal(xml_stream_feed(r.xs, part, strlen(part)), XS_OK);
+    assert_int_equal(xml_stream_compact(r.xs), 0);
+    assert_int_equal(xml_stream_feed(r.xs, "</body></message>", 17), XS_OK);
+    assert_int_equal(xml_stream_compact(r.xs), 1);
+    /* Errors after a compaction are still errors. */
+    assert_int_equal(xml_stream_feed(r.xs, "<a></b>", 7), XS_ERR_NOT_WELL_FORMED);
+    rec_done(&r);
+    rec_init(&r, NULL);
+    assert_int_equal(xml_stream_feed(r.xs, HDR, strlen(HDR)), XS_OK);
+    assert_int_equal(xml_stream_compact(r.xs), 1);
+    assert_int_equal(xml_stream_feed(r.xs, "<!-- c -->", 10), XS_ERR_RESTRICTED);
+    rec_done(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -592,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_restart),
         cmocka_unit_test(test_no_deferral),
         cmocka_unit_test(test_parse_document),
+        cmocka_unit_test(test_compact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

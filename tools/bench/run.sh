@@ -14,7 +14,7 @@
 # two or more CPUs, so each server gets one core and the generator its own.
 #
 #   tools/bench/run.sh
-#   RUNS=3 IDLE_LEVELS=1000,2000 CHAT_PAIRS=200 CHAT_SECONDS=20 \
+#   RUNS=3 IDLE_LEVELS=1000,2000 IDLE_SETTLE=35 CHAT_PAIRS=200 CHAT_SECONDS=20 \
 #   LOGIN_CONC=50 LOGIN_SECONDS=20 FANOUT_K=200 SERVERS="weft prosody ejabberd" \
 #   WEFT_BUILD=build-release tools/bench/run.sh
 set -euo pipefail
@@ -25,6 +25,9 @@ build=${WEFT_BUILD:-build-release}
 case $build in /*) ;; *) build=$repo/$build ;; esac
 runs=${RUNS:-3}
 idle_levels=${IDLE_LEVELS:-1000,2000}
+# Seconds idle sessions sit before memory is read: weft processes hand free
+# heap pages back every 30 s and c2s frees the parser of a stream idle for 2 s.
+idle_settle=${IDLE_SETTLE:-35}
 chat_pairs=${CHAT_PAIRS:-200}
 chat_seconds=${CHAT_SECONDS:-20}
 chat_window=${CHAT_WINDOW:-10}
@@ -211,7 +214,7 @@ for run in $(seq "$runs"); do
     for sc in $scenarios; do
         for s in $servers; do
             case $sc in
-                idle) args=(--scenario idle --users "$max_users" --levels "$idle_levels" --contacts 10 --concurrency 100) ;;
+                idle) args=(--scenario idle --users "$max_users" --levels "$idle_levels" --contacts 10 --concurrency 100 --settle "$idle_settle") ;;
                 chat) args=(--scenario chat --pairs "$chat_pairs" --window "$chat_window" --seconds "$chat_seconds") ;;
                 login) args=(--scenario login --users "$max_users" --concurrency "$login_conc" --seconds "$login_seconds") ;;
                 fanout) args=(--scenario fanout --contacts "$fanout_k" --rounds 5) ;;
