@@ -1,6 +1,7 @@
 """Runs router, sm and c2s (a build without sanitizers) under valgrind through
-registration, login, chat, offline storage and a clean SIGTERM stop, and fails
-on any memory error or leak. Usage: valgrind_smoke.py BUILD_DIR"""
+registration, login, chat, offline storage and a clean SIGTERM stop, then two
+federated deployments whose s2s run under valgrind (dialback both ways), and
+fails on any memory error or leak. Usage: valgrind_smoke.py BUILD_DIR"""
 import glob
 import os
 import re
@@ -13,7 +14,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "integration"))
 os.environ["WEFT_BUILD"] = build
 work = pathlib.Path(tempfile.mkdtemp(prefix="weft-vg-"))
-for p in ("router", "sm", "c2s"):
+for p in ("router", "sm", "c2s", "s2s"):
     w = work / f"weft-{p}"
     w.write_text(f"#!/bin/sh\nexec valgrind --leak-check=full --show-leak-kinds=definite,indirect "
                  f"--log-file={work}/{p}.%p.vg {build}/{p}/weft-{p} \"$@\"\n")
@@ -40,6 +41,32 @@ try:
 finally:
     srv.close()
 
+# Federation: only the s2s of each deployment runs under valgrind.
+from test_s2s_loopback import Deployment  # noqa: E402
+
+for p in ("router", "sm", "c2s"):
+    os.environ[f"WEFT_{p.upper()}"] = f"{build}/{p}/weft-{p}"
+fed = work / "fed"
+fed.mkdir()
+da, db = Deployment(fed, "a.test"), Deployment(fed, "b.test")
+da.peers = [("b.test", db.s2s_port, False)]
+db.peers = [("a.test", da.s2s_port, False)]
+try:
+    da.start_all()
+    db.start_all()
+    da.register("alice")
+    db.register("bob")
+    a, b = da.login("alice"), db.login("bob")
+    a.send("<message to='bob@b.test/r' type='chat'><body>over s2s</body></message>")
+    b.read_until(r"over s2s</body>", timeout=60)
+    b.send("<message to='alice@a.test/r' type='chat'><body>and back</body></message>")
+    a.read_until(r"and back</body>", timeout=60)
+    a.close()
+    b.close()
+finally:
+    da.close()
+    db.close()
+
 bad = []
 logs = glob.glob(str(work / "*.vg"))
 for path in logs:
@@ -50,4 +77,4 @@ for path in logs:
         bad.append(path)
         print(text[-3000:])
 print(f"valgrind: {len(logs)} process logs, {len(bad)} with errors or leaks")
-sys.exit(1 if bad or len(logs) < 3 else 0)
+sys.exit(1 if bad or len(logs) < 5 else 0)
