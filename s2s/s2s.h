@@ -105,7 +105,7 @@ struct s2s_conn {
     xml_stream_t *xs;
     char peer[64];            /* "ip:port" */
     char ip[48];
-    char stream_id[33];       /* the id of the stream: ours inbound, the peer's outbound */
+    char stream_id[256];      /* the id of the stream: ours inbound, the peer's outbound */
     int tls;                  /* TLS is up (handshake may still run) */
     int tls_done;
     int starttls_pending;     /* switch to TLS once the parser returns */
