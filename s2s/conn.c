@@ -334,8 +334,9 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *ctx)
             reason = "tls-failed";
         }
     }
-    log_debug("event=connection-lost peer=%s direction=%s what=0x%x", c->peer, c->outbound ? "out" : "in",
-              (unsigned)what);
+    int sockerr = EVUTIL_SOCKET_ERROR();
+    log_debug("event=connection-lost peer=%s direction=%s what=0x%x errno=%d (%s)", c->peer,
+              c->outbound ? "out" : "in", (unsigned)what, sockerr, evutil_socket_error_to_string(sockerr));
     c->dead = 1;
     if (c->closed)
         conn_schedule_reap(c);

@@ -81,6 +81,9 @@ static void s2s_cron(void)
 static void s2s_cleanup(void)
 {
     out_free_all();
+    /* evdns lookups still running finish freeing the resolver from their
+     * (cancelled) callbacks, which need one more turn of the loop. */
+    event_base_loop(daemon_base(), EVLOOP_NONBLOCK);
     conn_free_all();
     in_free_all();
     listen_free();

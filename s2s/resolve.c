@@ -14,11 +14,10 @@
  *     only from there), else by evdns (DNS_QUERY_NO_SEARCH). We read the hosts
  *     file ourselves: evdns 2.1 consults it only in evdns_getaddrinfo, which
  *     reports "no such record" and "server failure" alike, and the two must
- *     differ here (not-found bounces at once, failed is retried). The final
- *     list keeps the SRV order and,
- *     for each record, lists its host's IPv6 addresses, then its IPv4 ones (not
- *     interleaved: out.c tries them in turn, and a dual-stack peer usually
- *     serves both).
+ *     differ here (not-found bounces at once, failed is retried).
+ * The final list keeps the SRV order and, for each record, lists its host's
+ * IPv6 addresses, then its IPv4 ones (not interleaved: out.c tries them in
+ * turn, and a dual-stack peer usually serves both).
  * The result always reaches the callback through the `kick` event, so never
  * from inside resolver_lookup.
  *
@@ -84,7 +83,7 @@ struct resolver {
     int default_port;
     static_entry_t *statics;
     hosts_entry_t *hosts;       /* the hosts file, one entry per (address, name) */
-    size_t nhosts;
+    size_t nhosts, hosts_cap;
     resolve_req_t *reqs;        /* pending lookups */
     size_t live_lookups;        /* evdns lookups not yet called back, detached ones included */
     int dying;                  /* resolver_free ran; the last callback frees */
@@ -103,8 +102,7 @@ typedef struct srv_query {
     struct event *rd;
     struct event *wait;         /* retransmission (UDP) or answer (TCP) timer */
     struct bufferevent *tcp;
-    int done;
-    dns_status_t status;
+    dns_status_t status;        /* once the query ended */
     dns_srv_t recs[SRV_MAX];
     size_t nrecs;
 } srv_query_t;
@@ -306,7 +304,10 @@ static int hosts_load(resolver_t *r, const char *path, char *err, size_t errlen)
         else
             continue;
         for (char *name = strtok_r(NULL, " \t\r\n", &save); name; name = strtok_r(NULL, " \t\r\n", &save)) {
-            r->hosts = xrealloc(r->hosts, (r->nhosts + 1) * sizeof *r->hosts);
+            if (r->nhosts == r->hosts_cap) {
+                r->hosts_cap = r->hosts_cap ? 2 * r->hosts_cap : 16;
+                r->hosts = xrealloc(r->hosts, r->hosts_cap * sizeof *r->hosts);
+            }
             e.name = xstrdup(name);
             r->hosts[r->nhosts++] = e;
         }
@@ -639,7 +640,6 @@ static void srv_merge(resolve_req_t *q)
 static void srv_done(srv_query_t *sq, dns_status_t st)
 {
     srv_close(sq);
-    sq->done = 1;
     sq->status = st;
     if (st != DNS_OK)
         sq->nrecs = 0;
@@ -963,6 +963,10 @@ resolve_req_t *resolver_lookup(resolver_t *r, const char *domain, resolve_cb cb,
         return NULL;
     resolve_req_t *q = xcalloc(1, sizeof *q);
     q->r = r;
+    /* No socket yet: a static or literal lookup never starts the SRV phase,
+     * and srv_close must not take fd 0 (calloc's zero) for one of ours. */
+    for (int i = 0; i < 2; i++)
+        q->q[i].fd = -1;
     memcpy(q->domain, domain, dl + 1);
     q->cb = cb;
     q->arg = arg;

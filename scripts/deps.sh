@@ -4,7 +4,8 @@
 set -euo pipefail
 WEFT_PACKAGES=(build-essential meson ninja-build pkg-config clang libclang-rt-dev
   libevent-dev libexpat1-dev libssl-dev libsqlite3-dev libidn-dev libcmocka-dev
-  python3 python3-pytest python3-slixmpp openssl valgrind profanity tmux iproute2)
+  python3 python3-pytest python3-slixmpp openssl valgrind profanity tmux iproute2
+  dnsmasq-base prosody)
 missing=()
 for p in "${WEFT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,4 +16,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Prosody is a peer for the federation tests, which run their own copies;
+  # the service the package just started would hold ports 5222 and 5269.
+  if [[ " ${missing[*]} " == *" prosody "* ]]; then
+    $SUDO systemctl disable --now prosody >/dev/null 2>&1 || $SUDO service prosody stop >/dev/null 2>&1 || true
+  fi
 fi
