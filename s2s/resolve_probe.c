@@ -107,18 +107,19 @@ int main(int argc, char **argv)
     resolver_t *r = resolver_new(p.base, &cfg, err, sizeof err);
     if (!r) {
         fprintf(stderr, "weft-s2s-resolve: %s\n", err);
+        event_base_free(p.base);
         return 2;
     }
-    for (size_t i = 0; i < nstatics; i++) {
+    for (size_t i = 0; i < nstatics && !p.status; i++) {
         if (add_static(r, statics[i]) < 0) {
             fprintf(stderr, "weft-s2s-resolve: bad --static %s (want DOMAIN=HOST:PORT[,tls])\n", statics[i]);
-            return 2;
+            p.status = 2;
         }
     }
-    if (!resolver_lookup(r, argv[optind], probe_done, &p)) {
+    if (!p.status && !resolver_lookup(r, argv[optind], probe_done, &p)) {
         printf("error=failed\n");
         p.status = 1;
-    } else {
+    } else if (!p.status) {
         event_base_dispatch(p.base);
     }
     /* Lookups abandoned at the deadline are still called back by evdns:
