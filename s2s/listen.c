@@ -46,13 +46,16 @@ static char *first_domain(void)
     return d;
 }
 
-static int tls_setup(void)
+/* Builds both TLS contexts from the configured files into *srv and *cli
+ * (NULL, NULL when no certificate is configured). 0 / -1 (logged). */
+static int tls_build(SSL_CTX **srv, SSL_CTX **cli)
 {
     const s2s_cfg_t *cfg = s2s_config;
     char err[256];
+    *srv = *cli = NULL;
     if (!*cfg->tls_cert) {
         if (cfg->tls_required) {
-            log_error("event=start reason=no-certificate tls.required=true");
+            log_error("event=tls reason=no-certificate tls.required=true");
             return -1;
         }
         return 0;
@@ -62,28 +65,52 @@ static int tls_setup(void)
         int rc = tls_selfsigned_ensure(cfg->tls_cert, cfg->tls_key, d, err, sizeof err);
         free(d);
         if (rc < 0) {
-            log_error("event=start reason=self-signed-failed certificate=%s detail=\"%s\"", cfg->tls_cert, err);
+            log_error("event=tls reason=self-signed-failed certificate=%s detail=\"%s\"", cfg->tls_cert, err);
             return -1;
         }
     }
     const char *ca = *cfg->tls_ca ? cfg->tls_ca : NULL;
-    server_ctx = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, ca, TLS_CLIENT_CERT_OPTIONAL, err, sizeof err);
-    if (!server_ctx) {
-        log_error("event=start reason=tls certificate=%s detail=\"%s\"", cfg->tls_cert, err);
+    *srv = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, ca, TLS_CLIENT_CERT_OPTIONAL, err, sizeof err);
+    if (!*srv) {
+        log_error("event=tls reason=certificate certificate=%s detail=\"%s\"", cfg->tls_cert, err);
         return -1;
     }
-    client_ctx = tls_client_ctx_new(ca, 0, err, sizeof err);
-    if (!client_ctx) {
-        log_error("event=start reason=tls-client detail=\"%s\"", err);
-        return -1;
-    }
-    if (SSL_CTX_use_certificate_chain_file(client_ctx, cfg->tls_cert) != 1 ||
-        SSL_CTX_use_PrivateKey_file(client_ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
+    *cli = tls_client_ctx_new(ca, 0, err, sizeof err);
+    if (!*cli || SSL_CTX_use_certificate_chain_file(*cli, cfg->tls_cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(*cli, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
         tls_error_string(err, sizeof err);
-        log_error("event=start reason=tls-client-certificate certificate=%s detail=\"%s\"", cfg->tls_cert, err);
+        log_error("event=tls reason=client-certificate certificate=%s detail=\"%s\"", cfg->tls_cert, err);
+        SSL_CTX_free(*srv);
+        if (*cli)
+            SSL_CTX_free(*cli);
+        *srv = *cli = NULL;
         return -1;
     }
     return 0;
+}
+
+static int tls_setup(void)
+{
+    return tls_build(&server_ctx, &client_ctx);
+}
+
+/* SIGHUP: the certificate files are read again (a renewed certificate); new
+ * streams use it, established ones keep theirs (SSL_CTX is reference
+ * counted). On any error the running contexts stay. */
+void listen_reload_tls(void)
+{
+    SSL_CTX *srv, *cli;
+    if (tls_build(&srv, &cli) < 0 || !srv) {
+        log_error("event=tls-reload result=failed note=\"keeping the running certificate\"");
+        return;
+    }
+    if (server_ctx)
+        SSL_CTX_free(server_ctx);
+    if (client_ctx)
+        SSL_CTX_free(client_ctx);
+    server_ctx = srv;
+    client_ctx = cli;
+    log_notice("event=tls-reloaded certificate=%s", s2s_config->tls_cert);
 }
 
 static int listen_list(struct event_base *base, const char *list, int *kind)

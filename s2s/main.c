@@ -37,9 +37,10 @@ static void swap_str(char **a, char **b)
     *b = t;
 }
 
-/* SIGHUP: timeouts and limits marked reloadable take their new values; the
- * rest (domains, listeners, TLS, DNS, router link, static peers) keeps its
- * running value until a restart. */
+/* SIGHUP: timeouts and limits marked reloadable take their new values and
+ * the certificate files are read again; the rest (domains, listeners, file
+ * names, DNS, router link, static peers) keeps its running value until a
+ * restart. */
 static void s2s_reload(void *config)
 {
     s2s_cfg_t *fresh = config, *old = s2s_config;
@@ -68,6 +69,7 @@ static void s2s_reload(void *config)
     fresh->attrs = old->attrs;
     s2s_config_free_peers(old);
     s2s_config = fresh;
+    listen_reload_tls();
 }
 
 static void s2s_cron(void)

@@ -204,5 +204,6 @@ void listen_stop(void);
 void listen_free(void);
 SSL_CTX *listen_server_ctx(void);
 SSL_CTX *listen_client_ctx(void);
+void listen_reload_tls(void);
 
 #endif

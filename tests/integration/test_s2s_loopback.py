@@ -4,6 +4,7 @@ instead of DNS so the test needs no root. Dialback authenticates (self-signed
 certificates). The DNS, CA-signed certificate and Prosody scenarios live in
 test_s2s.py / test_s2s_prosody.py, which build network namespaces."""
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -401,3 +402,48 @@ def test_stanzas_sent_while_s2s_is_down_go_out_when_it_is_back(pair):
     got += bob.buf
     for i in range(50):
         assert got.count(f"held-{i}<") == 1, got
+
+
+def s2s_peer_cert(dep):
+    """The certificate dep's s2s presents to a new incoming stream (DER)."""
+    s = socket.create_connection(("127.0.0.1", dep.s2s_port), timeout=10)
+    hdr = (f"<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/"
+           f"streams' from='x.test' to='{dep.domain}' version='1.0'>").encode()
+    s.sendall(hdr)
+    buf = b""
+    while b"</stream:features>" not in buf:
+        buf += s.recv(4096)
+    s.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+    while b"<proceed" not in buf:
+        buf += s.recv(4096)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    t = ctx.wrap_socket(s, server_hostname=dep.domain)
+    der = t.getpeercert(binary_form=True)
+    t.close()
+    return der
+
+
+def test_sighup_reloads_the_certificate_without_dropping_streams(pair):
+    a, b = pair
+    alice, bob = a.login("alice"), b.login("bob")
+    alice.send("<message to='bob@b.test/r'><body>before hup</body></message>")
+    bob.read_until("before hup", timeout=15)
+    old = s2s_peer_cert(b)
+    crt, key = b.dir / "certs" / "b.test.crt", b.dir / "certs" / "b.test.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(crt), "-days", "2", "-subj", "/CN=b.test",
+                    "-addext", "subjectAltName=DNS:b.test"], check=True, capture_output=True)
+    b.procs["s2s"].p.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "event=tls-reloaded" in b.log("s2s"), 10), b.log("s2s")
+    assert s2s_peer_cert(b) != old
+    # the stream a.test opened before the reload still carries stanzas
+    alice.send("<message to='bob@b.test/r'><body>after hup</body></message>")
+    bob.read_until("after hup", timeout=15)
+    assert b.log("s2s").count("direction=in local=b.test remote=a.test method=dialback") == 1, b.log("s2s")
+    # a certificate that does not load keeps the running one
+    crt.write_text("not a certificate\n")
+    b.procs["s2s"].p.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "event=tls-reload result=failed" in b.log("s2s"), 10), b.log("s2s")
+    assert s2s_peer_cert(b) != old
