@@ -74,6 +74,7 @@ typedef struct c2s_cfg {
     long scram_iter;
     double sm_resume;          /* XEP-0198 resumption window */
     long sm_queue;             /* unacked stanzas kept per session */
+    char *shutdown_host;       /* see-other-host sent on SIGTERM; "" for system-shutdown */
 } c2s_cfg_t;
 
 extern c2s_cfg_t *c2s_config;
@@ -170,6 +171,9 @@ size_t client_count(void);
 
 /* listen.c */
 int listen_start(struct event_base *base);
+/* SIGHUP: a new TLS context for connections accepted from now on; on failure
+ * the running one stays (logged). 0 / -1. */
+int listen_reload_tls(const char *cert, const char *key);
 void listen_stop(void);
 void listen_free(void);
 SSL_CTX *listen_tls_ctx(void);

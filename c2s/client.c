@@ -321,13 +321,35 @@ void client_connection_lost(client_t *c)
     client_close(c, CLOSE_END);
 }
 
+/* RFC 6120 §4.9.3.19: the condition element carries the host to go to. */
+static void client_see_other_host(client_t *c, const char *host)
+{
+    if (!c->header_sent)
+        client_send_header(c, NULL);
+    strbuf_t sb;
+    strbuf_init(&sb);
+    strbuf_puts(&sb, "<stream:error><see-other-host xmlns='" NS_STREAMS "'>");
+    xml_escape(&sb, host, strlen(host), 0);
+    strbuf_puts(&sb, "</see-other-host></stream:error></stream:stream>");
+    client_write(c, sb.data, sb.len);
+    strbuf_free(&sb);
+    log_info("event=stream-error peer=%s sid=%s user=%s condition=see-other-host host=%s", c->peer,
+             c->sid_str, c->jid.full ? c->jid.full : "-", host);
+    client_close(c, CLOSE_END);
+}
+
+/* Graceful stop: every connection gets system-shutdown, or see-other-host
+ * when shutdown.see-other-host names where to go. */
 void client_close_all(void)
 {
+    const char *host = c2s_config->shutdown_host;
     for (client_t *c = client_list; c; c = c->lnext) {
         if (c->state == CL_CLOSED)
             continue;
         if (c->detached)
             client_close(c, CLOSE_END);
+        else if (host && *host)
+            client_see_other_host(c, host);
         else
             client_stream_error(c, "system-shutdown", NULL);
     }

@@ -1,7 +1,11 @@
 /* listen: the client listeners (STARTTLS ports and XEP-0368 direct TLS ports,
  * IPv4 and IPv6) and the server TLS context they share. On first start with
  * tls.self-signed, a self-signed certificate for the domain is created where
- * tls.certificate points. Owns the evconnlistener objects and the SSL_CTX. */
+ * tls.certificate points. Owns the evconnlistener objects and the SSL_CTX.
+ * SIGHUP swaps in a context loaded afresh (listen_reload_tls): connections
+ * accepted from then on use it, open ones keep the one they started with
+ * (each SSL holds a reference), and a certificate that does not load leaves
+ * the running context in place. */
 #include "c2s.h"
 #include "log.h"
 #include "net.h"
@@ -89,6 +93,27 @@ static int listen_list(struct event_base *base, const char *list, int *kind)
     }
     free(copy);
     return rc;
+}
+
+int listen_reload_tls(const char *cert, const char *key)
+{
+    char err[256];
+    if (!tls_ctx) {
+        /* Started without TLS (no certificate): adding it needs a restart,
+         * the listeners and features were set up for clear text. */
+        log_warn("event=tls-reload result=skipped reason=started-without-tls");
+        return -1;
+    }
+    SSL_CTX *fresh = tls_server_ctx_new(cert, key, NULL, TLS_CLIENT_CERT_NONE, err, sizeof err);
+    if (!fresh) {
+        log_error("event=tls-reload result=failed certificate=%s key=%s detail=\"%s\" action=kept-old", cert, key,
+                  err);
+        return -1;
+    }
+    SSL_CTX_free(tls_ctx);
+    tls_ctx = fresh;
+    log_notice("event=tls-reloaded certificate=%s", cert);
+    return 0;
 }
 
 int listen_start(struct event_base *base)

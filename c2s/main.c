@@ -4,10 +4,28 @@
 #include "c2s.h"
 #include "log.h"
 #include <stdlib.h>
+#include <string.h>
+
+/* shutdown.see-other-host: empty, or one host[:port] token (RFC 6120
+ * §4.9.3.19: a domain name or an IP address, v6 in brackets). */
+static int c2s_host_ok(const char *h)
+{
+    if (strlen(h) > 255)
+        return 0;
+    for (const char *p = h; *p; p++)
+        if ((unsigned char)*p <= ' ' || strchr("<>&'\"/@", *p))
+            return 0;
+    return 1;
+}
 
 static int c2s_start(struct event_base *base, void *config)
 {
     c2s_config = config;
+    if (!c2s_host_ok(c2s_config->shutdown_host)) {
+        log_error("event=config option=shutdown.see-other-host value=\"%s\" reason=not-a-host",
+                  c2s_config->shutdown_host);
+        return -1;
+    }
     /* libevent refuses a token bucket whose rate exceeds its burst, and the
      * connections would then be read unlimited: refuse the config instead. */
     if (c2s_config->rate > c2s_config->burst) {
@@ -20,8 +38,10 @@ static int c2s_start(struct event_base *base, void *config)
     return listen_start(base);
 }
 
-/* Clients get system-shutdown and their sessions end at the sm; the loop ends
- * shortly after so the stream errors and session ends can leave. */
+/* Clients get system-shutdown (or see-other-host, shutdown.see-other-host)
+ * and their sessions end at the sm, which gives what they had not
+ * acknowledged to offline storage; the loop ends shortly after so the stream
+ * errors and session ends can leave. */
 static void c2s_stop(void)
 {
     listen_stop();
@@ -31,22 +51,37 @@ static void c2s_stop(void)
     event_base_loopexit(daemon_base(), &tv);
 }
 
+static void c2s_swap_str(char **a, char **b)
+{
+    char *t = *a;
+    *a = *b;
+    *b = t;
+}
+
 /* SIGHUP: timeouts and limits marked reloadable are read from c2s_config on
- * every use, so swapping the pointer applies them; the rest keeps its running
- * value (listeners, TLS, router link need a restart). */
+ * every use, so swapping the pointer applies them. The certificate and key
+ * are loaded again (new connections get them, open ones keep theirs; when
+ * they do not load, the running ones stay). The rest keeps its running value
+ * (listeners, router link need a restart). */
 static void c2s_reload(void *config)
 {
     c2s_cfg_t *fresh = config, *old = c2s_config;
     char **keep[] = {&fresh->instance, &fresh->router, &fresh->router_name, &fresh->router_ca,
                      &fresh->name, &fresh->secret, &fresh->domain, &fresh->listen_starttls,
-                     &fresh->listen_tls, &fresh->tls_cert, &fresh->tls_key};
+                     &fresh->listen_tls};
     char **from[] = {&old->instance, &old->router, &old->router_name, &old->router_ca,
                      &old->name, &old->secret, &old->domain, &old->listen_starttls,
-                     &old->listen_tls, &old->tls_cert, &old->tls_key};
-    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
-        char *t = *keep[i];
-        *keep[i] = *from[i];
-        *from[i] = t;
+                     &old->listen_tls};
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
+        c2s_swap_str(keep[i], from[i]);
+    if (listen_reload_tls(fresh->tls_cert, fresh->tls_key) < 0) {
+        c2s_swap_str(&fresh->tls_cert, &old->tls_cert);
+        c2s_swap_str(&fresh->tls_key, &old->tls_key);
+    }
+    if (!c2s_host_ok(fresh->shutdown_host)) {
+        log_error("event=config option=shutdown.see-other-host value=\"%s\" reason=not-a-host action=kept-old",
+                  fresh->shutdown_host);
+        c2s_swap_str(&fresh->shutdown_host, &old->shutdown_host);
     }
     fresh->stanza_bytes = old->stanza_bytes;
     fresh->depth = old->depth;

@@ -1,5 +1,8 @@
 /* daemon: shared process skeleton. Owns the event base, the signal events and
- * the cron timer. A second SIGTERM/SIGINT during a graceful stop exits at once. */
+ * the cron timer. A second SIGTERM/SIGINT during a graceful stop exits at once.
+ * SIGHUP loads the config file again: when it does not parse, nothing changes
+ * (logged); otherwise the log settings apply at once and the process's reload
+ * callback takes what else it can change while running. */
 #include "daemon.h"
 #include "log.h"
 #include "strbuf.h"
@@ -49,13 +52,15 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     spec->stop();
 }
 
+/* At start and on SIGHUP. An unknown level keeps the running one (info at
+ * start); a target that cannot be opened keeps the running one (stderr at
+ * start): log_open says why. */
 static void apply_log_settings(const daemon_common_t *c)
 {
-    log_level_t lvl = LOG_LVL_INFO;
+    log_level_t lvl = log_current_level;
     if (log_level_parse(c->log_level, &lvl) < 0)
         log_warn("event=config option=log.level value=%s reason=unknown-level", c->log_level);
-    if (log_open(spec->ident, c->log_target, lvl) < 0)
-        log_warn("event=config option=log.target value=%s reason=cannot-open", c->log_target);
+    log_open(spec->ident, c->log_target, lvl);
 }
 
 static void on_hup(evutil_socket_t sig, short what, void *arg)
@@ -71,8 +76,9 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         free(fresh);
         return;
     }
-    apply_log_settings((const daemon_common_t *)fresh);
-    log_notice("event=reload file=%s", config_file);
+    const daemon_common_t *fc = (const daemon_common_t *)fresh;
+    apply_log_settings(fc);
+    log_notice("event=reload file=%s log.level=%s log.target=%s", config_file, fc->log_level, fc->log_target);
     if (spec->reload)
         spec->reload(fresh);
     cfg_free(spec->table, config);

@@ -5,7 +5,8 @@
  * characters are replaced, so a peer cannot forge log lines); a line is written
  * with one fprintf and flushed at once, never buffered across loop turns; before
  * log_open (or after log_close) events go to stderr, so early config errors are
- * never lost. */
+ * never lost. log_open may be called again at any time (SIGHUP): it switches
+ * target and level without losing a line. */
 #include "log.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -83,39 +84,48 @@ static FILE *log_file_open(const char *path)
     return fp;
 }
 
+/* The new target is opened before the old one is closed, so a SIGHUP with a
+ * target that cannot be opened keeps logging where it did (and says why
+ * there); the level and ident apply either way. */
 int log_open(const char *ident, const char *target, log_level_t level)
 {
-    log_close();
     if (ident && *ident)
         snprintf(log_ident, sizeof log_ident, "%s", ident);
     log_current_level = level;
 
+    enum log_target kind;
+    FILE *fp = NULL;
     if (!target || strcmp(target, "stderr") == 0) {
-        log_target_kind = LOG_TO_STDERR;
-        return 0;
+        kind = LOG_TO_STDERR;
+    } else if (strcmp(target, "syslog") == 0) {
+        kind = LOG_TO_SYSLOG;
+    } else if (strncmp(target, "file:", 5) == 0 && target[5] != '\0') {
+        fp = log_file_open(target + 5);
+        if (!fp) {
+            log_msg(LOG_LVL_ERROR, "event=log-open result=failed target=%s error=\"%s\"", target,
+                    strerror(errno));
+            return -1;
+        }
+        kind = LOG_TO_FILE;
+    } else {
+        log_msg(LOG_LVL_ERROR,
+                "event=log-open result=failed target=%s error=\"unknown target (want stderr, syslog or file:/path)\"",
+                target);
+        return -1;
     }
-    if (strcmp(target, "syslog") == 0) {
+    log_close();
+    if (kind == LOG_TO_SYSLOG) {
         /* LOG_NDELAY: connect now, before a chroot or privilege drop could
          * make /dev/log unreachable. */
         openlog(log_ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
-        log_target_kind = LOG_TO_SYSLOG;
-        return 0;
-    }
-    if (strncmp(target, "file:", 5) == 0 && target[5] != '\0') {
-        FILE *fp = log_file_open(target + 5);
-        if (!fp) {
-            fprintf(stderr, "log: cannot open %s: %s\n", target + 5, strerror(errno));
-            return -1;
-        }
+    } else if (kind == LOG_TO_FILE) {
         log_fp = fp;
         log_file_path = strdup(target + 5);
         if (!log_file_path)
             abort();
-        log_target_kind = LOG_TO_FILE;
-        return 0;
     }
-    fprintf(stderr, "log: unknown target '%s' (want stderr, syslog or file:/path)\n", target);
-    return -1;
+    log_target_kind = kind;
+    return 0;
 }
 
 void log_close(void)

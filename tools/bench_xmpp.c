@@ -15,11 +15,19 @@
  *           one-second warm-up. The body carries a sequence number and a send
  *           timestamp: delivered messages/s, latency p50/p99/max, and loss
  *           (sent minus received after a drain) and reordering are reported.
+ *   steady  --pairs P senders each sending --rate messages/s to its receiver's
+ *           bare JID for --seconds, through component outages: lost sessions
+ *           are reconnected, and the report counts disconnected clients, sent,
+ *           delivered, lost, duplicated and offline-delivered messages, and the
+ *           recovery time after a kill marked with SIGUSR1 (the fault tests).
  *   login   --concurrency C slots, each looping connect, TLS, SASL, bind,
  *           roster, presence, close (waiting for the server's close) for
  *           --seconds after a warm-up second: logins/s and login latency.
  *   fanout  user 0 (the hub) with --contacts K subscribed, online contacts
  *           changes its presence --rounds times: time until all K have it.
+ *
+ * With --peer-host, chat and steady put the second user of every pair on
+ * another server (federation) or another c2s of the same service.
  *
  * Each report has the generator's own CPU (getrusage) and the server's CPU
  * (/proc/PID/stat of --pids/--procs) over the measured interval, so a
@@ -44,20 +52,25 @@
 #include <unistd.h>
 
 #define MAX_PIDS 64
+#define NS_CLIENT_BX "jabber:client"
 
 /* ---- options */
 
 static struct {
-    const char *host, *scenario, *label, *reg, *levels_s;
-    int port, users, contacts, pairs, window, concurrency, rounds, body_bytes, cmd_jobs;
-    double seconds, settle;
+    const char *host, *scenario, *label, *reg, *levels_s, *peer_host, *peer_domain, *ready_file;
+    int port, users, contacts, pairs, window, concurrency, rounds, body_bytes, cmd_jobs, peer_port;
+    double seconds, settle, rate, drain;
 } opt = {
     .host = "127.0.0.1", .scenario = "idle", .label = "", .reg = "none", .levels_s = NULL,
     .port = 5222, .users = 1000, .contacts = 10, .pairs = 100, .window = 10, .concurrency = 50,
-    .rounds = 5, .body_bytes = 64, .cmd_jobs = 8, .seconds = 10, .settle = 3,
+    .rounds = 5, .body_bytes = 64, .cmd_jobs = 8, .seconds = 10, .settle = 3, .peer_port = 5222,
+    .rate = 2, .drain = 20,
 };
 
-static bx_target_t tgt;
+/* tgt is --host; peer_tgt is --peer-host when given: in chat and steady the
+ * odd-numbered user of each pair (the receiver) logs in there. */
+static bx_target_t tgt, peer_tgt;
+static int have_peer;
 static pid_t pids[MAX_PIDS];
 static int npids;
 
@@ -231,6 +244,7 @@ static double since_s(uint64_t t0)
 /* ---- provisioning */
 
 static int reg_next, reg_active, reg_need, reg_ok, reg_conflict, reg_fail;
+static const bx_target_t *reg_tgt = &tgt;
 
 static void reg_closed(bx_conn_t *c, int clean, const char *why)
 {
@@ -252,7 +266,7 @@ static void reg_tick(void)
 {
     while (reg_next < reg_need && reg_active < opt.concurrency) {
         reg_active++;
-        if (!bx_conn_start(&tgt, &reg_handler, reg_next, BX_F_REGISTER, NULL, NULL))
+        if (!bx_conn_start(reg_tgt, &reg_handler, reg_next, BX_F_REGISTER, NULL, NULL))
             reg_active--, reg_fail++;
         reg_next++;
     }
@@ -261,7 +275,7 @@ static void reg_tick(void)
 }
 
 /* Expands %u %p %d %% of the command template. */
-static void expand_cmd(const char *tmpl, const char *user, strbuf_t *out)
+static void expand_cmd(const bx_target_t *t, const char *tmpl, const char *user, strbuf_t *out)
 {
     for (const char *p = tmpl; *p; p++) {
         if (*p == '%' && p[1]) {
@@ -269,9 +283,9 @@ static void expand_cmd(const char *tmpl, const char *user, strbuf_t *out)
             if (*p == 'u')
                 strbuf_puts(out, user);
             else if (*p == 'p')
-                strbuf_puts(out, tgt.password);
+                strbuf_puts(out, t->password);
             else if (*p == 'd')
-                strbuf_puts(out, tgt.domain);
+                strbuf_puts(out, t->domain);
             else
                 strbuf_putc(out, *p);
         } else {
@@ -282,16 +296,16 @@ static void expand_cmd(const char *tmpl, const char *user, strbuf_t *out)
 
 /* Runs the command template once per user, --cmd-jobs at a time (before the
  * event loop runs, so blocking here is fine). */
-static int provision_cmd(const char *tmpl, int n)
+static int provision_cmd(const bx_target_t *t, const char *tmpl, int n)
 {
     int running = 0, bad = 0;
     for (int i = 0; i < n || running > 0;) {
         if (i < n && running < opt.cmd_jobs) {
             char user[64];
-            snprintf(user, sizeof user, tgt.user_template, i);
+            snprintf(user, sizeof user, t->user_template, i);
             strbuf_t cmd;
             strbuf_init(&cmd);
-            expand_cmd(tmpl, user, &cmd);
+            expand_cmd(t, tmpl, user, &cmd);
             pid_t pid = fork();
             if (pid == 0) {
                 int fd = open("/dev/null", O_WRONLY);
@@ -319,21 +333,34 @@ static int provision_cmd(const char *tmpl, int n)
     return bad;
 }
 
-static void provision(int n)
+/* Creates users 0..n-1 on t (one target at a time). */
+static void provision_on(const bx_target_t *t, int n)
 {
     uint64_t t0 = bx_now_ns();
     if (strcmp(opt.reg, "ibr") == 0) {
+        reg_tgt = t;
         reg_need = n;
+        reg_next = reg_ok = reg_conflict = reg_fail = 0;
         loop_run(reg_tick);
-        fprintf(stderr, "registered n=%d ok=%d existing=%d failed=%d in %.1fs%s%s\n", n, reg_ok,
-                reg_conflict, reg_fail, since_s(t0), reg_fail ? " first: " : "",
+        fprintf(stderr, "registered n=%d domain=%s ok=%d existing=%d failed=%d in %.1fs%s%s\n", n,
+                t->domain, reg_ok, reg_conflict, reg_fail, since_s(t0), reg_fail ? " first: " : "",
                 reg_fail ? first_failure : "");
         if (reg_fail)
             exit(1);
     } else if (strncmp(opt.reg, "cmd:", 4) == 0) {
-        int bad = provision_cmd(opt.reg + 4, n);
-        fprintf(stderr, "registered by command n=%d failed=%d in %.1fs\n", n, bad, since_s(t0));
+        int bad = provision_cmd(t, opt.reg + 4, n);
+        fprintf(stderr, "registered by command n=%d domain=%s failed=%d in %.1fs\n", n, t->domain,
+                bad, since_s(t0));
     }
+}
+
+/* --register applies to both servers; a peer serving the same domain (a
+ * second c2s of one service) shares the accounts and is skipped. */
+static void provision(int n)
+{
+    provision_on(&tgt, n);
+    if (have_peer && strcmp(peer_tgt.domain, tgt.domain) != 0)
+        provision_on(&peer_tgt, n);
     failures = 0;
 }
 
@@ -348,10 +375,24 @@ typedef struct peer {
     /* fanout */
     int got_hub;
     int round_seen;
+    /* steady (sender: next_seq, sent; receiver: the rest) */
+    char *to;                /* the bare JID messages to this user go to */
+    uint8_t *seen;           /* bit per sequence number received from the partner */
+    size_t seen_bytes;
+    uint64_t uniq, dups, delayed, reordered, next_send_ns, retry_ns, recovered_ns;
+    uint32_t max_seq;
+    double backoff;
+    int lost_once, reconnects;
 } peer_t;
 
 static peer_t *peers;
 static int n_peers, n_live, n_ready, n_started, n_want, ramp_active, closing_all;
+static int pair_split;       /* chat, steady with --peer-host: odd users on the peer */
+
+static const bx_target_t *target_for(int idx)
+{
+    return pair_split && (idx & 1) ? &peer_tgt : &tgt;
+}
 static int ramp_flags;
 static const bx_handler_t *ramp_h;
 static uint64_t ramp_progress;
@@ -394,7 +435,7 @@ static void ramp_start_some(void)
         peer_t *p = &peers[i];
         ramp_active++;
         n_live++;
-        p->c = bx_conn_start(&tgt, ramp_h, i, ramp_flags, "bench", p);
+        p->c = bx_conn_start(target_for(i), ramp_h, i, ramp_flags, "bench", p);
         if (!p->c) {
             /* on_closed already ran for it */
         }
@@ -475,6 +516,8 @@ static void json_open(strbuf_t *j)
                   opt.scenario, opt.label,
                   tgt.tls == BX_TLS_NONE ? "none" : tgt.tls == BX_TLS_STARTTLS ? "starttls" : "direct",
                   tgt.mech);
+    if (pair_split)
+        strbuf_printf(j, ",\"domain\":\"%s\",\"peer_domain\":\"%s\"", tgt.domain, peer_tgt.domain);
 }
 
 /* ---- idle */
@@ -653,6 +696,7 @@ static int run_chat(void)
     int n = 2 * opt.pairs;
     size_t pl = (size_t)opt.body_bytes < sizeof pad - 1 ? (size_t)opt.body_bytes : sizeof pad - 1;
     memset(pad, 'x', pl);
+    pair_split = have_peer;
     peers_alloc(n);
     if (ramp_to(n, BX_F_PRESENCE, &chat_h) != 0) {
         fprintf(stderr, "chat: only %d of %d sessions ready (%s)\n", n_ready, n, first_failure);
@@ -692,6 +736,351 @@ static int run_chat(void)
             chat_span.srv_pct, failures);
     strbuf_free(&j);
     return sent == recvd && failures == 0 ? 0 : 1;
+}
+
+/* ---- steady: chat at a fixed rate through a component outage
+ *
+ * Pair i is sender 2i and receiver 2i+1 (on --peer-host when given). Each
+ * sender sends --rate messages/s to the receiver's bare JID for --seconds; a
+ * body is "seq send-time". A client whose connection is lost is reconnected
+ * (0.1 s backoff doubling to 1 s, jittered) and keeps its place, so a
+ * receiver gets what was sent meanwhile from offline storage (counted when it
+ * carries a XEP-0203 delay). After --seconds the senders stop and the run
+ * drains for at most --drain seconds until every message arrived. SIGUSR1
+ * marks the kill of a component, SIGUSR2 its restart; the recovery time is
+ * from the mark until every pair has received a message sent after it. */
+
+static int steady_on, steady_phase;
+static unsigned steady_nonce;          /* tells this run's messages from older offline ones */
+static uint64_t steady_t0, steady_done_ns, steady_drain_ns, steady_kill_ns, steady_restart_ns;
+static uint64_t steady_bounced, steady_unparsed, steady_disconnects;
+static char steady_first_loss[200];
+#define STEADY_TIMELINE 3600
+static uint32_t steady_timeline[STEADY_TIMELINE]; /* messages received per second of the run */
+
+static void steady_schedule(peer_t *p, double delay)
+{
+    double jitter = 0.75 + 0.5 * (double)(random() % 1000) / 1000.0;
+    p->retry_ns = bx_now_ns() + (uint64_t)(delay * jitter * 1e9);
+}
+
+static void steady_ready(bx_conn_t *c)
+{
+    peer_t *p = c->ud;
+    if (!steady_on) {
+        sess_ready(c);
+        return;
+    }
+    p->ready = 1;
+    n_ready++;
+    p->backoff = 0;
+    p->next_send_ns = bx_now_ns();
+    if (p->lost_once)
+        p->reconnects++;
+}
+
+static void steady_closed(bx_conn_t *c, int clean, const char *why)
+{
+    peer_t *p = c->ud;
+    if (!steady_on || closing_all) {
+        sess_closed(c, clean, why);
+        return;
+    }
+    int was_ready = p->ready;
+    if (p->ready)
+        n_ready--;
+    p->ready = 0;
+    p->c = NULL;
+    n_live--;
+    if (was_ready) {
+        /* a session lost during the run: count it and come back soon */
+        if (!steady_disconnects++)
+            snprintf(steady_first_loss, sizeof steady_first_loss, "%s: %s", c->user, why);
+        p->lost_once = 1;
+        p->backoff = 0.1;
+    } else {
+        /* a reconnection attempt that failed (server not back yet) */
+        p->backoff = p->backoff < 0.1 ? 0.1 : p->backoff * 2 > 1.0 ? 1.0 : p->backoff * 2;
+    }
+    steady_schedule(p, p->backoff);
+}
+
+static void steady_send(int i, uint64_t now)
+{
+    peer_t *p = &peers[i];
+    char buf[1600];
+    int n = snprintf(buf, sizeof buf,
+                     "<message to='%s' type='chat' id='f%u'><body>%u %u %llu %s</body></message>",
+                     peers[i ^ 1].to, p->next_seq, steady_nonce, p->next_seq,
+                     (unsigned long long)now, pad);
+    bx_conn_send(p->c, buf, (size_t)n);
+    p->next_seq++;
+    p->sent++;
+}
+
+static void steady_stanza(bx_conn_t *c, xml_node_t *st)
+{
+    if (strcmp(st->name, "message") != 0)
+        return;
+    const char *type = xml_attr_get(st, "type");
+    if (type && strcmp(type, "error") == 0) {
+        steady_bounced++;
+        return;
+    }
+    const xml_node_t *b = xml_child(st, NULL, "body");
+    unsigned nonce, seq;
+    unsigned long long ts;
+    if (!(c->idx & 1) || !b || !b->first_child || !b->first_child->text ||
+        sscanf(b->first_child->text, "%u %u %llu", &nonce, &seq, &ts) != 3 || nonce != steady_nonce) {
+        if (!steady_unparsed++) {
+            strbuf_t sb;
+            strbuf_init(&sb);
+            xml_serialize(st, NS_CLIENT_BX, &sb);
+            fprintf(stderr, "steady: first unexpected message to %s: %.300s\n", c->user, sb.data);
+            strbuf_free(&sb);
+        }
+        return;
+    }
+    peer_t *r = c->ud;
+    uint64_t now = bx_now_ns();
+    size_t byte = seq / 8;
+    if (byte >= r->seen_bytes) {
+        size_t nb = r->seen_bytes ? r->seen_bytes : 64;
+        while (nb <= byte)
+            nb *= 2;
+        r->seen = xrealloc(r->seen, nb);
+        memset(r->seen + r->seen_bytes, 0, nb - r->seen_bytes);
+        r->seen_bytes = nb;
+    }
+    uint8_t bit = (uint8_t)(1u << (seq % 8));
+    r->recvd++;
+    if (r->seen[byte] & bit) {
+        r->dups++;
+        return;
+    }
+    r->seen[byte] |= bit;
+    r->uniq++;
+    if (r->uniq > 1 && seq < r->max_seq)
+        r->reordered++;
+    if (seq > r->max_seq)
+        r->max_seq = seq;
+    if (xml_child(st, "urn:xmpp:delay", "delay"))
+        r->delayed++;
+    uint64_t sec = (now - steady_t0) / 1000000000u;
+    if (sec < STEADY_TIMELINE)
+        steady_timeline[sec]++;
+    if (steady_kill_ns && ts >= steady_kill_ns && !r->recovered_ns)
+        r->recovered_ns = now;
+}
+
+static const bx_handler_t steady_h = {
+    .on_ready = steady_ready, .on_stanza = steady_stanza, .on_closed = steady_closed};
+
+static void steady_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    uint64_t now = bx_now_ns();
+    if (sig == SIGUSR1)
+        steady_kill_ns = now;
+    else
+        steady_restart_ns = now;
+    fprintf(stderr, "steady: %s marked at %.2f s\n", sig == SIGUSR1 ? "kill" : "restart",
+            (double)(now - steady_t0) / 1e9);
+}
+
+/* Totals over all pairs. */
+static void steady_totals(uint64_t *sent, uint64_t *uniq)
+{
+    *sent = *uniq = 0;
+    for (int i = 0; i < n_peers; i += 2) {
+        *sent += peers[i].sent;
+        *uniq += peers[i + 1].uniq;
+    }
+}
+
+static void steady_tick(void)
+{
+    uint64_t now = bx_now_ns();
+    for (int i = 0; i < n_peers; i++) {
+        peer_t *p = &peers[i];
+        if (!p->c && p->retry_ns && now >= p->retry_ns) {
+            p->retry_ns = 0;
+            n_live++;
+            p->c = bx_conn_start(target_for(i), &steady_h, i, BX_F_PRESENCE, "bench", p);
+        }
+    }
+    if (steady_phase == 0) {
+        uint64_t every = (uint64_t)(1e9 / opt.rate);
+        for (int i = 0; i < n_peers; i += 2) {
+            peer_t *p = &peers[i];
+            if (!p->ready)
+                continue;
+            /* no burst after an outage; a full socket buffer waits */
+            for (int k = 0; k < 10 && p->next_send_ns <= now && bx_conn_outq(p->c) < 262144; k++) {
+                steady_send(i, now);
+                p->next_send_ns += every;
+            }
+            if (p->next_send_ns + 1000000000u < now)
+                p->next_send_ns = now;
+        }
+        if (now - steady_t0 >= (uint64_t)(opt.seconds * 1e9)) {
+            steady_phase = 1;
+            steady_drain_ns = now;
+        }
+        return;
+    }
+    uint64_t sent, uniq;
+    steady_totals(&sent, &uniq);
+    if (uniq >= sent && n_ready == n_peers) {
+        if (!steady_done_ns)
+            steady_done_ns = now;
+        if (now - steady_done_ns > 500000000u) /* late duplicates */
+            loop_stop();
+    } else {
+        steady_done_ns = 0;
+    }
+    if (now - steady_drain_ns > (uint64_t)(opt.drain * 1e9))
+        loop_stop();
+}
+
+static void steady_report(const span_t *s)
+{
+    uint64_t sent, uniq, dups = 0, delayed = 0, reordered = 0, last_rec = 0;
+    steady_totals(&sent, &uniq);
+    int disc_s = 0, disc_r = 0, reconnected = 0, down = 0, unrecovered = 0;
+    for (int i = 0; i < n_peers; i++) {
+        peer_t *p = &peers[i];
+        if (p->lost_once) {
+            if (i & 1)
+                disc_r++;
+            else
+                disc_s++;
+            reconnected += p->ready;
+        }
+        down += !p->ready;
+        if (!(i & 1))
+            continue;
+        dups += p->dups;
+        delayed += p->delayed;
+        reordered += p->reordered;
+        if (!p->recovered_ns)
+            unrecovered++;
+        else if (p->recovered_ns > last_rec)
+            last_rec = p->recovered_ns;
+    }
+    double at_kill = steady_kill_ns ? (double)(steady_kill_ns - steady_t0) / 1e9 : -1;
+    double at_restart = steady_restart_ns ? (double)(steady_restart_ns - steady_t0) / 1e9 : -1;
+    int recovered = steady_kill_ns && !unrecovered;
+    double rec = recovered ? (double)(last_rec - steady_kill_ns) / 1e9 : -1;
+    double rec_restart = recovered && steady_restart_ns && last_rec > steady_restart_ns
+                             ? (double)(last_rec - steady_restart_ns) / 1e9 : recovered && steady_restart_ns ? 0 : -1;
+    strbuf_t j;
+    strbuf_init(&j);
+    json_open(&j);
+    strbuf_printf(&j,
+                  ",\"pairs\":%d,\"clients\":%d,\"rate\":%.2f,\"seconds\":%.1f,\"sent\":%llu,"
+                  "\"delivered\":%llu,\"lost\":%lld,\"duplicated\":%llu,\"bounced\":%llu,"
+                  "\"offline_delivered\":%llu,\"reordered\":%llu,\"unparsed\":%llu,"
+                  "\"disconnected\":%d,\"disconnected_senders\":%d,\"disconnected_receivers\":%d,"
+                  "\"disconnects\":%llu,\"reconnected\":%d,\"still_disconnected\":%d",
+                  opt.pairs, n_peers, opt.rate, opt.seconds, (unsigned long long)sent,
+                  (unsigned long long)uniq, (long long)(sent - uniq), (unsigned long long)dups,
+                  (unsigned long long)steady_bounced, (unsigned long long)delayed,
+                  (unsigned long long)reordered, (unsigned long long)steady_unparsed, disc_s + disc_r,
+                  disc_s, disc_r, (unsigned long long)steady_disconnects, reconnected, down);
+    if (steady_kill_ns) {
+        strbuf_printf(&j, ",\"kill_at_s\":%.3f,\"unrecovered_pairs\":%d", at_kill, unrecovered);
+        if (recovered)
+            strbuf_printf(&j, ",\"recovery_s\":%.3f", rec);
+        else
+            strbuf_puts(&j, ",\"recovery_s\":null");
+    }
+    if (steady_restart_ns) {
+        strbuf_printf(&j, ",\"restart_at_s\":%.3f", at_restart);
+        if (rec_restart >= 0)
+            strbuf_printf(&j, ",\"recovery_after_restart_s\":%.3f", rec_restart);
+        else
+            strbuf_puts(&j, ",\"recovery_after_restart_s\":null");
+    }
+    if (steady_disconnects) {
+        strbuf_puts(&j, ",\"first_disconnect\":\"");
+        for (const char *q = steady_first_loss; *q; q++)
+            if (*q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
+                strbuf_putc(&j, *q);
+        strbuf_puts(&j, "\"");
+    }
+    strbuf_puts(&j, ",\"timeline\":[");
+    uint64_t secs = (bx_now_ns() - steady_t0) / 1000000000u + 1;
+    for (uint64_t k = 0; k < secs && k < STEADY_TIMELINE; k++)
+        strbuf_printf(&j, "%s%u", k ? "," : "", steady_timeline[k]);
+    strbuf_puts(&j, "]");
+    json_common(&j, s);
+    strbuf_puts(&j, "}");
+    printf("%s\n", j.data);
+    fflush(stdout);
+    fprintf(stderr,
+            "steady %s: %d clients, %d disconnected (%d senders, %d receivers), %d still down; "
+            "sent %llu delivered %llu lost %lld duplicated %llu (offline %llu, bounced %llu); "
+            "recovery %.2f s after the kill, %.2f s after the restart\n",
+            opt.label, n_peers, disc_s + disc_r, disc_s, disc_r, down, (unsigned long long)sent,
+            (unsigned long long)uniq, (long long)(sent - uniq), (unsigned long long)dups,
+            (unsigned long long)delayed, (unsigned long long)steady_bounced, rec, rec_restart);
+    strbuf_free(&j);
+}
+
+static int run_steady(void)
+{
+    int n = 2 * opt.pairs;
+    steady_nonce = (unsigned)getpid() ^ (unsigned)(bx_now_ns() >> 10);
+    size_t pl = (size_t)opt.body_bytes < sizeof pad - 1 ? (size_t)opt.body_bytes : sizeof pad - 1;
+    memset(pad, 'x', pl);
+    pair_split = have_peer;
+    peers_alloc(n);
+    for (int i = 0; i < n; i++) {
+        char user[64];
+        const bx_target_t *t = target_for(i);
+        snprintf(user, sizeof user, t->user_template, i);
+        size_t len = strlen(user) + strlen(t->domain) + 2;
+        peers[i].to = xmalloc(len);
+        snprintf(peers[i].to, len, "%s@%s", user, t->domain);
+    }
+    struct event *sig1 = evsignal_new(tgt.base, SIGUSR1, steady_signal, NULL);
+    struct event *sig2 = evsignal_new(tgt.base, SIGUSR2, steady_signal, NULL);
+    evsignal_add(sig1, NULL);
+    evsignal_add(sig2, NULL);
+    int rc = 0;
+    if (ramp_to(n, BX_F_PRESENCE, &steady_h) != 0) {
+        fprintf(stderr, "steady: only %d of %d sessions ready (%s)\n", n_ready, n, first_failure);
+        rc = 1;
+    } else {
+        loop_for(0.5); /* presence and any old offline messages settle */
+        steady_unparsed = 0;
+        steady_on = 1;
+        steady_t0 = bx_now_ns();
+        uint64_t every = (uint64_t)(1e9 / opt.rate);
+        for (int i = 0; i < n; i += 2)
+            peers[i].next_send_ns = steady_t0 + every * (uint64_t)(i / 2) / (uint64_t)opt.pairs;
+        if (opt.ready_file) {
+            FILE *f = fopen(opt.ready_file, "w");
+            if (f)
+                fclose(f);
+        }
+        fprintf(stderr, "steady: %d clients sending\n", n);
+        span_t s;
+        span_begin(&s);
+        loop_run(steady_tick);
+        span_end(&s);
+        steady_report(&s);
+    }
+    close_all();
+    event_free(sig1);
+    event_free(sig2);
+    for (int i = 0; i < n; i++) {
+        free(peers[i].to);
+        free(peers[i].seen);
+    }
+    return rc;
 }
 
 /* ---- login */
@@ -934,11 +1323,16 @@ static void usage(void)
             "  --mech PLAIN|SCRAM-SHA-1|SCRAM-SHA-256\n"
             "  --users N --user-template bench%%d --password P\n"
             "  --register none|ibr|'cmd:TEMPLATE'   TEMPLATE: %%u user %%p password %%d domain\n"
-            "  --scenario register|idle|chat|login|fanout\n"
+            "  --scenario register|idle|chat|steady|login|fanout\n"
             "  --levels N,N,...   idle: report memory at these session counts (default --users)\n"
             "  --contacts R|K     idle: roster items per user; fanout: contacts of the hub\n"
             "  --pairs P --window W --body-bytes B   chat\n"
-            "  --seconds S        chat, login: measured time (after 1 s warm-up)\n"
+            "  --seconds S        chat, login: measured time (after 1 s warm-up); steady: sending time\n"
+            "  --rate R --drain S --ready-file F   steady: messages/s per sender, seconds to wait\n"
+            "                     for the rest, file created when sending starts;\n"
+            "                     SIGUSR1 marks a component kill, SIGUSR2 its restart\n"
+            "  --peer-host IP --peer-port N --peer-domain D   chat, steady: the second user of\n"
+            "                     each pair logs in there (--register applies to both)\n"
             "  --concurrency C    login slots; connection ramp for the others\n"
             "  --rounds R         fanout presence changes\n"
             "  --pids P,P | --procs name,name   server processes for memory and CPU\n"
@@ -957,7 +1351,9 @@ int main(int argc, char **argv)
         {"window", 1, 0, 'w'}, {"body-bytes", 1, 0, 'b'}, {"seconds", 1, 0, 'S'},
         {"concurrency", 1, 0, 'c'}, {"rounds", 1, 0, 'R'}, {"pids", 1, 0, 'i'},
         {"procs", 1, 0, 'I'}, {"settle", 1, 0, 'e'}, {"label", 1, 0, 'l'},
-        {"cmd-jobs", 1, 0, 'j'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"cmd-jobs", 1, 0, 'j'}, {"peer-host", 1, 0, 'A'}, {"peer-port", 1, 0, 'B'},
+        {"peer-domain", 1, 0, 'D'}, {"rate", 1, 0, 'T'}, {"drain", 1, 0, 'N'},
+        {"ready-file", 1, 0, 'F'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     const char *tls = "none";
     tgt.domain = "localhost";
     tgt.mech = "SCRAM-SHA-256";
@@ -987,6 +1383,12 @@ int main(int argc, char **argv)
         case 'e': opt.settle = atof(optarg); break;
         case 'l': opt.label = optarg; break;
         case 'j': opt.cmd_jobs = atoi(optarg); break;
+        case 'A': opt.peer_host = optarg; break;
+        case 'B': opt.peer_port = atoi(optarg); break;
+        case 'D': opt.peer_domain = optarg; break;
+        case 'T': opt.rate = atof(optarg); break;
+        case 'N': opt.drain = atof(optarg); break;
+        case 'F': opt.ready_file = optarg; break;
         case 'i': {
             char *d = xstrdup(optarg), *save = NULL;
             for (char *t = strtok_r(d, ",", &save); t && npids < MAX_PIDS; t = strtok_r(NULL, ",", &save))
@@ -999,7 +1401,8 @@ int main(int argc, char **argv)
         }
     }
     if (optind != argc || opt.users < 1 || opt.concurrency < 1 || opt.window < 1 ||
-        opt.pairs < 1 || opt.seconds <= 0 || opt.cmd_jobs < 1)
+        opt.pairs < 1 || opt.seconds <= 0 || opt.cmd_jobs < 1 || opt.rate <= 0 || opt.rate > 1000 ||
+        opt.drain < 0 || (opt.peer_domain && !opt.peer_host))
         usage();
     if (!strstr(tgt.user_template, "%d"))
         log_fatal("event=bench-bad-option reason=\"--user-template needs %%d\"");
@@ -1032,9 +1435,18 @@ int main(int argc, char **argv)
     tgt.base = event_base_new();
     if (!tgt.base)
         log_fatal("event=bench-libevent-failed");
+    if (opt.peer_host) {
+        peer_tgt = tgt;
+        peer_tgt.domain = opt.peer_domain ? opt.peer_domain : tgt.domain;
+        snprintf(addr, sizeof addr, strchr(opt.peer_host, ':') ? "[%s]:%d" : "%s:%d", opt.peer_host,
+                 opt.peer_port);
+        if (net_addr_parse(addr, opt.peer_port, &peer_tgt.addr) != 0)
+            log_fatal("event=bench-bad-option reason=\"bad peer address %s\"", addr);
+        have_peer = 1;
+    }
 
     int need = opt.users;
-    if (strcmp(opt.scenario, "chat") == 0)
+    if (strcmp(opt.scenario, "chat") == 0 || strcmp(opt.scenario, "steady") == 0)
         need = 2 * opt.pairs;
     else if (strcmp(opt.scenario, "fanout") == 0)
         need = opt.contacts + 1;
@@ -1049,6 +1461,8 @@ int main(int argc, char **argv)
         rc = run_idle();
     else if (strcmp(opt.scenario, "chat") == 0)
         rc = run_chat();
+    else if (strcmp(opt.scenario, "steady") == 0)
+        rc = run_steady();
     else if (strcmp(opt.scenario, "login") == 0)
         rc = run_login();
     else if (strcmp(opt.scenario, "fanout") == 0)

@@ -5,9 +5,11 @@
  * the servers under test use self-signed certificates), in-band registration
  * or SASL (common/sasl client side), bind, optional session, roster fetch and
  * initial presence, then stanzas are handed to the scenario. bench_xmpp.c
- * holds the command line, account provisioning, the four scenarios and the
+ * holds the command line, account provisioning, the scenarios and the
  * report. A connection is freed by this module only; the scenario learns of it
- * through on_closed and must drop its pointer there. */
+ * through on_closed and must drop its pointer there. A connection knows its
+ * target (bx_target_t), so one run can hold connections to two servers
+ * (--peer-host). */
 #ifndef WEFT_BENCH_XMPP_H
 #define WEFT_BENCH_XMPP_H
 #include "net.h"

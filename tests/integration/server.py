@@ -31,6 +31,7 @@ ROUTER = """<router>
   <hold><seconds>30</seconds></hold>
   <component name="sm" secret="sm-secret" trusted-from="true"><bind>localhost</bind><bind>sm.localhost</bind></component>
   <component name="c2s" secret="c2s-secret" trusted-from="true"><bind>c2s.localhost</bind></component>
+  {extra}
 </router>
 """
 
@@ -69,9 +70,9 @@ class Server:
         self.tls_port = free_port()
         self.c2s = self.sm = self.router = None
 
-    def start(self, sm=True, ibr=True, c2s_extra="", sm_extra=""):
+    def start(self, sm=True, ibr=True, c2s_extra="", sm_extra="", router_extra=""):
         self.sm_extra = sm_extra
-        (self.dir / "router.xml").write_text(ROUTER.format(router_port=self.router_port))
+        (self.dir / "router.xml").write_text(ROUTER.format(router_port=self.router_port, extra=router_extra))
         self.router = self._spawn([binary("WEFT_ROUTER", "router", "weft-router"), "-c", str(self.dir / "router.xml")],
                                   "router.log")
         wait_port(self.router_port)
