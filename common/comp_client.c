@@ -302,7 +302,8 @@ static void send_ack(comp_client_t *c)
 /* Marks stanza number seq (of the current link) finished. */
 static void mark_done(comp_client_t *c, uint64_t seq)
 {
-    if (seq <= c->in_acked || seq > c->in_count)
+    /* Without manual_ack there is no done array: everything is acked on receipt. */
+    if (!c->cfg.manual_ack || seq <= c->in_acked || seq > c->in_count)
         return;
     c->done[seq - c->in_acked - 1] = 1;
 }
