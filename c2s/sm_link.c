@@ -9,6 +9,7 @@
  * came back after being down (or the link itself came back), every live
  * session is re-announced with resync='true' and its last presence. */
 #include "c2s.h"
+#include "comp_proto.h"
 #include "comp_client.h"
 #include "jid.h"
 #include "log.h"
@@ -93,6 +94,20 @@ static void sm_link_deliver(xml_node_t *route)
     xml_node_t *st = xml_child(route, NULL, NULL);
     if (!st) {
         log_warn("event=protocol-error reason=empty-route sid=%s", sid ? sid : "-");
+        return;
+    }
+    const char *rtype = xml_attr_get(route, "type");
+    if (rtype && !strcmp(rtype, "error")) {
+        /* The router bounced one of our routes (no sm took it in time): the
+         * client gets its stanza back as a stanza error, never as if sent
+         * to it. */
+        xml_node_t *err = xml_child(route, NULL, "error");
+        xml_node_t *cond = err ? xml_child(err, NS_STANZAS, NULL) : NULL;
+        const char *etype = err ? xml_attr_get(err, "type") : NULL;
+        if (c && st != err && (c->state == CL_SESSION || c->state == CL_BINDING))
+            client_stanza_error(c, st, cond ? cond->name : "service-unavailable", etype ? etype : "wait");
+        log_info("event=route-bounced sid=%s element=%s condition=%s", sid ? sid : "-", st->name,
+                 cond ? cond->name : "-");
         return;
     }
     if (!c || (c->state != CL_SESSION && c->state != CL_BINDING)) {

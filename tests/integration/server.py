@@ -28,7 +28,7 @@ ROUTER = """<router>
   <name>router</name>
   <listen>127.0.0.1:{router_port}</listen>
   <log><level>debug</level></log>
-  <hold><seconds>30</seconds></hold>
+  <hold><seconds>{hold}</seconds></hold>
   <component name="sm" secret="sm-secret" trusted-from="true"><bind>localhost</bind><bind>sm.localhost</bind></component>
   <component name="c2s" secret="c2s-secret" trusted-from="true"><bind>c2s.localhost</bind></component>
   {extra}
@@ -70,9 +70,10 @@ class Server:
         self.tls_port = free_port()
         self.c2s = self.sm = self.router = None
 
-    def start(self, sm=True, ibr=True, c2s_extra="", sm_extra="", router_extra=""):
+    def start(self, sm=True, ibr=True, c2s_extra="", sm_extra="", router_extra="", hold=30):
         self.sm_extra = sm_extra
-        (self.dir / "router.xml").write_text(ROUTER.format(router_port=self.router_port, extra=router_extra))
+        (self.dir / "router.xml").write_text(ROUTER.format(router_port=self.router_port, extra=router_extra,
+                                                           hold=hold))
         self.router = self._spawn([binary("WEFT_ROUTER", "router", "weft-router"), "-c", str(self.dir / "router.xml")],
                                   "router.log")
         wait_port(self.router_port)

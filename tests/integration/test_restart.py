@@ -143,3 +143,24 @@ def test_c2s_kill9_ends_sessions_and_messages_go_offline(srv):
     b2.send("<presence/>")
     out = b2.read_until(r"while you were gone[\s\S]*?</message>")
     assert "urn:xmpp:delay" in out
+
+
+def test_stanza_held_past_the_hold_time_comes_back_as_an_error(tmp_path):
+    """No sm for longer than the router's hold time: the client's message
+    comes back to it as a stanza error (recipient-unavailable), never as a
+    message addressed to it."""
+    srv = Server(tmp_path)
+    try:
+        srv.start(hold=2)
+        srv.register("alice", "pw")
+        a = srv.login("alice", "pw")
+        a.send("<presence/>")
+        a.read_until(r"<presence[^>]*/?>")
+        srv.sm.kill9()
+        a.send("<message to='bob@localhost' id='held1' type='chat'><body>anyone?</body></message>")
+        r = a.read_until(r"<message[^>]*id=['\"]held1['\"][\s\S]*?</message>", timeout=15)
+        assert re.search(r"type=['\"]error['\"]", r), r
+        assert "recipient-unavailable" in r or "service-unavailable" in r, r
+        assert re.search(r"from=['\"]bob@localhost['\"]", r), r
+    finally:
+        srv.close()
