@@ -15,9 +15,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-  # Prosody is a peer for the federation tests, which run their own copies;
-  # the service the package just started would hold ports 5222 and 5269.
+  # Prosody is a peer for the federation tests, which run their own copies:
+  # its package must not start a system service (that would hold ports 5222
+  # and 5269, and fail the install where services cannot start). A
+  # policy-rc.d that says "no" does that for the length of the install.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=0
+  if [[ " ${missing[*]} " == *" prosody "* ]] && [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    made_policy=1
+  fi
+  rc=0
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null || rc=$?
+  [ "$made_policy" = 1 ] && $SUDO rm -f "$policy"
+  [ "$rc" = 0 ] || exit "$rc"
   if [[ " ${missing[*]} " == *" prosody "* ]]; then
     $SUDO systemctl disable --now prosody >/dev/null 2>&1 || $SUDO service prosody stop >/dev/null 2>&1 || true
   fi
