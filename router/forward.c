@@ -64,11 +64,11 @@ static size_t u64_dec(char *buf, uint64_t v)
     return n;
 }
 
-/* Writes <w:o e='EPOCH' n='SEQ'/>, leaving out e when it is the epoch of the
- * previous marker on this link. Hand-formatted: it runs once per stanza. */
-static void write_marker(link_t *d, const origin_t *o, uint64_t seq)
+/* Formats <w:o e='EPOCH' n='SEQ'/> into buf (128 bytes), leaving out e when
+ * it is the epoch of the previous marker on this link, and records o as that
+ * marker; returns the length. Hand-formatted: it runs once per stanza. */
+static size_t format_marker(link_t *d, const origin_t *o, uint64_t seq, char *buf)
 {
-    char buf[128];
     size_t n = 0;
     memcpy(buf, "<w:o ", 5);
     n = 5;
@@ -87,7 +87,7 @@ static void write_marker(link_t *d, const origin_t *o, uint64_t seq)
     memcpy(buf + n, "'/>", 3);
     n += 3;
     d->last_marker = o;
-    bufferevent_write(d->bev, buf, n);
+    return n;
 }
 
 /* Delivers to the slot's link, or holds while the slot's instance is away. */
@@ -100,8 +100,13 @@ void forward_to_slot(slot_t *s, origin_t *o, uint64_t seq, const char *bytes, si
         return;
     }
     if (d->internal) {
-        write_marker(d, o, seq);
-        bufferevent_write(d->bev, bytes, len);
+        /* Marker and stanza in one add: one run of the output callbacks. */
+        char marker[128];
+        struct evbuffer_iovec iov[2] = {
+            { marker, format_marker(d, o, seq, marker) },
+            { (void *)bytes, len },
+        };
+        evbuffer_add_iovec(bufferevent_get_output(d->bev), iov, 2);
         evbuffer_add(d->retained, bytes, len);
         fifo_push(d, o, seq, s, len);
         d->out_count++;
@@ -228,8 +233,19 @@ void forward_raw(link_t *from, const char *ns, const char *name, const char **at
     uint64_t seq = o->next_seq++;
     from->c.stanzas_in++;
     from->c.bytes_in += len;
-    const char *type = xml_attrs_find(attrs, "type");
-    const char *to = xml_attrs_find(attrs, "to");
+    /* One pass over the attributes for the four the router reads. */
+    const char *type = NULL, *to = NULL, *fromattr = NULL, *user = NULL;
+    for (size_t i = 0; attrs[i]; i += 2) {
+        const char *k = attrs[i];
+        if (k[0] == 't' && k[1] == 'o' && !k[2])
+            to = attrs[i + 1];
+        else if (k[0] == 't' && !strcmp(k, "type"))
+            type = attrs[i + 1];
+        else if (k[0] == 'f' && !strcmp(k, "from"))
+            fromattr = attrs[i + 1];
+        else if (k[0] == 'u' && !strcmp(k, "user"))
+            user = attrs[i + 1];
+    }
     int stanza_ns = !strcmp(ns, COMP_NS_ACCEPT);
     /* Only our own (SCRAM-authenticated) components speak the session and
      * account protocols; a legacy component may send XMPP stanzas only. */
@@ -241,7 +257,6 @@ void forward_raw(link_t *from, const char *ns, const char *name, const char **at
     }
 
     if (!from->acl->trusted_from) {
-        const char *fromattr = xml_attrs_find(attrs, "from");
         char fd[1024];
         size_t fl = fromattr ? domain_key(fromattr, fd, sizeof fd) : 0;
         int ok = 0;
@@ -278,7 +293,8 @@ void forward_raw(link_t *from, const char *ns, const char *name, const char **at
     }
     const char *key = to;
     size_t keylen;
-    const char *user = stanza_ns ? NULL : xml_attrs_find(attrs, "user");
+    if (stanza_ns)
+        user = NULL;
     if (user) {
         key = user;
         keylen = strlen(user);

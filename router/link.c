@@ -5,7 +5,19 @@
  * handshake for legacy ones, the control elements (bind, unbind, ack), and
  * hand-off of every other top-level element to forward_raw() as raw bytes.
  * A link that misbehaves gets a stream error and is closed; no other link is
- * affected. Invariant: once torn down, a link is in no routing structure. */
+ * affected. Invariant: once torn down, a link is in no routing structure.
+ *
+ * Parsing: a link's bytes go through xml_scan_stream (common/xml_scan.h).
+ * Its scanner frames every top-level element and itself checks the ones
+ * classify() marks XS_RAW (routed elements, once the link is ready), for a
+ * fraction of expat's cost (docs/performance.md, "Router"); forward_raw
+ * gets their exact bytes. The stream header and every other element (SASL,
+ * STARTTLS, the XEP-0114 handshake, w: control elements, stream-level
+ * elements) are handed as exact bytes to an expat parser that has seen the
+ * stream minus the routed elements, and reach on_open/on_stanza as before.
+ * Anything the scanner refuses or does not judge is handed to expat with the
+ * rest of the stream, so verdicts and stream error conditions are expat's.
+ * Input: see link_read_cb. */
 #include "router.h"
 #include "base64.h"
 #include "comp_proto.h"
@@ -18,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 static struct event_base *base;
@@ -114,7 +127,7 @@ static void link_free(link_t *l)
     if (l->sasl)
         sasl_server_free(l->sasl);
     if (l->xs)
-        xml_stream_free(l->xs);
+        xml_scan_stream_free(l->xs);
     bufferevent_free(l->bev);
     evbuffer_free(l->retained);
     free(l->fifo);
@@ -285,7 +298,7 @@ static void sasl_reply(link_t *l, sasl_result_t r, strbuf_t *out)
         sasl_server_free(l->sasl);
         l->sasl = NULL;
         l->state = LINK_SESSION;
-        xml_stream_restart(l->xs);
+        xml_scan_stream_restart(l->xs);
     }
 }
 
@@ -361,7 +374,7 @@ static void handle_starttls(link_t *l)
         return;
     }
     bufferevent_write(l->bev, "<proceed xmlns='" NS_TLS "'/>", strlen("<proceed xmlns='" NS_TLS "'/>"));
-    xml_stream_restart(l->xs);
+    xml_scan_stream_restart(l->xs);
     /* The TLS filter goes in once the parser has returned (link_read_cb). */
     l->starttls_pending = 1;
 }
@@ -537,7 +550,8 @@ static int classify(void *ctx, const char *ns, const char *name, const char **at
     link_t *l = ctx;
     if (l->state != LINK_READY)
         return XS_TREE;
-    if (!strcmp(ns, COMP_NS) || !strcmp(ns, XML_NS_STREAM))
+    /* Runs for every routed element: compare the first byte first. */
+    if ((ns[0] == 'u' && !strcmp(ns, COMP_NS)) || (ns[0] == 'h' && !strcmp(ns, XML_NS_STREAM)))
         return XS_TREE;
     return XS_RAW;
 }
@@ -601,16 +615,17 @@ static const xml_stream_cb_t parser_cb = {
 
 /* --- libevent callbacks ---------------------------------------------------- */
 
-static void link_read_cb(struct bufferevent *bev, void *arg)
+/* Parses what the bufferevent has read, one segment at a time so that a
+ * pause (flow control) leaves the rest buffered. */
+static void feed_input(link_t *l, struct bufferevent *bev)
 {
-    link_t *l = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     while (l->bev == bev && l->state != LINK_CLOSING && !l->paused && evbuffer_get_length(in)) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;
         size_t n = v.iov_len;
-        xs_err_t e = xml_stream_feed(l->xs, v.iov_base, n);
+        xs_err_t e = xml_scan_stream_feed(l->xs, v.iov_base, n);
         evbuffer_drain(in, n);
         if (l->starttls_pending && e == XS_OK) {
             start_tls_now(l);
@@ -618,10 +633,45 @@ static void link_read_cb(struct bufferevent *bev, void *arg)
         }
         if (e != XS_OK) {
             log_warn("event=bad-xml component=%s peer=%s detail=\"%s\"", l->acl ? l->acl->name : "-",
-                     l->peer, xml_stream_error_text(l->xs));
+                     l->peer, xml_scan_stream_error_text(l->xs));
             link_close_error(l, xs_err_condition(e), NULL);
             break;
         }
+    }
+}
+
+/* libevent reads at most 4096 bytes per read event, so a busy link costs an
+ * event loop turn, a FIONREAD and a readv per 20 stanzas. On plain sockets
+ * the router reads on by itself, up to READ_CHUNK at a time and READ_BUDGET
+ * per event (other links get their turn), into the same input buffer: a
+ * pause leaves the unparsed rest there as before. End of file and errors are
+ * left for libevent's next read to report. */
+#define READ_CHUNK 65536
+#define READ_BUDGET (4 * READ_CHUNK)
+
+static void link_read_cb(struct bufferevent *bev, void *arg)
+{
+    link_t *l = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    feed_input(l, bev);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    for (size_t got = 0; got < READ_BUDGET && !l->tls && fd >= 0 && l->bev == bev &&
+                         l->state != LINK_CLOSING && !l->paused && !evbuffer_get_length(in);) {
+        /* A socket bufferevent keeps the end of its input frozen except
+         * while it reads itself. */
+        struct evbuffer_iovec v;
+        ssize_t r = -1;
+        evbuffer_unfreeze(in, 0);
+        if (evbuffer_reserve_space(in, READ_CHUNK, &v, 1) >= 1 &&
+            (r = recv(fd, v.iov_base, v.iov_len, 0)) > 0) {
+            v.iov_len = (size_t)r;
+            evbuffer_commit_space(in, &v, 1);
+        }
+        evbuffer_freeze(in, 0);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        feed_input(l, bev);
     }
 }
 
@@ -665,7 +715,7 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
     l->local = net_addr_is_local(sa);
     l->state = LINK_HEADER;
     l->retained = evbuffer_new();
-    l->xs = xml_stream_new(&parser_cb, l, &limits);
+    l->xs = xml_scan_stream_new(&parser_cb, l, &limits);
     l->next = links;
     links = l;
     nlinks++;

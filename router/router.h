@@ -14,7 +14,7 @@
 #include <openssl/ssl.h>
 #include "daemon.h"
 #include "sasl.h"
-#include "xml_stream.h"
+#include "xml_scan.h"
 
 /* One <component> entry of router.xml: who may connect and what it may do. */
 typedef struct acl {
@@ -85,7 +85,7 @@ typedef struct link_counters {
 struct link {
     uint64_t id;
     struct bufferevent *bev;
-    xml_stream_t *xs;
+    xml_scan_stream_t *xs;
     char peer[64];
     int local;                 /* loopback or UNIX peer */
     int internal;              /* internal protocol (else XEP-0114) */
