@@ -81,9 +81,16 @@ struct comp_client {
     int free_pending;
     xml_stream_t *dead_xs;
     int starttls_pending;
+    /* Our </stream:stream> is written: nothing more goes out and nothing that
+     * arrives is processed (the router gives it again) until the router's
+     * own closing tag, EOF or CLOSE_WAIT seconds. */
+    int close_sent;
 };
 
+#define CLOSE_WAIT 2.0
+
 static void cc_connect(comp_client_t *c);
+static void cc_drop(comp_client_t *c);
 static void cc_read_cb(struct bufferevent *bev, void *arg);
 static void cc_event_cb(struct bufferevent *bev, short what, void *arg);
 
@@ -105,7 +112,10 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     comp_client_t *c = arg;
     if (c->state == CC_IDLE)
         cc_connect(c);
-    else if (c->state != CC_READY && c->state != CC_CLOSED) {
+    else if (c->close_sent) {
+        log_warn("event=router-close-timeout component=%s", c->cfg.name);
+        cc_drop(c);
+    } else if (c->state != CC_READY && c->state != CC_CLOSED) {
         log_warn("event=router-link-timeout component=%s state=%d", c->cfg.name, (int)c->state);
         cc_event_cb(c->bev, BEV_EVENT_ERROR, c);
     }
@@ -136,6 +146,7 @@ static void cc_drop(comp_client_t *c)
     c->tls = 0;
     c->have_marker = 0;
     c->marker_epoch[0] = '\0';
+    c->close_sent = 0;
     if (c->closing) {
         c->state = CC_CLOSED;
         evtimer_del(c->timer);
@@ -208,7 +219,7 @@ static void flush_retained(comp_client_t *c)
 int comp_client_send_raw(comp_client_t *c, const char *bytes, size_t len)
 {
     size_t max = c->cfg.max_buffer ? c->cfg.max_buffer : 16u << 20;
-    if (c->state == CC_CLOSED || evbuffer_get_length(c->retained) + len > max)
+    if (c->state == CC_CLOSED || c->close_sent || evbuffer_get_length(c->retained) + len > max)
         return -1;
     evbuffer_add(c->retained, bytes, len);
     lens_push(c, len);
@@ -280,7 +291,7 @@ static seen_epoch_t *seen_get(comp_client_t *c, const char *epoch, const char *d
 
 static void send_ack(comp_client_t *c)
 {
-    if (c->in_count == c->in_acked || (c->state != CC_READY && c->state != CC_BINDING))
+    if (c->in_count == c->in_acked || c->close_sent || (c->state != CC_READY && c->state != CC_BINDING))
         return;
     uint64_t upto = c->in_count;
     if (c->cfg.manual_ack) {
@@ -570,7 +581,7 @@ static void on_open(void *ctx, const xml_node_t *hdr, const char *default_ns)
 static void on_stanza(void *ctx, xml_node_t *st)
 {
     comp_client_t *c = ctx;
-    if (c->state == CC_IDLE || c->state == CC_CLOSED) {
+    if (c->state == CC_IDLE || c->state == CC_CLOSED || c->close_sent) {
         xml_free(st);
         return;
     }
@@ -757,21 +768,23 @@ comp_client_t *comp_client_new(struct event_base *base, const comp_client_cfg_t 
     return c;
 }
 
+/* The final ack goes before the closing tag: without it the router would
+ * requeue what we processed (and the next instance would process it again).
+ * The socket is closed only once the router answered (docs/component-protocol.md
+ * 9.6): freeing the bufferevent at once would discard the unwritten bytes. */
 void comp_client_close(comp_client_t *c, int force)
 {
     c->closing = 1;
-    if (c->state != CC_READY || force || !c->lens_len) {
-        if (c->bev && c->state >= CC_STREAM) {
-            cc_puts(c, "</stream:stream>");
-            /* Best effort: hand the bytes to the kernel before closing. */
-            bufferevent_flush(c->bev, EV_WRITE, BEV_FLUSH);
-            evutil_socket_t fd = bufferevent_getfd(c->bev);
-            struct evbuffer *out = bufferevent_get_output(c->bev);
-            if (fd >= 0 && !c->tls)
-                evbuffer_write(out, fd);
-        }
-        cc_drop(c);
+    if (c->close_sent || (c->state == CC_READY && !force && c->lens_len))
+        return;
+    if (c->bev && c->state >= CC_STREAM) {
+        send_ack(c);
+        cc_puts(c, "</stream:stream>");
+        c->close_sent = 1;
+        schedule(c, CLOSE_WAIT);
+        return;
     }
+    cc_drop(c);
 }
 
 void comp_client_free(comp_client_t *c)

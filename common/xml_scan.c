@@ -1,4 +1,4 @@
-/* xml_scan: the scanner and xml_scan_stream (see xml_scan.h).
+/* xml_scan: the scanner (see xml_scan.h; xml_scan_stream is in xml_scan_stream.c).
  *
  * The scanner is a byte-level state machine. Its input is one "unit" at a
  * time: the header with its prolog, a top-level element, or a top-level
@@ -28,183 +28,14 @@
  * attributes are built in out when its start tag ends and reported when it
  * ends. Nothing is allocated per element once the arrays have grown. */
 #include "xml_scan.h"
+#include "xml_scan_chars.h"
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 #define XML_NS_XMLNS "http://www.w3.org/2000/xmlns/"
-
-/* Byte classes. */
-enum {
-    K_NMSTRT = 0x01,  /* A-Z a-z _ */
-    K_NAME = 0x02,    /* A-Z a-z _ 0-9 . - */
-    K_WS = 0x04,      /* space, tab, LF, CR */
-    K_TEXT = 0x08,    /* needs no attention in character data */
-    K_ATTR = 0x10,    /* needs no attention in an attribute value */
-    K_CDATA = 0x20,   /* needs no attention in a CDATA section */
-    K_CMT = 0x40,     /* needs no attention in a comment */
-    K_PI = 0x80,      /* needs no attention in a processing instruction */
-};
-static uint8_t cc[256];
-
-static void classes_init(void)
-{
-    if (cc['a'])
-        return;
-    for (int c = 0x20; c < 0x80; c++)
-        cc[c] = K_TEXT | K_ATTR | K_CDATA | K_CMT | K_PI;
-    for (int c = 'a'; c <= 'z'; c++)
-        cc[c] |= K_NMSTRT | K_NAME;
-    for (int c = 'A'; c <= 'Z'; c++)
-        cc[c] |= K_NMSTRT | K_NAME;
-    for (int c = '0'; c <= '9'; c++)
-        cc[c] |= K_NAME;
-    cc['_'] |= K_NMSTRT | K_NAME;
-    cc['.'] |= K_NAME;
-    cc['-'] |= K_NAME;
-    cc['<'] &= (uint8_t)~(K_TEXT | K_ATTR);
-    cc['&'] &= (uint8_t)~(K_TEXT | K_ATTR);
-    cc[']'] &= (uint8_t)~(K_TEXT | K_CDATA);
-    cc['\''] &= (uint8_t)~K_ATTR;
-    cc['"'] &= (uint8_t)~K_ATTR;
-    cc['-'] &= (uint8_t)~K_CMT;
-    cc['?'] &= (uint8_t)~K_PI;
-    cc[' '] |= K_WS;
-    cc['\t'] = K_WS | K_TEXT | K_CDATA | K_CMT | K_PI;
-    cc['\n'] = K_WS | K_CDATA | K_CMT | K_PI;
-    cc['\r'] = K_WS | K_CMT | K_PI;
-}
-
-/* The first byte at or after p that is a control character, not ASCII, or
- * one of a, b and c, looked for 16 bytes at a time; a shorter tail is left
- * to the caller's table loop (which this only speeds up). */
-static inline size_t skip_plain(const unsigned char *s, size_t p, size_t n, char a, char b, char c)
-{
-#if defined(__SSE2__)
-    const __m128i sp = _mm_set1_epi8(0x20), va = _mm_set1_epi8(a), vb = _mm_set1_epi8(b),
-                  vc = _mm_set1_epi8(c);
-    while (n - p >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + p));
-        /* Signed: below 0x20 or 0x80 and up. */
-        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmplt_epi8(v, sp), _mm_cmpeq_epi8(v, va)),
-                                 _mm_or_si128(_mm_cmpeq_epi8(v, vb), _mm_cmpeq_epi8(v, vc)));
-        unsigned mask = (unsigned)_mm_movemask_epi8(m);
-        if (mask)
-            return p + (size_t)__builtin_ctz(mask);
-        p += 16;
-    }
-#else
-    (void)s, (void)n, (void)a, (void)b, (void)c;
-#endif
-    return p;
-}
-
-/* Bytes of the UTF-8 sequence a lead byte announces (as expat reads them:
- * C0 and C1 announce two and are then invalid); 0 if it cannot lead. */
-static int utf8_len(unsigned c)
-{
-    if (c < 0xC0)
-        return 0;
-    if (c < 0xE0)
-        return 2;
-    if (c < 0xF0)
-        return 3;
-    return c < 0xF5 ? 4 : 0;
-}
-
-/* 1 if the complete sequence is not a UTF-8 encoded XML character
- * (overlong, surrogate, U+FFFE/U+FFFF, beyond U+10FFFF). */
-static int utf8_bad(const unsigned char *s, int len)
-{
-    unsigned c = s[0];
-    if ((s[1] & 0xC0) != 0x80)
-        return 1;
-    if (len == 2)
-        return c < 0xC2;
-    if ((s[2] & 0xC0) != 0x80)
-        return 1;
-    if (len == 3) {
-        if (c == 0xE0 && s[1] < 0xA0)
-            return 1;
-        if (c == 0xED && s[1] > 0x9F)
-            return 1;
-        return c == 0xEF && s[1] == 0xBF && s[2] >= 0xBE;
-    }
-    if ((s[3] & 0xC0) != 0x80)
-        return 1;
-    if (c == 0xF0 && s[1] < 0x90)
-        return 1;
-    return c == 0xF4 && s[1] > 0x8F;
-}
-
-static int utf8_put(uint32_t ch, char *o)
-{
-    if (ch < 0x80) {
-        o[0] = (char)ch;
-        return 1;
-    }
-    if (ch < 0x800) {
-        o[0] = (char)(0xC0 | (ch >> 6));
-        o[1] = (char)(0x80 | (ch & 0x3F));
-        return 2;
-    }
-    if (ch < 0x10000) {
-        o[0] = (char)(0xE0 | (ch >> 12));
-        o[1] = (char)(0x80 | ((ch >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (ch & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (ch >> 18));
-    o[1] = (char)(0x80 | ((ch >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((ch >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (ch & 0x3F));
-    return 4;
-}
-
-static size_t utf8_size(uint32_t ch)
-{
-    return ch < 0x80 ? 1 : ch < 0x800 ? 2 : ch < 0x10000 ? 3 : 4;
-}
-
-/* A character reference must denote an XML 1.0 character. */
-static int charref_ok(uint32_t v)
-{
-    if (v < 0x20)
-        return v == 0x9 || v == 0xA || v == 0xD;
-    if (v >= 0xD800 && v <= 0xDFFF)
-        return 0;
-    return v != 0xFFFE && v != 0xFFFF && v < 0x110000;
-}
-
-static int hexval(unsigned c)
-{
-    if (c >= '0' && c <= '9')
-        return (int)(c - '0');
-    if (c >= 'a' && c <= 'f')
-        return (int)(c - 'a' + 10);
-    if (c >= 'A' && c <= 'F')
-        return (int)(c - 'A' + 10);
-    return -1;
-}
-
-/* The five predefined entities; 0 for any other name. */
-static char predefined(const char *s, size_t len)
-{
-    if (len == 2 && s[1] == 't' && (s[0] == 'l' || s[0] == 'g'))
-        return s[0] == 'l' ? '<' : '>';
-    if (len == 3 && !memcmp(s, "amp", 3))
-        return '&';
-    if (len == 4 && !memcmp(s, "quot", 4))
-        return '"';
-    if (len == 4 && !memcmp(s, "apos", 4))
-        return '\'';
-    return 0;
-}
 
 enum { PH_PROLOG, PH_CONTENT, PH_CLOSED };
 
@@ -366,14 +197,6 @@ static void ns_reset(xml_scan_t *sc)
 
 /* ---- input ---- */
 
-/* 1 if a stream starting with these bytes would make expat switch to
- * UTF-16 (a NUL in the first two bytes, or a UTF-16 byte order mark). */
-static int xml_scan_utf16(const char *p, size_t n)
-{
-    const unsigned char *s = (const unsigned char *)p;
-    return (n >= 1 && (s[0] == 0 || s[0] == 0xFE || s[0] == 0xFF)) || (n >= 2 && s[1] == 0);
-}
-
 /* Makes the unit start q bytes further (at the current p when q == p). */
 static void unit_advance(xml_scan_t *sc, size_t q)
 {
@@ -444,7 +267,7 @@ static size_t ref_decode(const char *r, char *o, size_t *olen)
             for (i = 2; r[i] != ';'; i++)
                 v = v * 10 + (uint32_t)(r[i] - '0');
         }
-        *olen = (size_t)utf8_put(v, o);
+        *olen = (size_t)xml_scan_utf8_put(v, o);
     } else {
         while (r[i] != ';')
             i++;
@@ -756,108 +579,13 @@ static int etag_done(xml_scan_t *sc, size_t end)
     return after_cb(sc, end);
 }
 
-/* ---- the XML declaration ---- */
-
-static int xd_space(int c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-/* One pseudo-attribute of the XML declaration, read as expat reads it.
- * Returns 0 if malformed; *name is NULL when there is none. */
-static int xd_pseudo(const char **pp, const char *end, const char **name, size_t *nlen,
-                     const char **val, size_t *vlen)
-{
-    const char *p = *pp;
-    *name = NULL;
-    if (p == end)
-        return 1;
-    if (!xd_space(*p))
-        return 0;
-    while (p < end && xd_space(*p))
-        p++;
-    if (p == end)
-        return 1;
-    const char *nm = p;
-    for (;;) {
-        if (p == end || (unsigned char)*p >= 0x80)
-            return 0;
-        if (*p == '=')
-            break;
-        if (xd_space(*p)) {
-            *nlen = (size_t)(p - nm);
-            while (p < end && xd_space(*p))
-                p++;
-            if (p == end || *p != '=')
-                return 0;
-            goto eq;
-        }
-        p++;
-    }
-    *nlen = (size_t)(p - nm);
-eq:
-    if (*nlen == 0)
-        return 0;
-    p++;
-    while (p < end && xd_space(*p))
-        p++;
-    if (p == end || (*p != '\'' && *p != '"'))
-        return 0;
-    char open = *p++;
-    const char *v = p;
-    for (;; p++) {
-        if (p == end)
-            return 0;
-        if (*p == open)
-            break;
-        if (!(cc[(unsigned char)*p] & K_NAME))
-            return 0;
-    }
-    *name = nm;
-    *val = v;
-    *vlen = (size_t)(p - v);
-    *pp = p + 1;
-    return 1;
-}
-
-static int xd_is(const char *s, size_t len, const char *kw)
-{
-    return len == strlen(kw) && !memcmp(s, kw, len);
-}
-
-/* Checks the XML declaration's pseudo-attributes (between "<?xml" and "?>"). */
-static int xmldecl_ok(const char *p, const char *end)
-{
-    const char *name, *val;
-    size_t nlen = 0, vlen = 0;
-    if (!xd_pseudo(&p, end, &name, &nlen, &val, &vlen) || !name || !xd_is(name, nlen, "version"))
-        return 0;
-    if (!xd_pseudo(&p, end, &name, &nlen, &val, &vlen))
-        return 0;
-    if (!name)
-        return 1;
-    if (xd_is(name, nlen, "encoding")) {
-        if (!vlen || !((val[0] >= 'a' && val[0] <= 'z') || (val[0] >= 'A' && val[0] <= 'Z')))
-            return 0;
-        if (!xd_pseudo(&p, end, &name, &nlen, &val, &vlen))
-            return 0;
-        if (!name)
-            return 1;
-    }
-    if (!xd_is(name, nlen, "standalone") || !(xd_is(val, vlen, "yes") || xd_is(val, vlen, "no")))
-        return 0;
-    while (p < end && xd_space(*p))
-        p++;
-    return p == end;
-}
-
 /* ---- the state machine ---- */
 
 #define NEED() goto need
 /* Needs k more bytes (from p) to go on. */
 #define WANT(k) do { if (n - p < (size_t)(k)) NEED(); } while (0)
 /* Skips white space and needs a byte after it. */
-#define SKIP_WS() do { while (p < n && (cc[s[p]] & K_WS)) p++; WANT(1); } while (0)
+#define SKIP_WS() do { while (p < n && (xml_scan_cc[s[p]] & K_WS)) p++; WANT(1); } while (0)
 #define FAIL(e, ...) do { sc->p = p; return scan_fail(sc, e, __VA_ARGS__); } while (0)
 #define UNSURE(what) FAIL(XSCAN_UNSURE, "not judged: %s", what)
 #define RET() do { sc->p = p; return sc->err; } while (0)
@@ -888,7 +616,7 @@ static int char_check(xml_scan_t *sc, const unsigned char *s, size_t p, size_t n
         return scan_fail(sc, XS_ERR_NOT_WELL_FORMED, "invalid UTF-8");
     if (n - p < (size_t)l)
         return 1;
-    if (utf8_bad(s + p, l))
+    if (xml_scan_utf8_bad(s + p, l))
         return scan_fail(sc, XS_ERR_NOT_WELL_FORMED, "invalid UTF-8 or character");
     *len = (size_t)l;
     return 0;
@@ -905,7 +633,7 @@ static int name_nonascii(xml_scan_t *sc, const unsigned char *s, size_t p, size_
         return scan_fail(sc, XS_ERR_NOT_WELL_FORMED, "invalid UTF-8 in a name");
     if (n - p < (size_t)l)
         return 1;
-    if (utf8_bad(s + p, l))
+    if (xml_scan_utf8_bad(s + p, l))
         return scan_fail(sc, XS_ERR_NOT_WELL_FORMED, "invalid UTF-8 in a name");
     sc->unsure = 1;
     *len = (size_t)l;
@@ -1003,7 +731,7 @@ static int scan(xml_scan_t *sc)
                     RELOAD();
                 }
                 size_t q = skip_plain(s, p, n, '<', '&', ']');
-                while (q < n && (cc[s[q]] & K_TEXT))
+                while (q < n && (xml_scan_cc[s[q]] & K_TEXT))
                     q++;
                 pend += top ? 0 : q - p;
                 p = q;
@@ -1029,7 +757,7 @@ static int scan(xml_scan_t *sc)
                     /* A complete valid character stays in the run;
                      * otherwise the run is reported first. */
                     int l = utf8_len(c);
-                    if (l && n - p >= (size_t)l && !utf8_bad(s + p, l)) {
+                    if (l && n - p >= (size_t)l && !xml_scan_utf8_bad(s + p, l)) {
                         p += (size_t)l;
                         pend += top ? 0 : (size_t)l;
                         continue;
@@ -1064,7 +792,7 @@ static int scan(xml_scan_t *sc)
         case S_LT: L_S_LT: {
             WANT(1);
             unsigned c = s[p];
-            if ((cc[c] & K_NMSTRT) || c >= 0x80) {
+            if ((xml_scan_cc[c] & K_NMSTRT) || c >= 0x80) {
                 /* The name run below reads (and judges) the first character. */
                 sc->name = p;
                 sc->had_colon = 0;
@@ -1093,14 +821,14 @@ static int scan(xml_scan_t *sc)
             /* A QName: at most one colon, each part starting with a name
              * start character. */
             for (;;) {
-                NAME_RUN(cc[s[p]] & K_NAME);
+                NAME_RUN(xml_scan_cc[s[p]] & K_NAME);
                 WANT(1);
                 if (s[p] != ':')
                     break;
                 if (sc->had_colon)
                     FAIL(XS_ERR_NOT_WELL_FORMED, "more than one colon in a name");
                 WANT(2);
-                if (!(cc[s[p + 1]] & K_NMSTRT) && s[p + 1] < 0x80)
+                if (!(xml_scan_cc[s[p + 1]] & K_NMSTRT) && s[p + 1] < 0x80)
                     FAIL(XS_ERR_NOT_WELL_FORMED, "bad character after a colon");
                 sc->had_colon = 1;
                 if (sc->st == S_STAG_NAME)
@@ -1114,7 +842,7 @@ static int scan(xml_scan_t *sc)
                 xattr_t *a = &sc->att[sc->natt - 1];
                 a->nlen = p - a->name;
                 p++;
-                if (cc[c] & K_WS)
+                if (xml_scan_cc[c] & K_WS)
                     GO(S_ATT_NAME_SP);
                 if (c == '=')
                     GO(S_ATT_EQ);
@@ -1122,7 +850,7 @@ static int scan(xml_scan_t *sc)
             }
             sc->nlen = p - sc->name;
             p++;
-            if (cc[c] & K_WS)
+            if (xml_scan_cc[c] & K_WS)
                 GO(S_STAG_SP);
             else if (c == '/')
                 GO(S_STAG_SLASH);
@@ -1136,7 +864,7 @@ static int scan(xml_scan_t *sc)
         case S_STAG_SP: L_S_STAG_SP: {
             SKIP_WS();
             unsigned c = s[p];
-            if ((cc[c] & K_NMSTRT) || c >= 0x80) {
+            if ((xml_scan_cc[c] & K_NMSTRT) || c >= 0x80) {
                 att_new(sc, p);
                 sc->had_colon = 0;
                 GO(S_ATT_NAME);
@@ -1171,7 +899,7 @@ static int scan(xml_scan_t *sc)
             xattr_t *a = &sc->att[sc->natt - 1];
             for (;;) {
                 size_t q = skip_plain(s, p, n, '<', '&', sc->quote);
-                while (q < n && (cc[s[q]] & K_ATTR))
+                while (q < n && (xml_scan_cc[s[q]] & K_ATTR))
                     q++;
                 a->dlen += q - p;
                 p = q;
@@ -1214,7 +942,7 @@ static int scan(xml_scan_t *sc)
         case S_ATT_AFTER: L_S_ATT_AFTER: {
             WANT(1);
             unsigned c = s[p++];
-            if (cc[c] & K_WS)
+            if (xml_scan_cc[c] & K_WS)
                 GO(S_STAG_SP);
             else if (c == '/')
                 GO(S_STAG_SLASH);
@@ -1235,7 +963,7 @@ static int scan(xml_scan_t *sc)
 
         case S_ETAG_START: L_S_ETAG_START:
             WANT(1);
-            if (!(cc[s[p]] & K_NMSTRT) && s[p] < 0x80)
+            if (!(xml_scan_cc[s[p]] & K_NMSTRT) && s[p] < 0x80)
                 FAIL(XS_ERR_NOT_WELL_FORMED, "bad character in an end tag");
             sc->name = p;
             {
@@ -1243,7 +971,8 @@ static int scan(xml_scan_t *sc)
                  * compare it whole instead of reading it byte by byte. */
                 const char *want = sc->depth ? (const char *)s + sc->open[sc->depth - 1].name : sc->root_q;
                 size_t wl = sc->depth ? sc->open[sc->depth - 1].nlen : sc->root_qlen;
-                if (n - p > wl && !memcmp(s + p, want, wl) && (s[p + wl] == '>' || (cc[s[p + wl]] & K_WS))) {
+                if (n - p > wl && !memcmp(s + p, want, wl) &&
+                    (s[p + wl] == '>' || (xml_scan_cc[s[p + wl]] & K_WS))) {
                     sc->nlen = wl;
                     p += wl + 1;
                     if (s[p - 1] != '>')
@@ -1255,12 +984,12 @@ static int scan(xml_scan_t *sc)
             GO(S_ETAG_NAME);
 
         case S_ETAG_NAME: L_S_ETAG_NAME: {
-            NAME_RUN((cc[s[p]] & K_NAME) || s[p] == ':');
+            NAME_RUN((xml_scan_cc[s[p]] & K_NAME) || s[p] == ':');
             WANT(1);
             unsigned c = s[p];
             sc->nlen = p - sc->name;
             p++;
-            if (cc[c] & K_WS)
+            if (xml_scan_cc[c] & K_WS)
                 GO(S_ETAG_SP);
             else if (c == '>')
                 STEP_TAG(etag_done(sc, p));
@@ -1301,7 +1030,7 @@ static int scan(xml_scan_t *sc)
 
         case S_COMMENT: L_S_COMMENT:
             for (;;) {
-                while (p < n && (cc[s[p]] & K_CMT))
+                while (p < n && (xml_scan_cc[s[p]] & K_CMT))
                     p++;
                 WANT(1);
                 if (s[p] == '-') {
@@ -1339,7 +1068,7 @@ static int scan(xml_scan_t *sc)
         case S_CDATA: L_S_CDATA:
             for (;;) {
                 size_t q = p;
-                while (q < n && (cc[s[q]] & K_CDATA))
+                while (q < n && (xml_scan_cc[s[q]] & K_CDATA))
                     q++;
                 if (q > p && sc->depth == 0)
                     sc->keep = q;   /* see the end of xml_scan_feed */
@@ -1379,16 +1108,16 @@ static int scan(xml_scan_t *sc)
 
         case S_PI_START: L_S_PI_START:
             WANT(1);
-            if (!(cc[s[p]] & K_NMSTRT) && s[p] < 0x80)
+            if (!(xml_scan_cc[s[p]] & K_NMSTRT) && s[p] < 0x80)
                 FAIL(XS_ERR_NOT_WELL_FORMED, "bad processing instruction target");
             sc->name = p;
             GO(S_PI_TARGET);
 
         case S_PI_TARGET: L_S_PI_TARGET: {
-            NAME_RUN(cc[s[p]] & K_NAME);
+            NAME_RUN(xml_scan_cc[s[p]] & K_NAME);
             WANT(1);
             unsigned c = s[p];
-            if (!(cc[c] & K_WS) && c != '?')
+            if (!(xml_scan_cc[c] & K_WS) && c != '?')
                 FAIL(XS_ERR_NOT_WELL_FORMED, "bad character in a processing instruction target");
             size_t tl = p - sc->name;
             const unsigned char *t = s + sc->name;
@@ -1413,7 +1142,7 @@ static int scan(xml_scan_t *sc)
                 p++;
             } else {
                 for (;;) {
-                    while (p < n && (cc[s[p]] & K_PI))
+                    while (p < n && (xml_scan_cc[s[p]] & K_PI))
                         p++;
                     WANT(1);
                     if (s[p] == '?') {
@@ -1437,7 +1166,7 @@ static int scan(xml_scan_t *sc)
                 FAIL(XS_ERR_RESTRICTED, "processing instructions are not allowed");
             if (sc->phase != PH_PROLOG || sc->mark != sc->bom)
                 FAIL(XS_ERR_NOT_WELL_FORMED, "XML declaration not at start of entity");
-            if (!xmldecl_ok((const char *)s + sc->pi_body, (const char *)s + p - 2))
+            if (!xml_scan_xmldecl_ok((const char *)s + sc->pi_body, (const char *)s + p - 2))
                 FAIL(XS_ERR_NOT_WELL_FORMED, "XML declaration not well-formed");
             sc->st = S_PROLOG;
             break;
@@ -1445,7 +1174,7 @@ static int scan(xml_scan_t *sc)
         case S_REF: L_S_REF: {
             WANT(1);
             unsigned c = s[p];
-            if (c == '#' || (cc[c] & K_NMSTRT))
+            if (c == '#' || (xml_scan_cc[c] & K_NMSTRT))
                 p++;
             else if (c < 0x80)
                 FAIL(XS_ERR_NOT_WELL_FORMED, "bad reference");
@@ -1463,7 +1192,7 @@ static int scan(xml_scan_t *sc)
             int bad = 0;
             uint32_t ch = 0;
             if (sc->st == S_REF_NAME) {
-                NAME_RUN(cc[s[p]] & K_NAME);
+                NAME_RUN(xml_scan_cc[s[p]] & K_NAME);
                 WANT(1);
                 if (s[p] != ';')
                     FAIL(XS_ERR_NOT_WELL_FORMED, "bad reference");
@@ -1534,7 +1263,7 @@ need:
 
 xml_scan_t *xml_scan_new(const xml_scan_cb_t *cb, void *ctx, const xml_limits_t *limits)
 {
-    classes_init();
+    xml_scan_classes_init();
     xml_scan_t *sc = xcalloc(1, sizeof *sc);
     if (cb)
         sc->cb = *cb;
@@ -1644,178 +1373,4 @@ int xml_scan_unsure(const xml_scan_t *sc)
 const char *xml_scan_error_text(const xml_scan_t *sc)
 {
     return sc->err ? sc->errtext : "";
-}
-
-/* ---- xml_scan_stream ---- */
-
-struct xml_scan_stream {
-    xml_stream_cb_t cb;
-    void *ctx;
-    xml_scan_t *sc;
-    xml_stream_t *xs;
-    int passthrough;
-    int events;        /* xml_stream events during a hand-off */
-    int xs_closed;
-    xs_err_t err;
-    char errtext[64];  /* when the error is the wrapper's own */
-};
-
-static void w_open(void *ctx, const xml_node_t *hdr, const char *default_ns)
-{
-    xml_scan_stream_t *ss = ctx;
-    ss->events++;
-    if (ss->cb.on_open)
-        ss->cb.on_open(ss->ctx, hdr, default_ns);
-}
-
-static int w_classify(void *ctx, const char *ns, const char *name, const char **attrs)
-{
-    xml_scan_stream_t *ss = ctx;
-    if (!ss->cb.classify || !ss->cb.on_raw)
-        return XS_TREE;
-    return ss->cb.classify(ss->ctx, ns, name, attrs);
-}
-
-static void w_stanza(void *ctx, xml_node_t *st)
-{
-    xml_scan_stream_t *ss = ctx;
-    ss->events++;
-    if (ss->cb.on_stanza)
-        ss->cb.on_stanza(ss->ctx, st);
-    else
-        xml_free(st);
-}
-
-static void w_raw(void *ctx, const char *ns, const char *name, const char **attrs,
-                  const char *bytes, size_t len)
-{
-    xml_scan_stream_t *ss = ctx;
-    ss->events++;
-    if (ss->cb.on_raw)
-        ss->cb.on_raw(ss->ctx, ns, name, attrs, bytes, len);
-}
-
-static void w_close(void *ctx)
-{
-    xml_scan_stream_t *ss = ctx;
-    ss->events++;
-    ss->xs_closed = 1;
-    if (ss->cb.on_close)
-        ss->cb.on_close(ss->ctx);
-}
-
-static const xml_stream_cb_t w_cb = { w_open, w_classify, w_stanza, w_raw, w_close };
-
-/* Gives one unit the scanner framed (header or element) to xml_stream. It
- * must report something; if it waits for more instead, or the stream is
- * over, the rest of the stream is its alone. */
-static void handoff(xml_scan_stream_t *ss, const char *bytes, size_t len)
-{
-    ss->events = 0;
-    xs_err_t e = xml_stream_feed(ss->xs, bytes, len);
-    if (e != XS_OK) {
-        ss->err = e;
-        xml_scan_stop(ss->sc, 1);
-    } else if (ss->xs_closed || ss->events == 0) {
-        xml_scan_stop(ss->sc, 1);
-    }
-}
-
-static void s_header(void *ctx, const xscan_elem_t *hdr, const char *default_ns)
-{
-    (void)default_ns;
-    handoff(ctx, hdr->bytes, hdr->len);
-}
-
-static void s_element(void *ctx, const xscan_elem_t *el)
-{
-    xml_scan_stream_t *ss = ctx;
-    if (!el->unsure && ss->cb.classify && ss->cb.on_raw &&
-        ss->cb.classify(ss->ctx, el->ns, el->name, el->attrs) == XS_RAW)
-        ss->cb.on_raw(ss->ctx, el->ns, el->name, el->attrs, el->bytes, el->len);
-    else
-        handoff(ss, el->bytes, el->len);
-}
-
-static void s_close(void *ctx, const char *bytes, size_t len)
-{
-    (void)bytes, (void)len;
-    xml_scan_stream_t *ss = ctx;
-    /* xml_stream reads the closing tag and checks what follows. */
-    if (!ss->xs_closed)
-        xml_scan_stop(ss->sc, 0);
-}
-
-static const xml_scan_cb_t s_cb = { s_header, s_element, s_close };
-
-xml_scan_stream_t *xml_scan_stream_new(const xml_stream_cb_t *cb, void *ctx,
-                                       const xml_limits_t *limits)
-{
-    xml_scan_stream_t *ss = xcalloc(1, sizeof *ss);
-    if (cb)
-        ss->cb = *cb;
-    ss->ctx = ctx;
-    ss->sc = xml_scan_new(&s_cb, ss, limits);
-    ss->xs = xml_stream_new(&w_cb, ss, limits);
-    return ss;
-}
-
-void xml_scan_stream_free(xml_scan_stream_t *ss)
-{
-    if (!ss)
-        return;
-    xml_scan_free(ss->sc);
-    xml_stream_free(ss->xs);
-    free(ss);
-}
-
-xs_err_t xml_scan_stream_feed(xml_scan_stream_t *ss, const char *data, size_t len)
-{
-    if (ss->err)
-        return ss->err;
-    if (!ss->passthrough) {
-        int r = xml_scan_feed(ss->sc, data, len);
-        if (ss->err || r == XS_OK)
-            return ss->err;
-        /* From the unit the scanner was in, the stream is expat's, unless
-         * expat would read it as UTF-16. */
-        xml_scan_pending(ss->sc, &data, &len);
-        if (ss->sc->phase == PH_PROLOG && xml_scan_utf16(data, len)) {
-            ss->err = XS_ERR_NOT_WELL_FORMED;
-            snprintf(ss->errtext, sizeof ss->errtext, "the stream is not UTF-8");
-            return ss->err;
-        }
-        ss->passthrough = 1;
-    }
-    ss->err = xml_stream_feed(ss->xs, data, len);
-    return ss->err;
-}
-
-void xml_scan_stream_restart(xml_scan_stream_t *ss)
-{
-    xml_stream_restart(ss->xs);
-    if (!ss->passthrough)
-        xml_scan_restart(ss->sc);
-    ss->xs_closed = 0;
-    ss->errtext[0] = '\0';
-    /* Outside a callback a restart clears the error, as xml_stream's does
-     * (inside one there is none). */
-    ss->err = XS_OK;
-}
-
-const char *xml_scan_stream_error_text(const xml_scan_stream_t *ss)
-{
-    if (!ss->err)
-        return "";
-    return ss->errtext[0] ? ss->errtext : xml_stream_error_text(ss->xs);
-}
-
-int xml_scan_stream_passthrough(const xml_scan_stream_t *ss)
-{
-    return ss->passthrough;
-}
-
-const xml_scan_t *xml_scan_stream_scanner(const xml_scan_stream_t *ss)
-{
-    return ss->sc;
 }

@@ -685,10 +685,25 @@ static void trim_input(xml_stream_t *xs)
 }
 
 /* Parses in.data[off..] (bytes not yet seen by the parser). */
+/* 1 if the stream's first bytes hold a NUL or a UTF-16 byte order mark:
+ * expat then reads the stream as UTF-16 whatever encoding it was told, and
+ * XMPP is UTF-8 only (RFC 6120 section 11.6). */
+static int starts_as_utf16(const xml_stream_t *xs)
+{
+    const unsigned char *s = (const unsigned char *)xs->in.data;
+    size_t n = xs->in.len;
+    return (n >= 1 && (s[0] == 0 || s[0] == 0xFE || s[0] == 0xFF)) || (n >= 2 && s[1] == 0);
+}
+
 static xs_err_t parse_input(xml_stream_t *xs, size_t off)
 {
     for (;;) {
         enum XML_Status st = XML_STATUS_OK;
+        /* Judged before expat sees the second byte of a stream. */
+        if (xs->mode == MODE_STREAM && xs->in_base == 0 && off < 2 && starts_as_utf16(xs)) {
+            xs_fail(xs, XS_ERR_NOT_WELL_FORMED, "the stream is not UTF-8");
+            return xs->err;
+        }
         /* XML_Parse takes an int length. */
         while (off < xs->in.len && !xs->halted) {
             size_t n = xs->in.len - off;

@@ -471,6 +471,36 @@ static void test_limits(void **state)
     strbuf_free(&sb);
 }
 
+/* A stream that starts with a NUL or a UTF-16 byte order mark would make
+ * expat switch to UTF-16; it is refused at the start of every stream, in
+ * whatever split the bytes come, and only there. */
+static void test_utf16_refused(void **state)
+{
+    (void)state;
+    static const char *starts[] = { "\xFE\xFF\x00<", "\xFF\xFE<\x00", "\x00<\x00s", "<\x00s\x00" };
+    for (size_t i = 0; i < sizeof starts / sizeof *starts; i++) {
+        for (size_t step = 1; step <= 4; step++) {
+            rec_t r;
+            rec_init(&r, NULL);
+            xs_err_t e = XS_OK;
+            for (size_t off = 0; off < 4 && e == XS_OK; off += step)
+                e = xml_stream_feed(r.xs, starts[i] + off, 4 - off < step ? 4 - off : step);
+            assert_int_equal(e, XS_ERR_NOT_WELL_FORMED);
+            assert_non_null(strstr(xml_stream_error_text(r.xs), "not UTF-8"));
+            rec_done(&r);
+        }
+    }
+    /* The same bytes later in a stream are just bad characters (expat's verdict),
+     * and a UTF-8 BOM is fine. */
+    rec_t r;
+    rec_init(&r, NULL);
+    assert_int_equal(xml_stream_feed(r.xs, "\xEF\xBB\xBF" HDR, strlen(HDR) + 3), XS_OK);
+    assert_int_equal(r.opens, 1);
+    assert_int_equal(xml_stream_feed(r.xs, "<a>\x00</a>", 8), XS_ERR_NOT_WELL_FORMED);
+    assert_null(strstr(xml_stream_error_text(r.xs), "not UTF-8"));
+    rec_done(&r);
+}
+
 static void test_restart(void **state)
 {
     (void)state;
@@ -659,6 +689,7 @@ int main(void)
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_restart),
+        cmocka_unit_test(test_utf16_refused),
         cmocka_unit_test(test_no_deferral),
         cmocka_unit_test(test_parse_document),
         cmocka_unit_test(test_compact),
