@@ -87,6 +87,36 @@ static char *jid_stringprep(const char *s, size_t n, const Stringprep_profile *p
     }
 }
 
+/* Which profile an ASCII fast path stands in for. */
+enum { PREP_NODE, PREP_RESOURCE };
+
+/* Nodeprep and resourceprep of a pure ASCII string, without libidn: on ASCII
+ * both profiles map nothing and NFKC changes nothing, nodeprep folds A-Z and
+ * prohibits space, controls and "&'/:<>@, and resourceprep only prohibits
+ * controls. Most JIDs are ASCII and stringprep runs for every address of
+ * every stanza, so this is the common case (tests/unit/test_jid.c checks it
+ * against libidn for every ASCII character). Returns 0 and *out, or -1 when
+ * the string is refused; 1 when it is not pure ASCII. */
+static int jid_ascii_prep(const char *s, size_t n, int kind, char **out)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] >= 0x80)
+            return 1;
+    char *p = xmalloc(n + 1);
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if ((unsigned char)c < 0x20 || c == 0x7f ||
+            (kind == PREP_NODE && (c == ' ' || strchr("\"&'/:<>@", c)))) {
+            free(p);
+            return -1;
+        }
+        p[i] = (kind == PREP_NODE && c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+    }
+    p[n] = '\0';
+    *out = p;
+    return 0;
+}
+
 /* Prepares a node part; the part must be non-empty before and after. */
 static jid_err_t jid_node_prep(const char *s, size_t n, char **out)
 {
@@ -95,8 +125,11 @@ static jid_err_t jid_node_prep(const char *s, size_t n, char **out)
         return JID_ERR_NODE;
     if (!jid_utf8_valid(s, n))
         return JID_ERR_UTF8;
-    char *p = jid_stringprep(s, n, stringprep_xmpp_nodeprep);
-    if (!p)
+    char *p = NULL;
+    int fast = jid_ascii_prep(s, n, PREP_NODE, &p);
+    if (fast < 0)
+        return JID_ERR_NODE;
+    if (fast > 0 && !(p = jid_stringprep(s, n, stringprep_xmpp_nodeprep)))
         return JID_ERR_NODE;
     size_t len = strlen(p);
     if (len == 0) {
@@ -118,8 +151,11 @@ static jid_err_t jid_resource_prep(const char *s, size_t n, char **out)
         return JID_ERR_RESOURCE;
     if (!jid_utf8_valid(s, n))
         return JID_ERR_UTF8;
-    char *p = jid_stringprep(s, n, stringprep_xmpp_resourceprep);
-    if (!p)
+    char *p = NULL;
+    int fast = jid_ascii_prep(s, n, PREP_RESOURCE, &p);
+    if (fast < 0)
+        return JID_ERR_RESOURCE;
+    if (fast > 0 && !(p = jid_stringprep(s, n, stringprep_xmpp_resourceprep)))
         return JID_ERR_RESOURCE;
     size_t len = strlen(p);
     if (len == 0) {
@@ -182,6 +218,18 @@ static int jid_ldh_ok(const char *s)
 /* Prepares one domain label into sb. Returns 0 or -1. */
 static int jid_label_prep(const char *s, size_t n, strbuf_t *sb)
 {
+    /* An ASCII label that is not an A-label: nameprep only folds A-Z, and the
+     * LDH rule below refuses anything it would have let through. */
+    if (jid_is_ascii(s, n) && !(n >= 4 && strncasecmp(s, "xn--", 4) == 0)) {
+        size_t at = sb->len;
+        for (size_t i = 0; i < n; i++)
+            strbuf_putc(sb, (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] - 'A' + 'a') : s[i]);
+        if (jid_ldh_ok(sb->data + at))
+            return 0;
+        sb->len = at;
+        sb->data[at] = '\0';
+        return -1;
+    }
     char *label = xstrndup(s, n);
     int ok = 0;
     char *prepped = NULL, *ace = NULL;

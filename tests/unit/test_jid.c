@@ -12,6 +12,10 @@
 #include <string.h>
 
 #include "jid.h"
+#include <ctype.h>
+#include <idn-free.h>
+#include <idna.h>
+#include <stringprep.h>
 
 /* Parses s, expects success and the given prepared parts. */
 static void expect_jid(const char *s, const char *node, const char *domain, const char *resource)
@@ -359,6 +363,54 @@ static void test_domain_span(void **state)
     assert_null(jid_domain_span("/foo", &len));
 }
 
+/* libidn's verdict for one profile: the prepared string, or NULL. */
+static char *idn_ref(const char *s, const Stringprep_profile *profile)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", s);
+    if (stringprep(buf, sizeof buf, STRINGPREP_NO_UNASSIGNED, profile) != STRINGPREP_OK || !buf[0])
+        return NULL;
+    return strdup(buf);
+}
+
+static void expect_same(const char *in, char *got, char *want)
+{
+    if ((got == NULL) != (want == NULL) || (got && strcmp(got, want)))
+        fail_msg("%s: weft gives %s, libidn %s", in, got ? got : "(refused)", want ? want : "(refused)");
+    free(got);
+    free(want);
+}
+
+/* The ASCII fast paths of nodeprep, resourceprep and nameprep agree with
+ * libidn for every ASCII character, alone and inside a part. */
+static void test_ascii_fast_path(void **state)
+{
+    (void)state;
+    for (int c = 1; c < 128; c++) {
+        char forms[3][16];
+        snprintf(forms[0], sizeof forms[0], "%c", c);
+        snprintf(forms[1], sizeof forms[1], "Ab%cZ9", c);
+        snprintf(forms[2], sizeof forms[2], "%cx-Y", c);
+        for (int f = 0; f < 3; f++) {
+            const char *in = forms[f];
+            expect_same(in, jid_prep_node(in), idn_ref(in, stringprep_xmpp_nodeprep));
+            expect_same(in, jid_prep_resource(in), idn_ref(in, stringprep_xmpp_resourceprep));
+            if (c == '.')
+                continue; /* a label separator, not part of a label */
+            /* A label: libidn's ToASCII with the STD3 rules, folded as nameprep folds. */
+            char *want = NULL, *ace = NULL;
+            if (idna_to_ascii_8z(in, &ace, IDNA_USE_STD3_ASCII_RULES) == IDNA_SUCCESS && ace) {
+                want = strdup(ace);
+                for (char *q = want; *q; q++)
+                    *q = (char)tolower((unsigned char)*q);
+            }
+            if (ace)
+                idn_free(ace);
+            expect_same(in, jid_prep_domain(in), want);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +427,7 @@ int main(void)
         cmocka_unit_test(test_unassigned),
         cmocka_unit_test(test_build_copy_helpers),
         cmocka_unit_test(test_domain_span),
+        cmocka_unit_test(test_ascii_fast_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
