@@ -85,6 +85,18 @@ void sasl_client_free(sasl_client_t *c);
  * more is expected, SASL_DONE once the server's final message (server signature)
  * verified, SASL_FAIL on a bad server signature or malformed challenge. */
 sasl_result_t sasl_client_step(sasl_client_t *c, const char *in, size_t inlen, strbuf_t *out);
+/* What a client may keep per account to skip PBKDF2 on its next login (RFC
+ * 5802 section 5.1: clients may store SaltedPassword). The caller keeps one
+ * per account and password; the client uses it when the server's hash, salt
+ * and iteration count match, and fills it otherwise. Zeroed = empty. */
+typedef struct scram_salted {
+    scram_hash_t hash;
+    unsigned iterations;
+    size_t salt_len;
+    unsigned char salt[SCRAM_MAX_SALT * 4];
+    unsigned char salted[SCRAM_MAX_HASH];
+} scram_salted_t;
+void sasl_client_set_salted_cache(sasl_client_t *c, scram_salted_t *slot);
 /* For tests: fix the client nonce instead of a random one. */
 void sasl_client_set_nonce(sasl_client_t *c, const char *nonce);
 void sasl_server_set_nonce(sasl_server_t *s, const char *nonce);

@@ -806,6 +806,7 @@ struct sasl_client {
     char *nonce;                          /* client part */
     char *client_first_bare;
     unsigned char server_sig[SCRAM_MAX_HASH];
+    scram_salted_t *salted_cache;         /* the caller's, may be NULL */
 };
 
 /* Channel binding choice: -PLUS binds with tls-exporter when the TLS layer has
@@ -881,6 +882,36 @@ void sasl_client_set_nonce(sasl_client_t *c, const char *nonce)
     c->nonce = nonce ? xstrdup(nonce) : NULL;
 }
 
+void sasl_client_set_salted_cache(sasl_client_t *c, scram_salted_t *slot)
+{
+    c->salted_cache = slot;
+}
+
+/* SaltedPassword: from the caller's cache when hash, salt and iterations
+ * match, else PBKDF2 (and the cache is filled). */
+static int scram_client_salted(sasl_client_t *c, scram_hash_t h, const unsigned char *salt,
+                               size_t salt_len, unsigned iter, unsigned char *salted)
+{
+    size_t hl = scram_hash_len(h);
+    scram_salted_t *k = c->salted_cache;
+    if (k && k->iterations == iter && k->hash == h && k->salt_len == salt_len &&
+        !memcmp(k->salt, salt, salt_len)) {
+        memcpy(salted, k->salted, hl);
+        return 0;
+    }
+    if (PKCS5_PBKDF2_HMAC(c->password, (int)strlen(c->password), salt, (int)salt_len, (int)iter,
+                          scram_md(h), (int)hl, salted) != 1)
+        return -1;
+    if (k && salt_len <= sizeof k->salt) {
+        k->hash = h;
+        k->iterations = iter;
+        k->salt_len = salt_len;
+        memcpy(k->salt, salt, salt_len);
+        memcpy(k->salted, salted, hl);
+    }
+    return 0;
+}
+
 static sasl_result_t scram_client_fail(sasl_client_t *c, strbuf_t *out)
 {
     strbuf_reset(out);
@@ -916,8 +947,7 @@ static sasl_result_t scram_client_final(sasl_client_t *c, const char *msg, size_
 
     strbuf_init(&am);
     strbuf_init(&wo);
-    if (PKCS5_PBKDF2_HMAC(c->password, (int)strlen(c->password), salt, (int)salt_len, (int)iter,
-                          scram_md(h), (int)hl, salted) != 1 ||
+    if (scram_client_salted(c, h, salt, salt_len, iter, salted) < 0 ||
         scram_hmac(h, salted, hl, "Client Key", 10, ckey) < 0 ||
         scram_digest(h, ckey, hl, stored) < 0 ||
         scram_hmac(h, salted, hl, "Server Key", 10, skey) < 0)

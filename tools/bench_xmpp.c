@@ -1321,6 +1321,8 @@ static void usage(void)
             "  --host IP --port N --domain D       server address and XMPP domain\n"
             "  --tls none|starttls|direct          (certificates are not verified)\n"
             "  --mech PLAIN|SCRAM-SHA-1|SCRAM-SHA-256\n"
+            "  --no-scram-cache   run PBKDF2 on every login instead of keeping SaltedPassword\n"
+            "                     per account as real clients do\n"
             "  --users N --user-template bench%%d --password P\n"
             "  --register none|ibr|'cmd:TEMPLATE'   TEMPLATE: %%u user %%p password %%d domain\n"
             "  --scenario register|idle|chat|steady|login|fanout\n"
@@ -1353,12 +1355,14 @@ int main(int argc, char **argv)
         {"procs", 1, 0, 'I'}, {"settle", 1, 0, 'e'}, {"label", 1, 0, 'l'},
         {"cmd-jobs", 1, 0, 'j'}, {"peer-host", 1, 0, 'A'}, {"peer-port", 1, 0, 'B'},
         {"peer-domain", 1, 0, 'D'}, {"rate", 1, 0, 'T'}, {"drain", 1, 0, 'N'},
-        {"ready-file", 1, 0, 'F'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"ready-file", 1, 0, 'F'}, {"no-scram-cache", 0, 0, 'C'}, {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
     const char *tls = "none";
     tgt.domain = "localhost";
     tgt.mech = "SCRAM-SHA-256";
     tgt.password = "bench-password";
     tgt.user_template = "bench%d";
+    tgt.scram_cache = 1;
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
@@ -1389,6 +1393,7 @@ int main(int argc, char **argv)
         case 'T': opt.rate = atof(optarg); break;
         case 'N': opt.drain = atof(optarg); break;
         case 'F': opt.ready_file = optarg; break;
+        case 'C': tgt.scram_cache = 0; break;
         case 'i': {
             char *d = xstrdup(optarg), *save = NULL;
             for (char *t = strtok_r(d, ",", &save); t && npids < MAX_PIDS; t = strtok_r(NULL, ",", &save))

@@ -31,6 +31,7 @@ typedef struct bx_target {
     const char *mech;        /* SASL mechanism to insist on */
     const char *password;
     const char *user_template;  /* printf-style with one %d */
+    int scram_cache;         /* keep SaltedPassword per account, as real clients do */
 } bx_target_t;
 
 /* Connection flags: what to do after bind. */

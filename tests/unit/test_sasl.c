@@ -166,6 +166,43 @@ static void test_rfc5802_client(void **state)
     strbuf_free(&out);
 }
 
+/* A client given a SaltedPassword slot fills it on the first login and uses
+ * it on the next one with the same salt and count: a client whose password
+ * is wrong still proves the cached one. Another count recomputes. */
+static void test_client_salted_cache(void **state)
+{
+    (void)state;
+    scram_salted_t slot;
+    memset(&slot, 0, sizeof slot);
+    const char *sf = "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096";
+    const char *want = "c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts=";
+    const char *passwords[] = { "pencil", "not-the-password" };
+    strbuf_t out;
+    strbuf_init(&out);
+    for (int i = 0; i < 2; i++) {
+        sasl_client_t *c = sasl_client_new("SCRAM-SHA-1", "user", passwords[i], NULL, NULL);
+        sasl_client_set_salted_cache(c, &slot);
+        sasl_client_set_nonce(c, "fyko+d2lbbFgONRv9qkxdawL");
+        step_ok(sasl_client_step(c, NULL, 0, &out), SASL_CONTINUE);
+        step_ok(sasl_client_step(c, sf, strlen(sf), &out), SASL_CONTINUE);
+        assert_string_equal(out.data, want);
+        assert_int_equal(slot.iterations, 4096);
+        assert_int_equal(slot.hash, SCRAM_SHA1);
+        sasl_client_free(c);
+    }
+    /* Another iteration count: PBKDF2 again, with the (wrong) password. */
+    const char *sf2 = "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4097";
+    sasl_client_t *c = sasl_client_new("SCRAM-SHA-1", "user", "not-the-password", NULL, NULL);
+    sasl_client_set_salted_cache(c, &slot);
+    sasl_client_set_nonce(c, "fyko+d2lbbFgONRv9qkxdawL");
+    step_ok(sasl_client_step(c, NULL, 0, &out), SASL_CONTINUE);
+    step_ok(sasl_client_step(c, sf2, strlen(sf2), &out), SASL_CONTINUE);
+    assert_int_equal(slot.iterations, 4097);
+    assert_null(strstr(out.data, "p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts="));
+    sasl_client_free(c);
+    strbuf_free(&out);
+}
+
 static void test_rfc5802_server(void **state)
 {
     (void)state;
@@ -795,6 +832,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rfc5802_client),
         cmocka_unit_test(test_rfc5802_server),
+        cmocka_unit_test(test_client_salted_cache),
         cmocka_unit_test(test_rfc7677_client),
         cmocka_unit_test(test_rfc7677_server),
         cmocka_unit_test(test_full_exchanges),
