@@ -65,8 +65,10 @@ size_t comp_client_buffered_bytes(const comp_client_t *c);
  * ignored: the router sent those stanzas again on the new link. */
 uint64_t comp_client_in_token(const comp_client_t *c);
 void comp_client_done(comp_client_t *c, uint64_t token);
-/* Sends </stream:stream> once everything is acknowledged (or at once with
- * force), then stops reconnecting; on_down is called when closed. */
+/* Once everything is acknowledged (or at once with force) sends the final
+ * ack and </stream:stream>, processes nothing more, and closes when the
+ * router answers (or after 2 s); it then stops reconnecting and calls
+ * on_down. */
 void comp_client_close(comp_client_t *c, int force);
 
 #endif
