@@ -23,7 +23,7 @@ class Profanity:
         self.home.mkdir()
         env = dict(os.environ, HOME=str(self.home), TERM="xterm")
         self.tmux(["new-session", "-d", "-s", "p", "-x", "200", "-y", "50", "profanity"], env=env)
-        time.sleep(1.5)
+        self.wait("Type '/help' to show complete help.")   # up and reading input
 
     def tmux(self, args, env=None):
         return subprocess.run(["tmux", "-L", self.sock, *args], capture_output=True, text=True,
@@ -37,6 +37,23 @@ class Profanity:
 
     def wait(self, text, timeout=15):
         assert wait_for(lambda: text in self.screen(), timeout, 0.2), self.screen()[-3000:]
+
+    def wait_roster(self, line, timeout=15):
+        """Waits until /roster lists `line`. /roster prints the client's roster as
+        it stands when the command runs and never asks the server again, so the
+        roster push for the step just taken may still be on its way: print it
+        again until the newest printout shows the line (which only a push from
+        the server can put there)."""
+        def shown():
+            scr = self.screen()
+            i = scr.rfind("Roster: jid")
+            return i >= 0 and line in scr[i:]
+        end = time.time() + timeout
+        while time.time() < end:
+            self.type("/roster")
+            if wait_for(shown, 1, 0.1):
+                return
+        assert shown(), self.screen()[-3000:]
 
     def connect(self, jid, password, port):
         self.type(f"/connect {jid} server 127.0.0.1 port {port} tls force")
@@ -75,10 +92,8 @@ def test_profanity_users_subscribe_see_presence_chat_and_get_offline_messages(sr
         a.wait("Received authorization request from bob@localhost")
         a.type("/sub allow bob@localhost")
         a.wait("bob@localhost (")            # bob's presence arrives
-        a.type("/roster")
-        a.wait("bob@localhost - both")
-        b.type("/roster")
-        b.wait("alice@localhost - both")
+        a.wait_roster("bob@localhost - both")
+        b.wait_roster("alice@localhost - both")
 
         a.type("/msg bob@localhost hello bob from profanity")
         b.wait("chat message: alice@localhost")
@@ -88,7 +103,7 @@ def test_profanity_users_subscribe_see_presence_chat_and_get_offline_messages(sr
         b.type("/disconnect")
         a.wait("bob@localhost has left")
         a.type("/msg bob@localhost sent while you were away")
-        time.sleep(1)
+        assert wait_for(lambda: "event=offline-stored user=bob@localhost" in srv.log("sm"), 15), srv.log("sm")
         before = b.screen().count("chat message: alice@localhost")
         b.type("/connect bob@localhost server 127.0.0.1 port %d tls force" % srv.port)
         b.wait("Enter password")
