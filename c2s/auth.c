@@ -28,17 +28,30 @@ char *sasl_saslprep(const char *s, int stored);
 static const char *const auth_mechs[] = {"SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256",
                                          "SCRAM-SHA-1", "PLAIN"};
 
-typedef struct auth_cbind {
+struct auth_cbind {
     unsigned char exporter[32], endpoint[TLS_CBIND_MAX], unique[TLS_CBIND_MAX];
     sasl_cbind_t cb;
-} auth_cbind_t;
+};
+typedef struct auth_cbind auth_cbind_t;
 
-/* Channel binding data of c's TLS session; 1 if there is any. */
+/* Channel binding data of c's TLS session; 1 if there is any. After the
+ * record takeover (client.c) the SSL is gone and what auth_cbind_keep saved
+ * serves; its pointers are aimed at a's own arrays here. */
 static int auth_cbind_get(client_t *c, auth_cbind_t *a)
 {
     memset(a, 0, sizeof *a);
     if (!c->tls || !c->bev)
         return 0;
+    if (c->cbind) {
+        *a = *c->cbind;
+        if (a->cb.tls_exporter)
+            a->cb.tls_exporter = a->exporter;
+        if (a->cb.tls_server_end_point)
+            a->cb.tls_server_end_point = a->endpoint;
+        if (a->cb.tls_unique)
+            a->cb.tls_unique = a->unique;
+        return a->cb.tls_exporter || a->cb.tls_server_end_point;
+    }
     SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
     if (!ssl)
         return 0;
@@ -57,6 +70,39 @@ static int auth_cbind_get(client_t *c, auth_cbind_t *a)
         a->cb.tls_unique_len = len;
     }
     return a->cb.tls_exporter || a->cb.tls_server_end_point;
+}
+
+/* Held only while an exchange runs: 300 bytes per connection otherwise. */
+struct auth_keys {
+    int have_256, have_1;
+    scram_keys_t k256, k1;
+};
+
+void auth_keys_drop(client_t *c)
+{
+    if (c->keys) {
+        OPENSSL_cleanse(c->keys, sizeof *c->keys);
+        free(c->keys);
+        c->keys = NULL;
+    }
+}
+
+void auth_cbind_keep(client_t *c)
+{
+    if (c->authed || c->cbind)
+        return;
+    auth_cbind_t *k = xmalloc(sizeof *k);
+    auth_cbind_get(c, k);
+    c->cbind = k;
+}
+
+void auth_cbind_drop(client_t *c)
+{
+    if (c->cbind) {
+        OPENSSL_cleanse(c->cbind, sizeof *c->cbind);
+        free(c->cbind);
+        c->cbind = NULL;
+    }
 }
 
 static int auth_mech_offered(client_t *c, const char *mech, int have_cbind)
@@ -96,10 +142,8 @@ static void auth_reset(client_t *c)
     c->sasl = NULL;
     c->mech[0] = '\0';
     c->awaiting_initial = 0;
-    strbuf_reset(&c->sasl_pending);
-    c->have_256 = c->have_1 = 0;
-    OPENSSL_cleanse(&c->keys256, sizeof c->keys256);
-    OPENSSL_cleanse(&c->keys1, sizeof c->keys1);
+    strbuf_free(&c->sasl_pending);
+    auth_keys_drop(c);
     free(c->node);
     c->node = NULL;
     if (c->state == CL_AUTH_WAIT)
@@ -162,12 +206,12 @@ static int auth_lookup(void *ctx, const char *authcid, scram_hash_t h, scram_key
     free(node);
     if (!same)
         return -1;
-    if (h == SCRAM_SHA256 && c->have_256) {
-        *out = c->keys256;
+    if (c->keys && h == SCRAM_SHA256 && c->keys->have_256) {
+        *out = c->keys->k256;
         return 0;
     }
-    if (h == SCRAM_SHA1 && c->have_1) {
-        *out = c->keys1;
+    if (c->keys && h == SCRAM_SHA1 && c->keys->have_1) {
+        *out = c->keys->k1;
         return 0;
     }
     return -1;
@@ -262,6 +306,7 @@ static void auth_result(client_t *c, sasl_result_t rc, strbuf_t *out)
     memcpy(c->mech, mech, sizeof mech);
     c->authed = 1;
     c->state = CL_AUTHED;
+    auth_cbind_drop(c);
     if (c->legacy)
         iqauth_done(c);      /* no stream restart in XEP-0078: bind now */
     else
@@ -342,8 +387,11 @@ void auth_authreg_answer(client_t *c, xml_node_t *ans)
     }
     if (type && !strcmp(type, "result")) {
         const char *k256 = xml_attr_get(ans, "sha256"), *k1 = xml_attr_get(ans, "sha1");
-        c->have_256 = k256 && scram_keys_parse(k256, &c->keys256) == 0 && c->keys256.hash == SCRAM_SHA256;
-        c->have_1 = k1 && scram_keys_parse(k1, &c->keys1) == 0 && c->keys1.hash == SCRAM_SHA1;
+        auth_keys_drop(c);
+        c->keys = xcalloc(1, sizeof *c->keys);
+        c->keys->have_256 = k256 && scram_keys_parse(k256, &c->keys->k256) == 0 &&
+                            c->keys->k256.hash == SCRAM_SHA256;
+        c->keys->have_1 = k1 && scram_keys_parse(k1, &c->keys->k1) == 0 && c->keys->k1.hash == SCRAM_SHA1;
     } else {
         const char *cond = ans ? xml_attr_get(ans, "condition") : NULL;
         if (!cond || strcmp(cond, "item-not-found")) {

@@ -22,6 +22,7 @@
 #include "daemon.h"
 #include "jid.h"
 #include "sasl.h"
+#include "tls_record.h"
 #include "xml.h"
 #include "xml_stream.h"
 
@@ -52,6 +53,7 @@ typedef struct c2s_cfg {
     char *tls_key;
     int tls_selfsigned;        /* create a self-signed cert when tls_cert is missing */
     int tls_required;          /* STARTTLS before SASL / IBR */
+    int tls_takeover;          /* after the handshake, run TLS 1.3 records without OpenSSL's SSL */
     double t_negotiation;      /* connect -> bound session */
     double t_idle;             /* nothing read for this long */
     double t_authreg;          /* sm answer to authreg / session start */
@@ -96,12 +98,15 @@ struct client {
     char sid_str[24];
     client_state_t state;
     struct bufferevent *bev;   /* NULL when detached (XEP-0198) */
-    struct bufferevent *raw;   /* the socket bufferevent under a STARTTLS filter */
+    struct bufferevent *raw;   /* the socket bufferevent: bev itself, or under bev's TLS filter */
+    tls_record_t *rec;         /* TLS records run by c2s once OpenSSL's SSL is freed (bev == raw) */
+    struct auth_cbind *cbind;  /* channel-binding data saved at the takeover, until authenticated */
     xml_stream_t *xs;
     char peer[64];             /* "ip:port" for logs */
     char ip[48];               /* per-IP accounting key */
     int counted;               /* holds a slot in the per-IP connection count */
     int tls;                   /* TLS is up */
+    int tls_kept;              /* TLS stays with OpenSSL (not TLS 1.3, ...): no takeover */
     int direct_tls;            /* came in on the XEP-0368 port */
     int starttls_pending;      /* <proceed/> sent, switch after it is flushed */
     int header_sent;
@@ -117,8 +122,7 @@ struct client {
     char mech[24];
     int awaiting_initial;      /* <auth/> came without an initial response */
     strbuf_t sasl_pending;     /* client message held while the authreg get runs */
-    int have_256, have_1;
-    scram_keys_t keys256, keys1;
+    struct auth_keys *keys;    /* the user's SCRAM keys while SASL runs (auth.c), else NULL */
     char *node;                /* nodeprep'd localpart being / been authenticated */
     unsigned auth_failures;
     int legacy;                /* the authentication running is XEP-0078, not SASL */
@@ -180,6 +184,11 @@ SSL_CTX *listen_tls_ctx(void);
 
 /* auth.c: SASL. */
 void auth_features(client_t *c, strbuf_t *out);
+/* Saves the TLS channel-binding data before OpenSSL's SSL goes (record
+ * takeover) when c is not authenticated yet; dropped once it is. */
+void auth_cbind_keep(client_t *c);
+void auth_cbind_drop(client_t *c);
+void auth_keys_drop(client_t *c);   /* forgets the SCRAM keys (cleansed) */
 void auth_handle(client_t *c, xml_node_t *el);
 void auth_authreg_answer(client_t *c, xml_node_t *ans);
 /* Checks a XEP-0078 password as SASL PLAIN checks one (msg is a PLAIN

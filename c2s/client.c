@@ -7,7 +7,12 @@
  * their client there) and a list for the cron. Invariants: a client leaves the
  * table when it is closed, so nothing is delivered to it after; a client_t and
  * its connection are only freed from a deferred callback (client_reap), never
- * from inside its own parser or bufferevent callbacks. */
+ * from inside its own parser or bufferevent callbacks.
+ *
+ * A connection is a socket bufferevent (raw) and, under TLS, OpenSSL's filter
+ * over it (bev); once the handshake is over the filter and its SSL give way
+ * to c2s's own TLS 1.3 record layer (client_tls_takeover, tls_record.c), and
+ * bev is raw again, carrying records. */
 #include "c2s.h"
 #include "comp_proto.h"
 #include "log.h"
@@ -26,6 +31,10 @@ static client_t *client_list;
 static size_t nclients;
 static uint64_t next_sid = 1;
 static struct ev_token_bucket_cfg *rate_cfg;
+/* sids waiting for a TLS takeover attempt (client_takeover_soon) */
+static uint64_t *takeover_q;
+static size_t takeover_len, takeover_cap;
+static struct event *takeover_ev;
 
 static void client_read_cb(struct bufferevent *bev, void *ctx);
 static void client_write_cb(struct bufferevent *bev, void *ctx);
@@ -97,12 +106,21 @@ void client_foreach(client_each_fn fn, void *arg)
 
 /* ---------------------------------------------------------------- freeing */
 
+/* The TLS filter is made without BEV_OPT_CLOSE_ON_FREE, so that the record
+ * takeover can free it and its SSL and keep the socket: here each of the
+ * three goes on its own. */
 static void client_release_conn(client_t *c)
 {
-    if (c->bev) {
+    if (c->bev && c->bev != c->raw) {
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
         bufferevent_free(c->bev);
-        c->bev = NULL;
+        SSL_free(ssl);
     }
+    if (c->raw)
+        bufferevent_free(c->raw);
+    c->bev = c->raw = NULL;
+    tls_record_free(c->rec);
+    c->rec = NULL;
     if (c->xs) {
         xml_stream_free(c->xs);
         c->xs = NULL;
@@ -125,9 +143,9 @@ static void client_free(client_t *c)
         c->lnext->lprev = c->lprev;
     nclients--;
     sasl_server_free(c->sasl);
+    auth_cbind_drop(c);
     strbuf_free(&c->sasl_pending);
-    OPENSSL_cleanse(&c->keys256, sizeof c->keys256);
-    OPENSSL_cleanse(&c->keys1, sizeof c->keys1);
+    auth_keys_drop(c);
     free(c->node);
     free(c->req_iq_id);
     free(c->bind_iq_id);
@@ -196,7 +214,14 @@ void client_write(client_t *c, const char *data, size_t len)
         client_connection_lost(c);
         return;
     }
-    bufferevent_write(c->bev, data, len);
+    if (!c->rec) {
+        bufferevent_write(c->bev, data, len);
+    } else if (tls_record_seal(c->rec, data, len, out) < 0) {
+        log_info("event=tls-failed peer=%s sid=%s reason=\"%s\"", c->peer, c->sid_str, tls_record_error(c->rec));
+        c->output_full = 1;
+        bufferevent_disable(c->bev, EV_READ);
+        client_connection_lost(c);
+    }
 }
 
 void client_write_node(client_t *c, const xml_node_t *el)
@@ -359,6 +384,13 @@ void client_free_all(void)
 {
     while (client_list)
         client_free(client_list);
+    if (takeover_ev) {
+        event_free(takeover_ev);
+        takeover_ev = NULL;
+    }
+    free(takeover_q);
+    takeover_q = NULL;
+    takeover_len = takeover_cap = 0;
     if (rate_cfg) {
         ev_token_bucket_cfg_free(rate_cfg);
         rate_cfg = NULL;
@@ -423,20 +455,26 @@ static void client_route_stanza(client_t *c, xml_node_t *st)
         client_stanza_error(c, st, "resource-constraint", "wait");
 }
 
+/* A TLS server filter over the socket bufferevent raw; it owns neither raw
+ * nor its SSL (see client_release_conn). NULL on failure. */
+static struct bufferevent *client_tls_filter(struct bufferevent *raw)
+{
+    SSL *ssl = SSL_new(listen_tls_ctx());
+    struct bufferevent *tb =
+        ssl ? bufferevent_openssl_filter_new(daemon_base(), raw, ssl, BUFFEREVENT_SSL_ACCEPTING, 0) : NULL;
+    if (!tb && ssl)
+        SSL_free(ssl);
+    return tb;
+}
+
 static void client_start_tls(client_t *c)
 {
     c->starttls_pending = 0;
     struct evbuffer *plain_in = bufferevent_get_input(c->bev);
     evbuffer_drain(plain_in, evbuffer_get_length(plain_in));
-    SSL *ssl = SSL_new(listen_tls_ctx());
-    struct bufferevent *tb = ssl ? bufferevent_openssl_filter_new(daemon_base(), c->bev, ssl,
-                                                                   BUFFEREVENT_SSL_ACCEPTING,
-                                                                   BEV_OPT_CLOSE_ON_FREE)
-                                 : NULL;
+    struct bufferevent *tb = client_tls_filter(c->raw);
     if (!tb) {
         log_warn("event=tls-failed peer=%s reason=setup", c->peer);
-        if (ssl)
-            SSL_free(ssl);
         client_close(c, CLOSE_SILENT);
         return;
     }
@@ -583,32 +621,148 @@ static const xml_stream_cb_t client_parser_cb = {
     .on_close = client_on_close,
 };
 
+/* ---------------------------------------------------------------- TLS takeover */
+
+/* tls.record-takeover: once the handshake is over and nothing is buffered on
+ * the way in or out, a connection's TLS leaves OpenSSL. What OpenSSL already
+ * encrypted stays queued on the socket and goes out first; from then on
+ * records are opened and sealed by tls_record.c, and the filter and its SSL
+ * (~13 KB per connection, docs/performance.md) are freed. Done as early as
+ * possible, before SASL and binding, so that the per-session objects made
+ * after it reuse the handshake's memory instead of pinning pages between
+ * freed handshake buffers. The channel-binding data SASL may still need is
+ * saved first (auth_cbind_keep). */
+static void client_tls_takeover(client_t *c)
+{
+    if (!c->tls || c->rec || c->tls_kept || !c->bev || c->bev == c->raw || c->detached ||
+        c->state == CL_CLOSED || c->starttls_pending || !c2s_config->tls_takeover)
+        return;
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    if (!ssl || !SSL_is_init_finished(ssl) || evbuffer_get_length(bufferevent_get_input(c->bev)) ||
+        evbuffer_get_length(bufferevent_get_output(c->bev)) || evbuffer_get_length(bufferevent_get_input(c->raw)) ||
+        SSL_has_pending(ssl) || SSL_want_write(ssl))
+        return;   /* busy or still shaking hands: next time */
+    auth_cbind_keep(c);
+    const char *why = NULL;
+    tls_record_t *r = tls_record_take(ssl, &why);
+    if (!r) {
+        auth_cbind_drop(c);
+        c->tls_kept = 1;
+        log_debug("event=tls-takeover peer=%s sid=%s result=kept reason=\"%s\"", c->peer, c->sid_str, why);
+        return;
+    }
+    bufferevent_free(c->bev);
+    SSL_free(ssl);
+    c->bev = c->raw;
+    c->rec = r;
+    bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    log_debug("event=tls-takeover peer=%s sid=%s result=done", c->peer, c->sid_str);
+}
+
+/* Takeovers wait for the end of the current callbacks (a filter cannot be
+ * freed from inside its own): session ids, not pointers, are queued, so a
+ * client freed meanwhile is simply not found. */
+static void client_takeover_run(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    for (size_t i = 0; i < takeover_len; i++) {
+        client_t *c = client_find(takeover_q[i]);
+        if (c)
+            client_tls_takeover(c);
+    }
+    takeover_len = 0;
+}
+
+static void client_takeover_soon(client_t *c)
+{
+    if (!c->tls || c->rec || c->tls_kept || !c2s_config->tls_takeover)
+        return;
+    if (takeover_len && takeover_q[takeover_len - 1] == c->sid)
+        return;
+    if (!takeover_ev) {
+        takeover_ev = event_new(daemon_base(), -1, 0, client_takeover_run, NULL);
+        if (!takeover_ev)
+            return;   /* the cron tries again */
+    }
+    if (takeover_len == takeover_cap) {
+        takeover_cap = takeover_cap ? 2 * takeover_cap : 64;
+        takeover_q = xrealloc(takeover_q, takeover_cap * sizeof *takeover_q);
+    }
+    takeover_q[takeover_len++] = c->sid;
+    event_active(takeover_ev, EV_TIMEOUT, 0);
+}
+
 /* ---------------------------------------------------------------- I/O */
+
+/* Feeds n bytes of the client's stream to its parser; 0, or -1 when the
+ * client is no longer one to read for (closed, detached). */
+static int client_feed(client_t *c, const char *data, size_t n)
+{
+    xs_err_t err = xml_stream_feed(c->xs, data, n);
+    if (c->state == CL_CLOSED || c->detached)
+        return -1;
+    if (err == XS_ERR_CLOSED) {
+        client_close(c, CLOSE_END);
+    } else if (err != XS_OK) {
+        log_info("event=parse-error peer=%s sid=%s detail=\"%s\"", c->peer, c->sid_str,
+                 xml_stream_error_text(c->xs));
+        client_stream_error(c, xs_err_condition(err), NULL);
+    }
+    return 0;
+}
+
+/* After the record takeover the socket carries TLS records: open each one
+ * and feed its plaintext. End of stream and TLS errors take the paths an
+ * OpenSSL filter would have reported through client_event_cb. */
+static void client_read_records(client_t *c, struct evbuffer *in)
+{
+    static strbuf_t plain;   /* shared: the parser copies what it keeps */
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    while (c->state != CL_CLOSED && !c->detached) {
+        strbuf_reset(&plain);
+        int rc = tls_record_open(c->rec, in, &plain, out);
+        if (plain.len && client_feed(c, plain.data, plain.len) < 0)
+            return;
+        if (rc == TLSR_OK)
+            continue;
+        if (rc == TLSR_AGAIN || c->state == CL_CLOSED)
+            return;
+        if (rc == TLSR_EOF) {
+            client_event_cb(c->bev, BEV_EVENT_READING | BEV_EVENT_EOF, c);
+        } else {
+            log_info("event=tls-failed peer=%s sid=%s reason=\"%s\"", c->peer, c->sid_str,
+                     tls_record_error(c->rec));
+            client_event_cb(c->bev, BEV_EVENT_READING | BEV_EVENT_ERROR, c);
+        }
+        return;
+    }
+}
 
 static void client_read_cb(struct bufferevent *bev, void *ctx)
 {
     client_t *c = ctx;
     struct evbuffer *in = bufferevent_get_input(bev);
     c->last_read = daemon_now();
+    if (c->rec) {
+        client_read_records(c, in);
+        return;
+    }
     while (c->state != CL_CLOSED && !c->detached && !c->starttls_pending && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;
         size_t n = v.iov_len;
-        xs_err_t err = xml_stream_feed(c->xs, v.iov_base, n);
-        if (c->state == CL_CLOSED || c->detached)
+        if (client_feed(c, v.iov_base, n) < 0)
             break;
         evbuffer_drain(in, n);
-        if (err == XS_ERR_CLOSED) {
-            client_close(c, CLOSE_END);
-        } else if (err != XS_OK) {
-            log_info("event=parse-error peer=%s sid=%s detail=\"%s\"", c->peer, c->sid_str,
-                     xml_stream_error_text(c->xs));
-            client_stream_error(c, xs_err_condition(err), NULL);
-        }
     }
     if (c->starttls_pending && c->state != CL_CLOSED)
         client_start_tls(c);
+    else if (c->tls && !c->rec && c->state != CL_CLOSED)
+        client_takeover_soon(c);
 }
 
 static void client_write_cb(struct bufferevent *bev, void *ctx)
@@ -623,8 +777,10 @@ static void client_event_cb(struct bufferevent *bev, short what, void *ctx)
 {
     (void)bev;
     client_t *c = ctx;
-    if (what & BEV_EVENT_CONNECTED)
+    if (what & BEV_EVENT_CONNECTED) {
+        client_takeover_soon(c);   /* the TLS handshake is over */
         return;
+    }
     if (what & BEV_EVENT_ERROR) {
         unsigned long e = bufferevent_get_openssl_error(bev);
         if (e) {
@@ -666,19 +822,17 @@ void client_accept(evutil_socket_t fd, const struct sockaddr *sa, int socklen, i
         return;
     }
     evutil_make_socket_nonblocking(fd);
-    struct bufferevent *bev;
-    if (direct_tls) {
-        SSL *ssl = SSL_new(listen_tls_ctx());
-        bev = ssl ? bufferevent_openssl_socket_new(daemon_base(), fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                   BEV_OPT_CLOSE_ON_FREE)
-                  : NULL;
-    } else {
-        bev = bufferevent_socket_new(daemon_base(), fd, BEV_OPT_CLOSE_ON_FREE);
-    }
+    /* Direct TLS, like STARTTLS, is a filter over a socket bufferevent, so
+     * that the record takeover can drop the filter and keep the socket. */
+    struct bufferevent *raw = bufferevent_socket_new(daemon_base(), fd, BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *bev = raw && direct_tls ? client_tls_filter(raw) : raw;
     if (!bev) {
         log_warn("event=connection-refused peer=%s reason=setup", peer);
         limits_conn_del(ip);
-        evutil_closesocket(fd);
+        if (raw)
+            bufferevent_free(raw);   /* closes fd */
+        else
+            evutil_closesocket(fd);
         return;
     }
     client_t *c = xcalloc(1, sizeof *c);
@@ -689,6 +843,7 @@ void client_accept(evutil_socket_t fd, const struct sockaddr *sa, int socklen, i
     snprintf(c->sid_str, sizeof c->sid_str, "%llu", (unsigned long long)c->sid);
     c->tls = c->direct_tls = direct_tls;
     c->bev = bev;
+    c->raw = raw;
     c->state = CL_OPEN;
     c->want_header = 1;
     c->opened = c->last_read = daemon_now();
@@ -710,7 +865,7 @@ void client_accept(evutil_socket_t fd, const struct sockaddr *sa, int socklen, i
             log_panic("event=rate-limit reason=token-bucket rate=%zu burst=%zu", c2s_config->rate,
                       c2s_config->burst);
     }
-    bufferevent_set_rate_limit(bev, rate_cfg);
+    bufferevent_set_rate_limit(raw, rate_cfg);
     c->lnext = client_list;
     if (client_list)
         client_list->lprev = c;
@@ -723,6 +878,7 @@ void client_accept(evutil_socket_t fd, const struct sockaddr *sa, int socklen, i
 }
 
 /* ---------------------------------------------------------------- cron */
+
 
 void client_cron(double now)
 {
@@ -764,9 +920,13 @@ void client_cron(double now)
         }
         if (c->state == CL_SESSION)
             smacks_cron(c, now);
-        /* An idle stream gives its parser back (~10 KB); the next byte from
-         * the client rebuilds it. */
-        if (c->xs && now - c->last_read >= 2.0)
+        client_tls_takeover(c);   /* in case no read came after a busy moment */
+        /* An idle stream gives its parser back (~10 KB) and its cipher
+         * contexts (~2 KB); the next byte from the client rebuilds them. */
+        if (c->xs && now - c->last_read >= 2.0) {
             xml_stream_compact(c->xs);
+            if (c->rec)
+                tls_record_idle(c->rec);
+        }
     }
 }

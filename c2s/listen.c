@@ -10,6 +10,7 @@
 #include "log.h"
 #include "net.h"
 #include "tls.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,17 @@ static void listen_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
     client_accept(fd, sa, socklen, *(int *)ctx);
 }
 
+/* tls.record-takeover: connections from ctx can leave OpenSSL once bound
+ * (client.c, common/tls_record.c). */
+static int listen_tls_prepare(SSL_CTX *ctx)
+{
+    if (c2s_config->tls_takeover && tls_record_ctx_prepare(ctx) < 0) {
+        log_error("event=start reason=tls-record-takeover detail=\"cannot fetch the TLS 1.3 ciphers\"");
+        return -1;
+    }
+    return 0;
+}
+
 static int listen_tls_setup(void)
 {
     char err[256];
@@ -55,7 +67,7 @@ static int listen_tls_setup(void)
         log_error("event=start reason=tls certificate=%s detail=\"%s\"", cfg->tls_cert, err);
         return -1;
     }
-    return 0;
+    return listen_tls_prepare(tls_ctx);
 }
 
 /* Opens every address of a space-separated list. A v6 address that the host
@@ -105,6 +117,11 @@ int listen_reload_tls(const char *cert, const char *key)
         return -1;
     }
     SSL_CTX *fresh = tls_server_ctx_new(cert, key, NULL, TLS_CLIENT_CERT_NONE, err, sizeof err);
+    if (fresh && listen_tls_prepare(fresh) < 0) {
+        SSL_CTX_free(fresh);
+        fresh = NULL;
+        snprintf(err, sizeof err, "tls.record-takeover setup failed");
+    }
     if (!fresh) {
         log_error("event=tls-reload result=failed certificate=%s key=%s detail=\"%s\" action=kept-old", cert, key,
                   err);

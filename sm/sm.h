@@ -20,7 +20,9 @@
 #define SM_NS_SESSION "urn:xmpp:weft:session:1"
 #define SM_NS_AUTHREG "urn:xmpp:weft:authreg:1"
 #define NS_CLIENT "jabber:client"
-#define SM_MAX_MODULES 32
+/* Per-user state slots (sm_module_slot). Every loaded user carries all of
+ * them: three are taken today; raise when a module needs one more. */
+#define SM_MAX_MODULES 8
 
 typedef struct sm_user sm_user_t;
 typedef struct sm_sess sm_sess_t;

@@ -549,3 +549,104 @@ def test_weftctl_sessions(srv, monkeypatch):
     r = weftctl("-S", str(srv.dir / "nothing.ctl"), "sessions")
     assert r.returncode == 1 and "cannot reach the sm" in r.stderr
     assert "runtime error" not in srv.log("sm") and "AddressSanitizer" not in srv.log("sm")
+
+
+# ---------------------------------------------------------------- TLS record takeover
+
+def wait_takeovers(srv, n):
+    assert wait_for(lambda: len(re.findall(r"event=tls-takeover [^\n]*result=done", srv.log("c2s"))) >= n, 10), \
+        srv.log("c2s")
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_tls_takeover_carries_the_stream(srv, direct):
+    """Bound sessions leave OpenSSL (tls.record-takeover, on by default) and
+    the stream goes on both ways: small stanzas, one stanza over several TLS
+    records, whitespace keepalives, the closing handshake."""
+    srv.start()
+    srv.register("tk1", "pw")
+    srv.register("tk2", "pw")
+    a = srv.login("tk1", "pw", resource="a", direct_tls=direct)
+    b = srv.login("tk2", "pw", resource="b", direct_tls=direct)
+    wait_takeovers(srv, 2)
+    for i in range(3):
+        a.send(f"<message to='tk2@localhost/b' id='m{i}' type='chat'><body>hello {i}</body></message>")
+        assert f"hello {i}</body>" in b.read_until(rf"hello {i}</body></message>")
+        b.send(" ")
+        b.send(f"<message to='tk1@localhost/a' type='chat'><body>back {i}</body></message>")
+        assert f"back {i}" in a.read_until(rf"back {i}</body></message>")
+    big = "".join(chr(ord("a") + i % 26) for i in range(100000))
+    a.send(f"<message to='tk2@localhost/b' type='chat'><body>{big}</body></message>")
+    got = b.read_until(r"</body></message>", timeout=20)
+    assert big in got
+    b.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+    assert "type='result'" in b.read_until(r"<iq[^>]*p1[^>]*>")
+    a.send("</stream:stream>")
+    assert "</stream:stream>" in a.read_closed()
+    assert wait_for(lambda: "event=session-end" in srv.log("c2s") and "jid=tk1@localhost/a" in srv.log("c2s"), 5)
+    assert "event=tls-failed" not in srv.log("c2s")
+
+
+def test_tls_takeover_close_notify_and_resume(srv):
+    """A TLS close_notify after the takeover is the end of the connection; a
+    XEP-0198 session then resumes on a new connection, which is taken over
+    in turn."""
+    srv.start()
+    srv.register("tk3", "pw")
+    srv.register("tk4", "pw")
+    h = srv.login("tk3", "pw", resource="phone")
+    h.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    previd = re.search(r"id='([^']+)'", h.read_until(r"<enabled[^>]*/>")).group(1)
+    i = srv.login("tk4", "pw", resource="pc")
+    wait_takeovers(srv, 2)
+    i.send("<message to='tk3@localhost/phone' type='chat'><body>one</body></message>")
+    h.read_until(r"one</body></message>")
+    h.send("<a xmlns='urn:xmpp:sm:3' h='1'/>")
+    time.sleep(0.2)
+    h.sock.unwrap()   # close_notify, TCP stays up
+    assert wait_for(lambda: "event=detached" in srv.log("c2s"), 5), srv.log("c2s")
+    i.send("<message to='tk3@localhost/phone' type='chat'><body>two</body></message>")
+    h2 = srv.login("tk3", "pw", bind=False)
+    h2.send(f"<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='1'/>")
+    assert "<body>two</body>" in h2.read_until(r"two</body></message>")
+    wait_takeovers(srv, 3)
+    i.send("<message to='tk3@localhost/phone' type='chat'><body>three</body></message>")
+    h2.read_until(r"three</body></message>")
+
+
+def test_tls_takeover_kept_for_tls12_and_when_off(srv):
+    srv.start()
+    srv.register("tk5", "pw")
+    srv.register("tk6", "pw")
+    c = RawClient(srv)
+    c.open()
+    c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+    c.read_until(r"<proceed[^>]*/>")
+    c.buf = ""
+    ctx = ssl.create_default_context(cafile=srv.cert)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    c.sock = ctx.wrap_socket(c.sock, server_hostname="localhost")
+    c.open()
+    assert c.auth("tk5", "pw")
+    c.bind("old")
+    assert wait_for(lambda: 'result=kept reason="not TLS 1.3"' in srv.log("c2s"), 5), srv.log("c2s")
+    d = srv.login("tk6", "pw", resource="new")
+    wait_takeovers(srv, 1)
+    d.send("<message to='tk5@localhost/old' type='chat'><body>to 1.2</body></message>")
+    c.read_until(r"to 1.2</body></message>")
+    c.send("<message to='tk6@localhost/new' type='chat'><body>from 1.2</body></message>")
+    d.read_until(r"from 1.2</body></message>")
+
+
+def test_tls_takeover_off(tmp_path):
+    s = Server(tmp_path)
+    try:
+        s.start(c2s_extra="<tls><record-takeover>false</record-takeover></tls>")
+        s.register("tk7", "pw")
+        c = s.login("tk7", "pw")
+        time.sleep(2.5)
+        c.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        assert "type='result'" in c.read_until(r"<iq[^>]*p1[^>]*>")
+        assert "event=tls-takeover" not in s.log("c2s")
+    finally:
+        s.close()
