@@ -3,33 +3,137 @@
  * or by the 'user' attribute of non-stanza elements such as session-control
  * wrappers) and its bytes are written unchanged to the chosen link. Internal
  * components get a <w:o/> origin marker before each stanza so they can drop
- * duplicates after a router restart, and keep every stanza until acknowledged. */
+ * duplicates after a router restart, and keep every stanza until acknowledged.
+ * For an internal link, marker and stanza are copied once, into the link's
+ * retained ring; the ring's new bytes go to the output in one add per loop
+ * turn (flush_cb), or earlier when something else is written to the link. */
 #include "router.h"
 #include "comp_proto.h"
-#include "jid.h"
 #include "log.h"
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 /* Lower-cases an ASCII domain into buf; non-ASCII bytes are kept (edges send
- * prepared JIDs; this only forgives a sloppy component's capitals). */
+ * prepared JIDs; this only forgives a sloppy component's capitals). The
+ * domain is what jid_domain_span finds (after the first '@' before the first
+ * '/'), found and copied in one pass as it runs twice per stanza. Returns its
+ * length, 0 if it is empty or does not fit. */
 static size_t domain_key(const char *to, char *buf, size_t cap)
 {
-    size_t len;
-    const char *d = jid_domain_span(to, &len);
-    if (!d || len == 0 || len >= cap)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = d[i];
-        buf[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    size_t n = 0;
+    int at = 0;
+    for (const char *p = to; *p && *p != '/'; p++) {
+        char c = *p;
+        if (c == '@' && !at) {
+            at = 1;
+            n = 0;
+            continue;
+        }
+        if (n < cap)
+            buf[n] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+        n++;
     }
-    buf[len] = '\0';
-    return len;
+    if (n == 0 || n >= cap)
+        return 0;
+    buf[n] = '\0';
+    return n;
 }
 
-static void fifo_push(link_t *l, origin_t *o, uint64_t seq, slot_t *s, size_t len)
+/* strcasecmp(a, b) == 0 for a b of length blen, ASCII only (as strcasecmp in
+ * the C locale the router runs in). */
+static int ascii_caseeq(const char *a, const char *b, size_t blen)
+{
+    for (size_t i = 0; i < blen; i++) {
+        char x = a[i], y = b[i];
+        if (x != y) {
+            if (x >= 'A' && x <= 'Z')
+                x = (char)(x + 32);
+            if (y >= 'A' && y <= 'Z')
+                y = (char)(y + 32);
+            if (x != y)
+                return 0;
+        }
+    }
+    return a[blen] == '\0';
+}
+
+static link_t *flush_list;
+static struct event *flush_event;
+
+/* Hands what the retained ring holds past rout to the output. */
+void forward_flush(link_t *l)
+{
+    if (l->rout < l->rtail) {
+        evbuffer_add(bufferevent_get_output(l->bev), l->rbuf + l->rout, l->rtail - l->rout);
+        l->rout = l->rtail;
+    }
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    while (flush_list) {
+        link_t *l = flush_list;
+        flush_list = l->flush_next;
+        l->flush_next = NULL;
+        l->flush_pending = 0;
+        forward_flush(l);
+    }
+}
+
+/* Removes a link from the flush list (it is leaving routing). */
+void forward_forget_flush(link_t *l)
+{
+    for (link_t **pp = &flush_list; *pp; pp = &(*pp)->flush_next) {
+        if (*pp == l) {
+            *pp = l->flush_next;
+            break;
+        }
+    }
+    l->flush_next = NULL;
+    l->flush_pending = 0;
+}
+
+/* What the link has to write: its output and what is still to be flushed. */
+size_t forward_output_length(link_t *l)
+{
+    return evbuffer_get_length(bufferevent_get_output(l->bev)) + (l->rtail - l->rout);
+}
+
+/* Room for n more bytes at the retained ring's tail; returns where they go.
+ * The live part moves to the front when the tail reaches the end, and the
+ * ring doubles instead when more than a quarter of it is live, so a byte is
+ * moved at most a third of a time on average. It never shrinks below its
+ * high-water mark while the link lives (bounded by what the link may have
+ * unacknowledged). */
+static char *retained_room(link_t *l, size_t n)
+{
+    if (l->rtail + n > l->rcap) {
+        size_t live = l->rtail - l->rhead;
+        if (live + n > l->rcap / 4) {
+            size_t ncap = l->rcap ? l->rcap : 65536;
+            while (live + n > ncap / 4)
+                ncap *= 2;
+            char *nb = xmalloc(ncap);
+            memcpy(nb, l->rbuf + l->rhead, live);
+            free(l->rbuf);
+            l->rbuf = nb;
+            l->rcap = ncap;
+        } else {
+            memmove(l->rbuf, l->rbuf + l->rhead, live);
+        }
+        l->rout -= l->rhead;
+        l->rhead = 0;
+        l->rtail = live;
+    }
+    return l->rbuf + l->rtail;
+}
+
+static void fifo_push(link_t *l, origin_t *o, uint64_t seq, slot_t *s, size_t len, size_t mlen)
 {
     if (l->fifo_len == l->fifo_cap) {
         size_t ncap = l->fifo_cap ? l->fifo_cap * 2 : 256;
@@ -46,12 +150,14 @@ static void fifo_push(link_t *l, origin_t *o, uint64_t seq, slot_t *s, size_t le
     f->seq = seq;
     f->slot = s;
     f->len = len;
+    f->mlen = mlen;
     l->fifo_len++;
     origin_ref(o);
 }
 
-/* Decimal digits of v into buf (no NUL); returns the length. */
-static size_t u64_dec(char *buf, uint64_t v)
+#define MARKER_MAX 128
+
+size_t u64_dec(char *buf, uint64_t v)
 {
     char tmp[20];
     size_t n = 0;
@@ -64,7 +170,7 @@ static size_t u64_dec(char *buf, uint64_t v)
     return n;
 }
 
-/* Formats <w:o e='EPOCH' n='SEQ'/> into buf (128 bytes), leaving out e when
+/* Formats <w:o e='EPOCH' n='SEQ'/> into buf (MARKER_MAX bytes), leaving out e when
  * it is the epoch of the previous marker on this link, and records o as that
  * marker; returns the length. Hand-formatted: it runs once per stanza. */
 static size_t format_marker(link_t *d, const origin_t *o, uint64_t seq, char *buf)
@@ -100,15 +206,22 @@ void forward_to_slot(slot_t *s, origin_t *o, uint64_t seq, const char *bytes, si
         return;
     }
     if (d->internal) {
-        /* Marker and stanza in one add: one run of the output callbacks. */
-        char marker[128];
-        struct evbuffer_iovec iov[2] = {
-            { marker, format_marker(d, o, seq, marker) },
-            { (void *)bytes, len },
-        };
-        evbuffer_add_iovec(bufferevent_get_output(d->bev), iov, 2);
-        evbuffer_add(d->retained, bytes, len);
-        fifo_push(d, o, seq, s, len);
+        /* Marker and stanza go to the retained ring, kept until the
+         * acknowledgement; forward_flush hands them to the output with
+         * everything else this loop turn adds for d. */
+        char *p = retained_room(d, MARKER_MAX + len);
+        size_t mlen = format_marker(d, o, seq, p);
+        memcpy(p + mlen, bytes, len);
+        d->rtail += mlen + len;
+        if (!d->flush_pending) {
+            d->flush_pending = 1;
+            d->flush_next = flush_list;
+            flush_list = d;
+            if (!flush_event)
+                flush_event = event_new(daemon_base(), -1, 0, flush_cb, NULL);
+            event_active(flush_event, 0, 0);
+        }
+        fifo_push(d, o, seq, s, len, mlen);
         d->out_count++;
     } else {
         bufferevent_write(d->bev, bytes, len);
@@ -126,23 +239,28 @@ void forward_ack(link_t *l, uint64_t h)
         link_close_error(l, "undefined-condition", "acknowledged more than was sent");
         return;
     }
+    /* What is acknowledged leaves the ring: it must be in the output first
+     * (a component may acknowledge what it has not received). */
+    forward_flush(l);
     size_t drain = 0;
     while (l->out_acked < h) {
         inflight_t *f = &l->fifo[l->fifo_head];
-        drain += f->len;
+        drain += f->mlen + f->len;
         origin_done(f->origin, f->seq);
         origin_unref(f->origin);
         l->fifo_head = (l->fifo_head + 1) % l->fifo_cap;
         l->fifo_len--;
         l->out_acked++;
     }
-    evbuffer_drain(l->retained, drain);
+    l->rhead += drain;
+    if (l->rhead == l->rtail)
+        l->rhead = l->rout = l->rtail = 0;
 }
 
 /* Resumes the senders paused on a destination once it can take more. */
 void forward_output_drained(link_t *l)
 {
-    if (evbuffer_get_length(bufferevent_get_output(l->bev)) > router_config->output_high / 2)
+    if (forward_output_length(l) > router_config->output_high / 2)
         return;
     size_t n = l->nwaiters;
     link_t **w = l->waiters;
@@ -239,9 +357,9 @@ void forward_raw(link_t *from, const char *ns, const char *name, const char **at
         const char *k = attrs[i];
         if (k[0] == 't' && k[1] == 'o' && !k[2])
             to = attrs[i + 1];
-        else if (k[0] == 't' && !strcmp(k, "type"))
+        else if (k[0] == 't' && k[1] == 'y' && k[2] == 'p' && k[3] == 'e' && !k[4])
             type = attrs[i + 1];
-        else if (k[0] == 'f' && !strcmp(k, "from"))
+        else if (k[0] == 'f' && k[1] == 'r' && k[2] == 'o' && k[3] == 'm' && !k[4])
             fromattr = attrs[i + 1];
         else if (k[0] == 'u' && !strcmp(k, "user"))
             user = attrs[i + 1];
@@ -261,7 +379,7 @@ void forward_raw(link_t *from, const char *ns, const char *name, const char **at
         size_t fl = fromattr ? domain_key(fromattr, fd, sizeof fd) : 0;
         int ok = 0;
         for (size_t i = 0; fl && i < from->nbound; i++)
-            if (!strcasecmp(from->bound[i], fd))
+            if (ascii_caseeq(from->bound[i], fd, fl))
                 ok = 1;
         if (!ok) {
             origin_done(o, seq);
@@ -291,16 +409,17 @@ void forward_raw(link_t *from, const char *ns, const char *name, const char **at
             return;
         }
     }
+    /* The key picks among the instances of a partitioned name only. */
     const char *key = to;
-    size_t keylen;
-    if (stanza_ns)
-        user = NULL;
-    if (user) {
-        key = user;
-        keylen = strlen(user);
-    } else {
-        const char *slash = strchr(to, '/');
-        keylen = slash ? (size_t)(slash - to) : strlen(to);
+    size_t keylen = 0;
+    if (rn->partitioned) {
+        if (user && !stanza_ns) {
+            key = user;
+            keylen = strlen(user);
+        } else {
+            const char *slash = strchr(to, '/');
+            keylen = slash ? (size_t)(slash - to) : strlen(to);
+        }
     }
     slot_t *s = names_pick(rn, key, keylen);
     if (!s->link && s->down_since > 0 && daemon_now() - s->down_since >= router_config->hold_seconds) {
@@ -313,7 +432,7 @@ void forward_raw(link_t *from, const char *ns, const char *name, const char **at
     forward_to_slot(s, o, seq, bytes, len);
     link_t *d = s->link;
     if (d && d != from) {
-        if (evbuffer_get_length(bufferevent_get_output(d->bev)) > router_config->output_high)
+        if (forward_output_length(d) > router_config->output_high)
             wait_on(from, d);
     }
     if (origin_window_full(o))

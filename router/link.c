@@ -11,8 +11,9 @@
  * Its scanner frames every top-level element and itself checks the ones
  * classify() marks XS_RAW (routed elements, once the link is ready), for a
  * fraction of expat's cost (docs/performance.md, "Router"); forward_raw
- * gets their exact bytes. The stream header and every other element (SASL,
- * STARTTLS, the XEP-0114 handshake, w: control elements, stream-level
+ * gets their exact bytes, and so does the acknowledgement <w:a/>, read by
+ * on_raw. The stream header and every other element (SASL, STARTTLS, the
+ * XEP-0114 handshake, other w: control elements, stream-level
  * elements) are handed as exact bytes to an expat parser that has seen the
  * stream minus the routed elements, and reach on_open/on_stanza as before.
  * Anything the scanner refuses or does not judge is handed to expat with the
@@ -59,6 +60,8 @@ void link_send(link_t *l, const char *data, size_t len)
 {
     if (l->state == LINK_CLOSING)
         return;
+    if (l->rout < l->rtail)
+        forward_flush(l);
     bufferevent_write(l->bev, data, len);
 }
 
@@ -102,6 +105,8 @@ static void link_teardown(link_t *l)
     }
     origin_forget_link(l);
     names_link_lost(l);
+    /* After names_link_lost: nothing is forwarded to l from here on. */
+    forward_forget_flush(l);
     forward_forget_waiter(l);
     size_t n = l->nwaiters;
     link_t **w = l->waiters;
@@ -129,7 +134,7 @@ static void link_free(link_t *l)
     if (l->xs)
         xml_scan_stream_free(l->xs);
     bufferevent_free(l->bev);
-    evbuffer_free(l->retained);
+    free(l->rbuf);
     free(l->fifo);
     free(l);
 }
@@ -154,6 +159,7 @@ void link_close_error(link_t *l, const char *condition, const char *text)
         comp_proto_header(&sb, router_config->name, NULL, "error", 1);
     }
     comp_proto_stream_error(&sb, condition, text);
+    forward_flush(l);
     bufferevent_write(l->bev, sb.data, sb.len);
     strbuf_free(&sb);
     /* Closing first, so nothing (our own name's down notice) follows the
@@ -472,6 +478,17 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
+/* <w:a h='N'/>, from the tree or straight from the scanner (on_raw). */
+static void handle_ack(link_t *l, const char *h_attr)
+{
+    uint64_t h;
+    if (parse_u64(h_attr, &h) < 0) {
+        link_close_error(l, "bad-format", "ack without a valid h");
+        return;
+    }
+    forward_ack(l, h);
+}
+
 static void handle_control(link_t *l, xml_node_t *st)
 {
     const char *n = st->name;
@@ -498,12 +515,7 @@ static void handle_control(link_t *l, xml_node_t *st)
         return;
     }
     if (!strcmp(n, "a")) {
-        uint64_t h;
-        if (parse_u64(xml_attr_get(st, "h"), &h) < 0) {
-            link_close_error(l, "bad-format", "ack without a valid h");
-            return;
-        }
-        forward_ack(l, h);
+        handle_ack(l, xml_attr_get(st, "h"));
     } else if (!strcmp(n, "bind")) {
         /* Routing compares lower-cased domains: bind the same form. */
         for (xml_attr_t *a = st->attrs; a < st->attrs + st->nattrs; a++)
@@ -543,15 +555,22 @@ static void handle_control(link_t *l, xml_node_t *st)
 
 /* --- parser callbacks -------------------------------------------------------- */
 
+/* The acknowledgement <w:a/> (one every few dozen stanzas under load) is
+ * taken raw too: on_raw reads its h without building a tree. */
+static int is_ack(const char *ns, const char *name)
+{
+    return name[0] == 'a' && !name[1] && ns[0] == 'u' && !strcmp(ns, COMP_NS);
+}
+
 static int classify(void *ctx, const char *ns, const char *name, const char **attrs)
 {
-    (void)name;
     (void)attrs;
     link_t *l = ctx;
     if (l->state != LINK_READY)
         return XS_TREE;
     /* Runs for every routed element: compare the first byte first. */
-    if ((ns[0] == 'u' && !strcmp(ns, COMP_NS)) || (ns[0] == 'h' && !strcmp(ns, XML_NS_STREAM)))
+    if ((ns[0] == 'u' && !strcmp(ns, COMP_NS) && !is_ack(ns, name)) ||
+        (ns[0] == 'h' && !strcmp(ns, XML_NS_STREAM)))
         return XS_TREE;
     return XS_RAW;
 }
@@ -590,8 +609,18 @@ static void on_raw(void *ctx, const char *ns, const char *name, const char **att
                    const char *bytes, size_t len)
 {
     link_t *l = ctx;
-    if (l->state == LINK_READY)
-        forward_raw(l, ns, name, attrs, bytes, len);
+    if (l->state != LINK_READY)
+        return;
+    if (is_ack(ns, name)) {
+        /* As xml_attr_get(, "h") on the tree: the unqualified h. */
+        const char *h = NULL;
+        for (size_t i = 0; attrs[i]; i += 2)
+            if (attrs[i][0] == 'h' && !attrs[i][1])
+                h = attrs[i + 1];
+        handle_ack(l, h);
+        return;
+    }
+    forward_raw(l, ns, name, attrs, bytes, len);
 }
 
 static void on_close(void *ctx)
@@ -599,6 +628,7 @@ static void on_close(void *ctx)
     link_t *l = ctx;
     log_info("event=stream-closed component=%s peer=%s", l->acl ? l->acl->name : "-", l->peer);
     l->state = LINK_CLOSING;
+    forward_flush(l);
     link_teardown(l);
     bufferevent_write(l->bev, "</stream:stream>", 16);
     bufferevent_disable(l->bev, EV_READ);
@@ -714,7 +744,6 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
     net_addr_format(sa, (socklen_t)salen, l->peer, sizeof l->peer);
     l->local = net_addr_is_local(sa);
     l->state = LINK_HEADER;
-    l->retained = evbuffer_new();
     l->xs = xml_scan_stream_new(&parser_cb, l, &limits);
     l->next = links;
     links = l;

@@ -31,7 +31,7 @@ static uint32_t name_hash(const char *s, size_t n)
 route_name_t *names_lookup(const char *name, size_t len)
 {
     for (route_name_t *rn = buckets[name_hash(name, len) % NAMES_BUCKETS]; rn; rn = rn->next)
-        if (strlen(rn->name) == len && !memcmp(rn->name, name, len))
+        if (rn->len == len && !memcmp(rn->name, name, len))
             return rn;
     return NULL;
 }
@@ -57,6 +57,7 @@ static route_name_t *names_get(const char *name)
         return rn;
     rn = xcalloc(1, sizeof *rn);
     rn->name = xstrdup(name);
+    rn->len = len;
     rn->partitioned = is_partitioned(name);
     uint32_t b = name_hash(name, len) % NAMES_BUCKETS;
     rn->next = buckets[b];
@@ -247,23 +248,27 @@ void names_link_lost(link_t *l)
 {
     double now = daemon_now();
     /* Unacknowledged stanzas go back, in order, to the front of their slots'
-     * queues: the component may not have processed them. */
-    size_t n = l->fifo_len;
-    for (size_t i = 0; i < n; i++) {
-        inflight_t *f = &l->fifo[(l->fifo_head + i) % l->fifo_cap];
-        char stackbuf[4096];
-        char *buf = f->len <= sizeof stackbuf ? stackbuf : xmalloc(f->len);
-        evbuffer_remove(l->retained, buf, f->len);
-        if (f->slot)
-            names_hold(f->slot, f->origin, f->seq, buf, f->len);
+     * queues: the component may not have processed them.
+     * Each entry leaves the fifo and the retained ring (where its stanza
+     * follows its origin marker) before it is handled: origin_done may
+     * resume a sender whose input is then forwarded, still to this link,
+     * which appends to both; those entries are requeued in turn. */
+    while (l->fifo_len) {
+        inflight_t f = l->fifo[l->fifo_head];
+        l->fifo_head = (l->fifo_head + 1) % l->fifo_cap;
+        l->fifo_len--;
+        const char *bytes = l->rbuf + l->rhead + f.mlen;
+        l->rhead += f.mlen + f.len;
+        if (l->rout < l->rhead)
+            l->rout = l->rhead; /* not sent, and never will be */
+        if (f.slot)
+            names_hold(f.slot, f.origin, f.seq, bytes, f.len);
         else
-            origin_done(f->origin, f->seq);
-        origin_unref(f->origin);
-        if (buf != stackbuf)
-            free(buf);
+            origin_done(f.origin, f.seq);
+        origin_unref(f.origin);
     }
-    l->fifo_len = 0;
     l->fifo_head = 0;
+    l->rhead = l->rout = l->rtail = 0;
     for (size_t i = 0; i < l->nbound; i++) {
         const char *name = l->bound[i];
         route_name_t *rn = *name ? names_lookup(name, strlen(name)) : default_route;

@@ -62,12 +62,15 @@ typedef struct link link_t;
 typedef struct slot slot_t;
 typedef struct origin origin_t;
 
-/* A stanza forwarded to an internal component and not yet acknowledged by it. */
+/* A stanza forwarded to an internal component and not yet acknowledged by it.
+ * Its bytes are in the link's retained ring: mlen bytes of origin marker,
+ * then the len bytes of the stanza. */
 typedef struct inflight {
     origin_t *origin;
     uint64_t seq;
     slot_t *slot;
     size_t len;
+    size_t mlen;
 } inflight_t;
 
 typedef enum link_state {
@@ -90,8 +93,8 @@ struct link {
     int local;                 /* loopback or UNIX peer */
     int internal;              /* internal protocol (else XEP-0114) */
     int tls;
-    int starttls_pending;
-    int torn_down;             /* removed from routing (link_teardown ran) */      /* <proceed/> sent; TLS starts after the parser returns */
+    int starttls_pending;      /* <proceed/> sent; TLS starts after the parser returns */
+    int torn_down;             /* removed from routing (link_teardown ran) */
     link_state_t state;
     const acl_t *acl;
     char stream_id[33];
@@ -105,7 +108,16 @@ struct link {
     uint64_t out_acked;
     inflight_t *fifo;
     size_t fifo_head, fifo_len, fifo_cap;
-    struct evbuffer *retained; /* bytes of the fifo's stanzas, same order */
+    /* Retained ring: marker and bytes of the fifo's stanzas, same order, in
+     * rbuf[rhead, rtail); link.c frees rbuf. rbuf[rout, rtail) is not in the
+     * output yet: forward_flush hands it over in one add, once per loop
+     * turn and before anything else is written to the link (link_send), so
+     * a stanza is copied once on its way and the output's callbacks run
+     * once per turn. Invariant: rhead <= rout <= rtail. */
+    char *rbuf;
+    size_t rhead, rout, rtail, rcap;
+    link_t *flush_next;        /* links with something to flush */
+    int flush_pending;
     const origin_t *last_marker;
     /* Sources paused because this link's output is full. */
     link_t **waiters;
@@ -180,6 +192,7 @@ struct slot {
 
 typedef struct route_name {
     char *name;                /* "" for the default route */
+    size_t len;                /* strlen(name) */
     int partitioned;
     slot_t *slots;
     struct route_name *next;   /* hash chain */
@@ -211,6 +224,11 @@ void forward_ack(link_t *l, uint64_t h);
 void forward_bounce(origin_t *o, uint64_t seq, const char *bytes, size_t len,
                     const char *condition, const char *etype);
 void forward_output_drained(link_t *l);
+void forward_flush(link_t *l);
+/* Decimal digits of v into buf (no NUL, at most 20); returns the length. */
+size_t u64_dec(char *buf, uint64_t v);
+void forward_forget_flush(link_t *l);
+size_t forward_output_length(link_t *l);
 void forward_forget_waiter(link_t *gone);
 
 /* control.c: the admin socket. */

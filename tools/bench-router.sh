@@ -12,6 +12,11 @@
 #
 #   tools/bench-router.sh                      # defaults below
 #   RUNS=5 SECONDS_PER_RUN=10 WINDOW=1000 SIZE=200 tools/bench-router.sh
+#
+# BASELINE=/path/to/an/older/weft-router adds a third mode, "baseline": that
+# binary runs as a second router (same config, another port) and each round
+# runs baseline, router and relay in turn, so a before/after comparison sees
+# the same machine load.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +25,7 @@ runs=${RUNS:-3}
 secs=${SECONDS_PER_RUN:-5}
 window=${WINDOW:-1000}
 size=${SIZE:-200}
+baseline=${BASELINE:-}
 
 if [ ! -f "$build/build.ninja" ]; then
     meson setup "$build" "$repo" -Dbuildtype=release >/dev/null
@@ -30,12 +36,15 @@ router_bin=$build/router/weft-router
 bench_bin=$build/tools/weft-bench-router
 tmp=$(mktemp -d)
 router_pid=
+base_pid=
 
 cleanup() {
-    if [ -n "$router_pid" ] && kill -0 "$router_pid" 2>/dev/null; then
-        kill "$router_pid"
-        wait "$router_pid" 2>/dev/null || true
-    fi
+    for p in $router_pid $base_pid; do
+        if kill -0 "$p" 2>/dev/null; then
+            kill "$p"
+            wait "$p" 2>/dev/null || true
+        fi
+    done
     rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
@@ -45,8 +54,10 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
     fwd_pin=(taskset -c 0) gen_pin=(taskset -c 1) relay_cpu=(--relay-cpu 0)
 fi
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$tmp/router.xml" <<EOF
+# start_router BIN NAME: runs BIN on a free loopback port; sets port and pid
+start_router() {
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    cat >"$tmp/$2.xml" <<EOF
 <router>
   <name>router</name>
   <listen>127.0.0.1:$port</listen>
@@ -55,17 +66,29 @@ cat >"$tmp/router.xml" <<EOF
   <component name="b" secret="bench-secret-b"><bind>b.test</bind></component>
 </router>
 EOF
-"${fwd_pin[@]}" "$router_bin" -c "$tmp/router.xml" 2>"$tmp/router.log" &
-router_pid=$!
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    sleep 0.1
-done
+    "${fwd_pin[@]}" "$1" -c "$tmp/$2.xml" 2>"$tmp/$2.log" &
+    pid=$!
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        sleep 0.1
+    done
+}
+start_router "$router_bin" router
+router_pid=$pid router_port=$port
+if [ -n "$baseline" ]; then
+    start_router "$baseline" baseline
+    base_pid=$pid base_port=$port
+fi
 
 common=(--seconds "$secs" --window "$window" --size "$size")
 : >"$tmp/results"
 for i in $(seq "$runs"); do
-    "${gen_pin[@]}" "$bench_bin" --router "127.0.0.1:$port" --secret-a bench-secret-a \
+    if [ -n "$baseline" ]; then
+        "${gen_pin[@]}" "$bench_bin" --router "127.0.0.1:$base_port" --secret-a bench-secret-a \
+            --secret-b bench-secret-b --router-pid "$base_pid" "${common[@]}" |
+            sed 's/^mode=router /mode=baseline /' >>"$tmp/results"
+    fi
+    "${gen_pin[@]}" "$bench_bin" --router "127.0.0.1:$router_port" --secret-a bench-secret-a \
         --secret-b bench-secret-b --router-pid "$router_pid" "${common[@]}" >>"$tmp/results"
     "${gen_pin[@]}" "$bench_bin" --relay "${relay_cpu[@]}" "${common[@]}" >>"$tmp/results"
 done
@@ -78,11 +101,13 @@ printf '%s runs of %s s each, %s-byte stanzas, window %s per direction, interlea
     "$runs" "$secs" "$(field router size | head -1)" "$window" "$(nproc)"
 echo "| forwarder | run | stanzas/s | forwarder CPU s per million | forwarder CPU % | generator CPU % |"
 echo "|---|---|---:|---:|---:|---:|"
-for m in router relay; do
+modes="router relay"
+[ -n "$baseline" ] && modes="baseline router relay"
+for m in $modes; do
     paste <(field $m stanzas_per_s) <(field $m target_cpu_s_per_million) <(field $m target_cpu_pct) \
         <(field $m gen_cpu_pct) | awk -v m=$m '{ printf "| %s | %d | %d | %.2f | %d | %d |\n", m, NR, $1, $2, $3, $4 }'
 done
-for m in router relay; do
+for m in $modes; do
     printf '| **%s** | median | **%.0f** | **%.2f** | %.0f | %.0f |\n' "$m" \
         "$(field $m stanzas_per_s | median)" "$(field $m target_cpu_s_per_million | median)" \
         "$(field $m target_cpu_pct | median)" "$(field $m gen_cpu_pct | median)"
@@ -94,3 +119,9 @@ bc=$(field relay target_cpu_s_per_million | median)
 echo
 awk -v r="$r" -v b="$b" -v rc="$rc" -v bc="$bc" 'BEGIN {
     printf "ratio router/relay: %.2f of the relay'"'"'s stanzas/s; the router spends %.1fx the relay'"'"'s CPU per stanza\n", r / b, rc / bc }'
+if [ -n "$baseline" ]; then
+    r0=$(field baseline stanzas_per_s | median)
+    rc0=$(field baseline target_cpu_s_per_million | median)
+    awk -v r="$r0" -v b="$b" -v rc="$rc0" -v bc="$bc" 'BEGIN {
+        printf "ratio baseline/relay: %.2f of the relay'"'"'s stanzas/s; the baseline spends %.1fx the relay'"'"'s CPU per stanza\n", r / b, rc / bc }'
+fi
