@@ -39,9 +39,18 @@ static void conn_gone(s2s_conn_t *c, const char *reason)
         c->ops->on_gone(c, reason);
 }
 
+static void conn_release_done(s2s_conn_t *c);
+
 static void conn_free(s2s_conn_t *c)
 {
     conn_gone(c, "freed");
+    /* What is still unwritten will not be: as for a write into a broken
+     * stream, the router is told it is done (the peer may have it). */
+    while (c->pend_head < c->pend_len)
+        link_done(c->pend[c->pend_head++].token);
+    free(c->pend);
+    if (c->pend_cb)
+        evbuffer_remove_cb_entry(c->pend_cb_buf, c->pend_cb);
     if (c->bev)
         bufferevent_free(c->bev);
     if (c->xs)
@@ -121,7 +130,54 @@ void conn_write(s2s_conn_t *c, const char *data, size_t len)
         return;
     }
     c->last_active = daemon_now();
+    c->plain_total += len;
     bufferevent_write(c->bev, data, len);
+}
+
+/* The TLS filter's socket output changed: bytes went to the kernel. */
+static void conn_under_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    if (info->n_deleted && !evbuffer_get_length(buf))
+        conn_release_done(arg);
+}
+
+/* Calls link_done for the stanzas whose bytes have reached the kernel: the
+ * plaintext the bufferevent (or its TLS filter) has consumed, and only while
+ * a TLS filter's socket has nothing left to write (its output is watched for
+ * that). The write callback runs it when the bufferevent's output drains. */
+static void conn_release_done(s2s_conn_t *c)
+{
+    if (c->pend_head == c->pend_len || !c->bev)
+        return;
+    struct bufferevent *under = bufferevent_get_underlying(c->bev);
+    if (under && !c->pend_cb) {
+        c->pend_cb_buf = bufferevent_get_output(under);
+        c->pend_cb = evbuffer_add_cb(c->pend_cb_buf, conn_under_out_cb, c);
+    }
+    if (under && evbuffer_get_length(bufferevent_get_output(under)))
+        return;
+    uint64_t consumed = c->plain_total - evbuffer_get_length(bufferevent_get_output(c->bev));
+    while (c->pend_head < c->pend_len && c->pend[c->pend_head].end <= consumed)
+        link_done(c->pend[c->pend_head++].token);
+    if (c->pend_head == c->pend_len)
+        c->pend_head = c->pend_len = 0;
+}
+
+void conn_write_stanza(s2s_conn_t *c, const xml_node_t *el, uint64_t token)
+{
+    conn_write_node(c, el);
+    if (c->closed || c->dead || !c->bev) {
+        link_done(token);
+        return;
+    }
+    if (c->pend_len == c->pend_cap) {
+        c->pend_cap = c->pend_cap ? 2 * c->pend_cap : 64;
+        c->pend = xrealloc(c->pend, c->pend_cap * sizeof *c->pend);
+    }
+    c->pend[c->pend_len].end = c->plain_total;
+    c->pend[c->pend_len].token = token;
+    c->pend_len++;
+    conn_release_done(c);
 }
 
 void conn_write_str(s2s_conn_t *c, const char *s)
@@ -308,6 +364,7 @@ static void conn_write_cb(struct bufferevent *bev, void *ctx)
 {
     (void)bev;
     s2s_conn_t *c = ctx;
+    conn_release_done(c);
     if (c->closed)
         conn_schedule_reap(c);
 }

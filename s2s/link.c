@@ -4,8 +4,9 @@
  * the other way, into the router, which routes them to the sm (or a
  * component) of the local domain they are for.
  *
- * Stanzas for remote domains are acknowledged to the router only once they
- * were written to the remote server or bounced (manual_ack): an s2s killed
+ * Stanzas for remote domains are acknowledged to the router only once their
+ * bytes reached the kernel (conn_write_stanza) or they were bounced
+ * (manual_ack): an s2s killed
  * while stanzas wait for a connection gets them again when it is back. */
 #include "s2s.h"
 #include "comp_client.h"

@@ -190,8 +190,7 @@ static void queue_flush(route_t *r)
         r->q_head = q->next;
         r->q_bytes -= q->bytes;
         r->q_len--;
-        conn_write_node(r->conn, q->st);
-        link_done(q->token);
+        conn_write_stanza(r->conn, q->st, q->token);
         xml_free(q->st);
         free(q);
     }
@@ -603,8 +602,7 @@ void out_send(xml_node_t *st, const char *local, const char *remote, uint64_t to
 {
     route_t *r = route_get(local, remote, 1);
     if (r->state == RS_READY && r->conn && !r->q_head) {
-        conn_write_node(r->conn, st);
-        link_done(token);
+        conn_write_stanza(r->conn, st, token);
         xml_free(st);
         return;
     }

@@ -118,6 +118,14 @@ struct s2s_conn {
     int dead;                 /* socket unusable: free without draining */
     double opened, last_active, closing_at;
     s2s_conn_t *lnext, *lprev;
+    /* Router tokens of stanzas written here, done once their bytes are in
+     * the kernel (conn_release_done): an s2s killed before that gets them
+     * again from the router. end: plain_total after the stanza. */
+    uint64_t plain_total;     /* bytes ever written to bev */
+    struct conn_pending { uint64_t end, token; } *pend;
+    size_t pend_head, pend_len, pend_cap;
+    struct evbuffer_cb_entry *pend_cb;   /* on the TLS filter's socket output */
+    struct evbuffer *pend_cb_buf;
 };
 
 /* Wraps an accepted or connecting bufferevent; the stream parser starts in a
@@ -128,6 +136,9 @@ void conn_write(s2s_conn_t *c, const char *data, size_t len);
 void conn_write_str(s2s_conn_t *c, const char *s);
 /* Serializes a stanza or other element with jabber:server as the default ns. */
 void conn_write_node(s2s_conn_t *c, const xml_node_t *el);
+/* As conn_write_node for a stanza from the router: link_done(token) once its
+ * bytes have left this process (or the connection is freed). */
+void conn_write_stanza(s2s_conn_t *c, const xml_node_t *el, uint64_t token);
 /* Writes our stream header (jabber:server, db prefix declared). id may be NULL. */
 void conn_send_header(s2s_conn_t *c, const char *from, const char *to, const char *id);
 /* Stream error, closing tag, then close. */
