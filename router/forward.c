@@ -119,11 +119,12 @@ static char *retained_room(link_t *l, size_t n)
             while (live + n > ncap / 4)
                 ncap *= 2;
             char *nb = xmalloc(ncap);
-            memcpy(nb, l->rbuf + l->rhead, live);
+            if (live)   /* rbuf is NULL before the first stanza */
+                memcpy(nb, l->rbuf + l->rhead, live);
             free(l->rbuf);
             l->rbuf = nb;
             l->rcap = ncap;
-        } else {
+        } else if (live) {
             memmove(l->rbuf, l->rbuf + l->rhead, live);
         }
         l->rout -= l->rhead;
