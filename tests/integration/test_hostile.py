@@ -108,6 +108,41 @@ def test_authenticated_component_sending_garbage_is_cut_off_alone(busy_router):
     a.report()
 
 
+@pytest.mark.parametrize("ack,cond", [("<w:a h='3x'/>", "bad-format"), ("<w:a/>", "bad-format"),
+                                      ("<w:a h='4'/>", "undefined-condition")])
+def test_bad_acknowledgement_is_a_stream_error(busy_router, ack, cond):
+    """The router reads <w:a/> on its raw path: a bad h, a missing one, or an
+    ack of more than it sent ends that link with the stream error, and others
+    keep working."""
+    env = busy_router
+    link = Link(env.router_port)
+    link.open()
+    assert link.authenticate("b", "secret-b").tag == "{%s}success" % NS_SASL
+    link.session()
+    link.send("<w:bind name='b.test'/>")
+    a = env.comp("a", "secret-a", "--bind", "a.test", "--to", "u@b.test", "--from", "a.test",
+                 "--count", 3, "--rate", 100)
+    got = 0
+    while got < 3:
+        if link.next_el().tag.endswith("}message"):
+            got += 1
+    link.send(ack)
+    try:
+        while True:
+            link.next(timeout=10)
+    except (EOFError, OSError):
+        pass
+    assert f"<{cond} ".encode() in link.raw, link.raw[-500:]
+    link.close()
+    a.report()
+    # the name is free again and another b gets what a sends
+    b = env.comp("b", "secret-b", "--bind", "b.test", "--expect", 20)
+    a2 = env.comp("a", "secret-a", "--bind", "a.test", "--to", "u@b.test", "--from", "a.test",
+                  "--count", 20, "--rate", 200)
+    assert b.wait_report(timeout=30)["unique"] >= 20
+    a2.report()
+
+
 def test_forged_from_from_legacy_component_is_invalid_from(busy_router):
     import hashlib
     env = busy_router
