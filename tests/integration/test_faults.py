@@ -21,16 +21,13 @@ Expected (ARCHITECTURE.md, "if it restarts"):
 The figures go to stderr (one line per row), to fault-<row>.json in the
 test's directory and to the JUnit report (record_property)."""
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import BUILD, free_port, wait_for, wait_port
+from conftest import free_port, wait_for, wait_port
 from server import C2S, Server
+from steady import run_steady_with_kill
 
 PAIRS = 100
 RATE = 2            # messages per second per sender: 200/s in all
@@ -80,34 +77,12 @@ def restart(srv, victim):
 def test_kill9_under_load(srv, victim, tmp_path, record_property):
     srv.start(c2s_extra=LIMITS, router_extra=C2S2_ACL)
     start_c2s2(srv)
-    ready = tmp_path / "sending"
-    errlog = open(tmp_path / "bench.log", "wb")
-    gen = subprocess.Popen(
-        [os.path.join(BUILD, "tools", "weft-bench-xmpp"), "--host", "127.0.0.1", "--port", str(srv.port2),
-         "--peer-host", "127.0.0.1", "--peer-port", str(srv.port), "--domain", "localhost",
-         "--tls", "starttls", "--register", "ibr", "--concurrency", "25", "--scenario", "steady",
-         "--pairs", str(PAIRS), "--rate", str(RATE), "--seconds", str(SECONDS), "--drain", str(DRAIN),
-         "--ready-file", str(ready), "--label", victim],
-        stdout=subprocess.PIPE, stderr=errlog)
-    try:
-        assert wait_for(lambda: ready.exists() or gen.poll() is not None, 90, 0.1), "generator never started"
-        assert gen.poll() is None, (tmp_path / "bench.log").read_text()
-        time.sleep(KILL_AT)
-        victim_proc = {"router": srv.router, "sm": srv.sm, "c2s": srv.c2s}[victim]
-        victim_proc.kill9()
-        gen.send_signal(signal.SIGUSR1)
-        time.sleep(DOWN)
-        restart(srv, victim)
-        gen.send_signal(signal.SIGUSR2)
-        out, _ = gen.communicate(timeout=SECONDS + DRAIN + 30)
-    finally:
-        if gen.poll() is None:
-            gen.kill()
-            gen.wait()
-        errlog.close()
-    lines = [l for l in out.decode().splitlines() if l.startswith("{")]
-    assert lines, (tmp_path / "bench.log").read_text()
-    r = json.loads(lines[-1])
+    victim_proc = {"router": srv.router, "sm": srv.sm, "c2s": srv.c2s}[victim]
+    r = run_steady_with_kill(
+        tmp_path, ["--host", "127.0.0.1", "--port", str(srv.port2), "--peer-host", "127.0.0.1",
+                   "--peer-port", str(srv.port), "--domain", "localhost"],
+        victim, victim_proc.kill9, lambda: restart(srv, victim), pairs=PAIRS, rate=RATE, seconds=SECONDS,
+        drain=DRAIN, kill_at=KILL_AT, down=DOWN, start_timeout=90, end_slack=30)
     (tmp_path / f"fault-{victim}.json").write_text(json.dumps(r) + "\n")
     for k in ("disconnected", "lost", "duplicated", "offline_delivered", "recovery_s", "recovery_after_restart_s"):
         record_property(k, r.get(k))

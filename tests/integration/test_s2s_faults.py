@@ -13,16 +13,12 @@ killed with SIGKILL and restarted.
   reported.
 
 Figures go to stderr and to the JUnit report."""
-import json
-import os
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import BUILD, wait_for, wait_port
+from conftest import wait_port
+from steady import run_steady_with_kill
 from test_s2s_loopback import Deployment
 
 PAIRS = 100
@@ -52,34 +48,16 @@ def fed(tmp_path):
 def test_s2s_kill9_under_load(fed, side, tmp_path, record_property):
     a, b = fed
     victim = a if side == "sending" else b
-    ready = tmp_path / "sending"
-    errlog = open(tmp_path / "bench.log", "wb")
-    gen = subprocess.Popen(
-        [os.path.join(BUILD, "tools", "weft-bench-xmpp"), "--host", "127.0.0.1", "--port", str(a.c2s_port),
-         "--domain", "a.test", "--peer-host", "127.0.0.1", "--peer-port", str(b.c2s_port), "--peer-domain", "b.test",
-         "--tls", "starttls", "--register", "ibr", "--concurrency", "25", "--scenario", "steady",
-         "--pairs", str(PAIRS), "--rate", str(RATE), "--seconds", str(SECONDS), "--drain", str(DRAIN),
-         "--ready-file", str(ready), "--label", f"s2s-{side}"],
-        stdout=subprocess.PIPE, stderr=errlog)
-    try:
-        assert wait_for(lambda: ready.exists() or gen.poll() is not None, 120, 0.1), "generator never started"
-        assert gen.poll() is None, (tmp_path / "bench.log").read_text()
-        time.sleep(KILL_AT)
-        victim.procs["s2s"].kill9()
-        gen.send_signal(signal.SIGUSR1)
-        time.sleep(DOWN)
+
+    def restart():
         victim.start("s2s")
         wait_port(victim.s2s_port)
-        gen.send_signal(signal.SIGUSR2)
-        out, _ = gen.communicate(timeout=SECONDS + DRAIN + 60)
-    finally:
-        if gen.poll() is None:
-            gen.kill()
-            gen.wait()
-        errlog.close()
-    lines = [line for line in out.decode().splitlines() if line.startswith("{")]
-    assert lines, (tmp_path / "bench.log").read_text()
-    r = json.loads(lines[-1])
+
+    r = run_steady_with_kill(
+        tmp_path, ["--host", "127.0.0.1", "--port", str(a.c2s_port), "--domain", "a.test", "--peer-host",
+                   "127.0.0.1", "--peer-port", str(b.c2s_port), "--peer-domain", "b.test"],
+        f"s2s-{side}", victim.procs["s2s"].kill9, restart, pairs=PAIRS, rate=RATE, seconds=SECONDS,
+        drain=DRAIN, kill_at=KILL_AT, down=DOWN, start_timeout=120, end_slack=60)
     for k in ("disconnected", "lost", "duplicated", "recovery_s", "recovery_after_restart_s"):
         record_property(k, r.get(k))
     sys.stderr.write(f"\nfault s2s ({side} side): clients={r['clients']} disconnected={r['disconnected']} "
