@@ -490,6 +490,8 @@ static int stag_done(xml_scan_t *sc, size_t end, int empty)
     } else {
         if (sc->depth + 1 > sc->lim.max_depth)
             return scan_fail(sc, XS_ERR_POLICY, "nesting deeper than %u", sc->lim.max_depth);
+        if (eb && eb->ulen == strlen(XML_NS_XML) && !memcmp(sc->nsa.data + eb->uri, XML_NS_XML, eb->ulen))
+            return scan_fail(sc, XS_ERR_NOT_WELL_FORMED, "element in the reserved xml namespace");
         if (end > sc->lim.max_stanza_bytes)
             return scan_fail(sc, XS_ERR_POLICY, "element exceeds %zu bytes", sc->lim.max_stanza_bytes);
     }

@@ -358,6 +358,13 @@ static void XMLCALL h_start(void *ud, const XML_Char *qname, const XML_Char **at
         xs_fail(xs, XS_ERR_POLICY, "nesting deeper than %u", xs->lim.max_depth);
         return;
     }
+    /* expat accepts <xml:foo/>, but no serializer can write such an element
+     * back (the XML namespace cannot be the default one), so a stanza holding
+     * one could never be forwarded. */
+    if (!strncmp(qname, XML_NS_XML "\x01", sizeof XML_NS_XML)) {
+        xs_fail(xs, XS_ERR_NOT_WELL_FORMED, "element in the reserved xml namespace");
+        return;
+    }
     xs->text_run = 0;
     if (level == 1) {
         toplevel_begin(xs, qname, atts, nat);

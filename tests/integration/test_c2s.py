@@ -226,6 +226,24 @@ def test_message_between_sessions_and_invalid_from(srv):
     assert "<invalid-from" in a.read_closed()
 
 
+def test_element_in_xml_namespace_closes_only_that_stream(srv):
+    """expat accepts <xml:x/>, but nothing can serialize it again: the stanza
+    must never get past c2s, where it would break the link to the router."""
+    srv.start()
+    for u in ("x1", "x2", "x3"):
+        srv.register(u, "pw")
+    a = srv.login("x1", "pw", resource="a")
+    b = srv.login("x2", "pw", resource="b")
+    bad = srv.login("x3", "pw", resource="c")
+    bad.send("<message to='x2@localhost/b'><body>x</body><xml:x/></message>")
+    assert "<not-well-formed" in bad.read_closed()
+    bad = srv.login("x3", "pw", resource="c")
+    bad.send("<xml:message to='x2@localhost/b'/>")
+    assert "<not-well-formed" in bad.read_closed()
+    a.send("<message to='x2@localhost/b' type='chat'><body>still here</body></message>")
+    assert "still here" in b.read_until(r"</message>")
+
+
 def test_bind_conflict_ends_older_session(srv):
     srv.start()
     srv.register("gina", "pw")

@@ -438,6 +438,8 @@ static void test_namespaces(void **state)
     expect_body("<a xmlns:xmlns='u'/>", XS_ERR_NOT_WELL_FORMED);
     expect_body("<xmlns:a/>", XS_ERR_NOT_WELL_FORMED);
     expect_body("<a xml:lang='en'/>", XS_OK);
+    expect_body("<xml:a/>", XS_ERR_NOT_WELL_FORMED);
+    expect_body("<a><xml:b/></a>", XS_ERR_NOT_WELL_FORMED);
     expect_body("<a xmlns:p='&amp;' p:b='1'/>", XS_OK);
     char *log = body_log("<a xmlns=''/><stream:x/><b xmlns:p='u&lt;'><p:c/></b>");
     assert_contains(log, "element {}a bytes=");

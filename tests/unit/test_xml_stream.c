@@ -325,6 +325,9 @@ static const hostile_t hostile[] = {
       XS_ERR_NOT_WELL_FORMED },
     { "separator in uri", HDRS "<a xmlns='u\x01v'/>", XS_ERR_NOT_WELL_FORMED },
     { "xml ns redeclared", HDRS "<a xmlns:xml='urn:x'/>", XS_ERR_NOT_WELL_FORMED },
+    /* Well-formed to expat, but no serializer could write it back. */
+    { "element in xml ns", HDRS "<xml:message/>", XS_ERR_NOT_WELL_FORMED },
+    { "child in xml ns", HDRS "<message><body/><xml:x a='1'/></message>", XS_ERR_NOT_WELL_FORMED },
 };
 
 static void test_hostile(void **state)
