@@ -58,6 +58,7 @@ typedef struct c2s_cfg {
     double t_idle;             /* nothing read for this long */
     double t_authreg;          /* sm answer to authreg / session start */
     double t_close;            /* our </stream:stream> -> drop */
+    double t_parser_release;   /* idle stream -> parser and cipher contexts freed */
     size_t stanza_bytes;
     long depth;
     long attrs;

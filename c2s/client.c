@@ -922,8 +922,10 @@ void client_cron(double now)
             smacks_cron(c, now);
         client_tls_takeover(c);   /* in case no read came after a busy moment */
         /* An idle stream gives its parser back (~10 KB) and its cipher
-         * contexts (~2 KB); the next byte from the client rebuilds them. */
-        if (c->xs && now - c->last_read >= 2.0) {
+         * contexts (~2 KB); the next byte from the client rebuilds them.
+         * Soon after login, so that the parsers of a crowd of logins do not
+         * pile up (each one's blocks go back whole: xml_parser_mem.h). */
+        if (c->xs && now - c->last_read >= cfg->t_parser_release) {
             xml_stream_compact(c->xs);
             if (c->rec)
                 tls_record_idle(c->rec);

@@ -49,6 +49,8 @@ const cfg_option_t c2s_options[] = {
         "Seconds to wait for the sm's answer to an authreg or session start."),
     OPT("timeouts.close", CFG_SECONDS, "5", 0.1, 600, 1, t_close,
         "Seconds a closing stream may take to drain before the connection is dropped."),
+    OPT("timeouts.parser-release", CFG_SECONDS, "0.3", 0.1, 3600, 1, t_parser_release,
+        "Seconds a stream must be idle before its XML parser (~10 KB) and TLS cipher contexts are freed; the next byte rebuilds them (checked once a second)."),
     OPT("limits.stanza-bytes", CFG_SIZE, "262144", 4096, 16777216, 0, stanza_bytes,
         "Largest stanza a client may send (policy-violation past it)."),
     OPT("limits.depth", CFG_INT, "32", 4, 1024, 0, depth, "Deepest element nesting in a client stanza."),

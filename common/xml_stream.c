@@ -23,6 +23,7 @@
  * Handlers ignore every event once `halted` is set: XML_StopParser lets expat
  * finish its current token, which may fire one more handler. */
 #include "xml_stream.h"
+#include "xml_parser_mem.h"
 #include <expat.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -92,6 +93,7 @@ struct xml_stream {
     strbuf_t hdr_bytes;
     int compacted;
     int replaying;
+    xpm_t mem;             /* expat's memory for p (xml_parser_mem.h) */
 };
 
 void xml_limits_default(xml_limits_t *l)
@@ -501,10 +503,29 @@ static void XMLCALL h_pi(void *ud, const XML_Char *target, const XML_Char *data)
 
 /* ---- parser life cycle ---- */
 
+static enum XML_Status xs_parse(xml_stream_t *xs, const char *data, int len, int final)
+{
+    xpm_t *prev = xpm_enter(&xs->mem);
+    enum XML_Status st = XML_Parse(xs->p, data, len, final ? XML_TRUE : XML_FALSE);
+    xpm_leave(prev);
+    return st;
+}
+
+static void parser_free(xml_stream_t *xs)
+{
+    if (xs->p)
+        XML_ParserFree(xs->p);
+    xs->p = NULL;
+    xpm_release(&xs->mem);
+}
+
 static void parser_create(xml_stream_t *xs)
 {
+    static const XML_Char sep[] = { NS_SEP, 0 };
     /* Forcing UTF-8 overrides whatever encoding a document declares. */
-    xs->p = XML_ParserCreateNS("UTF-8", NS_SEP);
+    xpm_t *prev = xpm_enter(&xs->mem);
+    xs->p = XML_ParserCreate_MM("UTF-8", &xpm_suite, sep);
+    xpm_leave(prev);
     if (!xs->p) {
         fputs("fatal: out of memory (expat)\n", stderr);
         abort();
@@ -529,8 +550,7 @@ static void parser_create(xml_stream_t *xs)
  * parser offset `from` on are kept, now at offset 0 of the new parser. */
 static void stream_reset(xml_stream_t *xs, size_t from)
 {
-    if (xs->p)
-        XML_ParserFree(xs->p);
+    parser_free(xs);
     xml_free(xs->tree);
     xml_free(xs->doc);
     free(xs->hdr_default_ns);
@@ -585,8 +605,7 @@ void xml_stream_free(xml_stream_t *xs)
 {
     if (!xs)
         return;
-    if (xs->p)
-        XML_ParserFree(xs->p);
+    parser_free(xs);
     strbuf_free(&xs->hdr_bytes);
     xml_free(xs->tree);
     xml_free(xs->doc);
@@ -716,7 +735,7 @@ static xs_err_t parse_input(xml_stream_t *xs, size_t off)
             size_t n = xs->in.len - off;
             if (n > (1u << 30))
                 n = 1u << 30;
-            st = XML_Parse(xs->p, xs->in.data + off, (int)n, XML_FALSE);
+            st = xs_parse(xs, xs->in.data + off, (int)n, 0);
             off += n;
             if (st == XML_STATUS_ERROR)
                 break;
@@ -754,8 +773,7 @@ int xml_stream_compact(xml_stream_t *xs)
         xs->restart_pending || xs->depth != 1 || !xs->hdr_bytes.len || xs->keep_from > fed ||
         (fed > xs->keep_from && !all_space(xs->in.data + (xs->keep_from - xs->in_base), fed - xs->keep_from)))
         return 0;
-    XML_ParserFree(xs->p);
-    xs->p = NULL;
+    parser_free(xs);
     strbuf_free(&xs->in);
     strbuf_free(&xs->text);
     strbuf_free(&xs->arena);
@@ -778,7 +796,7 @@ static void uncompact(xml_stream_t *xs)
     xs->compacted = 0;
     xs->depth = xs->ns_decls = 0;
     xs->replaying = 1;
-    enum XML_Status st = XML_Parse(xs->p, xs->hdr_bytes.data, (int)xs->hdr_bytes.len, XML_FALSE);
+    enum XML_Status st = xs_parse(xs, xs->hdr_bytes.data, (int)xs->hdr_bytes.len, 0);
     xs->replaying = 0;
     free(xs->hdr_default_ns);
     xs->hdr_default_ns = NULL;
@@ -817,7 +835,7 @@ xml_node_t *xml_parse_document(const char *data, size_t len, const xml_limits_t 
         xs->err = XS_ERR_POLICY;
         snprintf(xs->errtext, sizeof(xs->errtext), "document exceeds %zu bytes",
                  xs->lim.max_stanza_bytes);
-    } else if (XML_Parse(xs->p, data, (int)len, XML_TRUE) == XML_STATUS_ERROR && !xs->err) {
+    } else if (xs_parse(xs, data, (int)len, 1) == XML_STATUS_ERROR && !xs->err) {
         expat_error(xs);
     } else if (!xs->err && !xs->doc) {
         xs->err = XS_ERR_NOT_WELL_FORMED;

@@ -107,21 +107,34 @@ static double cpu_server_s(void)
 }
 
 /* Sum of VmRSS of the server's processes, in KiB. */
+static long rss_pid_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = 0;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kb = atol(line + 6);
+    fclose(f);
+    return kb;
+}
+
 static long rss_server_kb(void)
 {
     long sum = 0;
-    for (int i = 0; i < npids; i++) {
-        char path[64], line[256];
-        snprintf(path, sizeof path, "/proc/%d/status", (int)pids[i]);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        while (fgets(line, sizeof line, f))
-            if (strncmp(line, "VmRSS:", 6) == 0)
-                sum += atol(line + 6);
-        fclose(f);
-    }
+    for (int i = 0; i < npids; i++)
+        sum += rss_pid_kb(pids[i]);
     return sum;
+}
+
+/* Each server process's RSS as "pid:KiB,..." (which process the bytes are in). */
+static void rss_each(strbuf_t *out)
+{
+    for (int i = 0; i < npids; i++)
+        strbuf_printf(out, "%s%d:%ld", i ? "," : "", (int)pids[i], rss_pid_kb(pids[i]));
 }
 
 static void add_pids_by_name(const char *names)
@@ -573,7 +586,9 @@ static int run_idle(void)
     strbuf_init(&human);
     json_open(&j);
     strbuf_printf(&j, ",\"contacts\":%d,\"rss0_kb\":%ld,\"levels\":[", opt.contacts, rss0);
-    strbuf_printf(&human, "idle %s: rss before %ld KiB;", opt.label, rss0);
+    strbuf_printf(&human, "idle %s: rss before %ld KiB (", opt.label, rss0);
+    rss_each(&human);
+    strbuf_puts(&human, ");");
     int ok = 0;
     for (int l = 0; l < nl; l++) {
         int n = levels[l] > opt.users ? opt.users : levels[l];
@@ -588,8 +603,10 @@ static int run_idle(void)
         double per = n ? (double)(rss - rss0) / n : 0;
         strbuf_printf(&j, "%s{\"sessions\":%d,\"rss_kb\":%ld,\"kb_per_session\":%.2f,\"ramp_s\":%.2f}",
                       l ? "," : "", n, rss, per, ramp_s);
-        strbuf_printf(&human, " N=%d rss %ld KiB = %.2f KiB/session (ramp %.1fs);", n, rss, per,
+        strbuf_printf(&human, " N=%d rss %ld KiB = %.2f KiB/session (ramp %.1fs; ", n, rss, per,
                       ramp_s);
+        rss_each(&human);
+        strbuf_puts(&human, ");");
         ok++;
     }
     span_end(&s);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "xml_stream.h"
+#include "xml_parser_mem.h"
 
 #define HDR "<?xml version='1.0'?><stream:stream xmlns='jabber:client' " \
             "xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>"
@@ -681,6 +682,72 @@ static void test_compact(void **state)
     rec_done(&r);
 }
 
+/* Each parser's memory lives in blocks of its own (xml_parser_mem.c): live
+ * streams hold blocks, compacted or freed ones give them back (a few stay
+ * cached), a big stanza's buffer gets a block of its own, and a parse nested
+ * in a callback uses its own arena and leaves the outer one current. */
+static int nested_ok;
+
+static void nest_stanza(void *ctx, xml_node_t *st)
+{
+    (void)ctx;
+    size_t before = xpm_blocks_mapped();
+    char err[64];
+    xml_node_t *d = xml_parse_document("<a xmlns='urn:a'><b/></a>", 25, NULL, err, sizeof err, NULL);
+    nested_ok += d != NULL && xpm_blocks_mapped() <= before + 1;
+    xml_free(d);
+    xml_free(st);
+}
+
+static void test_parser_memory(void **state)
+{
+    (void)state;
+    enum { N = 64, CACHED = 4 };
+    size_t base = xpm_blocks_mapped();
+    rec_t r[N];
+    const char *st = "<message to='a@b'><body>hi</body></message>";
+    for (int i = 0; i < N; i++) {
+        rec_init(&r[i], NULL);
+        assert_int_equal(xml_stream_feed(r[i].xs, HDR, strlen(HDR)), XS_OK);
+        assert_int_equal(xml_stream_feed(r[i].xs, st, strlen(st)), XS_OK);
+    }
+    assert_true(xpm_blocks_mapped() + CACHED >= base + N);   /* cached blocks are used first */
+    for (int i = 0; i < N; i++)
+        assert_int_equal(xml_stream_compact(r[i].xs), 1);
+    assert_true(xpm_blocks_mapped() <= base + CACHED);
+    /* Uncompacting takes a block again; the stream still works. */
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(xml_stream_feed(r[i].xs, st, strlen(st)), XS_OK);
+        assert_int_equal(r[i].stanzas, 2);
+        rec_done(&r[i]);
+    }
+    assert_true(xpm_blocks_mapped() <= base + CACHED);
+
+    /* A 200 KB body: expat's buffer outgrows a block, and is given back. */
+    rec_t big;
+    rec_init(&big, NULL);
+    assert_int_equal(xml_stream_feed(big.xs, HDR "<message><body>", strlen(HDR) + 15), XS_OK);
+    char chunk[4096];
+    memset(chunk, 'x', sizeof chunk);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(xml_stream_feed(big.xs, chunk, sizeof chunk), XS_OK);
+    assert_int_equal(xml_stream_feed(big.xs, "</body></message>", 17), XS_OK);
+    assert_int_equal(big.stanzas, 1);
+    rec_done(&big);
+    assert_true(xpm_blocks_mapped() <= base + CACHED);
+
+    static const xml_stream_cb_t nest_cb = { NULL, NULL, nest_stanza, NULL, NULL };
+    xml_stream_t *xs = xml_stream_new(&nest_cb, NULL, NULL);
+    nested_ok = 0;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(xml_stream_feed(xs, i ? "" : HDR, i ? 0 : strlen(HDR)), XS_OK);
+        assert_int_equal(xml_stream_feed(xs, st, strlen(st)), XS_OK);
+    }
+    assert_int_equal(nested_ok, 3);
+    xml_stream_free(xs);
+    assert_true(xpm_blocks_mapped() <= base + CACHED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -696,6 +763,7 @@ int main(void)
         cmocka_unit_test(test_no_deferral),
         cmocka_unit_test(test_parse_document),
         cmocka_unit_test(test_compact),
+        cmocka_unit_test(test_parser_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
