@@ -401,6 +401,15 @@ fail:
     return NULL;
 }
 
+void storage_set_cache(storage_t *st, size_t bytes)
+{
+    char sql[64];
+    /* A negative cache_size is in KiB, whatever the page size. */
+    snprintf(sql, sizeof sql, "PRAGMA cache_size = -%zu", bytes / 1024 ? bytes / 1024 : 1);
+    if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        log_warn("storage: op=cache-size error=\"%s\"", sqlite3_errmsg(st->db));
+}
+
 void storage_close(storage_t *st)
 {
     if (!st)

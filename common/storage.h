@@ -23,6 +23,8 @@ typedef struct storage storage_t;
 
 storage_t *storage_open(const char *path, char *err, size_t errlen);
 void storage_close(storage_t *st);
+/* Caps SQLite's page cache of this database at about `bytes`. */
+void storage_set_cache(storage_t *st, size_t bytes);
 int storage_begin(storage_t *st);
 int storage_commit(storage_t *st);
 int storage_rollback(storage_t *st);

@@ -134,6 +134,27 @@ static char *retained_room(link_t *l, size_t n)
     return l->rbuf + l->rtail;
 }
 
+/* Once a second: a link with nothing unacknowledged gives back a ring and an
+ * in-flight list that grew past their first size in a burst (a login crowd
+ * grows them to a few hundred KB), instead of keeping its high-water mark. */
+void forward_cron(void)
+{
+    for (link_t *l = link_list(); l; l = l->next) {
+        if (l->rcap > 65536 && l->rhead == l->rtail) {
+            free(l->rbuf);
+            l->rbuf = NULL;
+            l->rcap = 0;
+            l->rhead = l->rout = l->rtail = 0;
+        }
+        if (l->fifo_cap > 256 && l->fifo_len == 0) {
+            free(l->fifo);
+            l->fifo = NULL;
+            l->fifo_cap = 0;
+            l->fifo_head = 0;
+        }
+    }
+}
+
 static void fifo_push(link_t *l, origin_t *o, uint64_t seq, slot_t *s, size_t len, size_t mlen)
 {
     if (l->fifo_len == l->fifo_cap) {

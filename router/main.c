@@ -87,6 +87,7 @@ static void router_cron(void)
     double now = daemon_now();
     names_cron(now);
     origin_cron(now);
+    forward_cron();
 }
 
 static void router_cleanup(void)

@@ -229,6 +229,7 @@ void forward_flush(link_t *l);
 size_t u64_dec(char *buf, uint64_t v);
 void forward_forget_flush(link_t *l);
 size_t forward_output_length(link_t *l);
+void forward_cron(void);
 void forward_forget_waiter(link_t *gone);
 
 /* control.c: the admin socket. */

@@ -23,6 +23,8 @@ const cfg_option_t sm_options[] = {
         "The XMPP domain this sm serves (bound on the router)."),
     OPT("database", CFG_STRING, "var/weft.db", 0, 0, 0, database,
         "SQLite file holding accounts and users' data (created if missing)."),
+    OPT("database-cache", CFG_SIZE, "512K", 65536, 1073741824, 0, database_cache,
+        "Most memory SQLite keeps as its page cache (the OS caches the file too)."),
     OPT("offline.max-messages", CFG_INT, "1000", 0, 1000000, 1, offline_max,
         "Offline messages kept per user; past it senders get service-unavailable."),
     OPT("roster.max-items", CFG_INT, "1000", 1, 1000000, 1, roster_max,

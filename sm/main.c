@@ -141,6 +141,7 @@ static int sm_start(struct event_base *base, void *config)
         log_error("event=start reason=storage database=%s error=\"%s\"", sm_config->database, err);
         return -1;
     }
+    storage_set_cache(sm_storage, sm_config->database_cache);
     sm_core_init(base);
     /* Before the modules: admin's session hooks must run first. */
     if (admin_start(base, sm_config->control) < 0)

@@ -29,20 +29,25 @@
 #define COLL_PENDING "roster-pending"
 #define COLL_VER "roster-ver"
 
-/* Kept for every contact of every loaded user: flags are bits, so that an
- * item is 48 bytes rather than 72 (docs/performance.md, memory per session). */
+/* Kept for every contact of every loaded user (docs/performance.md, memory
+ * per session). Flags are bits, and the item's strings are packed into one
+ * buffer, "jid\0name\0group1\0group2\0...", so that an item is two heap
+ * chunks (a 32-byte struct and its text) instead of 4 + one per group: glibc
+ * adds ~16 bytes to every chunk and makes none smaller than 32, so separate
+ * jid, name, groups array and group strings cost more in malloc overhead than
+ * in text. Read the strings through item_jid, item_name and
+ * item_groups/group_next; change them only with item_set. */
 typedef struct ritem {
-    char *jid;                 /* contact (prepared JID, normally bare) */
-    char *name;                /* NULL when none */
-    char **groups;             /* each allocated to its exact length */
-    unsigned ngroups;
+    struct ritem *next;
+    xml_node_t *pending;
+    char *text;                /* "jid\0name\0groups...": see item_set */
     unsigned sub : 2;          /* sm_sub_t bits: SM_SUB_TO | SM_SUB_FROM */
     unsigned ask : 1;          /* pending out */
     unsigned approved : 1;     /* pre-approved (RFC 6121 3.4) */
     unsigned pending_in : 1;   /* xml in pending (owned) */
     unsigned in_roster : 1;    /* visible roster item */
-    xml_node_t *pending;
-    struct ritem *next;
+    unsigned has_name : 1;     /* name present (it may be empty), else none */
+    unsigned ngroups;          /* strings after the name in text */
 } ritem_t;
 
 typedef struct roster {
@@ -71,21 +76,65 @@ static int sub_parse(const char *s)
     return SM_SUB_NONE;
 }
 
-static void item_free(ritem_t *it)
+/* The contact (prepared JID, normally bare). */
+static const char *item_jid(const ritem_t *it)
 {
-    free(it->jid);
-    free(it->name);
-    for (size_t i = 0; i < it->ngroups; i++)
-        free(it->groups[i]);
-    free(it->groups);
-    xml_free(it->pending);
-    free(it);
+    return it->text;
 }
 
-static void item_add_group(ritem_t *it, const char *g)
+/* NULL when the item has no name. */
+static const char *item_name(const ritem_t *it)
 {
-    it->groups = xrealloc(it->groups, (it->ngroups + 1) * sizeof *it->groups);
-    it->groups[it->ngroups++] = xstrdup(g);
+    const char *n = it->text + strlen(it->text) + 1;
+    return it->has_name ? n : NULL;
+}
+
+/* The first of it->ngroups group names (meaningless when there are none);
+ * group_next steps to the following one:
+ *   const char *g = item_groups(it);
+ *   for (unsigned i = 0; i < it->ngroups; i++, g = group_next(g)) ... */
+static const char *item_groups(const ritem_t *it)
+{
+    const char *n = it->text + strlen(it->text) + 1;
+    return n + strlen(n) + 1;
+}
+
+static const char *group_next(const char *g)
+{
+    return g + strlen(g) + 1;
+}
+
+/* Sets the jid, name (NULL: none) and groups at once, in a new text buffer;
+ * the arguments may point into the old one, freed after. */
+static void item_set(ritem_t *it, const char *jid, const char *name, char *const *groups, unsigned ngroups)
+{
+    size_t jl = strlen(jid) + 1, nl = name ? strlen(name) + 1 : 1, len = jl + nl;
+    for (unsigned i = 0; i < ngroups; i++)
+        len += strlen(groups[i]) + 1;
+    char *t = xmalloc(len), *p = t;
+    memcpy(p, jid, jl);
+    p += jl;
+    if (name)
+        memcpy(p, name, nl);
+    else
+        *p = '\0';
+    p += nl;
+    for (unsigned i = 0; i < ngroups; i++) {
+        size_t gl = strlen(groups[i]) + 1;
+        memcpy(p, groups[i], gl);
+        p += gl;
+    }
+    free(it->text);
+    it->text = t;
+    it->has_name = name != NULL;
+    it->ngroups = ngroups;
+}
+
+static void item_free(ritem_t *it)
+{
+    free(it->text);
+    xml_free(it->pending);
+    free(it);
 }
 
 static xml_node_t *parse_stored(const char *val, size_t len)
@@ -111,19 +160,22 @@ static int load_item(const char *key, const char *val, size_t len, void *arg)
         return 0;
     }
     ritem_t *it = xcalloc(1, sizeof *it);
-    it->jid = xstrdup(key);
-    const char *name = xml_attr_get(x, "name");
-    it->name = name ? xstrdup(name) : NULL;
+    unsigned ng = 0;
+    for (xml_node_t *g = xml_child(x, NULL, "group"); g; g = xml_next(g, NULL, "group"))
+        ng++;
+    char **groups = ng ? xcalloc(ng, sizeof *groups) : NULL;
+    unsigned k = 0;
+    for (xml_node_t *g = xml_child(x, NULL, "group"); g; g = xml_next(g, NULL, "group"))
+        groups[k++] = xml_text(g);
+    item_set(it, key, xml_attr_get(x, "name"), groups, k);
+    for (unsigned i = 0; i < k; i++)
+        free(groups[i]);
+    free(groups);
     it->sub = sub_parse(xml_attr_get(x, "subscription"));
     it->ask = sm_streq(xml_attr_get(x, "ask"), "subscribe");
     it->approved = sm_streq(xml_attr_get(x, "approved"), "true");
     it->pending_in = sm_streq(xml_attr_get(x, "pending-in"), "true");
     it->in_roster = !sm_streq(xml_attr_get(x, "in-roster"), "false");
-    for (xml_node_t *g = xml_child(x, NULL, "group"); g; g = xml_next(g, NULL, "group")) {
-        char *t = xml_text(g);
-        item_add_group(it, t);
-        free(t);
-    }
     xml_free(x);
     it->next = lc->r->items;
     lc->r->items = it;
@@ -136,7 +188,7 @@ static int load_pending(const char *key, const char *val, size_t len, void *arg)
 {
     load_ctx_t *lc = arg;
     for (ritem_t *it = lc->r->items; it; it = it->next) {
-        if (!strcmp(it->jid, key)) {
+        if (!strcmp(item_jid(it), key)) {
             xml_free(it->pending);
             it->pending = parse_stored(val, len);
             return 0;
@@ -166,7 +218,7 @@ static roster_t *roster_get(sm_user_t *u)
 static ritem_t *item_find(roster_t *r, const char *jid)
 {
     for (ritem_t *it = r->items; it; it = it->next)
-        if (!strcmp(it->jid, jid))
+        if (!strcmp(item_jid(it), jid))
             return it;
     return NULL;
 }
@@ -174,7 +226,7 @@ static ritem_t *item_find(roster_t *r, const char *jid)
 static ritem_t *item_new(roster_t *r, const char *jid)
 {
     ritem_t *it = xcalloc(1, sizeof *it);
-    it->jid = xstrdup(jid);
+    item_set(it, jid, NULL, NULL, 0);
     it->next = r->items;
     r->items = it;
     return it;
@@ -195,12 +247,12 @@ static void item_unlink(roster_t *r, ritem_t *it)
 static int item_store(sm_user_t *u, ritem_t *it)
 {
     if (!it->in_roster && !it->pending_in) {
-        storage_del(sm_storage, u->bare, COLL_PENDING, it->jid);
-        return storage_del(sm_storage, u->bare, COLL, it->jid) < 0 ? -1 : 0;
+        storage_del(sm_storage, u->bare, COLL_PENDING, item_jid(it));
+        return storage_del(sm_storage, u->bare, COLL, item_jid(it)) < 0 ? -1 : 0;
     }
     xml_node_t *x = xml_elem_new(NULL, "item");
-    if (it->name)
-        xml_attr_set(x, "name", it->name);
+    if (it->has_name)
+        xml_attr_set(x, "name", item_name(it));
     xml_attr_set(x, "subscription", sub_name(it->sub));
     if (it->ask)
         xml_attr_set(x, "ask", "subscribe");
@@ -210,24 +262,25 @@ static int item_store(sm_user_t *u, ritem_t *it)
         xml_attr_set(x, "pending-in", "true");
     if (!it->in_roster)
         xml_attr_set(x, "in-roster", "false");
-    for (size_t i = 0; i < it->ngroups; i++) {
+    const char *gn = item_groups(it);
+    for (unsigned i = 0; i < it->ngroups; i++, gn = group_next(gn)) {
         xml_node_t *g = xml_add_child(x, NULL, "group");
-        xml_add_text(g, it->groups[i], strlen(it->groups[i]));
+        xml_add_text(g, gn, strlen(gn));
     }
     strbuf_t sb;
     strbuf_init(&sb);
     xml_serialize(x, "", &sb);
-    int rc = storage_put(sm_storage, u->bare, COLL, it->jid, sb.data, sb.len);
+    int rc = storage_put(sm_storage, u->bare, COLL, item_jid(it), sb.data, sb.len);
     strbuf_free(&sb);
     xml_free(x);
     if (rc == 0) {
         if (it->pending_in && it->pending) {
             strbuf_init(&sb);
             xml_serialize(it->pending, "", &sb);
-            rc = storage_put(sm_storage, u->bare, COLL_PENDING, it->jid, sb.data, sb.len);
+            rc = storage_put(sm_storage, u->bare, COLL_PENDING, item_jid(it), sb.data, sb.len);
             strbuf_free(&sb);
         } else if (!it->pending_in) {
-            rc = storage_del(sm_storage, u->bare, COLL_PENDING, it->jid) < 0 ? -1 : 0;
+            rc = storage_del(sm_storage, u->bare, COLL_PENDING, item_jid(it)) < 0 ? -1 : 0;
         }
     }
     return rc;
@@ -249,7 +302,7 @@ static int commit(sm_user_t *u, roster_t *r, ritem_t *it, int visible)
         rc = storage_commit(sm_storage);
     if (rc != 0) {
         storage_rollback(sm_storage);
-        log_error("event=roster-write result=error user=%s contact=%s", u->bare, it->jid);
+        log_error("event=roster-write result=error user=%s contact=%s", u->bare, item_jid(it));
         return -1;
     }
     if (visible)
@@ -262,21 +315,22 @@ static int commit(sm_user_t *u, roster_t *r, ritem_t *it, int visible)
 static void item_xml(const ritem_t *it, xml_node_t *query, int removed)
 {
     xml_node_t *x = xml_add_child(query, NS_ROSTER, "item");
-    xml_attr_set(x, "jid", it->jid);
+    xml_attr_set(x, "jid", item_jid(it));
     if (removed) {
         xml_attr_set(x, "subscription", "remove");
         return;
     }
-    if (it->name)
-        xml_attr_set(x, "name", it->name);
+    if (it->has_name)
+        xml_attr_set(x, "name", item_name(it));
     xml_attr_set(x, "subscription", sub_name(it->sub));
     if (it->ask)
         xml_attr_set(x, "ask", "subscribe");
     if (it->approved && !(it->sub & SM_SUB_FROM))
         xml_attr_set(x, "approved", "true");
-    for (size_t i = 0; i < it->ngroups; i++) {
+    const char *gn = item_groups(it);
+    for (unsigned i = 0; i < it->ngroups; i++, gn = group_next(gn)) {
         xml_node_t *g = xml_add_child(x, NS_ROSTER, "group");
-        xml_add_text(g, it->groups[i], strlen(it->groups[i]));
+        xml_add_text(g, gn, strlen(gn));
     }
 }
 
@@ -307,7 +361,7 @@ static int change(sm_user_t *u, roster_t *r, ritem_t *it, int visible)
     if (commit(u, r, it, visible) < 0)
         return -1;
     log_debug("event=roster-change user=%s contact=%s subscription=%s ask=%d pending-in=%d approved=%d",
-              u->bare, it->jid, sub_name(it->sub), it->ask, it->pending_in, it->approved);
+              u->bare, item_jid(it), sub_name(it->sub), it->ask, it->pending_in, it->approved);
     if (visible && it->in_roster)
         push(u, r, it, 0);
     return 0;
@@ -575,11 +629,11 @@ static void roster_remove(sm_user_t *u, ritem_t *it)
 {
     /* RFC 6121 2.5.2: cancel both directions with the contact. */
     if (it->ask || (it->sub & SM_SUB_TO))
-        send_presence_type(u->bare, it->jid, "unsubscribe");
+        send_presence_type(u->bare, item_jid(it), "unsubscribe");
     if (it->pending_in || (it->sub & SM_SUB_FROM))
-        send_presence_type(u->bare, it->jid, "unsubscribed");
+        send_presence_type(u->bare, item_jid(it), "unsubscribed");
     if (it->sub & SM_SUB_FROM)
-        send_sessions_presence(u, it->jid, 1);
+        send_sessions_presence(u, item_jid(it), 1);
 }
 
 static void roster_set_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *q)
@@ -645,7 +699,7 @@ static void roster_set_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t
         for (size_t i = 0; i < k && !err; i++)
             if (!strcmp(groups[i], t))
                 err = "bad-request";
-        groups[k++] = xrealloc(t, strlen(t) + 1);   /* xml_text's buffer has room to spare */
+        groups[k++] = t;
     }
     const char *name = xml_attr_get(item, "name");
     if (!err && name && strlen(name) > 1023)
@@ -668,13 +722,10 @@ static void roster_set_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t
         it->in_roster = 1;
         r->count++;
     }
-    free(it->name);
-    it->name = name && *name ? xstrdup(name) : NULL;
-    for (size_t i = 0; i < it->ngroups; i++)
-        free(it->groups[i]);
-    free(it->groups);
-    it->groups = groups;
-    it->ngroups = (unsigned)k;
+    item_set(it, item_jid(it), name && *name ? name : NULL, groups, (unsigned)k);
+    for (size_t i = 0; i < k; i++)
+        free(groups[i]);
+    free(groups);
     if (commit(u, r, it, 1) < 0) {
         reply_error_cond(iq, "internal-server-error", "wait");
         free(cj);
@@ -779,9 +830,9 @@ static sm_ret_t on_user_delete(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_n
     roster_t *r = roster_get(u);
     for (ritem_t *it = r->items; it; it = it->next) {
         if (it->ask || (it->sub & SM_SUB_TO))
-            send_presence_type(u->bare, it->jid, "unsubscribe");
+            send_presence_type(u->bare, item_jid(it), "unsubscribe");
         if (it->pending_in || (it->sub & SM_SUB_FROM))
-            send_presence_type(u->bare, it->jid, "unsubscribed");
+            send_presence_type(u->bare, item_jid(it), "unsubscribed");
     }
     storage_del_all(sm_storage, u->bare, COLL);
     storage_del_all(sm_storage, u->bare, COLL_PENDING);
@@ -819,7 +870,7 @@ void sm_roster_foreach(sm_user_t *u, sm_roster_fn fn, void *arg)
 {
     for (ritem_t *it = roster_get(u)->items; it; it = it->next)
         if (it->in_roster)
-            fn(it->jid, (sm_sub_t)it->sub, arg);
+            fn(item_jid(it), (sm_sub_t)it->sub, arg);
 }
 
 void mod_roster_init(void)

@@ -93,6 +93,7 @@ typedef struct sm_cfg {
     char *secret;
     char *domain;             /* the served domain */
     char *database;           /* SQLite file */
+    size_t database_cache;    /* SQLite page cache bytes */
     char *tls_ca;
     long offline_max;         /* offline messages kept per user */
     long roster_max;          /* roster items per user */
