@@ -156,16 +156,6 @@ static void client_free(client_t *c)
     free(c);
 }
 
-static int client_output_pending(client_t *c)
-{
-    if (!c->bev)
-        return 0;
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
-        return 1;
-    struct bufferevent *under = bufferevent_get_underlying(c->bev);
-    return under && evbuffer_get_length(bufferevent_get_output(under)) > 0;
-}
-
 /* Deferred work on a client outside its callbacks: drop a dead connection
  * (detached XEP-0198 session), or free a closed client whose output left. */
 static void client_reap(evutil_socket_t fd, short what, void *arg)
@@ -175,7 +165,7 @@ static void client_reap(evutil_socket_t fd, short what, void *arg)
     client_t *c = arg;
     c->reap_pending = 0;
     if (c->state == CL_CLOSED) {
-        if (!c->output_full && client_output_pending(c) && daemon_now() - c->closing_at < c2s_config->t_close) {
+        if (!c->output_full && net_bev_output_pending(c->bev) && daemon_now() - c->closing_at < c2s_config->t_close) {
             /* Under TLS the socket bufferevent drains after the filter's
              * write callback ran: look again shortly. */
             c->reap_pending = 1;

@@ -1,23 +1,20 @@
 /* listen: the client listeners (STARTTLS ports and XEP-0368 direct TLS ports,
  * IPv4 and IPv6) and the server TLS context they share. On first start with
  * tls.self-signed, a self-signed certificate for the domain is created where
- * tls.certificate points. Owns the evconnlistener objects and the SSL_CTX.
+ * tls.certificate points. Owns the listener set and the SSL_CTX.
  * SIGHUP swaps in a context loaded afresh (listen_reload_tls): connections
  * accepted from then on use it, open ones keep the one they started with
  * (each SSL holds a reference), and a certificate that does not load leaves
  * the running context in place. */
 #include "c2s.h"
+#include "listen_set.h"
 #include "log.h"
 #include "net.h"
 #include "tls.h"
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
-#define LISTEN_MAX 16
-
-static struct evconnlistener *listeners[LISTEN_MAX];
-static size_t nlisteners;
+/* The default config listens on [::1] too: a host without IPv6 still starts. */
+static listen_set_t listeners = {.v6_optional = 1};
 static SSL_CTX *tls_ctx;
 /* Distinct addresses of the two callbacks' ctx say which kind a socket is. */
 static int kind_starttls = 0, kind_tls = 1;
@@ -70,43 +67,6 @@ static int listen_tls_setup(void)
     return listen_tls_prepare(tls_ctx);
 }
 
-/* Opens every address of a space-separated list. A v6 address that the host
- * cannot bind (no IPv6) is a warning, not a fatal error, so the default config
- * runs on v4-only machines; anything else is fatal. */
-static int listen_list(struct event_base *base, const char *list, int *kind)
-{
-    char *copy = xstrdup(list), *save = NULL;
-    int rc = 0;
-    for (char *tok = strtok_r(copy, " \t\n,", &save); tok; tok = strtok_r(NULL, " \t\n,", &save)) {
-        net_addr_t addr;
-        char err[256];
-        if (net_addr_parse(tok, kind == &kind_tls ? 5223 : 5222, &addr) < 0) {
-            log_error("event=start reason=bad-listen-address address=%s", tok);
-            rc = -1;
-            break;
-        }
-        if (nlisteners == LISTEN_MAX) {
-            log_error("event=start reason=too-many-listeners max=%d", LISTEN_MAX);
-            rc = -1;
-            break;
-        }
-        struct evconnlistener *l = net_listen(base, &addr, listen_on_accept, kind, err, sizeof err);
-        if (!l) {
-            if (addr.ss.ss_family == AF_INET6) {
-                log_warn("event=listen-skipped address=%s reason=\"%s\"", tok, err);
-                continue;
-            }
-            log_error("event=start reason=listen address=%s detail=\"%s\"", tok, err);
-            rc = -1;
-            break;
-        }
-        listeners[nlisteners++] = l;
-        log_notice("event=listening address=%s tls=%s", tok, kind == &kind_tls ? "direct" : "starttls");
-    }
-    free(copy);
-    return rc;
-}
-
 int listen_reload_tls(const char *cert, const char *key)
 {
     char err[256];
@@ -137,14 +97,15 @@ int listen_start(struct event_base *base)
 {
     if (listen_tls_setup() < 0)
         return -1;
-    if (listen_list(base, c2s_config->listen_starttls, &kind_starttls) < 0)
+    if (listen_set_open(&listeners, base, c2s_config->listen_starttls, 5222, listen_on_accept, &kind_starttls,
+                        "starttls") < 0)
         return -1;
     if (*c2s_config->listen_tls) {
         if (!tls_ctx) {
             log_error("event=start reason=direct-tls-without-certificate");
             return -1;
         }
-        if (listen_list(base, c2s_config->listen_tls, &kind_tls) < 0)
+        if (listen_set_open(&listeners, base, c2s_config->listen_tls, 5223, listen_on_accept, &kind_tls, "direct") < 0)
             return -1;
     }
     return 0;
@@ -152,9 +113,7 @@ int listen_start(struct event_base *base)
 
 void listen_stop(void)
 {
-    for (size_t i = 0; i < nlisteners; i++)
-        evconnlistener_free(listeners[i]);
-    nlisteners = 0;
+    listen_set_close(&listeners);
 }
 
 /* SSL_CTX is reference counted: connections still open keep theirs. */

@@ -2,6 +2,7 @@
  * Invariant: every socket it creates is non-blocking and close-on-exec. */
 #include "net.h"
 #include <arpa/inet.h>
+#include <event2/buffer.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -146,6 +147,16 @@ struct bufferevent *net_connect(struct event_base *base, const net_addr_t *addr)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     return bev;
+}
+
+int net_bev_output_pending(struct bufferevent *bev)
+{
+    if (!bev)
+        return 0;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+        return 1;
+    struct bufferevent *under = bufferevent_get_underlying(bev);
+    return under && evbuffer_get_length(bufferevent_get_output(under)) > 0;
 }
 
 void net_tune_accepted(evutil_socket_t fd, const struct sockaddr *sa)

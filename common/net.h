@@ -36,5 +36,9 @@ void net_tune_accepted(evutil_socket_t fd, const struct sockaddr *sa);
 /* Starts a non-blocking connect; the bufferevent reports BEV_EVENT_CONNECTED or
  * an error through its event callback. */
 struct bufferevent *net_connect(struct event_base *base, const net_addr_t *addr);
+/* 1 while bytes wait in bev's output or, under a filter (TLS), in the output
+ * of the bufferevent below it, which drains after the filter's write callback
+ * ran: a closing connection is freed only once this is 0. 0 for NULL. */
+int net_bev_output_pending(struct bufferevent *bev);
 
 #endif

@@ -9,6 +9,7 @@
 #include "s2s.h"
 #include "comp_proto.h"
 #include "log.h"
+#include "net.h"
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
@@ -66,23 +67,13 @@ static void conn_free(s2s_conn_t *c)
     free(c);
 }
 
-static int conn_output_pending(s2s_conn_t *c)
-{
-    if (!c->bev)
-        return 0;
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
-        return 1;
-    struct bufferevent *under = bufferevent_get_underlying(c->bev);
-    return under && evbuffer_get_length(bufferevent_get_output(under)) > 0;
-}
-
 static void conn_reap(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     s2s_conn_t *c = arg;
     c->reap_pending = 0;
-    if (!c->dead && conn_output_pending(c) && daemon_now() - c->closing_at < s2s_config->t_close) {
+    if (!c->dead && net_bev_output_pending(c->bev) && daemon_now() - c->closing_at < s2s_config->t_close) {
         /* Under TLS the socket drains after the filter's write callback: look again. */
         c->reap_pending = 1;
         struct timeval tv = {0, 20000};
@@ -111,7 +102,7 @@ static void conn_shutdown(s2s_conn_t *c, const char *reason)
     if (c->bev)
         bufferevent_disable(c->bev, EV_READ);
     conn_gone(c, reason);
-    if (c->dead || !conn_output_pending(c))
+    if (c->dead || !net_bev_output_pending(c->bev))
         conn_schedule_reap(c);
 }
 

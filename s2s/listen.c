@@ -4,16 +4,15 @@
  * one presents our certificate to the servers we connect to and lets the
  * handshake finish whatever theirs is (dialback authenticates then). */
 #include "s2s.h"
+#include "listen_set.h"
 #include "log.h"
 #include "net.h"
 #include "tls.h"
 #include <stdlib.h>
 #include <string.h>
 
-#define LISTEN_MAX 16
-
-static struct evconnlistener *listeners[LISTEN_MAX];
-static size_t nlisteners;
+/* Every configured address must bind, v6 included (no default names one). */
+static listen_set_t listeners;
 static SSL_CTX *server_ctx, *client_ctx;
 static int kind_starttls = 0, kind_tls = 1;
 
@@ -113,48 +112,18 @@ void listen_reload_tls(void)
     log_notice("event=tls-reloaded certificate=%s", s2s_config->tls_cert);
 }
 
-static int listen_list(struct event_base *base, const char *list, int *kind)
-{
-    char *copy = xstrdup(list), *save = NULL;
-    int rc = 0;
-    for (char *tok = strtok_r(copy, " \t\n,", &save); tok; tok = strtok_r(NULL, " \t\n,", &save)) {
-        net_addr_t addr;
-        char err[256];
-        if (net_addr_parse(tok, kind == &kind_tls ? 5270 : 5269, &addr) < 0) {
-            log_error("event=start reason=bad-listen-address address=%s", tok);
-            rc = -1;
-            break;
-        }
-        if (nlisteners == LISTEN_MAX) {
-            log_error("event=start reason=too-many-listeners max=%d", LISTEN_MAX);
-            rc = -1;
-            break;
-        }
-        struct evconnlistener *l = net_listen(base, &addr, on_accept, kind, err, sizeof err);
-        if (!l) {
-            log_error("event=start reason=listen address=%s detail=\"%s\"", tok, err);
-            rc = -1;
-            break;
-        }
-        listeners[nlisteners++] = l;
-        log_notice("event=listening address=%s tls=%s", tok, kind == &kind_tls ? "direct" : "starttls");
-    }
-    free(copy);
-    return rc;
-}
-
 int listen_start(struct event_base *base)
 {
     if (tls_setup() < 0)
         return -1;
-    if (listen_list(base, s2s_config->listen_starttls, &kind_starttls) < 0)
+    if (listen_set_open(&listeners, base, s2s_config->listen_starttls, 5269, on_accept, &kind_starttls, "starttls") < 0)
         return -1;
     if (*s2s_config->listen_tls) {
         if (!server_ctx) {
             log_error("event=start reason=direct-tls-without-certificate");
             return -1;
         }
-        if (listen_list(base, s2s_config->listen_tls, &kind_tls) < 0)
+        if (listen_set_open(&listeners, base, s2s_config->listen_tls, 5270, on_accept, &kind_tls, "direct") < 0)
             return -1;
     }
     return 0;
@@ -162,9 +131,7 @@ int listen_start(struct event_base *base)
 
 void listen_stop(void)
 {
-    for (size_t i = 0; i < nlisteners; i++)
-        evconnlistener_free(listeners[i]);
-    nlisteners = 0;
+    listen_set_close(&listeners);
 }
 
 void listen_free(void)
