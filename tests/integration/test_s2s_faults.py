@@ -72,7 +72,11 @@ def test_s2s_kill9_under_load(fed, side, tmp_path, record_property):
     assert r["bounced"] == 0, info
     if side == "sending":
         assert r["lost"] == 0, info
-        assert r["duplicated"] == 0, info
+        # At least once: a stanza whose bytes reached the kernel just before
+        # the kill, but whose ack never reached the router (not yet written,
+        # or dropped with the link when the kernel reset it), is sent again
+        # (docs/s2s.md, "Restarts"). That is at most the last moments' worth.
+        assert r["duplicated"] <= PAIRS * RATE // 10, info
     else:
         # what b's dead s2s had read but not routed, or the kernel held for it
         assert r["lost"] <= PAIRS * RATE * 2, info
