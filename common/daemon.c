@@ -26,6 +26,13 @@ struct event_base *daemon_base(void)
     return base;
 }
 
+void daemon_defer(struct event **ev, event_callback_fn cb)
+{
+    if (!*ev)
+        *ev = event_new(base, -1, 0, cb, NULL);
+    event_active(*ev, 0, 0);
+}
+
 double daemon_now(void)
 {
     struct timespec ts;

@@ -43,6 +43,9 @@ int daemon_main(int argc, char **argv, const daemon_spec_t *spec);
 /* Ends the event loop (after a graceful stop drained). */
 void daemon_exit(void);
 struct event_base *daemon_base(void);
+/* Runs cb once, later in this loop turn (after the events already active);
+ * *ev is created on first use and reused. For work batched per turn. */
+void daemon_defer(struct event **ev, event_callback_fn cb);
 /* Monotonic time in seconds (cached once per loop turn is not needed: cheap). */
 double daemon_now(void);
 

@@ -239,9 +239,7 @@ void forward_to_slot(slot_t *s, origin_t *o, uint64_t seq, const char *bytes, si
             d->flush_pending = 1;
             d->flush_next = flush_list;
             flush_list = d;
-            if (!flush_event)
-                flush_event = event_new(daemon_base(), -1, 0, flush_cb, NULL);
-            event_active(flush_event, 0, 0);
+            daemon_defer(&flush_event, flush_cb);
         }
         fifo_push(d, o, seq, s, len, mlen);
         d->out_count++;

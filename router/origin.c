@@ -154,9 +154,7 @@ void origin_done(origin_t *o, uint64_t seq)
         l->ack_pending = 1;
         l->ack_next = ack_list;
         ack_list = l;
-        if (!ack_event)
-            ack_event = event_new(daemon_base(), -1, 0, flush_cb, NULL);
-        event_active(ack_event, 0, 0);
+        daemon_defer(&ack_event, flush_cb);
     }
 }
 
