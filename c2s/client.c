@@ -17,6 +17,7 @@
 #include "comp_proto.h"
 #include "log.h"
 #include "net.h"
+#include "stanza_check.h"
 #include "tls.h"
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
@@ -391,7 +392,7 @@ void client_free_all(void)
 
 void client_stanza_error(client_t *c, const xml_node_t *st, const char *condition, const char *type)
 {
-    if (!comp_proto_bounceable(st->name, xml_attr_get(st, "type")))
+    if (!stanza_error_allowed(st))
         return;
     xml_node_t *e = xml_copy(st);
     const char *to = xml_attr_get(st, "to");
@@ -534,7 +535,10 @@ static void client_on_stanza(void *ctx, xml_node_t *st)
     } else {
         if (c->state == CL_SESSION)
             smacks_count_in(c);
-        if (!strcmp(st->name, "iq") && bind_is_bind_iq(st)) {
+        const char *bad = stanza_check(st);
+        if (bad) {
+            client_stanza_error(c, st, bad, "modify");   /* RFC 6120 8.2.3, 8.3.3.1 */
+        } else if (!strcmp(st->name, "iq") && bind_is_bind_iq(st)) {
             bind_handle_iq(c, st);
         } else if (client_is_session_iq(st)) {
             if (c->state != CL_SESSION) {
