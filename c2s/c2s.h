@@ -30,6 +30,7 @@
 #define NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
 #define NS_SESSION_LEGACY "urn:ietf:params:xml:ns:xmpp-session"
 #define NS_SM "urn:xmpp:sm:3"
+#define NS_ROSTERVER "urn:xmpp:features:rosterver"
 #define NS_REGISTER "jabber:iq:register"
 #define NS_REGISTER_FEATURE "http://jabber.org/features/iq-register"
 #define NS_IQAUTH "jabber:iq:auth"

@@ -264,9 +264,11 @@ static void client_send_features(client_t *c)
                 strbuf_puts(&sb, "<auth xmlns='" NS_IQAUTH_FEATURE "'/>");
         }
     } else {
+        /* rosterver: the sm keeps roster versions (RFC 6121 2.6, docs/sm.md). */
         strbuf_puts(&sb, "<bind xmlns='" NS_BIND "'/>"
                          "<session xmlns='" NS_SESSION_LEGACY "'><optional/></session>"
-                         "<sm xmlns='" NS_SM "'/>");
+                         "<sm xmlns='" NS_SM "'/>"
+                         "<ver xmlns='" NS_ROSTERVER "'/>");
     }
     strbuf_puts(&sb, "</stream:features>");
     client_write(c, sb.data, sb.len);
