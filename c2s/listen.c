@@ -40,6 +40,7 @@ static int listen_tls_prepare(SSL_CTX *ctx)
         log_error("event=start reason=tls-record-takeover detail=\"cannot fetch the TLS 1.3 ciphers\"");
         return -1;
     }
+    tls_record_set_key_limit((uint64_t)c2s_config->tls_key_update);
     return 0;
 }
 

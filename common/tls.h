@@ -1,6 +1,9 @@
 /* tls: the OpenSSL side of weft's streams — contexts, certificates, peer
- * identity checks and channel-binding data. The libevent wrapping (bufferevents,
- * STARTTLS switch-over) lives in conn.c and only uses what is declared here.
+ * identity checks and channel-binding data. The libevent wrapping (OpenSSL
+ * bufferevents, STARTTLS switch-over) is done where each connection lives:
+ * c2s/client.c, s2s/conn.c, in.c and out.c, router/link.c, and comp_client.c
+ * for the link to the router; they use only what is declared here. After a
+ * c2s handshake, tls_record.c may run the records instead of OpenSSL.
  *
  * Policy every context shares: TLS 1.2 minimum, AEAD-only ECDHE suites for
  * TLS 1.2 (OpenSSL's default TLS 1.3 suites), no compression, no renegotiation,

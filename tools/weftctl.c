@@ -37,10 +37,6 @@
 #include "storage.h"
 #include "strbuf.h"
 
-/* From sasl_scram.c: the SASLprep the SASL layer applies to passwords (not in
- * sasl.h, which keeps it internal to the mechanisms). */
-char *sasl_saslprep(const char *s, int stored);
-
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2
 #define EXIT_ACCOUNT 3
