@@ -169,3 +169,30 @@ def test_router_ca_missing_stops_a_component(tmp_path, proc):
         err = err_path.read_text(errors="replace")
     stop(p)
     assert_refused(rc, err, str(ca), "No such file or directory")
+
+
+def test_weftctl_stats_prints_link_states_as_words(env):
+    """weftctl stats printed state=3; it prints what the link is doing."""
+    import re
+    import socket
+    env.start_router()
+    b = env.comp("b", "secret-b", "--bind", "b.test")
+    idle = socket.create_connection(("127.0.0.1", env.router_port))   # no header yet
+    half = socket.create_connection(("127.0.0.1", env.router_port))   # header, not authenticated
+    half.sendall(b"<stream:stream xmlns='jabber:component:accept' "
+                 b"xmlns:stream='http://etherx.jabber.org/streams' to='router' version='1.0'>")
+    half.recv(4096)
+    out = ""
+    for _ in range(50):
+        out = subprocess.run([os.path.join(BUILD, "tools", "weftctl"), "-s", str(env.dir / "router.ctl"), "stats"],
+                             capture_output=True, text=True, check=True).stdout
+        if out.count("link id=") == 3:
+            break
+        time.sleep(0.1)
+    states = dict(re.findall(r"component=(\S+) .*? state=(\S+)", out))
+    assert states.get("b") == "routing", out
+    assert sorted(re.findall(r"component=- .*? state=(\S+)", out)) == ["auth", "header"], out
+    assert not re.search(r"\bstate=\d", out), out
+    idle.close()
+    half.close()
+    b.report()
