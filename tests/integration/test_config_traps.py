@@ -196,3 +196,65 @@ def test_weftctl_stats_prints_link_states_as_words(env):
     idle.close()
     half.close()
     b.report()
+
+
+def comp(env, name, secret, router, *args):
+    """A testcomp linked to the router at `router` (host:port or unix:path)."""
+    from conftest import Proc, wait_for
+    ready = env.dir / f"ready-{name}-{len(env.procs)}"
+    p = Proc([os.path.join(BUILD, "tests", "integration", "testcomp"), "--router", router, "--name", name,
+              "--secret", secret, "--ready-file", str(ready), *[str(a) for a in args]],
+             env.dir / f"comp-{name}-{len(env.procs)}.log")
+    env.procs.append(p)
+    assert wait_for(ready.exists, 15), f"{name} never became ready via {router}; see {p.log_path}"
+    return p
+
+
+def test_router_listens_on_several_addresses(env):
+    """listen and listen-unix take lists (as c2s and s2s listen): components
+    reach one router through 127.0.0.1, 127.0.0.2 and two UNIX sockets."""
+    import re
+    import socket
+    from conftest import wait_for
+    p2 = free_port()
+    s1, s2 = env.dir / "r1.sock", env.dir / "r2.sock"
+    cfg = env.write_router_config()
+    cfg.write_text(cfg.read_text().replace(f"<listen>127.0.0.1:{env.router_port}</listen>",
+                                           f"<listen>127.0.0.1:{env.router_port} 127.0.0.2:{p2}</listen>"
+                                           f"<listen-unix>{s1} {s2}</listen-unix>"))
+    env.start_router()
+    for a in (f"127.0.0.1:{env.router_port}", f"127.0.0.2:{p2}", f"unix:{s1}", f"unix:{s2}"):
+        assert wait_for(lambda: f"event=listening address={a} " in env.router_log(), 10), env.router_log()
+    assert os.stat(s1).st_mode & 0o777 == 0o660 and os.stat(s2).st_mode & 0o777 == 0o660
+    b = comp(env, "b", "secret-b", f"127.0.0.2:{p2}", "--bind", "b.test")
+    # p2 is bound on 127.0.0.2 alone: b came in through the second address.
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", p2), timeout=5)
+    for n, via in enumerate((f"127.0.0.1:{env.router_port}", f"unix:{s1}", f"unix:{s2}"), 1):
+        a = comp(env, "a", "secret-a", via, "--bind", "a.test", "--to", "u@b.test", "--from", "a.test",
+                 "--count", 100, "--rate", 500)
+        peer = "unix" if via.startswith("unix:") else "127.0.0.1:"
+        assert re.search(rf"component=a protocol=internal peer={peer}", env.stats()), (via, env.stats())
+        assert wait_for(lambda: f"stanzas_out={100 * n} " in [l for l in env.stats().splitlines()
+                                                               if "component=b " in l][0], 20), env.stats()
+        ra = a.report()
+        assert ra["sent"] == 100 and ra["errors"] == 0, ra
+    # Each sender numbers its messages from 0: three rounds, 100 numbers.
+    rb = b.report()
+    assert rb["received"] == 300 and rb["unique"] == 100 and rb["errors"] == 0, rb
+
+
+def test_router_listen_address_that_cannot_bind_stops_it(tmp_path):
+    """Every address of the list must bind, as s2s's must."""
+    import socket
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    taken = f"127.0.0.1:{busy.getsockname()[1]}"
+    cfg = tmp_path / "router.xml"
+    cfg.write_text(ROUTER.format(port=f"{free_port()} {taken}", tls=""))
+    r = subprocess.run([os.path.join(BUILD, "router", "weft-router"), "-c", str(cfg)], capture_output=True,
+                       text=True, timeout=15)
+    busy.close()
+    assert r.returncode == 1, r.stderr
+    assert f"event=start reason=listen address={taken} " in r.stderr, r.stderr
