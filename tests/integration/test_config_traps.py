@@ -258,3 +258,16 @@ def test_router_listen_address_that_cannot_bind_stops_it(tmp_path):
     busy.close()
     assert r.returncode == 1, r.stderr
     assert f"event=start reason=listen address={taken} " in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("log,says", [("<target>file:{dir}/no/such/dir/c2s.log</target>", "no/such/dir/c2s.log"),
+                                      ("<level>verbose</level>", "value=verbose")])
+def test_log_settings_that_cannot_apply_stop_the_process(tmp_path, log, says):
+    """A log file that cannot be opened (or an unknown level) left the process
+    running and logging to stderr, where nobody looked."""
+    crt, key = selfsigned_cert(tmp_path / "c.crt", tmp_path / "c.key", "localhost")
+    rc, err, p, _ = run(tmp_path, "c2s", f"<tls><certificate>{crt}</certificate><key>{key}</key></tls>"
+                                         f"<log>{log.format(dir=tmp_path)}</log>")
+    stop(p)
+    assert rc == 1, err
+    assert says in err and "event=start reason=log-settings" in err, err
