@@ -59,6 +59,7 @@ static void s2s_reload(void *config)
     old->peers = p;
     fresh->tls_selfsigned = old->tls_selfsigned;
     fresh->tls_required = old->tls_required;
+    fresh->tls_tickets = old->tls_tickets;
     fresh->auth_dialback = old->auth_dialback;
     fresh->auth_external = old->auth_external;
     fresh->dns_timeout = old->dns_timeout;

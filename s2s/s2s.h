@@ -51,6 +51,7 @@ typedef struct s2s_cfg {
     int tls_selfsigned;
     char *tls_ca;             /* verifies peers' certificates; "" = system store */
     int tls_required;
+    int tls_tickets;          /* TLS session tickets to peers that connect to us */
     int auth_dialback;
     int auth_external;
     char *dialback_secret;
