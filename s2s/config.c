@@ -61,7 +61,7 @@ int s2s_is_local(const char *d)
             return 1;
         p = e;
     }
-    return 0;
+    return names_served(d);
 }
 
 #define OPT(n, t, d, lo, hi, r, f, h) {n, t, d, lo, hi, r, offsetof(s2s_cfg_t, f), NULL, h}
@@ -141,6 +141,11 @@ const cfg_option_t s2s_options[] = {
         "Incoming server connections one IP address may hold open."),
     OPT("limits.domains-per-stream", CFG_INT, "100", 1, 100000, 1, max_domains_per_stream,
         "Domain pairs one incoming stream may authenticate (XEP-0220 multiplexing)."),
+    OPT("components.federate", CFG_BOOL, "true", 0, 0, 0, components_federate,
+        "Let remote servers reach the names the router serves to local components (learned from it), "
+        "besides domains; off: only domains."),
+    OPT("components.exclude", CFG_STRING, "", 0, 0, 0, components_exclude,
+        "Space-separated names the router serves that remote servers may not reach (e.g. c2s instance names)."),
     {"peer", CFG_SECTION, NULL, 0, 0, 0, 0, parse_peer,
      "A static route replacing DNS for one domain: domain, address (host:port), direct-tls (true/false). "
      "Several entries for a domain are tried in order."},

@@ -499,6 +499,7 @@ WEFT_ROUTER = """<router>
   <component name="sm" secret="sm-secret" trusted-from="true"><bind>{domain}</bind></component>
   <component name="c2s" secret="c2s-secret" trusted-from="true"><bind>c2s.{domain}</bind></component>
   <component name="s2s" secret="s2s-secret" trusted-from="true" default-route="true"><bind>s2s.{domain}</bind></component>
+  {router_extra}
 </router>
 """
 
@@ -553,13 +554,13 @@ class WeftDeployment(Deployment):
 
     def __init__(self, net, host, domain, cert_mode="self", ca=None, s2s_port=5269, direct_tls_port=None,
                  queue=60, dns_timeout=3, level="debug", dialback_secret=None, peers=(), c2s_extra="",
-                 s2s_extra=""):
+                 s2s_extra="", router_extra=""):
         super().__init__(net, host, domain, cert_mode, ca)
         self.s2s_port, self.direct_tls_port = s2s_port, direct_tls_port
         self.queue, self.dns_timeout, self.level = queue, dns_timeout, level
         self.dialback_secret = dialback_secret or f"db-{domain}-{os.getpid()}"
         self.peers = list(peers)          # (domain, "ip:port", direct_tls)
-        self.c2s_extra, self.s2s_extra = c2s_extra, s2s_extra
+        self.c2s_extra, self.s2s_extra, self.router_extra = c2s_extra, s2s_extra, router_extra
         (self.dir / "certs").mkdir(exist_ok=True)
 
     def binary(self, name):
@@ -601,7 +602,8 @@ class WeftDeployment(Deployment):
                           tls_listen=f"{self.ip}:{self.direct_tls_port}" if self.direct_tls_port else "",
                           crt=self.crt, key=self.key, ca=self.ca.crt if self.ca else "",
                           secret=self.dialback_secret, dns=self.net.dns_ip, dns_timeout=self.dns_timeout,
-                          queue=self.queue, peers=peers, c2s_extra=self.c2s_extra, s2s_extra=self.s2s_extra)
+                          queue=self.queue, peers=peers, c2s_extra=self.c2s_extra, s2s_extra=self.s2s_extra,
+                          router_extra=self.router_extra)
         path = self.dir / f"{name}.xml"
         path.write_text(text)
         return path
