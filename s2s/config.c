@@ -97,7 +97,7 @@ const cfg_option_t s2s_options[] = {
         "Require TLS on every server stream, incoming and outgoing."),
     OPT("tls.session-tickets", CFG_BOOL, "false", 0, 0, 0, tls_tickets,
         "Send TLS session tickets to servers that connect to us (off: server streams are long-lived, and "
-        "jabberd2 2.7 mishandles TLS 1.3 tickets)."),
+        "jabberd2 2.7 drops streams on them; docs/s2s.md)."),
     OPT("auth.dialback", CFG_BOOL, "true", 0, 0, 0, auth_dialback,
         "Authenticate with server dialback (XEP-0220) when certificates do not verify."),
     OPT("auth.external", CFG_BOOL, "true", 0, 0, 0, auth_external,

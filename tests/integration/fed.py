@@ -405,6 +405,20 @@ def self_signed(domain, d):
     return crt, key
 
 
+def self_signed_rsa(domain, d, bits=4096):
+    """(crt, key) of a self-signed RSA certificate naming `domain` (bigger
+    than the P-256 ones: peers that keep it in TLS session tickets send
+    bigger tickets)."""
+    d = Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    crt, key = d / f"{domain}.rsa{bits}.crt", d / f"{domain}.rsa{bits}.key"
+    if not crt.exists():
+        _openssl("req", "-x509", "-newkey", f"rsa:{bits}", "-nodes", "-keyout", key, "-out", crt, "-days", "3",
+                 "-subj", f"/CN={domain}", "-addext", f"subjectAltName=DNS:{domain}",
+                 "-addext", "extendedKeyUsage=serverAuth,clientAuth")
+    return crt, key
+
+
 class CA:
     """A test certificate authority (ca.crt, ca.key in `d`)."""
 
@@ -889,9 +903,13 @@ class Jabberd2Deployment(Deployment):
     READY = {"router": r"starting up|ready", "sm": r"ready for sessions|online", "c2s": r"ready for connections",
              "s2s": r"ready for connections"}
 
-    def __init__(self, net, host, domain, cert_mode="self", ca=None, s2s_port=5269, require_tls=True, retry=5):
+    def __init__(self, net, host, domain, cert_mode="self", ca=None, s2s_port=5269, require_tls=True, retry=5,
+                 rsa_bits=None):
         super().__init__(net, host, domain, cert_mode, ca)
         self.s2s_port, self.require_tls, self.retry = s2s_port, require_tls, retry
+        if rsa_bits:   # its own self-signed RSA certificate instead
+            self.crt, self.key = self_signed_rsa(domain, self.dir / "certs", rsa_bits)
+            self.cert_mode = f"rsa{rsa_bits}"
 
     def pem(self):
         """jabberd2 wants certificate and key in one file."""

@@ -8,15 +8,24 @@ DNS:
   j.test   SRV _xmpp-server._tcp -> xmpp.j.test:5269 (A of host j)
 
 jabberd2 authenticates servers with dialback only; both sides require TLS,
-so every link here is dialback over STARTTLS. What outside testing saw: with
-TLS 1.3, OpenSSL's server side sent two NewSessionTicket messages right after
-the handshake; jabberd2's s2s then wrote a clear-text </stream:stream> on the
-TLS socket (sx/ssl.c does not encrypt once it has seen an OpenSSL error) and
-reconnected about 200 times a second. weft's s2s now sends no tickets
-(tls.session-tickets, off by default for s2s). The Debian 12 build on this
-machine (jabberd2 2.7.0-4+b2, OpenSSL 3.0.19) federates even with tickets,
-so what is asserted is what holds either way: no ticket goes out, both
-routes come up over TLS, and a quiet link sees no reconnection.
+so every link here is dialback over STARTTLS. jabberd2 has a self-signed
+RSA-4096 certificate, which it also presents as TLS client.
+
+The defect (outside testing, and test_chat_... on the old code): after a TLS
+1.3 handshake OpenSSL's server side sends two NewSessionTicket messages, and
+a ticket carries the client's certificate: with jabberd2's RSA-4096 one each
+ticket record is about 1.6 KB. jabberd2 2.7 reads its socket 1,024 bytes at
+a time and, right after a handshake, takes a read that ends inside a TLS
+record for a fatal SSL error (it logs a stale "oid exists" entry of OpenSSL's
+error queue): it writes a clear-text </stream:stream> on the TLS socket and
+reconnects at once. weft logged tls-failed "wrong version number" about a
+hundred times in ten seconds and nothing was delivered from j.test. weft's s2s
+now sends no tickets (tls.session-tickets, off by default for s2s);
+test_tickets_on_brings_the_failure_back shows the option is what matters.
+
+What is left is jabberd2's own: a stanza from us whose TLS record passes
+~1 KB can make it drop the stream in the same way (docs/s2s.md, "Peers
+tested"); such a stanza is lost with the connection.
 
 Needs root (ip netns, /etc/netns), dnsmasq, openssl and jabberd2; about 30 s
 with the ASan build on 2 cores.
@@ -55,7 +64,7 @@ def w(tmp_path_factory):
         net.add_a("xmpp.j.test", hj.ip)
         net.start_dns()
         a = WeftDeployment(net, "a", "a.test", queue=QUEUE)
-        j = Jabberd2Deployment(net, "j", "j.test")
+        j = Jabberd2Deployment(net, "j", "j.test", rsa_bits=4096)
         a.start_all(users=["alice", "carol"])
         j.start_all(users=["jim", "joe"])
         x = World()
@@ -135,8 +144,8 @@ def test_chat_subscription_and_ping_both_ways_over_dialback_and_tls(w, clients):
     assert re.search(r"dialback-verify-asked local=a\.test remote=j\.test result=valid", log), log[-4000:]
     assert "tls-failed" not in log, log[-4000:]
     # one or two incoming streams (jabberd2 may open a second one for the
-    # verification), never a reconnect loop (outside testing: hundreds a
-    # second that never completed)
+    # verification), never a reconnect loop (before: ~100 in ten seconds,
+    # none completed)
     n = incoming_from(w, mark)
     assert 1 <= n <= 4, (n, elapsed, log[-4000:])
     # and jabberd2 saw both of its routes come up over TLS
@@ -165,8 +174,7 @@ def test_weft_s2s_sends_no_session_tickets(w):
 
 def test_no_reconnect_storm_while_idle(w, clients):
     """Once linked, jabberd2 keeps its stream: a few seconds of quiet after
-    traffic see no new incoming connection from it (outside testing saw
-    about 200 a second, each ending in tls-failed wrong version number)."""
+    traffic see no new incoming connection from it."""
     carol, joe = clients()
     joe.message(carol.jid, "storm check")
     carol.wait_message("storm check", timeout=QUEUE)
@@ -232,3 +240,28 @@ def test_c2s_keeps_session_tickets_and_clients_resume(w):
     again = connect(sess)
     assert again.sock.session_reused, "a client with a ticket did not resume"
     again.close()
+
+
+def test_tickets_on_brings_the_failure_back(w, clients):
+    """The cause, shown: with tls.session-tickets turned on again, jabberd2
+    cannot keep a stream to weft (tls-failed, reconnection after
+    reconnection) and its users' messages do not arrive; off again, they
+    do."""
+    a, j = w.a, w.j
+    saved = a.s2s_extra
+    carol, joe = clients()
+    mark = a.mark()
+    try:
+        a.s2s_extra = "<tls><session-tickets>true</session-tickets></tls>"
+        a.restart("s2s")
+        j.restart("s2s")      # forget the streams that carried no tickets
+        joe.message(carol.jid, "with-tickets")
+        assert fed.wait_for(lambda: a.log("s2s", since=mark).count("tls-failed") >= 5, 15), \
+            a.log("s2s", since=mark)[-3000:]
+        assert "with-tickets" not in carol.read_for(1)
+        assert "wrong version number" in a.log("s2s", since=mark)
+    finally:
+        a.s2s_extra = saved
+        a.restart("s2s")
+    joe.message(carol.jid, "without-tickets")
+    carol.wait_message("without-tickets", timeout=QUEUE + 10)
