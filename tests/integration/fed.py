@@ -1110,9 +1110,10 @@ def q(s):
 
 
 class Client(Stream):
-    """A client of `dep` (weft or Prosody) from the clients namespace:
-    STARTTLS, SCRAM, bind. Patterns are matched after q() on reads
-    where noted; both servers quote with ' in practice."""
+    """A client of `dep` (weft, Prosody or jabberd2) from the clients
+    namespace: STARTTLS, SCRAM (PLAIN for jabberd2), bind. Patterns are
+    matched after q() on reads where noted; the servers quote with ' in
+    practice."""
 
     def __init__(self, dep, user, password="pw", resource="r"):
         super().__init__(dep.net, dep.ip, 5222)
