@@ -38,7 +38,7 @@ import time
 import pytest
 
 import fed
-from fed import FedNet, Jabberd2Deployment, RawS2S, WeftDeployment
+from fed import FedNet, Jabberd2Deployment, RawS2S, WeftDeployment, slix_pair
 
 _problem = fed.usable() or (None if os.path.exists(os.path.join(fed.JABBERD2_DIR, "jabberd2-s2s"))
                             else "jabberd2 not installed")
@@ -152,6 +152,21 @@ def test_chat_subscription_and_ping_both_ways_over_dialback_and_tls(w, clients):
     jlog = j.log("s2s")
     assert "outgoing route 'j.test/a.test' is now valid TLS" in jlog, jlog[-3000:]
     assert "incoming route 'j.test/a.test' is now valid TLS" in jlog, jlog[-3000:]
+
+
+def test_slixmpp_users_on_weft_and_jabberd2_add_each_other_see_presence_and_chat(w):
+    """The same with an independent client library (slixmpp) for both
+    users: mutual subscription, presence seen both ways, chat both ways,
+    pings to the other server."""
+    a, j = w.a, w.j
+    rep = slix_pair(w.net, {"jid": "alice@a.test/slix", "password": "pw", "ip": a.ip, "mech": a.mech},
+                    {"jid": "jim@j.test/slix", "password": "pw", "ip": j.ip, "mech": j.mech})
+    assert rep.get("ok"), (rep, a.log("s2s")[-4000:], j.log("s2s")[-4000:])
+    assert rep["a_roster"] == "both" and rep["b_roster"] == "both", rep
+    assert rep["a_sees"] == "jim@j.test/slix" and rep["b_sees"] == "alice@a.test/slix", rep
+    assert rep["b_got"] == ["alice@a.test/slix", "hello from a"], rep
+    assert rep["a_got"] == ["jim@j.test/slix", "hello from b"], rep
+    assert rep["ping_a_to_b_domain"] and rep["ping_b_to_a_domain"], rep
 
 
 def test_weft_s2s_sends_no_session_tickets(w):
