@@ -29,7 +29,7 @@ import time
 import pytest
 
 import fed
-from fed import FedNet, ProsodyDeployment, WeftDeployment, q
+from fed import CA, FedNet, ProsodyDeployment, WeftDeployment, q
 
 _problem = fed.usable() or (None if shutil.which(fed.PROSODY) else 'prosody not installed')
 if _problem:
@@ -72,10 +72,11 @@ def w(tmp_path_factory):
         net.add_a("unreach.test", f"{net.subnet}.250")
         net.add_silent("silent.test", hc.ip, SILENT_PORT)
         net.start_dns()
-        a = WeftDeployment(net, "a", "a.test", queue=QUEUE, dns_timeout=DNS_TIMEOUT)
-        p = ProsodyWithOffline(net, "p", "p.test")
-        a.start_all(users=["carol", "alice", "dave", "erin"])
-        p.start_all(users=["quinn", "pat", "ruth", "sam"])
+        ca = CA(root / "ca")
+        a = WeftDeployment(net, "a", "a.test", ca=ca, queue=QUEUE, dns_timeout=DNS_TIMEOUT)
+        p = ProsodyWithOffline(net, "p", "p.test", ca=ca)
+        a.start_all(users=["carol", "alice", "dave", "erin", "frank"])
+        p.start_all(users=["quinn", "pat", "ruth", "sam", "tina"])
         x = World()
         x.net, x.a, x.p = net, a, p
         yield x
@@ -200,25 +201,34 @@ def subscribe_both(weft_user, prosody_user):
     prosody_user.read_until(r"<presence(?![^>]*type=)[^>]*from=['\"]" + re.escape(weft_user.jid), timeout=15)
 
 
-def test_incoming_stream_from_a_returning_peer_ends_the_pause(w, record_property):
+@pytest.mark.parametrize("auth", ["dialback", "external"])
+def test_incoming_stream_from_a_returning_peer_ends_the_pause(w, auth, record_property):
     """With the fast schedule off (timeouts.retry-fast-period 0: pauses of 1,
     2, 4, 8 s), the route to p.test is deep in a pause when Prosody is back.
     pat logs in and, being subscribed to alice, makes Prosody open a stream to
     weft: that is the sign the peer is back, and alice's message goes out at
-    once instead of at the end of the pause."""
+    once instead of at the end of the pause. With self-signed certificates
+    Prosody's stream asks for dialback (which needs weft's stream to p.test);
+    with CA-signed ones it authenticates with SASL EXTERNAL."""
     a, p = w.a, w.p
     a.s2s_extra = "<timeouts><retry-fast-period>0</retry-fast-period></timeouts>"
+    if auth == "external":
+        a.set_cert_mode("ca")
+        p.set_cert_mode("ca")       # and s2s_secure_auth
+        p.restart()
     a.restart("s2s")
     try:
-        alice = a.client("alice", resource="trigger")
-        pat = p.client("pat", resource="first")
+        wu, pu = ("alice", "pat") if auth == "dialback" else ("frank", "tina")
+        alice = a.client(wu, resource="trigger")
+        pat = p.client(pu, resource="first")
         subscribe_both(alice, pat)
-        warm_up(w, alice, "pat", "trigger")
+        warm_up(w, alice, pu, f"trigger-{auth}")
         pat.close()
         mark = a.mark()
         p.kill9()
         t_down = time.time()
-        alice.message("pat@p.test", "trigger-m1")
+        body = f"trigger-{auth}-m1"
+        alice.message(f"{pu}@p.test", body)
 
         def pauses():
             return [float(x) for x in re.findall(r"event=s2s-failed local=a\.test remote=p\.test .*retry_in=(\S+)",
@@ -230,23 +240,32 @@ def test_incoming_stream_from_a_returning_peer_ends_the_pause(w, record_property
         t_up = start_peer_and_wait_port(w)
         assert t_up - t_pause < 4, t_up - t_pause
         retries = pauses()
-        pat = p.client("pat", resource="back")           # available presence: Prosody writes to alice
+        pat = p.client(pu, resource="back")           # available presence: Prosody writes to weft
         t_login = time.time()
-        got = arrivals(pat, ["trigger-m1"], timeout=QUEUE)
+        got = arrivals(pat, [body], timeout=QUEUE)
         pat.read_for(1)
         slog = a.log("s2s", since=mark)
         info = (got, pat.seen[-3000:], slog[-4000:])
-        assert "trigger-m1" in got, info
-        delay = got["trigger-m1"] - t_up
-        report(record_property, case="incoming-stream", down_s=round(t_up - t_down, 2),
+        assert body in got, info
+        delay = got[body] - t_up
+        report(record_property, case=f"incoming-stream-{auth}", down_s=round(t_up - t_down, 2),
                login_s=round(t_login - t_up, 3), delay_s=round(delay, 3), pause_s=retries[-1])
         assert delay < 1.0, (delay, info)
-        assert len(re.findall(body_rx("trigger-m1"), pat.seen)) == 1, info
-        assert re.search(r"event=s2s-authenticated direction=in local=a\.test remote=p\.test", slog), slog[-3000:]
+        assert len(re.findall(body_rx(body), pat.seen)) == 1, info
+        method = "dialback" if auth == "dialback" else "external"
+        assert re.search(rf"event=s2s-authenticated direction=in local=a\.test remote=p\.test method={method}",
+                         slog), slog[-3000:]
+        if auth == "external":
+            # the incoming stream came first and sent weft's route on its way
+            assert re.search(r"event=s2s-peer-back remote=p\.test routes=1", slog), slog[-3000:]
         pat.close()
         alice.close()
     finally:
         a.s2s_extra = ""
+        if auth == "external":
+            a.set_cert_mode("self")
+            p.set_cert_mode("self")
+            p.restart()
         a.restart("s2s")
 
 
