@@ -722,6 +722,8 @@ void out_send(xml_node_t *st, const char *local, const char *remote, uint64_t to
     }
     double now = daemon_now();
     if (r->state == RS_WAIT && r->refusing && now < r->retry_at) {
+        log_info("event=bounced local=%s remote=%s stanzas=1 condition=%s reason=pause retry_in=%.2f", local,
+                 remote, r->refusing, r->retry_at - now);
         link_bounce(st, r->refusing, "wait");
         link_done(token);
         xml_free(st);
