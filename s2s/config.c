@@ -138,7 +138,7 @@ const cfg_option_t s2s_options[] = {
         "Incoming server connections one IP address may hold open."),
     OPT("limits.domains-per-stream", CFG_INT, "100", 1, 100000, 1, max_domains_per_stream,
         "Domain pairs one incoming stream may authenticate (XEP-0220 multiplexing)."),
-    OPT("timeouts.retry-fast", CFG_SECONDS, "500ms", 0.1, 60, 1, t_retry_fast,
+    OPT("timeouts.retry-fast", CFG_SECONDS, "250ms", 0.1, 60, 1, t_retry_fast,
         "Largest pause between connection attempts to a domain whose stream was up before, during "
         "timeouts.retry-fast-period: the worst-case delay, besides connecting, after that server is back."),
     OPT("timeouts.retry-fast-period", CFG_SECONDS, "60", 0, 86400, 1, t_retry_fast_period,

@@ -390,13 +390,14 @@ static void route_failed(route_t *r, const char *reason, const char *bounce)
     free(r->targets);
     r->targets = NULL;
     r->ntargets = r->next_target = 0;
-    /* A lost peer's fast retries are routine: notice for the first only. */
+    /* A lost peer's fast retries (a few a second) are routine: notice for the
+     * first failure, debug for the others. */
     if (first || bounce)
         log_notice("event=s2s-failed local=%s remote=%s reason=%s queued=%zu retry_in=%.2f", r->local, r->remote,
                    reason, r->q_len, pause);
     else
-        log_info("event=s2s-failed local=%s remote=%s reason=%s queued=%zu retry_in=%.2f", r->local, r->remote,
-                 reason, r->q_len, pause);
+        log_debug("event=s2s-failed local=%s remote=%s reason=%s queued=%zu retry_in=%.2f", r->local, r->remote,
+                  reason, r->q_len, pause);
     verify_fail(r, 0, 0);
     r->refusing = bounce;
     if (bounce)
