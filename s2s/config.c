@@ -113,7 +113,7 @@ const cfg_option_t s2s_options[] = {
         "Space-separated DNS servers (ip or ip:port); when set, replaces dns.resolv-conf."),
     OPT("dns.hosts-file", CFG_STRING, "/etc/hosts", 0, 0, 0, dns_hosts,
         "Hosts file consulted for address lookups; empty: none."),
-    OPT("dns.timeout", CFG_SECONDS, "10", 0.5, 300, 0, dns_timeout,
+    OPT("dns.timeout", CFG_SECONDS, "5", 0.5, 300, 0, dns_timeout,
         "Seconds one lookup of a domain (SRV and addresses) may take."),
     OPT("dns.fallback-port", CFG_INT, "5269", 1, 65535, 0, dns_port,
         "Port used with a domain's own addresses when it has no SRV records."),
@@ -148,6 +148,12 @@ const cfg_option_t s2s_options[] = {
         "besides domains; off: only domains."),
     OPT("components.exclude", CFG_STRING, "", 0, 0, 0, components_exclude,
         "Space-separated names the router serves that remote servers may not reach (e.g. c2s instance names)."),
+    OPT("timeouts.retry-fast", CFG_SECONDS, "250ms", 0.1, 60, 1, t_retry_fast,
+        "Largest pause between connection attempts to a domain whose stream was up before, during "
+        "timeouts.retry-fast-period: the worst-case delay, besides connecting, after that server is back."),
+    OPT("timeouts.retry-fast-period", CFG_SECONDS, "60", 0, 86400, 1, t_retry_fast_period,
+        "Seconds from the first failed attempt at a domain whose stream was up before during which pauses "
+        "stay under timeouts.retry-fast; then they double up to timeouts.retry-max. 0: no fast period."),
     {"peer", CFG_SECTION, NULL, 0, 0, 0, 0, parse_peer,
      "A static route replacing DNS for one domain: domain, address (host:port), direct-tls (true/false). "
      "Several entries for a domain are tried in order."},

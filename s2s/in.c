@@ -264,6 +264,7 @@ static void in_sasl(in_stream_t *s, const xml_node_t *el)
     conn_restart(s->c);
     log_notice("event=s2s-authenticated direction=in local=%s remote=%s method=external peer=%s", s->to, s->from,
                s->c->peer);
+    out_peer_back(s->from);
 }
 
 /* ---------------------------------------------------------------- dialback */
@@ -360,6 +361,7 @@ void in_verify_result(uint64_t in_serial, const char *local, const char *remote,
         in_db_answer(s, local, remote, "valid", NULL);
         log_notice("event=s2s-authenticated direction=in local=%s remote=%s method=dialback peer=%s", local,
                    remote, s->c->peer);
+        out_peer_back(remote);
     } else if (valid == 0) {
         pair_remove(s, p);
         log_notice("event=dialback-invalid local=%s remote=%s peer=%s", local, remote, s->c->peer);

@@ -65,6 +65,8 @@ typedef struct s2s_cfg {
     double t_queue;           /* a stanza waits at most this long for a route */
     double t_idle;            /* nothing sent or received for this long */
     double t_retry_max;       /* largest pause between attempts at a failing domain */
+    double t_retry_fast;      /* largest pause while a lost peer is in its fast period */
+    double t_retry_fast_period; /* how long after the first failure the fast pauses last */
     double t_close;
     size_t queue_bytes;       /* per remote domain */
     size_t stanza_bytes;
@@ -192,6 +194,10 @@ void out_send(xml_node_t *st, const char *local, const char *remote, uint64_t to
  * stream stream_id that remote opened to us (local). The answer comes to
  * in_verify_result(in_serial, ...). */
 void out_verify(const char *local, const char *remote, const char *stream_id, const char *key, uint64_t in_serial);
+/* remote's server has just shown it is up (an incoming stream from it
+ * authenticated): routes to it that wait after failures try again now, with
+ * their backoff reset. */
+void out_peer_back(const char *remote);
 void out_cron(double now);
 int out_init(struct event_base *base);
 void out_close_all(void);

@@ -199,6 +199,7 @@ class FedNet:
         self.procs = []
         self.srv = []        # (service name, target, port, priority, weight)
         self.a = []          # (name, ip)
+        self.silent = []     # (domain, ip, port): dnsmasq asks there, and nobody answers
         self.dnsmasq = None
         self.closed = False
         _reap_stale()
@@ -268,6 +269,12 @@ class FedNet:
     def add_a(self, name, ip):
         self.a.append((name, ip))
 
+    def add_silent(self, domain, ip, port):
+        """dnsmasq forwards every query for `domain` to ip:port, where the
+        test keeps a UDP socket that never answers: a resolver asking for the
+        domain hears nothing back."""
+        self.silent.append((domain, ip, port))
+
     def start_dns(self):
         """(Re)starts dnsmasq with the records declared so far."""
         if self.dnsmasq:
@@ -282,6 +289,8 @@ class FedNet:
             args.append(f"--srv-host={name},{target},{port},{prio},{weight}" if target else f"--srv-host={name}")
         for name, ip in self.a:
             args.append(f"--host-record={name},{ip}")
+        for domain, ip, port in self.silent:
+            args.append(f"--server=/{domain}/{ip}#{port}")
         before = self.dns_log().count("started, version")
         self.dnsmasq = self.spawn("dns", args, self.root / "dnsmasq.out")
         if not wait_for(lambda: self.dns_log().count("started, version") > before or not self.dnsmasq.alive(), 10) \
