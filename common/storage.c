@@ -130,10 +130,25 @@ void storage_set_cache(storage_t *st, size_t bytes)
         st->drv->set_cache(st, bytes);
 }
 
+/* One turn of the storage's loop for a blocking call. libevent refuses to
+ * run a loop from inside its own callbacks (a blocking call made from an
+ * event handler on an asynchronous driver), and a loop with nothing to wait
+ * for would never finish the request: both are broken invariants, and
+ * spinning forever would hide them. */
+static void storage_turn(storage_t *st)
+{
+    int rc = event_base_loop(st->base, EVLOOP_ONCE);
+    if (rc != 0) {
+        log_error("storage: panic=\"blocking call %s\" driver=%s", rc < 0 ?
+                  "from inside the event loop" : "with nothing left to wait for", st->drv->name);
+        abort();
+    }
+}
+
 void storage_drain(storage_t *st)
 {
     while (st->pending > 0)
-        event_base_loop(st->base, EVLOOP_ONCE);
+        storage_turn(st);
 }
 
 int64_t storage_now_us(void)
@@ -278,7 +293,7 @@ static void req_wait(storage_t *st, storage_req_t *r, waiter_t *w)
     r->arg = w;
     req_submit(st, r);
     while (!w->done)
-        event_base_loop(st->base, EVLOOP_ONCE);
+        storage_turn(st);
 }
 
 /* Runs r and returns its status, dropping the rest of the result. */

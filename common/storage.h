@@ -20,7 +20,9 @@
  *    Arguments are copied: nothing passed needs to outlive the call.
  *  - blocking, storage_X(...): runs the storage's event loop until the
  *    result is there. For tools (weftctl), tests, and the sm while it runs on
- *    SQLite only (where nothing waits).
+ *    SQLite only (where nothing waits). On an asynchronous driver it must
+ *    not be called from inside that loop's callbacks: libevent cannot run a
+ *    loop from within itself, and storage panics (abort) rather than spin.
  * Operations run one after another in submission order on one connection: a
  * storage_begin covers every operation submitted until its commit/rollback,
  * whoever submitted it.

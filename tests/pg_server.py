@@ -42,11 +42,19 @@ def free_port():
 
 
 class PgServer:
-    def __init__(self, user="postgres"):
+    def __init__(self, user=None):
         self.bindir = find_bindir()
         if not self.bindir:
             raise FileNotFoundError("no PostgreSQL server binaries (initdb)")
         self.as_root = os.geteuid() == 0
+        # initdb refuses to run as root: Debian's package creates `postgres`;
+        # without it, `nobody` will do for a throw-away server.
+        if user is None:
+            try:
+                pwd.getpwnam("postgres")
+                user = "postgres"
+            except KeyError:
+                user = "nobody"
         self.user = user
         self.dir = None
         self.port = None

@@ -24,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -1114,6 +1116,44 @@ static void test_reconnect(void **state)
 #endif
 }
 
+
+/* A blocking call made from a completion callback: fine on SQLite (no loop
+ * runs); on PostgreSQL the loop cannot run inside itself, and storage aborts
+ * with a log line instead of spinning forever. */
+static void nested_blocking_cb(storage_res_t *res, void *arg)
+{
+    (void)res;
+    storage_t *st = arg;
+    int n = storage_count(st, "a", "c");
+    if (!storage_is_async(st))
+        assert_int_equal(n, 1);
+}
+
+static void test_blocking_inside_callback(void **state)
+{
+    fixture_t *f = *state;
+    f->st = open_ok(f);
+    assert_int_equal(storage_put(f->st, "a", "c", "k", "v", 1), 0);
+    if (!pg_url) {
+        storage_ping_async(f->st, 0, nested_blocking_cb, f->st);
+        return;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* A connection of its own: the parent's stays untouched. */
+        storage_t *c = open_ok(f);
+        storage_ping_async(c, 0, nested_blocking_cb, c);
+        storage_drain(c);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGABRT);
+}
+
 int main(void)
 {
     pg_url = getenv("WEFT_TEST_PGSQL");
@@ -1151,6 +1191,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_async, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_query_loop_turns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blocking_inside_callback, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     log_close();
