@@ -168,3 +168,20 @@ def test_sm_refuses_postgresql_for_now(tmp_path, pg):
                        capture_output=True, text=True, timeout=30)
     assert p.returncode != 0
     assert "does not run on this driver yet" in p.stderr, p.stderr
+
+
+def test_sm_storage_url_wins_over_database(tmp_path):
+    """sm.xml's <storage> URL names the database the sm uses; weftctl -c
+    reads the same setting and sees the account the sm created."""
+    other = tmp_path / "elsewhere" / "data.db"
+    srv = Server(tmp_path)
+    try:
+        srv.start(sm_extra=f"<storage>sqlite:{other}</storage>")
+        srv.register("erin", "pw")
+        srv.login("erin", "pw").close()
+        assert other.exists()
+        assert not (tmp_path / "weft.db").exists()
+        r = weftctl("-c", tmp_path / "sm.xml", "listusers")
+        assert r.returncode == 0 and r.stdout == "erin@localhost\n", r.stderr
+    finally:
+        srv.close()
