@@ -532,7 +532,8 @@ static void pg_read(pg_t *p)
         }
         PQclear(res);
     }
-    if (PQstatus(p->conn) == CONNECTION_BAD)
+    /* A callback or a send above may have found the link dead already. */
+    if (p->state == PG_UP && PQstatus(p->conn) == CONNECTION_BAD)
         pg_lost(p, PQerrorMessage(p->conn));
 }
 
