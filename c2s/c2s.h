@@ -30,6 +30,7 @@
 #define NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
 #define NS_SESSION_LEGACY "urn:ietf:params:xml:ns:xmpp-session"
 #define NS_SM "urn:xmpp:sm:3"
+#define NS_ROSTERVER "urn:xmpp:features:rosterver"
 #define NS_REGISTER "jabber:iq:register"
 #define NS_REGISTER_FEATURE "http://jabber.org/features/iq-register"
 #define NS_IQAUTH "jabber:iq:auth"
@@ -54,6 +55,7 @@ typedef struct c2s_cfg {
     int tls_selfsigned;        /* create a self-signed cert when tls_cert is missing */
     int tls_required;          /* STARTTLS before SASL / IBR */
     int tls_takeover;          /* after the handshake, run TLS 1.3 records without OpenSSL's SSL */
+    long tls_key_update;       /* records sealed under one key before our KeyUpdate (takeover only) */
     double t_negotiation;      /* connect -> bound session */
     double t_idle;             /* nothing read for this long */
     double t_authreg;          /* sm answer to authreg / session start */

@@ -17,6 +17,7 @@
 #include "comp_proto.h"
 #include "log.h"
 #include "net.h"
+#include "stanza_check.h"
 #include "tls.h"
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
@@ -263,9 +264,11 @@ static void client_send_features(client_t *c)
                 strbuf_puts(&sb, "<auth xmlns='" NS_IQAUTH_FEATURE "'/>");
         }
     } else {
+        /* rosterver: the sm keeps roster versions (RFC 6121 2.6, docs/sm.md). */
         strbuf_puts(&sb, "<bind xmlns='" NS_BIND "'/>"
                          "<session xmlns='" NS_SESSION_LEGACY "'><optional/></session>"
-                         "<sm xmlns='" NS_SM "'/>");
+                         "<sm xmlns='" NS_SM "'/>"
+                         "<ver xmlns='" NS_ROSTERVER "'/>");
     }
     strbuf_puts(&sb, "</stream:features>");
     client_write(c, sb.data, sb.len);
@@ -391,7 +394,7 @@ void client_free_all(void)
 
 void client_stanza_error(client_t *c, const xml_node_t *st, const char *condition, const char *type)
 {
-    if (!comp_proto_bounceable(st->name, xml_attr_get(st, "type")))
+    if (!stanza_error_allowed(st))
         return;
     xml_node_t *e = xml_copy(st);
     const char *to = xml_attr_get(st, "to");
@@ -534,7 +537,10 @@ static void client_on_stanza(void *ctx, xml_node_t *st)
     } else {
         if (c->state == CL_SESSION)
             smacks_count_in(c);
-        if (!strcmp(st->name, "iq") && bind_is_bind_iq(st)) {
+        const char *bad = stanza_check(st);
+        if (bad) {
+            client_stanza_error(c, st, bad, "modify");   /* RFC 6120 8.2.3, 8.3.3.1 */
+        } else if (!strcmp(st->name, "iq") && bind_is_bind_iq(st)) {
             bind_handle_iq(c, st);
         } else if (client_is_session_iq(st)) {
             if (c->state != CL_SESSION) {

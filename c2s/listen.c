@@ -1,7 +1,7 @@
 /* listen: the client listeners (STARTTLS ports and XEP-0368 direct TLS ports,
  * IPv4 and IPv6) and the server TLS context they share. On first start with
- * tls.self-signed, a self-signed certificate for the domain is created where
- * tls.certificate points. Owns the listener set and the SSL_CTX.
+ * tls.self-signed, a self-signed certificate for the domain is created at the
+ * default tls.certificate path; a path the config names must exist. Owns the listener set and the SSL_CTX.
  * SIGHUP swaps in a context loaded afresh (listen_reload_tls): connections
  * accepted from then on use it, open ones keep the one they started with
  * (each SSL holds a reference), and a certificate that does not load leaves
@@ -40,6 +40,7 @@ static int listen_tls_prepare(SSL_CTX *ctx)
         log_error("event=start reason=tls-record-takeover detail=\"cannot fetch the TLS 1.3 ciphers\"");
         return -1;
     }
+    tls_record_set_key_limit((uint64_t)c2s_config->tls_key_update);
     return 0;
 }
 
@@ -54,9 +55,8 @@ static int listen_tls_setup(void)
         }
         return 0;
     }
-    if (cfg->tls_selfsigned &&
-        tls_selfsigned_ensure(cfg->tls_cert, cfg->tls_key, cfg->domain, err, sizeof err) < 0) {
-        log_error("event=start reason=self-signed-failed certificate=%s detail=\"%s\"", cfg->tls_cert, err);
+    if (tls_cert_prepare(cfg->tls_cert, cfg->tls_key, cfg->tls_selfsigned, cfg->domain, err, sizeof err) < 0) {
+        log_error("event=start reason=certificate certificate=%s detail=\"%s\"", cfg->tls_cert, err);
         return -1;
     }
     tls_ctx = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, NULL, TLS_CLIENT_CERT_NONE, err, sizeof err);

@@ -3,6 +3,7 @@
  * ones: TLS required, dialback and SASL EXTERNAL on, bounded queues. */
 #include "s2s.h"
 #include "jid.h"
+#include "tls.h"
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,11 +87,12 @@ const cfg_option_t s2s_options[] = {
         "Space-separated addresses for incoming server streams that start in clear text (STARTTLS); empty: none."),
     OPT("listen.tls", CFG_STRING, "", 0, 0, 0, listen_tls,
         "Space-separated addresses for direct TLS server streams (XEP-0368, _xmpps-server); empty: none."),
-    OPT("tls.certificate", CFG_STRING, "var/certs/localhost.crt", 0, 0, 0, tls_cert,
+    OPT("tls.certificate", CFG_STRING, TLS_DEFAULT_CERT, 0, 0, 0, tls_cert,
         "PEM certificate chain for the local domains (presented to peers as server and as client)."),
-    OPT("tls.key", CFG_STRING, "var/certs/localhost.key", 0, 0, 0, tls_key, "PEM private key of tls.certificate."),
+    OPT("tls.key", CFG_STRING, TLS_DEFAULT_KEY, 0, 0, 0, tls_key, "PEM private key of tls.certificate."),
     OPT("tls.self-signed", CFG_BOOL, "true", 0, 0, 0, tls_selfsigned,
-        "Create a self-signed certificate for the first domain when tls.certificate does not exist."),
+        "Create a self-signed certificate for the first domain when tls.certificate is the default path and missing; "
+        "a path set in the config must exist (start fails naming it)."),
     OPT("tls.ca", CFG_STRING, "", 0, 0, 0, tls_ca,
         "CA bundle that verifies peers' certificates (SASL EXTERNAL); empty: the system store."),
     OPT("tls.required", CFG_BOOL, "true", 0, 0, 0, tls_required,

@@ -59,14 +59,12 @@ static int tls_build(SSL_CTX **srv, SSL_CTX **cli)
         }
         return 0;
     }
-    if (cfg->tls_selfsigned) {
-        char *d = first_domain();
-        int rc = tls_selfsigned_ensure(cfg->tls_cert, cfg->tls_key, d, err, sizeof err);
-        free(d);
-        if (rc < 0) {
-            log_error("event=tls reason=self-signed-failed certificate=%s detail=\"%s\"", cfg->tls_cert, err);
-            return -1;
-        }
+    char *d = first_domain();
+    int rc = tls_cert_prepare(cfg->tls_cert, cfg->tls_key, cfg->tls_selfsigned, d, err, sizeof err);
+    free(d);
+    if (rc < 0) {
+        log_error("event=tls reason=certificate certificate=%s detail=\"%s\"", cfg->tls_cert, err);
+        return -1;
     }
     const char *ca = *cfg->tls_ca ? cfg->tls_ca : NULL;
     *srv = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, ca, TLS_CLIENT_CERT_OPTIONAL, err, sizeof err);

@@ -16,6 +16,7 @@
 #include "sm.h"
 #include "comp_proto.h"
 #include "log.h"
+#include "stanza_check.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -165,12 +166,17 @@ sm_sess_t *sm_sess_find(sm_user_t *u, const char *resource)
     return NULL;
 }
 
+/* RFC 6121 8.5.2.1.1: a session of negative priority never gets what is
+ * sent to the bare JID; with no other, the caller handles the user as
+ * offline. */
 size_t sm_sess_best(sm_user_t *u, sm_sess_t **out, size_t max)
 {
     int best = -1;
     for (sm_sess_t *s = u->sessions; s; s = s->next)
-        if (s->available && s->priority >= 0 && s->priority > best)
+        if (s->available && s->priority > best)
             best = s->priority;
+    if (best < 0)
+        return 0;
     size_t n = 0;
     for (sm_sess_t *s = u->sessions; s && n < max; s = s->next)
         if (s->available && s->priority == best)
@@ -356,9 +362,8 @@ void sm_deliver(sm_sess_t *s, xml_node_t *st)
 
 void sm_reply_error(xml_node_t *st, const char *condition, const char *type)
 {
-    const char *stype = xml_attr_get(st, "type");
     const char *from = xml_attr_get(st, "from");
-    if (!st->name || !comp_proto_bounceable(st->name, stype) || !from)
+    if (!st->name || !stanza_error_allowed(st) || !from)
         return;
     xml_node_t *e = xml_copy(st);
     char *to = xml_attr_get(st, "to") ? xstrdup(xml_attr_get(st, "to")) : NULL;
@@ -415,10 +420,11 @@ static void nouser_inbound(xml_node_t *st, const jid_t *to)
 {
     const char *name = st->name, *type = xml_attr_get(st, "type");
     if (!strcmp(name, "presence")) {
-        /* 4.3.2 and 3.1.3: a probe or a subscription request gets
-         * 'unsubscribed' so the other side cleans up its roster. */
+        /* A probe gets 'unsubscribed' (8.5.1 leaves the choice; 4.3.2 asks
+         * it of an existing account too); every other presence, the
+         * subscription requests included, is silently ignored (8.5.1). */
         const char *from = xml_attr_get(st, "from");
-        if (from && (sm_streq(type, "probe") || sm_streq(type, "subscribe"))) {
+        if (from && sm_streq(type, "probe")) {
             char *fb = jid_bare_of(from);
             if (fb) {
                 xml_node_t *p = xml_elem_new(NS_CLIENT, "presence");
@@ -480,6 +486,11 @@ void sm_inbound(xml_node_t *st)
     const char *name = st->name, *type = xml_attr_get(st, "type");
     if (!to || !name)
         return;
+    const char *bad = stanza_check(st);
+    if (bad) {                                /* from s2s or a component: c2s checks its own */
+        sm_reply_error(st, bad, "modify");
+        return;
+    }
     jid_t j;
     if (jid_parse(to, &j) != JID_OK) {
         sm_reply_error(st, "jid-malformed", "modify");
@@ -504,11 +515,15 @@ void sm_inbound(xml_node_t *st)
                 if (sm_hook_run(SM_HOOK_IN_FULL, u, s, st) != SM_HANDLED)
                     sm_deliver(s, st);
             } else if (!strcmp(name, "message")) {
-                /* 8.5.3.2.1 */
-                if (sm_streq(type, "groupchat"))
-                    sm_reply_error(st, "service-unavailable", "cancel");
-                else if (!sm_streq(type, "error"))
+                /* 8.5.3.2.1: chat is handled as for the bare JID; headline
+                 * and error are silently ignored; normal (or an unknown
+                 * type, 5.2.2) and groupchat get service-unavailable (the
+                 * RFC's other choice is to ignore them: the sender had better
+                 * learn that the resource it chose is gone). */
+                if (sm_streq(type, "chat"))
                     bare_inbound(u, st);
+                else if (!sm_streq(type, "headline") && !sm_streq(type, "error"))
+                    sm_reply_error(st, "service-unavailable", "cancel");
             } else if (!pres && is_get_set(type)) {
                 sm_reply_error(st, "service-unavailable", "cancel");
             }
@@ -532,6 +547,11 @@ static void sess_out(sm_sess_t *s, xml_node_t *st)
         return;
     }
     xml_attr_set(st, "from", s->jid.full);
+    const char *bad = stanza_check(st);       /* c2s checked it already; an older c2s may not */
+    if (bad) {
+        sm_reply_error(st, bad, "modify");
+        return;
+    }
     const char *type = xml_attr_get(st, "type");
     int has_to = xml_attr_get(st, "to") != NULL;
     jid_t j = {0};

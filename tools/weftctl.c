@@ -46,10 +46,6 @@
 #include "xml.h"
 #include "xml_stream.h"
 
-/* From sasl_scram.c: the SASLprep the SASL layer applies to passwords (not in
- * sasl.h, which keeps it internal to the mechanisms). */
-char *sasl_saslprep(const char *s, int stored);
-
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2
 #define EXIT_ACCOUNT 3

@@ -601,6 +601,12 @@ class WeftDeployment(Deployment):
                           crt=self.crt, key=self.key, ca=self.ca.crt if self.ca else "",
                           secret=self.dialback_secret, dns=self.net.dns_ip, dns_timeout=self.dns_timeout,
                           queue=self.queue, peers=peers, c2s_extra=self.c2s_extra, s2s_extra=self.s2s_extra)
+        if name == "c2s" and not (self.dir / "certs" / "c2s.crt").exists():
+            # weft makes a self-signed certificate only at its default path.
+            (self.dir / "certs").mkdir(parents=True, exist_ok=True)
+            _openssl("req", "-x509", *EC, "-keyout", self.dir / "certs" / "c2s.key", "-out",
+                     self.dir / "certs" / "c2s.crt", "-days", "3", "-subj", f"/CN={self.domain}",
+                     "-addext", f"subjectAltName=DNS:{self.domain},DNS:*.{self.domain}")
         path = self.dir / f"{name}.xml"
         path.write_text(text)
         return path

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import Proc, free_port, wait_for, wait_port
+from conftest import Proc, free_port, selfsigned_cert, wait_for, wait_port
 from server import RawClient, binary
 
 ROUTER = """<router>
@@ -85,6 +85,9 @@ class Deployment:
     def start(self, name):
         tpl = {"router": ROUTER, "sm": SM, "c2s": C2S, "s2s": S2S}[name]
         cfg = self.dir / f"{name}.xml"
+        if name in ("c2s", "s2s"):
+            certs = self.dir / "certs"
+            selfsigned_cert(certs / f"{self.domain}.crt", certs / f"{self.domain}.key", self.domain)
         cfg.write_text(self.fmt(tpl))
         env = {"router": "WEFT_ROUTER", "sm": "WEFT_SM", "c2s": "WEFT_C2S", "s2s": "WEFT_S2S"}[name]
         self.procs[name] = Proc([binary(env, name, f"weft-{name}"), "-c", str(cfg)], self.dir / f"{name}.log")
