@@ -45,6 +45,8 @@ const cfg_option_t c2s_options[] = {
         "After the TLS handshake, run the connection's TLS 1.3 records in c2s and free OpenSSL's state for it (~13 KB)."),
     OPT("tls.key-update-records", CFG_INT, "16777216", 1, 16777216, 0, tls_key_update,
         "With tls.record-takeover: TLS records sent under one key before c2s moves to the next with a KeyUpdate (RFC 8446 5.5)."),
+    OPT("tls.session-tickets", CFG_BOOL, "true", 0, 0, 0, tls_tickets,
+        "Send TLS session tickets, so a client that reconnects resumes without the certificate exchange (docs/c2s.md)."),
     OPT("timeouts.negotiation", CFG_SECONDS, "60", 1, 3600, 1, t_negotiation,
         "Seconds from connect until a resource is bound (connection-timeout past it)."),
     OPT("timeouts.idle", CFG_SECONDS, "600", 10, 86400, 1, t_idle,

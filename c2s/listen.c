@@ -32,10 +32,12 @@ static void listen_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
     client_accept(fd, sa, socklen, *(int *)ctx);
 }
 
-/* tls.record-takeover: connections from ctx can leave OpenSSL once bound
+/* What every server context gets before use: tls.session-tickets, and for
+ * tls.record-takeover, connections from ctx can leave OpenSSL once bound
  * (client.c, common/tls_record.c). */
 static int listen_tls_prepare(SSL_CTX *ctx)
 {
+    tls_server_set_tickets(ctx, c2s_config->tls_tickets);
     if (c2s_config->tls_takeover && tls_record_ctx_prepare(ctx) < 0) {
         log_error("event=start reason=tls-record-takeover detail=\"cannot fetch the TLS 1.3 ciphers\"");
         return -1;

@@ -182,6 +182,19 @@ SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file, const c
     return ctx;
 }
 
+void tls_server_set_tickets(SSL_CTX *ctx, int on)
+{
+    /* SSL_OP_NO_TICKET alone would still send TLS 1.3 tickets (stateful
+     * ones, kept in the server's cache); a count of 0 sends none. */
+    if (on) {
+        SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_num_tickets(ctx, 2);
+    } else {
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_num_tickets(ctx, 0);
+    }
+}
+
 SSL_CTX *tls_client_ctx_new(const char *ca_file, int verify, char *err, size_t errlen)
 {
     SSL_CTX *ctx = tls_ctx_common(TLS_client_method(), err, errlen);

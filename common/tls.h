@@ -38,6 +38,15 @@ SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file, const c
  * err "WHAT PATH: reason". For configured files checked at start. */
 int tls_file_check(const char *what, const char *path, char *err, size_t errlen);
 
+/* TLS session tickets a server context hands out (tls.session-tickets of c2s
+ * and s2s). on=0: no NewSessionTicket after a TLS 1.3 handshake and no ticket
+ * extension in TLS 1.2, so a peer can only resume through the session cache
+ * (TLS 1.2 session ids); some peers (jabberd2 2.7's s2s, see docs/s2s.md)
+ * handle post-handshake messages badly. on=1: OpenSSL's two stateless tickets
+ * per handshake, which let a reconnecting client skip the certificate and its
+ * signature. Call before the first SSL_new on ctx. */
+void tls_server_set_tickets(SSL_CTX *ctx, int on);
+
 /* Client context. ca_file NULL means the system trust store. verify=1 fails the
  * handshake on a bad chain or name; verify=0 completes it anyway and leaves the
  * result for tls_peer_cert_matches (s2s falls back to dialback then). */

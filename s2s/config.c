@@ -62,7 +62,7 @@ int s2s_is_local(const char *d)
             return 1;
         p = e;
     }
-    return 0;
+    return names_served(d);
 }
 
 #define OPT(n, t, d, lo, hi, r, f, h) {n, t, d, lo, hi, r, offsetof(s2s_cfg_t, f), NULL, h}
@@ -97,6 +97,9 @@ const cfg_option_t s2s_options[] = {
         "CA bundle that verifies peers' certificates (SASL EXTERNAL); empty: the system store."),
     OPT("tls.required", CFG_BOOL, "true", 0, 0, 0, tls_required,
         "Require TLS on every server stream, incoming and outgoing."),
+    OPT("tls.session-tickets", CFG_BOOL, "false", 0, 0, 0, tls_tickets,
+        "Send TLS session tickets to servers that connect to us (off: server streams are long-lived, and "
+        "jabberd2 2.7 drops streams on them; docs/s2s.md)."),
     OPT("auth.dialback", CFG_BOOL, "true", 0, 0, 0, auth_dialback,
         "Authenticate with server dialback (XEP-0220) when certificates do not verify."),
     OPT("auth.external", CFG_BOOL, "true", 0, 0, 0, auth_external,
@@ -140,6 +143,11 @@ const cfg_option_t s2s_options[] = {
         "Incoming server connections one IP address may hold open."),
     OPT("limits.domains-per-stream", CFG_INT, "100", 1, 100000, 1, max_domains_per_stream,
         "Domain pairs one incoming stream may authenticate (XEP-0220 multiplexing)."),
+    OPT("components.federate", CFG_BOOL, "true", 0, 0, 0, components_federate,
+        "Let remote servers reach the names the router serves to local components (learned from it), "
+        "besides domains; off: only domains."),
+    OPT("components.exclude", CFG_STRING, "", 0, 0, 0, components_exclude,
+        "Space-separated names the router serves that remote servers may not reach (e.g. c2s instance names)."),
     {"peer", CFG_SECTION, NULL, 0, 0, 0, 0, parse_peer,
      "A static route replacing DNS for one domain: domain, address (host:port), direct-tls (true/false). "
      "Several entries for a domain are tried in order."},

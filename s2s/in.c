@@ -8,7 +8,8 @@
  *
  * Nothing is routed from a pair that is not authenticated: a stanza whose
  * from domain is not authenticated on the stream gets invalid-from, one whose
- * to is not a domain of ours host-unknown (RFC 6120 §4.9.3). */
+ * to is not a domain of ours host-unknown (RFC 6120 §4.9.3). "Ours" is
+ * `domains` and the names the router serves to local components (names.c). */
 #include "s2s.h"
 #include "base64.h"
 #include "comp_proto.h"
@@ -388,23 +389,25 @@ static void in_stanza(in_stream_t *s, xml_node_t *st)   /* st stays the caller's
     }
     jid_t f, t;
     int fok = jid_parse(from, &f) == JID_OK, tok = jid_parse(to, &t) == JID_OK;
-    if (!fok || !tok || !s2s_is_local(t.domain)) {
+    in_pair_t *p = fok && tok ? pair_find(s, f.domain, t.domain) : NULL;
+    int valid = p && p->state == PAIR_VALID;
+    /* A pair authenticated for a component name stays usable when the
+     * component goes away: the router holds or bounces its stanzas, and the
+     * stream's other pairs are not ended with it. */
+    if (!fok || !tok || (!valid && !s2s_is_local(t.domain))) {
         log_notice("event=s2s-refused direction=in peer=%s reason=%s from=%s to=%s", s->c->peer,
                    !fok ? "bad-from" : !tok ? "bad-to" : "not-our-domain", from, to);
         conn_stream_error(s->c, !fok ? "invalid-from" : "host-unknown", NULL);
+    } else if (!valid) {
+        log_notice("event=s2s-refused direction=in peer=%s reason=unauthenticated-from from=%s to=%s", s->c->peer,
+                   from, to);
+        conn_stream_error(s->c, stream_authenticated(s) ? "invalid-from" : "not-authorized", NULL);
     } else {
-        in_pair_t *p = pair_find(s, f.domain, t.domain);
-        if (!p || p->state != PAIR_VALID) {
-            log_notice("event=s2s-refused direction=in peer=%s reason=unauthenticated-from from=%s to=%s", s->c->peer,
-                       from, to);
-            conn_stream_error(s->c, stream_authenticated(s) ? "invalid-from" : "not-authorized", NULL);
-        } else {
-            /* Prepared forms go on, so the sm compares like with like. */
-            xml_attr_set(st, "from", f.full);
-            xml_attr_set(st, "to", t.full);
-            if (link_send(st) < 0)
-                log_warn("event=dropped direction=in reason=router-buffer-full from=%s", from);
-        }
+        /* Prepared forms go on, so the sm compares like with like. */
+        xml_attr_set(st, "from", f.full);
+        xml_attr_set(st, "to", t.full);
+        if (link_send(st) < 0)
+            log_warn("event=dropped direction=in reason=router-buffer-full from=%s", from);
     }
     if (fok)
         jid_clear(&f);

@@ -72,6 +72,7 @@ static int tls_build(SSL_CTX **srv, SSL_CTX **cli)
         log_error("event=tls reason=certificate certificate=%s detail=\"%s\"", cfg->tls_cert, err);
         return -1;
     }
+    tls_server_set_tickets(*srv, cfg->tls_tickets);
     *cli = tls_client_ctx_new(ca, 0, err, sizeof err);
     if (!*cli || SSL_CTX_use_certificate_chain_file(*cli, cfg->tls_cert) != 1 ||
         SSL_CTX_use_PrivateKey_file(*cli, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
