@@ -43,12 +43,9 @@
 #include "sasl.h"
 #include "storage.h"
 #include "strbuf.h"
+#include "weftctl.h"
 #include "xml.h"
 #include "xml_stream.h"
-
-#define EXIT_FAIL 1
-#define EXIT_USAGE 2
-#define EXIT_ACCOUNT 3
 
 #define SCRAM_ITERATIONS 4096
 #define PASSWORD_MAX 1024
@@ -66,6 +63,8 @@ static int usage(void)
             "  listusers                  list accounts\n"
             "  sessions                   online sessions (sm)\n"
             "  migrate FROM-URL TO-URL    copy every account and record into an empty storage\n"
+            "  import FILE...            load accounts and their data from XEP-0227 XML\n"
+            "  export [FILE]              write every account and its data as XEP-0227 XML\n"
             "Without PASSWORD it is asked for on the terminal, or read as one line\n"
             "from standard input.\n");
     return EXIT_USAGE;
@@ -196,7 +195,7 @@ static char *get_password(const char *arg)
 
 /* Derives the stored key texts from a password, prepared as the SASL layer
  * prepares it. 0, or -1 after saying why (keys then empty). */
-static int make_keys(const char *password, strbuf_t *sha256, strbuf_t *sha1)
+int weftctl_make_keys(const char *password, strbuf_t *sha256, strbuf_t *sha1)
 {
     if (!*password) {
         fprintf(stderr, "weftctl: empty password\n");
@@ -260,7 +259,7 @@ static const char *sqlite_path(const char *url)
 /* Opens the storage; only adduser and migrate's target may create an SQLite
  * file (first setup before the sm ever ran): elsewhere a missing file is a
  * wrong path, not an empty server. */
-static storage_t *open_db(const char *url, int may_create)
+storage_t *weftctl_open_db(const char *url, int may_create)
 {
     const char *path = sqlite_path(url);
     if (!may_create && path && access(path, F_OK) < 0) {
@@ -280,7 +279,7 @@ static int cmd_set_password(const char *db, const char *user, const char *pw_arg
     jid_t j;
     if (parse_user(user, &j) < 0)
         return EXIT_USAGE;
-    storage_t *st = open_db(db, create);
+    storage_t *st = weftctl_open_db(db, create);
     if (!st) {
         jid_clear(&j);
         return EXIT_FAIL;
@@ -301,7 +300,7 @@ static int cmd_set_password(const char *db, const char *user, const char *pw_arg
         goto out;
     }
     pw = get_password(pw_arg);
-    if (!pw || make_keys(pw, &k256, &k1) < 0) {
+    if (!pw || weftctl_make_keys(pw, &k256, &k1) < 0) {
         rc = EXIT_USAGE;
         goto out;
     }
@@ -332,7 +331,7 @@ static int cmd_deluser(const char *db, const char *user)
     jid_t j;
     if (parse_user(user, &j) < 0)
         return EXIT_USAGE;
-    storage_t *st = open_db(db, 0);
+    storage_t *st = weftctl_open_db(db, 0);
     if (!st) {
         jid_clear(&j);
         return EXIT_FAIL;
@@ -355,7 +354,7 @@ static int print_user(const char *bare, void *arg)
 
 static int cmd_listusers(const char *db)
 {
-    storage_t *st = open_db(db, 0);
+    storage_t *st = weftctl_open_db(db, 0);
     if (!st)
         return EXIT_FAIL;
     int rc = storage_user_list(st, print_user, NULL);
@@ -456,10 +455,10 @@ static long copy_records(storage_t *from, storage_t *to)
 /* The whole copy is one transaction on the target: it has all or nothing. */
 static int cmd_migrate(const char *from_url, const char *to_url)
 {
-    storage_t *from = open_db(from_url, 0);
+    storage_t *from = weftctl_open_db(from_url, 0);
     if (!from)
         return EXIT_FAIL;
-    storage_t *to = open_db(to_url, 1);
+    storage_t *to = weftctl_open_db(to_url, 1);
     if (!to) {
         storage_close(from);
         return EXIT_FAIL;
@@ -609,6 +608,10 @@ int main(int argc, char **argv)
         rc = cmd_listusers(db);
     else if (!strcmp(cmd, "sessions") && nargs == 0)
         rc = ask_socket("sm", sm_sock, "sessions");
+    else if (!strcmp(cmd, "import") && nargs >= 1)
+        rc = weftctl_import(db, args, nargs);
+    else if (!strcmp(cmd, "export") && nargs <= 1)
+        rc = weftctl_export(db, nargs ? args[0] : NULL);
     else if (!strcmp(cmd, "migrate") && nargs == 2)
         rc = cmd_migrate(args[0], args[1]);
     else
