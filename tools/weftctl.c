@@ -53,9 +53,16 @@
 static int usage(void)
 {
     fprintf(stderr,
-            "usage: weftctl [-s router-control-socket] [-S sm-control-socket]\n"
-            "               [--storage URL | -d sqlite-file | -c sm.xml] command\n"
+            "usage: weftctl [-s router-control-socket] [-S sm-control-socket] [-e etc-dir]\n"
+            "               [--storage URL | -d sqlite-file | -c sm.xml] [--json] command\n"
             "commands:\n"
+            "  user list                  list accounts\n"
+            "  user add JID [PASSWORD]    create an account\n"
+            "  user del JID               remove an account and all its data\n"
+            "  user passwd JID [PASSWORD] set an account's password\n"
+            "  check                      configs, certificates, DNS SRV records, ports\n"
+            "  status                     which processes run, links, sessions\n"
+            "  reload                     SIGHUP to the running processes\n"
             "  stats                      router link counters and names\n"
             "  adduser JID [PASSWORD]     create an account\n"
             "  passwd JID [PASSWORD]      set an account's password\n"
@@ -63,7 +70,7 @@ static int usage(void)
             "  listusers                  list accounts\n"
             "  sessions                   online sessions (sm)\n"
             "  migrate FROM-URL TO-URL    copy every account and record into an empty storage\n"
-            "  import FILE...            load accounts and their data from XEP-0227 XML\n"
+            "  import FILE...             load accounts and their data from XEP-0227 XML\n"
             "  export [FILE]              write every account and its data as XEP-0227 XML\n"
             "Without PASSWORD it is asked for on the terminal, or read as one line\n"
             "from standard input.\n");
@@ -139,7 +146,7 @@ static char *read_line(void)
     return line;
 }
 
-static void wipe_free(char *s)
+void weftctl_wipe_free(char *s)
 {
     if (s) {
         OPENSSL_cleanse(s, strlen(s));
@@ -164,7 +171,7 @@ static char *prompt_hidden(const char *prompt)
 
 /* The password from the argument, the terminal (asked twice) or a line of
  * stdin; NULL after saying why. */
-static char *get_password(const char *arg)
+char *weftctl_get_password(const char *arg)
 {
     if (arg)
         return xstrdup(arg);
@@ -186,10 +193,10 @@ static char *get_password(const char *arg)
     char *again = pw ? prompt_hidden("Password (again): ") : NULL;
     if (pw && (!again || strcmp(pw, again) != 0)) {
         fprintf(stderr, "weftctl: the passwords do not match\n");
-        wipe_free(pw);
+        weftctl_wipe_free(pw);
         pw = NULL;
     }
-    wipe_free(again);
+    weftctl_wipe_free(again);
     return pw;
 }
 
@@ -205,7 +212,7 @@ int weftctl_make_keys(const char *password, strbuf_t *sha256, strbuf_t *sha1)
     if (!prepped || !*prepped) {
         fprintf(stderr, "weftctl: the password is not valid UTF-8 or has characters "
                         "SASLprep (RFC 4013) forbids\n");
-        wipe_free(prepped);
+        weftctl_wipe_free(prepped);
         return -1;
     }
     scram_keys_t k;
@@ -219,7 +226,7 @@ int weftctl_make_keys(const char *password, strbuf_t *sha256, strbuf_t *sha1)
     else
         rc = -1;
     OPENSSL_cleanse(&k, sizeof k);
-    wipe_free(prepped);
+    weftctl_wipe_free(prepped);
     if (rc < 0)
         fprintf(stderr, "weftctl: cannot derive keys (no randomness?)\n");
     return rc;
@@ -228,7 +235,7 @@ int weftctl_make_keys(const char *password, strbuf_t *sha256, strbuf_t *sha1)
 /* ------------------------------------------------------------ accounts */
 
 /* Prepares a user's JID (bare, with a node) into *out; 0 or -1 after saying why. */
-static int parse_user(const char *s, jid_t *out)
+int weftctl_parse_user(const char *s, jid_t *out)
 {
     jid_err_t e = jid_parse(s, out);
     if (e != JID_OK) {
@@ -277,7 +284,7 @@ storage_t *weftctl_open_db(const char *url, int may_create)
 static int cmd_set_password(const char *db, const char *user, const char *pw_arg, int create)
 {
     jid_t j;
-    if (parse_user(user, &j) < 0)
+    if (weftctl_parse_user(user, &j) < 0)
         return EXIT_USAGE;
     storage_t *st = weftctl_open_db(db, create);
     if (!st) {
@@ -299,7 +306,7 @@ static int cmd_set_password(const char *db, const char *user, const char *pw_arg
         rc = EXIT_ACCOUNT;
         goto out;
     }
-    pw = get_password(pw_arg);
+    pw = weftctl_get_password(pw_arg);
     if (!pw || weftctl_make_keys(pw, &k256, &k1) < 0) {
         rc = EXIT_USAGE;
         goto out;
@@ -314,7 +321,7 @@ static int cmd_set_password(const char *db, const char *user, const char *pw_arg
         rc = EXIT_ACCOUNT;
     }
 out:
-    wipe_free(pw);
+    weftctl_wipe_free(pw);
     if (k256.data)
         OPENSSL_cleanse(k256.data, k256.cap);
     if (k1.data)
@@ -329,7 +336,7 @@ out:
 static int cmd_deluser(const char *db, const char *user)
 {
     jid_t j;
-    if (parse_user(user, &j) < 0)
+    if (weftctl_parse_user(user, &j) < 0)
         return EXIT_USAGE;
     storage_t *st = weftctl_open_db(db, 0);
     if (!st) {
@@ -556,11 +563,18 @@ int main(int argc, char **argv)
     const char *sm_sock = "var/sm.ctl";
     const char *db = NULL;         /* --storage URL or -d file */
     const char *config = NULL;     /* -c sm.xml */
+    const char *etc = "etc";       /* -e DIR: check, status, reload */
+    int json = 0;
     int i = 1;
     while (i < argc && argv[i][0] == '-') {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage();
             return 0;
+        }
+        if (!strcmp(argv[i], "--json")) {
+            json = 1;
+            i++;
+            continue;
         }
         if (i + 1 >= argc)
             return usage();
@@ -572,6 +586,8 @@ int main(int argc, char **argv)
             db = argv[i + 1];
         else if (!strcmp(argv[i], "-c"))
             config = argv[i + 1];
+        else if (!strcmp(argv[i], "-e"))
+            etc = argv[i + 1];
         else
             return usage();
         i += 2;
@@ -585,10 +601,13 @@ int main(int argc, char **argv)
     /* Storage logs its errors; here they go to stderr, without the chatter. */
     log_open("weftctl", "stderr", LOG_LVL_WARN);
     char *from_config = NULL;
-    if (!db && strcmp(cmd, "migrate") != 0 && strcmp(cmd, "stats") != 0 &&
-        strcmp(cmd, "sessions") != 0) {
-        if (!config && access("etc/sm.xml", F_OK) == 0)
-            config = "etc/sm.xml";
+    int no_storage = !strcmp(cmd, "migrate") || !strcmp(cmd, "stats") || !strcmp(cmd, "sessions") ||
+                     !strcmp(cmd, "check") || !strcmp(cmd, "status") || !strcmp(cmd, "reload");
+    char etc_sm[4096];
+    snprintf(etc_sm, sizeof etc_sm, "%s/sm.xml", etc);
+    if (!db && !no_storage) {
+        if (!config && access(etc_sm, F_OK) == 0)
+            config = etc_sm;
         if (config && !(from_config = config_storage(config))) {
             log_close();
             return EXIT_FAIL;
@@ -608,6 +627,16 @@ int main(int argc, char **argv)
         rc = cmd_listusers(db);
     else if (!strcmp(cmd, "sessions") && nargs == 0)
         rc = ask_socket("sm", sm_sock, "sessions");
+    else if (!strcmp(cmd, "user") && nargs >= 1) {
+        rc = weftctl_user(db, json, nargs, args);
+        if (rc == XIT_USAGE && !json)
+            usage();
+    } else if (!strcmp(cmd, "check") && nargs == 0)
+        rc = weftctl_check(etc, json);
+    else if (!strcmp(cmd, "status") && nargs == 0)
+        rc = weftctl_status(etc, json);
+    else if (!strcmp(cmd, "reload") && nargs == 0)
+        rc = weftctl_reload(etc, json);
     else if (!strcmp(cmd, "import") && nargs >= 1)
         rc = weftctl_import(db, args, nargs);
     else if (!strcmp(cmd, "export") && nargs <= 1)

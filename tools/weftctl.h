@@ -24,6 +24,20 @@ storage_t *weftctl_open_db(const char *url, int may_create);
  * SASL layer does. 0, or -1 after saying why. */
 int weftctl_make_keys(const char *password, strbuf_t *sha256, strbuf_t *sha1);
 
+/* A password from arg, the terminal or a line of stdin; NULL after saying why. */
+char *weftctl_get_password(const char *arg);
+void weftctl_wipe_free(char *s);
+struct jid;
+/* An account's bare JID, prepared; 0, or -1 after saying why. */
+int weftctl_parse_user(const char *s, struct jid *out);
+
+/* weftctl_admin.c: `user`, `check`, `status`, `reload` (etc: the config
+ * directory; json: machine-readable output). */
+int weftctl_user(const char *url, int json, int argc, char **argv);
+int weftctl_check(const char *etc, int json);
+int weftctl_status(const char *etc, int json);
+int weftctl_reload(const char *etc, int json);
+
 /* weftctl_xep0227.c */
 int weftctl_import(const char *url, char **files, int nfiles);
 int weftctl_export(const char *url, const char *file);
