@@ -383,3 +383,35 @@ def test_plaintext_password_offline_blocklist_and_round_trip(tmp_path):
         run(check())
     finally:
         s.close()
+
+
+
+def test_prosody_accounts_have_no_scram_sha256_keys(prosody_export, tmp_path):
+    """Prosody 0.12 hashes with SHA-1 only: an imported account has no
+    SCRAM-SHA-256 keys, so a client choosing SCRAM-SHA-256 is refused
+    (not-authorized) until the password is set again in weft; documented in
+    docs/operations.md ("Moving from Prosody or ejabberd")."""
+    d, files = prosody_export
+    db = tmp_path / "weft.db"
+    assert weftctl("-d", db, "import", *files).returncode == 0
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT count(*) FROM users WHERE sha256 IS NULL AND sha1 IS NOT NULL").fetchone()[0] == 3
+    con.close()
+    s = Server(tmp_path)
+    s.start(ibr=False)
+    try:
+        async def sha256():
+            await connect(s.port, "alice@localhost/w", USERS["alice"], "SCRAM-SHA-256")
+        with pytest.raises(AssertionError, match="auth failed"):
+            run(sha256())
+        # user passwd gives both keys: SCRAM-SHA-256 works from then on
+        assert weftctl("-d", db, "user", "passwd", "alice@localhost", USERS["alice"]).returncode == 0
+
+        async def again():
+            a = await connect(s.port, "alice@localhost/w", USERS["alice"], "SCRAM-SHA-256")
+            assert a.client_roster["bob@localhost"]["name"] == "Bobby"
+            a.disconnect()
+            await asyncio.sleep(0.2)
+        run(again())
+    finally:
+        s.close()
