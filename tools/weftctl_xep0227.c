@@ -13,6 +13,8 @@
  *   "offline"     appended → <message xmlns='jabber:client'/> (mod_offline)
  *   "blocklist"   key prepared JID → empty value (mod_blocking)
  *
+ * <xi:include href/> of a relative file is followed where a <host/> or a
+ * <user/> may stand (ejabberd writes one file per host and per user).
  * Import runs in one transaction: any error (named with file, line, user
  * and element) rolls everything back. Existing accounts are never merged
  * into: an account already present is an error. */
@@ -40,6 +42,7 @@
 #define NS_PRIVATE "jabber:iq:private"
 #define NS_VCARD "vcard-temp"
 #define NS_BLOCKING "urn:xmpp:blocking"
+#define NS_XINCLUDE "http://www.w3.org/2001/XInclude"
 
 /* The sm modules' limits: a record they would refuse is refused here. */
 #define VCARD_MAX (64u * 1024u)      /* mod_vcard VCARD_MAX */
@@ -443,39 +446,107 @@ static int import_user(imp_t *im, const xml_node_t *user)
     return 0;
 }
 
+static char *read_file(const char *file, size_t *len);
+
+/* <xi:include href='...'/> (ejabberd's export_piefxis splits hosts and users
+ * into files that way): the document it names, relative to the including
+ * file, parsed; NULL after saying why. *path gets the file's name. */
+static xml_node_t *include_doc(imp_t *im, const xml_node_t *inc, char **path)
+{
+    const char *href = xml_attr_get(inc, "href");
+    if (!href || !*href || strchr(href, ':')) {
+        bad(im, inc, "only a relative file href is followed");
+        return NULL;
+    }
+    const char *slash = strrchr(im->file, '/');
+    strbuf_t p;
+    strbuf_init(&p);
+    if (href[0] != '/' && slash)
+        strbuf_append(&p, im->file, (size_t)(slash - im->file) + 1);
+    strbuf_puts(&p, href);
+    size_t len = 0;
+    char *data = read_file(p.data, &len);
+    xml_node_t *doc = NULL;
+    if (data) {
+        char err[256] = "";
+        unsigned line = 0;
+        doc = parse_text(data, len, err, sizeof err, &line);
+        if (!doc)
+            bad(im, inc, "%s:%u: not well-formed XML: %s", p.data, line, err);
+        free(data);
+    } else {
+        bad(im, inc, "cannot read %s", p.data);
+    }
+    *path = strbuf_steal(&p);
+    return doc;
+}
+
+static int import_user_el(imp_t *im, const char *domain, const xml_node_t *u)
+{
+    if (ns_is(u, NS_XINCLUDE, "include")) {
+        char *path = NULL;
+        xml_node_t *doc = include_doc(im, u, &path);
+        const char *outer = im->file;
+        int rc = -1;
+        if (doc) {
+            im->file = path;
+            rc = import_user_el(im, domain, doc);
+            im->file = outer;
+        }
+        xml_free(doc);
+        free(path);
+        return rc;
+    }
+    const char *name = ns_is(u, NS_PIE, "user") ? xml_attr_get(u, "name") : NULL;
+    if (!name)
+        return bad(im, u, "host %s: only <user name='...'/> elements belong here", domain);
+    jid_t j;
+    jid_err_t e = jid_build(name, domain, NULL, &j);
+    if (e != JID_OK)
+        return bad(im, u, "user '%s@%s' is not a JID: %s", name, domain, jid_strerror(e));
+    im->user = j.bare;
+    int rc = import_user(im, u);
+    im->user = NULL;
+    jid_clear(&j);
+    return rc;
+}
+
+static int import_host(imp_t *im, const xml_node_t *h)
+{
+    if (ns_is(h, NS_XINCLUDE, "include")) {
+        char *path = NULL;
+        xml_node_t *doc = include_doc(im, h, &path);
+        const char *outer = im->file;
+        int rc = -1;
+        if (doc) {
+            im->file = path;
+            rc = import_host(im, doc);
+            im->file = outer;
+        }
+        xml_free(doc);
+        free(path);
+        return rc;
+    }
+    if (!ns_is(h, NS_PIE, "host"))
+        return bad(im, h, "only <host/> elements belong in <server-data/>");
+    const char *hj = xml_attr_get(h, "jid");
+    char *domain = hj ? jid_prep_domain(hj) : NULL;
+    if (!domain)
+        return bad(im, h, "host jid '%s' is not a domain", hj ? hj : "");
+    int rc = 0;
+    for (xml_node_t *u = xml_child(h, NULL, NULL); u && rc == 0; u = xml_next(u, NULL, NULL))
+        rc = import_user_el(im, domain, u);
+    free(domain);
+    return rc;
+}
+
 static int import_doc(imp_t *im, const xml_node_t *root)
 {
     if (!ns_is(root, NS_PIE, "server-data"))
         return bad(im, root, "the document is not <server-data xmlns='%s'>", NS_PIE);
-    for (xml_node_t *h = xml_child(root, NULL, NULL); h; h = xml_next(h, NULL, NULL)) {
-        if (!ns_is(h, NS_PIE, "host"))
-            return bad(im, h, "only <host/> elements belong in <server-data/>");
-        const char *hj = xml_attr_get(h, "jid");
-        char *domain = hj ? jid_prep_domain(hj) : NULL;
-        if (!domain)
-            return bad(im, h, "host jid '%s' is not a domain", hj ? hj : "");
-        int rc = 0;
-        for (xml_node_t *u = xml_child(h, NULL, NULL); u && rc == 0; u = xml_next(u, NULL, NULL)) {
-            const char *name = ns_is(u, NS_PIE, "user") ? xml_attr_get(u, "name") : NULL;
-            jid_t j;
-            if (!name) {
-                rc = bad(im, u, "host %s: only <user name='...'/> elements belong here", domain);
-                break;
-            }
-            jid_err_t e = jid_build(name, domain, NULL, &j);
-            if (e != JID_OK) {
-                rc = bad(im, u, "user '%s@%s' is not a JID: %s", name, domain, jid_strerror(e));
-                break;
-            }
-            im->user = j.bare;
-            rc = import_user(im, u);
-            im->user = NULL;
-            jid_clear(&j);
-        }
-        free(domain);
-        if (rc < 0)
+    for (xml_node_t *h = xml_child(root, NULL, NULL); h; h = xml_next(h, NULL, NULL))
+        if (import_host(im, h) < 0)
             return -1;
-    }
     return 0;
 }
 

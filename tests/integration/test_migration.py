@@ -415,3 +415,28 @@ def test_prosody_accounts_have_no_scram_sha256_keys(prosody_export, tmp_path):
         run(again())
     finally:
         s.close()
+
+
+def test_xinclude_split_files_as_ejabberd_writes_them(tmp_path):
+    """ejabberd's export_piefxis: a main file including one file per host,
+    which includes one file per user. Followed; a missing one fails the
+    whole import, naming it."""
+    xi = "http://www.w3.org/2001/XInclude"
+    (tmp_path / "main.xml").write_text(
+        f"<server-data xmlns='urn:xmpp:pie:0' xmlns:xi='{xi}'><xi:include href='localhost.xml'/></server-data>")
+    (tmp_path / "localhost.xml").write_text(
+        f"<host xmlns='urn:xmpp:pie:0' xmlns:xi='{xi}' jid='localhost'>"
+        "<xi:include href='localhost_gus.xml'/><xi:include href='localhost_hal.xml'/></host>")
+    (tmp_path / "localhost_gus.xml").write_text(
+        "<user xmlns='urn:xmpp:pie:0' name='gus' password='gus-pw'><query xmlns='jabber:iq:roster'>"
+        "<item jid='hal@localhost' subscription='both'/></query></user>")
+    (tmp_path / "localhost_hal.xml").write_text("<user xmlns='urn:xmpp:pie:0' name='hal' password='hal-pw'/>")
+    db = tmp_path / "w.db"
+    r = weftctl("-d", db, "import", tmp_path / "main.xml")
+    assert r.returncode == 0, r.stderr
+    assert "imported users=2 roster-items=1" in r.stdout
+    (tmp_path / "localhost_hal.xml").unlink()
+    db2 = tmp_path / "w2.db"
+    r = weftctl("-d", db2, "import", tmp_path / "main.xml")
+    assert r.returncode == 1 and "localhost_hal.xml" in r.stderr and "nothing imported" in r.stderr
+    assert weftctl("-d", db2, "user", "list").stdout == ""
