@@ -15,6 +15,7 @@
  *
  * <xi:include href/> of a relative file is followed where a <host/> or a
  * <user/> may stand (ejabberd writes one file per host and per user).
+ * ejabberd 23.01 double-base64s scram-credentials: recognised and undone.
  * Import runs in one transaction: any error (named with file, line, user
  * and element) rolls everything back. Existing accounts are never merged
  * into: an account already present is an error. */
@@ -113,6 +114,20 @@ static xml_node_t *parse_text(const char *val, size_t len, char *err, size_t err
 
 /* ------------------------------------------------------------ import: accounts */
 
+/* 1 when b64 decodes to text that is itself the base64 of hash_len bytes
+ * (and so not a key of hash_len bytes itself). */
+static int double_base64(const char *b64, size_t hash_len)
+{
+    strbuf_t once, twice;
+    strbuf_init(&once);
+    strbuf_init(&twice);
+    int r = base64_decode(b64, strlen(b64), &once) == 0 && once.len != hash_len &&
+            base64_decode(once.data ? once.data : "", once.len, &twice) == 0 && twice.len == hash_len;
+    strbuf_free(&once);
+    strbuf_free(&twice);
+    return r;
+}
+
 /* <scram-credentials mechanism='SCRAM-SHA-1|SCRAM-SHA-256'> into its key text. */
 static int scram_from_pie(const imp_t *im, const xml_node_t *el, strbuf_t *sha256, strbuf_t *sha1)
 {
@@ -135,6 +150,19 @@ static int scram_from_pie(const imp_t *im, const xml_node_t *el, strbuf_t *sha25
             break;
         }
         f[i] = trimmed_text(c);
+    }
+    if (rc == 0 && double_base64(f[2], strcmp(hash, "SHA-1") ? 32 : 20)) {
+        /* ejabberd (23.01 and before) writes the base64 texts it stores,
+         * base64-encoded again: salt and keys are one decoding deeper. */
+        for (int i = 1; i < 4; i++) {
+            strbuf_t d;
+            strbuf_init(&d);
+            if (base64_decode(f[i], strlen(f[i]), &d) == 0 && d.len) {
+                free(f[i]);
+                f[i] = xstrndup(d.data, d.len);
+            }
+            strbuf_free(&d);
+        }
     }
     if (rc == 0) {
         strbuf_reset(out);

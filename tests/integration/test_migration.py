@@ -440,3 +440,113 @@ def test_xinclude_split_files_as_ejabberd_writes_them(tmp_path):
     r = weftctl("-d", db2, "import", tmp_path / "main.xml")
     assert r.returncode == 1 and "localhost_hal.xml" in r.stderr and "nothing imported" in r.stderr
     assert weftctl("-d", db2, "user", "list").stdout == ""
+
+
+EJABBERDCTL = os.environ.get("WEFT_EJABBERDCTL", "/usr/sbin/ejabberdctl")
+EJ_USERS = {"alice": "alice-ej-pw", "bob": "bob-ej-pw"}
+# No listener at all: the data is made and exported with ejabberdctl alone.
+EJABBERD_YML = """hosts:
+  - localhost
+loglevel: info
+certfiles: []
+auth_method: internal
+auth_password_format: scram
+default_db: mnesia
+listen: []
+modules:
+  mod_roster: {}
+  mod_vcard: {}
+  mod_private: {}
+  mod_offline: {}
+  mod_admin_extra: {}
+"""
+
+
+@pytest.fixture(scope="module")
+def ejabberd_export(tmp_path_factory):
+    """Debian 12's ejabberd 23.01 with a config, spool and Erlang node of
+    the test's own (epmd on loopback), filled with ejabberdctl, exported with
+    `ejabberdctl export_piefxis`."""
+    if not os.access(EJABBERDCTL, os.X_OK):
+        pytest.skip(f"{EJABBERDCTL} missing (Debian package ejabberd, scripts/deps.sh)")
+    if os.geteuid() != 0:
+        pytest.skip("ejabberdctl runs ejabberd as its own user: needs root")
+    work = pathlib.Path(tempfile.mkdtemp(prefix="weft-ejabberd-"))
+    os.chmod(work, 0o755)
+    for sub in ("spool", "logs", "export"):
+        (work / sub).mkdir()
+    (work / "ejabberd.yml").write_text(EJABBERD_YML)
+    (work / "ejabberdctl.cfg").write_text(f'ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0"\n'
+                                          f"EJABBERD_PID_PATH={work}/ejabberd.pid\n"
+                                          f"EJABBERD_CONFIG_PATH={work}/ejabberd.yml\n"
+                                          "INET_DIST_INTERFACE=127.0.0.1\n")
+    subprocess.run(["chown", "-R", "ejabberd:ejabberd", work], check=True)
+    node = f"weft{os.getpid()}@localhost"
+    env = {**os.environ, "ERL_EPMD_ADDRESS": "127.0.0.1"}
+    epmd_before = set(subprocess.run(["pgrep", "-x", "epmd"], capture_output=True, text=True).stdout.split())
+
+    def ctl(*args, check=True):
+        r = subprocess.run([EJABBERDCTL, "--config", work / "ejabberd.yml", "--ctl-config", work / "ejabberdctl.cfg",
+                            "--spool", work / "spool", "--logs", work / "logs", "--node", node, *args],
+                           capture_output=True, text=True, timeout=120, cwd=work, env=env)
+        assert not check or r.returncode == 0, f"ejabberdctl {args}: {r.stdout}{r.stderr}"
+        return r
+    try:
+        ctl("start")
+        ctl("started")
+        for u, pw in EJ_USERS.items():
+            ctl("register", u, "localhost", pw)
+        ctl("add_rosteritem", "alice", "localhost", "bob", "localhost", "Bobby", "Friends", "both")
+        ctl("add_rosteritem", "bob", "localhost", "alice", "localhost", "Alice", "Friends", "both")
+        ctl("set_vcard", "alice", "localhost", "FN", "Alice Liddell")
+        ctl("private_set", "alice", "localhost", BOOKMARKS)
+        ctl("send_message", "chat", "bob@localhost", "alice@localhost", "", "kept by ejabberd")
+        ctl("export_piefxis", work / "export")
+        out = tmp_path_factory.mktemp("ejabberd")
+        shutil.copytree(work / "export", out / "export")
+    finally:
+        ctl("stop", check=False)
+        ctl("stopped", check=False)
+        for pid in set(subprocess.run(["pgrep", "-x", "epmd"], capture_output=True, text=True).stdout.split()) \
+                - epmd_before:
+            os.kill(int(pid), 15)
+        shutil.rmtree(work, ignore_errors=True)
+    main = [f for f in (out / "export").glob("*.xml") if "_" not in f.name]
+    assert len(main) == 1, list((out / "export").iterdir())
+    return main[0]
+
+
+def test_ejabberd_users_log_in_to_weft_with_old_passwords(ejabberd_export, tmp_path):
+    text = " ".join(f.read_text() for f in ejabberd_export.parent.glob("*.xml"))
+    assert "XInclude" in text and "SCRAM-SHA-1" in text     # really ejabberd's layout
+    db = tmp_path / "weft.db"
+    r = weftctl("-d", db, "import", ejabberd_export)
+    assert r.returncode == 0, r.stderr
+    assert "imported users=2 roster-items=2" in r.stdout and "vcards=1 private=1 offline=1" in r.stdout, r.stdout
+    s = Server(tmp_path)
+    s.start(ibr=False)
+    try:
+        async def check():
+            b = await connect(s.port, "bob@localhost/w", EJ_USERS["bob"], "PLAIN")
+            a = client(s.port, "alice@localhost/w", EJ_USERS["alice"], "SCRAM-SHA-1")
+            got = asyncio.get_running_loop().create_future()
+            a.add_event_handler("message", lambda m: got.done() or got.set_result(m))
+            started = asyncio.get_running_loop().create_future()
+            a.add_event_handler("session_start", lambda _: started.set_result(True))
+            a.connect(("127.0.0.1", s.port))
+            await asyncio.wait_for(started, 20)
+            await a.get_roster()
+            ra = a.client_roster["bob@localhost"]
+            assert (ra["name"], ra["groups"], ra["subscription"]) == ("Bobby", ["Friends"], "both")
+            a.send_presence()
+            m = await asyncio.wait_for(got, 10)
+            assert m["body"] == "kept by ejabberd"
+            vc = await b["xep_0054"].get_vcard("alice@localhost", cached=False)
+            assert vc["vcard_temp"]["FN"] == "Alice Liddell"
+            assert "Tea party" in await private_get(a, "<storage xmlns='storage:bookmarks'/>")
+            for x in (a, b):
+                x.disconnect()
+            await asyncio.sleep(0.2)
+        run(check())
+    finally:
+        s.close()
