@@ -7,6 +7,9 @@
  *   weftctl [STORAGE] deluser JID
  *   weftctl [STORAGE] listusers
  *   weftctl migrate FROM-URL TO-URL
+ *   weftctl [STORAGE] import [-n] FILE... | export [FILE]   (weftctl_xep0227.c)
+ *   weftctl [STORAGE] [--json] user list|add|del|passwd ...  (weftctl_admin.c)
+ *   weftctl [-e ETC] [--json] check | status | reload        (weftctl_admin.c)
  * where STORAGE is --storage URL, -d SQLITE-FILE or -c SM-XML (default:
  * etc/sm.xml when it exists, its <storage> or else <database>; else
  * var/weft.db).
@@ -23,7 +26,8 @@
  * iterations) after the SASLprep the SASL layer applies; a password is never
  * stored, printed or logged, and is wiped from memory after use.
  *
- * Exit status: 0 success; 1 failure (router or sm unreachable, database
+ * Exit status of the commands above (the newer ones: weftctl.h XIT_*,
+ * docs/weftctl.md): 0 success; 1 failure (router or sm unreachable, database
  * error); 2 usage error (bad arguments or JID, unusable password); 3 the account already exists (adduser) or does not (passwd,
  * deluser). */
 #include <errno.h>
@@ -70,7 +74,8 @@ static int usage(void)
             "  listusers                  list accounts\n"
             "  sessions                   online sessions (sm)\n"
             "  migrate FROM-URL TO-URL    copy every account and record into an empty storage\n"
-            "  import FILE...             load accounts and their data from XEP-0227 XML\n"
+            "  import [-n] FILE...        load accounts and their data from XEP-0227 XML\n"
+            "                             (-n: check everything, write nothing)\n"
             "  export [FILE]              write every account and its data as XEP-0227 XML\n"
             "Without PASSWORD it is asked for on the terminal, or read as one line\n"
             "from standard input.\n");
@@ -637,8 +642,10 @@ int main(int argc, char **argv)
         rc = weftctl_status(etc, json);
     else if (!strcmp(cmd, "reload") && nargs == 0)
         rc = weftctl_reload(etc, json);
-    else if (!strcmp(cmd, "import") && nargs >= 1)
-        rc = weftctl_import(db, args, nargs);
+    else if (!strcmp(cmd, "import") && nargs >= 1 && strcmp(args[0], "-n") != 0)
+        rc = weftctl_import(db, args, nargs, 0);
+    else if (!strcmp(cmd, "import") && nargs >= 2)
+        rc = weftctl_import(db, args + 1, nargs - 1, 1);
     else if (!strcmp(cmd, "export") && nargs <= 1)
         rc = weftctl_export(db, nargs ? args[0] : NULL);
     else if (!strcmp(cmd, "migrate") && nargs == 2)

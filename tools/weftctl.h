@@ -39,6 +39,7 @@ int weftctl_status(const char *etc, int json);
 int weftctl_reload(const char *etc, int json);
 
 /* weftctl_xep0227.c */
-int weftctl_import(const char *url, char **files, int nfiles);
+/* dry_run: everything is checked and written, then rolled back. */
+int weftctl_import(const char *url, char **files, int nfiles, int dry_run);
 int weftctl_export(const char *url, const char *file);
 #endif

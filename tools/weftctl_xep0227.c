@@ -605,7 +605,7 @@ static char *read_file(const char *file, size_t *len)
 
 /* Every file is parsed before the storage is touched; then all of them are
  * imported in one transaction (prosody-migrator writes one file per user). */
-int weftctl_import(const char *url, char **files, int nfiles)
+int weftctl_import(const char *url, char **files, int nfiles, int dry_run)
 {
     xml_node_t **roots = xcalloc((size_t)nfiles, sizeof *roots);
     int rc = XIT_USAGE;
@@ -639,14 +639,16 @@ int weftctl_import(const char *url, char **files, int nfiles)
             goto out;
         }
     }
-    if (storage_commit(st) < 0) {
+    if (dry_run) {
+        storage_rollback(st);
+    } else if (storage_commit(st) < 0) {
         storage_rollback(st);
         fprintf(stderr, "weftctl: the commit failed: nothing imported\n");
         goto out;
     }
-    printf("imported users=%ld roster-items=%ld pending-subscriptions=%ld vcards=%ld "
+    printf("%s users=%ld roster-items=%ld pending-subscriptions=%ld vcards=%ld "
            "private=%ld offline=%ld blocked=%ld skipped=%ld\n",
-           im.n.users, im.n.roster, im.n.pending, im.n.vcards, im.n.privates, im.n.offline,
+           dry_run ? "would import (dry run, nothing written)" : "imported", im.n.users, im.n.roster, im.n.pending, im.n.vcards, im.n.privates, im.n.offline,
            im.n.blocked, im.n.skipped);
     rc = fflush(stdout) == 0 ? XIT_OK : XIT_STORAGE;
 out:

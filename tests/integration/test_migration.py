@@ -330,6 +330,9 @@ def test_plaintext_password_offline_blocklist_and_round_trip(tmp_path):
     src = tmp_path / "in.xml"
     src.write_text(PIE)
     db = tmp_path / "weft.db"
+    r = weftctl("-d", db, "import", "-n", src)       # dry run: all checked, nothing kept
+    assert r.returncode == 0 and r.stdout.startswith("would import (dry run, nothing written) users=2"), r.stdout
+    assert weftctl("-d", db, "user", "list").stdout == ""
     r = weftctl("-d", db, "import", src)
     assert r.returncode == 0, r.stderr
     assert ("imported users=2 roster-items=1 pending-subscriptions=1 vcards=0 private=1 offline=1 "
