@@ -26,8 +26,8 @@
  * iterations) after the SASLprep the SASL layer applies; a password is never
  * stored, printed or logged, and is wiped from memory after use.
  *
- * Exit status of the commands above (the newer ones: weftctl.h XIT_*,
- * docs/weftctl.md): 0 success; 1 failure (router or sm unreachable, database
+ * Exit status of the older commands (the newer ones have their own, XIT_* in
+ * weftctl.h, docs/weftctl.md): 0 success; 1 failure (router or sm unreachable, database
  * error); 2 usage error (bad arguments or JID, unusable password); 3 the account already exists (adduser) or does not (passwd,
  * deluser). */
 #include <errno.h>
