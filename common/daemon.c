@@ -78,6 +78,15 @@ static int apply_log_settings(const daemon_common_t *c)
     return rc;
 }
 
+/* A config that never ran: its sections, its options, itself. */
+static void config_discard(const daemon_spec_t *s, void *c)
+{
+    if (s->free_sections)
+        s->free_sections(c);
+    cfg_free(s->table, c);
+    free(c);
+}
+
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
     (void)sig;
@@ -87,8 +96,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     cfg_error_t err;
     if (cfg_load(spec->table, fresh, config_file, &err) < 0) {
         log_error("event=reload result=failed reason=\"%s\"", err.msg);
-        cfg_free(spec->table, fresh);
-        free(fresh);
+        config_discard(spec, fresh);
         return;
     }
     const daemon_common_t *fc = (const daemon_common_t *)fresh;
@@ -156,8 +164,7 @@ int daemon_main(int argc, char **argv, const daemon_spec_t *s)
     cfg_error_t err;
     if (cfg_load(s->table, config, config_file, &err) < 0) {
         fprintf(stderr, "weft-%s: %s\n", s->ident, err.msg);
-        cfg_free(s->table, config);
-        free(config);
+        config_discard(s, config);
         return 1;
     }
     if (check_only || dump) {
@@ -170,8 +177,7 @@ int daemon_main(int argc, char **argv, const daemon_spec_t *s)
         } else {
             printf("%s: ok\n", config_file);
         }
-        cfg_free(s->table, config);
-        free(config);
+        config_discard(s, config);
         return 0;
     }
     /* A log file the config names but that cannot be opened would leave the
@@ -179,8 +185,7 @@ int daemon_main(int argc, char **argv, const daemon_spec_t *s)
     if (apply_log_settings((const daemon_common_t *)config) < 0) {
         log_error("event=start reason=log-settings log.target=%s log.level=%s",
                   ((const daemon_common_t *)config)->log_target, ((const daemon_common_t *)config)->log_level);
-        cfg_free(s->table, config);
-        free(config);
+        config_discard(s, config);
         log_close();
         return 1;
     }

@@ -37,6 +37,10 @@ typedef struct daemon_spec {
     void (*cron)(void);
     /* At exit, after the loop ended: free everything (valgrind-clean). */
     void (*cleanup)(void);
+    /* Frees what the table's CFG_SECTION parsers allocated, for a config that
+     * is dropped without running (-t, -d, a load or reload that failed):
+     * cfg_free does not know those structures. NULL if there are none. */
+    void (*free_sections)(void *config);
 } daemon_spec_t;
 
 int daemon_main(int argc, char **argv, const daemon_spec_t *spec);

@@ -54,6 +54,15 @@ static void free_partitions(router_cfg_t *c)
     c->npartitioned = 0;
 }
 
+/* The component ACLs and partitioned names of a config that did not run. */
+static void router_free_sections(void *config)
+{
+    router_cfg_t *c = config;
+    free_acls(c->acls);
+    c->acls = NULL;
+    free_partitions(c);
+}
+
 /* SIGHUP: log settings are applied by the skeleton. Listeners, ACLs and limits
  * need a restart (docs/operations.md); the running ones are kept. */
 static void router_reload(void *config)
@@ -113,6 +122,7 @@ int main(int argc, char **argv)
         .reload = router_reload,
         .cron = router_cron,
         .cleanup = router_cleanup,
+        .free_sections = router_free_sections,
     };
     return daemon_main(argc, argv, &spec);
 }

@@ -85,6 +85,12 @@ static void s2s_cron(void)
     conn_cron(now);
 }
 
+/* The static peers of a config that did not run. */
+static void s2s_free_sections(void *config)
+{
+    s2s_config_free_peers(config);
+}
+
 static void s2s_cleanup(void)
 {
     out_free_all();
@@ -112,6 +118,7 @@ int main(int argc, char **argv)
         .reload = s2s_reload,
         .cron = s2s_cron,
         .cleanup = s2s_cleanup,
+        .free_sections = s2s_free_sections,
     };
     return daemon_main(argc, argv, &spec);
 }
