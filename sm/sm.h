@@ -93,7 +93,7 @@ void sm_answer(sm_sess_t *s, xml_node_t *res);
 int sm_streq(const char *a, const char *b);
 /* Builds a result iq for an iq get/set (to/from swapped, same id); caller owns. */
 xml_node_t *sm_iq_result(const xml_node_t *iq);
-/* Ends a session: unavailable broadcast (SM_HOOK_SESS_END) and removal. If
+/* Ends a session: unavailable broadcast (the sess_end hooks) and removal. If
  * notify_c2s, the c2s is told to close the client stream with reason. */
 void sm_sess_end(sm_sess_t *s, int notify_c2s, const char *reason);
 
@@ -120,9 +120,11 @@ void sm_core_cron(double now);
 void sm_session_control(xml_node_t *el);  /* {S}session from a c2s */
 void sm_route_in(xml_node_t *el);         /* {S}route from a c2s */
 void sm_c2s_down(const char *instance);   /* a c2s instance went away: end its sessions */
-/* core.c: while a user is held (a deferred IQ request of theirs is
- * unanswered, iq.c), stanzas for and from that user wait in arrival order;
- * release processes them once the last hold is gone. */
+/* core.c: while a user is held, stanzas for and from that user (and its
+ * sessions' ends) wait in arrival order; release processes them once the
+ * last hold is gone. iq.c holds the user of a deferred IQ request; a hook
+ * that starts slow work for a user (asynchronous storage) holds it the same
+ * way and releases it from its callback. Calls must pair. */
 void sm_user_hold(sm_user_t *u);
 void sm_user_release(sm_user_t *u);
 /* admin.c: the admin socket (weftctl sessions); core.c tells it when
