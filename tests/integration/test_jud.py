@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from test_sm_modules import PLAIN_SM, ModWorld, features, iq
-from test_sm_raw import error_cond, tag
+from test_sm_raw import FakeC2S, error_cond, tag
 
 S = "jabber:iq:search"
 X = "jabber:x:data"
@@ -166,3 +166,25 @@ def test_slixmpp_xep_0055(tmp_path):
         asyncio.run(asyncio.wait_for(main(), 60))
     finally:
         srv.close()
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_remote_searchers_need_allow_remote(env, allow):
+    extra = "<module name='jud'><allow-remote>true</allow-remote></module>" if allow else ON
+    w, c, s = people(env, extra)
+    s2s = FakeC2S(env.router_port, name="s2s", secret="weft-s2s-secret")
+    s2s.link.send("<w:bind default='true'/>")              # the default route, as s2s binds it
+    s2s.wait(lambda el: el.tag.endswith("}bound"))
+    s2s.link.send(f"<iq xmlns='jabber:component:accept' type='set' id='r1' from='eve@remote.example/x' "
+                  f"to='localhost'><query xmlns='{S}'><last>Liddell</last></query></iq>")
+    st = s2s.wait(lambda el: el.tag.endswith("}iq") and el.get("id") == "r1")
+    assert st.get("to") == "eve@remote.example/x"
+    if allow:
+        assert st.get("type") == "result"
+        q = st.find(tag(S, "query"))
+        assert sorted(i.get("jid") for i in q.findall(tag(S, "item"))) == ["alice@localhost", "bob@localhost"]
+    else:
+        err = st.find("{jabber:component:accept}error")
+        assert st.get("type") == "error" and err is not None, ET.tostring(st)
+        assert err.find("{urn:ietf:params:xml:ns:xmpp-stanzas}forbidden") is not None, ET.tostring(st)
+    s2s.close()
