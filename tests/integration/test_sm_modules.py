@@ -120,6 +120,25 @@ def test_deferred_request_keeps_the_users_order(env):
     c.expect(a, lambda s: s.get("id") == "s2")
 
 
+def test_a_hook_holds_its_user(env):
+    w = ModWorld(env, "<module name='example'><delay>0.6</delay></module>")
+    users(w, "alice", "bob")
+    c = w.c2s
+    a = c.start("alice@localhost/pc")
+    b = c.start("bob@localhost/pc")
+    t0 = time.time()
+    c.send(a, f"<presence><hold xmlns='{EX}'/></presence>")
+    c.send(a, "<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+    c.send(a, "<message to='bob@localhost/pc' type='chat' id='m1'><body>x</body></message>")
+    st = c.expect(a, lambda s: s.get("id") == "p1")
+    assert time.time() - t0 >= 0.5, "answered while the user was held"
+    c.expect(b, lambda s: s.get("id") == "m1")
+    # released: no hold, no wait
+    t1 = time.time()
+    assert iq(c, a, "<ping xmlns='urn:xmpp:ping'/>", "p2").get("type") == "result"
+    assert time.time() - t1 < 0.5
+
+
 def test_example_is_off_by_default(env):
     w = ModWorld(env)
     users(w, "alice")

@@ -4,7 +4,10 @@
  *
  * - options: greeting (a string) and delay (seconds), in sm.xml as
  *   <module name="example"><greeting>..</greeting><delay>..</delay></module>;
- * - a hook: message_out counts the messages each user's sessions send;
+ * - hooks: message_out counts the messages each user's sessions send;
+ *   presence_out, for a presence carrying <hold xmlns='urn:weft:example:1'/>,
+ *   holds the user for delay seconds as a hook waiting for asynchronous
+ *   storage would (sm_user_hold / sm_user_release);
  * - per-user state: that count, freed by user_state_free when the user
  *   leaves memory;
  * - an IQ namespace, urn:weft:example:1, served for accounts (the user's own
@@ -56,6 +59,45 @@ static void user_state_free(sm_user_t *u, void *state)
     free(state);
 }
 
+/* A held user and the timer that releases it. */
+typedef struct hold {
+    sm_user_t *u;
+    struct event *ev;
+} hold_t;
+
+static void hold_end(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hold_t *h = arg;
+    event_free(h->ev);
+    sm_user_t *u = h->u;
+    free(h);
+    sm_user_release(u);             /* processes what waited, in order */
+}
+
+static struct timeval delay_tv(void)
+{
+    const example_cfg_t *cfg = sm_module_config(&sm_module_example);
+    struct timeval tv = {(time_t)cfg->delay, (suseconds_t)((cfg->delay - (long)cfg->delay) * 1e6)};
+    return tv;
+}
+
+static sm_ret_t hold_presence(sm_sess_t *s, xml_node_t *pres)
+{
+    if (!xml_child(pres, NS_EXAMPLE, "hold"))
+        return SM_PASS;
+    hold_t *h = calloc(1, sizeof *h);
+    if (!h)
+        abort();
+    h->u = s->user;
+    h->ev = evtimer_new(daemon_base(), hold_end, h);
+    struct timeval tv = delay_tv();
+    evtimer_add(h->ev, &tv);
+    sm_user_hold(s->user);          /* the user stays loaded while held */
+    return SM_PASS;
+}
+
 /* A deferred request and the timer that answers it. */
 typedef struct slow {
     sm_iq_t *req;
@@ -85,7 +127,7 @@ static void example_get(sm_iq_t *req)
             abort();
         sl->req = sm_iq_defer(req);
         sl->ev = evtimer_new(daemon_base(), slow_answer, sl);
-        struct timeval tv = {(time_t)cfg->delay, (suseconds_t)((cfg->delay - (long)cfg->delay) * 1e6)};
+        struct timeval tv = delay_tv();
         evtimer_add(sl->ev, &tv);
         return;
     }
@@ -112,6 +154,7 @@ static const cfg_option_t example_options[] = {
 
 static const sm_hooks_t example_hooks = {
     .message_out = count_message,
+    .presence_out = hold_presence,
 };
 
 static const sm_iq_handler_t example_iqs[] = {
