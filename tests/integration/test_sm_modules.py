@@ -83,6 +83,13 @@ def test_example_module_option_hook_iq_feature_state(env):
     cnt = st.find(tag(EX, "count"))
     assert st.get("type") == "result" and cnt.get("n") == "3", ET.tostring(st)
     assert cnt.get("greeting") == "hi there"              # the option, from <module>
+    assert cnt.get("roster") == "0"
+    # roster_change: an item added, then removed
+    for i, sub in enumerate(("", " subscription='remove'")):
+        st = iq(c, a, f"<query xmlns='jabber:iq:roster'><item jid='carol@example.org'{sub}/></query>",
+                f"r{i}", type_="set")
+        assert st.get("type") == "result", ET.tostring(st)
+    assert iq(c, a, f"<count xmlns='{EX}'/>", "c1b").find(tag(EX, "count")).get("roster") == "2"
     st = iq(c, a, f"<count xmlns='{EX}'/>", "c2", to="alice@localhost")
     assert st.find(tag(EX, "count")).get("n") == "3"
     assert iq(c, b, f"<count xmlns='{EX}'/>", "c3").find(tag(EX, "count")).get("n") == "0"

@@ -4,7 +4,8 @@
  *
  * - options: greeting (a string) and delay (seconds), in sm.xml as
  *   <module name="example"><greeting>..</greeting><delay>..</delay></module>;
- * - hooks: message_out counts the messages each user's sessions send;
+ * - hooks: message_out counts the messages each user's sessions send,
+ *   roster_change the changes of its roster;
  *   presence_out, for a presence carrying <hold xmlns='urn:weft:example:1'/>,
  *   holds the user for delay seconds as a hook waiting for asynchronous
  *   storage would (sm_user_hold / sm_user_release);
@@ -12,7 +13,7 @@
  *   leaves memory;
  * - an IQ namespace, urn:weft:example:1, served for accounts (the user's own
  *   account only: others get forbidden):
- *     get <count/>  answers <count n='N' greeting='...'/> at once;
+ *     get <count/>  answers <count n='N' roster='R' greeting='...'/> at once;
  *     get <slow/>   defers the request and answers <slow/> after delay
  *                   seconds from a timer, as a handler waiting for
  *                   asynchronous storage would; meanwhile the core holds the
@@ -35,22 +36,35 @@ typedef struct example_cfg {
 
 typedef struct example_user {
     long messages;              /* sent by the user's sessions since it was loaded */
+    long roster_changes;        /* roster_change hooks seen for the user */
 } example_user_t;
 
 extern sm_module_t sm_module_example;
 
-static sm_ret_t count_message(sm_sess_t *s, xml_node_t *msg)
+static example_user_t *state_of(sm_user_t *u)
 {
-    (void)msg;
-    example_user_t *st = sm_user_state(s->user, &sm_module_example);
+    example_user_t *st = sm_user_state(u, &sm_module_example);
     if (!st) {
         st = calloc(1, sizeof *st);
         if (!st)
             abort();
-        sm_user_state_set(s->user, &sm_module_example, st);
+        sm_user_state_set(u, &sm_module_example, st);
     }
-    st->messages++;
+    return st;
+}
+
+static sm_ret_t count_message(sm_sess_t *s, xml_node_t *msg)
+{
+    (void)msg;
+    state_of(s->user)->messages++;
     return SM_PASS;                 /* observe only: the message goes on */
+}
+
+static void count_roster_change(sm_user_t *u, const char *contact, int sub)
+{
+    (void)contact;
+    (void)sub;
+    state_of(u)->roster_changes++;
 }
 
 static void user_state_free(sm_user_t *u, void *state)
@@ -136,10 +150,12 @@ static void example_get(sm_iq_t *req)
         return;
     }
     const example_user_t *st = sm_user_state(req->user, &sm_module_example);
-    char n[32];
+    char n[32], r[32];
     snprintf(n, sizeof n, "%ld", st ? st->messages : 0L);
+    snprintf(r, sizeof r, "%ld", st ? st->roster_changes : 0L);
     xml_node_t *c = xml_elem_new(NS_EXAMPLE, "count");
     xml_attr_set(c, "n", n);
+    xml_attr_set(c, "roster", r);
     xml_attr_set(c, "greeting", cfg->greeting);
     sm_iq_reply(req, c);
 }
@@ -155,6 +171,7 @@ static const cfg_option_t example_options[] = {
 static const sm_hooks_t example_hooks = {
     .message_out = count_message,
     .presence_out = hold_presence,
+    .roster_change = count_roster_change,
 };
 
 static const sm_iq_handler_t example_iqs[] = {
