@@ -20,10 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Exported by common/sasl_scram.c (not in sasl.h): RFC 4013 SASLprep; the
- * caller frees; NULL when the string is prohibited. */
-char *sasl_saslprep(const char *s, int stored);
-
 /* Offered in this order: strongest first, -PLUS only where binding data exist. */
 static const char *const auth_mechs[] = {"SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256",
                                          "SCRAM-SHA-1", "PLAIN"};

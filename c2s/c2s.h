@@ -55,6 +55,8 @@ typedef struct c2s_cfg {
     int tls_selfsigned;        /* create a self-signed cert when tls_cert is missing */
     int tls_required;          /* STARTTLS before SASL / IBR */
     int tls_takeover;          /* after the handshake, run TLS 1.3 records without OpenSSL's SSL */
+    long tls_key_update;       /* records sealed under one key before our KeyUpdate (takeover only) */
+    int tls_tickets;           /* TLS session tickets (resumption) for clients */
     double t_negotiation;      /* connect -> bound session */
     double t_idle;             /* nothing read for this long */
     double t_authreg;          /* sm answer to authreg / session start */

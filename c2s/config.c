@@ -4,6 +4,7 @@
  * Defaults are the safe ones: TLS required, bounded stanzas, per-IP limits,
  * in-band registration off. */
 #include "c2s.h"
+#include "tls.h"
 #include <stddef.h>
 
 c2s_cfg_t *c2s_config;
@@ -31,16 +32,21 @@ const cfg_option_t c2s_options[] = {
         "Space-separated addresses for client streams that start in clear text (STARTTLS)."),
     OPT("listen.tls", CFG_STRING, "127.0.0.1:5223 [::1]:5223", 0, 0, 0, listen_tls,
         "Space-separated addresses for direct TLS client streams (XEP-0368); empty disables."),
-    OPT("tls.certificate", CFG_STRING, "var/certs/localhost.crt", 0, 0, 1, tls_cert,
+    OPT("tls.certificate", CFG_STRING, TLS_DEFAULT_CERT, 0, 0, 1, tls_cert,
         "PEM certificate chain for the domain (SIGHUP loads it again for new connections)."),
-    OPT("tls.key", CFG_STRING, "var/certs/localhost.key", 0, 0, 1, tls_key,
+    OPT("tls.key", CFG_STRING, TLS_DEFAULT_KEY, 0, 0, 1, tls_key,
         "PEM private key of tls.certificate."),
     OPT("tls.self-signed", CFG_BOOL, "true", 0, 0, 0, tls_selfsigned,
-        "Create a self-signed certificate for the domain when tls.certificate does not exist."),
+        "Create a self-signed certificate for the domain when tls.certificate is the default path and missing; "
+        "a path set in the config must exist (start fails naming it)."),
     OPT("tls.required", CFG_BOOL, "true", 0, 0, 0, tls_required,
         "Require STARTTLS before authentication and registration."),
     OPT("tls.record-takeover", CFG_BOOL, "true", 0, 0, 0, tls_takeover,
         "After the TLS handshake, run the connection's TLS 1.3 records in c2s and free OpenSSL's state for it (~13 KB)."),
+    OPT("tls.key-update-records", CFG_INT, "16777216", 1, 16777216, 0, tls_key_update,
+        "With tls.record-takeover: TLS records sent under one key before c2s moves to the next with a KeyUpdate (RFC 8446 5.5)."),
+    OPT("tls.session-tickets", CFG_BOOL, "true", 0, 0, 0, tls_tickets,
+        "Send TLS session tickets, so a client that reconnects resumes without the certificate exchange (docs/c2s.md)."),
     OPT("timeouts.negotiation", CFG_SECONDS, "60", 1, 3600, 1, t_negotiation,
         "Seconds from connect until a resource is bound (connection-timeout past it)."),
     OPT("timeouts.idle", CFG_SECONDS, "600", 10, 86400, 1, t_idle,

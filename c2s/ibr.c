@@ -15,8 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-char *sasl_saslprep(const char *s, int stored); /* common/sasl_scram.c */
-
 int ibr_is_register_iq(const xml_node_t *iq)
 {
     if (strcmp(iq->name, "iq") || !xml_child(iq, NS_REGISTER, "query"))

@@ -1,7 +1,7 @@
 /* listen: the client listeners (STARTTLS ports and XEP-0368 direct TLS ports,
  * IPv4 and IPv6) and the server TLS context they share. On first start with
- * tls.self-signed, a self-signed certificate for the domain is created where
- * tls.certificate points. Owns the listener set and the SSL_CTX.
+ * tls.self-signed, a self-signed certificate for the domain is created at the
+ * default tls.certificate path; a path the config names must exist. Owns the listener set and the SSL_CTX.
  * SIGHUP swaps in a context loaded afresh (listen_reload_tls): connections
  * accepted from then on use it, open ones keep the one they started with
  * (each SSL holds a reference), and a certificate that does not load leaves
@@ -32,14 +32,17 @@ static void listen_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
     client_accept(fd, sa, socklen, *(int *)ctx);
 }
 
-/* tls.record-takeover: connections from ctx can leave OpenSSL once bound
+/* What every server context gets before use: tls.session-tickets, and for
+ * tls.record-takeover, connections from ctx can leave OpenSSL once bound
  * (client.c, common/tls_record.c). */
 static int listen_tls_prepare(SSL_CTX *ctx)
 {
+    tls_server_set_tickets(ctx, c2s_config->tls_tickets);
     if (c2s_config->tls_takeover && tls_record_ctx_prepare(ctx) < 0) {
         log_error("event=start reason=tls-record-takeover detail=\"cannot fetch the TLS 1.3 ciphers\"");
         return -1;
     }
+    tls_record_set_key_limit((uint64_t)c2s_config->tls_key_update);
     return 0;
 }
 
@@ -54,9 +57,8 @@ static int listen_tls_setup(void)
         }
         return 0;
     }
-    if (cfg->tls_selfsigned &&
-        tls_selfsigned_ensure(cfg->tls_cert, cfg->tls_key, cfg->domain, err, sizeof err) < 0) {
-        log_error("event=start reason=self-signed-failed certificate=%s detail=\"%s\"", cfg->tls_cert, err);
+    if (tls_cert_prepare(cfg->tls_cert, cfg->tls_key, cfg->tls_selfsigned, cfg->domain, err, sizeof err) < 0) {
+        log_error("event=start reason=certificate certificate=%s detail=\"%s\"", cfg->tls_cert, err);
         return -1;
     }
     tls_ctx = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, NULL, TLS_CLIENT_CERT_NONE, err, sizeof err);

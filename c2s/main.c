@@ -90,6 +90,7 @@ static void c2s_reload(void *config)
     fresh->burst = old->burst;
     fresh->output_max = old->output_max;
     fresh->tls_required = old->tls_required;
+    fresh->tls_tickets = old->tls_tickets;
     c2s_config = fresh;
 }
 

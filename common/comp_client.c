@@ -739,6 +739,13 @@ static void cc_connect(comp_client_t *c)
 comp_client_t *comp_client_new(struct event_base *base, const comp_client_cfg_t *cfg,
                                const comp_client_cb_t *cb, void *ctx)
 {
+    /* A CA file named in the config that cannot be read would only show at
+     * every STARTTLS, as a link that never comes up: stop at start instead. */
+    char err[256];
+    if (cfg->tls_ca && tls_file_check("CA", cfg->tls_ca, err, sizeof err) < 0) {
+        log_error("event=start reason=router-tls-ca component=%s detail=\"%s\"", cfg->name, err);
+        return NULL;
+    }
     comp_client_t *c = xcalloc(1, sizeof *c);
     c->base = base;
     c->cfg = *cfg;

@@ -46,7 +46,8 @@ typedef struct comp_client_cb {
 
 typedef struct comp_client comp_client_t;
 
-/* Copies cfg (strings included) and starts connecting at once. */
+/* Copies cfg (strings included) and starts connecting at once. NULL (logged)
+ * when cfg names a tls_ca that cannot be read: the process should not start. */
 comp_client_t *comp_client_new(struct event_base *base, const comp_client_cfg_t *cfg,
                                const comp_client_cb_t *cb, void *ctx);
 void comp_client_free(comp_client_t *c);

@@ -62,12 +62,20 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 /* At start and on SIGHUP. An unknown level keeps the running one (info at
  * start); a target that cannot be opened keeps the running one (stderr at
  * start): log_open says why. */
-static void apply_log_settings(const daemon_common_t *c)
+/* -1 when the level is unknown or the target cannot be opened (logged):
+ * fatal at start, where nothing was logged yet; on SIGHUP the running
+ * settings stay. */
+static int apply_log_settings(const daemon_common_t *c)
 {
     log_level_t lvl = log_current_level;
-    if (log_level_parse(c->log_level, &lvl) < 0)
+    int rc = 0;
+    if (log_level_parse(c->log_level, &lvl) < 0) {
         log_warn("event=config option=log.level value=%s reason=unknown-level", c->log_level);
-    log_open(spec->ident, c->log_target, lvl);
+        rc = -1;
+    }
+    if (log_open(spec->ident, c->log_target, lvl) < 0)
+        rc = -1;
+    return rc;
 }
 
 static void on_hup(evutil_socket_t sig, short what, void *arg)
@@ -166,7 +174,16 @@ int daemon_main(int argc, char **argv, const daemon_spec_t *s)
         free(config);
         return 0;
     }
-    apply_log_settings((const daemon_common_t *)config);
+    /* A log file the config names but that cannot be opened would leave the
+     * process logging where nobody looks: stop, as for a bad option. */
+    if (apply_log_settings((const daemon_common_t *)config) < 0) {
+        log_error("event=start reason=log-settings log.target=%s log.level=%s",
+                  ((const daemon_common_t *)config)->log_target, ((const daemon_common_t *)config)->log_level);
+        cfg_free(s->table, config);
+        free(config);
+        log_close();
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
     base = event_base_new();
     if (!base)

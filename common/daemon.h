@@ -18,9 +18,9 @@ typedef struct daemon_common {
 
 #define DAEMON_COMMON_OPTIONS(type)                                                     \
     {"log.target", CFG_STRING, "stderr", 0, 0, 1, offsetof(type, common.log_target),    \
-     NULL, "Where log lines go: stderr, syslog, or file:/path."},                        \
+     NULL, "Where log lines go: stderr, syslog, or file:/path (a file that cannot be opened stops the start)."}, \
     {"log.level", CFG_STRING, "info", 0, 0, 1, offsetof(type, common.log_level), NULL,  \
-     "Lowest level logged: debug, info, notice, warn or error."}
+     "Lowest level logged: debug, info, notice, warn or error (another word stops the start)."}
 
 typedef struct daemon_spec {
     const char *ident;             /* process name for logs */

@@ -12,7 +12,7 @@ int listen_set_open(listen_set_t *set, struct event_base *base, const char *list
 {
     char *copy = xstrdup(list), *save = NULL;
     int rc = 0;
-    for (char *tok = strtok_r(copy, " \t\n,", &save); tok; tok = strtok_r(NULL, " \t\n,", &save)) {
+    for (char *tok = strtok_r(copy, LISTEN_SEPARATORS, &save); tok; tok = strtok_r(NULL, LISTEN_SEPARATORS, &save)) {
         net_addr_t addr;
         char err[256];
         if (net_addr_parse(tok, default_port, &addr) < 0) {

@@ -1,5 +1,6 @@
 /* listen_set: the listening sockets a process opens from space-separated
- * address lists in its config (c2s and s2s), closed all together on shutdown.
+ * address lists in its config (c2s, s2s, router), closed all together on
+ * shutdown.
  * Owns the evconnlistener objects; what a listener accepts belongs to the
  * callback the caller gives. */
 #ifndef WEFT_LISTEN_SET_H
@@ -9,6 +10,8 @@
 #include <event2/listener.h>
 
 #define LISTEN_SET_MAX 16
+/* What separates the addresses of a list. */
+#define LISTEN_SEPARATORS " \t\n,"
 
 typedef struct listen_set {
     struct evconnlistener *listeners[LISTEN_SET_MAX];

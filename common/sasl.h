@@ -101,6 +101,12 @@ void sasl_client_set_salted_cache(sasl_client_t *c, scram_salted_t *slot);
 void sasl_client_set_nonce(sasl_client_t *c, const char *nonce);
 void sasl_server_set_nonce(sasl_server_t *s, const char *nonce);
 
+/* SASLprep (RFC 4013) into a new string the caller frees, or NULL when s is
+ * prohibited. stored=1 for names kept in storage (unassigned code points
+ * refused), 0 for passwords (allowed, RFC 4013 section 2). c2s and weftctl
+ * prepare user names and passwords with it so they match what SASL derives. */
+char *sasl_saslprep(const char *s, int stored);
+
 /* Constant-time comparison; 1 if equal. */
 int sasl_ct_equal(const void *a, const void *b, size_t n);
 

@@ -7,21 +7,11 @@
  * comparing StoredKey in constant time. SCRAM-SHA-256 keys are preferred, the
  * SHA-1 keys are the fallback. An unknown user costs the same PBKDF2 work as a
  * known one, so timing does not tell whether the user exists. */
-#include "sasl.h"
+#include "sasl_mech.h"
 
 #include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Shared with sasl_scram.c (see there). */
-char *sasl_saslprep(const char *s, int stored);
-int sasl_utf8_valid(const char *s, size_t n);
-int sasl_authzid_ok(const char *authzid, const char *authcid);
-void sasl_fake_keys(scram_hash_t h, const char *authcid, scram_keys_t *out);
-int sasl_plain_server_check(const char *in, size_t inlen, sasl_lookup_fn lookup, void *ctx,
-                            char **authcid, char **authzid, const char **condition);
-void sasl_plain_client_message(const char *authzid, const char *authcid, const char *password,
-                               strbuf_t *out);
 
 /* RFC 4616 §2: each field is at most 255 octets. */
 #define PLAIN_FIELD_MAX 255

@@ -18,7 +18,7 @@
  * All state lives in the sasl_server_t / sasl_client_t objects; the only global
  * is that fake-salt secret, initialised on first use from the event-loop thread.
  * Secrets (salted password, keys) are wiped before their memory is freed. */
-#include "sasl.h"
+#include "sasl_mech.h"
 #include "base64.h"
 
 #include <limits.h>
@@ -30,17 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stringprep.h>
-
-/* Shared with sasl_plain.c (kept out of sasl.h: they are internals of the two
- * mechanism files, not part of the API). */
-char *sasl_saslprep(const char *s, int stored);
-int sasl_utf8_valid(const char *s, size_t n);
-int sasl_authzid_ok(const char *authzid, const char *authcid);
-void sasl_fake_keys(scram_hash_t h, const char *authcid, scram_keys_t *out);
-int sasl_plain_server_check(const char *in, size_t inlen, sasl_lookup_fn lookup, void *ctx,
-                            char **authcid, char **authzid, const char **condition);
-void sasl_plain_client_message(const char *authzid, const char *authcid, const char *password,
-                               strbuf_t *out);
 
 /* Longest SASL message we accept; real ones are a few hundred bytes. */
 #define SASL_MAX_MESSAGE 8192

@@ -1,57 +1,186 @@
-/* storage: the one interface to users' durable data, SQLite behind it.
+/* storage: the one interface to users' durable data, with drivers behind it.
  *
- * Two kinds of records: accounts (bare JID → SCRAM keys) and key/value records
- * grouped by owner (a bare JID) and collection (a short name chosen by an sm
- * module: "roster", "offline", "vcard", "private", "blocklist", "last", ...).
- * Values are opaque bytes (modules store serialized XML). Records of a
- * collection list in insertion order.
+ * A storage is opened from a URL-like setting whose scheme names the driver
+ * (common/storage.c looks it up, OpenSMTPD table.c style):
+ *   sqlite:var/weft.db, sqlite:///abs/path.db, or a bare path  → storage_sqlite.c
+ *   postgresql://user@host:port/db, postgres://...,
+ *   postgresql:host=... dbname=... (libpq conninfo)            → storage_pgsql.c
  *
- * The database runs in WAL mode with synchronous=NORMAL, foreign keys on, a
- * schema version in PRAGMA user_version and migrations applied at open. Every
- * statement is prepared once. Calls are synchronous: a local SQLite write in
- * WAL mode takes microseconds; storage_begin/commit group a module's writes.
- * A write that acknowledges something to a client must have returned 0 before
- * the acknowledgement is sent.
+ * Two kinds of records: accounts (bare JID → SCRAM keys) and records grouped
+ * by owner (a bare JID) and collection (a short name chosen by an sm module:
+ * "roster", "offline", "vcard", ...). Each record has a key (unique in its
+ * collection), an opaque value (bytes), a sequence number (insertion order,
+ * unique in the database, never reused) and a stamp (microseconds since the
+ * epoch of its last write).
  *
- * Return values: 0 success; 1 "not found" (get) or "already exists" (create);
- * -1 error (logged with the SQLite message). */
+ * Every operation exists in two forms:
+ *  - asynchronous, storage_X_async(..., cb, arg): cb(res, arg) runs once
+ *    with the result. PostgreSQL calls it later from the event loop; SQLite
+ *    calls it before the _async call returns. Callers must accept both.
+ *    Arguments are copied: nothing passed needs to outlive the call.
+ *  - blocking, storage_X(...): runs the storage's event loop until the
+ *    result is there. For tools (weftctl), tests, and the sm while it runs on
+ *    SQLite only (where nothing waits). On an asynchronous driver it must
+ *    not be called from inside that loop's callbacks: libevent cannot run a
+ *    loop from within itself, and storage panics (abort) rather than spin.
+ * Operations run one after another in submission order on one connection: a
+ * storage_begin covers every operation submitted until its commit/rollback,
+ * whoever submitted it.
+ *
+ * Return values (and res->status): 0 success; 1 "not found" (get, del,
+ * user_get, user_set_keys, user_delete, a range's after/before key) or
+ * "already exists" (user_create); -1 error (logged, with the database's
+ * message, never keys or values). */
 #ifndef WEFT_STORAGE_H
 #define WEFT_STORAGE_H
 #include <stddef.h>
+#include <stdint.h>
 
+struct event_base;
 typedef struct storage storage_t;
 
-storage_t *storage_open(const char *path, char *err, size_t errlen);
+/* One record as a list, range or scan gives it. Pointers belong to the
+ * result. val is NUL-terminated (len excludes it) and may hold NUL bytes. */
+typedef struct storage_rec {
+    int64_t seq;
+    int64_t stamp;         /* microseconds since the epoch */
+    char *owner, *coll;    /* set by scan only (NULL elsewhere) */
+    char *key;
+    char *val;
+    size_t len;
+} storage_rec_t;
+
+/* A result, valid during the callback (blocking forms copy what they need).
+ * A callback may keep a string by setting its pointer to NULL. */
+typedef struct storage_res {
+    int status;              /* 0, 1, -1 as above */
+    int64_t n;               /* count, user_count, append: new seq; exists: 1/0 */
+    char *val;               /* get: the value (NUL-terminated) */
+    size_t len;
+    char *sha256, *sha1;     /* user_get: the keys, NULL when not stored */
+    int64_t created;         /* user_get: Unix time of creation */
+    storage_rec_t *recs;     /* list, range, scan */
+    size_t nrecs;
+    char **names;            /* user_list: bare JIDs, sorted */
+    size_t nnames;
+} storage_res_t;
+
+typedef void (*storage_cb)(storage_res_t *res, void *arg);
+
+/* A range over one collection. Order is by seq, or by (stamp, seq) with
+ * by_stamp. after/before name records by key and bound the range exclusively
+ * in that order (a key that names no record makes the range fail with 1);
+ * since/until bound stamps inclusively (0: unbounded). reverse lists from the
+ * end (newest first) — a page before X is {before = X, reverse = 1}. limit 0
+ * is no limit. */
+typedef struct storage_range {
+    int by_stamp;
+    int reverse;
+    const char *after;
+    const char *before;
+    int64_t since, until;
+    size_t limit;
+} storage_range_t;
+
+/* base: the loop asynchronous completions run on; NULL makes a private one
+ * (tools, tests). err gets a one-line reason on failure. */
+storage_t *storage_open(const char *url, struct event_base *base, char *err, size_t errlen);
 void storage_close(storage_t *st);
-/* Caps SQLite's page cache of this database at about `bytes`. */
+const char *storage_driver_name(const storage_t *st);   /* "sqlite", "postgresql" */
+/* 1 when completions come later from the loop (a network database). */
+int storage_is_async(const storage_t *st);
+struct event_base *storage_base(const storage_t *st);
+/* Caps SQLite's page cache at about `bytes`; other drivers ignore it. */
 void storage_set_cache(storage_t *st, size_t bytes);
+/* Runs the loop until every submitted operation has completed. */
+void storage_drain(storage_t *st);
+int64_t storage_now_us(void);
+
+/* Transactions (they do not nest). */
 int storage_begin(storage_t *st);
 int storage_commit(storage_t *st);
-int storage_rollback(storage_t *st);
+int storage_rollback(storage_t *st);     /* nothing open: does nothing */
+void storage_begin_async(storage_t *st, storage_cb cb, void *arg);
+void storage_commit_async(storage_t *st, storage_cb cb, void *arg);
+void storage_rollback_async(storage_t *st, storage_cb cb, void *arg);
 
 /* Accounts. keys are scram_keys_format() texts; either may be NULL on set. */
 int storage_user_create(storage_t *st, const char *bare, const char *sha256, const char *sha1);
 /* *sha256 / *sha1 are malloc'd (caller frees); NULL when not stored. */
 int storage_user_get(storage_t *st, const char *bare, char **sha256, char **sha1);
+/* Both keys are replaced: a NULL clears that key. */
 int storage_user_set_keys(storage_t *st, const char *bare, const char *sha256, const char *sha1);
-/* Deletes the account and every record it owns. 1 if there was no account. */
+/* Deletes the account and every record it owns, atomically. 1: no account. */
 int storage_user_delete(storage_t *st, const char *bare);
 int storage_user_exists(storage_t *st, const char *bare);  /* 1 yes, 0 no, -1 error */
 typedef int (*storage_user_fn)(const char *bare, void *arg);  /* non-zero stops */
 int storage_user_list(storage_t *st, storage_user_fn fn, void *arg);
 int storage_user_count(storage_t *st);
+/* Creates an account with its creation time as given (weftctl migrate). */
+int storage_user_import(storage_t *st, const char *bare, const char *sha256, const char *sha1,
+                        int64_t created);
 
-/* Key/value records. *val is malloc'd and NUL-terminated (len excludes it). */
+void storage_user_create_async(storage_t *st, const char *bare, const char *sha256,
+                               const char *sha1, storage_cb cb, void *arg);
+void storage_user_get_async(storage_t *st, const char *bare, storage_cb cb, void *arg);
+void storage_user_set_keys_async(storage_t *st, const char *bare, const char *sha256,
+                                 const char *sha1, storage_cb cb, void *arg);
+void storage_user_delete_async(storage_t *st, const char *bare, storage_cb cb, void *arg);
+void storage_user_exists_async(storage_t *st, const char *bare, storage_cb cb, void *arg);
+void storage_user_list_async(storage_t *st, storage_cb cb, void *arg);
+void storage_user_count_async(storage_t *st, storage_cb cb, void *arg);
+
+/* Records. *val is malloc'd and NUL-terminated (len excludes it). */
 int storage_get(storage_t *st, const char *owner, const char *coll, const char *key,
                 char **val, size_t *len);
+/* Insert or replace; a replaced record keeps its seq and takes a new stamp. */
 int storage_put(storage_t *st, const char *owner, const char *coll, const char *key,
-                const char *val, size_t len);               /* insert or replace */
+                const char *val, size_t len);
 int storage_del(storage_t *st, const char *owner, const char *coll, const char *key);
 int storage_del_all(storage_t *st, const char *owner, const char *coll);
-/* Appends with a fresh key (the record's sequence number, as decimal text). */
-int storage_append(storage_t *st, const char *owner, const char *coll, const char *val, size_t len);
+/* Appends with a fresh key: the record's sequence number as decimal text,
+ * also returned in *seq (may be NULL). */
+int storage_append(storage_t *st, const char *owner, const char *coll, const char *val,
+                   size_t len, int64_t *seq);
 typedef int (*storage_rec_fn)(const char *key, const char *val, size_t len, void *arg);
+/* The whole collection in seq order; fn's non-zero return stops and is returned. */
 int storage_list(storage_t *st, const char *owner, const char *coll, storage_rec_fn fn, void *arg);
 int storage_count(storage_t *st, const char *owner, const char *coll);   /* -1 on error */
+/* A range (see storage_range_t) into *res, which the caller frees with
+ * storage_res_clear. Returns res->status. */
+int storage_range(storage_t *st, const char *owner, const char *coll, const storage_range_t *q,
+                  storage_res_t *res);
+/* Every record of the database with seq > after_seq, in seq order, at most
+ * limit (owner and coll set): how weftctl migrate pages through a database. */
+int storage_scan(storage_t *st, int64_t after_seq, size_t limit, storage_res_t *res);
+/* Writes a record exactly as given (seq, stamp, key): weftctl migrate, into
+ * an empty database. storage_import_done then moves the driver's sequence
+ * past every imported seq. */
+int storage_import(storage_t *st, const char *owner, const char *coll, const storage_rec_t *rec);
+int storage_import_done(storage_t *st);
+/* A round trip to the database; with delay_ms the database itself waits that
+ * long first (PostgreSQL pg_sleep; SQLite ignores it). Health checks, tests. */
+int storage_ping(storage_t *st, int delay_ms);
+
+void storage_get_async(storage_t *st, const char *owner, const char *coll, const char *key,
+                       storage_cb cb, void *arg);
+void storage_put_async(storage_t *st, const char *owner, const char *coll, const char *key,
+                       const char *val, size_t len, storage_cb cb, void *arg);
+void storage_del_async(storage_t *st, const char *owner, const char *coll, const char *key,
+                       storage_cb cb, void *arg);
+void storage_del_all_async(storage_t *st, const char *owner, const char *coll, storage_cb cb,
+                           void *arg);
+void storage_append_async(storage_t *st, const char *owner, const char *coll, const char *val,
+                          size_t len, storage_cb cb, void *arg);
+void storage_list_async(storage_t *st, const char *owner, const char *coll, storage_cb cb,
+                        void *arg);
+void storage_count_async(storage_t *st, const char *owner, const char *coll, storage_cb cb,
+                         void *arg);
+void storage_range_async(storage_t *st, const char *owner, const char *coll,
+                         const storage_range_t *q, storage_cb cb, void *arg);
+void storage_ping_async(storage_t *st, int delay_ms, storage_cb cb, void *arg);
+
+/* Frees what a result holds and zeroes it. */
+void storage_res_clear(storage_res_t *res);
 
 #endif

@@ -120,9 +120,29 @@ static int tls_load_trust(SSL_CTX *ctx, const char *ca_file)
     return SSL_CTX_set_default_verify_paths(ctx);
 }
 
+/* A configured file that cannot be opened is named with the system's reason
+ * ("No such file or directory", "Permission denied"): OpenSSL's own report
+ * of the same failure reads "system lib" and hides which file it was. */
+int tls_file_check(const char *what, const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return tls_errf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+    struct stat st;
+    int dir = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
+    close(fd);
+    if (dir)
+        return tls_errf(err, errlen, "%s %s: %s", what, path, strerror(EISDIR));
+    return 0;
+}
+
 SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file, const char *ca_file,
                             int client_cert, char *err, size_t errlen)
 {
+    if (tls_file_check("certificate", cert_file, err, errlen) < 0 ||
+        tls_file_check("key", key_file, err, errlen) < 0 ||
+        (client_cert != TLS_CLIENT_CERT_NONE && ca_file && tls_file_check("CA", ca_file, err, errlen) < 0))
+        return NULL;
     SSL_CTX *ctx = tls_ctx_common(TLS_server_method(), err, errlen);
     if (!ctx)
         return NULL;
@@ -160,6 +180,19 @@ SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file, const c
     }
     ERR_clear_error();
     return ctx;
+}
+
+void tls_server_set_tickets(SSL_CTX *ctx, int on)
+{
+    /* SSL_OP_NO_TICKET alone would still send TLS 1.3 tickets (stateful
+     * ones, kept in the server's cache); a count of 0 sends none. */
+    if (on) {
+        SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_num_tickets(ctx, 2);
+    } else {
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_num_tickets(ctx, 0);
+    }
 }
 
 SSL_CTX *tls_client_ctx_new(const char *ca_file, int verify, char *err, size_t errlen)
@@ -463,6 +496,20 @@ out:
     flock(lockfd, LOCK_UN);
     close(lockfd);
     return rc;
+}
+
+int tls_cert_prepare(const char *cert_path, const char *key_path, int selfsigned,
+                     const char *domain, char *err, size_t errlen)
+{
+    if (selfsigned && !strcmp(cert_path, TLS_DEFAULT_CERT))
+        return tls_selfsigned_ensure(cert_path, key_path, domain, err, errlen);
+    /* A path the operator typed is a certificate they mean to use: a typo or
+     * a missing file must not turn into a fresh self-signed one. */
+    struct stat st;
+    if (selfsigned && stat(cert_path, &st) < 0 && errno == ENOENT)
+        return tls_errf(err, errlen, "certificate %s: %s (tls.self-signed creates one only at the default "
+                        "path, " TLS_DEFAULT_CERT ")", cert_path, strerror(ENOENT));
+    return 0;
 }
 
 int tls_cbind_unique(SSL *ssl, int is_server, unsigned char *out, size_t *len)

@@ -1,6 +1,9 @@
 /* tls: the OpenSSL side of weft's streams — contexts, certificates, peer
- * identity checks and channel-binding data. The libevent wrapping (bufferevents,
- * STARTTLS switch-over) lives in conn.c and only uses what is declared here.
+ * identity checks and channel-binding data. The libevent wrapping (OpenSSL
+ * bufferevents, STARTTLS switch-over) is done where each connection lives:
+ * c2s/client.c, s2s/conn.c, in.c and out.c, router/link.c, and comp_client.c
+ * for the link to the router; they use only what is declared here. After a
+ * c2s handshake, tls_record.c may run the records instead of OpenSSL.
  *
  * Policy every context shares: TLS 1.2 minimum, AEAD-only ECDHE suites for
  * TLS 1.2 (OpenSSL's default TLS 1.3 suites), no compression, no renegotiation,
@@ -25,9 +28,24 @@ enum {
 /* Server context from a PEM certificate chain and key. ca_file (may be NULL:
  * system store) is where client certificates are verified against when
  * client_cert is not TLS_CLIENT_CERT_NONE. The caller frees with SSL_CTX_free.
- * NULL with err filled on failure (missing file, key/cert mismatch, ...). */
+ * NULL with err filled on failure (key/cert mismatch, ...); a file that cannot
+ * be opened is named with the system's reason ("certificate PATH: No such
+ * file or directory"). */
 SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file, const char *ca_file,
                             int client_cert, char *err, size_t errlen);
+
+/* 0 if path can be opened for reading and is not a directory; else -1 with
+ * err "WHAT PATH: reason". For configured files checked at start. */
+int tls_file_check(const char *what, const char *path, char *err, size_t errlen);
+
+/* TLS session tickets a server context hands out (tls.session-tickets of c2s
+ * and s2s). on=0: no NewSessionTicket after a TLS 1.3 handshake and no ticket
+ * extension in TLS 1.2, so a peer can only resume through the session cache
+ * (TLS 1.2 session ids); some peers (jabberd2 2.7's s2s, see docs/s2s.md)
+ * handle post-handshake messages badly. on=1: OpenSSL's two stateless tickets
+ * per handshake, which let a reconnecting client skip the certificate and its
+ * signature. Call before the first SSL_new on ctx. */
+void tls_server_set_tickets(SSL_CTX *ctx, int on);
 
 /* Client context. ca_file NULL means the system trust store. verify=1 fails the
  * handshake on a bad chain or name; verify=0 completes it anyway and leaves the
@@ -37,6 +55,19 @@ SSL_CTX *tls_client_ctx_new(const char *ca_file, int verify, char *err, size_t e
 /* Sets SNI and the name the server certificate must carry (no partial
  * wildcards). Call before the handshake. 0 / -1. */
 int tls_client_set_peer_name(SSL *ssl, const char *name);
+
+/* Where c2s and s2s look for their certificate when the config names none;
+ * the only place tls.self-signed creates one. */
+#define TLS_DEFAULT_CERT "var/certs/localhost.crt"
+#define TLS_DEFAULT_KEY "var/certs/localhost.key"
+
+/* Before loading the configured certificate: with selfsigned, a missing
+ * certificate at TLS_DEFAULT_CERT is created (tls_selfsigned_ensure for
+ * domain). Any other path is left alone, and is an error when it does not
+ * exist and selfsigned is on (saying self-signed does not apply there); an
+ * unreadable file is reported by tls_server_ctx_new, naming it. 0 / -1. */
+int tls_cert_prepare(const char *cert_path, const char *key_path, int selfsigned,
+                     const char *domain, char *err, size_t errlen);
 
 /* Makes sure a certificate exists at cert_path: if absent, generates an EC P-256
  * key (key_path, mode 0600) and a self-signed v3 certificate for domain

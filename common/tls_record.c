@@ -45,6 +45,8 @@ static const struct suite_info {
     {0x03001303, "ChaCha20-Poly1305", "SHA256", 32, 32},
 };
 static EVP_CIPHER *suite_cipher[SUITE_COUNT];
+/* tls_record_set_key_limit: records sealed under one key before we update it. */
+static uint64_t key_limit = TLS_RECORD_KEY_LIMIT;
 
 typedef struct tls_dir {
     unsigned char secret[SECRET_MAX];
@@ -167,13 +169,8 @@ static void on_msg(int write_p, int version, int content_type, const void *buf, 
     }
 }
 
-int tls_record_ctx_prepare(SSL_CTX *ctx)
+static int fetch_ciphers(void)
 {
-    if (track_idx < 0) {
-        track_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, track_free);
-        if (track_idx < 0)
-            return -1;
-    }
     for (int i = 0; i < SUITE_COUNT; i++) {
         if (!suite_cipher[i]) {
             suite_cipher[i] = EVP_CIPHER_fetch(NULL, suites[i].cipher, NULL);
@@ -181,6 +178,18 @@ int tls_record_ctx_prepare(SSL_CTX *ctx)
                 return -1;
         }
     }
+    return 0;
+}
+
+int tls_record_ctx_prepare(SSL_CTX *ctx)
+{
+    if (track_idx < 0) {
+        track_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, track_free);
+        if (track_idx < 0)
+            return -1;
+    }
+    if (fetch_ciphers() < 0)
+        return -1;
     SSL_CTX_set_keylog_callback(ctx, on_keylog);
     SSL_CTX_set_msg_callback(ctx, on_msg);
     return 0;
@@ -332,6 +341,31 @@ tls_record_t *tls_record_take(SSL *ssl, const char **why)
     return r;
 }
 
+tls_record_t *tls_record_new(unsigned suite_id, const unsigned char *read_secret,
+                             const unsigned char *write_secret, size_t secret_len)
+{
+    if (fetch_ciphers() < 0)
+        return NULL;
+    int suite = -1;
+    for (int i = 0; i < SUITE_COUNT; i++)
+        if ((suites[i].id & 0xffff) == suite_id)
+            suite = i;
+    if (suite < 0 || secret_len != suites[suite].hash_len)
+        return NULL;
+    tls_record_t *r = xcalloc(1, sizeof *r);
+    r->suite = (unsigned char)suite;
+    if (dir_set(r, &r->d[0], read_secret) < 0 || dir_set(r, &r->d[1], write_secret) < 0) {
+        tls_record_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void tls_record_set_key_limit(uint64_t records)
+{
+    key_limit = records ? records : TLS_RECORD_KEY_LIMIT;
+}
+
 void tls_record_free(tls_record_t *r)
 {
     if (!r)
@@ -407,6 +441,38 @@ static int fail(tls_record_t *r, const char *why, int alert, struct evbuffer *ou
     return TLSR_ERROR;
 }
 
+int tls_record_seal_raw(tls_record_t *r, unsigned char type, const void *data, size_t len,
+                        struct evbuffer *out)
+{
+    if (r->failed || len > REC_PLAIN_MAX + 255)
+        return -1;
+    return seal_one(r, type, data, len, out);
+}
+
+/* Our KeyUpdate (RFC 8446 4.6.3): sent under the old key, then the write
+ * direction moves to the next secret. */
+static int send_key_update(tls_record_t *r, int request, struct evbuffer *out)
+{
+    const struct suite_info *s = &suites[r->suite];
+    const unsigned char ku[5] = {HS_KEY_UPDATE, 0, 0, 1, (unsigned char)(request ? 1 : 0)};
+    if (seal_one(r, CT_HANDSHAKE, ku, sizeof ku, out) < 0 || next_secret(s, r->d[1].secret) < 0 ||
+        dir_set(r, &r->d[1], r->d[1].secret) < 0)
+        return -1;
+    return 0;
+}
+
+int tls_record_key_update(tls_record_t *r, int request, struct evbuffer *out)
+{
+    if (r->failed)
+        return -1;
+    if (send_key_update(r, request, out) < 0) {
+        r->err = "key update failed";
+        r->failed = 1;
+        return -1;
+    }
+    return 0;
+}
+
 int tls_record_seal(tls_record_t *r, const void *data, size_t len, struct evbuffer *out)
 {
     if (r->failed)
@@ -414,6 +480,13 @@ int tls_record_seal(tls_record_t *r, const void *data, size_t len, struct evbuff
     const unsigned char *p = data;
     do {
         size_t n = len > REC_PLAIN_MAX ? REC_PLAIN_MAX : len;
+        /* RFC 8446 5.5: a key protects a bounded number of records; past our
+         * limit the next record goes under a new key. The peer is not asked
+         * to renew its own (its keys are its business): GnuTLS 3.7 drops the
+         * connection with illegal_parameter when a KeyUpdate asking for one
+         * crosses its own request in flight, which RFC 8446 4.6.3 allows. */
+        if (r->d[1].seq >= key_limit && tls_record_key_update(r, 0, out) < 0)
+            return -1;
         if (seal_one(r, CT_APPDATA, p, n, out) < 0) {
             r->err = "encryption failed";
             r->failed = 1;
@@ -449,13 +522,8 @@ static int on_handshake(tls_record_t *r, const unsigned char *m, size_t len, str
         r->hs_len = 0;
         if (next_secret(s, r->d[0].secret) < 0 || dir_set(r, &r->d[0], r->d[0].secret) < 0)
             return fail(r, "key update failed", 80, NULL);
-        if (requested) {
-            /* Ours goes out under the old key, then we switch (4.6.3). */
-            static const unsigned char ku[5] = {HS_KEY_UPDATE, 0, 0, 1, 0};
-            if (seal_one(r, CT_HANDSHAKE, ku, sizeof ku, out) < 0 || next_secret(s, r->d[1].secret) < 0 ||
-                dir_set(r, &r->d[1], r->d[1].secret) < 0)
-                return fail(r, "key update failed", 80, NULL);
-        }
+        if (requested && send_key_update(r, 0, out) < 0)
+            return fail(r, "key update failed", 80, NULL);
     }
     return TLSR_OK;
 }

@@ -19,7 +19,8 @@
  * Supported: TLS 1.3 with TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384 or
  * TLS_CHACHA20_POLY1305_SHA256; anything else stays with OpenSSL (take
  * returns NULL). After the take-over (RFC 8446 section 5): application data
- * both ways, the peer's KeyUpdate (answered with ours when it asks),
+ * both ways, the peer's KeyUpdate (answered with ours when it asks), ours
+ * after TLS_RECORD_KEY_LIMIT records (tls_record_set_key_limit),
  * close_notify as end of stream, user_canceled ignored. Anything else (another
  * handshake message, another alert, a bad tag, a record over 2^14 bytes of
  * plaintext, a record that is not application_data on the wire) is fatal: an
@@ -27,6 +28,7 @@
 #ifndef WEFT_TLS_RECORD_H
 #define WEFT_TLS_RECORD_H
 #include <stddef.h>
+#include <stdint.h>
 #include <event2/buffer.h>
 #include <openssl/ssl.h>
 #include "strbuf.h"
@@ -52,6 +54,30 @@ int tls_record_ctx_prepare(SSL_CTX *ctx);
  * written by OpenSSL belongs before anything sealed here. */
 tls_record_t *tls_record_take(SSL *ssl, const char **why);
 void tls_record_free(tls_record_t *r);
+
+/* A record layer from known secrets, for tests and fuzzing: suite_id is the
+ * IANA number (0x1301, 0x1302, 0x1303), the secrets are the current
+ * application traffic secrets of the direction read and the one written
+ * (hash length bytes each), both sequence numbers 0. NULL if unsupported. */
+tls_record_t *tls_record_new(unsigned suite_id, const unsigned char *read_secret,
+                             const unsigned char *write_secret, size_t secret_len);
+
+/* For tests and fuzzing: one record whose inner plaintext is data followed
+ * by the content type byte; type 0 leaves data to end with its own type and
+ * padding (RFC 8446 5.4). len <= 2^14 + 255. 0 / -1. */
+int tls_record_seal_raw(tls_record_t *r, unsigned char type, const void *data, size_t len,
+                        struct evbuffer *out);
+
+/* Sends our KeyUpdate now (request: ask the peer to update its keys too) and
+ * moves the write direction to the next secret. 0, or -1 after a fatal error. */
+int tls_record_key_update(tls_record_t *r, int request, struct evbuffer *out);
+
+/* Records sealed under one key before tls_record_seal sends a KeyUpdate
+ * (update_not_requested) on its own, for every connection of the process.
+ * RFC 8446 5.5 bounds AES-GCM keys to 2^24.5 full-size records; 0 restores
+ * the default. */
+#define TLS_RECORD_KEY_LIMIT (1ull << 24)
+void tls_record_set_key_limit(uint64_t records);
 
 /* Decrypts the first record of in if it is complete: drains it from in and
  * appends its application data (possibly none) to plain. What must go back

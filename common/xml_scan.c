@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define XML_NS_XMLNS "http://www.w3.org/2000/xmlns/"
 
@@ -700,7 +701,7 @@ static int scan(xml_scan_t *sc)
                 if (n < 2 && (s[0] == '<' || s[0] == 0xEF))
                     NEED();
                 if (xml_scan_utf16(sc->u, n))
-                    FAIL(XS_ERR_NOT_WELL_FORMED, "the stream is not UTF-8");
+                    FAIL(XS_ERR_ENCODING, "the stream is not UTF-8");
                 if (s[0] == 0xEF) {
                     if (n < 3)
                         NEED();
@@ -1168,8 +1169,17 @@ static int scan(xml_scan_t *sc)
                 FAIL(XS_ERR_RESTRICTED, "processing instructions are not allowed");
             if (sc->phase != PH_PROLOG || sc->mark != sc->bom)
                 FAIL(XS_ERR_NOT_WELL_FORMED, "XML declaration not at start of entity");
-            if (!xml_scan_xmldecl_ok((const char *)s + sc->pi_body, (const char *)s + p - 2))
-                FAIL(XS_ERR_NOT_WELL_FORMED, "XML declaration not well-formed");
+            {
+                const char *enc;
+                size_t elen;
+                if (!xml_scan_xmldecl_ok((const char *)s + sc->pi_body, (const char *)s + p - 2,
+                                         &enc, &elen))
+                    FAIL(XS_ERR_NOT_WELL_FORMED, "XML declaration not well-formed");
+                /* XMPP is UTF-8 only (RFC 6120 section 11.6), as in xml_stream. */
+                if (enc && !(elen == 5 && !strncasecmp(enc, "UTF-8", 5)))
+                    FAIL(XS_ERR_ENCODING, "encoding '%.*s' is not supported (UTF-8 only)",
+                         elen > 64 ? 64 : (int)elen, enc);
+            }
             sc->st = S_PROLOG;
             break;
 

@@ -37,9 +37,11 @@
  *  - A DOCTYPE, text or non-ASCII bytes in the prolog are XSCAN_UNSURE
  *    (xml_stream refuses them all, as restricted-xml or not-well-formed).
  *  - A stream whose first two bytes hold a NUL or a UTF-16 byte order mark
- *    is not-well-formed. Expat switches to UTF-16 on those whatever encoding
- *    it was told, so xml_stream accepts a UTF-16 stream and on_raw hands out
- *    UTF-16 bytes; XMPP is UTF-8 only (RFC 6120 section 11.6).
+ *    is unsupported-encoding (XS_ERR_ENCODING), decided on those bytes.
+ *    Expat switches to UTF-16 on them whatever encoding it was told;
+ *    xml_stream refuses them itself before expat sees them, and XMPP is
+ *    UTF-8 only (RFC 6120 section 11.6). An XML declaration naming any
+ *    encoding but UTF-8 is XS_ERR_ENCODING in both parsers, at its "?>".
  *  - Error texts are the scanner's own (no line or column).
  *
  * Everything a callback gets is valid only during the call. */

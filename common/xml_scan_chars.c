@@ -151,27 +151,49 @@ static int xd_is(const char *s, size_t len, const char *kw)
     return len == strlen(kw) && !memcmp(s, kw, len);
 }
 
-int xml_scan_xmldecl_ok(const char *p, const char *end)
+int xml_scan_version_ok(const char *v, size_t len)
 {
-    const char *name, *val;
-    size_t nlen = 0, vlen = 0;
-    if (!xd_pseudo(&p, end, &name, &nlen, &val, &vlen) || !name || !xd_is(name, nlen, "version"))
+    if (len < 3 || v[0] != '1' || v[1] != '.')
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (v[i] < '0' || v[i] > '9')
+            return 0;
+    return 1;
+}
+
+/* The encoding is reported only for a declaration that is well-formed as a
+ * whole: expat reports a malformed one as such, whatever it names. */
+static int xd_done(const char *enc, size_t elen, const char **encp, size_t *enclen)
+{
+    *encp = enc;
+    *enclen = elen;
+    return 1;
+}
+
+int xml_scan_xmldecl_ok(const char *p, const char *end, const char **enc, size_t *enclen)
+{
+    const char *name, *val, *e = NULL;
+    size_t nlen = 0, vlen = 0, elen = 0;
+    if (!xd_pseudo(&p, end, &name, &nlen, &val, &vlen) || !name || !xd_is(name, nlen, "version") ||
+        !xml_scan_version_ok(val, vlen))
         return 0;
     if (!xd_pseudo(&p, end, &name, &nlen, &val, &vlen))
         return 0;
     if (!name)
-        return 1;
+        return xd_done(e, elen, enc, enclen);
     if (xd_is(name, nlen, "encoding")) {
         if (!vlen || !((val[0] >= 'a' && val[0] <= 'z') || (val[0] >= 'A' && val[0] <= 'Z')))
             return 0;
+        e = val;
+        elen = vlen;
         if (!xd_pseudo(&p, end, &name, &nlen, &val, &vlen))
             return 0;
         if (!name)
-            return 1;
+            return xd_done(e, elen, enc, enclen);
     }
     if (!xd_is(name, nlen, "standalone") || !(xd_is(val, vlen, "yes") || xd_is(val, vlen, "no")))
         return 0;
     while (p < end && xd_space(*p))
         p++;
-    return p == end;
+    return p == end ? xd_done(e, elen, enc, enclen) : 0;
 }

@@ -32,9 +32,13 @@ int xml_scan_utf8_put(uint32_t ch, char *o);
 /* 1 if a stream starting with these bytes would make expat switch to
  * UTF-16 (a NUL in the first two bytes, or a UTF-16 byte order mark). */
 int xml_scan_utf16(const char *p, size_t n);
+/* 1 if v is an XML VersionNum ('1.' followed by digits). Expat takes any
+ * name characters there; xml_stream and the scanner both refuse the rest. */
+int xml_scan_version_ok(const char *v, size_t len);
 /* Checks the XML declaration's pseudo-attributes (between "<?xml" and "?>"),
- * as expat reads them. */
-int xml_scan_xmldecl_ok(const char *p, const char *end);
+ * as expat reads them (and the version as XML 1.0 says): 1 if well-formed, with *enc and *enclen the encoding
+ * it names (NULL if none), 0 if not. */
+int xml_scan_xmldecl_ok(const char *p, const char *end, const char **enc, size_t *enclen);
 
 /* The first byte at or after p that is a control character, not ASCII, or
  * one of a, b and c, looked for 16 bytes at a time; a shorter tail is left

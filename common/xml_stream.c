@@ -14,6 +14,11 @@
  * number of bytes fed to the parser; in_base <= keep_from, and in_base <=
  * stanza_start while a raw element is open.
  *
+ * The parser is created for UTF-8, which makes expat ignore the encoding an
+ * XML declaration names: h_xmldecl refuses any but UTF-8, and a stream that
+ * starts as UTF-16 is refused before expat sees it (RFC 6120 section 11.6).
+ * It also refuses a version that is not '1.' and digits, which expat takes.
+ *
  * Restricted XML is refused by handlers that stop the parser on the first
  * DOCTYPE, entity declaration, comment or processing instruction: the DOCTYPE
  * handler fires at the '[' of an internal subset, before any entity is
@@ -24,11 +29,13 @@
  * finish its current token, which may fire one more handler. */
 #include "xml_stream.h"
 #include "xml_parser_mem.h"
+#include "xml_scan_chars.h"
 #include <expat.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define NS_SEP '\x01'
 #define STREAM_QNAME XML_NS_STREAM "\x01" "stream"
@@ -114,6 +121,7 @@ const char *xs_err_condition(xs_err_t err)
     case XS_ERR_POLICY: return "policy-violation";
     case XS_ERR_BAD_NS: return "invalid-namespace";
     case XS_ERR_CLOSED: return "not-well-formed";
+    case XS_ERR_ENCODING: return "unsupported-encoding";
     case XS_OK: break;
     }
     return "undefined-condition";
@@ -458,6 +466,24 @@ static void XMLCALL h_ns_start(void *ud, const XML_Char *prefix, const XML_Char 
     }
 }
 
+/* The parser is told the stream is UTF-8 and ignores what the declaration
+ * says, so a stream that declares another encoding would be read wrongly
+ * instead of refused (RFC 6120 section 11.6). Expat calls this only for a
+ * well-formed declaration at the very start of the entity. */
+static void XMLCALL h_xmldecl(void *ud, const XML_Char *version, const XML_Char *encoding,
+                              int standalone)
+{
+    (void)standalone;
+    xml_stream_t *xs = ud;
+    if (xs->halted)
+        return;
+    /* Expat takes any name characters as the version; XML 1.0 does not. */
+    if (version && !xml_scan_version_ok(version, strlen(version)))
+        xs_fail(xs, XS_ERR_NOT_WELL_FORMED, "XML declaration: bad version '%.32s'", version);
+    else if (encoding && strcasecmp(encoding, "UTF-8") != 0)
+        xs_fail(xs, XS_ERR_ENCODING, "encoding '%.64s' is not supported (UTF-8 only)", encoding);
+}
+
 static void XMLCALL h_doctype(void *ud, const XML_Char *name, const XML_Char *sysid,
                               const XML_Char *pubid, int has_internal_subset)
 {
@@ -522,7 +548,8 @@ static void parser_free(xml_stream_t *xs)
 static void parser_create(xml_stream_t *xs)
 {
     static const XML_Char sep[] = { NS_SEP, 0 };
-    /* Forcing UTF-8 overrides whatever encoding a document declares. */
+    /* Forcing UTF-8 overrides whatever encoding a document declares;
+     * h_xmldecl refuses a declaration that names another. */
     xpm_t *prev = xpm_enter(&xs->mem);
     xs->p = XML_ParserCreate_MM("UTF-8", &xpm_suite, sep);
     xpm_leave(prev);
@@ -534,6 +561,7 @@ static void parser_create(xml_stream_t *xs)
     XML_SetElementHandler(xs->p, h_start, h_end);
     XML_SetCharacterDataHandler(xs->p, h_text);
     XML_SetStartNamespaceDeclHandler(xs->p, h_ns_start);
+    XML_SetXmlDeclHandler(xs->p, h_xmldecl);
     XML_SetStartDoctypeDeclHandler(xs->p, h_doctype);
     XML_SetEntityDeclHandler(xs->p, h_entity_decl);
     XML_SetSkippedEntityHandler(xs->p, h_skipped_entity);
@@ -727,7 +755,7 @@ static xs_err_t parse_input(xml_stream_t *xs, size_t off)
         enum XML_Status st = XML_STATUS_OK;
         /* Judged before expat sees the second byte of a stream. */
         if (xs->mode == MODE_STREAM && xs->in_base == 0 && off < 2 && starts_as_utf16(xs)) {
-            xs_fail(xs, XS_ERR_NOT_WELL_FORMED, "the stream is not UTF-8");
+            xs_fail(xs, XS_ERR_ENCODING, "the stream is not UTF-8");
             return xs->err;
         }
         /* XML_Parse takes an int length. */

@@ -8,7 +8,9 @@
  *
  * Restricted XML (RFC 6120 §11.1) is an error: DOCTYPE/DTD, entity declarations
  * and references other than the five predefined, comments, processing
- * instructions, invalid UTF-8 or characters. Limits are enforced; exceeding one is
+ * instructions, invalid UTF-8 or characters. A stream in any encoding but
+ * UTF-8 (an XML declaration naming another, a UTF-16 byte order mark) is
+ * XS_ERR_ENCODING (RFC 6120 §11.6). Limits are enforced; exceeding one is
  * XS_ERR_POLICY. After an error every further feed returns the same error. */
 #ifndef WEFT_XML_STREAM_H
 #define WEFT_XML_STREAM_H
@@ -33,6 +35,7 @@ typedef enum xs_err {
     XS_ERR_POLICY = -3,           /* policy-violation: a limit was exceeded */
     XS_ERR_BAD_NS = -4,           /* invalid-namespace: root is not stream:stream */
     XS_ERR_CLOSED = -5,           /* data after </stream:stream> */
+    XS_ERR_ENCODING = -6,         /* unsupported-encoding: not UTF-8 (declared or UTF-16) */
 } xs_err_t;
 
 /* Returns the RFC 6120 stream error condition name for err ("not-well-formed",...). */

@@ -15,15 +15,28 @@
 static struct evconnlistener *listener;
 static struct event_base *base;
 
+/* The word stats prints for a link's state (docs/component-protocol.md). */
+static const char *link_state_word(link_state_t st)
+{
+    switch (st) {
+    case LINK_HEADER: return "header";
+    case LINK_AUTH: return "auth";
+    case LINK_SESSION: return "session";
+    case LINK_READY: return "routing";
+    case LINK_CLOSING: return "closing";
+    }
+    return "unknown";
+}
+
 static void write_stats(strbuf_t *out)
 {
     strbuf_printf(out, "router links=%zu held=%zu\n", link_count(), names_held_total());
     for (link_t *l = link_list(); l; l = l->next) {
         strbuf_printf(out,
-                      "link id=%llu component=%s protocol=%s peer=%s tls=%d state=%d stanzas_in=%llu "
+                      "link id=%llu component=%s protocol=%s peer=%s tls=%d state=%s stanzas_in=%llu "
                       "stanzas_out=%llu bytes_in=%llu bytes_out=%llu unacked=%zu paused=%d\n",
                       (unsigned long long)l->id, l->acl ? l->acl->name : "-", l->internal ? "internal" : "xep0114",
-                      l->peer, l->tls, (int)l->state, (unsigned long long)l->c.stanzas_in,
+                      l->peer, l->tls, link_state_word(l->state), (unsigned long long)l->c.stanzas_in,
                       (unsigned long long)l->c.stanzas_out, (unsigned long long)l->c.bytes_in,
                       (unsigned long long)l->c.bytes_out, l->fifo_len, l->paused);
     }

@@ -24,6 +24,7 @@
 #include "comp_proto.h"
 #include "log.h"
 #include "net.h"
+#include "listen_set.h"
 #include "tls.h"
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
@@ -33,9 +34,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 static struct event_base *base;
-static struct evconnlistener *tcp_listener, *unix_listener;
+/* Every configured address (listen, listen-unix), closed together at stop. */
+static listen_set_t listeners;
 static SSL_CTX *tls_ctx;
 static link_t *links;
 static size_t nlinks;
@@ -764,27 +767,30 @@ static void accept_error_cb(struct evconnlistener *lis, void *arg)
     log_error("event=accept-failed reason=\"%s\"", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 }
 
-static struct evconnlistener *listen_on(const char *addr_s, int is_unix)
+/* Opens every address of list (TCP host:port, or with is_unix UNIX socket
+ * paths), separated by spaces, into the router's listener set. 0 / -1
+ * (logged by listen_set_open, naming the address). */
+static int listen_list(const char *list, int is_unix)
 {
-    net_addr_t addr;
-    char spec[1100];
-    snprintf(spec, sizeof spec, "%s%s", is_unix ? "unix:" : "", addr_s);
-    if (net_addr_parse(spec, 5347, &addr) < 0) {
-        log_error("event=listen-failed address=%s reason=bad-address", spec);
-        return NULL;
+    strbuf_t spec;
+    strbuf_init(&spec);
+    char *copy = xstrdup(list), *save = NULL;
+    for (char *tok = strtok_r(copy, LISTEN_SEPARATORS, &save); tok; tok = strtok_r(NULL, LISTEN_SEPARATORS, &save))
+        strbuf_printf(&spec, "%s%s ", is_unix ? "unix:" : "", tok);
+    size_t first = listeners.n;
+    int rc = spec.len ? listen_set_open(&listeners, base, spec.data, 5347, accept_cb, NULL,
+                                        tls_ctx ? "starttls" : "none") : 0;
+    for (size_t i = first; i < listeners.n; i++) {
+        evconnlistener_set_error_cb(listeners.listeners[i], accept_error_cb);
+        /* Components of the same group (e.g. user weft) may use a socket. */
+        struct sockaddr_un sun = {0};
+        socklen_t len = sizeof sun - 1;   /* keeps sun_path NUL-terminated */
+        if (is_unix && getsockname(evconnlistener_get_fd(listeners.listeners[i]), (struct sockaddr *)&sun, &len) == 0)
+            chmod(sun.sun_path, 0660);
     }
-    char err[256];
-    struct evconnlistener *lis = net_listen(base, &addr, accept_cb, NULL, err, sizeof err);
-    if (!lis) {
-        log_error("event=listen-failed address=%s reason=\"%s\"", spec, err);
-        return NULL;
-    }
-    evconnlistener_set_error_cb(lis, accept_error_cb);
-    /* Components of the same group (e.g. user weft) may use the socket. */
-    if (is_unix)
-        chmod(addr_s, 0660);
-    log_notice("event=listening address=%s", spec);
-    return lis;
+    free(copy);
+    strbuf_free(&spec);
+    return rc;
 }
 
 /* (Re)creates the TLS context from the configured files; connections already
@@ -816,9 +822,7 @@ int link_start(struct event_base *b, router_cfg_t *c)
     limits.max_attrs = (unsigned)c->attrs;
     if (link_load_tls() < 0)
         return -1;
-    if (*c->listen && !(tcp_listener = listen_on(c->listen, 0)))
-        return -1;
-    if (*c->listen_unix && !(unix_listener = listen_on(c->listen_unix, 1)))
+    if (listen_list(c->listen, 0) < 0 || listen_list(c->listen_unix, 1) < 0)
         return -1;
     return 0;
 }
@@ -827,17 +831,14 @@ int link_start(struct event_base *b, router_cfg_t *c)
  * so it reconnects with backoff instead of treating it as an error. */
 void link_stop_all(void)
 {
-    if (tcp_listener)
-        evconnlistener_free(tcp_listener);
-    if (unix_listener)
-        evconnlistener_free(unix_listener);
-    tcp_listener = unix_listener = NULL;
+    listen_set_close(&listeners);
     for (link_t *l = links; l; l = l->next)
         link_close_error(l, "system-shutdown", NULL);
 }
 
 void link_free_all(void)
 {
+    listen_set_close(&listeners);   /* after a failed start, what did open */
     while (links)
         link_free(links);
     if (tls_ctx)

@@ -3,6 +3,7 @@
  * ones: TLS required, dialback and SASL EXTERNAL on, bounded queues. */
 #include "s2s.h"
 #include "jid.h"
+#include "tls.h"
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +62,7 @@ int s2s_is_local(const char *d)
             return 1;
         p = e;
     }
-    return 0;
+    return names_served(d);
 }
 
 #define OPT(n, t, d, lo, hi, r, f, h) {n, t, d, lo, hi, r, offsetof(s2s_cfg_t, f), NULL, h}
@@ -86,15 +87,19 @@ const cfg_option_t s2s_options[] = {
         "Space-separated addresses for incoming server streams that start in clear text (STARTTLS); empty: none."),
     OPT("listen.tls", CFG_STRING, "", 0, 0, 0, listen_tls,
         "Space-separated addresses for direct TLS server streams (XEP-0368, _xmpps-server); empty: none."),
-    OPT("tls.certificate", CFG_STRING, "var/certs/localhost.crt", 0, 0, 0, tls_cert,
+    OPT("tls.certificate", CFG_STRING, TLS_DEFAULT_CERT, 0, 0, 0, tls_cert,
         "PEM certificate chain for the local domains (presented to peers as server and as client)."),
-    OPT("tls.key", CFG_STRING, "var/certs/localhost.key", 0, 0, 0, tls_key, "PEM private key of tls.certificate."),
+    OPT("tls.key", CFG_STRING, TLS_DEFAULT_KEY, 0, 0, 0, tls_key, "PEM private key of tls.certificate."),
     OPT("tls.self-signed", CFG_BOOL, "true", 0, 0, 0, tls_selfsigned,
-        "Create a self-signed certificate for the first domain when tls.certificate does not exist."),
+        "Create a self-signed certificate for the first domain when tls.certificate is the default path and missing; "
+        "a path set in the config must exist (start fails naming it)."),
     OPT("tls.ca", CFG_STRING, "", 0, 0, 0, tls_ca,
         "CA bundle that verifies peers' certificates (SASL EXTERNAL); empty: the system store."),
     OPT("tls.required", CFG_BOOL, "true", 0, 0, 0, tls_required,
         "Require TLS on every server stream, incoming and outgoing."),
+    OPT("tls.session-tickets", CFG_BOOL, "false", 0, 0, 0, tls_tickets,
+        "Send TLS session tickets to servers that connect to us (off: server streams are long-lived, and "
+        "jabberd2 2.7 drops streams on them; docs/s2s.md)."),
     OPT("auth.dialback", CFG_BOOL, "true", 0, 0, 0, auth_dialback,
         "Authenticate with server dialback (XEP-0220) when certificates do not verify."),
     OPT("auth.external", CFG_BOOL, "true", 0, 0, 0, auth_external,
@@ -108,7 +113,7 @@ const cfg_option_t s2s_options[] = {
         "Space-separated DNS servers (ip or ip:port); when set, replaces dns.resolv-conf."),
     OPT("dns.hosts-file", CFG_STRING, "/etc/hosts", 0, 0, 0, dns_hosts,
         "Hosts file consulted for address lookups; empty: none."),
-    OPT("dns.timeout", CFG_SECONDS, "10", 0.5, 300, 0, dns_timeout,
+    OPT("dns.timeout", CFG_SECONDS, "5", 0.5, 300, 0, dns_timeout,
         "Seconds one lookup of a domain (SRV and addresses) may take."),
     OPT("dns.fallback-port", CFG_INT, "5269", 1, 65535, 0, dns_port,
         "Port used with a domain's own addresses when it has no SRV records."),
@@ -138,6 +143,17 @@ const cfg_option_t s2s_options[] = {
         "Incoming server connections one IP address may hold open."),
     OPT("limits.domains-per-stream", CFG_INT, "100", 1, 100000, 1, max_domains_per_stream,
         "Domain pairs one incoming stream may authenticate (XEP-0220 multiplexing)."),
+    OPT("components.federate", CFG_BOOL, "true", 0, 0, 0, components_federate,
+        "Let remote servers reach the names the router serves to local components (learned from it), "
+        "besides domains; off: only domains."),
+    OPT("components.exclude", CFG_STRING, "", 0, 0, 0, components_exclude,
+        "Space-separated names the router serves that remote servers may not reach (e.g. c2s instance names)."),
+    OPT("timeouts.retry-fast", CFG_SECONDS, "250ms", 0.1, 60, 1, t_retry_fast,
+        "Largest pause between connection attempts to a domain whose stream was up before, during "
+        "timeouts.retry-fast-period: the worst-case delay, besides connecting, after that server is back."),
+    OPT("timeouts.retry-fast-period", CFG_SECONDS, "60", 0, 86400, 1, t_retry_fast_period,
+        "Seconds from the first failed attempt at a domain whose stream was up before during which pauses "
+        "stay under timeouts.retry-fast; then they double up to timeouts.retry-max. 0: no fast period."),
     {"peer", CFG_SECTION, NULL, 0, 0, 0, 0, parse_peer,
      "A static route replacing DNS for one domain: domain, address (host:port), direct-tls (true/false). "
      "Several entries for a domain are tried in order."},

@@ -203,18 +203,21 @@ dns_status_t dns_parse_srv(const uint8_t *pkt, size_t len, uint16_t id, const ch
             break;
     }
 
+    /* Records go to out as they are read; a broken one further on makes the
+     * whole packet malformed, and *n goes back to 0 (found by fuzz_dns_wire:
+     * a bad target in the second record left *n = 1). */
     off = an_start;
     for (size_t i = 0; i < ancount; i++) {
         if (rr_read(pkt, len, &off, &rr) < 0)
-            return DNS_MALFORMED;
+            goto malformed;
         if (rr.type != DNS_TYPE_SRV || rr.rclass != DNS_CLASS_IN || !rr.owner_ok || strcmp(rr.owner, owner))
             continue;
         if (rr.rdlen < 7)
-            return DNS_MALFORMED;
+            goto malformed;
         dns_srv_t rec;
         r = rdata_name(pkt, len, &rr, rr.rdata + 6, rec.target);
         if (r < 0)
-            return DNS_MALFORMED;
+            goto malformed;
         if (r > 0 || *n >= max)
             continue;
         rec.priority = get16(pkt + rr.rdata);
@@ -223,6 +226,9 @@ dns_status_t dns_parse_srv(const uint8_t *pkt, size_t len, uint16_t id, const ch
         out[(*n)++] = rec;
     }
     return *n ? DNS_OK : DNS_NODATA;
+malformed:
+    *n = 0;
+    return DNS_MALFORMED;
 }
 
 const char *dns_status_name(dns_status_t s)

@@ -50,7 +50,8 @@ int dns_query_build(uint8_t *buf, size_t cap, uint16_t id, const char *name, uin
  * DNS_OK, out[0..*n) holds the SRV records whose owner is name, or an alias
  * of name reached through CNAME records of the answer section, in packet
  * order; records past max are dropped, as are records whose target holds
- * bytes other than letters, digits, '-' and '_'. *n is 0 for any other status. */
+ * bytes other than letters, digits, '-' and '_'. *n is 0 for any other status
+ * (what out holds then is undefined). */
 dns_status_t dns_parse_srv(const uint8_t *pkt, size_t len, uint16_t id, const char *name,
                            dns_srv_t *out, size_t max, size_t *n);
 

@@ -8,7 +8,8 @@
  *
  * Nothing is routed from a pair that is not authenticated: a stanza whose
  * from domain is not authenticated on the stream gets invalid-from, one whose
- * to is not a domain of ours host-unknown (RFC 6120 §4.9.3). */
+ * to is not a domain of ours host-unknown (RFC 6120 §4.9.3). "Ours" is
+ * `domains` and the names the router serves to local components (names.c). */
 #include "s2s.h"
 #include "base64.h"
 #include "comp_proto.h"
@@ -263,6 +264,7 @@ static void in_sasl(in_stream_t *s, const xml_node_t *el)
     conn_restart(s->c);
     log_notice("event=s2s-authenticated direction=in local=%s remote=%s method=external peer=%s", s->to, s->from,
                s->c->peer);
+    out_peer_back(s->from);
 }
 
 /* ---------------------------------------------------------------- dialback */
@@ -359,6 +361,7 @@ void in_verify_result(uint64_t in_serial, const char *local, const char *remote,
         in_db_answer(s, local, remote, "valid", NULL);
         log_notice("event=s2s-authenticated direction=in local=%s remote=%s method=dialback peer=%s", local,
                    remote, s->c->peer);
+        out_peer_back(remote);
     } else if (valid == 0) {
         pair_remove(s, p);
         log_notice("event=dialback-invalid local=%s remote=%s peer=%s", local, remote, s->c->peer);
@@ -388,23 +391,25 @@ static void in_stanza(in_stream_t *s, xml_node_t *st)   /* st stays the caller's
     }
     jid_t f, t;
     int fok = jid_parse(from, &f) == JID_OK, tok = jid_parse(to, &t) == JID_OK;
-    if (!fok || !tok || !s2s_is_local(t.domain)) {
+    in_pair_t *p = fok && tok ? pair_find(s, f.domain, t.domain) : NULL;
+    int valid = p && p->state == PAIR_VALID;
+    /* A pair authenticated for a component name stays usable when the
+     * component goes away: the router holds or bounces its stanzas, and the
+     * stream's other pairs are not ended with it. */
+    if (!fok || !tok || (!valid && !s2s_is_local(t.domain))) {
         log_notice("event=s2s-refused direction=in peer=%s reason=%s from=%s to=%s", s->c->peer,
                    !fok ? "bad-from" : !tok ? "bad-to" : "not-our-domain", from, to);
         conn_stream_error(s->c, !fok ? "invalid-from" : "host-unknown", NULL);
+    } else if (!valid) {
+        log_notice("event=s2s-refused direction=in peer=%s reason=unauthenticated-from from=%s to=%s", s->c->peer,
+                   from, to);
+        conn_stream_error(s->c, stream_authenticated(s) ? "invalid-from" : "not-authorized", NULL);
     } else {
-        in_pair_t *p = pair_find(s, f.domain, t.domain);
-        if (!p || p->state != PAIR_VALID) {
-            log_notice("event=s2s-refused direction=in peer=%s reason=unauthenticated-from from=%s to=%s", s->c->peer,
-                       from, to);
-            conn_stream_error(s->c, stream_authenticated(s) ? "invalid-from" : "not-authorized", NULL);
-        } else {
-            /* Prepared forms go on, so the sm compares like with like. */
-            xml_attr_set(st, "from", f.full);
-            xml_attr_set(st, "to", t.full);
-            if (link_send(st) < 0)
-                log_warn("event=dropped direction=in reason=router-buffer-full from=%s", from);
-        }
+        /* Prepared forms go on, so the sm compares like with like. */
+        xml_attr_set(st, "from", f.full);
+        xml_attr_set(st, "to", t.full);
+        if (link_send(st) < 0)
+            log_warn("event=dropped direction=in reason=router-buffer-full from=%s", from);
     }
     if (fok)
         jid_clear(&f);

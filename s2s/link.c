@@ -111,8 +111,16 @@ static void on_ready(void *ctx)
 static void on_down(void *ctx)
 {
     (void)ctx;
+    names_clear();   /* the router lists what is up again after the reconnect */
     if (stopping)
         daemon_exit();
+}
+
+/* Availability notifications: which names local components serve. */
+static void on_name(void *ctx, const char *name, const char *instance, int up)
+{
+    (void)ctx;
+    names_update(name, instance, up);
 }
 
 static void on_bind_error(void *ctx, const char *name, const char *condition)
@@ -141,6 +149,7 @@ int link_start(struct event_base *base)
         .on_ready = on_ready,
         .on_down = on_down,
         .on_stanza = on_stanza,
+        .on_name = on_name,
         .on_bind_error = on_bind_error,
     };
     link_ = comp_client_new(base, &cc, &cb, NULL);

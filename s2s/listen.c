@@ -59,14 +59,12 @@ static int tls_build(SSL_CTX **srv, SSL_CTX **cli)
         }
         return 0;
     }
-    if (cfg->tls_selfsigned) {
-        char *d = first_domain();
-        int rc = tls_selfsigned_ensure(cfg->tls_cert, cfg->tls_key, d, err, sizeof err);
-        free(d);
-        if (rc < 0) {
-            log_error("event=tls reason=self-signed-failed certificate=%s detail=\"%s\"", cfg->tls_cert, err);
-            return -1;
-        }
+    char *d = first_domain();
+    int rc = tls_cert_prepare(cfg->tls_cert, cfg->tls_key, cfg->tls_selfsigned, d, err, sizeof err);
+    free(d);
+    if (rc < 0) {
+        log_error("event=tls reason=certificate certificate=%s detail=\"%s\"", cfg->tls_cert, err);
+        return -1;
     }
     const char *ca = *cfg->tls_ca ? cfg->tls_ca : NULL;
     *srv = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, ca, TLS_CLIENT_CERT_OPTIONAL, err, sizeof err);
@@ -74,6 +72,7 @@ static int tls_build(SSL_CTX **srv, SSL_CTX **cli)
         log_error("event=tls reason=certificate certificate=%s detail=\"%s\"", cfg->tls_cert, err);
         return -1;
     }
+    tls_server_set_tickets(*srv, cfg->tls_tickets);
     *cli = tls_client_ctx_new(ca, 0, err, sizeof err);
     if (!*cli || SSL_CTX_use_certificate_chain_file(*cli, cfg->tls_cert) != 1 ||
         SSL_CTX_use_PrivateKey_file(*cli, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {

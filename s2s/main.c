@@ -1,7 +1,8 @@
 /* weft-s2s: the server-to-server process. This file wires the option table
  * and the callbacks to the daemon skeleton; the work lives in link.c (router),
- * out.c (outgoing routes), in.c (incoming streams), conn.c (streams),
- * dialback.c, resolve.c (DNS) and listen.c (sockets, TLS). */
+ * names.c (component names the router serves), out.c (outgoing routes), in.c
+ * (incoming streams), conn.c (streams), dialback.c, resolve.c (DNS) and
+ * listen.c (sockets, TLS). */
 #include "s2s.h"
 #include "log.h"
 #include <stdlib.h>
@@ -47,11 +48,13 @@ static void s2s_reload(void *config)
     char **keep[] = {&fresh->instance, &fresh->router, &fresh->router_name, &fresh->router_ca, &fresh->name,
                      &fresh->secret, &fresh->domains, &fresh->listen_starttls, &fresh->listen_tls,
                      &fresh->tls_cert, &fresh->tls_key, &fresh->tls_ca, &fresh->dialback_secret,
-                     &fresh->dns_resolv_conf, &fresh->dns_nameservers, &fresh->dns_hosts};
+                     &fresh->dns_resolv_conf, &fresh->dns_nameservers, &fresh->dns_hosts,
+                     &fresh->components_exclude};
     char **from[] = {&old->instance, &old->router, &old->router_name, &old->router_ca, &old->name,
                      &old->secret, &old->domains, &old->listen_starttls, &old->listen_tls,
                      &old->tls_cert, &old->tls_key, &old->tls_ca, &old->dialback_secret,
-                     &old->dns_resolv_conf, &old->dns_nameservers, &old->dns_hosts};
+                     &old->dns_resolv_conf, &old->dns_nameservers, &old->dns_hosts,
+                     &old->components_exclude};
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
         swap_str(keep[i], from[i]);
     s2s_peer_cfg_t *p = fresh->peers;
@@ -59,6 +62,8 @@ static void s2s_reload(void *config)
     old->peers = p;
     fresh->tls_selfsigned = old->tls_selfsigned;
     fresh->tls_required = old->tls_required;
+    fresh->tls_tickets = old->tls_tickets;
+    fresh->components_federate = old->components_federate;
     fresh->auth_dialback = old->auth_dialback;
     fresh->auth_external = old->auth_external;
     fresh->dns_timeout = old->dns_timeout;
@@ -90,6 +95,7 @@ static void s2s_cleanup(void)
     in_free_all();
     listen_free();
     link_free();
+    names_clear();
     if (s2s_config)
         s2s_config_free_peers(s2s_config);
 }

@@ -8,9 +8,16 @@
  * the peer offers it, else dialback) -> READY (queue flushed, stanzas written
  * at once) -> IDLE when the connection ends. A failed attempt goes to WAIT
  * for a pause that doubles up to timeouts.retry-max; queued stanzas wait
- * through it until timeouts.queue, then bounce with remote-server-timeout. A
- * domain that does not exist bounces them at once with
- * remote-server-not-found. Nothing is dropped without an error stanza. */
+ * through it until timeouts.queue, then bounce with remote-server-timeout.
+ *
+ * A route that has been READY before is a server that went away and will
+ * likely be back soon: for timeouts.retry-fast-period after its first failure
+ * its pauses stay under timeouts.retry-fast, and an authenticated incoming
+ * stream from that domain (out_peer_back) ends the pause at once. A route
+ * that never was READY and finds nobody to talk to (DNS has no such domain,
+ * or does not answer; no address answers) bounces its queue at once with
+ * remote-server-not-found, and what comes during the pause that follows
+ * bounces too. Nothing is dropped without an error stanza. */
 #include "s2s.h"
 #include "base64.h"
 #include "comp_proto.h"
@@ -20,6 +27,7 @@
 #include "tls.h"
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,11 +66,18 @@ typedef struct route {
     s2s_target_t *targets;
     size_t ntargets, next_target;
     int got_bytes;            /* the current connection has heard from the peer */
+    int heard;                /* some connection of the current attempt heard from the peer */
+    int ever_ready;           /* was READY once: failures wait for the server to come back */
+    const char *refusing;     /* set during a pause that bounced the queue: the condition for
+                               * stanzas that come meanwhile */
     qitem_t *q_head, **q_tail;
     size_t q_bytes, q_len;
     verify_req_t *verifies;
-    unsigned failures;
+    unsigned backoff;         /* doublings of the pause so far */
     double retry_at, idle_since;
+    double early_at;          /* when the last attempt before the end of a pause started */
+    double down_since;        /* first failure since READY (0: none): the fast period's start */
+    struct event *retry_ev;   /* ends the pause */
     struct route *hnext;
 } route_t;
 
@@ -72,6 +87,7 @@ static resolver_t *resolver;
 
 static void route_attempt(route_t *r);
 static void route_connect_next(route_t *r);
+static void route_retry_cb(evutil_socket_t fd, short what, void *arg);
 static const s2s_conn_ops_t out_ops;
 
 size_t out_route_count(void)
@@ -103,6 +119,7 @@ static route_t *route_get(const char *local, const char *remote, int create)
     r->remote = xstrdup(remote);
     r->q_tail = &r->q_head;
     r->idle_since = daemon_now();
+    r->retry_ev = evtimer_new(daemon_base(), route_retry_cb, r);
     r->hnext = routes[b];
     routes[b] = r;
     nroutes++;
@@ -118,6 +135,7 @@ static void route_free(route_t *r)
         }
     }
     nroutes--;
+    event_free(r->retry_ev);
     if (r->lookup)
         resolver_cancel(r->lookup);
     if (r->conn) {
@@ -263,6 +281,29 @@ static void verify_answer(route_t *r, const xml_node_t *el)
     }
 }
 
+static void route_pause_until(route_t *r, double at, double now)
+{
+    r->retry_at = at;
+    double d = at > now ? at - now : 0;
+    struct timeval tv = {(time_t)d, (suseconds_t)((d - (double)(time_t)d) * 1e6)};
+    evtimer_add(r->retry_ev, &tv);
+}
+
+/* The remote server is talking to us (it asked for dialback), so it may be
+ * back: the pause ends now, or, when such an early attempt was made less than
+ * timeouts.retry-fast ago, that long after it. */
+static void route_early_attempt(route_t *r, double now)
+{
+    double at = r->early_at + s2s_config->t_retry_fast;
+    if (now >= at) {
+        r->early_at = now;
+        route_attempt(r);
+    } else if (r->retry_at > at) {
+        r->early_at = at;
+        route_pause_until(r, at, now);
+    }
+}
+
 void out_verify(const char *local, const char *remote, const char *stream_id, const char *key, uint64_t in_serial)
 {
     route_t *r = route_get(local, remote, 1);
@@ -277,7 +318,32 @@ void out_verify(const char *local, const char *remote, const char *stream_id, co
         verify_send(r, v);
     else if (r->state == RS_IDLE || r->state == RS_READY)
         route_attempt(r);
-    /* RS_WAIT: the cron starts the next attempt when the pause is over. */
+    else if (r->state == RS_WAIT)
+        route_early_attempt(r, v->at);
+}
+
+void out_peer_back(const char *remote)
+{
+    size_t kicked = 0;
+    for (size_t b = 0; b < ROUTE_BUCKETS; b++) {
+        for (route_t *r = routes[b]; r; r = r->hnext) {
+            if (strcmp(r->remote, remote))
+                continue;
+            r->backoff = 0;
+            r->down_since = 0;
+            if (r->state != RS_WAIT)
+                continue;
+            r->refusing = NULL;
+            r->retry_at = daemon_now();
+            event_del(r->retry_ev);
+            if (r->q_head || r->verifies) {
+                route_attempt(r);
+                kicked++;
+            }
+        }
+    }
+    if (kicked)
+        log_info("event=s2s-peer-back remote=%s routes=%zu", remote, kicked);
 }
 
 /* ---------------------------------------------------------------- attempts */
@@ -290,29 +356,70 @@ static double jitter(void)
     return 0.8 + 0.4 * b / 255.0;
 }
 
-/* The attempt failed. permanent: the domain cannot be reached this way at
- * all (does not exist, refused us): queued stanzas bounce now. Otherwise they
- * wait for the next attempt, until timeouts.queue. */
-static void route_failed(route_t *r, const char *reason, const char *condition, int permanent)
+/* The pause after a failure: 1 s doubling up to timeouts.retry-max, but at
+ * most timeouts.retry-fast during the fast period of a route that was READY
+ * (the doubling resumes where it stood when the period ends). */
+static double route_pause(route_t *r, double now)
 {
-    r->state = RS_WAIT;
-    r->failures++;
+    const s2s_cfg_t *cfg = s2s_config;
     double pause = 1.0;
-    for (unsigned i = 1; i < r->failures && pause < s2s_config->t_retry_max; i++)
+    for (unsigned i = 0; i < r->backoff && pause < cfg->t_retry_max; i++)
         pause *= 2;
-    if (pause > s2s_config->t_retry_max)
-        pause = s2s_config->t_retry_max;
-    pause *= jitter();
-    r->retry_at = daemon_now() + pause;
-    r->idle_since = daemon_now();
+    if (pause > cfg->t_retry_max)
+        pause = cfg->t_retry_max;
+    int fast = r->ever_ready && now - r->down_since < cfg->t_retry_fast_period;
+    if (fast && pause * 1.2 > cfg->t_retry_fast)
+        return cfg->t_retry_fast * (jitter() + 0.2) / 1.4;    /* 0.71 .. 1 of it: never over */
+    r->backoff++;
+    return pause * jitter();
+}
+
+/* The attempt failed. bounce: the condition queued stanzas bounce with now
+ * (and those that come during the pause); NULL: they wait for the next
+ * attempt, until timeouts.queue. */
+static void route_failed(route_t *r, const char *reason, const char *bounce)
+{
+    double now = daemon_now();
+    r->state = RS_WAIT;
+    int first = !r->down_since;
+    if (r->ever_ready && first)
+        r->down_since = now;
+    double pause = route_pause(r, now);
+    route_pause_until(r, now + pause, now);
+    r->idle_since = now;
     free(r->targets);
     r->targets = NULL;
     r->ntargets = r->next_target = 0;
-    log_notice("event=s2s-failed local=%s remote=%s reason=%s queued=%zu retry_in=%.1f", r->local, r->remote,
-               reason, r->q_len, pause);
+    /* A lost peer's fast retries (a few a second) are routine: notice for the
+     * first failure, debug for the others. */
+    if (first || bounce)
+        log_notice("event=s2s-failed local=%s remote=%s reason=%s queued=%zu retry_in=%.2f", r->local, r->remote,
+                   reason, r->q_len, pause);
+    else
+        log_debug("event=s2s-failed local=%s remote=%s reason=%s queued=%zu retry_in=%.2f", r->local, r->remote,
+                  reason, r->q_len, pause);
     verify_fail(r, 0, 0);
-    if (permanent)
-        queue_bounce_all(r, condition);
+    r->refusing = bounce;
+    if (bounce)
+        queue_bounce_all(r, bounce);
+}
+
+/* The pause is over: the next attempt, if anything waits for one. */
+static void route_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    route_t *r = arg;
+    if (r->state == RS_WAIT && (r->q_head || r->verifies))
+        route_attempt(r);
+}
+
+/* Nobody could be asked or reached: a route that never got through has
+ * nothing to wait for (remote-server-not-found now, as other servers do); one
+ * that did waits for its server to come back. */
+static const char *route_unreachable_bounce(const route_t *r)
+{
+    return r->ever_ready ? NULL : "remote-server-not-found";
 }
 
 static void route_resolved(void *arg, const s2s_target_t *targets, size_t n, const char *error)
@@ -322,7 +429,7 @@ static void route_resolved(void *arg, const s2s_target_t *targets, size_t n, con
     if (error || n == 0) {
         int gone = error && !strcmp(error, "not-found");
         route_failed(r, gone ? "dns-not-found" : error ? error : "no-address",
-                     gone ? "remote-server-not-found" : "remote-server-timeout", gone);
+                     gone ? "remote-server-not-found" : route_unreachable_bounce(r));
         return;
     }
     free(r->targets);
@@ -340,10 +447,13 @@ static void route_attempt(route_t *r)
         return;
     r->state = RS_RESOLVING;
     r->auth_failed = 0;
+    r->heard = 0;
+    r->refusing = NULL;
+    event_del(r->retry_ev);
     log_debug("event=s2s-attempt local=%s remote=%s", r->local, r->remote);
     r->lookup = resolver_lookup(resolver, r->remote, route_resolved, r);
     if (!r->lookup)
-        route_failed(r, "resolver", "remote-server-timeout", 0);
+        route_failed(r, "resolver", route_unreachable_bounce(r));
 }
 
 static void route_connect_next(route_t *r)
@@ -386,14 +496,19 @@ static void route_connect_next(route_t *r)
         conn_send_header(r->conn, r->local, r->remote, NULL);
         return;
     }
-    route_failed(r, "no-target-reachable", "remote-server-timeout", 0);
+    if (r->heard)
+        route_failed(r, "no-target-usable", NULL);
+    else
+        route_failed(r, "no-target-reachable", route_unreachable_bounce(r));
 }
 
 static void route_ready(route_t *r, const char *method)
 {
     r->stage = OS_READY;
     r->state = RS_READY;
-    r->failures = 0;
+    r->ever_ready = 1;
+    r->backoff = 0;
+    r->down_since = 0;
     SSL *ssl = conn_ssl(r->conn);
     log_notice("event=s2s-authenticated direction=out local=%s remote=%s method=%s peer=%s tls=%s cert=%s",
                r->local, r->remote, method, r->conn->peer, ssl ? SSL_get_version(ssl) : "none",
@@ -482,7 +597,7 @@ static void out_on_open(s2s_conn_t *c, const xml_node_t *hdr, const char *defaul
     route_t *r = c->owner;
     if (!r)
         return;
-    r->got_bytes = 1;
+    r->got_bytes = r->heard = 1;
     if (strcmp(default_ns, NS_SERVER)) {
         conn_stream_error(c, "invalid-namespace", NULL);
         return;
@@ -509,7 +624,7 @@ static void out_on_element(s2s_conn_t *c, xml_node_t *el)
         xml_free(el);
         return;
     }
-    r->got_bytes = 1;
+    r->got_bytes = r->heard = 1;
     if (!strcmp(ns, XML_NS_STREAM) && !strcmp(el->name, "features")) {
         out_features(r, el);
     } else if (!strcmp(ns, XML_NS_STREAM) && !strcmp(el->name, "error")) {
@@ -584,7 +699,7 @@ static void out_on_gone(s2s_conn_t *c, const char *reason)
     log_info("event=s2s-connection-failed local=%s remote=%s peer=%s stage=%d reason=%s", r->local, r->remote,
              c->peer, (int)r->stage, reason);
     if (r->auth_failed)
-        route_failed(r, "authentication-refused", "remote-server-not-found", 1);
+        route_failed(r, "authentication-refused", "remote-server-not-found");
     else if (r->state == RS_CONNECTING)
         route_connect_next(r);
 }
@@ -606,6 +721,15 @@ void out_send(xml_node_t *st, const char *local, const char *remote, uint64_t to
         xml_free(st);
         return;
     }
+    double now = daemon_now();
+    if (r->state == RS_WAIT && r->refusing && now < r->retry_at) {
+        log_info("event=bounced local=%s remote=%s stanzas=1 condition=%s reason=pause retry_in=%.2f", local,
+                 remote, r->refusing, r->retry_at - now);
+        link_bounce(st, r->refusing, "wait");
+        link_done(token);
+        xml_free(st);
+        return;
+    }
     strbuf_t sb;
     strbuf_init(&sb);
     xml_serialize(st, NS_SERVER, &sb);
@@ -622,12 +746,12 @@ void out_send(xml_node_t *st, const char *local, const char *remote, uint64_t to
     q->st = st;
     q->token = token;
     q->bytes = bytes;
-    q->at = daemon_now();
+    q->at = now;
     *r->q_tail = q;
     r->q_tail = &q->next;
     r->q_bytes += bytes;
     r->q_len++;
-    if (r->state == RS_IDLE)
+    if (r->state == RS_IDLE || (r->state == RS_WAIT && now >= r->retry_at))
         route_attempt(r);
 }
 

@@ -51,6 +51,7 @@ typedef struct s2s_cfg {
     int tls_selfsigned;
     char *tls_ca;             /* verifies peers' certificates; "" = system store */
     int tls_required;
+    int tls_tickets;          /* TLS session tickets to peers that connect to us */
     int auth_dialback;
     int auth_external;
     char *dialback_secret;
@@ -64,6 +65,8 @@ typedef struct s2s_cfg {
     double t_queue;           /* a stanza waits at most this long for a route */
     double t_idle;            /* nothing sent or received for this long */
     double t_retry_max;       /* largest pause between attempts at a failing domain */
+    double t_retry_fast;      /* largest pause while a lost peer is in its fast period */
+    double t_retry_fast_period; /* how long after the first failure the fast pauses last */
     double t_close;
     size_t queue_bytes;       /* per remote domain */
     size_t stanza_bytes;
@@ -73,14 +76,27 @@ typedef struct s2s_cfg {
     long max_in;              /* incoming connections in all */
     long max_in_per_ip;
     long max_domains_per_stream; /* domain pairs one incoming stream may authenticate */
+    int components_federate;  /* names the router serves count as local (names.c) */
+    char *components_exclude; /* space-separated names never federated */
     s2s_peer_cfg_t *peers;
 } s2s_cfg_t;
 
 extern s2s_cfg_t *s2s_config;
 extern const cfg_option_t s2s_options[];
 void s2s_config_free_peers(s2s_cfg_t *cfg);
-/* 1 if d (prepared) is one of our domains. */
+/* 1 if d (prepared) is one of our domains: listed in `domains`, or a name
+ * the router serves to a local component right now (names.c). */
 int s2s_is_local(const char *d);
+
+/* ---------------------------------------------------------------- names.c */
+
+/* An availability notification from the router: slot (name, instance) is up
+ * or down. */
+void names_update(const char *name, const char *instance, int up);
+/* 1 if d (prepared) is a component name learned from the router and served. */
+int names_served(const char *d);
+/* Forgets every learned name (router link lost; the router lists them again). */
+void names_clear(void);
 
 /* ---------------------------------------------------------------- conn.c */
 
@@ -178,6 +194,10 @@ void out_send(xml_node_t *st, const char *local, const char *remote, uint64_t to
  * stream stream_id that remote opened to us (local). The answer comes to
  * in_verify_result(in_serial, ...). */
 void out_verify(const char *local, const char *remote, const char *stream_id, const char *key, uint64_t in_serial);
+/* remote's server has just shown it is up (an incoming stream from it
+ * authenticated): routes to it that wait after failures try again now, with
+ * their backoff reset. */
+void out_peer_back(const char *remote);
 void out_cron(double now);
 int out_init(struct event_base *base);
 void out_close_all(void);

@@ -5,7 +5,7 @@ set -euo pipefail
 WEFT_PACKAGES=(build-essential meson ninja-build pkg-config clang libclang-rt-dev
   libevent-dev libexpat1-dev libssl-dev libsqlite3-dev libidn-dev libcmocka-dev
   python3 python3-pytest python3-slixmpp openssl valgrind profanity tmux iproute2
-  dnsmasq-base prosody)
+  dnsmasq-base prosody gnutls-bin default-jdk-headless jabberd2 libpq-dev postgresql-15)
 missing=()
 for p in "${WEFT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,13 +15,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  # Prosody is a peer for the federation tests, which run their own copies:
-  # its package must not start a system service (that would hold ports 5222
-  # and 5269, and fail the install where services cannot start). A
-  # policy-rc.d that says "no" does that for the length of the install.
+  # Prosody and jabberd2 are peers for the federation tests, PostgreSQL the
+  # storage tests' database; the tests run their own copies (tests/pg_server.py
+  # runs initdb and pg_ctl in a temporary directory): their packages must not
+  # start a system service (that would hold ports 5222, 5269, 5347 and 5432,
+  # and fail the install where services cannot start). A policy-rc.d that
+  # says "no" does that for the length of the install.
+  servers=()
+  for s in prosody jabberd2 postgresql-15; do
+    [[ " ${missing[*]} " == *" $s "* ]] && servers+=("$s")
+  done
   policy=/usr/sbin/policy-rc.d
   made_policy=0
-  if [[ " ${missing[*]} " == *" prosody "* ]] && [ ! -e "$policy" ]; then
+  if [ ${#servers[@]} -gt 0 ] && [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
     $SUDO chmod 755 "$policy"
     made_policy=1
@@ -30,7 +36,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null || rc=$?
   [ "$made_policy" = 1 ] && $SUDO rm -f "$policy"
   [ "$rc" = 0 ] || exit "$rc"
-  if [[ " ${missing[*]} " == *" prosody "* ]]; then
-    $SUDO systemctl disable --now prosody >/dev/null 2>&1 || $SUDO service prosody stop >/dev/null 2>&1 || true
-  fi
+  # and none starts at the next boot either (jabberd2's units: jabberd*)
+  for s in "${servers[@]}"; do
+    units=("$s")
+    [ "$s" = jabberd2 ] && units=(jabberd jabberd-router jabberd-sm jabberd-c2s jabberd-s2s)
+    [ "$s" = postgresql-15 ] && units=(postgresql)
+    $SUDO systemctl disable --now "${units[@]}" >/dev/null 2>&1 || $SUDO service "$s" stop >/dev/null 2>&1 || true
+  done
 fi

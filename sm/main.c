@@ -135,10 +135,20 @@ static void on_bind_error(void *ctx, const char *name, const char *condition)
 static int sm_start(struct event_base *base, void *config)
 {
     sm_config = config;
-    char err[256];
-    sm_storage = storage_open(sm_config->database, err, sizeof err);
+    char err[512];
+    const char *url = *sm_config->storage ? sm_config->storage : sm_config->database;
+    sm_storage = storage_open(url, base, err, sizeof err);
     if (!sm_storage) {
-        log_error("event=start reason=storage database=%s error=\"%s\"", sm_config->database, err);
+        log_error("event=start reason=storage error=\"%s\"", err);
+        return -1;
+    }
+    /* The modules still call storage's blocking form, which on a network
+     * database would run the loop from inside a stanza handler: refused until
+     * they use the asynchronous form (docs/storage.md, "The sm"). */
+    if (storage_is_async(sm_storage)) {
+        log_error("event=start reason=storage driver=%s error=\"weft-sm does not run on this "
+                  "driver yet: its modules use blocking storage calls; use sqlite\"",
+                  storage_driver_name(sm_storage));
         return -1;
     }
     storage_set_cache(sm_storage, sm_config->database_cache);
@@ -202,6 +212,7 @@ static void sm_reload(void *config)
     swap_str(&fresh->secret, &old->secret);
     swap_str(&fresh->domain, &old->domain);
     swap_str(&fresh->database, &old->database);
+    swap_str(&fresh->storage, &old->storage);
     swap_str(&fresh->control, &old->control);
     fresh->max_buffer = old->max_buffer;
     sm_config = fresh;

@@ -118,7 +118,7 @@ static int offline_store(sm_user_t *u, xml_node_t *msg)
     strbuf_init(&sb);
     xml_serialize(copy, NULL, &sb);   /* declares the stanza's namespace */
     xml_free(copy);
-    int rc = storage_append(sm_storage, u->bare, OFFLINE_COLL, sb.data, sb.len);
+    int rc = storage_append(sm_storage, u->bare, OFFLINE_COLL, sb.data, sb.len, NULL);
     strbuf_free(&sb);
     if (rc < 0)
         return -1;

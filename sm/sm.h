@@ -50,7 +50,8 @@ typedef struct sm_cfg {
     char *name;               /* component name (router ACL) */
     char *secret;
     char *domain;             /* the served domain */
-    char *database;           /* SQLite file */
+    char *database;           /* SQLite file (the older form of storage) */
+    char *storage;            /* storage URL (docs/storage.md); empty: sqlite:database */
     size_t database_cache;    /* SQLite page cache bytes */
     char *tls_ca;
     size_t max_buffer;

@@ -2,17 +2,24 @@
  *
  *   weftctl [-s SOCKET] stats             link counters and name instances (router)
  *   weftctl [-S SOCKET] sessions          online sessions (sm)
- *   weftctl [-d DB] adduser JID [PASSWORD]
- *   weftctl [-d DB] passwd JID [PASSWORD]
- *   weftctl [-d DB] deluser JID
- *   weftctl [-d DB] listusers
+ *   weftctl [STORAGE] adduser JID [PASSWORD]
+ *   weftctl [STORAGE] passwd JID [PASSWORD]
+ *   weftctl [STORAGE] deluser JID
+ *   weftctl [STORAGE] listusers
+ *   weftctl migrate FROM-URL TO-URL
+ * where STORAGE is --storage URL, -d SQLITE-FILE or -c SM-XML (default:
+ * etc/sm.xml when it exists, its <storage> or else <database>; else
+ * var/weft.db).
  *
  * stats asks the router over its control socket (router.xml <control>,
  * default var/router.ctl); sessions asks the sm over its admin socket
- * (sm.xml <control>, default var/sm.ctl). The user commands open the sm's SQLite database
- * directly (sm.xml <database>, default var/weft.db), so they run on the sm's
- * host, as the user the sm runs as; they work whether or not the sm is
- * running. Passwords become SCRAM-SHA-256 and SCRAM-SHA-1 keys (4096
+ * (sm.xml <control>, default var/sm.ctl). The user commands go through the
+ * storage driver the sm uses (common/storage.h), never around it: with SQLite
+ * they run on the sm's host as the user the sm runs as, with PostgreSQL
+ * anywhere the database accepts them; they work whether or not the sm is
+ * running. migrate copies every account and record from one storage into an
+ * empty other, keeping sequence numbers and stamps.
+ * Passwords become SCRAM-SHA-256 and SCRAM-SHA-1 keys (4096
  * iterations) after the SASLprep the SASL layer applies; a password is never
  * stored, printed or logged, and is wiped from memory after use.
  *
@@ -36,10 +43,8 @@
 #include "sasl.h"
 #include "storage.h"
 #include "strbuf.h"
-
-/* From sasl_scram.c: the SASLprep the SASL layer applies to passwords (not in
- * sasl.h, which keeps it internal to the mechanisms). */
-char *sasl_saslprep(const char *s, int stored);
+#include "xml.h"
+#include "xml_stream.h"
 
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2
@@ -51,7 +56,8 @@ char *sasl_saslprep(const char *s, int stored);
 static int usage(void)
 {
     fprintf(stderr,
-            "usage: weftctl [-s router-control-socket] [-S sm-control-socket] [-d database] command\n"
+            "usage: weftctl [-s router-control-socket] [-S sm-control-socket]\n"
+            "               [--storage URL | -d sqlite-file | -c sm.xml] command\n"
             "commands:\n"
             "  stats                      router link counters and names\n"
             "  adduser JID [PASSWORD]     create an account\n"
@@ -59,6 +65,7 @@ static int usage(void)
             "  deluser JID                remove an account and all its data\n"
             "  listusers                  list accounts\n"
             "  sessions                   online sessions (sm)\n"
+            "  migrate FROM-URL TO-URL    copy every account and record into an empty storage\n"
             "Without PASSWORD it is asked for on the terminal, or read as one line\n"
             "from standard input.\n");
     return EXIT_USAGE;
@@ -237,18 +244,33 @@ static int parse_user(const char *s, jid_t *out)
     return 0;
 }
 
-/* Opens the database; only adduser may create it (first setup before the sm
- * ever ran): elsewhere a missing file is a wrong path, not an empty server. */
-static storage_t *open_db(const char *path, int may_create)
+/* The SQLite file a storage URL names, or NULL for another driver (the
+ * schemes storage.c knows: "sqlite:" or no scheme is a file). */
+static const char *sqlite_path(const char *url)
 {
-    if (!may_create && access(path, F_OK) < 0) {
+    if (!strncmp(url, "sqlite:", 7)) {
+        url += 7;
+        return strncmp(url, "//", 2) ? url : url + 2;
+    }
+    const char *colon = strchr(url, ':');
+    const char *slash = strchr(url, '/');
+    return colon && (!slash || colon < slash) ? NULL : url;
+}
+
+/* Opens the storage; only adduser and migrate's target may create an SQLite
+ * file (first setup before the sm ever ran): elsewhere a missing file is a
+ * wrong path, not an empty server. */
+static storage_t *open_db(const char *url, int may_create)
+{
+    const char *path = sqlite_path(url);
+    if (!may_create && path && access(path, F_OK) < 0) {
         fprintf(stderr, "weftctl: no database at %s: %s\n", path, strerror(errno));
         return NULL;
     }
     char err[512];
-    storage_t *st = storage_open(path, err, sizeof err);
+    storage_t *st = storage_open(url, NULL, err, sizeof err);
     if (!st)
-        fprintf(stderr, "weftctl: cannot open the database: %s\n", err);
+        fprintf(stderr, "weftctl: cannot open the storage: %s\n", err);
     return st;
 }
 
@@ -343,13 +365,198 @@ static int cmd_listusers(const char *db)
     return rc == 0 ? 0 : EXIT_FAIL;
 }
 
+/* ------------------------------------------------------------ migrate */
+
+typedef struct user_got {
+    storage_res_t res;
+    int done;
+} user_got_t;
+
+static void user_got(storage_res_t *res, void *arg)
+{
+    user_got_t *g = arg;
+    g->res = *res;
+    memset(res, 0, sizeof *res);
+    g->done = 1;
+}
+
+typedef struct migrate {
+    storage_t *from, *to;
+    long users;
+} migrate_t;
+
+/* Copies one account, keys and creation time as they are. */
+static int copy_user(const char *bare, void *arg)
+{
+    migrate_t *m = arg;
+    user_got_t g = {0};
+    storage_user_get_async(m->from, bare, user_got, &g);
+    storage_drain(m->from);
+    int rc = g.res.status;
+    if (rc == 0)
+        rc = storage_user_import(m->to, bare, g.res.sha256, g.res.sha1, g.res.created);
+    storage_res_clear(&g.res);
+    if (rc != 0) {
+        fprintf(stderr, "weftctl: cannot copy the account %s\n", bare);
+        return -1;
+    }
+    m->users++;
+    return 0;
+}
+
+/* Counts every record by paging through them. -1 on error. */
+static long count_records(storage_t *st)
+{
+    long n = 0;
+    int64_t after = 0;
+    for (;;) {
+        storage_res_t res;
+        if (storage_scan(st, after, 1000, &res) < 0) {
+            storage_res_clear(&res);
+            return -1;
+        }
+        size_t got = res.nrecs;
+        n += (long)got;
+        if (got)
+            after = res.recs[got - 1].seq;
+        storage_res_clear(&res);
+        if (got < 1000)
+            return n;
+    }
+}
+
+/* Copies pages of 1,000 records in seq order; -1 on error. */
+static long copy_records(storage_t *from, storage_t *to)
+{
+    long n = 0;
+    int64_t after = 0;
+    for (;;) {
+        storage_res_t res;
+        if (storage_scan(from, after, 1000, &res) < 0) {
+            storage_res_clear(&res);
+            return -1;
+        }
+        size_t got = res.nrecs;
+        for (size_t i = 0; i < got; i++) {
+            storage_rec_t *r = &res.recs[i];
+            if (storage_import(to, r->owner, r->coll, r) != 0) {
+                storage_res_clear(&res);
+                return -1;
+            }
+        }
+        n += (long)got;
+        if (got)
+            after = res.recs[got - 1].seq;
+        storage_res_clear(&res);
+        if (got < 1000)
+            return n;
+    }
+}
+
+/* The whole copy is one transaction on the target: it has all or nothing. */
+static int cmd_migrate(const char *from_url, const char *to_url)
+{
+    storage_t *from = open_db(from_url, 0);
+    if (!from)
+        return EXIT_FAIL;
+    storage_t *to = open_db(to_url, 1);
+    if (!to) {
+        storage_close(from);
+        return EXIT_FAIL;
+    }
+    int rc = EXIT_FAIL;
+    int in_txn = 0;
+    migrate_t m = {from, to, 0};
+    int to_users = storage_user_count(to);
+    long to_recs = count_records(to);
+    if (to_users < 0 || to_recs < 0)
+        goto out;
+    if (to_users > 0 || to_recs > 0) {
+        fprintf(stderr, "weftctl: the target storage is not empty (%d accounts, %ld records); "
+                        "migrate only fills an empty one\n", to_users, to_recs);
+        goto out;
+    }
+    if (storage_begin(to) < 0)
+        goto out;
+    in_txn = 1;
+    if (storage_user_list(from, copy_user, &m) != 0)
+        goto out;
+    long recs = copy_records(from, to);
+    if (recs < 0 || storage_import_done(to) < 0 || storage_commit(to) < 0)
+        goto out;
+    in_txn = 0;
+    /* What the target now holds must be what was read. */
+    long check_users = storage_user_count(to), check_recs = count_records(to);
+    if (check_users != m.users || check_recs != recs) {
+        fprintf(stderr, "weftctl: the target holds %ld accounts and %ld records after the copy, "
+                        "not %ld and %ld\n", check_users, check_recs, m.users, recs);
+        goto out;
+    }
+    printf("migrated accounts=%ld records=%ld from=%s to=%s\n", m.users, recs,
+           storage_driver_name(from), storage_driver_name(to));
+    rc = fflush(stdout) == 0 ? 0 : EXIT_FAIL;
+out:
+    if (in_txn)
+        storage_rollback(to);
+    storage_close(from);
+    storage_close(to);
+    return rc;
+}
+
+/* ------------------------------------------------------------ sm.xml */
+
+/* The storage URL an sm config names: <storage>, else <database> (an SQLite
+ * file), else the sm's default. NULL (said why) when the file cannot be read
+ * or parsed; malloc'd otherwise. */
+static char *config_storage(const char *file)
+{
+    FILE *fp = fopen(file, "rb");
+    if (!fp) {
+        fprintf(stderr, "weftctl: %s: %s\n", file, strerror(errno));
+        return NULL;
+    }
+    strbuf_t sb;
+    strbuf_init(&sb);
+    char buf[8192];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, fp)) > 0)
+        strbuf_append(&sb, buf, n);
+    fclose(fp);
+    xml_limits_t limits;
+    xml_limits_default(&limits);
+    limits.allow_comments = 1;
+    limits.max_stanza_bytes = 4u << 20;
+    char xerr[256] = "";
+    unsigned line = 0;
+    xml_node_t *root = xml_parse_document(sb.data ? sb.data : "", sb.len, &limits, xerr,
+                                          sizeof xerr, &line);
+    strbuf_free(&sb);
+    if (!root) {
+        fprintf(stderr, "weftctl: %s:%u: %s\n", file, line, xerr);
+        return NULL;
+    }
+    char *url = NULL;
+    const char *names[] = {"storage", "database"};
+    for (size_t i = 0; i < 2 && !url; i++) {
+        xml_node_t *el = xml_child(root, NULL, names[i]);
+        char *t = el ? xml_text(el) : NULL;
+        if (t && *t)
+            url = t;
+        else
+            free(t);
+    }
+    xml_free(root);
+    return url ? url : xstrdup("var/weft.db");
+}
+
 /* ------------------------------------------------------------ main */
 
 int main(int argc, char **argv)
 {
     const char *sock = "var/router.ctl";
     const char *sm_sock = "var/sm.ctl";
-    const char *db = "var/weft.db";
+    const char *db = NULL;         /* --storage URL or -d file */
+    const char *config = NULL;     /* -c sm.xml */
     int i = 1;
     while (i < argc && argv[i][0] == '-') {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
@@ -362,8 +569,10 @@ int main(int argc, char **argv)
             sock = argv[i + 1];
         else if (!strcmp(argv[i], "-S"))
             sm_sock = argv[i + 1];
-        else if (!strcmp(argv[i], "-d"))
+        else if (!strcmp(argv[i], "-d") || !strcmp(argv[i], "--storage"))
             db = argv[i + 1];
+        else if (!strcmp(argv[i], "-c"))
+            config = argv[i + 1];
         else
             return usage();
         i += 2;
@@ -376,6 +585,17 @@ int main(int argc, char **argv)
 
     /* Storage logs its errors; here they go to stderr, without the chatter. */
     log_open("weftctl", "stderr", LOG_LVL_WARN);
+    char *from_config = NULL;
+    if (!db && strcmp(cmd, "migrate") != 0 && strcmp(cmd, "stats") != 0 &&
+        strcmp(cmd, "sessions") != 0) {
+        if (!config && access("etc/sm.xml", F_OK) == 0)
+            config = "etc/sm.xml";
+        if (config && !(from_config = config_storage(config))) {
+            log_close();
+            return EXIT_FAIL;
+        }
+        db = from_config ? from_config : "var/weft.db";
+    }
     int rc;
     if (!strcmp(cmd, "stats") && nargs == 0)
         rc = ask_socket("router", sock, "stats");
@@ -389,8 +609,11 @@ int main(int argc, char **argv)
         rc = cmd_listusers(db);
     else if (!strcmp(cmd, "sessions") && nargs == 0)
         rc = ask_socket("sm", sm_sock, "sessions");
+    else if (!strcmp(cmd, "migrate") && nargs == 2)
+        rc = cmd_migrate(args[0], args[1]);
     else
         rc = usage();
+    free(from_config);
     log_close();
     return rc;
 }

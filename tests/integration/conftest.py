@@ -41,6 +41,24 @@ def wait_for(pred, timeout=10.0, step=0.05):
     return pred()
 
 
+def selfsigned_cert(crt, key, domain):
+    """Writes a self-signed certificate for domain (and *.domain) to crt and
+    its key to key unless crt exists. weft creates one by itself only at its
+    default path (tls.self-signed), so a config naming paths needs them made.
+    The certificate can be pinned as a trust anchor (cafile=crt)."""
+    crt, key = str(crt), str(key)
+    if os.path.exists(crt):
+        return crt, key
+    for p in (crt, key):
+        os.makedirs(os.path.dirname(p) or ".", exist_ok=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", key, "-out", crt + ".tmp", "-days", "3", "-subj", f"/CN={domain}",
+                    "-addext", f"subjectAltName=DNS:{domain},DNS:*.{domain}"],
+                   check=True, capture_output=True)
+    os.replace(crt + ".tmp", crt)
+    return crt, key
+
+
 ROUTER_XML = """<router>
   <name>router</name>
   <listen>127.0.0.1:{port}</listen>

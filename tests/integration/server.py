@@ -17,7 +17,7 @@ import socket
 import ssl
 import time
 
-from conftest import BUILD, Proc, free_port, wait_for, wait_port
+from conftest import BUILD, Proc, free_port, selfsigned_cert, wait_for, wait_port
 
 
 def binary(env, *parts):
@@ -79,6 +79,7 @@ class Server:
         wait_port(self.router_port)
         if sm:
             self.start_sm()
+        selfsigned_cert(self.dir / "certs" / "localhost.crt", self.dir / "certs" / "localhost.key", "localhost")
         (self.dir / "c2s.xml").write_text(C2S.format(router_port=self.router_port, port=self.port,
                                                      tls_port=self.tls_port, dir=self.dir,
                                                      ibr="true" if ibr else "false", extra=c2s_extra))

@@ -12,7 +12,7 @@ c2s row kills only the receivers' c2s: exactly those 100 clients are
 disconnected, the generator reconnects them, and what was sent to them
 meanwhile arrives from offline storage with a delay stamp.
 
-Expected (ARCHITECTURE.md, "if it restarts"):
+Expected (docs/architecture.md, "if it restarts"):
     router: 0 disconnected, 0 lost, 0 duplicated
     sm:     0 disconnected, 0 lost, 0 duplicated
     c2s:    only its 100 clients disconnected (and reconnected), 0 lost,

@@ -164,6 +164,12 @@ def test_components_on_four_hosts_over_tls(net, tmp_path):
       <tls><certificate>{x}/certs/r.crt</certificate><key>{x}/certs/r.key</key></tls>
       <dns><nameservers>{s2ip}:53</nameservers><timeout>2</timeout></dns>
       <peer domain="localhost" address="{s2ip}:5269"/></s2s>""")
+    # weft makes a self-signed certificate only at its default path.
+    for d, n, dom in ((tmp_path, "c2s", "localhost"), (tmp_path, "s2s", "localhost"), (x, "r", "remote.test")):
+        (d / "certs").mkdir(exist_ok=True)
+        sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+           "-keyout", str(d / "certs" / f"{n}.key"), "-out", str(d / "certs" / f"{n}.crt"), "-days", "2",
+           "-subj", f"/CN={dom}", "-addext", f"subjectAltName=DNS:{dom},DNS:*.{dom}")
     procs = {}
 
     def start(name, ns, cfgdir=tmp_path, tag=None):

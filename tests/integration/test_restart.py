@@ -1,5 +1,5 @@
 """Restarting one component under traffic with real client connections
-(ARCHITECTURE.md, "if it restarts"): kill -9 the sm or the router while users
+(docs/architecture.md, "if it restarts"): kill -9 the sm or the router while users
 chat; no client is disconnected and every message arrives exactly once.
 Killing c2s ends its sessions at once and messages for them go offline."""
 import re

@@ -1,9 +1,17 @@
-/* test_storage: the SQLite storage — open (directory and 0600 file creation,
- * WAL, migrations from an empty file, a newer schema, files that are not
- * databases, unwritable paths), every account and record call, persistence
- * across close/open, cascading user delete, list order and stopping, append
- * keys, binary values, transactions (commit, rollback, nesting refused) and
- * list callbacks that re-enter storage. Each test works in a fresh directory. */
+/* test_storage: the one storage suite, run against every driver.
+ *
+ * Without WEFT_TEST_PGSQL it runs on SQLite, each test in a fresh directory;
+ * with WEFT_TEST_PGSQL=<conninfo> (set by tests/pg_server.py, which starts a
+ * server of its own) it runs on PostgreSQL, each test on emptied tables.
+ * Covered: open (SQLite: directory and 0600 file creation, WAL, migrations
+ * from an empty file and from v1, files that are not databases, unwritable
+ * paths; both: a newer schema refused, unknown schemes), every account and
+ * record call, persistence across close/open, cascading user delete, list
+ * order and stopping, append keys and sequence numbers, ranges (both
+ * directions, after/before keys, limits, stamps), binary values,
+ * transactions, scan and import, the asynchronous form, and on PostgreSQL a
+ * loop that keeps turning during a slow query and a reconnect after the
+ * server dropped the connection. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,8 +24,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <event2/event.h>
+#ifdef WEFT_HAVE_PGSQL
+#include <libpq-fe.h>
+#endif
 
 #include "log.h"
 #include "storage.h"
@@ -25,9 +40,39 @@
 
 typedef struct fixture {
     char dir[64];
-    char path[128];
+    char path[512];     /* the storage URL: an SQLite path, or the conninfo */
     storage_t *st;
 } fixture_t;
+
+/* The PostgreSQL conninfo under test, or NULL for SQLite. */
+static const char *pg_url;
+
+#define SQLITE_ONLY() do { if (pg_url) skip(); } while (0)
+
+#ifdef WEFT_HAVE_PGSQL
+static void pg_quiet(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+/* Runs SQL on a connection of the test's own (as an operator's psql would). */
+static long long pg_run(const char *sql)
+{
+    PGconn *c = PQconnectdb(pg_url);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("postgresql: %s", PQerrorMessage(c));
+    PQsetNoticeProcessor(c, pg_quiet, NULL);
+    PGresult *res = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        fail_msg("postgresql: %s: %s", sql, PQerrorMessage(c));
+    long long v = st == PGRES_TUPLES_OK && PQntuples(res) ? atoll(PQgetvalue(res, 0, 0)) : -1;
+    PQclear(res);
+    PQfinish(c);
+    return v;
+}
+#endif
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -44,6 +89,12 @@ static int setup(void **state)
     if (!mkdtemp(f->dir))
         return -1;
     snprintf(f->path, sizeof f->path, "%s/db/weft.db", f->dir);
+#ifdef WEFT_HAVE_PGSQL
+    if (pg_url) {
+        snprintf(f->path, sizeof f->path, "%s", pg_url);
+        pg_run("DROP TABLE IF EXISTS records, users, schema_version CASCADE");
+    }
+#endif
     *state = f;
     return 0;
 }
@@ -60,7 +111,7 @@ static int teardown(void **state)
 static storage_t *open_ok(fixture_t *f)
 {
     char err[256];
-    storage_t *st = storage_open(f->path, err, sizeof err);
+    storage_t *st = storage_open(f->path, NULL, err, sizeof err);
     if (!st)
         fail_msg("storage_open: %s", err);
     return st;
@@ -72,9 +123,14 @@ static void reopen(fixture_t *f)
     f->st = open_ok(f);
 }
 
-/* Reads an integer with a separate connection, as an operator's sqlite3 would. */
+/* Reads an integer with a separate connection, as an operator's sqlite3
+ * (or psql) would. */
 static long long peek_int(const char *path, const char *sql)
 {
+#ifdef WEFT_HAVE_PGSQL
+    if (pg_url)
+        return pg_run(sql);
+#endif
     sqlite3 *db;
     sqlite3_stmt *s;
     long long v = -1;
@@ -89,6 +145,12 @@ static long long peek_int(const char *path, const char *sql)
 
 static void poke(const char *path, const char *sql)
 {
+#ifdef WEFT_HAVE_PGSQL
+    if (pg_url) {
+        pg_run(sql);
+        return;
+    }
+#endif
     sqlite3 *db;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
@@ -99,6 +161,7 @@ static void poke(const char *path, const char *sql)
 
 static void test_open_creates(void **state)
 {
+    SQLITE_ONLY();
     fixture_t *f = *state;
     f->st = open_ok(f);
     struct stat sb;
@@ -108,9 +171,9 @@ static void test_open_creates(void **state)
     snprintf(dir, sizeof dir, "%s/db", f->dir);
     assert_int_equal(stat(dir, &sb), 0);
     assert_true(S_ISDIR(sb.st_mode));
-    assert_int_equal(peek_int(f->path, "PRAGMA user_version"), 1);
+    assert_int_equal(peek_int(f->path, "PRAGMA user_version"), 2);
     assert_int_equal(peek_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN"
-                                       " ('users', 'records', 'records_list')"), 3);
+                                       " ('users', 'records', 'records_list', 'records_stamp')"), 4);
     /* WAL is a property of the file: a fresh connection sees it. */
     sqlite3 *db;
     sqlite3_stmt *s;
@@ -124,13 +187,14 @@ static void test_open_creates(void **state)
 
 static void test_open_empty_file_migrates(void **state)
 {
+    SQLITE_ONLY();
     fixture_t *f = *state;
     snprintf(f->path, sizeof f->path, "%s/empty.db", f->dir);
     int fd = open(f->path, O_CREAT | O_WRONLY, 0644);
     assert_true(fd >= 0);
     close(fd);
     f->st = open_ok(f);
-    assert_int_equal(peek_int(f->path, "PRAGMA user_version"), 1);
+    assert_int_equal(peek_int(f->path, "PRAGMA user_version"), 2);
     assert_int_equal(storage_user_count(f->st), 0);
     /* An existing file readable by others is restricted to its owner. */
     struct stat sb;
@@ -139,7 +203,7 @@ static void test_open_empty_file_migrates(void **state)
     /* Opening again runs no migration and keeps the data. */
     assert_int_equal(storage_user_create(f->st, "a@x", "k", NULL), 0);
     reopen(f);
-    assert_int_equal(peek_int(f->path, "PRAGMA user_version"), 1);
+    assert_int_equal(peek_int(f->path, "PRAGMA user_version"), 2);
     assert_int_equal(storage_user_exists(f->st, "a@x"), 1);
 }
 
@@ -149,14 +213,15 @@ static void test_open_newer_schema_refused(void **state)
     f->st = open_ok(f);
     storage_close(f->st);
     f->st = NULL;
-    poke(f->path, "PRAGMA user_version = 99");
+    poke(f->path, pg_url ? "UPDATE schema_version SET version = 99" : "PRAGMA user_version = 99");
     char err[256];
-    assert_null(storage_open(f->path, err, sizeof err));
+    assert_null(storage_open(f->path, NULL, err, sizeof err));
     assert_non_null(strstr(err, "schema version 99 is newer"));
 }
 
 static void test_open_not_a_database(void **state)
 {
+    SQLITE_ONLY();
     fixture_t *f = *state;
     snprintf(f->path, sizeof f->path, "%s/junk.db", f->dir);
     FILE *fp = fopen(f->path, "w");
@@ -167,7 +232,7 @@ static void test_open_not_a_database(void **state)
     fclose(fp);
     assert_int_equal(chmod(f->path, 0644), 0);
     char err[256];
-    assert_null(storage_open(f->path, err, sizeof err));
+    assert_null(storage_open(f->path, NULL, err, sizeof err));
     assert_non_null(strstr(err, f->path));
     /* A file that is not ours keeps its mode and its content. */
     struct stat sb;
@@ -178,6 +243,7 @@ static void test_open_not_a_database(void **state)
 
 static void test_open_unwritable(void **state)
 {
+    SQLITE_ONLY();
     fixture_t *f = *state;
     char err[256];
     /* The parent "directory" is a regular file: fails for root too. */
@@ -187,16 +253,16 @@ static void test_open_unwritable(void **state)
     assert_non_null(fp);
     fclose(fp);
     snprintf(f->path, sizeof f->path, "%s/plain/weft.db", f->dir);
-    assert_null(storage_open(f->path, err, sizeof err));
+    assert_null(storage_open(f->path, NULL, err, sizeof err));
     assert_non_null(strstr(err, "cannot create directory"));
 
     /* The database path is a directory. */
     snprintf(f->path, sizeof f->path, "%s", f->dir);
-    assert_null(storage_open(f->path, err, sizeof err));
+    assert_null(storage_open(f->path, NULL, err, sizeof err));
     assert_non_null(strstr(err, f->dir));
 
-    assert_null(storage_open("", err, sizeof err));
-    assert_null(storage_open(NULL, err, sizeof err));
+    assert_null(storage_open("", NULL, err, sizeof err));
+    assert_null(storage_open(NULL, NULL, err, sizeof err));
 
     /* A read-only file (permission bits do not stop root: skipped then). */
     if (geteuid() != 0) {
@@ -205,7 +271,7 @@ static void test_open_unwritable(void **state)
         storage_close(f->st);
         f->st = NULL;
         assert_int_equal(chmod(f->path, 0400), 0);
-        assert_null(storage_open(f->path, err, sizeof err));
+        assert_null(storage_open(f->path, NULL, err, sizeof err));
         assert_true(err[0] != '\0');
     }
 }
@@ -290,6 +356,7 @@ static void test_users(void **state)
     free(a);
     assert_true(peek_int(f->path, "SELECT created FROM users WHERE bare = 'juliet@example.com'") >
                 1600000000);
+    /* Per-user delete of an account with records is test_user_delete_cascades. */
 }
 
 static void test_user_delete_cascades(void **state)
@@ -301,7 +368,7 @@ static void test_user_delete_cascades(void **state)
     assert_int_equal(storage_user_create(st, "b@x", "k", "k"), 0);
     assert_int_equal(storage_put(st, "a@x", "roster", "b@x", "<item/>", 7), 0);
     assert_int_equal(storage_put(st, "a@x", "vcard", "", "<vCard/>", 8), 0);
-    assert_int_equal(storage_append(st, "a@x", "offline", "m1", 2), 0);
+    assert_int_equal(storage_append(st, "a@x", "offline", "m1", 2, NULL), 0);
     assert_int_equal(storage_put(st, "b@x", "roster", "a@x", "<item/>", 7), 0);
     assert_int_equal(storage_user_delete(st, "a@x"), 0);
     assert_int_equal(storage_count(st, "a@x", "roster"), 0);
@@ -422,7 +489,7 @@ static void test_records(void **state)
     assert_int_equal(storage_put(st, NULL, "c", "k", "v", 1), -1);
     assert_int_equal(storage_put(st, "a@x", "c", NULL, "v", 1), -1);
     assert_int_equal(storage_count(st, "a@x", NULL), -1);
-    assert_int_equal(storage_append(st, NULL, "c", "v", 1), -1);
+    assert_int_equal(storage_append(st, NULL, "c", "v", 1, NULL), -1);
 }
 
 static void test_binary_values(void **state)
@@ -434,7 +501,7 @@ static void test_binary_values(void **state)
     char *v;
     size_t len;
     assert_int_equal(storage_put(st, "o", "bin", "k", bin, sizeof bin), 0);
-    assert_int_equal(storage_append(st, "o", "binlist", bin, sizeof bin), 0);
+    assert_int_equal(storage_append(st, "o", "binlist", bin, sizeof bin, NULL), 0);
     assert_int_equal(storage_put(st, "o", "bin", "empty", "", 0), 0);
     assert_int_equal(storage_put(st, "o", "bin", "null", NULL, 0), 0);
     reopen(f);
@@ -464,10 +531,10 @@ static void test_append_keys(void **state)
     fixture_t *f = *state;
     f->st = open_ok(f);
     storage_t *st = f->st;
-    assert_int_equal(storage_append(st, "a@x", "offline", "m1", 2), 0);
-    assert_int_equal(storage_append(st, "b@x", "offline", "other", 5), 0);
-    assert_int_equal(storage_append(st, "a@x", "offline", "m2", 2), 0);
-    assert_int_equal(storage_append(st, "a@x", "offline", "m3", 2), 0);
+    assert_int_equal(storage_append(st, "a@x", "offline", "m1", 2, NULL), 0);
+    assert_int_equal(storage_append(st, "b@x", "offline", "other", 5, NULL), 0);
+    assert_int_equal(storage_append(st, "a@x", "offline", "m2", 2, NULL), 0);
+    assert_int_equal(storage_append(st, "a@x", "offline", "m3", 2, NULL), 0);
     seen_t s;
     seen_init(&s);
     assert_int_equal(storage_list(st, "a@x", "offline", collect_rec, &s), 0);
@@ -497,7 +564,7 @@ static void test_append_keys(void **state)
     assert_int_equal(storage_del(st, "a@x", "offline", last), 0);
     reopen(f);
     st = f->st;
-    assert_int_equal(storage_append(st, "a@x", "offline", "m4", 2), 0);
+    assert_int_equal(storage_append(st, "a@x", "offline", "m4", 2, NULL), 0);
     seen_init(&s);
     assert_int_equal(storage_list(st, "a@x", "offline", collect_rec, &s), 0);
     assert_string_equal(s.vals.data, "m1,m2,m4,");
@@ -510,7 +577,7 @@ static void test_append_keys(void **state)
 
     /* A put under a key that looks like a sequence number lives beside them. */
     assert_int_equal(storage_put(st, "a@x", "offline", "999999", "p", 1), 0);
-    assert_int_equal(storage_append(st, "a@x", "offline", "m5", 2), 0);
+    assert_int_equal(storage_append(st, "a@x", "offline", "m5", 2, NULL), 0);
     assert_int_equal(storage_count(st, "a@x", "offline"), 5);
 }
 
@@ -525,7 +592,7 @@ static void test_transactions(void **state)
     assert_int_equal(storage_begin(st), 0);
     assert_int_equal(storage_begin(st), -1);      /* nesting refused... */
     assert_int_equal(storage_put(st, "a", "c", "k1", "v", 1), 0);   /* ...the outer one lives */
-    assert_int_equal(storage_append(st, "a", "c", "v", 1), 0);
+    assert_int_equal(storage_append(st, "a", "c", "v", 1, NULL), 0);
     assert_int_equal(storage_user_create(st, "a", "k", "k"), 0);
     assert_int_equal(storage_rollback(st), 0);
     assert_int_equal(storage_count(st, "a", "c"), 0);
@@ -533,7 +600,7 @@ static void test_transactions(void **state)
 
     assert_int_equal(storage_begin(st), 0);
     assert_int_equal(storage_put(st, "a", "c", "k1", "v", 1), 0);
-    assert_int_equal(storage_append(st, "a", "c", "v", 1), 0);
+    assert_int_equal(storage_append(st, "a", "c", "v", 1, NULL), 0);
     assert_int_equal(storage_user_create(st, "a", "k", "k"), 0);
     assert_int_equal(storage_put(st, "a", "c", "k2", "v", 1), 0);
     assert_int_equal(storage_user_delete(st, "a"), 0);   /* savepoint inside */
@@ -608,8 +675,9 @@ static int reenter_user(const char *bare, void *arg)
     /* A user walk may list records (another statement)... */
     assert_int_equal(storage_list(r->st, bare, "c", count_rec, &n), 0);
     assert_int_equal(n, 2);
-    /* ...but not walk users again. */
-    assert_int_equal(storage_user_list(r->st, reenter_user, r), -1);
+    /* ...and even walk users again (rows are fetched before the callbacks). */
+    if (r->users == 1)
+        assert_int_equal(storage_user_list(r->st, reenter_user, r), 0);
     return 0;
 }
 
@@ -622,23 +690,484 @@ static void test_reentry(void **state)
     assert_int_equal(storage_put(st, "a", "c", "2", "y", 1), 0);
     reenter_t r = { .st = st };
     assert_int_equal(storage_list(st, "a", "c", reenter_rec, &r), 0);
-    assert_int_equal(r.inner_list, -1);
+    assert_int_equal(r.inner_list, 0);
     assert_int_equal(r.inner_get, 0);
     assert_int_equal(storage_count(st, "a", "elsewhere"), 2);
-    /* The refused inner walk left the outer statement usable. */
+    /* The outer walk is unharmed. */
     int n = 0;
     assert_int_equal(storage_list(st, "a", "c", count_rec, &n), 0);
     assert_int_equal(n, 2);
 
     assert_int_equal(storage_user_create(st, "a", NULL, NULL), 0);
     assert_int_equal(storage_user_list(st, reenter_user, &r), 0);
-    assert_int_equal(r.users, 1);
+    assert_int_equal(r.users, 2);
+}
+
+
+/* ------------------------------------------------------------ drivers */
+
+static void test_open_schemes(void **state)
+{
+    fixture_t *f = *state;
+    char err[256];
+    assert_null(storage_open("mysql://x@y/z", NULL, err, sizeof err));
+    assert_non_null(strstr(err, "unknown storage driver \"mysql\""));
+    if (pg_url) {
+        f->st = open_ok(f);
+        assert_string_equal(storage_driver_name(f->st), "postgresql");
+        assert_int_equal(storage_is_async(f->st), 1);
+        /* A server that is not there fails the open with libpq's reason. */
+        assert_null(storage_open("postgresql://nobody@127.0.0.1:1/none", NULL, err, sizeof err));
+        assert_non_null(strstr(err, "postgresql:"));
+        return;
+    }
+    /* sqlite:PATH, sqlite://PATH and a bare path are the same file. */
+    char url[600];
+    snprintf(url, sizeof url, "sqlite:%s", f->path);
+    f->st = storage_open(url, NULL, err, sizeof err);
+    assert_non_null(f->st);
+    assert_string_equal(storage_driver_name(f->st), "sqlite");
+    assert_int_equal(storage_is_async(f->st), 0);
+    assert_int_equal(storage_user_create(f->st, "a@x", "k", NULL), 0);
+    storage_close(f->st);
+    snprintf(url, sizeof url, "sqlite://%s", f->path);   /* f->path is absolute */
+    f->st = storage_open(url, NULL, err, sizeof err);
+    assert_non_null(f->st);
+    assert_int_equal(storage_user_exists(f->st, "a@x"), 1);
+    storage_close(f->st);
+    f->st = open_ok(f);
+    assert_int_equal(storage_user_exists(f->st, "a@x"), 1);
+}
+
+/* A file made by the v1 schema (before stamps) opens, migrates to v2, keeps
+ * its records (stamp 0) and stamps what is written after. */
+static void test_open_v1_migrates(void **state)
+{
+    SQLITE_ONLY();
+    fixture_t *f = *state;
+    snprintf(f->path, sizeof f->path, "%s/v1.db", f->dir);
+    poke(f->path, "CREATE TABLE users (bare TEXT PRIMARY KEY NOT NULL, sha256 TEXT, sha1 TEXT,"
+                  " created INTEGER NOT NULL);"
+                  "CREATE TABLE records (seq INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL,"
+                  " coll TEXT NOT NULL, key TEXT, value BLOB NOT NULL, UNIQUE (owner, coll, key));"
+                  "CREATE INDEX records_list ON records (owner, coll, seq);"
+                  "INSERT INTO records (owner, coll, key, value) VALUES ('a', 'c', 'old', 'v');"
+                  "PRAGMA user_version = 1;");
+    f->st = open_ok(f);
+    assert_int_equal(peek_int(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(storage_put(f->st, "a", "c", "new", "w", 1), 0);
+    storage_range_t q = {0};
+    storage_res_t res;
+    assert_int_equal(storage_range(f->st, "a", "c", &q, &res), 0);
+    assert_int_equal(res.nrecs, 2);
+    assert_string_equal(res.recs[0].key, "old");
+    assert_int_equal(res.recs[0].stamp, 0);
+    assert_true(res.recs[1].stamp > 1600000000LL * 1000000);
+    storage_res_clear(&res);
+}
+
+/* ------------------------------------------------------------ sequences, ranges */
+
+static void test_append_seq(void **state)
+{
+    fixture_t *f = *state;
+    f->st = open_ok(f);
+    int64_t s1 = 0, s2 = 0;
+    assert_int_equal(storage_append(f->st, "a", "log", "one", 3, &s1), 0);
+    assert_int_equal(storage_append(f->st, "a", "log", "two", 3, &s2), 0);
+    assert_true(s1 > 0);
+    assert_true(s2 > s1);
+    char key[32];
+    snprintf(key, sizeof key, "%lld", (long long)s2);
+    char *v;
+    assert_int_equal(storage_get(f->st, "a", "log", key, &v, NULL), 0);
+    assert_string_equal(v, "two");
+    free(v);
+}
+
+/* Appends n records "m1".."mn" to a:arch; their keys go to keys[]. */
+static void fill(storage_t *st, int n, char keys[][32])
+{
+    for (int i = 1; i <= n; i++) {
+        char v[16];
+        int64_t seq;
+        snprintf(v, sizeof v, "m%d", i);
+        assert_int_equal(storage_append(st, "a", "arch", v, strlen(v), &seq), 0);
+        snprintf(keys[i], 32, "%lld", (long long)seq);
+    }
+}
+
+/* "m1,m2," of a result. */
+static void vals(const storage_res_t *res, char *out, size_t n)
+{
+    out[0] = '\0';
+    for (size_t i = 0; i < res->nrecs; i++) {
+        size_t l = strlen(out);
+        snprintf(out + l, n - l, "%s,", res->recs[i].val);
+    }
+}
+
+static void expect_range(storage_t *st, const storage_range_t *q, int rc, const char *want)
+{
+    storage_res_t res;
+    char got[256];
+    assert_int_equal(storage_range(st, "a", "arch", q, &res), rc);
+    vals(&res, got, sizeof got);
+    assert_string_equal(got, want);
+    storage_res_clear(&res);
+}
+
+static void test_range(void **state)
+{
+    fixture_t *f = *state;
+    f->st = open_ok(f);
+    storage_t *st = f->st;
+    char k[9][32];
+    fill(st, 8, k);
+    assert_int_equal(storage_append(st, "b", "arch", "other", 5, NULL), 0);
+
+    storage_range_t q = {0};
+    expect_range(st, &q, 0, "m1,m2,m3,m4,m5,m6,m7,m8,");
+    q.limit = 3;
+    expect_range(st, &q, 0, "m1,m2,m3,");                 /* the first page */
+    q.after = k[3];
+    expect_range(st, &q, 0, "m4,m5,m6,");                 /* the next page */
+    q.after = k[7];
+    expect_range(st, &q, 0, "m8,");                       /* the last, short */
+    q.after = k[8];
+    expect_range(st, &q, 0, "");
+    q.after = NULL;
+    q.reverse = 1;
+    expect_range(st, &q, 0, "m8,m7,m6,");                 /* the newest page */
+    q.before = k[6];
+    expect_range(st, &q, 0, "m5,m4,m3,");                 /* the page before it */
+    q.before = k[2];
+    expect_range(st, &q, 0, "m1,");
+    q.after = k[2];
+    q.before = k[6];
+    q.limit = 0;
+    expect_range(st, &q, 0, "m5,m4,m3,");                 /* between, newest first */
+    q.reverse = 0;
+    expect_range(st, &q, 0, "m3,m4,m5,");
+    /* A key that names no record is "not found", as MAM's item-not-found. */
+    q.after = "no-such-key";
+    expect_range(st, &q, 1, "");
+    q.after = NULL;
+    q.before = "12345678";
+    expect_range(st, &q, 1, "");
+    /* Another owner's or collection's key is no key here. */
+    storage_res_t res;
+    storage_range_t all = {0};
+    assert_int_equal(storage_range(st, "b", "arch", &all, &res), 0);
+    assert_int_equal(res.nrecs, 1);
+    q.before = res.recs[0].key;
+    expect_range(st, &q, 1, "");
+    storage_res_clear(&res);
+
+    /* Deleting in the middle leaves a gap, pages stay consistent. */
+    assert_int_equal(storage_del(st, "a", "arch", k[4]), 0);
+    storage_range_t p = {.after = k[3], .limit = 2};
+    expect_range(st, &p, 0, "m5,m6,");
+    assert_int_equal(storage_count(st, "a", "arch"), 7);
+}
+
+/* Stamps: set at every write, bound a range, order by_stamp ranges. */
+static void test_range_stamps(void **state)
+{
+    fixture_t *f = *state;
+    f->st = open_ok(f);
+    storage_t *st = f->st;
+    int64_t t0 = storage_now_us();
+    assert_int_equal(storage_put(st, "a", "arch", "x", "m1", 2), 0);
+    usleep(20000);
+    int64_t t1 = storage_now_us();
+    assert_int_equal(storage_put(st, "a", "arch", "y", "m2", 2), 0);
+    usleep(20000);
+    int64_t t2 = storage_now_us();
+    assert_int_equal(storage_put(st, "a", "arch", "z", "m3", 2), 0);
+    int64_t t3 = storage_now_us();
+
+    storage_res_t res;
+    storage_range_t q = {0};
+    assert_int_equal(storage_range(st, "a", "arch", &q, &res), 0);
+    assert_int_equal(res.nrecs, 3);
+    assert_true(res.recs[0].stamp >= t0 && res.recs[0].stamp <= t1);
+    assert_true(res.recs[2].stamp >= t2 && res.recs[2].stamp <= t3);
+    assert_true(res.recs[0].seq < res.recs[1].seq);
+    storage_res_clear(&res);
+
+    q.since = t1;
+    expect_range(st, &q, 0, "m2,m3,");
+    q.until = t2;
+    expect_range(st, &q, 0, "m2,");
+    q.since = 0;
+    expect_range(st, &q, 0, "m1,m2,");
+
+    /* Rewriting x moves it last in stamp order, not in seq order. */
+    usleep(20000);
+    assert_int_equal(storage_put(st, "a", "arch", "x", "m1b", 3), 0);
+    storage_range_t by = {.by_stamp = 1};
+    expect_range(st, &by, 0, "m2,m3,m1b,");
+    by.reverse = 1;
+    expect_range(st, &by, 0, "m1b,m3,m2,");
+    by.after = "z";          /* later than z in (stamp, seq) order, whatever the direction */
+    expect_range(st, &by, 0, "m1b,");
+    by.after = NULL;
+    by.before = "x";
+    expect_range(st, &by, 0, "m3,m2,");
+    by.reverse = 0;
+    expect_range(st, &by, 0, "m2,m3,");
+    storage_range_t seq = {0};
+    expect_range(st, &seq, 0, "m1b,m2,m3,");
+}
+
+/* ------------------------------------------------------------ scan, import */
+
+static void test_scan_import(void **state)
+{
+    fixture_t *f = *state;
+    f->st = open_ok(f);
+    storage_t *st = f->st;
+    for (int i = 0; i < 25; i++) {
+        char v[16];
+        snprintf(v, sizeof v, "v%d", i);
+        assert_int_equal(storage_append(st, i % 2 ? "a" : "b", "c", v, strlen(v), NULL), 0);
+    }
+    assert_int_equal(storage_put(st, "a", "d", "k", "kv", 2), 0);
+    /* Pages of 10 in seq order across owners. */
+    int64_t after = 0, last = 0;
+    int n = 0, pages = 0;
+    for (;;) {
+        storage_res_t res;
+        assert_int_equal(storage_scan(st, after, 10, &res), 0);
+        pages++;
+        for (size_t i = 0; i < res.nrecs; i++) {
+            assert_true(res.recs[i].seq > last);
+            last = res.recs[i].seq;
+            assert_non_null(res.recs[i].owner);
+            assert_non_null(res.recs[i].coll);
+            n++;
+        }
+        size_t got = res.nrecs;
+        if (got)
+            after = res.recs[got - 1].seq;
+        storage_res_clear(&res);
+        if (got < 10)
+            break;
+    }
+    assert_int_equal(n, 26);
+    assert_int_equal(pages, 3);
+
+    /* Import keeps seq, key and stamp; appends after it never reuse a seq. */
+    assert_int_equal(storage_user_import(st, "imp@x", "K", NULL, 1234567), 0);
+    storage_rec_t r = {.seq = 1000, .stamp = 42, .key = (char *)"1000", .val = (char *)"iv",
+                       .len = 2};
+    assert_int_equal(storage_import(st, "imp@x", "c", &r), 0);
+    assert_int_equal(storage_import_done(st), 0);
+    int64_t seq;
+    assert_int_equal(storage_append(st, "imp@x", "c", "next", 4, &seq), 0);
+    assert_true(seq > 1000);
+    storage_range_t q = {0};
+    storage_res_t res;
+    assert_int_equal(storage_range(st, "imp@x", "c", &q, &res), 0);
+    assert_int_equal(res.nrecs, 2);
+    assert_int_equal(res.recs[0].seq, 1000);
+    assert_int_equal(res.recs[0].stamp, 42);
+    assert_string_equal(res.recs[0].key, "1000");
+    storage_res_clear(&res);
+}
+
+/* ------------------------------------------------------------ asynchronous form */
+
+typedef struct acall {
+    int done;
+    int status;
+    int64_t n;
+    char val[64];
+    size_t nrecs;
+} acall_t;
+
+static void acall_cb(storage_res_t *res, void *arg)
+{
+    acall_t *a = arg;
+    a->done++;
+    a->status = res->status;
+    a->n = res->n;
+    a->nrecs = res->nrecs;
+    if (res->val)
+        snprintf(a->val, sizeof a->val, "%s", res->val);
+    else if (res->sha256)
+        snprintf(a->val, sizeof a->val, "%s", res->sha256);
+}
+
+static void test_async(void **state)
+{
+    fixture_t *f = *state;
+    f->st = open_ok(f);
+    storage_t *st = f->st;
+    acall_t a[8];
+    memset(a, 0, sizeof a);
+    /* Submitted back to back: they run in order. */
+    storage_user_create_async(st, "u@x", "K256", NULL, acall_cb, &a[0]);
+    storage_put_async(st, "u@x", "c", "k", "val", 3, acall_cb, &a[1]);
+    storage_get_async(st, "u@x", "c", "k", acall_cb, &a[2]);
+    storage_append_async(st, "u@x", "c", "app", 3, acall_cb, &a[3]);
+    storage_count_async(st, "u@x", "c", acall_cb, &a[4]);
+    storage_user_get_async(st, "u@x", acall_cb, &a[5]);
+    storage_range_t q = {.reverse = 1, .limit = 1};
+    storage_range_async(st, "u@x", "c", &q, acall_cb, &a[6]);
+    storage_user_delete_async(st, "u@x", acall_cb, &a[7]);
+    if (!storage_is_async(st))
+        assert_int_equal(a[7].done, 1);   /* SQLite: done inside the calls */
+    storage_drain(st);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(a[i].done, 1);
+        assert_int_equal(a[i].status, 0);
+    }
+    assert_string_equal(a[2].val, "val");
+    assert_true(a[3].n > 0);
+    assert_int_equal(a[4].n, 2);
+    assert_string_equal(a[5].val, "K256");
+    assert_int_equal(a[6].nrecs, 1);
+    assert_int_equal(storage_count(st, "u@x", "c"), 0);
+}
+
+typedef struct ticker {
+    struct event *ev;
+    int ticks;
+} ticker_t;
+
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ((ticker_t *)arg)->ticks++;
+}
+
+/* A slow query does not hold the loop: a 10 ms timer keeps firing while the
+ * database sleeps 500 ms, and the call returns at once. SQLite answers inside
+ * the call (it is local and quick). */
+static void test_slow_query_loop_turns(void **state)
+{
+    fixture_t *f = *state;
+    f->st = open_ok(f);
+    storage_t *st = f->st;
+    ticker_t t = {0};
+    t.ev = event_new(storage_base(st), -1, EV_PERSIST, tick, &t);
+    struct timeval ten = {0, 10000};
+    event_add(t.ev, &ten);
+    acall_t a = {0};
+    int64_t t0 = storage_now_us();
+    storage_ping_async(st, 500, acall_cb, &a);
+    int64_t call_us = storage_now_us() - t0;
+    if (!pg_url) {
+        assert_int_equal(a.done, 1);
+        event_free(t.ev);
+        return;
+    }
+    assert_int_equal(a.done, 0);
+    assert_true(call_us < 50000);
+    while (!a.done)
+        event_base_loop(storage_base(st), EVLOOP_ONCE);
+    int64_t total_us = storage_now_us() - t0;
+    event_free(t.ev);
+    assert_int_equal(a.status, 0);
+    assert_true(total_us >= 500000);
+    /* 50 periods in 500 ms; a loaded machine may merge a few. */
+    assert_true(t.ticks >= 25);
+    print_message("slow query: call returned in %lld us, answer after %lld ms, %d timer ticks\n",
+                  (long long)call_us, (long long)(total_us / 1000), t.ticks);
+}
+
+/* The server drops the connection: what was in flight or queued fails, the
+ * driver reconnects on its own, and requests work again. */
+static void test_reconnect(void **state)
+{
+    if (!pg_url)
+        skip();
+#ifdef WEFT_HAVE_PGSQL
+    fixture_t *f = *state;
+    f->st = open_ok(f);
+    storage_t *st = f->st;
+    assert_int_equal(storage_put(st, "a", "c", "k", "v", 1), 0);
+    pg_run("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+           " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+           " AND backend_type = 'client backend'");
+    /* The first request finds the connection dead. */
+    int first = storage_ping(st, 0);
+    int64_t t0 = storage_now_us();
+    int ok = first == 0;
+    while (!ok && storage_now_us() - t0 < 10000000) {
+        struct timeval tv = {0, 50000};
+        event_base_loopexit(storage_base(st), &tv);
+        event_base_dispatch(storage_base(st));
+        ok = storage_ping(st, 0) == 0;
+    }
+    assert_true(ok);
+    char *v;
+    assert_int_equal(storage_get(st, "a", "c", "k", &v, NULL), 0);
+    assert_string_equal(v, "v");
+    free(v);
+    print_message("reconnect: first request %s, back after %lld ms\n",
+                  first == 0 ? "succeeded" : "failed",
+                  (long long)((storage_now_us() - t0) / 1000));
+#else
+    (void)state;
+#endif
+}
+
+
+/* A blocking call made from a completion callback: fine on SQLite (no loop
+ * runs); on PostgreSQL the loop cannot run inside itself, and storage aborts
+ * with a log line instead of spinning forever. */
+static void nested_blocking_cb(storage_res_t *res, void *arg)
+{
+    (void)res;
+    storage_t *st = arg;
+    int n = storage_count(st, "a", "c");
+    if (!storage_is_async(st))
+        assert_int_equal(n, 1);
+}
+
+static void test_blocking_inside_callback(void **state)
+{
+    fixture_t *f = *state;
+    f->st = open_ok(f);
+    assert_int_equal(storage_put(f->st, "a", "c", "k", "v", 1), 0);
+    if (!pg_url) {
+        storage_ping_async(f->st, 0, nested_blocking_cb, f->st);
+        return;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* A connection of its own: the parent's stays untouched. */
+        storage_t *c = open_ok(f);
+        storage_ping_async(c, 0, nested_blocking_cb, c);
+        storage_drain(c);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGABRT);
 }
 
 int main(void)
 {
+    pg_url = getenv("WEFT_TEST_PGSQL");
+    if (pg_url && !*pg_url)
+        pg_url = NULL;
+#ifndef WEFT_HAVE_PGSQL
+    if (pg_url) {
+        fprintf(stderr, "test_storage: built without the PostgreSQL driver\n");
+        return 77;
+    }
+#endif
+    print_message("storage driver under test: %s\n", pg_url ? "postgresql" : "sqlite");
     /* Expected error lines (refused nesting, ...) would only clutter the output. */
-    log_open("test_storage", "file:/dev/null", LOG_LVL_ERROR);
+    log_open("test_storage", getenv("WEFT_TEST_LOG") ? "stderr" : "file:/dev/null", LOG_LVL_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_creates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_empty_file_migrates, setup, teardown),
@@ -653,6 +1182,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_handles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reentry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_schemes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_v1_migrates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_seq, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_range, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_range_stamps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scan_import, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_query_loop_turns, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blocking_inside_callback, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     log_close();

@@ -337,6 +337,32 @@ static void test_handshake_tls13(void **state)
     SSL_CTX_free(c);
 }
 
+/* tls_server_set_tickets: off sends no ticket in TLS 1.3 (no NewSessionTicket
+ * at all, not stateful ones) nor in TLS 1.2; on, the client holds one after
+ * the handshake and the first data. */
+static void test_session_tickets(void **state)
+{
+    (void)state;
+    static const int versions[] = {TLS1_2_VERSION, TLS1_3_VERSION};
+    for (size_t v = 0; v < sizeof versions / sizeof versions[0]; v++) {
+        int max = versions[v];
+        for (int on = 0; on <= 1; on++) {
+            SSL_CTX *s = server_ctx(TLS_CLIENT_CERT_NONE, NULL);
+            SSL_CTX *c = client_ctx(0);
+            SSL_CTX_set_max_proto_version(c, max);
+            tls_server_set_tickets(s, on);
+            pair_t p;
+            pair_new(&p, s, c);
+            assert_int_equal(pair_handshake(&p), 0);   /* the client read data after any ticket */
+            assert_int_equal(SSL_version(p.c), max);
+            assert_int_equal(SSL_SESSION_has_ticket(SSL_get0_session(p.c)), on);
+            pair_free(&p);
+            SSL_CTX_free(s);
+            SSL_CTX_free(c);
+        }
+    }
+}
+
 static void test_handshake_tls12(void **state)
 {
     (void)state;
@@ -512,6 +538,7 @@ int main(void)
         cmocka_unit_test(test_policy),
         cmocka_unit_test(test_handshake_tls13),
         cmocka_unit_test(test_handshake_tls12),
+        cmocka_unit_test(test_session_tickets),
         cmocka_unit_test(test_tls11_refused),
         cmocka_unit_test(test_hostname),
         cmocka_unit_test(test_client_cert),

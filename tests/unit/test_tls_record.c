@@ -277,6 +277,51 @@ static void test_key_update_after(void **state)
     conn_free(&k);
 }
 
+/* Ours: past tls_record_set_key_limit records under one key, the next seal
+ * sends a KeyUpdate (not asking the client for one) and an OpenSSL client
+ * follows; the client's own KeyUpdates still work in between.
+ * tls_record_key_update sends one on demand, with or without the request. */
+static void test_key_update_ours(void **state)
+{
+    (void)state;
+    conn_t k;
+    conn_new(&k, NULL, 0);
+    ssl_c2s(&k, "hello");
+    take(&k);
+    tls_record_set_key_limit(2);
+    int updates = 0;
+    for (int i = 0; i < 7; i++) {
+        size_t before = evbuffer_get_length(k.out);
+        assert_int_equal(tls_record_seal(k.r, "tick", 4, k.out), 0);
+        /* a record of 4 bytes (5 + 4 + 1 + 16), preceded by our KeyUpdate
+         * (5 + 5 + 1 + 16) whenever 2 records went out under the current
+         * key: at the first seal (OpenSSL's two tickets), then every other */
+        size_t n = evbuffer_get_length(k.out) - before;
+        assert_true(n == 26 || n == 26 + 27);
+        updates += n > 26;
+        char buf[8];
+        pump_out(&k);
+        assert_int_equal(SSL_read(k.c, buf, sizeof buf), 4);
+        assert_memory_equal(buf, "tick", 4);
+        rec_c2s(&k, "tock");
+        if (i == 3) {   /* the client's own, asking for ours: answered at once */
+            assert_int_equal(SSL_key_update(k.c, SSL_KEY_UPDATE_REQUESTED), 1);
+            rec_c2s(&k, "client rekeyed");
+            assert_true(evbuffer_get_length(k.out) > 0);
+            rec_s2c(&k, "answered", 8);
+        }
+    }
+    assert_true(updates >= 3);   /* 7 seals at 2 records a key, one answer between */
+    tls_record_set_key_limit(0);
+    assert_int_equal(tls_record_key_update(k.r, 0, k.out), 0);
+    rec_s2c(&k, "not requested", 13);
+    assert_int_equal(tls_record_key_update(k.r, 1, k.out), 0);
+    rec_s2c(&k, "requested", 9);
+    rec_c2s(&k, "the client answers with its KeyUpdate first");
+    talk(&k);
+    conn_free(&k);
+}
+
 static void test_key_update_before(void **state)
 {
     (void)state;
@@ -429,6 +474,7 @@ int main(void)
         cmocka_unit_test(test_take_at_once),
         cmocka_unit_test(test_key_update_after),
         cmocka_unit_test(test_key_update_before),
+        cmocka_unit_test(test_key_update_ours),
         cmocka_unit_test(test_close_notify),
         cmocka_unit_test(test_tampered),
         cmocka_unit_test(test_byte_at_a_time),

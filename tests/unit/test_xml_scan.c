@@ -242,6 +242,37 @@ static void test_header(void **state)
     expect(" <?xml version='1.0'?>" HDR, XS_ERR_NOT_WELL_FORMED);
     expect("<?XML version='1.0'?>" HDR, XS_ERR_NOT_WELL_FORMED);
     expect("<?pi x?>" HDR, XS_ERR_RESTRICTED);
+    /* XMPP is UTF-8 only (RFC 6120 section 11.6): a declaration naming
+     * another encoding is unsupported-encoding at its "?>", a malformed one
+     * is not-well-formed whatever it names. */
+    expect("<?xml version='1.0' encoding='ISO-8859-1'?>" SHORT, XS_ERR_ENCODING);
+    expect("<?xml version='1.0' encoding='ISO-8859-1'?>", XS_ERR_ENCODING);
+    expect("<?xml version='1.0' encoding='ISO-8859-1'", XS_OK);
+    expect("<?xml version=\"1.0\" encoding=\"UTF-16\" standalone=\"yes\"?>" SHORT, XS_ERR_ENCODING);
+    expect("\xef\xbb\xbf<?xml version='1.0' encoding='latin1'?>" SHORT, XS_ERR_ENCODING);
+    expect("<?xml version='1.0' encoding='US-ASCII' standalone='no' ?>" SHORT, XS_ERR_ENCODING);
+    expect("<?xml version='1.0' encoding='UTF-8x'?>" SHORT, XS_ERR_ENCODING);
+    expect("<?xml version='1.0' encoding='UTF8'?>" SHORT, XS_ERR_ENCODING);
+    expect("<?xml version='1.0' encoding='utf-8'?>" SHORT, XS_OK);
+    expect("<?xml version='1.0' encoding='Utf-8' standalone='yes'?>" SHORT, XS_OK);
+    expect("<?xml version='1.0' encoding='ISO-8859-1' standalone='maybe'?>" SHORT, XS_ERR_NOT_WELL_FORMED);
+    expect("<?xml version='1.0' encoding='ISO-8859-1' x='1'?>" SHORT, XS_ERR_NOT_WELL_FORMED);
+    expect("<?xml version='1.0' standalone='yes' encoding='ISO-8859-1'?>" SHORT, XS_ERR_NOT_WELL_FORMED);
+    expect("<?xml version='1.0' encoding='8859-1'?>" SHORT, XS_ERR_NOT_WELL_FORMED);
+    expect("<?xml version='1.0' encoding=''?>" SHORT, XS_ERR_NOT_WELL_FORMED);
+    expect("<?xml version='1.0'encoding='ISO-8859-1'?>" SHORT, XS_ERR_NOT_WELL_FORMED);
+    /* Other declarations: standalone alone; a version must be '1.' and
+     * digits (expat takes any name characters; both parsers refuse them). */
+    expect("<?xml version='1.0' standalone='yes'?>" SHORT, XS_OK);
+    expect("<?xml version='1.1'?>" SHORT, XS_OK);
+    expect("<?xml version=''?>" SHORT, XS_ERR_NOT_WELL_FORMED);
+    expect("<?xml version='abc'?>" SHORT, XS_ERR_NOT_WELL_FORMED);
+    expect("<?xml version='1.'?>" SHORT, XS_ERR_NOT_WELL_FORMED);
+    expect("<?xml version='2.0'?>" SHORT, XS_ERR_NOT_WELL_FORMED);
+    expect("<?xml version='1.0a' encoding='ISO-8859-1'?>" SHORT, XS_ERR_NOT_WELL_FORMED);
+    expect("<?xml version='1 0'?>" SHORT, XS_ERR_NOT_WELL_FORMED);
+    expect("<?xml version='1.0'?><?xml version='1.0'?>" SHORT, XS_ERR_NOT_WELL_FORMED);
+    expect(SHORT "<?xml version='1.0' encoding='ISO-8859-1'?>", XS_ERR_NOT_WELL_FORMED);
     expect("<!-- c -->" HDR, XS_ERR_RESTRICTED);
     expect("</stream:stream>", XS_ERR_NOT_WELL_FORMED);
     /* DOCTYPE and text in the prolog are left to expat. */
@@ -395,16 +426,16 @@ static void test_chars(void **state)
     expect_body("<a>]]]]></a>", XS_ERR_NOT_WELL_FORMED);
     expect_body("<a>] ]> ]]</a>", XS_OK);
     expect_body("]]>", XS_ERR_NOT_WELL_FORMED);
-    /* UTF-16 (which expat would switch to on its own) is refused. */
+    /* UTF-16 (which expat would switch to on its own) is an unsupported encoding. */
     rec_t r;
     rec_init(&r, NULL);
-    assert_int_equal(xml_scan_feed(r.sc, "<\0s\0", 4), XS_ERR_NOT_WELL_FORMED);
+    assert_int_equal(xml_scan_feed(r.sc, "<\0s\0", 4), XS_ERR_ENCODING);
     rec_free(&r);
     rec_init(&r, NULL);
     assert_int_equal(xml_scan_feed(r.sc, "<", 1), XS_OK);
-    assert_int_equal(xml_scan_feed(r.sc, "\0", 1), XS_ERR_NOT_WELL_FORMED);
+    assert_int_equal(xml_scan_feed(r.sc, "\0", 1), XS_ERR_ENCODING);
     rec_free(&r);
-    assert_int_equal(scan_once("\xff\xfe<", NULL, NULL), XS_ERR_NOT_WELL_FORMED);
+    assert_int_equal(scan_once("\xff\xfe<", NULL, NULL), XS_ERR_ENCODING);
 }
 
 static void test_cdata(void **state)
@@ -566,6 +597,22 @@ static void test_restart(void **state)
         assert_int_equal(r.elements, 2);
         rec_free(&r);
     }
+    /* The stream after a restart is checked as the first was, at every
+     * split (xml_scan_stream against xml_stream: test_stream_restart). */
+    const char *latin = HDR "<success/><?xml version='1.0' encoding='ISO-8859-1'?>" SHORT;
+    const char *utf8 = HDR "<success/><?xml version='1.0' encoding='UTF-8'?>" SHORT "<m/>";
+    for (int i = 0; i < 2; i++) {
+        const char *t = i ? utf8 : latin;
+        int want = i ? XS_OK : XS_ERR_ENCODING;
+        for (size_t cut = 0; cut <= strlen(t); cut++) {
+            rec_t r;
+            rec_init(&r, NULL);
+            r.restart_name = "success";
+            assert_int_equal(feed(&r, t, strlen(t), cut, 0), want);
+            assert_int_equal(r.headers, 1 + i);
+            rec_free(&r);
+        }
+    }
     /* Outside a callback: at once, dropping what is buffered. */
     rec_t r;
     rec_init(&r, NULL);
@@ -721,6 +768,12 @@ static void test_stream_restart(void **state)
     size_t len = strlen(s);
     for (size_t cut = 0; cut <= len; cut++)
         assert_int_equal(w_compare(s, len, cut), XS_OK);
+    /* The new stream's declaration is checked as the first one's was. */
+    const char *enc[] = { HDR "<success xmlns='urn:sasl'/><?xml version='1.0' encoding='ISO-8859-1'?>" SHORT,
+                          HDR "<success xmlns='urn:sasl'/><?xml version='1.0' encoding='utf-8'?>" SHORT "<m/>" };
+    for (int i = 0; i < 2; i++)
+        for (size_t cut = 0; cut <= strlen(enc[i]); cut++)
+            assert_int_equal(w_compare(enc[i], strlen(enc[i]), cut), i ? XS_OK : XS_ERR_ENCODING);
     for (size_t cut = 0; cut <= len; cut += 7) {
         wrec_t w = {0};
         strbuf_init(&w.log);
@@ -769,7 +822,7 @@ static void test_stream_errors(void **state)
     }
     /* A stream that expat would read as UTF-16 is refused outright. */
     xml_scan_stream_t *ss = xml_scan_stream_new(&w_cb, NULL, NULL);
-    assert_int_equal(xml_scan_stream_feed(ss, "<\0s\0t\0", 6), XS_ERR_NOT_WELL_FORMED);
+    assert_int_equal(xml_scan_stream_feed(ss, "<\0s\0t\0", 6), XS_ERR_ENCODING);
     assert_string_equal(xml_scan_stream_error_text(ss), "the stream is not UTF-8");
     xml_scan_stream_free(ss);
 }

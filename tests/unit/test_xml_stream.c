@@ -476,8 +476,8 @@ static void test_limits(void **state)
 }
 
 /* A stream that starts with a NUL or a UTF-16 byte order mark would make
- * expat switch to UTF-16; it is refused at the start of every stream, in
- * whatever split the bytes come, and only there. */
+ * expat switch to UTF-16; it is refused (unsupported-encoding) at the start
+ * of every stream, in whatever split the bytes come, and only there. */
 static void test_utf16_refused(void **state)
 {
     (void)state;
@@ -489,7 +489,7 @@ static void test_utf16_refused(void **state)
             xs_err_t e = XS_OK;
             for (size_t off = 0; off < 4 && e == XS_OK; off += step)
                 e = xml_stream_feed(r.xs, starts[i] + off, 4 - off < step ? 4 - off : step);
-            assert_int_equal(e, XS_ERR_NOT_WELL_FORMED);
+            assert_int_equal(e, XS_ERR_ENCODING);
             assert_non_null(strstr(xml_stream_error_text(r.xs), "not UTF-8"));
             rec_done(&r);
         }
@@ -503,6 +503,59 @@ static void test_utf16_refused(void **state)
     assert_int_equal(xml_stream_feed(r.xs, "<a>\x00</a>", 8), XS_ERR_NOT_WELL_FORMED);
     assert_null(strstr(xml_stream_error_text(r.xs), "not UTF-8"));
     rec_done(&r);
+}
+
+/* XMPP is UTF-8 only (RFC 6120 section 11.6) and the parser is told so, which
+ * makes expat ignore the declared encoding: a declaration naming another one
+ * is refused as unsupported-encoding once it is complete, fed in two pieces
+ * split at every byte, also in the stream after a restart. A malformed
+ * declaration is not-well-formed, whatever it names. */
+static void test_encoding_declared(void **state)
+{
+    (void)state;
+    static const struct { const char *decl; xs_err_t want; } cases[] = {
+        { "<?xml version='1.0' encoding='ISO-8859-1'?>", XS_ERR_ENCODING },
+        { "<?xml version=\"1.0\" encoding=\"UTF-16\" standalone=\"no\"?>", XS_ERR_ENCODING },
+        { "<?xml version='1.0' encoding='us-ascii'?>", XS_ERR_ENCODING },
+        { "<?xml version='1.0' encoding='UTF8'?>", XS_ERR_ENCODING },
+        { "\xEF\xBB\xBF<?xml version='1.0' encoding='windows-1252'?>", XS_ERR_ENCODING },
+        { "<?xml version='1.0' encoding='UTF-8'?>", XS_OK },
+        { "<?xml version='1.0' encoding='utf-8' standalone='yes'?>", XS_OK },
+        { "<?xml version='1.0'?>", XS_OK },
+        { "<?xml version='1.0' standalone='yes'?>", XS_OK },
+        { "<?xml version='1.0' encoding='ISO-8859-1' standalone='maybe'?>", XS_ERR_NOT_WELL_FORMED },
+        { "<?xml version='one' encoding='ISO-8859-1'?>", XS_ERR_NOT_WELL_FORMED },
+        { "<?xml version='1.x'?>", XS_ERR_NOT_WELL_FORMED },
+        { "<?xml version=''?>", XS_ERR_NOT_WELL_FORMED },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        for (int restarted = 0; restarted < 2; restarted++) {
+            strbuf_t sb;
+            strbuf_init(&sb);
+            if (restarted)
+                strbuf_puts(&sb, HDRS "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+            strbuf_puts(&sb, cases[i].decl);
+            strbuf_puts(&sb, HDRS "<message><body>x</body></message>");
+            for (size_t cut = 0; cut <= sb.len; cut++) {
+                rec_t r;
+                rec_init(&r, NULL);
+                r.restart_name = "proceed";
+                xs_err_t e = cut ? xml_stream_feed(r.xs, sb.data, cut) : XS_OK;
+                if (e == XS_OK)
+                    e = xml_stream_feed(r.xs, sb.data + cut, sb.len - cut);
+                if (e != cases[i].want)
+                    fail_msg("%s (restarted %d) cut %zu: got %d want %d", cases[i].decl, restarted,
+                             cut, e, cases[i].want);
+                /* Refused before the header that follows is reported. */
+                assert_int_equal(r.opens, restarted + (e == XS_OK));
+                if (e == XS_ERR_ENCODING)
+                    assert_non_null(strstr(xml_stream_error_text(r.xs), "not supported"));
+                rec_done(&r);
+            }
+            strbuf_free(&sb);
+        }
+    }
+    assert_string_equal(xs_err_condition(XS_ERR_ENCODING), "unsupported-encoding");
 }
 
 static void test_restart(void **state)
@@ -601,6 +654,10 @@ static void test_parse_document(void **state)
     const char *cm = "<c>\n\n<!-- x --></c>";
     assert_null(xml_parse_document(cm, strlen(cm), NULL, err, sizeof(err), &line));
     assert_int_equal(line, 3);
+    /* A config file is UTF-8 too: one that says otherwise would be misread. */
+    const char *latin = "<?xml version='1.0' encoding='ISO-8859-1'?>\n<c/>";
+    assert_null(xml_parse_document(latin, strlen(latin), NULL, err, sizeof(err), &line));
+    assert_non_null(strstr(err, "ISO-8859-1"));
     assert_null(xml_parse_document("", 0, NULL, err, sizeof(err), &line));
     assert_null(xml_parse_document("<a>", 3, NULL, err, sizeof(err), &line));
     assert_null(xml_parse_document("<a/><b/>", 8, NULL, err, sizeof(err), &line));
@@ -760,6 +817,7 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_restart),
         cmocka_unit_test(test_utf16_refused),
+        cmocka_unit_test(test_encoding_declared),
         cmocka_unit_test(test_no_deferral),
         cmocka_unit_test(test_parse_document),
         cmocka_unit_test(test_compact),

@@ -1,0 +1,763 @@
+/* storage_sqlite: the SQLite driver of storage.h (the default).
+ *
+ * Owns one database connection and every statement it runs, each prepared
+ * once at open and reset (bindings cleared) after every use, so a bound key or
+ * value never outlives the request that bound it. The schema lives in the
+ * migration list below; PRAGMA user_version holds how many of its steps a file
+ * has had, and open applies the missing ones, each in its own transaction. A
+ * file from a newer build (a higher version) is refused.
+ *
+ * Synchronous: submit runs the request and finishes it before returning, so
+ * an _async caller's callback runs inside its call. A local write in WAL mode
+ * with synchronous=NORMAL takes microseconds (docs/storage.md has the
+ * figures), less than handing it to a worker thread would cost.
+ *
+ * Invariants and choices:
+ *  - At most one explicit transaction (storage_begin) at a time: a nested begin
+ *    fails. Operations made of several statements (append, user delete) run in
+ *    a SAVEPOINT, so they are atomic both on their own and inside a caller's
+ *    transaction (where they commit with it).
+ *  - storage_put keeps a replaced record's sequence number: it stays where it
+ *    was in its collection's list order (an upsert, not delete + insert).
+ *  - Records are not tied to accounts by a foreign key (an owner may be a
+ *    domain or a service, not only an account); user delete removes an
+ *    account's records explicitly, in the same transaction.
+ *  - Not thread-safe: one storage_t belongs to one thread. */
+#include "storage_driver.h"
+#include "log.h"
+#include "strbuf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* How long a writer waits for another connection's lock (weftctl, a backup)
+ * before the call fails. */
+#define SQL_BUSY_MS 5000
+
+/* The schema, one step per version: step i brings a file from version i to
+ * i + 1. Steps are never edited once released; a change is a new step. */
+static const char *const sql_migrations[] = {
+    /* v1 */
+    "CREATE TABLE users ("
+    "  bare TEXT PRIMARY KEY NOT NULL,"
+    "  sha256 TEXT,"
+    "  sha1 TEXT,"
+    "  created INTEGER NOT NULL);"
+    "CREATE TABLE records ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  owner TEXT NOT NULL,"
+    "  coll TEXT NOT NULL,"
+    "  key TEXT,"
+    "  value BLOB NOT NULL,"
+    "  UNIQUE (owner, coll, key));"
+    "CREATE INDEX records_list ON records (owner, coll, seq);",
+    /* v2: a stamp per record (microseconds since the epoch; 0 for records
+     * written before v2) for ranges by time. */
+    "ALTER TABLE records ADD COLUMN stamp INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX records_stamp ON records (owner, coll, stamp, seq);",
+};
+#define SQL_VERSION ((int)(sizeof sql_migrations / sizeof sql_migrations[0]))
+
+enum {
+    Q_BEGIN, Q_COMMIT, Q_ROLLBACK,
+    Q_SP_BEGIN, Q_SP_RELEASE, Q_SP_ROLLBACK,
+    Q_USER_CREATE, Q_USER_GET, Q_USER_SET, Q_USER_DEL, Q_USER_DEL_RECORDS,
+    Q_USER_EXISTS, Q_USER_LIST, Q_USER_COUNT,
+    Q_GET, Q_PUT, Q_DEL, Q_DEL_ALL, Q_APPEND, Q_APPEND_KEY, Q_LIST, Q_COUNT,
+    Q_KEY_POS, Q_RANGE_SEQ, Q_RANGE_SEQ_REV, Q_RANGE_STAMP, Q_RANGE_STAMP_REV,
+    Q_SCAN, Q_IMPORT,
+    Q_COUNT_ALL
+};
+
+/* Ranges: ?3/?4 the after point (seq, stamp), ?5/?6 the before point, ?7/?8
+ * the stamp bounds, ?9 the limit (-1: none). Absent bounds are the extremes. */
+#define RANGE_HEAD "SELECT seq, stamp, key, value FROM records WHERE owner = ?1 AND coll = ?2" \
+    " AND stamp >= ?7 AND stamp <= ?8 AND "
+#define RANGE_BY_SEQ "seq > ?3 AND seq < ?5 ORDER BY seq "
+
+static const char *const sql_text[Q_COUNT_ALL] = {
+    [Q_BEGIN] = "BEGIN IMMEDIATE",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
+    [Q_SP_BEGIN] = "SAVEPOINT storage_op",
+    [Q_SP_RELEASE] = "RELEASE storage_op",
+    [Q_SP_ROLLBACK] = "ROLLBACK TO storage_op",
+    [Q_USER_CREATE] = "INSERT INTO users (bare, sha256, sha1, created) VALUES (?1, ?2, ?3, ?4)"
+                      " ON CONFLICT (bare) DO NOTHING",
+    [Q_USER_GET] = "SELECT sha256, sha1, created FROM users WHERE bare = ?1",
+    [Q_USER_SET] = "UPDATE users SET sha256 = ?2, sha1 = ?3 WHERE bare = ?1",
+    [Q_USER_DEL] = "DELETE FROM users WHERE bare = ?1",
+    [Q_USER_DEL_RECORDS] = "DELETE FROM records WHERE owner = ?1",
+    [Q_USER_EXISTS] = "SELECT 1 FROM users WHERE bare = ?1",
+    [Q_USER_LIST] = "SELECT bare FROM users ORDER BY bare",
+    [Q_USER_COUNT] = "SELECT count(*) FROM users",
+    [Q_GET] = "SELECT value FROM records WHERE owner = ?1 AND coll = ?2 AND key = ?3",
+    [Q_PUT] = "INSERT INTO records (owner, coll, key, value, stamp) VALUES (?1, ?2, ?3, ?4, ?5)"
+              " ON CONFLICT (owner, coll, key) DO UPDATE SET value = excluded.value,"
+              " stamp = excluded.stamp",
+    [Q_DEL] = "DELETE FROM records WHERE owner = ?1 AND coll = ?2 AND key = ?3",
+    [Q_DEL_ALL] = "DELETE FROM records WHERE owner = ?1 AND coll = ?2",
+    [Q_APPEND] = "INSERT INTO records (owner, coll, key, value, stamp) VALUES (?1, ?2, NULL, ?3, ?4)",
+    [Q_APPEND_KEY] = "UPDATE records SET key = CAST(seq AS TEXT) WHERE seq = ?1",
+    [Q_LIST] = "SELECT seq, stamp, key, value FROM records WHERE owner = ?1 AND coll = ?2"
+               " ORDER BY seq",
+    [Q_COUNT] = "SELECT count(*) FROM records WHERE owner = ?1 AND coll = ?2",
+    [Q_KEY_POS] = "SELECT seq, stamp FROM records WHERE owner = ?1 AND coll = ?2 AND key = ?3",
+    [Q_RANGE_SEQ] = RANGE_HEAD RANGE_BY_SEQ "ASC LIMIT ?9",
+    [Q_RANGE_SEQ_REV] = RANGE_HEAD RANGE_BY_SEQ "DESC LIMIT ?9",
+    [Q_RANGE_STAMP] = RANGE_HEAD "(stamp, seq) > (?4, ?3) AND (stamp, seq) < (?6, ?5)"
+                      " ORDER BY stamp ASC, seq ASC LIMIT ?9",
+    [Q_RANGE_STAMP_REV] = RANGE_HEAD "(stamp, seq) > (?4, ?3) AND (stamp, seq) < (?6, ?5)"
+                          " ORDER BY stamp DESC, seq DESC LIMIT ?9",
+    [Q_SCAN] = "SELECT seq, stamp, key, value, owner, coll FROM records WHERE seq > ?1"
+               " ORDER BY seq LIMIT ?2",
+    [Q_IMPORT] = "INSERT INTO records (seq, owner, coll, key, value, stamp)"
+                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+};
+
+typedef struct sql {
+    sqlite3 *db;
+    sqlite3_stmt *q[Q_COUNT_ALL];
+    int in_txn;         /* storage_begin done, not yet committed or rolled back */
+} sql_t;
+
+/* ------------------------------------------------------------ helpers */
+
+static void sql_log_err(sql_t *d, const char *op)
+{
+    log_error("storage: driver=sqlite op=%s code=%d error=\"%s\"", op,
+              sqlite3_extended_errcode(d->db), sqlite3_errmsg(d->db));
+}
+
+static void sql_reset(sqlite3_stmt *s)
+{
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+/* Steps s once: SQLITE_ROW, SQLITE_DONE, or -1 (logged; s is then reset). */
+static int sql_step(sql_t *d, sqlite3_stmt *s, const char *op)
+{
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+        return rc;
+    sql_log_err(d, op);
+    sql_reset(s);
+    return -1;
+}
+
+/* Runs a statement that returns no rows; 0 or -1. */
+static int sql_exec(sql_t *d, int q, const char *op)
+{
+    if (sql_step(d, d->q[q], op) < 0)
+        return -1;
+    sql_reset(d->q[q]);
+    return 0;
+}
+
+static int bind_text(sql_t *d, sqlite3_stmt *s, int i, const char *v, const char *op)
+{
+    int rc = v ? sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(s, i);
+    if (rc != SQLITE_OK) {
+        sql_log_err(d, op);
+        sql_reset(s);
+        return -1;
+    }
+    return 0;
+}
+
+static int bind_int(sql_t *d, sqlite3_stmt *s, int i, int64_t v, const char *op)
+{
+    if (sqlite3_bind_int64(s, i, (sqlite3_int64)v) != SQLITE_OK) {
+        sql_log_err(d, op);
+        sql_reset(s);
+        return -1;
+    }
+    return 0;
+}
+
+static int bind_blob(sql_t *d, sqlite3_stmt *s, int i, const char *v, size_t len, const char *op)
+{
+    /* A NULL pointer would bind SQL NULL: an empty value is an empty blob. */
+    int rc = sqlite3_bind_blob64(s, i, v ? v : "", (sqlite3_uint64)len, SQLITE_STATIC);
+    if (rc != SQLITE_OK) {
+        sql_log_err(d, op);
+        sql_reset(s);
+        return -1;
+    }
+    return 0;
+}
+
+/* Binds owner and coll (?1, ?2), the start of most record statements. */
+static int bind_oc(sql_t *d, sqlite3_stmt *s, const storage_req_t *r)
+{
+    return bind_text(d, s, 1, r->owner, r->opname) < 0 ||
+                   bind_text(d, s, 2, r->coll, r->opname) < 0 ? -1 : 0;
+}
+
+/* Copies column i of the current row into a new NUL-terminated string. */
+static char *column_dup(sqlite3_stmt *s, int i, size_t *len)
+{
+    const void *p = sqlite3_column_blob(s, i);
+    size_t n = (size_t)sqlite3_column_bytes(s, i);
+    if (len)
+        *len = n;
+    return storage_memdup(p, n);
+}
+
+/* Multi-statement operations run inside a savepoint: on their own it is a
+ * transaction; inside storage_begin it nests and commits with the caller. */
+static int op_begin(sql_t *d, const char *op)
+{
+    return sql_exec(d, Q_SP_BEGIN, op);
+}
+
+static int op_end(sql_t *d, int ok, const char *op)
+{
+    if (ok && sql_exec(d, Q_SP_RELEASE, op) == 0)
+        return 0;
+    /* Failure (or a failed release, e.g. a commit that could not write): undo
+     * and leave the savepoint. These may fail too if SQLite already rolled the
+     * whole transaction back; nothing else is left to undo then. */
+    if (!sqlite3_get_autocommit(d->db)) {
+        sqlite3_step(d->q[Q_SP_ROLLBACK]);
+        sql_reset(d->q[Q_SP_ROLLBACK]);
+        sqlite3_step(d->q[Q_SP_RELEASE]);
+        sql_reset(d->q[Q_SP_RELEASE]);
+    }
+    if (d->in_txn && sqlite3_get_autocommit(d->db)) {
+        log_error("storage: driver=sqlite op=%s error=\"the enclosing transaction was rolled back\"",
+                  op);
+        d->in_txn = 0;
+    }
+    return -1;
+}
+
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ------------------------------------------------------------ open / close */
+
+/* Creates the directories above path that do not exist yet (mode 0750). */
+static int sql_mkdirs(const char *path, char *err, size_t errlen)
+{
+    char *dir = xstrdup(path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) {
+        free(dir);
+        return 0;
+    }
+    *slash = '\0';
+    for (char *p = dir + 1; ; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        int e = mkdir(dir, 0750) < 0 ? errno : 0;
+        struct stat sb;
+        if (e == EEXIST)
+            e = stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode) ? 0 : ENOTDIR;
+        if (e) {
+            errf(err, errlen, "%s: cannot create directory %s: %s", path, dir, strerror(e));
+            free(dir);
+            return -1;
+        }
+        *p = c;
+        if (c == '\0')
+            break;
+    }
+    free(dir);
+    return 0;
+}
+
+/* Creates the file 0600 before SQLite opens it (SQLite would use 0644 less the
+ * umask). The -wal and -shm files SQLite creates beside it copy the database
+ * file's mode. An existing file is left alone here: see sql_restrict. */
+static int sql_create_file(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+    if (fd < 0) {
+        errf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+/* Takes group and other access away from an existing database, once it has
+ * opened as one (never from some other file given by mistake). */
+static void sql_restrict(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) < 0 || !(sb.st_mode & 077))
+        return;
+    if (chmod(path, sb.st_mode & 0700) == 0)
+        log_warn("storage: path=%s event=mode-restricted old=%04o new=%04o", path,
+                 (unsigned)(sb.st_mode & 07777), (unsigned)(sb.st_mode & 0700));
+    else
+        log_warn("storage: path=%s error=\"cannot restrict mode: %s\"", path, strerror(errno));
+}
+
+/* Runs one SQL text (possibly several statements) without preparing it for
+ * later: pragmas and migrations only. */
+static int sql_exec_text(sqlite3 *db, const char *sql, const char *path, char *err,
+                         size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        errf(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int sql_int_pragma(sqlite3 *db, const char *sql, int *out)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+static int sql_migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    int version;
+    if (sql_int_pragma(db, "PRAGMA user_version", &version) < 0) {
+        errf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
+        return -1;
+    }
+    if (version > SQL_VERSION) {
+        errf(err, errlen, "%s: schema version %d is newer than this build knows (%d)", path,
+             version, SQL_VERSION);
+        return -1;
+    }
+    for (int v = version; v < SQL_VERSION; v++) {
+        char set[64];
+        snprintf(set, sizeof set, "PRAGMA user_version = %d", v + 1);
+        if (sql_exec_text(db, "BEGIN IMMEDIATE", path, err, errlen) < 0)
+            return -1;
+        if (sql_exec_text(db, sql_migrations[v], path, err, errlen) < 0 ||
+            sql_exec_text(db, set, path, err, errlen) < 0 ||
+            sql_exec_text(db, "COMMIT", path, err, errlen) < 0) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return -1;
+        }
+        log_info("storage: driver=sqlite path=%s event=migrated version=%d", path, v + 1);
+    }
+    return 0;
+}
+
+static void sql_close(storage_t *st)
+{
+    sql_t *d = st->drv_data;
+    if (!d)
+        return;
+    if (d->db && !sqlite3_get_autocommit(d->db)) {
+        log_warn("storage: driver=sqlite event=close-in-transaction action=rollback");
+        sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    for (int i = 0; i < Q_COUNT_ALL; i++)
+        sqlite3_finalize(d->q[i]);
+    if (d->db) {
+        /* Keeps the query planner's statistics fresh; cheap when nothing changed. */
+        if (d->q[0])
+            sqlite3_exec(d->db, "PRAGMA optimize", NULL, NULL, NULL);
+        if (sqlite3_close(d->db) != SQLITE_OK)
+            log_error("storage: driver=sqlite op=close error=\"%s\"", sqlite3_errmsg(d->db));
+    }
+    free(d);
+    st->drv_data = NULL;
+}
+
+static int sql_open(storage_t *st, const char *path, char *err, size_t errlen)
+{
+    if (!*path) {
+        errf(err, errlen, "no database path");
+        return -1;
+    }
+    if (sql_mkdirs(path, err, errlen) < 0 || sql_create_file(path, err, errlen) < 0)
+        return -1;
+
+    sql_t *d = xcalloc(1, sizeof *d);
+    st->drv_data = d;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &d->db, flags, NULL) != SQLITE_OK) {
+        errf(err, errlen, "%s: %s", path, d->db ? sqlite3_errmsg(d->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_extended_result_codes(d->db, 1);
+    sqlite3_busy_timeout(d->db, SQL_BUSY_MS);
+
+    /* journal_mode answers with the mode in force: anything but "wal" means
+     * the file could not be switched (read-only, or not a database). */
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(d->db, "PRAGMA journal_mode = WAL", -1, &s, NULL) != SQLITE_OK) {
+        errf(err, errlen, "%s: %s", path, sqlite3_errmsg(d->db));
+        goto fail;
+    }
+    int rc = sqlite3_step(s);
+    const unsigned char *mode = rc == SQLITE_ROW ? sqlite3_column_text(s, 0) : NULL;
+    if (!mode || strcmp((const char *)mode, "wal") != 0) {
+        errf(err, errlen, "%s: cannot use WAL mode: %s", path,
+             mode ? (const char *)mode : sqlite3_errmsg(d->db));
+        sqlite3_finalize(s);
+        goto fail;
+    }
+    sqlite3_finalize(s);
+
+    if (sql_exec_text(d->db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;", path, err,
+                      errlen) < 0 ||
+        sql_migrate(d->db, path, err, errlen) < 0)
+        goto fail;
+
+    for (int i = 0; i < Q_COUNT_ALL; i++) {
+        if (sqlite3_prepare_v3(d->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT, &d->q[i],
+                               NULL) != SQLITE_OK) {
+            errf(err, errlen, "%s: preparing statement %d: %s", path, i, sqlite3_errmsg(d->db));
+            goto fail;
+        }
+    }
+    sql_restrict(path);
+    return 0;
+
+fail:
+    sql_close(st);
+    return -1;
+}
+
+static void sql_set_cache(storage_t *st, size_t bytes)
+{
+    sql_t *d = st->drv_data;
+    char text[64];
+    /* A negative cache_size is in KiB, whatever the page size. */
+    snprintf(text, sizeof text, "PRAGMA cache_size = -%zu", bytes / 1024 ? bytes / 1024 : 1);
+    if (sqlite3_exec(d->db, text, NULL, NULL, NULL) != SQLITE_OK)
+        log_warn("storage: driver=sqlite op=cache-size error=\"%s\"", sqlite3_errmsg(d->db));
+}
+
+/* ------------------------------------------------------------ transactions */
+
+static int sql_begin(sql_t *d)
+{
+    if (d->in_txn) {
+        log_error("storage: driver=sqlite op=begin error=\"nested transactions are not supported\"");
+        return -1;
+    }
+    if (sql_exec(d, Q_BEGIN, "begin") < 0)
+        return -1;
+    d->in_txn = 1;
+    return 0;
+}
+
+static int sql_commit(sql_t *d)
+{
+    if (!d->in_txn) {
+        log_error("storage: driver=sqlite op=commit error=\"no transaction\"");
+        return -1;
+    }
+    d->in_txn = 0;
+    if (sqlite3_get_autocommit(d->db)) {
+        log_error("storage: driver=sqlite op=commit error=\"the transaction was already rolled back\"");
+        return -1;
+    }
+    if (sql_exec(d, Q_COMMIT, "commit") == 0)
+        return 0;
+    if (!sqlite3_get_autocommit(d->db))
+        sql_exec(d, Q_ROLLBACK, "rollback");
+    return -1;
+}
+
+/* Rolling back with no transaction open does nothing (callers may roll back
+ * after a failed commit, which has already done so). */
+static int sql_rollback(sql_t *d)
+{
+    d->in_txn = 0;
+    if (sqlite3_get_autocommit(d->db))
+        return 0;
+    return sql_exec(d, Q_ROLLBACK, "rollback");
+}
+
+/* ------------------------------------------------------------ accounts */
+
+static int sql_user_create(sql_t *d, storage_req_t *r)
+{
+    sqlite3_stmt *s = d->q[Q_USER_CREATE];
+    if (bind_text(d, s, 1, r->owner, r->opname) < 0 ||
+        bind_text(d, s, 2, r->sha256, r->opname) < 0 ||
+        bind_text(d, s, 3, r->sha1, r->opname) < 0 ||
+        bind_int(d, s, 4, r->created, r->opname) < 0 ||
+        sql_exec(d, Q_USER_CREATE, r->opname) < 0)
+        return -1;
+    return sqlite3_changes(d->db) == 0 ? 1 : 0;
+}
+
+static int sql_user_get(sql_t *d, storage_req_t *r)
+{
+    sqlite3_stmt *s = d->q[Q_USER_GET];
+    if (bind_text(d, s, 1, r->owner, r->opname) < 0)
+        return -1;
+    int rc = sql_step(d, s, r->opname);
+    if (rc < 0)
+        return -1;
+    if (rc == SQLITE_ROW) {
+        if (sqlite3_column_type(s, 0) != SQLITE_NULL)
+            r->res.sha256 = column_dup(s, 0, NULL);
+        if (sqlite3_column_type(s, 1) != SQLITE_NULL)
+            r->res.sha1 = column_dup(s, 1, NULL);
+        r->res.created = sqlite3_column_int64(s, 2);
+    }
+    sql_reset(s);
+    return rc == SQLITE_ROW ? 0 : 1;
+}
+
+static int sql_user_set(sql_t *d, storage_req_t *r)
+{
+    sqlite3_stmt *s = d->q[Q_USER_SET];
+    if (bind_text(d, s, 1, r->owner, r->opname) < 0 ||
+        bind_text(d, s, 2, r->sha256, r->opname) < 0 ||
+        bind_text(d, s, 3, r->sha1, r->opname) < 0 || sql_exec(d, Q_USER_SET, r->opname) < 0)
+        return -1;
+    return sqlite3_changes(d->db) == 0 ? 1 : 0;
+}
+
+static int sql_user_delete(sql_t *d, storage_req_t *r)
+{
+    const char *op = r->opname;
+    if (op_begin(d, op) < 0)
+        return -1;
+    if (bind_text(d, d->q[Q_USER_DEL], 1, r->owner, op) < 0 || sql_exec(d, Q_USER_DEL, op) < 0)
+        return op_end(d, 0, op);
+    int found = sqlite3_changes(d->db) > 0;
+    if (bind_text(d, d->q[Q_USER_DEL_RECORDS], 1, r->owner, op) < 0 ||
+        sql_exec(d, Q_USER_DEL_RECORDS, op) < 0)
+        return op_end(d, 0, op);
+    if (op_end(d, 1, op) < 0)
+        return -1;
+    return found ? 0 : 1;
+}
+
+/* Reads one integer (count(*), or 1 for a row's existence) into res->n. */
+static int sql_one_int(sql_t *d, sqlite3_stmt *s, storage_req_t *r)
+{
+    int rc = sql_step(d, s, r->opname);
+    if (rc < 0)
+        return -1;
+    r->res.n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sql_reset(s);
+    return 0;
+}
+
+static int sql_user_list(sql_t *d, storage_req_t *r)
+{
+    sqlite3_stmt *s = d->q[Q_USER_LIST];
+    int rc;
+    while ((rc = sql_step(d, s, r->opname)) == SQLITE_ROW)
+        storage_res_add_name(&r->res, (const char *)sqlite3_column_text(s, 0));
+    if (rc < 0)
+        return -1;
+    sql_reset(s);
+    return 0;
+}
+
+/* ------------------------------------------------------------ records */
+
+static int sql_get(sql_t *d, storage_req_t *r)
+{
+    sqlite3_stmt *s = d->q[Q_GET];
+    if (bind_oc(d, s, r) < 0 || bind_text(d, s, 3, r->key, r->opname) < 0)
+        return -1;
+    int rc = sql_step(d, s, r->opname);
+    if (rc < 0)
+        return -1;
+    if (rc == SQLITE_ROW)
+        r->res.val = column_dup(s, 0, &r->res.len);
+    sql_reset(s);
+    return rc == SQLITE_ROW ? 0 : 1;
+}
+
+static int sql_put(sql_t *d, storage_req_t *r)
+{
+    sqlite3_stmt *s = d->q[Q_PUT];
+    if (bind_oc(d, s, r) < 0 || bind_text(d, s, 3, r->key, r->opname) < 0 ||
+        bind_blob(d, s, 4, r->val, r->len, r->opname) < 0 ||
+        bind_int(d, s, 5, r->stamp, r->opname) < 0)
+        return -1;
+    return sql_exec(d, Q_PUT, r->opname);
+}
+
+/* Deletes by the bound statement q; 1 when nothing matched (del only). */
+static int sql_del(sql_t *d, storage_req_t *r, int q)
+{
+    sqlite3_stmt *s = d->q[q];
+    if (bind_oc(d, s, r) < 0 || (q == Q_DEL && bind_text(d, s, 3, r->key, r->opname) < 0) ||
+        sql_exec(d, q, r->opname) < 0)
+        return -1;
+    return q == Q_DEL && sqlite3_changes(d->db) == 0 ? 1 : 0;
+}
+
+/* The key is the record's sequence number, which AUTOINCREMENT never reuses,
+ * even after deletes: keys of a collection only grow. Inserted with no key,
+ * then given its seq as key, in one savepoint. */
+static int sql_append(sql_t *d, storage_req_t *r)
+{
+    const char *op = r->opname;
+    if (op_begin(d, op) < 0)
+        return -1;
+    sqlite3_stmt *s = d->q[Q_APPEND];
+    if (bind_oc(d, s, r) < 0 || bind_blob(d, s, 3, r->val, r->len, op) < 0 ||
+        bind_int(d, s, 4, r->stamp, op) < 0 || sql_exec(d, Q_APPEND, op) < 0)
+        return op_end(d, 0, op);
+    r->res.n = sqlite3_last_insert_rowid(d->db);
+    if (bind_int(d, d->q[Q_APPEND_KEY], 1, r->res.n, op) < 0 ||
+        sql_exec(d, Q_APPEND_KEY, op) < 0)
+        return op_end(d, 0, op);
+    return op_end(d, 1, op);
+}
+
+/* Collects the rows of s (bound; columns seq, stamp, key, value and, for a
+ * scan, owner, coll) into the result. */
+static int sql_rows(sql_t *d, sqlite3_stmt *s, storage_req_t *r, int with_owner)
+{
+    int rc;
+    while ((rc = sql_step(d, s, r->opname)) == SQLITE_ROW) {
+        storage_rec_t *rec = storage_res_add(&r->res);
+        rec->seq = sqlite3_column_int64(s, 0);
+        rec->stamp = sqlite3_column_int64(s, 1);
+        rec->key = column_dup(s, 2, NULL);
+        rec->val = column_dup(s, 3, &rec->len);
+        if (with_owner) {
+            rec->owner = column_dup(s, 4, NULL);
+            rec->coll = column_dup(s, 5, NULL);
+        }
+    }
+    if (rc < 0)
+        return -1;
+    sql_reset(s);
+    return 0;
+}
+
+/* Where the record named key sits: *seq, *stamp; 1 when there is none. */
+static int sql_key_pos(sql_t *d, storage_req_t *r, const char *key, int64_t *seq, int64_t *stamp)
+{
+    sqlite3_stmt *s = d->q[Q_KEY_POS];
+    if (bind_oc(d, s, r) < 0 || bind_text(d, s, 3, key, r->opname) < 0)
+        return -1;
+    int rc = sql_step(d, s, r->opname);
+    if (rc < 0)
+        return -1;
+    if (rc == SQLITE_ROW) {
+        *seq = sqlite3_column_int64(s, 0);
+        *stamp = sqlite3_column_int64(s, 1);
+    }
+    sql_reset(s);
+    return rc == SQLITE_ROW ? 0 : 1;
+}
+
+static int sql_range(sql_t *d, storage_req_t *r)
+{
+    const storage_range_t *q = &r->range;
+    int64_t a_seq = -1, a_stamp = INT64_MIN, b_seq = INT64_MAX, b_stamp = INT64_MAX;
+    int rc;
+    if (q->after && (rc = sql_key_pos(d, r, q->after, &a_seq, &a_stamp)) != 0)
+        return rc;
+    if (q->before && (rc = sql_key_pos(d, r, q->before, &b_seq, &b_stamp)) != 0)
+        return rc;
+    int which = q->by_stamp ? (q->reverse ? Q_RANGE_STAMP_REV : Q_RANGE_STAMP)
+                            : (q->reverse ? Q_RANGE_SEQ_REV : Q_RANGE_SEQ);
+    sqlite3_stmt *s = d->q[which];
+    int64_t limit = q->limit ? (int64_t)q->limit : -1;
+    if (bind_oc(d, s, r) < 0 || bind_int(d, s, 3, a_seq, r->opname) < 0 ||
+        bind_int(d, s, 4, a_stamp, r->opname) < 0 || bind_int(d, s, 5, b_seq, r->opname) < 0 ||
+        bind_int(d, s, 6, b_stamp, r->opname) < 0 ||
+        bind_int(d, s, 7, q->since ? q->since : INT64_MIN, r->opname) < 0 ||
+        bind_int(d, s, 8, q->until ? q->until : INT64_MAX, r->opname) < 0 ||
+        bind_int(d, s, 9, limit, r->opname) < 0)
+        return -1;
+    return sql_rows(d, s, r, 0);
+}
+
+static int sql_import(sql_t *d, storage_req_t *r)
+{
+    sqlite3_stmt *s = d->q[Q_IMPORT];
+    if (bind_int(d, s, 1, r->seq, r->opname) < 0 || bind_text(d, s, 2, r->owner, r->opname) < 0 ||
+        bind_text(d, s, 3, r->coll, r->opname) < 0 || bind_text(d, s, 4, r->key, r->opname) < 0 ||
+        bind_blob(d, s, 5, r->val, r->len, r->opname) < 0 ||
+        bind_int(d, s, 6, r->stamp, r->opname) < 0)
+        return -1;
+    return sql_exec(d, Q_IMPORT, r->opname);
+}
+
+static int sql_run(sql_t *d, storage_req_t *r)
+{
+    sqlite3_stmt *s;
+    switch (r->op) {
+    case SOP_BEGIN: return sql_begin(d);
+    case SOP_COMMIT: return sql_commit(d);
+    case SOP_ROLLBACK: return sql_rollback(d);
+    case SOP_USER_CREATE: case SOP_USER_IMPORT: return sql_user_create(d, r);
+    case SOP_USER_GET: return sql_user_get(d, r);
+    case SOP_USER_SET: return sql_user_set(d, r);
+    case SOP_USER_DELETE: return sql_user_delete(d, r);
+    case SOP_USER_EXISTS:
+        s = d->q[Q_USER_EXISTS];
+        return bind_text(d, s, 1, r->owner, r->opname) < 0 ? -1 : sql_one_int(d, s, r);
+    case SOP_USER_LIST: return sql_user_list(d, r);
+    case SOP_USER_COUNT: return sql_one_int(d, d->q[Q_USER_COUNT], r);
+    case SOP_GET: return sql_get(d, r);
+    case SOP_PUT: return sql_put(d, r);
+    case SOP_DEL: return sql_del(d, r, Q_DEL);
+    case SOP_DEL_ALL: return sql_del(d, r, Q_DEL_ALL);
+    case SOP_APPEND: return sql_append(d, r);
+    case SOP_LIST:
+        return bind_oc(d, d->q[Q_LIST], r) < 0 ? -1 : sql_rows(d, d->q[Q_LIST], r, 0);
+    case SOP_COUNT:
+        return bind_oc(d, d->q[Q_COUNT], r) < 0 ? -1 : sql_one_int(d, d->q[Q_COUNT], r);
+    case SOP_RANGE: return sql_range(d, r);
+    case SOP_SCAN:
+        s = d->q[Q_SCAN];
+        if (bind_int(d, s, 1, r->seq, r->opname) < 0 ||
+            bind_int(d, s, 2, r->num > 0 ? r->num : -1, r->opname) < 0)
+            return -1;
+        return sql_rows(d, s, r, 1);
+    case SOP_IMPORT: return sql_import(d, r);
+    case SOP_IMPORT_DONE: case SOP_PING: return 0;   /* AUTOINCREMENT follows imports */
+    }
+    return -1;
+}
+
+static void sql_submit(storage_t *st, storage_req_t *r)
+{
+    r->res.status = sql_run(st->drv_data, r);
+    storage_req_done(st, r);
+}
+
+const storage_driver_t storage_sqlite_driver = {
+    .name = "sqlite",
+    .async = 0,
+    .open = sql_open,
+    .close = sql_close,
+    .submit = sql_submit,
+    .set_cache = sql_set_cache,
+};
