@@ -23,16 +23,9 @@
 #define COLL_VCARD "vcard"
 #define VCARD_MAX (64u * 1024u)   /* bytes of one serialized vCard */
 
-int sm_vcard_load(const char *owner, xml_node_t **out)
+/* The stored record parsed back, or NULL (logged) when unreadable. */
+static xml_node_t *vcard_parse(const char *owner, const char *val, size_t len)
 {
-    *out = NULL;
-    char *val = NULL;
-    size_t len = 0;
-    int r = storage_get(sm_storage, owner, COLL_VCARD, "", &val, &len);
-    if (r < 0)
-        return -1;
-    if (r == 1)
-        return 0;
     xml_limits_t lim;
     xml_limits_default(&lim);
     lim.max_stanza_bytes = VCARD_MAX * 2;
@@ -44,20 +37,41 @@ int sm_vcard_load(const char *owner, xml_node_t **out)
         xml_free(vc);
         vc = NULL;
     }
+    return vc;
+}
+
+int sm_vcard_load(const char *owner, xml_node_t **out)
+{
+    *out = NULL;
+    char *val = NULL;
+    size_t len = 0;
+    int r = storage_get(sm_storage, owner, COLL_VCARD, "", &val, &len);
+    if (r < 0)
+        return -1;
+    if (r == 0)
+        *out = vcard_parse(owner, val, len);
     free(val);
-    *out = vc;
     return 0;
 }
 
-/* From anyone: the stored vCard, or an empty one. */
-static void vcard_get(sm_iq_t *req)
+static void vcard_got(storage_res_t *res, void *arg)
 {
-    xml_node_t *vc;
-    if (sm_vcard_load(req->user->bare, &vc) < 0) {
+    sm_iq_t *req = arg;
+    if (res->status < 0) {
         sm_iq_error(req, "internal-server-error", "wait");
         return;
     }
+    xml_node_t *vc = res->status == 0 ? vcard_parse(req->user->bare, res->val, res->len) : NULL;
     sm_iq_reply(req, vc ? vc : xml_elem_new(NS_VCARD, "vCard"));
+}
+
+/* From anyone: the stored vCard, or an empty one. Written on storage's
+ * asynchronous form: the request is deferred and answered from the callback
+ * (at once on SQLite, from the event loop on a network database). */
+static void vcard_get(sm_iq_t *req)
+{
+    sm_iq_t *later = sm_iq_defer(req);
+    storage_get_async(sm_storage, later->user->bare, COLL_VCARD, "", vcard_got, later);
 }
 
 /* Only by the account itself. */
