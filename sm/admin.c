@@ -7,12 +7,12 @@
  * Anything else is "error unknown-command". Lines are key=value, as on the
  * router's control socket (router/control.c).
  *
- * Sessions belong to core.c; admin learns of them through the session start
- * and end hooks (registered before any module's, so no handler can stop the
- * chain before us) and keeps an index of pointers. Invariant: a pointer is in
- * the index exactly from SM_HOOK_SESS_START to SM_HOOK_SESS_END of its
- * session, so every pointer in it is live; at exit core frees sessions without
- * the end hook, so admin_free empties the index without looking inside. */
+ * Sessions belong to core.c, which calls admin_sess_start and admin_sess_end
+ * (before any module's hook runs) and admin keeps an index of pointers.
+ * Invariant: a pointer is in the index exactly from the start to the end of
+ * its session, so every pointer in it is live; at exit core frees sessions
+ * without ending them, so admin_free empties the index without looking
+ * inside. */
 #include "sm.h"
 #include "log.h"
 #include "net.h"
@@ -43,30 +43,27 @@ static unsigned admin_hash(const sm_sess_t *s)
     return (unsigned)((p >> 4) ^ (p >> 16)) % ADMIN_BUCKETS;
 }
 
-static sm_ret_t admin_on_sess(sm_hook_t hook, sm_user_t *user, sm_sess_t *sess, xml_node_t *stanza, void *arg)
+void admin_sess_start(sm_sess_t *s)
 {
-    (void)user;
-    (void)stanza;
-    (void)arg;
-    admin_ent_t **pp = &admin_tab[admin_hash(sess)];
-    if (hook == SM_HOOK_SESS_START) {
-        admin_ent_t *e = xcalloc(1, sizeof *e);
-        e->s = sess;
-        e->next = *pp;
-        *pp = e;
-        admin_nsess++;
-        return SM_PASS;
-    }
-    for (; *pp; pp = &(*pp)->next) {
-        if ((*pp)->s == sess) {
+    admin_ent_t **pp = &admin_tab[admin_hash(s)];
+    admin_ent_t *e = xcalloc(1, sizeof *e);
+    e->s = s;
+    e->next = *pp;
+    *pp = e;
+    admin_nsess++;
+}
+
+void admin_sess_end(sm_sess_t *s)
+{
+    for (admin_ent_t **pp = &admin_tab[admin_hash(s)]; *pp; pp = &(*pp)->next) {
+        if ((*pp)->s == s) {
             admin_ent_t *e = *pp;
             *pp = e->next;
             free(e);
             admin_nsess--;
-            break;
+            return;
         }
     }
-    return SM_PASS;
 }
 
 static void admin_write_sessions(strbuf_t *out)
@@ -136,13 +133,11 @@ static void admin_accept(struct evconnlistener *lis, evutil_socket_t fd, struct 
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
-/* Registers the session hooks (always: they cost a pointer per session) and
- * opens the socket when path is set. 0, or -1 after logging why. */
+/* Opens the socket when path is set (the index is kept always: it costs a
+ * pointer per session). 0, or -1 after logging why. */
 int admin_start(struct event_base *base, const char *path)
 {
     admin_base = base;
-    sm_hook_add(SM_HOOK_SESS_START, admin_on_sess, NULL);
-    sm_hook_add(SM_HOOK_SESS_END, admin_on_sess, NULL);
     if (!path || !*path)
         return 0;
     char spec[1100];

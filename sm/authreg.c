@@ -17,7 +17,7 @@
 
 #include "log.h"
 #include "sasl.h"
-#include "sm.h"
+#include "module_run.h"
 
 /* Answers req (type result or error) to the component that asked. The
  * answer is freed here. */
@@ -133,7 +133,7 @@ static void authreg_end_sessions(const char *bare)
 
 /* Order: sessions end first (their unavailable presence still reaches the
  * contacts, which needs the roster), then the modules forget the user
- * (SM_HOOK_USER_DELETE), then the account and every record it owns go in one
+ * (user_delete hooks), then the account and every record it owns go in one
  * storage transaction. */
 static void authreg_remove(const xml_node_t *req, const char *bare, const char *c2s)
 {
@@ -147,7 +147,7 @@ static void authreg_remove(const xml_node_t *req, const char *bare, const char *
     if (!u)
         u = sm_user_load(bare);
     if (u)
-        sm_hook_run(SM_HOOK_USER_DELETE, u, NULL, NULL);
+        sm_run_user_delete(u);
     int rc = storage_user_delete(sm_storage, bare);
     if (rc < 0) {
         authreg_error(req, "internal-server-error");

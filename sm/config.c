@@ -1,5 +1,6 @@
-/* sm config: the option table of weft-sm (docs/configuration.md is generated
- * from it by `weft-sm --doc`). Strings are owned by the loaded config and freed
+/* sm config: the core's option table of weft-sm; module_config.c joins it
+ * with the modules' own tables (docs/configuration.md is generated from the
+ * result by `weft-sm --doc`). Strings are owned by the loaded config and freed
  * by cfg_free; main.c keeps the running config in sm_config. */
 #include "sm.h"
 #include <stddef.h>
@@ -27,19 +28,13 @@ const cfg_option_t sm_options[] = {
         "Storage URL (docs/storage.md): sqlite:PATH or a bare path; empty: the database file. postgresql:// URLs are refused until the sm's modules are asynchronous."),
     OPT("database-cache", CFG_SIZE, "512K", 65536, 1073741824, 0, database_cache,
         "Most memory SQLite keeps as its page cache (the OS caches the file too)."),
-    OPT("offline.max-messages", CFG_INT, "1000", 0, 1000000, 1, offline_max,
-        "Offline messages kept per user; past it senders get service-unavailable."),
-    OPT("roster.max-items", CFG_INT, "1000", 1, 1000000, 1, roster_max,
-        "Roster items per user; adding more is refused with not-allowed."),
-    OPT("version.name", CFG_STRING, "weft", 0, 0, 1, version_name,
-        "Software name answered to XEP-0092 software version requests."),
-    OPT("version.show-os", CFG_BOOL, "false", 0, 0, 1, version_os,
-        "Include the operating system in XEP-0092 answers."),
     OPT("sessions.pending-max", CFG_INT, "200000", 0, 100000000, 1, pending_max,
         "Client stanzas kept for sessions c2s has not re-announced yet after an sm restart (30 s at most)."),
     OPT("sessions.conflict-refuse", CFG_BOOL, "false", 0, 0, 1, conflict_refuse,
         "When a resource is taken: false, the new session wins and the old one gets the conflict stream error; true, the new bind fails with conflict."),
     OPT("control", CFG_STRING, "", 0, 0, 0, control,
         "UNIX socket (created mode 0600) where weftctl lists sessions; empty: no socket."),
+    {"module", CFG_SECTION, NULL, 0, 0, 0, 0, sm_module_section,
+     "<module name=\"X\" enabled=\"true|false\"> with X's options inside: loads (or not) module X; its options are listed below as X.option."},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, NULL},
 };

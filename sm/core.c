@@ -4,16 +4,19 @@
  * cron once it has had no session for USER_IDLE seconds) and every sm_sess_t
  * (indexed by (c2s instance, sid) and listed on its user). It implements the
  * session-control protocol (docs/session-protocol.md) and RFC 6121 section 8.5:
- * every stanza first runs its hook chain (SM_HOOK_OUT for what a session sends,
- * SM_HOOK_IN_BARE / SM_HOOK_IN_FULL for what reaches an account, SM_HOOK_SERVER
- * for the domain itself) and, if no module handled it, the default rule here
- * applies (docs/sm.md has the table).
+ * every stanza first runs its hook chain (the out hooks for what a session
+ * sends, the in hooks for what reaches an account; module.c runs them), iq
+ * gets and sets for the domain or an account go to the IQ registry (iq.c),
+ * a message no session took runs the undelivered hooks, and if no module
+ * handled a stanza, the default rule here applies (docs/sm.md has the table).
+ * While a user is held by a deferred IQ request, its stanzas wait on its
+ * user_ent_t in arrival order.
  *
  * Invariants: a session is on its user's list and in the index from start to
  * end; stanzas for local users owned by this instance are processed from a
  * FIFO drained by an event on the loop (never recursively inside the caller),
  * so handlers never see a session list change under them because of sm_send. */
-#include "sm.h"
+#include "module_run.h"
 #include "comp_proto.h"
 #include "log.h"
 #include "stanza_check.h"
@@ -26,9 +29,18 @@
 #define PENDING_AGE 30.0
 #define LOCAL_QUEUE_MAX 100000  /* stanzas waiting for local processing */
 
+typedef struct qitem {
+    xml_node_t *st;             /* NULL: the session (c2s, sid) ended */
+    char *c2s, *sid;            /* set: sent by that session; NULL: inbound */
+    struct qitem *next;
+} qitem_t;
+
 typedef struct user_ent {
     sm_user_t u;                /* first: a sm_user_t* is a user_ent_t* */
     double idle_since;          /* when the last session ended (or load time) */
+    unsigned holds;             /* deferred IQ requests not answered yet */
+    qitem_t *held, **held_tail; /* stanzas waiting for the holds to go */
+    int draining;
 } user_ent_t;
 
 typedef struct sess_ent {
@@ -43,11 +55,6 @@ typedef struct pending {
     double at;
     struct pending *next;
 } pending_t;
-
-typedef struct qitem {
-    xml_node_t *st;
-    struct qitem *next;
-} qitem_t;
 
 static sm_user_t *users[USER_BUCKETS];
 static sess_ent_t *sessions[SESS_BUCKETS];
@@ -94,9 +101,23 @@ int sm_user_exists(const char *bare)
     return r == 1;
 }
 
+static void qitem_free(qitem_t *q)
+{
+    xml_free(q->st);
+    free(q->c2s);
+    free(q->sid);
+    free(q);
+}
+
 static void user_free(sm_user_t *u)
 {
-    sm_hook_run(SM_HOOK_USER_FREE, u, NULL, NULL);
+    user_ent_t *ue = (user_ent_t *)u;
+    while (ue->held) {
+        qitem_t *q = ue->held;
+        ue->held = q->next;
+        qitem_free(q);
+    }
+    sm_run_user_free(u);
     sm_user_t **pp = &users[hash2(u->bare, NULL) % USER_BUCKETS];
     while (*pp && *pp != u)
         pp = &(*pp)->next;
@@ -132,6 +153,7 @@ sm_user_t *sm_user_load(const char *bare)
     users[h] = u;
     nusers++;
     log_debug("event=user-loaded user=%s", bare);
+    sm_run_user_load(u);
     return u;
 }
 
@@ -154,6 +176,12 @@ static sess_ent_t *sess_lookup(const char *c2s, const char *sid)
         if (!strcmp(e->s.c2s, c2s) && !strcmp(e->s.sid, sid))
             return e;
     return NULL;
+}
+
+sm_sess_t *sm_sess_lookup(const char *c2s, const char *sid)
+{
+    sess_ent_t *e = sess_lookup(c2s, sid);
+    return e && !e->ending ? &e->s : NULL;
 }
 
 sm_sess_t *sm_sess_find(sm_user_t *u, const char *resource)
@@ -226,7 +254,8 @@ void sm_sess_end(sm_sess_t *s, int notify_c2s, const char *reason)
         xml_attr_set(pres, "type", "unavailable");
         xml_attr_set(pres, "from", s->jid.full);
     }
-    sm_hook_run(SM_HOOK_SESS_END, u, s, pres);
+    admin_sess_end(s);
+    sm_run_sess_end(s, pres);
     xml_free(pres);
     if (notify_c2s)
         send_session_el("end", s->c2s, s->sid, NULL, reason ? reason : "system-shutdown");
@@ -286,8 +315,7 @@ static void q_drain(evutil_socket_t fd, short what, void *arg)
             q_tail = NULL;
         q_len--;
         sm_inbound(q->st);
-        xml_free(q->st);
-        free(q);
+        qitem_free(q);
     }
 }
 
@@ -297,9 +325,8 @@ static void q_push(const xml_node_t *st)
         log_warn("event=local-queue-full result=dropped to=%s", xml_attr_get(st, "to"));
         return;
     }
-    qitem_t *q = xmalloc(sizeof *q);
+    qitem_t *q = xcalloc(1, sizeof *q);
     q->st = xml_copy(st);
-    q->next = NULL;
     if (q_tail)
         q_tail->next = q;
     else
@@ -392,6 +419,61 @@ xml_node_t *sm_iq_result(const xml_node_t *iq)
     return r;
 }
 
+/* --- holds (deferred IQ requests, iq.c) ------------------------------------------ */
+
+static void sess_out(sm_sess_t *s, xml_node_t *st);
+
+/* Queues a copy of st (or a session end: st NULL) behind u's holds; 0 when u
+ * is not held (the caller processes st now). */
+static int hold_push(sm_user_t *u, const xml_node_t *st, const char *c2s, const char *sid)
+{
+    user_ent_t *e = (user_ent_t *)u;
+    if (!e->holds && (!e->held || e->draining))
+        return 0;                             /* not held, or it is its turn */
+    qitem_t *q = xcalloc(1, sizeof *q);
+    q->st = st ? xml_copy(st) : NULL;
+    q->c2s = c2s ? xstrdup(c2s) : NULL;
+    q->sid = sid ? xstrdup(sid) : NULL;
+    if (!e->held)
+        e->held_tail = &e->held;
+    *e->held_tail = q;
+    e->held_tail = &q->next;
+    return 1;
+}
+
+void sm_user_hold(sm_user_t *u)
+{
+    ((user_ent_t *)u)->holds++;
+}
+
+/* Processes what waited, in order, until a stanza holds the user again. */
+void sm_user_release(sm_user_t *u)
+{
+    user_ent_t *e = (user_ent_t *)u;
+    if (e->holds)
+        e->holds--;
+    if (e->draining)
+        return;
+    e->draining = 1;
+    while (!e->holds && e->held) {
+        qitem_t *q = e->held;
+        e->held = q->next;
+        if (q->c2s) {
+            sess_ent_t *se = sess_lookup(q->c2s, q->sid);
+            if (se && !q->st)
+                sm_sess_end(&se->s, 0, NULL);
+            else if (se)
+                sess_out(&se->s, q->st);
+            else
+                log_debug("event=held-stanza result=dropped reason=session-gone c2s=%s sid=%s", q->c2s, q->sid);
+        } else {
+            sm_inbound(q->st);
+        }
+        qitem_free(q);
+    }
+    e->draining = 0;
+}
+
 /* --- RFC 6121 8.5: inbound ---------------------------------------------------- */
 
 static int is_get_set(const char *type)
@@ -409,9 +491,10 @@ static int is_subscription(const char *type)
 static void server_inbound(xml_node_t *st, const jid_t *to)
 {
     const char *name = st->name, *type = xml_attr_get(st, "type");
-    if (!to->resource && sm_hook_run(SM_HOOK_SERVER, NULL, NULL, st) == SM_HANDLED)
-        return;
-    if (!strcmp(name, "iq") ? is_get_set(type) : (!strcmp(name, "message") && to->resource))
+    int iq = !strcmp(name, "iq");
+    if (iq && !to->resource && is_get_set(type))
+        sm_iq_dispatch(st, NULL, NULL, 0);
+    else if (iq ? is_get_set(type) : (!strcmp(name, "message") && to->resource))
         sm_reply_error(st, "service-unavailable", "cancel");
 }
 
@@ -452,7 +535,7 @@ static void deliver_available(sm_user_t *u, xml_node_t *st, int nonneg_only)
 /* RFC 6121 8.5.2: to the bare JID of an existing account. */
 static void bare_inbound(sm_user_t *u, xml_node_t *st)
 {
-    if (sm_hook_run(SM_HOOK_IN_BARE, u, NULL, st) == SM_HANDLED)
+    if (sm_run_in(u, NULL, st) == SM_HANDLED)
         return;
     const char *name = st->name, *type = xml_attr_get(st, "type");
     if (!strcmp(name, "message")) {
@@ -470,13 +553,13 @@ static void bare_inbound(sm_user_t *u, xml_node_t *st)
         size_t n = sm_sess_best(u, best, 64);
         for (size_t i = 0; i < n; i++)
             sm_deliver(best[i], st);
-        if (n == 0 && sm_offline_store(u, st) < 0)
+        if (n == 0 && sm_run_undelivered(u, st) != SM_HANDLED)
             sm_reply_error(st, "service-unavailable", "cancel");
     } else if (!strcmp(name, "presence")) {
         if (!type || sm_streq(type, "unavailable"))
             deliver_available(u, st, 0);
     } else if (is_get_set(type)) {
-        sm_reply_error(st, "service-unavailable", "cancel");
+        sm_iq_dispatch(st, u, NULL, 0);
     }
 }
 
@@ -496,8 +579,11 @@ void sm_inbound(xml_node_t *st)
         sm_reply_error(st, "jid-malformed", "modify");
         return;
     }
+    sm_user_t *held = j.node ? sm_user_get(j.bare) : NULL;
     if (!sm_is_local(j.domain)) {
         log_warn("event=inbound result=dropped reason=not-our-domain to=%s", to);
+    } else if (held && hold_push(held, st, NULL, NULL)) {
+        ;                                     /* processed when the user's holds are gone */
     } else if (!j.node) {
         server_inbound(st, &j);
     } else {
@@ -512,7 +598,7 @@ void sm_inbound(xml_node_t *st)
             if (pres && (is_subscription(type) || sm_streq(type, "probe"))) {
                 bare_inbound(u, st);          /* 8.5.3.1 / 8.5.3.2.2: as for the bare JID */
             } else if (s) {
-                if (sm_hook_run(SM_HOOK_IN_FULL, u, s, st) != SM_HANDLED)
+                if (sm_run_in(u, s, st) != SM_HANDLED)
                     sm_deliver(s, st);
             } else if (!strcmp(name, "message")) {
                 /* 8.5.3.2.1: chat is handled as for the bare JID; headline
@@ -534,11 +620,12 @@ void sm_inbound(xml_node_t *st)
 
 /* --- stanzas from sessions ------------------------------------------------------ */
 
-/* Rule for what a session sends (docs/sm.md): SM_HOOK_OUT always runs first.
- * Then, with no 'to': SM_HOOK_SERVER (with the session), then for an iq
- * SM_HOOK_IN_BARE of the account itself; a message is handled as sent to the
- * account's bare JID (RFC 6120 10.3.1). To the domain: SM_HOOK_SERVER. Else
- * the stanza goes on its way with sm_send. */
+/* Rule for what a session sends (docs/sm.md): the out hooks always run first.
+ * Then an iq get/set with no 'to' goes to the IQ registry as the account's
+ * (the domain's when no module serves its namespace for accounts); a message
+ * with no 'to' is handled as sent to the account's bare JID (RFC 6120
+ * 10.3.1). An iq to the domain or to the account's own bare JID goes to the
+ * registry with the session. Else the stanza goes on its way with sm_send. */
 static void sess_out(sm_sess_t *s, xml_node_t *st)
 {
     if (!st->name || (strcmp(st->name, "message") && strcmp(st->name, "presence") && strcmp(st->name, "iq"))) {
@@ -563,27 +650,27 @@ static void sess_out(sm_sess_t *s, xml_node_t *st)
         xml_attr_set(st, "to", j.full);       /* prepared form from here on */
     }
     sm_user_t *u = s->user;
-    if (sm_hook_run(SM_HOOK_OUT, u, s, st) == SM_HANDLED) {
+    if (sm_run_out(s, st) == SM_HANDLED) {
         jid_clear(&j);
         return;
     }
+    int iq = !strcmp(st->name, "iq");
     if (!has_to && !strcmp(st->name, "presence")) {
         ;                                     /* broadcast: mod_presence did it */
     } else if (!has_to) {
-        if (sm_hook_run(SM_HOOK_SERVER, u, s, st) == SM_HANDLED)
-            ;
-        else if (!strcmp(st->name, "iq")) {
-            if (sm_hook_run(SM_HOOK_IN_BARE, u, s, st) != SM_HANDLED && is_get_set(type))
-                sm_reply_error(st, "service-unavailable", "cancel");
+        if (iq && is_get_set(type)) {
+            sm_iq_dispatch(st, u, s, 1);      /* the account's, else the domain's */
         } else if (!strcmp(st->name, "message")) {
             xml_attr_set(st, "to", u->bare);
             sm_send(st);
         }
     } else if (sm_is_local(j.domain) && !j.node) {
-        if (j.resource || sm_hook_run(SM_HOOK_SERVER, u, s, st) != SM_HANDLED) {
-            if (!strcmp(st->name, "iq") ? is_get_set(type) : (!strcmp(st->name, "message") && j.resource))
-                sm_reply_error(st, "service-unavailable", "cancel");
-        }
+        if (iq && !j.resource && is_get_set(type))
+            sm_iq_dispatch(st, NULL, s, 0);
+        else if (iq ? is_get_set(type) : (!strcmp(st->name, "message") && j.resource))
+            sm_reply_error(st, "service-unavailable", "cancel");
+    } else if (iq && !j.resource && is_get_set(type) && !strcmp(j.bare, u->bare)) {
+        sm_iq_dispatch(st, u, s, 0);          /* its own account, asked by its own session */
     } else {
         sm_send(st);
     }
@@ -666,7 +753,8 @@ static void sess_start(xml_node_t *el)
     sessions[h] = e;
     nsessions++;
     log_info("event=session-start jid=%s c2s=%s sid=%s resync=%d", s->jid.full, c2s, sid, is_resync);
-    sm_hook_run(SM_HOOK_SESS_START, u, s, NULL);
+    admin_sess_start(s);
+    sm_run_sess_start(s);
     send_session_el("started", c2s, sid, s->jid.full, NULL);
     /* Resync of a session we did not know (we restarted): restore its
      * presence as if the client had just sent it. */
@@ -685,7 +773,9 @@ void sm_session_control(xml_node_t *el)
         sess_start(el);
     } else if (sm_streq(type, "end")) {
         sess_ent_t *e = sess_lookup(c2s, sid);
-        if (e)
+        if (e && hold_push(e->s.user, NULL, c2s, sid))
+            ;                                 /* ends after what the session sent before */
+        else if (e)
             sm_sess_end(&e->s, 0, NULL);
         else
             log_debug("event=session-end result=unknown c2s=%s sid=%s", c2s ? c2s : "-", sid ? sid : "-");
@@ -788,7 +878,8 @@ void sm_route_in(xml_node_t *el)
         pending_add(el, c2s, sid);
         return;
     }
-    sess_out(&e->s, st);
+    if (!hold_push(e->s.user, st, c2s, sid))
+        sess_out(&e->s, st);
 }
 
 /* --- lifetime ------------------------------------------------------------------------- */
@@ -817,7 +908,8 @@ void sm_core_cron(double now)
     for (size_t b = 0; b < USER_BUCKETS; b++) {
         for (sm_user_t *u = users[b], *next; u; u = next) {
             next = u->next;
-            if (!u->sessions && now - ((user_ent_t *)u)->idle_since > USER_IDLE)
+            user_ent_t *e = (user_ent_t *)u;
+            if (!u->sessions && !e->holds && !e->held && now - e->idle_since > USER_IDLE)
                 user_free(u);
         }
     }
@@ -829,8 +921,7 @@ void sm_core_free(void)
     while (q_head) {
         qitem_t *q = q_head;
         q_head = q->next;
-        xml_free(q->st);
-        free(q);
+        qitem_free(q);
     }
     q_tail = NULL;
     q_len = 0;

@@ -156,7 +156,8 @@ static int sm_start(struct event_base *base, void *config)
     /* Before the modules: admin's session hooks must run first. */
     if (admin_start(base, sm_config->control) < 0)
         return -1;
-    sm_modules_init();
+    if (sm_modules_init() < 0)
+        return -1;
     const char *binds[1] = {sm_config->domain};
     comp_client_cfg_t cc = {
         .router = sm_config->router,
@@ -191,7 +192,7 @@ static void sm_stop(void)
     event_base_loopexit(daemon_base(), &tv);
 }
 
-/* SIGHUP: the limits and the version answers take the new values; the link,
+/* SIGHUP: the limits and the modules' options take the new values; the link,
  * domain and database stay as started (their strings are swapped into the old
  * struct, which the skeleton frees after this returns). */
 static void swap_str(char **a, char **b)
@@ -229,6 +230,7 @@ static void sm_cleanup(void)
     link_ = NULL;
     admin_free();
     sm_core_free();
+    sm_modules_free();
     if (sm_storage)
         storage_close(sm_storage);
     sm_storage = NULL;
@@ -241,16 +243,17 @@ static void sm_cleanup(void)
 
 int main(int argc, char **argv)
 {
-    static const daemon_spec_t spec = {
+    daemon_spec_t spec = {
         .ident = "sm",
         .default_config = "etc/sm.xml",
-        .table = sm_options,
-        .config_size = sizeof(sm_cfg_t),
         .start = sm_start,
         .stop = sm_stop,
         .reload = sm_reload,
         .cron = sm_cron,
         .cleanup = sm_cleanup,
     };
-    return daemon_main(argc, argv, &spec);
+    spec.table = sm_config_table(&spec.config_size);   /* the core's options and the modules' */
+    int rc = daemon_main(argc, argv, &spec);
+    sm_config_table_free();
+    return rc;
 }

@@ -14,11 +14,11 @@
  * at it and every JID at a subdomain of it.
  *
  * Enforcement (XEP-0191 section 3.3), run first in every chain (this module
- * is initialised first):
- * - inbound (SM_HOOK_IN_BARE, SM_HOOK_IN_FULL) from a blocked JID: presence
+ * is first in the module list):
+ * - inbound (the in hooks, bare or full JID) from a blocked JID: presence
  *   dropped without answer; message answered service-unavailable; iq get/set
  *   answered service-unavailable; iq result/error and message errors dropped.
- * - outbound (SM_HOOK_OUT) to a blocked JID: not routed; the session gets
+ * - outbound (the out hooks) to a blocked JID: not routed; the session gets
  *   <not-acceptable/> with <blocked xmlns='urn:xmpp:blocking:errors'/>
  *   (iq results/errors and presence errors are dropped silently).
  * The user's own account and the served domain itself are never blocked, so a
@@ -31,10 +31,11 @@
  *   user sees it again (its presence was dropped meanwhile).
  *
  * Storage: collection "blocklist" of the user, key = the prepared JID, value
- * empty. Memory: user->mod[slot] holds the list (loaded on first use) and the
- * sessions that asked for it (forgotten at SM_HOOK_SESS_END), freed on
- * SM_HOOK_USER_FREE. */
-#include "sm.h"
+ * empty. Memory: the module's user state holds the list (loaded on first
+ * use) and the sessions that asked for it (forgotten when they end). */
+#include "mod_blocking.h"
+#include "mod_roster.h"
+#include "module.h"
 #include "comp_proto.h"
 #include "log.h"
 #include <stdio.h>
@@ -53,7 +54,7 @@ typedef struct blocklist {
     size_t nwants;
 } blocklist_t;
 
-static int slot;
+extern sm_module_t sm_module_blocking;
 static unsigned long push_ids;
 
 /* --- the list ----------------------------------------------------------------- */
@@ -70,13 +71,13 @@ static int load_item(const char *key, const char *val, size_t len, void *arg)
 
 static blocklist_t *list_get(sm_user_t *u)
 {
-    blocklist_t *b = u->mod[slot];
+    blocklist_t *b = sm_user_state(u, &sm_module_blocking);
     if (b)
         return b;
     b = xcalloc(1, sizeof *b);
     if (storage_list(sm_storage, u->bare, COLL_BLOCKLIST, load_item, b) < 0)
         log_warn("event=blocklist-load result=error user=%s", u->bare);
-    u->mod[slot] = b;
+    sm_user_state_set(u, &sm_module_blocking, b);
     return b;
 }
 
@@ -126,7 +127,7 @@ static int exempt(const sm_user_t *u, const jid_t *j)
 
 int sm_blocking_blocks(sm_user_t *u, const char *jid)
 {
-    if (!u || !jid)
+    if (!u || !jid || !sm_module_enabled(&sm_module_blocking))
         return 0;
     blocklist_t *b = list_get(u);
     if (!b->n)
@@ -253,16 +254,15 @@ static void push(sm_user_t *u, blocklist_t *b, const char *what, char **jids, si
     }
 }
 
-static void blocklist_get(sm_user_t *u, sm_sess_t *s, xml_node_t *iq)
+static void blocklist_get(sm_iq_t *req)
 {
-    blocklist_t *b = list_get(u);
-    if (s)
-        wants_add(b, s);
-    xml_node_t *res = sm_iq_result(iq);
-    xml_node_t *bl = xml_add_child(res, NS_BLOCKING, "blocklist");
+    blocklist_t *b = list_get(req->user);
+    if (req->sess)
+        wants_add(b, req->sess);
+    xml_node_t *bl = xml_elem_new(NS_BLOCKING, "blocklist");
     for (size_t i = 0; i < b->n; i++)
         xml_attr_set(xml_add_child(bl, NS_BLOCKING, "item"), "jid", b->jids[i]);
-    sm_answer(s, res);
+    sm_iq_reply(req, bl);
 }
 
 /* Prepared JIDs of the <item/> children; NULL with *cond set on error. */
@@ -308,18 +308,18 @@ static void strv_free(char **v, size_t n)
     free(v);
 }
 
-static void block_set(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *el, int block)
+static void block_set(sm_iq_t *req, sm_user_t *u, xml_node_t *el, int block)
 {
     blocklist_t *b = list_get(u);
     size_t n;
     const char *cond;
     char **jids = parse_items(el, &n, &cond);
     if (cond) {
-        sm_reply_error(iq, cond, !strcmp(cond, "not-allowed") ? "cancel" : "modify");
+        sm_iq_error(req, cond, !strcmp(cond, "not-allowed") ? "cancel" : "modify");
         return;
     }
     if (block && !n) {
-        sm_reply_error(iq, "bad-request", "modify");
+        sm_iq_error(req, "bad-request", "modify");
         return;
     }
     size_t fresh = 0;
@@ -327,7 +327,7 @@ static void block_set(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *el
         fresh += block ? !list_has(b, jids[i]) : 0;
     if (block && b->n + fresh > BLOCKLIST_MAX) {
         strv_free(jids, n);
-        sm_reply_error(iq, "not-allowed", "cancel");
+        sm_iq_error(req, "not-allowed", "cancel");
         return;
     }
     audience_t aud;
@@ -349,7 +349,7 @@ static void block_set(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *el
         log_warn("event=blocklist-change result=store-failed user=%s", u->bare);
         audience_free(&aud);
         strv_free(jids, n);
-        sm_reply_error(iq, "internal-server-error", "wait");
+        sm_iq_error(req, "internal-server-error", "wait");
         return;
     }
     /* Memory follows storage. */
@@ -375,33 +375,32 @@ static void block_set(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *el
     }
     log_info("event=blocklist-change user=%s action=%s items=%zu total=%zu", u->bare,
              block ? "block" : "unblock", n, b->n);
-    sm_answer(s, sm_iq_result(iq));
+    sm_iq_reply(req, NULL);
     push(u, b, block ? "block" : "unblock", jids, n);
     audience_apply(u, &aud);
     strv_free(jids, n);
 }
 
-static void blocking_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq)
+/* Only the account itself reads or changes its list. */
+static void blocking_get(sm_iq_t *req)
 {
-    const char *type = xml_attr_get(iq, "type");
-    xml_node_t *bl = xml_child(iq, NS_BLOCKING, "blocklist");
-    xml_node_t *blk = xml_child(iq, NS_BLOCKING, "block");
-    xml_node_t *ublk = xml_child(iq, NS_BLOCKING, "unblock");
-    if (sm_streq(type, "get") && bl)
-        blocklist_get(u, s, iq);
-    else if (sm_streq(type, "set") && blk)
-        block_set(u, s, iq, blk, 1);
-    else if (sm_streq(type, "set") && ublk)
-        block_set(u, s, iq, ublk, 0);
-    else if (sm_streq(type, "get") || sm_streq(type, "set"))
-        sm_reply_error(iq, "bad-request", "modify");
+    if (!req->own)
+        sm_iq_error(req, "service-unavailable", "cancel");
+    else if (!strcmp(req->payload->name, "blocklist"))
+        blocklist_get(req);
+    else
+        sm_iq_error(req, "bad-request", "modify");
 }
 
-static xml_node_t *blocking_payload(const xml_node_t *st)
+static void blocking_set(sm_iq_t *req)
 {
-    if (strcmp(st->name, "iq"))
-        return NULL;
-    return xml_child(st, NS_BLOCKING, NULL);
+    const char *what = req->payload->name;
+    if (!req->own)
+        sm_iq_error(req, "service-unavailable", "cancel");
+    else if (!strcmp(what, "block") || !strcmp(what, "unblock"))
+        block_set(req, req->user, req->payload, !strcmp(what, "block"));
+    else
+        sm_iq_error(req, "bad-request", "modify");
 }
 
 /* --- enforcement -------------------------------------------------------------------- */
@@ -424,28 +423,19 @@ static void reply_blocked(sm_sess_t *s, const xml_node_t *st)
     xml_free(e);
 }
 
-static sm_ret_t on_out(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+static sm_ret_t on_out(sm_sess_t *s, xml_node_t *st)
 {
-    (void)hook;
-    (void)arg;
     const char *to = xml_attr_get(st, "to");
-    if (blocking_payload(st) && (!to || !strcmp(to, u->bare))) {
-        blocking_iq(u, s, st);
-        return SM_HANDLED;
-    }
-    if (!to || !sm_blocking_blocks(u, to))
+    if (!to || !sm_blocking_blocks(s->user, to))
         return SM_PASS;
-    log_debug("event=blocked direction=out user=%s to=%s element=%s", u->bare, to, st->name);
-    if (s)
-        reply_blocked(s, st);
+    log_debug("event=blocked direction=out user=%s to=%s element=%s", s->user->bare, to, st->name);
+    reply_blocked(s, st);
     return SM_HANDLED;
 }
 
-static sm_ret_t on_in(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+static sm_ret_t on_in(sm_user_t *u, sm_sess_t *to, xml_node_t *st)
 {
-    (void)hook;
-    (void)s;
-    (void)arg;
+    (void)to;                                 /* the bare JID and every resource alike */
     const char *from = xml_attr_get(st, "from");
     if (!from || !sm_blocking_blocks(u, from))
         return SM_PASS;
@@ -456,62 +446,62 @@ static sm_ret_t on_in(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st
     return SM_HANDLED;
 }
 
-static sm_ret_t on_sess_end(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+static void on_sess_end(sm_sess_t *s, xml_node_t *unavailable)
 {
-    (void)hook;
-    (void)st;
-    (void)arg;
-    blocklist_t *b = u->mod[slot];
+    (void)unavailable;
+    blocklist_t *b = sm_user_state(s->user, &sm_module_blocking);
     if (!b)
-        return SM_PASS;
+        return;
     size_t k = 0;
     for (size_t i = 0; i < b->nwants; i++)
         if (b->wants[i] != s)
             b->wants[k++] = b->wants[i];
     b->nwants = k;
-    return SM_PASS;
 }
 
-static sm_ret_t on_user_delete(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+static void on_user_delete(sm_user_t *u)
 {
-    (void)hook;
-    (void)s;
-    (void)st;
-    (void)arg;
     storage_del_all(sm_storage, u->bare, COLL_BLOCKLIST);
-    blocklist_t *b = u->mod[slot];
+    blocklist_t *b = sm_user_state(u, &sm_module_blocking);
     if (b) {
         strv_free(b->jids, b->n);
         b->jids = NULL;
         b->n = 0;
     }
-    return SM_PASS;
 }
 
-static sm_ret_t on_user_free(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+static void state_free(sm_user_t *u, void *state)
 {
-    (void)hook;
-    (void)s;
-    (void)st;
-    (void)arg;
-    blocklist_t *b = u->mod[slot];
-    if (b) {
-        strv_free(b->jids, b->n);
-        free(b->wants);
-        free(b);
-        u->mod[slot] = NULL;
-    }
-    return SM_PASS;
+    (void)u;
+    blocklist_t *b = state;
+    strv_free(b->jids, b->n);
+    free(b->wants);
+    free(b);
 }
 
-void mod_blocking_init(void)
-{
-    slot = sm_module_slot();
-    sm_hook_add(SM_HOOK_OUT, on_out, NULL);
-    sm_hook_add(SM_HOOK_IN_BARE, on_in, NULL);
-    sm_hook_add(SM_HOOK_IN_FULL, on_in, NULL);
-    sm_hook_add(SM_HOOK_DISCO_FEATURES, sm_feature_handler, (void *)NS_BLOCKING);
-    sm_hook_add(SM_HOOK_SESS_END, on_sess_end, NULL);
-    sm_hook_add(SM_HOOK_USER_DELETE, on_user_delete, NULL);
-    sm_hook_add(SM_HOOK_USER_FREE, on_user_free, NULL);
-}
+static const sm_hooks_t blocking_hooks = {
+    .message_out = on_out,
+    .presence_out = on_out,
+    .iq_out = on_out,
+    .message_in = on_in,
+    .presence_in = on_in,
+    .iq_in = on_in,
+    .sess_end = on_sess_end,
+    .user_delete = on_user_delete,
+};
+
+static const sm_iq_handler_t blocking_iqs[] = {
+    {NS_BLOCKING, SM_IQ_ACCOUNT, blocking_get, blocking_set, NULL},
+    {NULL, 0, NULL, NULL, NULL},
+};
+
+static const char *const blocking_features[] = {NS_BLOCKING, NULL};
+
+sm_module_t sm_module_blocking = {
+    .name = "blocking",
+    .help = "Blocking command (XEP-0191): a user's list of JIDs whose stanzas are refused both ways.",
+    .hooks = &blocking_hooks,
+    .iqs = blocking_iqs,
+    .server_features = blocking_features,
+    .user_state_free = state_free,
+};

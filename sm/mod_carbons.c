@@ -8,13 +8,13 @@
  *   or <no-copy xmlns='urn:xmpp:hints'/>, one from a MUC (it carries a
  *   muc#user <x/>), one that already is a carbon, or one between two
  *   resources of the same account.
- * - Inbound (SM_HOOK_IN_FULL to a live session; SM_HOOK_IN_BARE, delivered by
+ * - Inbound (message_in, to a live session or to the bare JID, delivered by
  *   the core to the sessions sm_sess_best picks): each other carbons-enabled
  *   session gets <received/> wrapping the message. A message to the bare JID
  *   that no session receives goes to offline storage and is not copied (the
  *   sessions get it from there). A <private/> element is removed before the
  *   recipient gets the message (section 8).
- * - Outbound (SM_HOOK_OUT): each other carbons-enabled session of the sender
+ * - Outbound (message_out): each other carbons-enabled session of the sender
  *   gets <sent/> wrapping the message, whether or not the sender enabled
  *   carbons (section 7).
  * - A copy comes from the user's bare JID to the receiving full JID, keeps the
@@ -22,7 +22,7 @@
  *
  * Runs after mod_blocking (which stops what it blocks first). State: only
  * sm_sess_t.carbons, owned by core.c with the session. */
-#include "sm.h"
+#include "module.h"
 #include "log.h"
 #include <string.h>
 
@@ -90,40 +90,27 @@ static int in_list(sm_sess_t *const *v, size_t n, const sm_sess_t *s)
 
 /* --- enable / disable ---------------------------------------------------------- */
 
-static sm_ret_t carbons_iq(sm_sess_t *s, xml_node_t *iq)
+/* Served for the domain and for accounts; only a local session has a switch. */
+static void carbons_set(sm_iq_t *req)
 {
-    xml_node_t *en = xml_child(iq, NS_CARBONS, "enable");
-    xml_node_t *dis = xml_child(iq, NS_CARBONS, "disable");
-    if (!en && !dis)
-        return SM_PASS;
-    const char *type = xml_attr_get(iq, "type");
-    if (sm_streq(type, "get")) {
-        sm_reply_error(iq, "bad-request", "modify");
-    } else if (sm_streq(type, "set")) {
-        s->carbons = en != NULL;
-        log_debug("event=carbons jid=%s enabled=%d", s->jid.full, s->carbons);
-        xml_node_t *res = sm_iq_result(iq);
-        sm_deliver(s, res);
-        xml_free(res);
+    const char *what = req->payload->name;
+    int en = !strcmp(what, "enable");
+    if (!req->sess || (!en && strcmp(what, "disable"))) {
+        sm_iq_error(req, "service-unavailable", "cancel");
+        return;
     }
-    return SM_HANDLED;
+    req->sess->carbons = en;
+    log_debug("event=carbons jid=%s enabled=%d", req->sess->jid.full, en);
+    sm_iq_reply(req, NULL);
 }
 
 /* --- hooks ------------------------------------------------------------------------ */
 
-static sm_ret_t on_out(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+static sm_ret_t on_message_out(sm_sess_t *s, xml_node_t *st)
 {
-    (void)hook;
-    (void)arg;
-    if (!s)
-        return SM_PASS;
+    sm_user_t *u = s->user;
     const char *to = xml_attr_get(st, "to");
-    if (!strcmp(st->name, "iq")) {
-        if (to && strcmp(to, u->bare) && strcmp(to, s->jid.domain))
-            return SM_PASS;
-        return carbons_iq(s, st);
-    }
-    if (strcmp(st->name, "message") || !to || own_jid(u, to) || !eligible(st))
+    if (!to || own_jid(u, to) || !eligible(st))
         return SM_PASS;
     for (sm_sess_t *o = u->sessions; o; o = o->next)
         if (o != s && o->carbons)
@@ -131,46 +118,45 @@ static sm_ret_t on_out(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *s
     return SM_PASS;
 }
 
-static sm_ret_t on_in_full(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+/* to: the live session addressed, or NULL for the bare JID (the core then
+ * gives a chat/normal message to the sessions sm_sess_best picks). */
+static sm_ret_t on_message_in(sm_user_t *u, sm_sess_t *to, xml_node_t *st)
 {
-    (void)hook;
-    (void)arg;
-    if (strcmp(st->name, "message"))
-        return SM_PASS;
     if (eligible(st) && !own_jid(u, xml_attr_get(st, "from"))) {
-        for (sm_sess_t *o = u->sessions; o; o = o->next)
-            if (o != s && o->carbons)
-                copy_to(u, o, st, "received");
-    }
-    strip_private(st);
-    return SM_PASS;
-}
-
-static sm_ret_t on_in_bare(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
-{
-    (void)hook;
-    (void)s;
-    (void)arg;
-    if (strcmp(st->name, "message"))
-        return SM_PASS;
-    if (eligible(st) && !own_jid(u, xml_attr_get(st, "from"))) {
-        /* The core gives a chat/normal message for the bare JID to these. */
-        sm_sess_t *best[BEST_MAX];
-        size_t n = sm_sess_best(u, best, BEST_MAX);
-        if (n > 0) {
+        if (to) {
             for (sm_sess_t *o = u->sessions; o; o = o->next)
-                if (o->carbons && !in_list(best, n, o))
+                if (o != to && o->carbons)
                     copy_to(u, o, st, "received");
+        } else {
+            sm_sess_t *best[BEST_MAX];
+            size_t n = sm_sess_best(u, best, BEST_MAX);
+            if (n > 0) {
+                for (sm_sess_t *o = u->sessions; o; o = o->next)
+                    if (o->carbons && !in_list(best, n, o))
+                        copy_to(u, o, st, "received");
+            }
         }
     }
     strip_private(st);
     return SM_PASS;
 }
 
-void mod_carbons_init(void)
-{
-    sm_hook_add(SM_HOOK_OUT, on_out, NULL);
-    sm_hook_add(SM_HOOK_IN_FULL, on_in_full, NULL);
-    sm_hook_add(SM_HOOK_IN_BARE, on_in_bare, NULL);
-    sm_hook_add(SM_HOOK_DISCO_FEATURES, sm_feature_handler, (void *)NS_CARBONS);
-}
+static const sm_hooks_t carbons_hooks = {
+    .message_out = on_message_out,
+    .message_in = on_message_in,
+};
+
+static const sm_iq_handler_t carbons_iqs[] = {
+    {NS_CARBONS, SM_IQ_SERVER | SM_IQ_ACCOUNT, NULL, carbons_set, "bad-request"},
+    {NULL, 0, NULL, NULL, NULL},
+};
+
+static const char *const carbons_features[] = {NS_CARBONS, NULL};
+
+sm_module_t sm_module_carbons = {
+    .name = "carbons",
+    .help = "Message carbons (XEP-0280): copies of a user's chats to all of its clients.",
+    .hooks = &carbons_hooks,
+    .iqs = carbons_iqs,
+    .server_features = carbons_features,
+};

@@ -1,7 +1,6 @@
-/* mod_iq_basic: the small services every XMPP server answers.
+/* mod_iq_basic: the small services every XMPP server answers (XEP-0092
+ * software version is mod_version).
  *
- * - XEP-0092 software version, to the domain: version.name, WEFT_VERSION and,
- *   only when version.show-os is set, the operating system (uname).
  * - XEP-0202 entity time, to the domain: the host's UTC offset and the UTC
  *   time with milliseconds.
  * - XEP-0199 ping: to the domain; to an account's bare JID the server answers
@@ -14,26 +13,23 @@
  *   ended and the status of the user's last unavailable presence; anyone else
  *   gets forbidden (XEP-0012 section 4); no record yet: item-not-found.
  *
- * Version and time sent with no 'to' are answered by the server too (the core
- * runs SM_HOOK_SERVER for them); ping and last activity with no 'to' are
- * about the user's own account (RFC 6120 10.3.3).
+ * Time sent with no 'to' is answered by the server (the registry falls back
+ * to the domain's handler); ping and last activity with no 'to' are about
+ * the user's own account (RFC 6120 10.3.3). Every service is get-only: a set
+ * gets not-allowed.
  *
  * Storage: collection "last", key "" of the user: "<unix seconds>\n<status>",
- * written when the user's last session ends. Memory: user->mod[slot] holds
- * the status of the most recent unavailable broadcast presence and the session
- * that sent it, freed on SM_HOOK_USER_FREE. */
-#include "sm.h"
+ * written when the user's last session ends. Memory: the module's user state
+ * holds the status of the most recent unavailable broadcast presence and the
+ * session that sent it. */
+#include "mod_roster.h"
+#include "module.h"
 #include "log.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
 #include <time.h>
 
-/* The release this code is; keep in step with project() in meson.build. */
-#define WEFT_VERSION "0.1.0"
-
-#define NS_VERSION "jabber:iq:version"
 #define NS_TIME "urn:xmpp:time"
 #define NS_PING "urn:xmpp:ping"
 #define NS_LAST "jabber:iq:last"
@@ -45,7 +41,7 @@ typedef struct last_state {
     char *status;
 } last_state_t;
 
-static int slot;
+extern sm_module_t sm_module_iq_basic;
 static double started;            /* daemon_now() at init: uptime origin */
 
 static void add_text_child(xml_node_t *parent, const char *ns, const char *name, const char *text)
@@ -54,52 +50,7 @@ static void add_text_child(xml_node_t *parent, const char *ns, const char *name,
     xml_add_text(c, text, strlen(text));
 }
 
-/* The namespaces we serve; which one st carries (its first child), or NULL. */
-static xml_node_t *payload(const xml_node_t *iq, const char **ns)
-{
-    static const char *const known[][2] = {
-        {NS_VERSION, "query"}, {NS_TIME, "time"}, {NS_PING, "ping"}, {NS_LAST, "query"},
-    };
-    if (strcmp(iq->name, "iq"))
-        return NULL;
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
-        xml_node_t *c = xml_child(iq, known[i][0], known[i][1]);
-        if (c) {
-            *ns = known[i][0];
-            return c;
-        }
-    }
-    return NULL;
-}
-
-/* Every service here is get-only: 1 if the caller should answer. */
-static int is_get(xml_node_t *iq)
-{
-    const char *type = xml_attr_get(iq, "type");
-    if (sm_streq(type, "set"))
-        sm_reply_error(iq, "not-allowed", "cancel");
-    return sm_streq(type, "get");
-}
-
-/* --- the domain's answers ---------------------------------------------------- */
-
-static void version_answer(sm_sess_t *s, xml_node_t *iq)
-{
-    xml_node_t *res = sm_iq_result(iq);
-    xml_node_t *q = xml_add_child(res, NS_VERSION, "query");
-    const char *name = sm_config->version_name;
-    add_text_child(q, NS_VERSION, "name", name && *name ? name : "weft");
-    add_text_child(q, NS_VERSION, "version", WEFT_VERSION);
-    struct utsname un;
-    if (sm_config->version_os && uname(&un) == 0) {
-        char os[2 * sizeof un.sysname + 2];
-        snprintf(os, sizeof os, "%s %s", un.sysname, un.release);
-        add_text_child(q, NS_VERSION, "os", os);
-    }
-    sm_answer(s, res);
-}
-
-static void time_answer(sm_sess_t *s, xml_node_t *iq)
+static void time_get(sm_iq_t *req)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -116,55 +67,33 @@ static void time_answer(sm_sess_t *s, xml_node_t *iq)
         off = -off;
     int mins = (int)((off / 60) % (24 * 60));     /* real offsets are below a day */
     snprintf(tzo, sizeof tzo, "%c%02d:%02d", sign, mins / 60, mins % 60);
-    xml_node_t *res = sm_iq_result(iq);
-    xml_node_t *t = xml_add_child(res, NS_TIME, "time");
+    xml_node_t *t = xml_elem_new(NS_TIME, "time");
     add_text_child(t, NS_TIME, "tzo", tzo);
     add_text_child(t, NS_TIME, "utc", utcs);
-    sm_answer(s, res);
+    sm_iq_reply(req, t);
 }
 
-static void last_answer(sm_sess_t *s, xml_node_t *iq, long seconds, const char *status)
+static void last_answer(sm_iq_t *req, long seconds, const char *status)
 {
     char buf[32];
     snprintf(buf, sizeof buf, "%ld", seconds < 0 ? 0 : seconds);
-    xml_node_t *res = sm_iq_result(iq);
-    xml_node_t *q = xml_add_child(res, NS_LAST, "query");
+    xml_node_t *q = xml_elem_new(NS_LAST, "query");
     xml_attr_set(q, "seconds", buf);
     if (status && *status)
         xml_add_text(q, status, strlen(status));
-    sm_answer(s, res);
-}
-
-static sm_ret_t on_server(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
-{
-    (void)hook;
-    (void)u;
-    (void)arg;
-    const char *ns = NULL;
-    if (!payload(st, &ns))
-        return SM_PASS;
-    /* With no 'to', ping and last activity are about the account (SM_HOOK_OUT
-     * answered them already); version and time are the server's. */
-    if (!is_get(st))
-        return SM_HANDLED;
-    if (!strcmp(ns, NS_VERSION))
-        version_answer(s, st);
-    else if (!strcmp(ns, NS_TIME))
-        time_answer(s, st);
-    else if (!strcmp(ns, NS_PING))
-        sm_answer(s, sm_iq_result(st));
-    else
-        last_answer(s, st, (long)(daemon_now() - started), NULL);
-    return SM_HANDLED;
+    sm_iq_reply(req, q);
 }
 
 /* --- an account's answers ------------------------------------------------------- */
 
 static last_state_t *state_get(sm_user_t *u)
 {
-    if (!u->mod[slot])
-        u->mod[slot] = xcalloc(1, sizeof(last_state_t));
-    return u->mod[slot];
+    last_state_t *ls = sm_user_state(u, &sm_module_iq_basic);
+    if (!ls) {
+        ls = xcalloc(1, sizeof *ls);
+        sm_user_state_set(u, &sm_module_iq_basic, ls);
+    }
+    return ls;
 }
 
 static int any_available(const sm_user_t *u)
@@ -175,189 +104,167 @@ static int any_available(const sm_user_t *u)
     return 0;
 }
 
-static void account_last(sm_user_t *u, sm_sess_t *s, xml_node_t *iq)
+static void account_last(sm_iq_t *req)
 {
+    sm_user_t *u = req->user;
     if (any_available(u)) {
-        last_answer(s, iq, 0, NULL);
+        last_answer(req, 0, NULL);
         return;
     }
     char *val = NULL;
     size_t len = 0;
     int r = storage_get(sm_storage, u->bare, COLL_LAST, "", &val, &len);
     if (r < 0) {
-        sm_reply_error(iq, "internal-server-error", "wait");
+        sm_iq_error(req, "internal-server-error", "wait");
         return;
     }
     if (r == 1) {
-        sm_reply_error(iq, "item-not-found", "cancel");
+        sm_iq_error(req, "item-not-found", "cancel");
         return;
     }
     char *nl = strchr(val, '\n');
     long long when = strtoll(val, NULL, 10);
     long long now = (long long)time(NULL);
-    last_answer(s, iq, (long)(now > when ? now - when : 0), nl ? nl + 1 : NULL);
+    last_answer(req, (long)(now > when ? now - when : 0), nl ? nl + 1 : NULL);
     free(val);
 }
 
 /* The owner or a contact with a 'from'/'both' subscription. */
-static int is_trusted(sm_user_t *u, const xml_node_t *st)
+static int is_trusted(const sm_iq_t *req)
 {
-    const char *from = xml_attr_get(st, "from");
-    char *fb = from ? jid_bare_of(from) : NULL;
-    if (!fb)
-        return 0;
-    int ok = !strcmp(fb, u->bare);
-    if (!ok) {
-        int sub = sm_roster_sub(u, fb);
-        ok = sub >= 0 && (sub & SM_SUB_FROM);
-    }
-    free(fb);
-    return ok;
+    if (req->own)
+        return 1;
+    int sub = req->from_bare ? sm_roster_sub(req->user, req->from_bare) : -1;
+    return sub >= 0 && (sub & SM_SUB_FROM);
 }
 
-static void account_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, const char *ns, int trusted)
+/* Ping of an account: answered on its behalf for those it trusts; a
+ * stranger must not learn that it exists. */
+static void ping_get(sm_iq_t *req)
 {
-    if (!strcmp(ns, NS_PING)) {
-        if (!trusted)
-            sm_reply_error(iq, "service-unavailable", "cancel");
-        else if (is_get(iq))
-            sm_answer(s, sm_iq_result(iq));
-    } else if (!strcmp(ns, NS_LAST)) {
-        if (!trusted)
-            sm_reply_error(iq, "forbidden", "auth");
-        else if (is_get(iq))
-            account_last(u, s, iq);
-    } else {
-        /* version and time of an account: its clients answer, not we. */
-        sm_reply_error(iq, "service-unavailable", "cancel");
-    }
+    if (req->user && !is_trusted(req))
+        sm_iq_error(req, "service-unavailable", "cancel");
+    else
+        sm_iq_reply(req, NULL);
 }
 
-static sm_ret_t on_out(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+static void last_get(sm_iq_t *req)
 {
-    (void)hook;
-    (void)arg;
-    const char *to = xml_attr_get(st, "to");
-    if (!strcmp(st->name, "presence")) {
-        /* Remember the status of an unavailable broadcast for last activity. */
-        if (to)
-            return SM_PASS;
-        const char *type = xml_attr_get(st, "type");
-        last_state_t *ls = state_get(u);
-        if (!type || sm_streq(type, "unavailable")) {
-            free(ls->status);
-            ls->status = NULL;
-            ls->sess = NULL;
-        }
-        if (sm_streq(type, "unavailable")) {
-            xml_node_t *stt = xml_child(st, NULL, "status");
-            char *t = stt ? xml_text(stt) : xstrdup("");
-            if (strlen(t) > STATUS_MAX) {
-                size_t cut = STATUS_MAX;
-                while (cut > 0 && ((unsigned char)t[cut] & 0xC0) == 0x80)
-                    cut--;                      /* never split a UTF-8 sequence */
-                t[cut] = '\0';
-            }
-            ls->status = t;
-            ls->sess = s;
-        }
-        return SM_PASS;
-    }
-    const char *ns = NULL;
-    if (!payload(st, &ns) || !(!strcmp(ns, NS_PING) || !strcmp(ns, NS_LAST)))
-        return SM_PASS;
-    if (to && strcmp(to, u->bare))
-        return SM_PASS;
-    account_iq(u, s, st, ns, 1);
-    return SM_HANDLED;
+    if (!req->user)
+        last_answer(req, (long)(daemon_now() - started), NULL);
+    else if (!is_trusted(req))
+        sm_iq_error(req, "forbidden", "auth");
+    else
+        account_last(req);
 }
 
-static sm_ret_t on_in_bare(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+/* Get-only services; a stranger gets the answer a get would give it. */
+static void ping_set(sm_iq_t *req)
 {
-    (void)hook;
-    (void)arg;
-    const char *ns = NULL;
-    if (!payload(st, &ns))
+    if (req->user && !is_trusted(req))
+        sm_iq_error(req, "service-unavailable", "cancel");
+    else
+        sm_iq_error(req, "not-allowed", "cancel");
+}
+
+static void last_set(sm_iq_t *req)
+{
+    if (req->user && !is_trusted(req))
+        sm_iq_error(req, "forbidden", "auth");
+    else
+        sm_iq_error(req, "not-allowed", "cancel");
+}
+
+/* --- hooks ------------------------------------------------------------------------ */
+
+/* Remember the status of an unavailable broadcast for last activity. */
+static sm_ret_t on_presence_out(sm_sess_t *s, xml_node_t *st)
+{
+    if (xml_attr_get(st, "to"))
         return SM_PASS;
     const char *type = xml_attr_get(st, "type");
-    if (!sm_streq(type, "get") && !sm_streq(type, "set"))
-        return SM_HANDLED;
-    account_iq(u, s, st, ns, is_trusted(u, st));
-    return SM_HANDLED;
+    last_state_t *ls = state_get(s->user);
+    if (!type || sm_streq(type, "unavailable")) {
+        free(ls->status);
+        ls->status = NULL;
+        ls->sess = NULL;
+    }
+    if (sm_streq(type, "unavailable")) {
+        xml_node_t *stt = xml_child(st, NULL, "status");
+        char *t = stt ? xml_text(stt) : xstrdup("");
+        if (strlen(t) > STATUS_MAX) {
+            size_t cut = STATUS_MAX;
+            while (cut > 0 && ((unsigned char)t[cut] & 0xC0) == 0x80)
+                cut--;                      /* never split a UTF-8 sequence */
+            t[cut] = '\0';
+        }
+        ls->status = t;
+        ls->sess = s;
+    }
+    return SM_PASS;
 }
 
 /* The user's last session ends: record when, with the status it left with. */
-static sm_ret_t on_sess_end(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+static void on_sess_end(sm_sess_t *s, xml_node_t *unavailable)
 {
-    (void)hook;
-    (void)st;
-    (void)arg;
-    last_state_t *ls = u->mod[slot];
+    (void)unavailable;                        /* its status was kept by on_presence_out */
+    sm_user_t *u = s->user;
+    last_state_t *ls = sm_user_state(u, &sm_module_iq_basic);
     const char *status = ls && ls->sess == s && ls->status ? ls->status : "";
     if (ls && ls->sess == s)
         ls->sess = NULL;
     if (u->sessions != s || s->next)
-        return SM_PASS;                        /* other sessions remain */
+        return;                               /* other sessions remain */
     strbuf_t sb;
     strbuf_init(&sb);
     strbuf_printf(&sb, "%lld\n%s", (long long)time(NULL), status);
     if (storage_put(sm_storage, u->bare, COLL_LAST, "", sb.data, sb.len) < 0)
         log_warn("event=last-activity result=store-failed user=%s", u->bare);
     strbuf_free(&sb);
-    return SM_PASS;
 }
 
-static sm_ret_t on_features(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *q, void *arg)
+static void on_user_delete(sm_user_t *u)
+{
+    storage_del_all(sm_storage, u->bare, COLL_LAST);
+}
+
+static void state_free(sm_user_t *u, void *state)
 {
     (void)u;
-    (void)s;
-    (void)arg;
-    static const char *const server[] = {NS_VERSION, NS_TIME, NS_PING, NS_LAST};
-    static const char *const account[] = {NS_PING, NS_LAST};
-    int srv = hook == SM_HOOK_DISCO_FEATURES;
-    size_t n = srv ? 4 : 2;
-    for (size_t i = 0; i < n; i++) {
-        xml_node_t *f = xml_add_child(q, q->ns, "feature");
-        xml_attr_set(f, "var", srv ? server[i] : account[i]);
-    }
-    return SM_PASS;
+    last_state_t *ls = state;
+    free(ls->status);
+    free(ls);
 }
 
-static sm_ret_t on_user_delete(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+static int iq_basic_init(void)
 {
-    (void)hook;
-    (void)s;
-    (void)st;
-    (void)arg;
-    storage_del_all(sm_storage, u->bare, COLL_LAST);
-    return SM_PASS;
-}
-
-static sm_ret_t on_user_free(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
-{
-    (void)hook;
-    (void)s;
-    (void)st;
-    (void)arg;
-    last_state_t *ls = u->mod[slot];
-    if (ls) {
-        free(ls->status);
-        free(ls);
-        u->mod[slot] = NULL;
-    }
-    return SM_PASS;
-}
-
-void mod_iq_basic_init(void)
-{
-    slot = sm_module_slot();
     started = daemon_now();
-    sm_hook_add(SM_HOOK_OUT, on_out, NULL);
-    sm_hook_add(SM_HOOK_SERVER, on_server, NULL);
-    sm_hook_add(SM_HOOK_IN_BARE, on_in_bare, NULL);
-    sm_hook_add(SM_HOOK_SESS_END, on_sess_end, NULL);
-    sm_hook_add(SM_HOOK_DISCO_FEATURES, on_features, NULL);
-    sm_hook_add(SM_HOOK_ACCOUNT_FEATURES, on_features, NULL);
-    sm_hook_add(SM_HOOK_USER_DELETE, on_user_delete, NULL);
-    sm_hook_add(SM_HOOK_USER_FREE, on_user_free, NULL);
+    return 0;
 }
+
+static const sm_hooks_t iq_basic_hooks = {
+    .presence_out = on_presence_out,
+    .sess_end = on_sess_end,
+    .user_delete = on_user_delete,
+};
+
+static const sm_iq_handler_t iq_basic_iqs[] = {
+    {NS_TIME, SM_IQ_SERVER, time_get, NULL, "not-allowed"},
+    {NS_PING, SM_IQ_SERVER | SM_IQ_ACCOUNT, ping_get, ping_set, NULL},
+    {NS_LAST, SM_IQ_SERVER | SM_IQ_ACCOUNT, last_get, last_set, NULL},
+    {NULL, 0, NULL, NULL, NULL},
+};
+
+static const char *const server_features[] = {NS_TIME, NS_PING, NS_LAST, NULL};
+static const char *const account_features[] = {NS_PING, NS_LAST, NULL};
+
+sm_module_t sm_module_iq_basic = {
+    .name = "iq-basic",
+    .help = "Entity time (XEP-0202), ping (XEP-0199) and last activity (XEP-0012).",
+    .init = iq_basic_init,
+    .hooks = &iq_basic_hooks,
+    .iqs = iq_basic_iqs,
+    .server_features = server_features,
+    .account_features = account_features,
+    .user_state_free = state_free,
+};

@@ -4,7 +4,13 @@
  * Storage: collection "offline" of the recipient, one record per message,
  * the stanza serialized with its own namespace declared and a XEP-0203
  * <delay/> added; storage_append keys keep them in arrival order. At most
- * sm_config->offline_max records per user.
+ * max-messages records per user (option of this module).
+ *
+ * Storing: the core runs the undelivered hook for a message no session took;
+ * this module takes it (SM_HANDLED) when stored, or when it is a kind that is
+ * dropped silently (headline, error, a bare chat state); it passes the rest
+ * (groupchat, no-store hint, quota reached) so the sender gets
+ * service-unavailable.
  *
  * Delivery: when a session sends available presence (no type, no 'to') with
  * a non-negative priority, every stored message goes to that session in
@@ -17,16 +23,17 @@
  * so presence processing still sees the stanza; it must run before any
  * handler that stops the chain for broadcast presence.
  *
- * Also: SM_HOOK_USER_DELETE removes the user's offline records;
- * SM_HOOK_DISCO_FEATURES advertises 'msgoffline'. No per-user state. */
+ * Also: user_delete removes the user's offline records; the domain
+ * advertises 'msgoffline'. No per-user state. */
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "log.h"
-#include "sm.h"
+#include "module.h"
 #include "xml_stream.h"
 
 #define OFFLINE_COLL "offline"
@@ -38,6 +45,12 @@
  * before it was stored; this leaves room for what we added and for a limit
  * raised since. */
 #define OFFLINE_MAX_RECORD (4u * 1024 * 1024)
+
+typedef struct offline_cfg {
+    long max;                 /* offline messages kept per user */
+} offline_cfg_t;
+
+extern sm_module_t sm_module_offline;
 
 /* ------------------------------------------------------------ storing */
 
@@ -73,8 +86,10 @@ static int offline_only_chatstate(const xml_node_t *msg)
  * answers service-unavailable); headline and error are dropped silently and
  * 0 is returned, as the caller must not answer them either. A message with a
  * XEP-0334 <no-store/> hint is refused; a standalone chat state is dropped. */
-int sm_offline_store(sm_user_t *u, xml_node_t *msg)
+/* 0 stored (or silently dropped), -1 refused: the sender gets an error. */
+static int offline_store(sm_user_t *u, xml_node_t *msg)
 {
+    const offline_cfg_t *cfg = sm_module_config(&sm_module_offline);
     const char *type = xml_attr_get(msg, "type");
     if (type && !strcmp(type, "groupchat"))
         return -1;
@@ -88,8 +103,8 @@ int sm_offline_store(sm_user_t *u, xml_node_t *msg)
     int n = storage_count(sm_storage, u->bare, OFFLINE_COLL);
     if (n < 0)
         return -1;
-    if (n >= sm_config->offline_max) {
-        log_notice("sm: event=offline-full user=%s max=%ld", u->bare, sm_config->offline_max);
+    if (n >= cfg->max) {
+        log_notice("sm: event=offline-full user=%s max=%ld", u->bare, cfg->max);
         return -1;
     }
 
@@ -217,34 +232,44 @@ static int offline_is_initial_like(const xml_node_t *st)
     return ok;
 }
 
-static sm_ret_t offline_out(sm_hook_t hook, sm_user_t *user, sm_sess_t *sess,
-                            xml_node_t *stanza, void *arg)
+static sm_ret_t offline_presence_out(sm_sess_t *s, xml_node_t *pres)
 {
-    (void)hook;
-    (void)user;
-    (void)arg;
-    if (sess && stanza && offline_is_initial_like(stanza))
-        offline_deliver(sess);
+    if (offline_is_initial_like(pres))
+        offline_deliver(s);
     return SM_PASS;
+}
+
+static sm_ret_t offline_undelivered(sm_user_t *u, xml_node_t *msg)
+{
+    return offline_store(u, msg) == 0 ? SM_HANDLED : SM_PASS;
 }
 
 /* ------------------------------------------------------------ the rest */
 
-static sm_ret_t offline_user_delete(sm_hook_t hook, sm_user_t *user, sm_sess_t *sess,
-                                    xml_node_t *stanza, void *arg)
+static void offline_user_delete(sm_user_t *u)
 {
-    (void)hook;
-    (void)sess;
-    (void)stanza;
-    (void)arg;
-    if (user)
-        storage_del_all(sm_storage, user->bare, OFFLINE_COLL);
-    return SM_PASS;
+    storage_del_all(sm_storage, u->bare, OFFLINE_COLL);
 }
 
-void mod_offline_init(void)
-{
-    sm_hook_add(SM_HOOK_OUT, offline_out, NULL);
-    sm_hook_add(SM_HOOK_USER_DELETE, offline_user_delete, NULL);
-    sm_hook_add(SM_HOOK_DISCO_FEATURES, sm_feature_handler, (void *)"msgoffline");
-}
+static const cfg_option_t offline_options[] = {
+    {"max-messages", CFG_INT, "1000", 0, 1000000, 1, offsetof(offline_cfg_t, max), NULL,
+     "Offline messages kept per user; past it senders get service-unavailable."},
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, NULL},
+};
+
+static const sm_hooks_t offline_hooks = {
+    .presence_out = offline_presence_out,
+    .undelivered = offline_undelivered,
+    .user_delete = offline_user_delete,
+};
+
+static const char *const offline_features[] = {"msgoffline", NULL};
+
+sm_module_t sm_module_offline = {
+    .name = "offline",
+    .help = "Offline messages (XEP-0160): stores messages for users with no available session.",
+    .options = offline_options,
+    .config_size = sizeof(offline_cfg_t),
+    .hooks = &offline_hooks,
+    .server_features = offline_features,
+};

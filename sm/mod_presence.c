@@ -19,7 +19,9 @@
  * -128..127; negative priorities get no message for the bare JID (core.c).
  * State lives in sm_sess_t (available, priority, presence, directed), owned by
  * core.c, which frees it with the session. */
-#include "sm.h"
+#include "mod_blocking.h"
+#include "mod_roster.h"
+#include "module.h"
 #include "log.h"
 #include <stdlib.h>
 #include <string.h>
@@ -197,12 +199,9 @@ static void unavailable(sm_user_t *u, sm_sess_t *s, xml_node_t *st)
 
 /* --- hooks ------------------------------------------------------------------------ */
 
-static sm_ret_t on_out(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+static sm_ret_t on_presence_out(sm_sess_t *s, xml_node_t *st)
 {
-    (void)hook;
-    (void)arg;
-    if (strcmp(st->name, "presence") || !s)
-        return SM_PASS;
+    sm_user_t *u = s->user;
     const char *to = xml_attr_get(st, "to");
     const char *type = xml_attr_get(st, "type");
     if (!to) {
@@ -267,39 +266,36 @@ static void presence_error(sm_user_t *u, xml_node_t *st)
         directed_del(s, from, strchr(from, '/') == NULL);
 }
 
-static sm_ret_t on_in(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+static sm_ret_t on_presence_in(sm_user_t *u, sm_sess_t *to, xml_node_t *st)
 {
-    (void)s;
-    (void)arg;
-    if (strcmp(st->name, "presence"))
-        return SM_PASS;
     const char *type = xml_attr_get(st, "type");
-    if (sm_streq(type, "probe") && hook == SM_HOOK_IN_BARE)
+    if (sm_streq(type, "probe") && !to)
         return probe(u, st);
     if (sm_streq(type, "error"))
         presence_error(u, st);
     return SM_PASS;
 }
 
-static sm_ret_t on_sess_end(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+static void on_sess_end(sm_sess_t *s, xml_node_t *unavailable)
 {
-    (void)hook;
-    (void)arg;
-    if (st) {
-        broadcast(u, s, st, 1, 0);
+    if (unavailable) {
+        broadcast(s->user, s, unavailable, 1, 0);
     } else if (s->ndirected) {
         xml_node_t *p = xml_elem_new(NS_CLIENT, "presence");
         xml_attr_set(p, "type", "unavailable");
-        broadcast(u, s, p, 1, 0);
+        broadcast(s->user, s, p, 1, 0);
         xml_free(p);
     }
-    return SM_PASS;
 }
 
-void mod_presence_init(void)
-{
-    sm_hook_add(SM_HOOK_OUT, on_out, NULL);
-    sm_hook_add(SM_HOOK_IN_BARE, on_in, NULL);
-    sm_hook_add(SM_HOOK_IN_FULL, on_in, NULL);
-    sm_hook_add(SM_HOOK_SESS_END, on_sess_end, NULL);
-}
+static const sm_hooks_t presence_hooks = {
+    .presence_out = on_presence_out,
+    .presence_in = on_presence_in,
+    .sess_end = on_sess_end,
+};
+
+sm_module_t sm_module_presence = {
+    .name = "presence",
+    .help = "Presence (RFC 6121 section 4): broadcast, directed presence, probes.",
+    .hooks = &presence_hooks,
+};

@@ -18,8 +18,8 @@
  *
  * Storage: collection "private" of the user, key = namespace, value = the
  * elements of that namespace serialized one after the other, each declaring
- * its namespace. SM_HOOK_USER_DELETE removes them. No per-user state. */
-#include "sm.h"
+ * its namespace. user_delete removes them. No per-user state. */
+#include "module.h"
 #include "log.h"
 #include "xml_stream.h"
 #include <stdlib.h>
@@ -67,24 +67,23 @@ static int append_stored(xml_node_t *q, const char *owner, const char *ns, const
     return 0;
 }
 
-static void private_get(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *q)
+static void private_get(sm_iq_t *req, sm_user_t *u, xml_node_t *q)
 {
-    xml_node_t *res = sm_iq_result(iq);
-    xml_node_t *rq = xml_add_child(res, NS_PRIVATE, "query");
+    xml_node_t *rq = xml_elem_new(NS_PRIVATE, "query");
     for (xml_node_t *c = xml_child(q, NULL, NULL); c; c = xml_next(c, NULL, NULL)) {
         char *val = NULL;
         size_t len = 0;
         int r = storage_get(sm_storage, u->bare, COLL_PRIVATE, c->ns, &val, &len);
         if (r < 0) {
-            xml_free(res);
-            sm_reply_error(iq, "internal-server-error", "wait");
+            xml_free(rq);
+            sm_iq_error(req, "internal-server-error", "wait");
             return;
         }
         if (r == 1 || append_stored(rq, u->bare, c->ns, val, len) < 0)
             xml_add_child(rq, c->ns, c->name);
         free(val);
     }
-    sm_answer(s, res);
+    sm_iq_reply(req, rq);
 }
 
 typedef struct ns_group {
@@ -92,7 +91,7 @@ typedef struct ns_group {
     strbuf_t data;
 } ns_group_t;
 
-static void private_set(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *q)
+static void private_set(sm_iq_t *req, sm_user_t *u, xml_node_t *q)
 {
     size_t n = 0;
     for (xml_node_t *c = xml_child(q, NULL, NULL); c; c = xml_next(c, NULL, NULL))
@@ -149,76 +148,57 @@ static void private_set(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *
     free(g);
     if (err) {
         log_info("event=private-set result=refused user=%s condition=%s", u->bare, err);
-        sm_reply_error(iq, err, etype);
+        sm_iq_error(req, err, etype);
         return;
     }
-    sm_answer(s, sm_iq_result(iq));
+    sm_iq_reply(req, NULL);
 }
 
-static void private_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *q)
+/* Only the account itself reads or writes its private storage. */
+static void private_iq(sm_iq_t *req)
 {
-    const char *type = xml_attr_get(iq, "type");
-    if (!sm_streq(type, "get") && !sm_streq(type, "set"))
+    if (!req->own) {
+        sm_iq_error(req, "forbidden", "auth");
         return;
+    }
+    xml_node_t *q = req->payload;
     xml_node_t *first = xml_child(q, NULL, NULL);
     if (!first) {
-        if (sm_streq(type, "get"))
-            sm_reply_error(iq, "bad-request", "modify");
-        else
-            sm_reply_error(iq, "not-acceptable", "modify");
+        sm_iq_error(req, req->set ? "not-acceptable" : "bad-request", "modify");
         return;
     }
     for (xml_node_t *c = first; c; c = xml_next(c, NULL, NULL)) {
         if (reserved(c->ns)) {
-            sm_reply_error(iq, "not-acceptable", "modify");
+            sm_iq_error(req, "not-acceptable", "modify");
             return;
         }
     }
-    if (sm_streq(type, "get"))
-        private_get(u, s, iq, q);
+    if (req->set)
+        private_set(req, req->user, q);
     else
-        private_set(u, s, iq, q);
+        private_get(req, req->user, q);
 }
 
-static sm_ret_t on_out(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+static void on_user_delete(sm_user_t *u)
 {
-    (void)hook;
-    (void)arg;
-    xml_node_t *q;
-    if (strcmp(st->name, "iq") || !(q = xml_child(st, NS_PRIVATE, "query")))
-        return SM_PASS;
-    const char *to = xml_attr_get(st, "to");
-    if (to && strcmp(to, u->bare))
-        return SM_PASS;
-    private_iq(u, s, st, q);
-    return SM_HANDLED;
+    storage_del_all(sm_storage, u->bare, COLL_PRIVATE);
 }
 
-static sm_ret_t on_in_bare(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
-{
-    (void)hook;
-    (void)arg;
-    xml_node_t *q;
-    if (strcmp(st->name, "iq") || !(q = xml_child(st, NS_PRIVATE, "query")))
-        return SM_PASS;
-    const char *from = xml_attr_get(st, "from");
-    char *fb = from ? jid_bare_of(from) : NULL;
-    int own = fb && !strcmp(fb, u->bare);
-    free(fb);
-    if (own) {
-        private_iq(u, s, st, q);
-    } else {
-        const char *type = xml_attr_get(st, "type");
-        if (sm_streq(type, "get") || sm_streq(type, "set"))
-            sm_reply_error(st, "forbidden", "auth");
-    }
-    return SM_HANDLED;
-}
+static const sm_hooks_t private_hooks = {
+    .user_delete = on_user_delete,
+};
 
-void mod_private_init(void)
-{
-    sm_hook_add(SM_HOOK_OUT, on_out, NULL);
-    sm_hook_add(SM_HOOK_IN_BARE, on_in_bare, NULL);
-    sm_hook_add(SM_HOOK_DISCO_FEATURES, sm_feature_handler, (void *)NS_PRIVATE);
-    sm_hook_add(SM_HOOK_USER_DELETE, sm_delete_collection_handler, (void *)COLL_PRIVATE);
-}
+static const sm_iq_handler_t private_iqs[] = {
+    {NS_PRIVATE, SM_IQ_ACCOUNT, private_iq, private_iq, NULL},
+    {NULL, 0, NULL, NULL, NULL},
+};
+
+static const char *const private_features[] = {NS_PRIVATE, NULL};
+
+sm_module_t sm_module_private = {
+    .name = "private",
+    .help = "Private XML storage (XEP-0049).",
+    .hooks = &private_hooks,
+    .iqs = private_iqs,
+    .server_features = private_features,
+};

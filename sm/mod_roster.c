@@ -15,9 +15,11 @@
  * bumped by every change a client can see. Changes are committed before the
  * iq result or any push leaves.
  *
- * Memory: user->mod[slot] holds the roster, loaded on first use and freed on
- * SM_HOOK_USER_FREE. */
-#include "sm.h"
+ * Memory: the module's user state holds the roster, loaded on first use.
+ * Every change runs the roster_change hooks. */
+#include "mod_roster.h"
+#include "module.h"
+#include <stddef.h>
 #include "log.h"
 #include "xml_stream.h"
 #include <stdio.h>
@@ -56,8 +58,17 @@ typedef struct roster {
     unsigned long ver;
 } roster_t;
 
-static int slot;
+typedef struct roster_cfg {
+    long max_items;            /* roster items per user */
+} roster_cfg_t;
+
+extern sm_module_t sm_module_roster;
 static unsigned long push_ids;
+
+static size_t roster_max(void)
+{
+    return (size_t)((const roster_cfg_t *)sm_module_config(&sm_module_roster))->max_items;
+}
 
 static const char *sub_name(int sub)
 {
@@ -199,9 +210,10 @@ static int load_pending(const char *key, const char *val, size_t len, void *arg)
 
 static roster_t *roster_get(sm_user_t *u)
 {
-    if (u->mod[slot])
-        return u->mod[slot];
-    roster_t *r = xcalloc(1, sizeof *r);
+    roster_t *r = sm_user_state(u, &sm_module_roster);
+    if (r)
+        return r;
+    r = xcalloc(1, sizeof *r);
     load_ctx_t lc = {r, u->bare};
     if (storage_list(sm_storage, u->bare, COLL, load_item, &lc) < 0)
         log_warn("event=roster-load result=error user=%s", u->bare);
@@ -211,7 +223,7 @@ static roster_t *roster_get(sm_user_t *u)
     if (storage_get(sm_storage, u->bare, COLL_VER, "ver", &v, &vl) == 0)
         r->ver = strtoul(v, NULL, 10);
     free(v);
-    u->mod[slot] = r;
+    sm_user_state_set(u, &sm_module_roster, r);
     return r;
 }
 
@@ -364,6 +376,7 @@ static int change(sm_user_t *u, roster_t *r, ritem_t *it, int visible)
               u->bare, item_jid(it), sub_name(it->sub), it->ask, it->pending_in, it->approved);
     if (visible && it->in_roster)
         push(u, r, it, 0);
+    sm_hooks_roster_change(u, item_jid(it), it->in_roster ? (int)it->sub : -1);
     return 0;
 }
 
@@ -442,7 +455,7 @@ static sm_ret_t out_subscription(sm_user_t *u, sm_sess_t *sess, xml_node_t *st, 
             return SM_HANDLED;
         }
         if (will_add && (approve_only || !strcmp(type, "subscribe")) &&
-            r->count >= (size_t)sm_config->roster_max) {
+            r->count >= roster_max()) {
             sm_reply_error(st, "resource-constraint", "wait");
             free(contact);
             return SM_HANDLED;
@@ -596,33 +609,29 @@ static sm_ret_t in_subscription(sm_user_t *u, xml_node_t *st, const char *type)
 
 /* --- jabber:iq:roster --------------------------------------------------------------- */
 
-static void reply_error_cond(xml_node_t *iq, const char *cond, const char *type)
+/* Only the account itself reads or changes its roster (RFC 6121 2.1.5). */
+static void roster_get_iq(sm_iq_t *req)
 {
-    sm_reply_error(iq, cond, type);
-}
-
-static void roster_get_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *q)
-{
-    roster_t *r = roster_get(u);
-    if (s)
-        s->roster_requested = 1;
+    if (!req->own) {
+        sm_iq_error(req, "forbidden", "auth");
+        return;
+    }
+    roster_t *r = roster_get(req->user);
+    if (req->sess)
+        req->sess->roster_requested = 1;
     char ver[32];
     snprintf(ver, sizeof ver, "%lu", r->ver);
-    xml_node_t *res = sm_iq_result(iq);
-    const char *cver = xml_attr_get(q, "ver");
+    const char *cver = xml_attr_get(req->payload, "ver");
+    xml_node_t *rq = NULL;
     if (!cver || strcmp(cver, ver)) {
         /* XEP-0237: an unknown or older version gets the whole roster. */
-        xml_node_t *rq = xml_add_child(res, NS_ROSTER, "query");
+        rq = xml_elem_new(NS_ROSTER, "query");
         xml_attr_set(rq, "ver", ver);
         for (ritem_t *it = r->items; it; it = it->next)
             if (it->in_roster)
                 item_xml(it, rq, 0);
     }
-    if (s)
-        sm_deliver(s, res);
-    else
-        sm_send(res);
-    xml_free(res);
+    sm_iq_reply(req, rq);
 }
 
 static void roster_remove(sm_user_t *u, ritem_t *it)
@@ -636,16 +645,22 @@ static void roster_remove(sm_user_t *u, ritem_t *it)
         send_sessions_presence(u, item_jid(it), 1);
 }
 
-static void roster_set_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *q)
+static void roster_set_iq(sm_iq_t *req)
 {
+    if (!req->own) {
+        sm_iq_error(req, "forbidden", "auth");
+        return;
+    }
+    sm_user_t *u = req->user;
+    xml_node_t *q = req->payload;
     xml_node_t *item = xml_child(q, NS_ROSTER, "item");
     if (!item || xml_next(item, NS_ROSTER, "item") || !xml_attr_get(item, "jid")) {
-        reply_error_cond(iq, "bad-request", "modify");
+        sm_iq_error(req, "bad-request", "modify");
         return;
     }
     jid_t j;
     if (jid_parse(xml_attr_get(item, "jid"), &j) != JID_OK) {
-        reply_error_cond(iq, "jid-malformed", "modify");
+        sm_iq_error(req, "jid-malformed", "modify");
         return;
     }
     char *cj = xstrdup(j.full);
@@ -655,7 +670,7 @@ static void roster_set_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t
     ritem_t *it = item_find(r, cj);
     if (sm_streq(xml_attr_get(item, "subscription"), "remove")) {
         if (!it || !it->in_roster) {
-            reply_error_cond(iq, "item-not-found", "cancel");
+            sm_iq_error(req, "item-not-found", "cancel");
             free(cj);
             return;
         }
@@ -666,22 +681,20 @@ static void roster_set_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t
         if (commit(u, r, it, 1) < 0) {
             it->in_roster = 1;
             r->count++;
-            reply_error_cond(iq, "internal-server-error", "wait");
+            sm_iq_error(req, "internal-server-error", "wait");
             free(cj);
             return;
         }
-        xml_node_t *res = sm_iq_result(iq);
-        if (s)
-            sm_deliver(s, res);
-        xml_free(res);
+        sm_iq_reply(req, NULL);
         push(u, r, it, 1);
+        sm_hooks_roster_change(u, item_jid(it), -1);
         item_unlink(r, it);
         item_free(it);
         free(cj);
         return;
     }
     if (self) {
-        reply_error_cond(iq, "not-allowed", "cancel");
+        sm_iq_error(req, "not-allowed", "cancel");
         free(cj);
         return;
     }
@@ -704,7 +717,7 @@ static void roster_set_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t
     const char *name = xml_attr_get(item, "name");
     if (!err && name && strlen(name) > 1023)
         err = "not-acceptable";
-    if (!err && (!it || !it->in_roster) && r->count >= (size_t)sm_config->roster_max) {
+    if (!err && (!it || !it->in_roster) && r->count >= roster_max()) {
         err = "not-allowed";
         etype = "cancel";
     }
@@ -712,7 +725,7 @@ static void roster_set_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t
         for (size_t i = 0; i < k; i++)
             free(groups[i]);
         free(groups);
-        reply_error_cond(iq, err, etype);
+        sm_iq_error(req, err, etype);
         free(cj);
         return;
     }
@@ -727,30 +740,14 @@ static void roster_set_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t
         free(groups[i]);
     free(groups);
     if (commit(u, r, it, 1) < 0) {
-        reply_error_cond(iq, "internal-server-error", "wait");
+        sm_iq_error(req, "internal-server-error", "wait");
         free(cj);
         return;
     }
-    xml_node_t *res = sm_iq_result(iq);
-    if (s)
-        sm_deliver(s, res);
-    xml_free(res);
+    sm_iq_reply(req, NULL);
     push(u, r, it, 0);
+    sm_hooks_roster_change(u, item_jid(it), (int)it->sub);
     free(cj);
-}
-
-static sm_ret_t roster_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq)
-{
-    xml_node_t *q = xml_child(iq, NS_ROSTER, "query");
-    if (!q)
-        return SM_PASS;
-    const char *type = xml_attr_get(iq, "type");
-    if (sm_streq(type, "get"))
-        roster_get_iq(u, s, iq, q);
-    else if (sm_streq(type, "set"))
-        roster_set_iq(u, s, iq, q);
-    /* results and errors (answers to our pushes) end here */
-    return SM_HANDLED;
 }
 
 /* --- hooks ----------------------------------------------------------------------- */
@@ -771,62 +768,43 @@ static void redeliver_pending(sm_user_t *u, sm_sess_t *s)
             sm_deliver(s, it->pending);
 }
 
-static sm_ret_t on_out(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+static sm_ret_t on_presence_out(sm_sess_t *s, xml_node_t *st)
 {
-    (void)hook;
-    (void)arg;
     const char *to = xml_attr_get(st, "to");
     const char *type = xml_attr_get(st, "type");
-    if (!strcmp(st->name, "iq")) {
-        if (to) {
-            char *b = jid_bare_of(to);
-            int own = b && !strcmp(b, u->bare) && !strchr(to, '/');
-            free(b);
-            if (!own)
-                return SM_PASS;
-        }
-        return roster_iq(u, s, st);
-    }
-    if (!strcmp(st->name, "presence")) {
-        if (to && is_subscription(type))
-            return out_subscription(u, s, st, type);
-        if (!to && !type && s && !s->available)
-            redeliver_pending(u, s);
-    }
+    if (to && is_subscription(type))
+        return out_subscription(s->user, s, st, type);
+    if (!to && !type && !s->available)
+        redeliver_pending(s->user, s);
     return SM_PASS;
 }
 
-static sm_ret_t on_in_bare(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+/* Subscription states change only for what reaches the bare JID (RFC 6121
+ * 8.5.3: the core hands subscriptions to a full JID in as for the bare). */
+static sm_ret_t on_presence_in(sm_user_t *u, sm_sess_t *to, xml_node_t *st)
 {
-    (void)hook;
-    (void)s;
-    (void)arg;
     const char *type = xml_attr_get(st, "type");
-    if (!strcmp(st->name, "presence") && is_subscription(type))
+    if (!to && is_subscription(type))
         return in_subscription(u, st, type);
-    if (!strcmp(st->name, "iq") && xml_child(st, NS_ROSTER, "query")) {
-        char *fb = jid_bare_of(xml_attr_get(st, "from") ? xml_attr_get(st, "from") : "");
-        int own = fb && !strcmp(fb, u->bare);
-        free(fb);
-        if (own)
-            return roster_iq(u, NULL, st);
-        if (sm_streq(type, "get") || sm_streq(type, "set"))
-            sm_reply_error(st, "forbidden", "auth");
-        return SM_HANDLED;
-    }
     return SM_PASS;
 }
 
-static sm_ret_t on_user_free(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg);
+static void state_free(sm_user_t *u, void *state)
+{
+    (void)u;
+    roster_t *r = state;
+    while (r->items) {
+        ritem_t *it = r->items;
+        r->items = it->next;
+        item_free(it);
+    }
+    free(r);
+}
 
 /* Account removal: tell every contact, then forget everything (the cache too:
  * an account created again under the same JID starts empty). */
-static sm_ret_t on_user_delete(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
+static void on_user_delete(sm_user_t *u)
 {
-    (void)hook;
-    (void)s;
-    (void)st;
-    (void)arg;
     roster_t *r = roster_get(u);
     for (ritem_t *it = r->items; it; it = it->next) {
         if (it->ask || (it->sub & SM_SUB_TO))
@@ -837,47 +815,50 @@ static sm_ret_t on_user_delete(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_n
     storage_del_all(sm_storage, u->bare, COLL);
     storage_del_all(sm_storage, u->bare, COLL_PENDING);
     storage_del_all(sm_storage, u->bare, COLL_VER);
-    on_user_free(SM_HOOK_USER_FREE, u, NULL, NULL, NULL);
-    return SM_PASS;
-}
-
-static sm_ret_t on_user_free(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
-{
-    (void)hook;
-    (void)s;
-    (void)st;
-    (void)arg;
-    roster_t *r = u->mod[slot];
-    if (!r)
-        return SM_PASS;
-    while (r->items) {
-        ritem_t *it = r->items;
-        r->items = it->next;
-        item_free(it);
-    }
-    free(r);
-    u->mod[slot] = NULL;
-    return SM_PASS;
+    state_free(u, r);
+    sm_user_state_set(u, &sm_module_roster, NULL);
 }
 
 int sm_roster_sub(sm_user_t *u, const char *contact)
 {
+    if (!sm_module_enabled(&sm_module_roster))
+        return -1;
     ritem_t *it = item_find(roster_get(u), contact);
     return it && it->in_roster ? it->sub : -1;
 }
 
 void sm_roster_foreach(sm_user_t *u, sm_roster_fn fn, void *arg)
 {
+    if (!sm_module_enabled(&sm_module_roster))
+        return;
     for (ritem_t *it = roster_get(u)->items; it; it = it->next)
         if (it->in_roster)
             fn(item_jid(it), (sm_sub_t)it->sub, arg);
 }
 
-void mod_roster_init(void)
-{
-    slot = sm_module_slot();
-    sm_hook_add(SM_HOOK_OUT, on_out, NULL);
-    sm_hook_add(SM_HOOK_IN_BARE, on_in_bare, NULL);
-    sm_hook_add(SM_HOOK_USER_DELETE, on_user_delete, NULL);
-    sm_hook_add(SM_HOOK_USER_FREE, on_user_free, NULL);
-}
+static const cfg_option_t roster_options[] = {
+    {"max-items", CFG_INT, "1000", 1, 1000000, 1, offsetof(roster_cfg_t, max_items), NULL,
+     "Roster items per user; adding more is refused with not-allowed."},
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, NULL},
+};
+
+static const sm_hooks_t roster_hooks = {
+    .presence_out = on_presence_out,
+    .presence_in = on_presence_in,
+    .user_delete = on_user_delete,
+};
+
+static const sm_iq_handler_t roster_iqs[] = {
+    {NS_ROSTER, SM_IQ_ACCOUNT, roster_get_iq, roster_set_iq, NULL},
+    {NULL, 0, NULL, NULL, NULL},
+};
+
+sm_module_t sm_module_roster = {
+    .name = "roster",
+    .help = "Roster and presence subscriptions (RFC 6121 sections 2 and 3, XEP-0237 versions).",
+    .options = roster_options,
+    .config_size = sizeof(roster_cfg_t),
+    .hooks = &roster_hooks,
+    .iqs = roster_iqs,
+    .user_state_free = state_free,
+};

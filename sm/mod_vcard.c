@@ -11,8 +11,9 @@
  *
  * Storage: collection "vcard", key "" of the owner: the <vCard/> element
  * serialized with its namespace declared. The write is committed before the
- * result leaves. SM_HOOK_USER_DELETE removes it. No per-user state. */
-#include "sm.h"
+ * result leaves. user_delete removes it. No per-user state. */
+#include "mod_vcard.h"
+#include "module.h"
 #include "log.h"
 #include "xml_stream.h"
 #include <stdlib.h>
@@ -22,39 +23,66 @@
 #define COLL_VCARD "vcard"
 #define VCARD_MAX (64u * 1024u)   /* bytes of one serialized vCard */
 
-static void vcard_get(const char *owner, sm_sess_t *s, xml_node_t *iq)
+/* The stored record parsed back, or NULL (logged) when unreadable. */
+static xml_node_t *vcard_parse(const char *owner, const char *val, size_t len)
 {
+    xml_limits_t lim;
+    xml_limits_default(&lim);
+    lim.max_stanza_bytes = VCARD_MAX * 2;
+    char err[128];
+    unsigned line = 0;
+    xml_node_t *vc = xml_parse_document(val, len, &lim, err, sizeof err, &line);
+    if (!vc || strcmp(vc->ns, NS_VCARD) || strcmp(vc->name, "vCard")) {
+        log_warn("event=vcard-load result=bad-record user=%s error=\"%s\"", owner, vc ? "not a vCard" : err);
+        xml_free(vc);
+        vc = NULL;
+    }
+    return vc;
+}
+
+int sm_vcard_load(const char *owner, xml_node_t **out)
+{
+    *out = NULL;
     char *val = NULL;
     size_t len = 0;
     int r = storage_get(sm_storage, owner, COLL_VCARD, "", &val, &len);
-    if (r < 0) {
-        sm_reply_error(iq, "internal-server-error", "wait");
-        return;
-    }
-    xml_node_t *vc = NULL;
-    if (r == 0) {
-        xml_limits_t lim;
-        xml_limits_default(&lim);
-        lim.max_stanza_bytes = VCARD_MAX * 2;
-        char err[128];
-        unsigned line = 0;
-        vc = xml_parse_document(val, len, &lim, err, sizeof err, &line);
-        if (!vc || strcmp(vc->ns, NS_VCARD) || strcmp(vc->name, "vCard")) {
-            log_warn("event=vcard-load result=bad-record user=%s error=\"%s\"", owner, vc ? "not a vCard" : err);
-            xml_free(vc);
-            vc = NULL;
-        }
-        free(val);
-    }
-    if (!vc)
-        vc = xml_elem_new(NS_VCARD, "vCard");
-    xml_node_t *res = sm_iq_result(iq);
-    xml_append(res, vc);
-    sm_answer(s, res);
+    if (r < 0)
+        return -1;
+    if (r == 0)
+        *out = vcard_parse(owner, val, len);
+    free(val);
+    return 0;
 }
 
-static void vcard_set(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *vc)
+static void vcard_got(storage_res_t *res, void *arg)
 {
+    sm_iq_t *req = arg;
+    if (res->status < 0) {
+        sm_iq_error(req, "internal-server-error", "wait");
+        return;
+    }
+    xml_node_t *vc = res->status == 0 ? vcard_parse(req->user->bare, res->val, res->len) : NULL;
+    sm_iq_reply(req, vc ? vc : xml_elem_new(NS_VCARD, "vCard"));
+}
+
+/* From anyone: the stored vCard, or an empty one. Written on storage's
+ * asynchronous form: the request is deferred and answered from the callback
+ * (at once on SQLite, from the event loop on a network database). */
+static void vcard_get(sm_iq_t *req)
+{
+    sm_iq_t *later = sm_iq_defer(req);
+    storage_get_async(sm_storage, later->user->bare, COLL_VCARD, "", vcard_got, later);
+}
+
+/* Only by the account itself. */
+static void vcard_set(sm_iq_t *req)
+{
+    sm_user_t *u = req->user;
+    xml_node_t *vc = req->payload;
+    if (!req->own) {
+        sm_iq_error(req, "forbidden", "auth");
+        return;
+    }
     int r;
     if (!xml_child(vc, NULL, NULL)) {
         r = storage_del(sm_storage, u->bare, COLL_VCARD, "");
@@ -65,65 +93,39 @@ static void vcard_set(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *vc
         if (sb.len > VCARD_MAX) {
             strbuf_free(&sb);
             log_info("event=vcard-set result=too-large user=%s", u->bare);
-            sm_reply_error(iq, "not-acceptable", "modify");
+            sm_iq_error(req, "not-acceptable", "modify");
             return;
         }
         r = storage_put(sm_storage, u->bare, COLL_VCARD, "", sb.data, sb.len);
         strbuf_free(&sb);
     }
-    if (r < 0) {
-        sm_reply_error(iq, "internal-server-error", "wait");
-        return;
-    }
-    sm_answer(s, sm_iq_result(iq));
+    if (r < 0)
+        sm_iq_error(req, "internal-server-error", "wait");
+    else
+        sm_iq_reply(req, NULL);
 }
 
-/* own: the sender is the account u itself. */
-static void vcard_iq(sm_user_t *u, sm_sess_t *s, xml_node_t *iq, xml_node_t *vc, int own)
+static void on_user_delete(sm_user_t *u)
 {
-    const char *type = xml_attr_get(iq, "type");
-    if (sm_streq(type, "get"))
-        vcard_get(u->bare, s, iq);
-    else if (sm_streq(type, "set") && own)
-        vcard_set(u, s, iq, vc);
-    else if (sm_streq(type, "set"))
-        sm_reply_error(iq, "forbidden", "auth");
+    storage_del_all(sm_storage, u->bare, COLL_VCARD);
 }
 
-static sm_ret_t on_out(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
-{
-    (void)hook;
-    (void)arg;
-    xml_node_t *vc;
-    if (strcmp(st->name, "iq") || !(vc = xml_child(st, NS_VCARD, "vCard")))
-        return SM_PASS;
-    const char *to = xml_attr_get(st, "to");
-    if (to && strcmp(to, u->bare))
-        return SM_PASS;
-    vcard_iq(u, s, st, vc, 1);
-    return SM_HANDLED;
-}
+static const sm_hooks_t vcard_hooks = {
+    .user_delete = on_user_delete,
+};
 
-static sm_ret_t on_in_bare(sm_hook_t hook, sm_user_t *u, sm_sess_t *s, xml_node_t *st, void *arg)
-{
-    (void)hook;
-    (void)arg;
-    xml_node_t *vc;
-    if (strcmp(st->name, "iq") || !(vc = xml_child(st, NS_VCARD, "vCard")))
-        return SM_PASS;
-    const char *from = xml_attr_get(st, "from");
-    char *fb = from ? jid_bare_of(from) : NULL;
-    int own = fb && !strcmp(fb, u->bare);
-    free(fb);
-    vcard_iq(u, s, st, vc, own);
-    return SM_HANDLED;
-}
+static const sm_iq_handler_t vcard_iqs[] = {
+    {NS_VCARD, SM_IQ_ACCOUNT, vcard_get, vcard_set, NULL},
+    {NULL, 0, NULL, NULL, NULL},
+};
 
-void mod_vcard_init(void)
-{
-    sm_hook_add(SM_HOOK_OUT, on_out, NULL);
-    sm_hook_add(SM_HOOK_IN_BARE, on_in_bare, NULL);
-    sm_hook_add(SM_HOOK_DISCO_FEATURES, sm_feature_handler, (void *)NS_VCARD);
-    sm_hook_add(SM_HOOK_ACCOUNT_FEATURES, sm_feature_handler, (void *)NS_VCARD);
-    sm_hook_add(SM_HOOK_USER_DELETE, sm_delete_collection_handler, (void *)COLL_VCARD);
-}
+static const char *const vcard_features[] = {NS_VCARD, NULL};
+
+sm_module_t sm_module_vcard = {
+    .name = "vcard",
+    .help = "vCards (XEP-0054) of local accounts.",
+    .hooks = &vcard_hooks,
+    .iqs = vcard_iqs,
+    .server_features = vcard_features,
+    .account_features = vcard_features,
+};
