@@ -24,6 +24,11 @@ static void conn_read_cb(struct bufferevent *bev, void *ctx);
 static void conn_write_cb(struct bufferevent *bev, void *ctx);
 static void conn_event_cb(struct bufferevent *bev, short what, void *ctx);
 
+s2s_conn_t *conn_first(void)
+{
+    return conn_list;
+}
+
 size_t conn_count(int outbound)
 {
     return nconns[outbound ? 1 : 0];
@@ -366,6 +371,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *ctx)
     if (what & BEV_EVENT_CONNECTED) {
         if (c->tls && !c->tls_done) {
             c->tls_done = 1;
+            s2s_metrics_tls(c->outbound, 1);
             if (c->ops->on_tls_ready)
                 c->ops->on_tls_ready(c);
         }
@@ -380,6 +386,8 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *ctx)
             log_info("event=tls-failed peer=%s direction=%s reason=\"%s\"", c->peer, c->outbound ? "out" : "in",
                      buf);
             reason = "tls-failed";
+            if (!c->tls_done)
+                s2s_metrics_tls(c->outbound, 0);
         }
     }
     int sockerr = EVUTIL_SOCKET_ERROR();

@@ -69,6 +69,13 @@ static sm_ret_t admin_on_sess(sm_hook_t hook, sm_user_t *user, sm_sess_t *sess, 
     return SM_PASS;
 }
 
+void admin_foreach_session(void (*fn)(const sm_sess_t *s, void *arg), void *arg)
+{
+    for (size_t b = 0; b < ADMIN_BUCKETS; b++)
+        for (admin_ent_t *e = admin_tab[b]; e; e = e->next)
+            fn(e->s, arg);
+}
+
 static void admin_write_sessions(strbuf_t *out)
 {
     for (size_t b = 0; b < ADMIN_BUCKETS; b++) {

@@ -180,5 +180,10 @@ void sm_c2s_down(const char *instance);   /* a c2s instance went away: end its s
 int admin_start(struct event_base *base, const char *path);
 void admin_stop(void);
 void admin_free(void);
+/* Calls fn for every live session (metrics.c). */
+void admin_foreach_session(void (*fn)(const sm_sess_t *s, void *arg), void *arg);
+
+/* metrics.c: Prometheus metrics (docs/operations.md, "Metrics"). */
+void sm_metrics_register(void);
 
 #endif
