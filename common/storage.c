@@ -254,14 +254,19 @@ static int64_t storage_mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static void storage_observe(const storage_req_t *r)
+metrics_family_t *storage_metrics_register(void)
 {
     static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                     0.1,    0.25,  0.5,    1,     2.5,  5,     10};
-    metrics_family_t *f = metrics_family("weft_storage_request_seconds", METRICS_HISTOGRAM,
-                                         "Time from a storage request's submission to its completion, by operation.",
-                                         "op", bounds, sizeof bounds / sizeof bounds[0]);
-    metrics_observe(metrics_series(f, r->opname, NULL), (double)(storage_mono_us() - r->submitted_us) / 1e6);
+    return metrics_family("weft_storage_request_seconds", METRICS_HISTOGRAM,
+                          "Time from a storage request's submission to its completion, by operation.", "op", bounds,
+                          sizeof bounds / sizeof bounds[0]);
+}
+
+static void storage_observe(const storage_req_t *r)
+{
+    metrics_observe(metrics_series(storage_metrics_register(), r->opname, NULL),
+                    (double)(storage_mono_us() - r->submitted_us) / 1e6);
 }
 
 static void req_submit(storage_t *st, storage_req_t *r)

@@ -26,5 +26,6 @@ void sm_metrics_register(void)
     m_sessions = metrics_family("weft_sm_sessions", METRICS_GAUGE,
                                 "Live sessions by presence state (unavailable: no initial presence yet).", "state",
                                 NULL, 0);
+    storage_metrics_register();
     metrics_collector(sm_metrics_collect);
 }
