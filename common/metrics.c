@@ -11,6 +11,7 @@
 #include <string.h>
 
 struct metrics_series {
+    const metrics_family_t *fam;          /* for a histogram's bounds */
     char *v[2];
     double value;                         /* counter, gauge; histogram: sum */
     unsigned long long count;             /* histogram observations */
@@ -92,6 +93,7 @@ metrics_series_t *metrics_series(metrics_family_t *f, const char *v1, const char
         return NULL;
     }
     metrics_series_t *s = &f->series[f->nseries++];
+    s->fam = f;
     s->v[0] = v1 ? xstrdup(v1) : NULL;
     s->v[1] = v2 ? xstrdup(v2) : NULL;
     return s;
@@ -115,16 +117,9 @@ void metrics_observe(metrics_series_t *s, double v)
         return;
     s->value += v;
     s->count++;
-    /* The family's bounds are not reachable from the series: find it by
-     * address (series are stored inside their family). */
-    for (metrics_family_t *f = families; f; f = f->next) {
-        if (s >= f->series && s < f->series + METRICS_SERIES_MAX) {
-            for (size_t i = 0; i < f->nbuckets; i++)
-                if (v <= f->bounds[i])
-                    s->bucket[i]++;
-            return;
-        }
-    }
+    for (size_t i = 0; i < s->fam->nbuckets; i++)
+        if (v <= s->fam->bounds[i])
+            s->bucket[i]++;
 }
 
 void metrics_inc(metrics_family_t *f, const char *v1, const char *v2)
