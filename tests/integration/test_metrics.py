@@ -9,7 +9,9 @@ TCP connection opens a server-to-server stream. Bad HTTP on the listener
 harming the process: scrapes and XMPP logins keep working.
 """
 import asyncio
+import json
 import math
+import os
 import re
 import socket
 import ssl
@@ -210,6 +212,15 @@ def test_every_process_serves_valid_metrics(deploy):
         assert value(fams, "process_open_fds") >= 3
         assert now - 120 < value(fams, "process_start_time_seconds") <= now + 1
         assert value(fams, "process_cpu_seconds_total") > 0
+    # Every metric the Grafana dashboard queries is served by some process.
+    served = set()
+    for port in deploy.metrics.values():
+        for fam, f in scrape(port).items():
+            served |= {fam} | ({fam + "_bucket", fam + "_sum", fam + "_count"} if f["type"] == "histogram" else set())
+    dash = json.load(open(os.path.join(os.path.dirname(__file__), "..", "..", "etc", "grafana-weft.json")))
+    queried = {m for p in dash["panels"] for t in p["targets"]
+               for m in re.findall(r"\b(?:weft|process)_[a-z0-9_]+", t["expr"])}
+    assert len(queried) >= 14 and queried <= served, queried - served
     router = scrape(deploy.metrics["router"])
     # sm, c2s and s2s are linked and routing; nothing is held.
     assert value(router, "weft_router_links", state="routing") == 3
