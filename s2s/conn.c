@@ -127,6 +127,7 @@ void conn_write(s2s_conn_t *c, const char *data, size_t len)
     }
     c->last_active = daemon_now();
     c->plain_total += len;
+    s2s_metrics_bytes(0, len);
     bufferevent_write(c->bev, data, len);
 }
 
@@ -161,6 +162,7 @@ static void conn_release_done(s2s_conn_t *c)
 
 void conn_write_stanza(s2s_conn_t *c, const xml_node_t *el, uint64_t token)
 {
+    s2s_metrics_stanza(0, el->name);
     conn_write_node(c, el);
     if (c->closed || c->dead || !c->bev) {
         link_done(token);
@@ -341,6 +343,7 @@ static void conn_read_cb(struct bufferevent *bev, void *ctx)
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;
         size_t n = v.iov_len;
+        s2s_metrics_bytes(1, n);
         xs_err_t err = xml_stream_feed(c->xs, v.iov_base, n);
         if (c->closed)
             break;

@@ -179,6 +179,8 @@ s2s_conn_t *conn_first(void);
 /* Prometheus metrics (docs/operations.md, "Metrics"). */
 void s2s_metrics_register(void);
 void s2s_metrics_tls(int outbound, int ok);   /* a TLS handshake ended */
+void s2s_metrics_stanza(int in, const char *name); /* in: 1 from a remote server, 0 to one */
+void s2s_metrics_bytes(int in, size_t n);          /* in: 1 read, 0 written (inside TLS) */
 
 /* ---------------------------------------------------------------- dialback.c */
 

@@ -197,7 +197,8 @@ FAMILIES = {
     "sm": ["weft_sm_sessions", "weft_storage_request_seconds"],
     "c2s": ["weft_c2s_connections", "weft_c2s_logins_total", "weft_c2s_login_failures_total",
             "weft_c2s_stanzas_total", "weft_c2s_bytes_total", "weft_c2s_tls_handshakes_total"],
-    "s2s": ["weft_s2s_streams", "weft_s2s_routes", "weft_s2s_tls_handshakes_total"],
+    "s2s": ["weft_s2s_streams", "weft_s2s_routes", "weft_s2s_tls_handshakes_total", "weft_s2s_stanzas_total",
+            "weft_s2s_bytes_total"],
 }
 
 
@@ -321,6 +322,11 @@ def test_s2s_streams_move(deploy):
               b"to='localhost' from='remote.test' version='1.0'>")
     assert wait_for(lambda: value(scrape(deploy.metrics["s2s"]), "weft_s2s_streams", direction="in",
                                   state="plain") == 1, 5)
+    # Our header came in, the s2s's header and features went out.
+    now = scrape(deploy.metrics["s2s"])
+    assert value(now, "weft_s2s_bytes_total", direction="in") - value(base, "weft_s2s_bytes_total", direction="in") \
+        == 188
+    assert value(now, "weft_s2s_bytes_total", direction="out") > value(base, "weft_s2s_bytes_total", direction="out")
     s.close()
     assert wait_for(lambda: total(scrape(deploy.metrics["s2s"]), "weft_s2s_streams") == 0, 5)
 
