@@ -46,7 +46,7 @@ void c2s_metrics_register(void)
                                 "Failed authentications by mechanism (not counting aborts and server-side errors).",
                                 "mechanism", NULL, 0);
     m_stanzas = metrics_family("weft_c2s_stanzas_total", METRICS_COUNTER,
-                               "Stanzas from authenticated clients (in) and delivered to clients (out) by kind.",
+                               "Stanzas from authenticated clients (in) and routed to clients (out) by kind.",
                                "direction,kind", NULL, 0);
     m_bytes = metrics_family("weft_c2s_bytes_total", METRICS_COUNTER,
                              "XML stream bytes read from and written to clients (inside TLS).", "direction", NULL, 0);

@@ -282,7 +282,7 @@ def test_values_move_as_clients_act(deploy):
     assert value(c1, "weft_c2s_stanzas_total", direction="in", kind="message") - \
         value(c0, "weft_c2s_stanzas_total", direction="in", kind="message") == 5
     assert value(c1, "weft_c2s_stanzas_total", direction="in", kind="presence") >= 1
-    assert value(c1, "weft_c2s_stanzas_total", direction="out", kind="iq") >= 1   # bind, ping results
+    assert value(c1, "weft_c2s_stanzas_total", direction="out", kind="iq") >= 1   # roster, ping results
     assert value(c1, "weft_c2s_bytes_total", direction="in") > value(c0, "weft_c2s_bytes_total", direction="in")
     assert value(c1, "weft_c2s_bytes_total", direction="out") > value(c0, "weft_c2s_bytes_total", direction="out")
     assert value(c1, "weft_c2s_tls_handshakes_total", result="ok") > \
