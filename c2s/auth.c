@@ -183,6 +183,7 @@ static void auth_fail(client_t *c, const char *condition)
     if (counts) {
         log_notice("event=auth-failed peer=%s ip=%s user=%s mechanism=%s condition=%s", c->peer, c->ip,
                    c->node ? c->node : "-", c->mech[0] ? c->mech : "-", condition);
+        c2s_metrics_login(c->mech, 0);
         limits_auth_failed(c->ip);
         c->auth_failures++;
     }
@@ -293,6 +294,7 @@ static void auth_result(client_t *c, sasl_result_t rc, strbuf_t *out)
     if (!c->legacy)
         auth_send(c, "success", out);
     log_notice("event=authenticated peer=%s user=%s mechanism=%s tls=%d", c->peer, c->jid.bare, c->mech, c->tls);
+    c2s_metrics_login(c->mech, 1);
     char mech[sizeof c->mech];
     memcpy(mech, c->mech, sizeof mech);
     char *node = c->node;

@@ -176,6 +176,8 @@ void client_free_all(void);
 typedef void (*client_each_fn)(client_t *c, void *arg);
 void client_foreach(client_each_fn fn, void *arg);
 size_t client_count(void);
+/* The list of every client (for metrics.c), linked by lnext. */
+client_t *client_first(void);
 
 /* listen.c */
 int listen_start(struct event_base *base);
@@ -251,6 +253,14 @@ void limits_auth_failed(const char *ip);
 int limits_reg_allowed(const char *ip);   /* also counts the attempt */
 void limits_cron(double now);
 void limits_free(void);
+
+/* metrics.c: Prometheus metrics (docs/operations.md, "Metrics"). */
+void c2s_metrics_register(void);
+void c2s_metrics_login(const char *mech, int ok);      /* ok: 1 success, 0 failure */
+void c2s_metrics_stanza(int in, const char *name);     /* in: 1 from the client, 0 to it */
+void c2s_metrics_bytes_in(size_t n);
+void c2s_metrics_bytes_out(size_t n);
+void c2s_metrics_tls(int ok);                          /* a TLS handshake ended */
 
 /* kinds of pending authreg requests */
 enum { REQ_NONE = 0, REQ_AUTH, REQ_REGISTER, REQ_PASSWORD, REQ_REMOVE };

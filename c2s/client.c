@@ -91,6 +91,11 @@ void client_rekey(client_t *c, uint64_t new_sid)
     client_hash_add(c);
 }
 
+client_t *client_first(void)
+{
+    return client_list;
+}
+
 size_t client_count(void)
 {
     return nclients;
@@ -195,6 +200,7 @@ void client_write(client_t *c, const char *data, size_t len)
 {
     if (!c->bev || c->detached || c->state == CL_CLOSED)
         return;
+    c2s_metrics_bytes_out(len);
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (evbuffer_get_length(out) + len > c2s_config->output_max) {
         log_warn("event=client-dropped peer=%s sid=%s reason=output-buffer-full bytes=%zu", c->peer,
@@ -535,6 +541,7 @@ static void client_on_stanza(void *ctx, xml_node_t *st)
         else
             client_stream_error(c, "not-authorized", NULL);
     } else {
+        c2s_metrics_stanza(1, st->name);
         if (c->state == CL_SESSION)
             smacks_count_in(c);
         const char *bad = stanza_check(st);
@@ -697,6 +704,7 @@ static void client_takeover_soon(client_t *c)
  * client is no longer one to read for (closed, detached). */
 static int client_feed(client_t *c, const char *data, size_t n)
 {
+    c2s_metrics_bytes_in(n);
     xs_err_t err = xml_stream_feed(c->xs, data, n);
     if (c->state == CL_CLOSED || c->detached)
         return -1;
@@ -774,6 +782,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *ctx)
     (void)bev;
     client_t *c = ctx;
     if (what & BEV_EVENT_CONNECTED) {
+        c2s_metrics_tls(1);
         client_takeover_soon(c);   /* the TLS handshake is over */
         return;
     }
@@ -783,6 +792,9 @@ static void client_event_cb(struct bufferevent *bev, short what, void *ctx)
             char buf[256];
             ERR_error_string_n(e, buf, sizeof buf);
             log_info("event=tls-failed peer=%s reason=\"%s\"", c->peer, buf);
+            SSL *ssl = bufferevent_openssl_get_ssl(bev);
+            if (ssl && !SSL_is_init_finished(ssl))
+                c2s_metrics_tls(0);
         }
     }
     if (c->state == CL_CLOSED) {

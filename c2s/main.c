@@ -119,6 +119,7 @@ int main(int argc, char **argv)
         .start = c2s_start,
         .stop = c2s_stop,
         .reload = c2s_reload,
+        .metrics = c2s_metrics_register,
         .cron = c2s_cron,
         .cleanup = c2s_cleanup,
     };

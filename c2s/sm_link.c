@@ -136,8 +136,10 @@ static void sm_link_deliver(xml_node_t *route)
     }
     if (c->sm_enabled)
         smacks_sent(c, st);
-    if (!c->detached)
+    if (!c->detached) {
+        c2s_metrics_stanza(0, st->name);
         client_write_node(c, st);
+    }
 }
 
 static void sm_link_session_in(xml_node_t *el)

@@ -5,6 +5,9 @@
  * callback takes what else it can change while running. */
 #include "daemon.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_http.h"
+#include "metrics_process.h"
 #include "strbuf.h"
 #include <errno.h>
 #include <malloc.h>
@@ -204,15 +207,22 @@ int daemon_main(int argc, char **argv, const daemon_spec_t *s)
     event_add(ev_cron, &one);
 
     int rc = 0;
-    if (s->start(base, config) < 0) {
+    metrics_process_register();
+    if (s->metrics)
+        s->metrics();
+    if (metrics_http_start(base, ((const daemon_common_t *)config)->metrics_listen) < 0) {
+        rc = 1;
+    } else if (s->start(base, config) < 0) {
         rc = 1;
     } else {
         log_notice("event=started config=%s pid=%d", config_file, (int)getpid());
         event_base_dispatch(base);
         log_notice("event=stopped");
     }
+    metrics_http_stop();
     if (s->cleanup)
         s->cleanup();
+    metrics_free();
     event_free(ev_term);
     event_free(ev_int);
     event_free(ev_hup);

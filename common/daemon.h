@@ -14,13 +14,16 @@
 typedef struct daemon_common {
     char *log_target;  /* "stderr", "syslog", "file:/path" */
     char *log_level;   /* debug, info, notice, warn, error */
+    char *metrics_listen; /* addresses of the /metrics HTTP listener, "" = none */
 } daemon_common_t;
 
 #define DAEMON_COMMON_OPTIONS(type)                                                     \
     {"log.target", CFG_STRING, "stderr", 0, 0, 1, offsetof(type, common.log_target),    \
      NULL, "Where log lines go: stderr, syslog, or file:/path (a file that cannot be opened stops the start)."}, \
     {"log.level", CFG_STRING, "info", 0, 0, 1, offsetof(type, common.log_level), NULL,  \
-     "Lowest level logged: debug, info, notice, warn or error (another word stops the start)."}
+     "Lowest level logged: debug, info, notice, warn or error (another word stops the start)."},      \
+    {"metrics.listen", CFG_STRING, "", 0, 0, 0, offsetof(type, common.metrics_listen), NULL,           \
+     "Addresses (host:port, space separated) of the HTTP listener serving Prometheus metrics at /metrics; empty: none."}
 
 typedef struct daemon_spec {
     const char *ident;             /* process name for logs */
@@ -33,6 +36,10 @@ typedef struct daemon_spec {
     void (*stop)(void);
     /* SIGHUP with a freshly loaded config (the old one stays valid meanwhile). */
     void (*reload)(void *config);
+    /* Registers the process's metrics (metrics.h) before start; may be NULL.
+     * The process_* metrics and the listener (metrics.listen) are the
+     * skeleton's. */
+    void (*metrics)(void);
     /* Once a second. */
     void (*cron)(void);
     /* At exit, after the loop ended: free everything (valgrind-clean). */

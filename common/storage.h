@@ -95,6 +95,9 @@ void storage_set_cache(storage_t *st, size_t bytes);
 /* Runs the loop until every submitted operation has completed. */
 void storage_drain(storage_t *st);
 int64_t storage_now_us(void);
+/* Registers (or finds) the request latency histogram that every request
+ * fills (weft_storage_request_seconds), so it is listed before the first. */
+struct metrics_family *storage_metrics_register(void);
 
 /* Transactions (they do not nest). */
 int storage_begin(storage_t *st);

@@ -38,6 +38,7 @@ struct storage_req {
     storage_res_t res;
     storage_cb cb;
     void *arg;
+    int64_t submitted_us;   /* for the latency histogram (storage.c) */
     storage_req_t *next;    /* drivers' queues */
 };
 

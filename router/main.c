@@ -120,6 +120,7 @@ int main(int argc, char **argv)
         .start = router_start,
         .stop = router_stop,
         .reload = router_reload,
+        .metrics = router_metrics_register,
         .cron = router_cron,
         .cleanup = router_cleanup,
         .free_sections = router_free_sections,

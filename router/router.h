@@ -214,6 +214,9 @@ void names_cron(double now);
 void names_announce_all(link_t *to);
 void names_broadcast(const char *name, const char *instance, int up);
 size_t names_held_total(void);
+
+/* metrics.c: Prometheus metrics (docs/operations.md, "Metrics"). */
+void router_metrics_register(void);
 void names_stats(strbuf_t *out);
 
 /* forward.c */

@@ -24,6 +24,11 @@ static void conn_read_cb(struct bufferevent *bev, void *ctx);
 static void conn_write_cb(struct bufferevent *bev, void *ctx);
 static void conn_event_cb(struct bufferevent *bev, short what, void *ctx);
 
+s2s_conn_t *conn_first(void)
+{
+    return conn_list;
+}
+
 size_t conn_count(int outbound)
 {
     return nconns[outbound ? 1 : 0];
@@ -122,6 +127,7 @@ void conn_write(s2s_conn_t *c, const char *data, size_t len)
     }
     c->last_active = daemon_now();
     c->plain_total += len;
+    s2s_metrics_bytes(0, len);
     bufferevent_write(c->bev, data, len);
 }
 
@@ -156,6 +162,7 @@ static void conn_release_done(s2s_conn_t *c)
 
 void conn_write_stanza(s2s_conn_t *c, const xml_node_t *el, uint64_t token)
 {
+    s2s_metrics_stanza(0, el->name);
     conn_write_node(c, el);
     if (c->closed || c->dead || !c->bev) {
         link_done(token);
@@ -336,6 +343,7 @@ static void conn_read_cb(struct bufferevent *bev, void *ctx)
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;
         size_t n = v.iov_len;
+        s2s_metrics_bytes(1, n);
         xs_err_t err = xml_stream_feed(c->xs, v.iov_base, n);
         if (c->closed)
             break;
@@ -366,6 +374,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *ctx)
     if (what & BEV_EVENT_CONNECTED) {
         if (c->tls && !c->tls_done) {
             c->tls_done = 1;
+            s2s_metrics_tls(c->outbound, 1);
             if (c->ops->on_tls_ready)
                 c->ops->on_tls_ready(c);
         }
@@ -380,6 +389,8 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *ctx)
             log_info("event=tls-failed peer=%s direction=%s reason=\"%s\"", c->peer, c->outbound ? "out" : "in",
                      buf);
             reason = "tls-failed";
+            if (!c->tls_done)
+                s2s_metrics_tls(c->outbound, 0);
         }
     }
     int sockerr = EVUTIL_SOCKET_ERROR();

@@ -441,6 +441,7 @@ static void in_on_element(s2s_conn_t *c, xml_node_t *el)
     } else if (!strcmp(ns, NS_DIALBACK) && !strcmp(el->name, "verify")) {
         in_db_verify(s, el);
     } else if (is_stanza(el)) {
+        s2s_metrics_stanza(1, el->name);
         in_stanza(s, el);
     } else if (!strcmp(ns, XML_NS_STREAM) && !strcmp(el->name, "error")) {
         xml_node_t *cond = xml_child(el, NS_STREAMS, NULL);

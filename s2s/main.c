@@ -116,6 +116,7 @@ int main(int argc, char **argv)
         .start = s2s_start,
         .stop = s2s_stop,
         .reload = s2s_reload,
+        .metrics = s2s_metrics_register,
         .cron = s2s_cron,
         .cleanup = s2s_cleanup,
         .free_sections = s2s_free_sections,

@@ -171,6 +171,16 @@ void conn_cron(double now);
 void conn_close_all(void);
 void conn_free_all(void);
 size_t conn_count(int outbound);
+/* The list of every connection (for metrics.c), linked by lnext. */
+s2s_conn_t *conn_first(void);
+
+/* ---------------------------------------------------------------- metrics.c */
+
+/* Prometheus metrics (docs/operations.md, "Metrics"). */
+void s2s_metrics_register(void);
+void s2s_metrics_tls(int outbound, int ok);   /* a TLS handshake ended */
+void s2s_metrics_stanza(int in, const char *name); /* in: 1 from a remote server, 0 to one */
+void s2s_metrics_bytes(int in, size_t n);          /* in: 1 read, 0 written (inside TLS) */
 
 /* ---------------------------------------------------------------- dialback.c */
 

@@ -66,6 +66,13 @@ void admin_sess_end(sm_sess_t *s)
     }
 }
 
+void admin_foreach_session(void (*fn)(const sm_sess_t *s, void *arg), void *arg)
+{
+    for (size_t b = 0; b < ADMIN_BUCKETS; b++)
+        for (admin_ent_t *e = admin_tab[b]; e; e = e->next)
+            fn(e->s, arg);
+}
+
 static void admin_write_sessions(strbuf_t *out)
 {
     for (size_t b = 0; b < ADMIN_BUCKETS; b++) {

@@ -249,6 +249,7 @@ int main(int argc, char **argv)
         .start = sm_start,
         .stop = sm_stop,
         .reload = sm_reload,
+        .metrics = sm_metrics_register,
         .cron = sm_cron,
         .cleanup = sm_cleanup,
     };

@@ -135,5 +135,10 @@ void admin_sess_start(sm_sess_t *s);
 void admin_sess_end(sm_sess_t *s);
 void admin_stop(void);
 void admin_free(void);
+/* Calls fn for every live session (metrics.c). */
+void admin_foreach_session(void (*fn)(const sm_sess_t *s, void *arg), void *arg);
+
+/* metrics.c: Prometheus metrics (docs/operations.md, "Metrics"). */
+void sm_metrics_register(void);
 
 #endif
