@@ -1,12 +1,14 @@
 """How fast weft's s2s gets stanzas out after a peer comes back, and how fast
 it bounces them when there is nobody to send them to (issues 18 and 11,
-docs/s2s.md "Failures"). Debian's Prosody is the peer p.test; fed.FedNet
-builds the namespaces (weft a.test on host "a", Prosody on host "p",
-dnsmasq on "dns", the test's clients on "clients").
+docs/s2s.md "Failures"). Debian's Prosody is the peer p.test and Debian's
+jabberd2 2.7 the peer j.test; fed.FedNet builds the namespaces (weft a.test
+on host "a", Prosody on host "p", jabberd2 on host "j", dnsmasq on "dns",
+the test's clients on "clients").
 
 DNS:
   a.test        SRV _xmpp-server._tcp -> xmpp.a.test:5269 (A of host a)
   p.test        A of host p, no SRV
+  j.test        SRV _xmpp-server._tcp -> xmpp.j.test:5269 (A of host j)
   refused.test  A of the clients host, where nothing listens on 5269
   unreach.test  A of an address on the bridge that no host has
   silent.test   dnsmasq asks a UDP socket of this test, which never answers
@@ -18,10 +20,17 @@ mod_offline, so a message that reaches it before its user has logged in again
 is kept and handed over at login; the test checks that each message reaches
 the user, exactly once and in order, within 1 s of the login.
 
-Needs root (ip netns), dnsmasq, openssl and prosody; about 90 s with the ASan
-build on 2 cores.
+With jabberd2 it is its s2s process that goes away and comes back: its
+router, sm and c2s stay up, so its user stays logged in, and each message
+must reach that user's client within 1 s of the s2s port accepting
+connections again (jabberd2's own peers see the same: a server whose s2s
+restarts).
+
+Needs root (ip netns), dnsmasq, openssl, prosody and jabberd2; about 120 s
+with the ASan build on 2 cores.
 """
 import datetime
+import os
 import re
 import shutil
 import signal
@@ -32,9 +41,10 @@ import time
 import pytest
 
 import fed
-from fed import CA, FedNet, ProsodyDeployment, WeftDeployment, q
+from fed import CA, FedNet, Jabberd2Deployment, ProsodyDeployment, WeftDeployment, q
 
-_problem = fed.usable() or (None if shutil.which(fed.PROSODY) else 'prosody not installed')
+_problem = fed.usable() or (None if shutil.which(fed.PROSODY) else 'prosody not installed') or \
+    (None if os.path.exists(os.path.join(fed.JABBERD2_DIR, "jabberd2-s2s")) else "jabberd2 not installed")
 if _problem:
     raise RuntimeError(f"federation tests cannot run: {_problem}")
 
@@ -61,7 +71,7 @@ class World:
 @pytest.fixture(scope="module")
 def w(tmp_path_factory):
     root = tmp_path_factory.mktemp("s2sr")
-    net = FedNet(root, hosts=("a", "p"))
+    net = FedNet(root, hosts=("a", "p", "j"))
     silent = None
     try:
         ha, hp, hc = net.hosts["a"], net.hosts["p"], net.clients
@@ -71,6 +81,8 @@ def w(tmp_path_factory):
         net.add_srv("a.test", "xmpp.a.test", 5269)
         net.add_a("xmpp.a.test", ha.ip)
         net.add_a("p.test", hp.ip)
+        net.add_srv("j.test", "xmpp.j.test", 5269)
+        net.add_a("xmpp.j.test", net.hosts["j"].ip)
         net.add_a("refused.test", hc.ip)
         net.add_a("unreach.test", f"{net.subnet}.250")
         net.add_silent("silent.test", hc.ip, SILENT_PORT)
@@ -80,8 +92,10 @@ def w(tmp_path_factory):
         p = ProsodyWithOffline(net, "p", "p.test", ca=ca)
         a.start_all(users=["carol", "alice", "dave", "erin", "frank"])
         p.start_all(users=["quinn", "pat", "ruth", "sam", "tina"])
+        j = Jabberd2Deployment(net, "j", "j.test", rsa_bits=4096)
+        j.start_all(users=["joe"])
         x = World()
-        x.net, x.a, x.p = net, a, p
+        x.net, x.a, x.p, x.j = net, a, p, j
         yield x
     finally:
         net.close()
@@ -105,6 +119,7 @@ def logged_at(log, pattern):
 
 
 READY_OUT = r"event=s2s-authenticated direction=out local=a\.test remote=p\.test"
+READY_OUT_J = r"event=s2s-authenticated direction=out local=a\.test remote=j\.test"
 
 
 def body_rx(body):
@@ -206,6 +221,69 @@ def test_queued_messages_reach_a_peer_within_1s_of_its_return(w, how, down, reco
     assert "event=bounced" not in slog, slog[-4000:]
     assert "type='error'" not in q(carol.read_for(0.2)), carol.seen[-2000:]
     quinn.close()
+    carol.close()
+
+
+def start_jabberd2_s2s_and_wait_port(w):
+    """Starts jabberd2's s2s; returns the time its port first accepted a
+    connection (polled every 10 ms from the clients host)."""
+    w.j.start("s2s", wait=False)
+    end = time.time() + 30
+    while time.time() < end:
+        if w.net.port_open(w.j.ip, w.j.s2s_port):
+            return time.time()
+        time.sleep(0.01)
+    raise RuntimeError("jabberd2's s2s did not come back:\n" + w.j.log("s2s")[-3000:])
+
+
+@pytest.mark.parametrize("how,down", [("kill", 4), ("term", 4), ("kill", 10)],
+                         ids=["sigkill-4s", "sigterm-4s", "sigkill-10s-longer-than-a-backoff-step"])
+def test_queued_messages_reach_jabberd2_within_1s_of_its_s2s_return(w, how, down, record_property):
+    """The same with jabberd2 as the peer: its s2s goes away while carol
+    writes to joe, who stays logged in to jabberd2's c2s and sm; what weft
+    held reaches joe's client within 1 s of jabberd2's s2s port accepting
+    connections again, exactly once and in order with what carol writes
+    after it is back. joe is not subscribed to carol, so jabberd2 has
+    nothing to write to weft: weft's fast retries bring the messages (over
+    dialback, for which jabberd2 checks back with weft)."""
+    a, j = w.a, w.j
+    tag = f"j{how}{down}"
+    carol = a.client("carol", resource=tag)
+    joe = j.client("joe", resource=tag)
+    carol.message("joe@j.test", f"warm-{tag}")
+    joe.wait_message(f"warm-{tag}", timeout=QUEUE)
+    mark = a.mark()
+    if how == "kill":
+        j.kill9("s2s")
+    else:
+        assert j.procs["s2s"].stop() is not None
+    t_down = time.time()
+    carol.message("joe@j.test", f"{tag}-m1")
+    time.sleep(down / 2)
+    carol.message("joe@j.test", f"{tag}-m2")
+    time.sleep(max(0, down - (time.time() - t_down)))
+    t_up = start_jabberd2_s2s_and_wait_port(w)
+    carol.message("joe@j.test", f"{tag}-m3")        # written after the peer is back
+    bodies = [f"{tag}-m1", f"{tag}-m2", f"{tag}-m3"]
+    got = arrivals(joe, bodies, timeout=QUEUE)
+    joe.read_for(1.5)                               # anything sent twice would be here by now
+    slog = a.log("s2s", since=mark)
+    info = (got, joe.seen[-3000:], slog[-4000:], j.log("s2s")[-2000:])
+    assert set(got) == set(bodies), info
+    delay = logged_at(slog, READY_OUT_J) - t_up
+    at_user = got[bodies[0]] - t_up
+    report(record_property, case=tag, down_s=round(t_up - t_down, 2), delay_s=round(delay, 3),
+           at_user_s=round(at_user, 3), last_at_user_s=round(max(got.values()) - t_up, 3),
+           attempts=len(re.findall(r"event=s2s-failed local=a\.test remote=j\.test", slog)))
+    assert delay < 1.0, (delay, info)
+    assert max(got.values()) - t_up < 1.0, (got, t_up, info)
+    for b in bodies:
+        assert len(re.findall(body_rx(b), joe.seen)) == 1, (b, info)
+    pos = [joe.seen.index(f"<body>{b}</body>") for b in bodies]
+    assert pos == sorted(pos), (pos, info)
+    assert "event=bounced" not in slog, slog[-4000:]
+    assert "type='error'" not in q(carol.read_for(0.2)), carol.seen[-2000:]
+    joe.close()
     carol.close()
 
 
