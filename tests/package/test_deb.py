@@ -256,7 +256,7 @@ def systemd_running():
 
 def apt(*args):
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    return run("apt-get", "-y", "-q", *args, env=env, timeout=300)
+    return run("apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=120", *args, env=env, timeout=300)
 
 
 def test_system_install(deb, tmp_path):
@@ -331,9 +331,11 @@ def test_system_install(deb, tmp_path):
                 launch.kill()
         apt("remove", "weft")  # under systemd the prerm stops the units
     # remove keeps the users' data and the configs; purge takes both
-    assert os.path.exists("/var/lib/weft/weft.db")
-    assert os.path.exists("/etc/weft/sm.xml")
-    assert not port_open(5222)
-    apt("purge", "weft")
+    try:
+        assert os.path.exists("/var/lib/weft/weft.db")
+        assert os.path.exists("/etc/weft/sm.xml")
+        assert not port_open(5222)
+    finally:
+        apt("purge", "weft")
     assert not os.path.exists("/var/lib/weft")
     assert not os.path.exists("/etc/weft")
