@@ -4,9 +4,9 @@
 set -euo pipefail
 WEFT_PACKAGES=(build-essential meson ninja-build pkg-config clang libclang-rt-dev
   libevent-dev libexpat1-dev libssl-dev libsqlite3-dev libidn-dev libcmocka-dev
-  python3 python3-pytest python3-slixmpp openssl valgrind profanity tmux iproute2
+  python3 python3-pytest python3-slixmpp python3-cryptography openssl valgrind profanity tmux iproute2
   dnsmasq-base prosody gnutls-bin default-jdk-headless jabberd2 libpq-dev postgresql-15
-  debhelper dpkg-dev fakeroot)
+  ejabberd debhelper dpkg-dev fakeroot)
 missing=()
 for p in "${WEFT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,14 +16,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  # Prosody and jabberd2 are peers for the federation tests, PostgreSQL the
+  # Prosody and jabberd2 are peers for the federation tests (Prosody and
+  # ejabberd also the sources of the migration tests), PostgreSQL the
   # storage tests' database; the tests run their own copies (tests/pg_server.py
   # runs initdb and pg_ctl in a temporary directory): their packages must not
   # start a system service (that would hold ports 5222, 5269, 5347 and 5432,
   # and fail the install where services cannot start). A policy-rc.d that
   # says "no" does that for the length of the install.
   servers=()
-  for s in prosody jabberd2 postgresql-15; do
+  for s in prosody jabberd2 postgresql-15 ejabberd; do
     [[ " ${missing[*]} " == *" $s "* ]] && servers+=("$s")
   done
   policy=/usr/sbin/policy-rc.d

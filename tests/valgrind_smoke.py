@@ -13,6 +13,7 @@ build = os.path.abspath(sys.argv[1])
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "integration"))
 os.environ["WEFT_BUILD"] = build
+os.environ.setdefault("WEFT_START_TIMEOUT", "60")   # processes start slowly under valgrind
 work = pathlib.Path(tempfile.mkdtemp(prefix="weft-vg-"))
 for p in ("router", "sm", "c2s", "s2s"):
     w = work / f"weft-{p}"

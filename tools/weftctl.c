@@ -7,6 +7,9 @@
  *   weftctl [STORAGE] deluser JID
  *   weftctl [STORAGE] listusers
  *   weftctl migrate FROM-URL TO-URL
+ *   weftctl [STORAGE] import [-n] FILE... | export [FILE]   (weftctl_xep0227.c)
+ *   weftctl [STORAGE] [--json] user list|add|del|passwd ...  (weftctl_admin.c)
+ *   weftctl [-e ETC] [--json] check | status | reload        (weftctl_admin.c)
  * where STORAGE is --storage URL, -d SQLITE-FILE or -c SM-XML (default:
  * etc/sm.xml when it exists, its <storage> or else <database>; else
  * var/weft.db).
@@ -23,7 +26,8 @@
  * iterations) after the SASLprep the SASL layer applies; a password is never
  * stored, printed or logged, and is wiped from memory after use.
  *
- * Exit status: 0 success; 1 failure (router or sm unreachable, database
+ * Exit status of the older commands (the newer ones have their own, XIT_* in
+ * weftctl.h, docs/weftctl.md): 0 success; 1 failure (router or sm unreachable, database
  * error); 2 usage error (bad arguments or JID, unusable password); 3 the account already exists (adduser) or does not (passwd,
  * deluser). */
 #include <errno.h>
@@ -43,12 +47,9 @@
 #include "sasl.h"
 #include "storage.h"
 #include "strbuf.h"
+#include "weftctl.h"
 #include "xml.h"
 #include "xml_stream.h"
-
-#define EXIT_FAIL 1
-#define EXIT_USAGE 2
-#define EXIT_ACCOUNT 3
 
 #define SCRAM_ITERATIONS 4096
 #define PASSWORD_MAX 1024
@@ -56,9 +57,16 @@
 static int usage(void)
 {
     fprintf(stderr,
-            "usage: weftctl [-s router-control-socket] [-S sm-control-socket]\n"
-            "               [--storage URL | -d sqlite-file | -c sm.xml] command\n"
+            "usage: weftctl [-s router-control-socket] [-S sm-control-socket] [-e etc-dir]\n"
+            "               [--storage URL | -d sqlite-file | -c sm.xml] [--json] command\n"
             "commands:\n"
+            "  user list                  list accounts\n"
+            "  user add JID [PASSWORD]    create an account\n"
+            "  user del JID               remove an account and all its data\n"
+            "  user passwd JID [PASSWORD] set an account's password\n"
+            "  check                      configs, certificates, DNS SRV records, ports\n"
+            "  status                     which processes run, links, sessions\n"
+            "  reload                     SIGHUP to the running processes\n"
             "  stats                      router link counters and names\n"
             "  adduser JID [PASSWORD]     create an account\n"
             "  passwd JID [PASSWORD]      set an account's password\n"
@@ -66,6 +74,9 @@ static int usage(void)
             "  listusers                  list accounts\n"
             "  sessions                   online sessions (sm)\n"
             "  migrate FROM-URL TO-URL    copy every account and record into an empty storage\n"
+            "  import [-n] FILE...        load accounts and their data from XEP-0227 XML\n"
+            "                             (-n: check everything, write nothing)\n"
+            "  export [FILE]              write every account and its data as XEP-0227 XML\n"
             "Without PASSWORD it is asked for on the terminal, or read as one line\n"
             "from standard input.\n");
     return EXIT_USAGE;
@@ -140,7 +151,7 @@ static char *read_line(void)
     return line;
 }
 
-static void wipe_free(char *s)
+void weftctl_wipe_free(char *s)
 {
     if (s) {
         OPENSSL_cleanse(s, strlen(s));
@@ -165,7 +176,7 @@ static char *prompt_hidden(const char *prompt)
 
 /* The password from the argument, the terminal (asked twice) or a line of
  * stdin; NULL after saying why. */
-static char *get_password(const char *arg)
+char *weftctl_get_password(const char *arg)
 {
     if (arg)
         return xstrdup(arg);
@@ -187,16 +198,16 @@ static char *get_password(const char *arg)
     char *again = pw ? prompt_hidden("Password (again): ") : NULL;
     if (pw && (!again || strcmp(pw, again) != 0)) {
         fprintf(stderr, "weftctl: the passwords do not match\n");
-        wipe_free(pw);
+        weftctl_wipe_free(pw);
         pw = NULL;
     }
-    wipe_free(again);
+    weftctl_wipe_free(again);
     return pw;
 }
 
 /* Derives the stored key texts from a password, prepared as the SASL layer
  * prepares it. 0, or -1 after saying why (keys then empty). */
-static int make_keys(const char *password, strbuf_t *sha256, strbuf_t *sha1)
+int weftctl_make_keys(const char *password, strbuf_t *sha256, strbuf_t *sha1)
 {
     if (!*password) {
         fprintf(stderr, "weftctl: empty password\n");
@@ -206,7 +217,7 @@ static int make_keys(const char *password, strbuf_t *sha256, strbuf_t *sha1)
     if (!prepped || !*prepped) {
         fprintf(stderr, "weftctl: the password is not valid UTF-8 or has characters "
                         "SASLprep (RFC 4013) forbids\n");
-        wipe_free(prepped);
+        weftctl_wipe_free(prepped);
         return -1;
     }
     scram_keys_t k;
@@ -220,7 +231,7 @@ static int make_keys(const char *password, strbuf_t *sha256, strbuf_t *sha1)
     else
         rc = -1;
     OPENSSL_cleanse(&k, sizeof k);
-    wipe_free(prepped);
+    weftctl_wipe_free(prepped);
     if (rc < 0)
         fprintf(stderr, "weftctl: cannot derive keys (no randomness?)\n");
     return rc;
@@ -229,7 +240,7 @@ static int make_keys(const char *password, strbuf_t *sha256, strbuf_t *sha1)
 /* ------------------------------------------------------------ accounts */
 
 /* Prepares a user's JID (bare, with a node) into *out; 0 or -1 after saying why. */
-static int parse_user(const char *s, jid_t *out)
+int weftctl_parse_user(const char *s, jid_t *out)
 {
     jid_err_t e = jid_parse(s, out);
     if (e != JID_OK) {
@@ -260,7 +271,7 @@ static const char *sqlite_path(const char *url)
 /* Opens the storage; only adduser and migrate's target may create an SQLite
  * file (first setup before the sm ever ran): elsewhere a missing file is a
  * wrong path, not an empty server. */
-static storage_t *open_db(const char *url, int may_create)
+storage_t *weftctl_open_db(const char *url, int may_create)
 {
     const char *path = sqlite_path(url);
     if (!may_create && path && access(path, F_OK) < 0) {
@@ -278,9 +289,9 @@ static storage_t *open_db(const char *url, int may_create)
 static int cmd_set_password(const char *db, const char *user, const char *pw_arg, int create)
 {
     jid_t j;
-    if (parse_user(user, &j) < 0)
+    if (weftctl_parse_user(user, &j) < 0)
         return EXIT_USAGE;
-    storage_t *st = open_db(db, create);
+    storage_t *st = weftctl_open_db(db, create);
     if (!st) {
         jid_clear(&j);
         return EXIT_FAIL;
@@ -300,8 +311,8 @@ static int cmd_set_password(const char *db, const char *user, const char *pw_arg
         rc = EXIT_ACCOUNT;
         goto out;
     }
-    pw = get_password(pw_arg);
-    if (!pw || make_keys(pw, &k256, &k1) < 0) {
+    pw = weftctl_get_password(pw_arg);
+    if (!pw || weftctl_make_keys(pw, &k256, &k1) < 0) {
         rc = EXIT_USAGE;
         goto out;
     }
@@ -315,7 +326,7 @@ static int cmd_set_password(const char *db, const char *user, const char *pw_arg
         rc = EXIT_ACCOUNT;
     }
 out:
-    wipe_free(pw);
+    weftctl_wipe_free(pw);
     if (k256.data)
         OPENSSL_cleanse(k256.data, k256.cap);
     if (k1.data)
@@ -330,9 +341,9 @@ out:
 static int cmd_deluser(const char *db, const char *user)
 {
     jid_t j;
-    if (parse_user(user, &j) < 0)
+    if (weftctl_parse_user(user, &j) < 0)
         return EXIT_USAGE;
-    storage_t *st = open_db(db, 0);
+    storage_t *st = weftctl_open_db(db, 0);
     if (!st) {
         jid_clear(&j);
         return EXIT_FAIL;
@@ -355,7 +366,7 @@ static int print_user(const char *bare, void *arg)
 
 static int cmd_listusers(const char *db)
 {
-    storage_t *st = open_db(db, 0);
+    storage_t *st = weftctl_open_db(db, 0);
     if (!st)
         return EXIT_FAIL;
     int rc = storage_user_list(st, print_user, NULL);
@@ -456,10 +467,10 @@ static long copy_records(storage_t *from, storage_t *to)
 /* The whole copy is one transaction on the target: it has all or nothing. */
 static int cmd_migrate(const char *from_url, const char *to_url)
 {
-    storage_t *from = open_db(from_url, 0);
+    storage_t *from = weftctl_open_db(from_url, 0);
     if (!from)
         return EXIT_FAIL;
-    storage_t *to = open_db(to_url, 1);
+    storage_t *to = weftctl_open_db(to_url, 1);
     if (!to) {
         storage_close(from);
         return EXIT_FAIL;
@@ -557,11 +568,18 @@ int main(int argc, char **argv)
     const char *sm_sock = "var/sm.ctl";
     const char *db = NULL;         /* --storage URL or -d file */
     const char *config = NULL;     /* -c sm.xml */
+    const char *etc = "etc";       /* -e DIR: check, status, reload */
+    int json = 0;
     int i = 1;
     while (i < argc && argv[i][0] == '-') {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage();
             return 0;
+        }
+        if (!strcmp(argv[i], "--json")) {
+            json = 1;
+            i++;
+            continue;
         }
         if (i + 1 >= argc)
             return usage();
@@ -573,6 +591,8 @@ int main(int argc, char **argv)
             db = argv[i + 1];
         else if (!strcmp(argv[i], "-c"))
             config = argv[i + 1];
+        else if (!strcmp(argv[i], "-e"))
+            etc = argv[i + 1];
         else
             return usage();
         i += 2;
@@ -586,10 +606,13 @@ int main(int argc, char **argv)
     /* Storage logs its errors; here they go to stderr, without the chatter. */
     log_open("weftctl", "stderr", LOG_LVL_WARN);
     char *from_config = NULL;
-    if (!db && strcmp(cmd, "migrate") != 0 && strcmp(cmd, "stats") != 0 &&
-        strcmp(cmd, "sessions") != 0) {
-        if (!config && access("etc/sm.xml", F_OK) == 0)
-            config = "etc/sm.xml";
+    int no_storage = !strcmp(cmd, "migrate") || !strcmp(cmd, "stats") || !strcmp(cmd, "sessions") ||
+                     !strcmp(cmd, "check") || !strcmp(cmd, "status") || !strcmp(cmd, "reload");
+    char etc_sm[4096];
+    snprintf(etc_sm, sizeof etc_sm, "%s/sm.xml", etc);
+    if (!db && !no_storage) {
+        if (!config && access(etc_sm, F_OK) == 0)
+            config = etc_sm;
         if (config && !(from_config = config_storage(config))) {
             log_close();
             return EXIT_FAIL;
@@ -609,6 +632,22 @@ int main(int argc, char **argv)
         rc = cmd_listusers(db);
     else if (!strcmp(cmd, "sessions") && nargs == 0)
         rc = ask_socket("sm", sm_sock, "sessions");
+    else if (!strcmp(cmd, "user") && nargs >= 1) {
+        rc = weftctl_user(db, json, nargs, args);
+        if (rc == XIT_USAGE && !json)
+            usage();
+    } else if (!strcmp(cmd, "check") && nargs == 0)
+        rc = weftctl_check(etc, json);
+    else if (!strcmp(cmd, "status") && nargs == 0)
+        rc = weftctl_status(etc, json);
+    else if (!strcmp(cmd, "reload") && nargs == 0)
+        rc = weftctl_reload(etc, json);
+    else if (!strcmp(cmd, "import") && nargs >= 1 && strcmp(args[0], "-n") != 0)
+        rc = weftctl_import(db, args, nargs, 0);
+    else if (!strcmp(cmd, "import") && nargs >= 2)
+        rc = weftctl_import(db, args + 1, nargs - 1, 1);
+    else if (!strcmp(cmd, "export") && nargs <= 1)
+        rc = weftctl_export(db, nargs ? args[0] : NULL);
     else if (!strcmp(cmd, "migrate") && nargs == 2)
         rc = cmd_migrate(args[0], args[1]);
     else
