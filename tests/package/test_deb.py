@@ -300,8 +300,13 @@ def test_system_install(deb, tmp_path):
         if systemd_running():
             for u in UNITS:
                 assert run("systemctl", "is-active", u).stdout.strip() == "active", u
-        as_weft = ["runuser", "-u", "weft", "--", "weftctl", "-c", "/etc/weft/sm.xml"]
-        run(*as_weft, "adduser", "debby@localhost", "pkg-pw", cwd="/var/lib/weft")
+        # the commands docs/operations.md gives the operator
+        run("runuser", "-u", "weft", "--", "weftctl", "-e", "/etc/weft", "user", "add",
+            "debby@localhost", "pkg-pw", cwd="/var/lib/weft")
+        status = run("weftctl", "-e", "/etc/weft", "status", check=False)
+        assert status.returncode == 0, status.stdout + status.stderr
+        check = run("weftctl", "-e", "/etc/weft", "check", check=False)
+        assert check.returncode == 0, check.stdout + check.stderr
         assert login_and_chat(5222, "debby@localhost", "pkg-pw") == "from the package"
         stats = run("weftctl", "-s", "/var/lib/weft/router.ctl", "stats").stdout
         assert "c2s" in stats and "sm" in stats
