@@ -87,8 +87,14 @@ def ids(text):
     return [int(m) for m in MSG_RX.findall(text)]
 
 
-def start(tmp_path, tls_row):
-    srv = Server(tmp_path)
+@pytest.fixture
+def srv(tmp_path):
+    s = Server(tmp_path)
+    yield s
+    s.close()
+
+
+def start(srv, tls_row):
     extra = LIMITS
     if tls_row == "openssl":
         extra += "<tls><record-takeover>false</record-takeover></tls>"
@@ -97,7 +103,6 @@ def start(tmp_path, tls_row):
     srv.start(c2s_extra=extra)
     srv.register("alice", "pw")
     srv.register("bob", "pw")
-    return srv
 
 
 def restart_c2s(srv, killed=False):
@@ -107,14 +112,24 @@ def restart_c2s(srv, killed=False):
     assert wait_for(lambda: srv.log("c2s").count("event=router-ready") >= 2, 20), srv.log("c2s")
 
 
+def sync(bob, n):
+    bob.send(f"<message to='{bob.jid}' type='chat' id='sync{n}'><body>sync{n}</body></message>")
+    bob.read_until(rf"<body>sync{n}</body>", timeout=60)
+
+
 def send_batch(bob, count):
-    """count messages to alice's bare JID, then one to bob himself; returns
-    once that one is back, so c2s has handled every delivery before it."""
+    """count messages to alice's bare JID, then one to bob himself: once it
+    is back, c2s has handled every delivery before it. A second one, sent
+    once alice's socket has long stopped taking bytes, follows on c2s's
+    router link every acknowledgement c2s gave for what reached the kernel
+    (they queue behind bob's 8 MB there): once it is back, the router has
+    read them all, and a kill can no longer make duplicates."""
     pad = "x" * BODY
     for i in range(count):
         bob.send(f"<message to='alice@localhost' type='chat' id='m{i}'><body>m{i} {pad}</body></message>")
-    bob.send(f"<message to='{bob.jid}' type='chat' id='sync'><body>sync</body></message>")
-    bob.read_until(r"<body>sync</body>", timeout=60)
+    sync(bob, 1)
+    time.sleep(0.5)
+    sync(bob, 2)
 
 
 def offline_ids(srv, tls, expect):
@@ -156,83 +171,72 @@ def check_exactly_once(live, offline, count, srv):
 
 
 @pytest.mark.parametrize("tls_row", ["takeover", "openssl", "plain"])
-def test_kill9_with_stalled_client_loses_nothing(tmp_path, tls_row):
-    srv = start(tmp_path, tls_row)
-    try:
-        tls = tls_row != "plain"
-        alice = login(StalledClient(srv), "alice", tls, "stalled")
-        alice.send("<presence/>")
-        alice.read_until(r"<presence[^>]*from=['\"]alice@localhost/stalled")
-        bob = login(RawClient(srv), "bob", tls, "sender")
-        send_batch(bob, COUNT)
-        time.sleep(0.5)   # acknowledgements of what is in the kernel reach the router
-        srv.c2s.kill9()
-        # At once: the kernel resets an orphaned socket whose reader stays
-        # silent for long (its zero-window probes run out), and what it
-        # still held would be lost, as docs/operations.md says.
-        live = ids(read_rest(alice))
-        restart_c2s(srv, killed=True)
-        # The kernel took part of the batch; the rest was in c2s's buffer.
-        assert 0 < len(live) < COUNT, f"live {len(live)}: the socket did not stall as planned"
-        offline = offline_ids(srv, tls, set(range(COUNT)) - set(live))
-        info = check_exactly_once(live, offline, COUNT, srv)
-        assert "event=delivery-returned" in srv.log("c2s"), info
-    finally:
-        srv.close()
+def test_kill9_with_stalled_client_loses_nothing(srv, tls_row):
+    start(srv, tls_row)
+    tls = tls_row != "plain"
+    alice = login(StalledClient(srv), "alice", tls, "stalled")
+    alice.send("<presence/>")
+    alice.read_until(r"<presence[^>]*from=['\"]alice@localhost/stalled")
+    bob = login(RawClient(srv), "bob", tls, "sender")
+    send_batch(bob, COUNT)
+    srv.c2s.kill9()
+    # At once: the kernel resets an orphaned socket whose reader stays
+    # silent for long (its zero-window probes run out), and what it
+    # still held would be lost, as docs/operations.md says.
+    live = ids(read_rest(alice))
+    restart_c2s(srv, killed=True)
+    # The kernel took part of the batch; the rest was in c2s's buffer.
+    assert 0 < len(live) < COUNT, f"live {len(live)}: the socket did not stall as planned"
+    offline = offline_ids(srv, tls, set(range(COUNT)) - set(live))
+    info = check_exactly_once(live, offline, COUNT, srv)
+    assert "event=delivery-returned" in srv.log("c2s"), info
 
 
-def test_dropped_stalled_client_gets_the_unwritten_rest_offline(tmp_path):
+def test_dropped_stalled_client_gets_the_unwritten_rest_offline(srv):
     """c2s lives; the stalled client's connection is reset. What c2s still
     had in its own buffer was never delivered: it goes back to the sm and to
     offline storage (before, it was freed with the connection). What the
     kernel held died with the reset, which no server can help."""
-    srv = start(tmp_path, "takeover")
-    try:
-        alice = login(StalledClient(srv), "alice", True, "stalled")
-        alice.send("<presence/>")
-        alice.read_until(r"<presence[^>]*from=['\"]alice@localhost/stalled")
-        bob = login(RawClient(srv), "bob", True, "sender")
-        send_batch(bob, COUNT)
-        alice.drop()
-        offline = offline_ids(srv, True, {COUNT - 1})
-        assert offline, "nothing came back"
-        # the tail of the batch, each once
-        assert offline == list(range(offline[0], COUNT)), offline
-        assert len(offline) >= COUNT // 4, f"only {len(offline)} came back"
-        assert "event=delivery-returned reason=unwritten" in srv.log("c2s")
-    finally:
-        srv.close()
+    start(srv, "takeover")
+    alice = login(StalledClient(srv), "alice", True, "stalled")
+    alice.send("<presence/>")
+    alice.read_until(r"<presence[^>]*from=['\"]alice@localhost/stalled")
+    bob = login(RawClient(srv), "bob", True, "sender")
+    send_batch(bob, COUNT)
+    alice.drop()
+    offline = offline_ids(srv, True, {COUNT - 1})
+    assert offline, "nothing came back"
+    # the tail of the batch, each once
+    assert offline == list(range(offline[0], COUNT)), offline
+    assert len(offline) >= COUNT // 4, f"only {len(offline)} came back"
+    assert "event=delivery-returned reason=unwritten" in srv.log("c2s")
 
 
 STANZA_RX = re.compile(r"<(message|presence|iq)[\s>/]")
 
 
 @pytest.mark.parametrize("resume", [False, True])
-def test_kill9_returns_what_a_stream_management_client_did_not_ack(tmp_path, resume):
+def test_kill9_returns_what_a_stream_management_client_did_not_ack(srv, resume):
     """A XEP-0198 client read every message but acknowledged only the first
     half when c2s is killed: the second half goes to offline storage (as
     when a session is not resumed), the first half does not."""
-    srv = Server(tmp_path)
     srv.start(c2s_extra="<timeouts><delivery-ack>120</delivery-ack></timeouts>")
-    try:
-        srv.register("alice", "pw")
-        srv.register("bob", "pw")
-        alice = login(RawClient(srv), "alice", True, "sm")
-        alice.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>" if resume else "<enable xmlns='urn:xmpp:sm:3'/>")
-        alice.read_until(r"<enabled[^>]*/>")
-        alice.buf = ""
-        alice.send("<presence/>")
-        bob = login(RawClient(srv), "bob", True, "sender")
-        n = 10
-        for i in range(n):
-            bob.send(f"<message to='alice@localhost' type='chat' id='m{i}'><body>m{i} x</body></message>")
-        seen = alice.read_until(rf"<body>m{n - 1} x</body>\s*</message>")
-        cut = seen.rindex("<message", 0, seen.index("<body>m5 "))
-        h = len(STANZA_RX.findall(seen[:cut]))   # every stanza before message 5
-        alice.send(f"<a xmlns='urn:xmpp:sm:3' h='{h}'/>")
-        time.sleep(0.5)
-        restart_c2s(srv)
-        offline = offline_ids(srv, True, set(range(5, n)))
-        assert sorted(offline) == list(range(5, n)), offline
-    finally:
-        srv.close()
+    srv.register("alice", "pw")
+    srv.register("bob", "pw")
+    alice = login(RawClient(srv), "alice", True, "sm")
+    alice.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>" if resume else "<enable xmlns='urn:xmpp:sm:3'/>")
+    alice.read_until(r"<enabled[^>]*/>")
+    alice.buf = ""
+    alice.send("<presence/>")
+    bob = login(RawClient(srv), "bob", True, "sender")
+    n = 10
+    for i in range(n):
+        bob.send(f"<message to='alice@localhost' type='chat' id='m{i}'><body>m{i} x</body></message>")
+    seen = alice.read_until(rf"<body>m{n - 1} x</body>\s*</message>")
+    cut = seen.rindex("<message", 0, seen.index("<body>m5 "))
+    h = len(STANZA_RX.findall(seen[:cut]))   # every stanza before message 5
+    alice.send(f"<a xmlns='urn:xmpp:sm:3' h='{h}'/>")
+    time.sleep(0.5)
+    restart_c2s(srv)
+    offline = offline_ids(srv, True, set(range(5, n)))
+    assert sorted(offline) == list(range(5, n)), offline
