@@ -169,6 +169,7 @@ void deliver_write(client_t *c, xml_node_t *route, const xml_node_t *st, uint64_
     }
     size_t idx = d->len++;
     d->q[idx] = (deliver_item_t){.end = UINT64_MAX, .token = token, .at = daemon_now(), .route = route};
+    size_t queued = d->out_buf ? evbuffer_get_length(d->out_buf) : 0;
     deliver_cork(c, 1);
     client_write_node(c, st);
     if (c->state == CL_CLOSED || c->output_full || !c->bev)
@@ -182,6 +183,15 @@ void deliver_write(client_t *c, xml_node_t *route, const xml_node_t *st, uint64_
         it->end = d->plain_done + evbuffer_get_length(d->plain_buf);
         deliver_release(c);
     }
+    /* Nothing was waiting for this socket: write now rather than at the next
+     * loop turn, so that deliveries reach the kernel, and their
+     * acknowledgements the router, in the router's order. Otherwise a kill
+     * could find one client's stanza in the kernel while its acknowledgement
+     * waits for an earlier one to another client (acknowledgements are
+     * cumulative): a duplicate. The write callback (deliver_out_cb)
+     * acknowledges and uncorks. */
+    if (!queued && d->out_buf && evbuffer_get_length(d->out_buf))
+        evbuffer_write(d->out_buf, bufferevent_getfd(c->raw));
 }
 
 /* The TLS filter is about to go (record takeover, or the connection): a

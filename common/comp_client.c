@@ -335,8 +335,8 @@ void comp_client_done(comp_client_t *c, uint64_t token)
 
 void comp_client_flush(comp_client_t *c)
 {
-    if (!c->bev || c->in_callback || bufferevent_get_underlying(c->bev))
-        return;   /* the read callback acknowledges at its end; TLS: later */
+    if (!c->bev || bufferevent_get_underlying(c->bev))
+        return;   /* TLS: the filter writes at the next loop turn */
     send_ack(c);
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (evbuffer_get_length(out) && (c->state == CC_READY || c->state == CC_BINDING))

@@ -65,9 +65,10 @@ size_t comp_client_buffered_bytes(const comp_client_t *c);
  * ignored: the router sent those stanzas again on the new link. */
 uint64_t comp_client_in_token(const comp_client_t *c);
 void comp_client_done(comp_client_t *c, uint64_t token);
-/* Writes what the link holds (acknowledgements included) to the router's
- * socket now rather than at the next loop turn, when the link is a plain
- * TCP or UNIX socket (a TLS link waits for its turn). c2s calls it right
+/* Writes what the link holds (acknowledgements included, also from inside
+ * on_stanza) to the router's socket now rather than at the next loop turn,
+ * when the link is a plain TCP or UNIX socket (a TLS link waits for its
+ * turn). c2s calls it right
  * after a client's bytes reached the kernel, so that the window in which a
  * kill leaves a stanza delivered but unacknowledged (given again from
  * offline storage) is as short as two system calls. */
