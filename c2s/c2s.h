@@ -62,6 +62,7 @@ typedef struct c2s_cfg {
     double t_authreg;          /* sm answer to authreg / session start */
     double t_close;            /* our </stream:stream> -> drop */
     double t_parser_release;   /* idle stream -> parser and cipher contexts freed */
+    double t_delivery_ack;     /* a delivery's router ack waits no longer for the kernel / client <a/> */
     size_t stanza_bytes;
     long depth;
     long attrs;
@@ -90,9 +91,14 @@ typedef enum client_state {
     CL_HEADER, CL_OPEN, CL_AUTH_WAIT, CL_AUTHED, CL_BINDING, CL_SESSION, CL_CLOSED
 } client_state_t;
 
-/* XEP-0198 state; the queue holds copies of stanzas sent and not yet acked. */
+/* XEP-0198 state; the queue holds copies of stanzas sent and not yet acked,
+ * with the router token of each (acknowledged to the router once the client
+ * acknowledged the stanza, it went back to the sm, or t_delivery_ack passed;
+ * 0 then). */
 typedef struct smacks_item {
     xml_node_t *st;
+    uint64_t token;
+    double at;
     struct smacks_item *next;
 } smacks_item_t;
 
@@ -149,6 +155,7 @@ struct client {
     size_t sm_len;
     double sm_r_at;            /* last <r/> we sent */
     int sm_r_due;              /* an <r/> should go out at the next cron */
+    struct deliver *dl;        /* deliver.c: stanzas not yet in the kernel, or NULL */
     client_t *hnext;           /* sid hash chain */
     client_t *lnext, *lprev;   /* list of all clients (cron) */
 };
@@ -219,6 +226,21 @@ void sm_link_free(void);
 int sm_link_authreg(client_t *c, xml_node_t *req, int kind);
 int sm_link_session(client_t *c, const char *type, int resync);
 int sm_link_route(client_t *c, xml_node_t *stanza, const char *type);
+/* Acknowledges a stanza from the router (its token from the delivery) and
+ * writes pending acknowledgements to the router's socket now. */
+void sm_link_done(uint64_t token);
+void sm_link_flush(void);
+
+/* deliver.c: deliveries to clients without XEP-0198, acknowledged to the
+ * router once their bytes are in the kernel. */
+/* Writes st (a child of route, which deliver takes) to c; token is done once
+ * the bytes are in the kernel, or when the connection goes. */
+void deliver_write(client_t *c, xml_node_t *route, const xml_node_t *st, uint64_t token);
+void deliver_filter_gone(client_t *c);   /* before the TLS filter is freed */
+/* Before the connection's buffers are freed: what is unwritten goes back to
+ * the sm when the session is over (CL_CLOSED). */
+void deliver_conn_gone(client_t *c);
+void deliver_cron(client_t *c, double now);
 
 /* ibr.c: XEP-0077. */
 int ibr_is_register_iq(const xml_node_t *iq);
@@ -238,8 +260,11 @@ void iqauth_session_answer(client_t *c, xml_node_t *el);
 /* smacks.c: XEP-0198. */
 void smacks_handle(client_t *c, xml_node_t *el);
 void smacks_count_in(client_t *c);
-/* Records a stanza written to the client (takes a copy). */
-void smacks_sent(client_t *c, const xml_node_t *st);
+/* Records a stanza written to the client (takes a copy) and the router token
+ * acknowledged once the client acknowledged it. */
+void smacks_sent(client_t *c, const xml_node_t *st, uint64_t token);
+/* Acknowledges to the router the tokens held past t_delivery_ack. */
+void smacks_ack_late(client_t *c, double now);
 /* Gives every unacked stanza back to the sm and empties the queue. */
 void smacks_return_unacked(client_t *c);
 void smacks_free(client_t *c);

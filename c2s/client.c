@@ -117,6 +117,7 @@ void client_foreach(client_each_fn fn, void *arg)
  * three goes on its own. */
 static void client_release_conn(client_t *c)
 {
+    deliver_conn_gone(c);
     if (c->bev && c->bev != c->raw) {
         SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
         bufferevent_free(c->bev);
@@ -654,6 +655,7 @@ static void client_tls_takeover(client_t *c)
         log_debug("event=tls-takeover peer=%s sid=%s result=kept reason=\"%s\"", c->peer, c->sid_str, why);
         return;
     }
+    deliver_filter_gone(c);
     bufferevent_free(c->bev);
     SSL_free(ssl);
     c->bev = c->raw;
@@ -893,6 +895,8 @@ void client_cron(double now)
     const c2s_cfg_t *cfg = c2s_config;
     for (client_t *c = client_list, *next; c; c = next) {
         next = c->lnext;
+        deliver_cron(c, now);
+        smacks_ack_late(c, now);
         if (c->state == CL_CLOSED) {
             if (now - c->closing_at > cfg->t_close) {
                 c->output_full = 1;

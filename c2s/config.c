@@ -57,6 +57,8 @@ const cfg_option_t c2s_options[] = {
         "Seconds a closing stream may take to drain before the connection is dropped."),
     OPT("timeouts.parser-release", CFG_SECONDS, "0.3", 0.1, 3600, 1, t_parser_release,
         "Seconds a stream must be idle before its XML parser (~10 KB) and TLS cipher contexts are freed; the next byte rebuilds them (checked once a second)."),
+    OPT("timeouts.delivery-ack", CFG_SECONDS, "5", 0.1, 600, 1, t_delivery_ack,
+        "Seconds a stanza for a client may wait for its bytes to reach the kernel (XEP-0198: for the client's ack) before c2s acknowledges it to the router anyway; a c2s killed after that loses it."),
     OPT("limits.stanza-bytes", CFG_SIZE, "262144", 4096, 16777216, 0, stanza_bytes,
         "Largest stanza a client may send (policy-violation past it)."),
     OPT("limits.depth", CFG_INT, "32", 4, 1024, 0, depth, "Deepest element nesting in a client stanza."),

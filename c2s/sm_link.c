@@ -85,16 +85,35 @@ int sm_link_route(client_t *c, xml_node_t *stanza, const char *type)
     return rc;
 }
 
-/* A stanza for one of our sessions: written now, or queued for a detached
- * XEP-0198 session to get on resumption. */
-static void sm_link_deliver(xml_node_t *route)
+void sm_link_done(uint64_t token)
 {
+    if (router_link)
+        comp_client_done(router_link, token);
+}
+
+void sm_link_flush(void)
+{
+    if (router_link)
+        comp_client_flush(router_link);
+}
+
+/* A stanza for one of our sessions: written now, or queued for a detached
+ * XEP-0198 session to get on resumption. Its token is acknowledged by
+ * deliver.c (bytes in the kernel) or smacks.c (the client's <a/>); a bounce
+ * or a stanza handed back to the sm is done at once (the caller does it: the
+ * route back goes out on this same link before our acknowledgement, so the
+ * router cannot see one without the other). Returns 1 when the route itself
+ * was taken (deliver.c frees it), 0 when the caller frees it; *kept says
+ * whether the token was taken. */
+static int sm_link_deliver(xml_node_t *route, uint64_t token, int *kept)
+{
+    *kept = 0;
     const char *sid = xml_attr_get(route, "sid");
     client_t *c = client_find_str(sid);
     xml_node_t *st = xml_child(route, NULL, NULL);
     if (!st) {
         log_warn("event=protocol-error reason=empty-route sid=%s", sid ? sid : "-");
-        return;
+        return 0;
     }
     const char *rtype = xml_attr_get(route, "type");
     if (rtype && !strcmp(rtype, "error")) {
@@ -108,7 +127,7 @@ static void sm_link_deliver(xml_node_t *route)
             client_stanza_error(c, st, cond ? cond->name : "service-unavailable", etype ? etype : "wait");
         log_info("event=route-bounced sid=%s element=%s condition=%s", sid ? sid : "-", st->name,
                  cond ? cond->name : "-");
-        return;
+        return 0;
     }
     if (!c || (c->state != CL_SESSION && c->state != CL_BINDING)) {
         /* The session ended while this was on its way: give it back to the sm
@@ -132,14 +151,20 @@ static void sm_link_deliver(xml_node_t *route)
             log_info("event=delivery-dropped reason=no-session sid=%s element=%s", sid ? sid : "-", st->name);
         }
         free(bare);
-        return;
+        return 0;
     }
-    if (c->sm_enabled)
-        smacks_sent(c, st);
-    if (!c->detached) {
-        c2s_metrics_stanza(0, st->name);
-        client_write_node(c, st);
+    *kept = 1;
+    if (c->sm_enabled) {
+        smacks_sent(c, st, token);
+        if (!c->detached) {
+            c2s_metrics_stanza(0, st->name);
+            client_write_node(c, st);
+        }
+        return 0;
     }
+    c2s_metrics_stanza(0, st->name);
+    deliver_write(c, route, st, token);
+    return 1;
 }
 
 static void sm_link_session_in(xml_node_t *el)
@@ -209,18 +234,26 @@ static void sm_link_authreg_in(xml_node_t *el)
         ibr_authreg_answer(c, el);
 }
 
+/* Every stanza from the router is acknowledged once finished with
+ * (manual_ack): at once, except deliveries to clients (deliver.c, smacks.c). */
 static void sm_link_on_stanza(void *ctx, xml_node_t *st)
 {
     (void)ctx;
-    if (!strcmp(st->ns, NS_WEFT_SESSION) && !strcmp(st->name, "route"))
-        sm_link_deliver(st);
-    else if (!strcmp(st->ns, NS_WEFT_SESSION) && !strcmp(st->name, "session"))
+    uint64_t token = comp_client_in_token(router_link);
+    int kept = 0;
+    if (!strcmp(st->ns, NS_WEFT_SESSION) && !strcmp(st->name, "route")) {
+        if (sm_link_deliver(st, token, &kept))
+            return;
+    } else if (!strcmp(st->ns, NS_WEFT_SESSION) && !strcmp(st->name, "session")) {
         sm_link_session_in(st);
-    else if (!strcmp(st->ns, NS_WEFT_AUTHREG) && !strcmp(st->name, "authreg"))
+    } else if (!strcmp(st->ns, NS_WEFT_AUTHREG) && !strcmp(st->name, "authreg")) {
         sm_link_authreg_in(st);
-    else
+    } else {
         log_warn("event=protocol-error reason=unexpected-element ns=%s element=%s from=%s", st->ns, st->name,
                  xml_attr_get(st, "from") ? xml_attr_get(st, "from") : "-");
+    }
+    if (!kept)
+        comp_client_done(router_link, token);
     xml_free(st);
 }
 
@@ -286,6 +319,7 @@ int sm_link_start(struct event_base *base)
         .tls_ca = *c2s_config->router_ca ? c2s_config->router_ca : NULL,
         .tls_verify = 1,
         .max_buffer = c2s_config->router_buffer,
+        .manual_ack = 1,   /* deliveries: once in the kernel (deliver.c) */
     };
     static const comp_client_cb_t cb = {
         .on_ready = sm_link_on_ready,

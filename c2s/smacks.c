@@ -8,7 +8,14 @@
  * new connection takes the session over (same sid, so the sm sees nothing)
  * and the queue past the client's h is sent again. A session that is not
  * resumed gives its queue back to the sm as <route type='unacked'/> before
- * its end, so nothing is lost and nothing is delivered twice by us. */
+ * its end, so nothing is lost and nothing is delivered twice by us.
+ *
+ * Each queued stanza keeps its router token (manual_ack, sm_link.c): the
+ * router counts it delivered only once the client acknowledged it or it went
+ * back to the sm, so a c2s killed meanwhile has the router give it to the
+ * next c2s and on to offline storage. Past timeouts.delivery-ack the token is
+ * given anyway (acknowledgements to the router are cumulative: one silent
+ * client must not hold back every other one's). */
 #include "c2s.h"
 #include "comp_proto.h"
 #include "log.h"
@@ -55,11 +62,15 @@ static int smacks_ack(client_t *c, uint32_t h)
         c->sm_head = it->next;
         if (!c->sm_head)
             c->sm_tail = NULL;
+        if (it->token)
+            sm_link_done(it->token);
         xml_free(it->st);
         free(it);
         c->sm_len--;
     }
     c->sm_acked = h;
+    if (n)
+        sm_link_flush();
     return 0;
 }
 
@@ -82,10 +93,12 @@ void smacks_count_in(client_t *c)
         c->sm_in++;
 }
 
-void smacks_sent(client_t *c, const xml_node_t *st)
+void smacks_sent(client_t *c, const xml_node_t *st, uint64_t token)
 {
     smacks_item_t *it = xcalloc(1, sizeof *it);
     it->st = xml_copy(st);
+    it->token = token;
+    it->at = daemon_now();
     if (c->sm_tail)
         c->sm_tail->next = it;
     else
@@ -115,6 +128,9 @@ void smacks_return_unacked(client_t *c)
         const char *type = xml_attr_get(it->st, "type");
         if (!(type && !strcmp(type, "error")) && sm_link_route(c, it->st, "unacked") == 0)
             n++;
+        /* The route back is on the link before this acknowledgement. */
+        if (it->token)
+            sm_link_done(it->token);
         xml_free(it->st);
         free(it);
     }
@@ -129,6 +145,8 @@ void smacks_free(client_t *c)
     while (c->sm_head) {
         smacks_item_t *it = c->sm_head;
         c->sm_head = it->next;
+        if (it->token)
+            sm_link_done(it->token);
         xml_free(it->st);
         free(it);
     }
@@ -161,6 +179,9 @@ static void smacks_take_over(client_t *n, client_t *o)
     o->sm_head = o->sm_tail = NULL;
     o->sm_len = 0;
     uint64_t sid = o->sid;
+    /* What o wrote before <enable/> and the kernel has not taken stays
+     * unwritten; the session lives on, so it is not handed back. */
+    deliver_conn_gone(o);
     client_close(o, CLOSE_SILENT); /* leaves the table: the sid is free */
     client_rekey(n, sid);
     n->state = CL_SESSION;
@@ -249,6 +270,23 @@ void smacks_handle(client_t *c, xml_node_t *el)
             client_stream_error(c, "undefined-condition", "h acknowledges stanzas never sent");
     } else {
         client_stream_error(c, "unsupported-stanza-type", NULL);
+    }
+}
+
+void smacks_ack_late(client_t *c, double now)
+{
+    size_t late = 0;
+    for (smacks_item_t *it = c->sm_head; it && now - it->at > c2s_config->t_delivery_ack; it = it->next) {
+        if (it->token) {
+            sm_link_done(it->token);
+            it->token = 0;
+            late++;
+        }
+    }
+    if (late) {
+        log_info("event=delivery-ack-timeout sid=%s jid=%s stanzas=%zu unacked=%zu", c->sid_str,
+                 c->jid.full ? c->jid.full : "-", late, c->sm_len);
+        sm_link_flush();
     }
 }
 

@@ -333,6 +333,16 @@ void comp_client_done(comp_client_t *c, uint64_t token)
         send_ack(c);
 }
 
+void comp_client_flush(comp_client_t *c)
+{
+    if (!c->bev || bufferevent_get_underlying(c->bev))
+        return;   /* TLS: the filter writes at the next loop turn */
+    send_ack(c);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (evbuffer_get_length(out) && (c->state == CC_READY || c->state == CC_BINDING))
+        evbuffer_write(out, bufferevent_getfd(c->bev));
+}
+
 static void do_bind(comp_client_t *c)
 {
     strbuf_t sb;

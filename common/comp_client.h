@@ -66,6 +66,14 @@ size_t comp_client_buffered_bytes(const comp_client_t *c);
  * ignored: the router sent those stanzas again on the new link. */
 uint64_t comp_client_in_token(const comp_client_t *c);
 void comp_client_done(comp_client_t *c, uint64_t token);
+/* Writes what the link holds (acknowledgements included, also from inside
+ * on_stanza) to the router's socket now rather than at the next loop turn,
+ * when the link is a plain TCP or UNIX socket (a TLS link waits for its
+ * turn). c2s calls it right
+ * after a client's bytes reached the kernel, so that the window in which a
+ * kill leaves a stanza delivered but unacknowledged (given again from
+ * offline storage) is as short as two system calls. */
+void comp_client_flush(comp_client_t *c);
 /* Once everything is acknowledged (or at once with force) sends the final
  * ack and </stream:stream>, processes nothing more, and closes when the
  * router answers (or after 2 s); it then stops reconnecting and calls

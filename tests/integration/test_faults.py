@@ -18,6 +18,12 @@ Expected (docs/architecture.md, "if it restarts"):
     c2s:    only its 100 clients disconnected (and reconnected), 0 lost,
             0 duplicated, some messages delivered from offline storage
 
+The c2s row depends on c2s acknowledging a delivery to the router only once
+its bytes are in the client socket's kernel buffer (docs/c2s.md, "Delivery
+and acknowledgement"): before that, a kill in the instant between the
+acknowledgement and the write lost a message now and then (issue 19).
+test_c2s_kill.py reproduces that loss deterministically.
+
 The figures go to stderr (one line per row), to fault-<row>.json in the
 test's directory and to the JUnit report (record_property)."""
 import json
