@@ -70,7 +70,8 @@ struct bx_conn {
     char resource[32];
     char jid[320];           /* full JID after bind */
     char bare[300];
-    const char *reg_status;  /* registration outcome (static string) */
+    const char *reg_status;  /* registration outcome: a static string or reg_error */
+    char reg_error[48];      /* the error condition, copied: it outlives the stanza */
     uint64_t t_start;        /* monotonic ns at connect */
     /* internals (bench_xmpp_conn.c) */
     struct bufferevent *bev;

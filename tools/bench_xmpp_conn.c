@@ -380,7 +380,13 @@ static void on_iq_result(bx_conn_t *c, xml_node_t *st, const char *id, int ok)
 {
     if (c->state == ST_REGISTER && strcmp(id, "reg") == 0) {
         const char *cond = ok ? NULL : error_condition(st);
-        c->reg_status = ok ? "ok" : strcmp(cond, "conflict") == 0 ? "conflict" : cond;
+        if (ok || strcmp(cond, "conflict") == 0) {
+            c->reg_status = ok ? "ok" : "conflict";
+        } else {
+            /* cond points into st, which is freed before the outcome is read */
+            snprintf(c->reg_error, sizeof c->reg_error, "%s", cond);
+            c->reg_status = c->reg_error;
+        }
         bx_conn_close(c);
         return;
     }
