@@ -392,6 +392,12 @@ void auth_authreg_answer(client_t *c, xml_node_t *ans)
         c->keys->have_1 = k1 && scram_keys_parse(k1, &c->keys->k1) == 0 && c->keys->k1.hash == SCRAM_SHA1;
     } else {
         const char *cond = ans ? xml_attr_get(ans, "condition") : NULL;
+        if (cond && !strcmp(cond, "account-disabled")) {
+            /* An admin disabled the account (XEP-0133): no mechanism runs. */
+            log_notice("event=auth-refused peer=%s user=%s reason=account-disabled", c->peer, c->node);
+            auth_fail(c, "account-disabled");
+            return;
+        }
         if (!cond || strcmp(cond, "item-not-found")) {
             log_warn("event=authreg-error peer=%s user=%s condition=%s", c->peer, c->node, cond ? cond : "-");
             auth_fail(c, "temporary-auth-failure");
