@@ -269,8 +269,16 @@ static void cmd_set(sm_iq_t *req)
         cmd_error(req, "bad-request", "modify");
         return;
     }
+    /* The command may end the asking session itself (an admin ending or
+     * disabling their own account): the answer then goes on its way to the
+     * full JID instead of to a freed session. */
+    char *c2s = req->sess ? xstrdup(req->sess->c2s) : NULL, *ssid = req->sess ? xstrdup(req->sess->sid) : NULL;
     adhoc_out_t out = {0};
     c->fn(req->from_bare, x, &out);
+    if (c2s)
+        req->sess = sm_sess_lookup(c2s, ssid);
+    free(c2s);
+    free(ssid);
     if (out.error) {
         xml_free(out.form);
         log_info("event=adhoc-error node=%s from=%s condition=%s", node, req->from_bare, out.error);

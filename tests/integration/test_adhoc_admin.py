@@ -224,3 +224,34 @@ def test_bad_input_and_sessions(tmp_path):
     finally:
         srv.close()
     assert re.search(r"event=adhoc-error node=\S+#add-user", srv.log("sm"))
+
+
+def test_admin_ends_own_session(tmp_path):
+    """An admin who ends their own session (or disables their own account)
+    loses the stream; the sm keeps serving (no use of the ended session)."""
+    make_certs(tmp_path)
+    srv = Server(tmp_path).start(sm_extra=ADMINS)
+    try:
+        srv.register("alice", PW)
+        srv.register("bob", PW)
+
+        async def main():
+            a = await admin_client(srv, "alice@localhost/pc")
+            gone = asyncio.get_running_loop().create_future()
+            a.add_event_handler("disconnected", lambda _: gone.done() or gone.set_result(True))
+            res = await a["xep_0050"].send_command("localhost", f"{ADMIN}#end-user-session", timeout=10)
+            form = a["xep_0004"].make_form(ftype="submit")
+            form.add_field(var="accountjids", ftype="jid-multi", value=["alice@localhost"])
+            a["xep_0050"].send_command("localhost", f"{ADMIN}#end-user-session", action="complete",
+                                       payload=form, sessionid=res["command"]["sessionid"], timeout=10)
+            await asyncio.wait_for(gone, 10)
+            b = await admin_client(srv, "bob@localhost/pc")          # the sm still serves
+            await b["xep_0030"].get_info(jid="localhost", timeout=10)
+            await close(b)
+
+        asyncio.run(asyncio.wait_for(main(), 60))
+        assert srv.sm.p.poll() is None, srv.log("sm")[-3000:]
+    finally:
+        srv.close()
+    log = srv.log("sm")
+    assert "AddressSanitizer" not in log and "runtime error" not in log, log[-3000:]
