@@ -281,7 +281,8 @@ static void cmd_set(sm_iq_t *req)
     free(ssid);
     if (out.error) {
         xml_free(out.form);
-        log_info("event=adhoc-error node=%s from=%s condition=%s", node, req->from_bare, out.error);
+        log_info("event=adhoc-error node=%s from=%s condition=%s reason=\"%s\"", node, req->from_bare,
+                 out.error, out.error_text ? out.error_text : "-");
         cmd_error(req, out.error, "modify");
         return;
     }

@@ -21,7 +21,7 @@ typedef struct adhoc_out {
     int done;                  /* completed (else: executing, form shown) */
     const char *note;          /* info note of a completed command, or NULL */
     const char *error;         /* stanza error condition (type modify), or NULL */
-    const char *error_text;    /* its text, or NULL */
+    const char *error_text;    /* why, for the log line (static), or NULL */
 } adhoc_out_t;
 
 typedef void (*adhoc_fn)(const char *from_bare, const xml_node_t *submitted, adhoc_out_t *out);
