@@ -2,9 +2,9 @@
  * requests (authreg.c implements both): the ad-hoc admin commands
  * (mod_admin) create, remove, disable and re-key accounts through these.
  *
- * A disabled account keeps its data; its authreg get is answered with
- * condition 'account-disabled', so c2s refuses every login (SASL failure
- * <account-disabled/>). The flag is the record (collection "account", key
+ * A disabled account keeps its data; its authreg get answer carries
+ * disabled='true', and c2s refuses the login once the password is proven
+ * (SASL failure <account-disabled/>; a wrong password stays not-authorized). The flag is the record (collection "account", key
  * "disabled") of the user, so deleting the account deletes it too. */
 #ifndef WEFT_SM_ACCOUNT_H
 #define WEFT_SM_ACCOUNT_H

@@ -70,11 +70,6 @@ static int authreg_keys_ok(const xml_node_t *req, const char **sha256, const cha
 
 static void authreg_get(const xml_node_t *req, const char *bare)
 {
-    if (sm_account_disabled(bare)) {
-        log_notice("sm: event=login-refused user=%s reason=account-disabled", bare);
-        authreg_error(req, "account-disabled");
-        return;
-    }
     char *sha256, *sha1;
     int rc = storage_user_get(sm_storage, bare, &sha256, &sha1);
     if (rc != 0) {
@@ -84,6 +79,12 @@ static void authreg_get(const xml_node_t *req, const char *bare)
     xml_node_t *ans = authreg_answer("result");
     xml_attr_set(ans, "sha256", sha256);
     xml_attr_set(ans, "sha1", sha1);
+    /* c2s refuses a disabled account only once the password is proven, so
+     * the flag tells nothing to someone who does not know it. */
+    if (sm_account_disabled(bare)) {
+        log_notice("sm: event=login-disabled-account user=%s", bare);
+        xml_attr_set(ans, "disabled", "true");
+    }
     authreg_reply(req, ans);
     free(sha256);
     free(sha1);

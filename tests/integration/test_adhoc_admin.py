@@ -23,12 +23,12 @@ CMDS = "http://jabber.org/protocol/commands"
 ADMINS = "<module name='adhoc'><admins>alice@localhost</admins></module>"
 
 
-def login(srv, user, password):
-    """(ok, failure element text) of a SCRAM-SHA-256 login over a raw stream."""
+def login(srv, user, password, mech="SCRAM-SHA-256"):
+    """(ok, failure element text) of a SASL login over a raw stream."""
     c = RawClient(srv)
     c.open()
     c.starttls()
-    ok = c.auth(user, password)
+    ok = c.auth(user, password, mech)
     fail = "" if ok else c.last_failure
     c.close()
     return ok, fail
@@ -167,6 +167,10 @@ def test_admin_commands_end_to_end(tmp_path):
             await run(a, "disable-user", {"accountjids": ["bob@localhost"]}, multi=("accountjids",))
             await asyncio.wait_for(bob_gone, 10)
             ok, fail = login(srv, "bob", PW)
+            assert not ok and "account-disabled" in fail, fail
+            ok, fail = login(srv, "bob", "wrong")        # no hint without the password
+            assert not ok and "not-authorized" in fail, fail
+            ok, fail = login(srv, "bob", PW, mech="PLAIN")
             assert not ok and "account-disabled" in fail, fail
             await run(a, "reenable-user", {"accountjids": ["bob@localhost"]}, multi=("accountjids",))
             assert login(srv, "bob", PW)[0]
