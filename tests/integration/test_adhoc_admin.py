@@ -274,3 +274,35 @@ def test_admin_ends_own_session(tmp_path):
         srv.close()
     log = srv.log("sm")
     assert "AddressSanitizer" not in log and "runtime error" not in log, log[-3000:]
+
+
+def test_admins_reload_on_sighup(tmp_path):
+    """adhoc.admins is re-read on SIGHUP: bob, refused before, may run the
+    commands after the config names him; alice, no longer named, may not."""
+    import signal
+    from conftest import wait_for
+    make_certs(tmp_path)
+    srv = Server(tmp_path).start(sm_extra=ADMINS)
+    try:
+        for u in ("alice", "bob"):
+            srv.register(u, PW)
+
+        async def main():
+            a = await admin_client(srv, "alice@localhost/pc")
+            b = await admin_client(srv, "bob@localhost/pc")
+            with pytest.raises(IqError):
+                await b["xep_0050"].send_command("localhost", f"{ADMIN}#get-online-users-num", timeout=10)
+            srv.sm_extra = "<module name='adhoc'><admins>bob@localhost</admins></module>"
+            srv._sm_cfg()
+            srv.sm.p.send_signal(signal.SIGHUP)
+            assert wait_for(lambda: "event=reload file=" in srv.log("sm"), 10)
+            _, last = await run(b, "get-online-users-num")
+            assert values(last, "onlineusersnum") == ["2"]
+            with pytest.raises(IqError) as e:
+                await a["xep_0050"].send_command("localhost", f"{ADMIN}#get-online-users-num", timeout=10)
+            assert e.value.iq["error"]["condition"] == "forbidden"
+            await close(a, b)
+
+        asyncio.run(asyncio.wait_for(main(), 60))
+    finally:
+        srv.close()
