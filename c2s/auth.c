@@ -71,6 +71,7 @@ static int auth_cbind_get(client_t *c, auth_cbind_t *a)
 /* Held only while an exchange runs: 300 bytes per connection otherwise. */
 struct auth_keys {
     int have_256, have_1;
+    int disabled;              /* an admin disabled the account (sm authreg get) */
     scram_keys_t k256, k1;
 };
 
@@ -291,6 +292,13 @@ static void auth_result(client_t *c, sasl_result_t rc, strbuf_t *out)
         auth_fail(c, "invalid-authzid");
         return;
     }
+    /* Only a client that proved the password learns that the account is
+     * disabled (XEP-0133 disable-user); anyone else got not-authorized. */
+    if (c->keys && c->keys->disabled) {
+        jid_clear(&c->jid);
+        auth_fail(c, "account-disabled");
+        return;
+    }
     if (!c->legacy)
         auth_send(c, "success", out);
     log_notice("event=authenticated peer=%s user=%s mechanism=%s tls=%d", c->peer, c->jid.bare, c->mech, c->tls);
@@ -390,6 +398,8 @@ void auth_authreg_answer(client_t *c, xml_node_t *ans)
         c->keys->have_256 = k256 && scram_keys_parse(k256, &c->keys->k256) == 0 &&
                             c->keys->k256.hash == SCRAM_SHA256;
         c->keys->have_1 = k1 && scram_keys_parse(k1, &c->keys->k1) == 0 && c->keys->k1.hash == SCRAM_SHA1;
+        const char *dis = xml_attr_get(ans, "disabled");
+        c->keys->disabled = dis && !strcmp(dis, "true");
     } else {
         const char *cond = ans ? xml_attr_get(ans, "condition") : NULL;
         if (!cond || strcmp(cond, "item-not-found")) {

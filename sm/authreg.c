@@ -15,9 +15,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
+#include "account.h"
 #include "log.h"
 #include "sasl.h"
 #include "module_run.h"
+
+#define SCRAM_ITERATIONS 4096
+#define COLL_ACCOUNT "account"
 
 /* Answers req (type result or error) to the component that asked. The
  * answer is freed here. */
@@ -73,6 +79,12 @@ static void authreg_get(const xml_node_t *req, const char *bare)
     xml_node_t *ans = authreg_answer("result");
     xml_attr_set(ans, "sha256", sha256);
     xml_attr_set(ans, "sha1", sha1);
+    /* c2s refuses a disabled account only once the password is proven, so
+     * the flag tells nothing to someone who does not know it. */
+    if (sm_account_disabled(bare)) {
+        log_notice("sm: event=login-disabled-account user=%s", bare);
+        xml_attr_set(ans, "disabled", "true");
+    }
     authreg_reply(req, ans);
     free(sha256);
     free(sha1);
@@ -117,9 +129,9 @@ static void authreg_password(const xml_node_t *req, const char *bare, const char
 /* Ends every session of the user, looking the user up again after each end:
  * ending the last session may free it. Bounded, in case a session refuses to
  * leave the list. */
-static void authreg_end_sessions(const char *bare)
+int sm_account_end_sessions(const char *bare, const char *reason)
 {
-    size_t n = 0;
+    int n = 0, ended = 0;
     sm_user_t *u = sm_user_get(bare);
     for (sm_sess_t *s = u ? u->sessions : NULL; s; s = s->next)
         n++;
@@ -127,30 +139,87 @@ static void authreg_end_sessions(const char *bare)
         u = sm_user_get(bare);
         if (!u || !u->sessions)
             break;
-        sm_sess_end(u->sessions, 1, "not-authorized");
+        sm_sess_end(u->sessions, 1, reason);
+        ended++;
     }
+    return ended;
 }
 
 /* Order: sessions end first (their unavailable presence still reaches the
  * contacts, which needs the roster), then the modules forget the user
  * (user_delete hooks), then the account and every record it owns go in one
  * storage transaction. */
-static void authreg_remove(const xml_node_t *req, const char *bare, const char *c2s)
+int sm_account_remove(const char *bare, const char *reason)
 {
     int exists = storage_user_exists(sm_storage, bare);
-    if (exists != 1) {
-        authreg_error(req, exists == 0 ? "item-not-found" : "internal-server-error");
-        return;
-    }
-    authreg_end_sessions(bare);
+    if (exists != 1)
+        return exists == 0 ? 1 : -1;
+    sm_account_end_sessions(bare, reason);
     sm_user_t *u = sm_user_get(bare);
     if (!u)
         u = sm_user_load(bare);
     if (u)
         sm_run_user_delete(u);
-    int rc = storage_user_delete(sm_storage, bare);
-    if (rc < 0) {
-        authreg_error(req, "internal-server-error");
+    return storage_user_delete(sm_storage, bare) < 0 ? -1 : 0;
+}
+
+int sm_account_disabled(const char *bare)
+{
+    char *v = NULL;
+    size_t len = 0;
+    int r = storage_get(sm_storage, bare, COLL_ACCOUNT, "disabled", &v, &len);
+    free(v);
+    return r == 0;
+}
+
+int sm_account_set_disabled(const char *bare, int disabled)
+{
+    int exists = storage_user_exists(sm_storage, bare);
+    if (exists != 1)
+        return exists == 0 ? 1 : -1;
+    int r = disabled ? storage_put(sm_storage, bare, COLL_ACCOUNT, "disabled", "1", 1)
+                     : storage_del(sm_storage, bare, COLL_ACCOUNT, "disabled");
+    if (r < 0)
+        return -1;
+    if (disabled)
+        sm_account_end_sessions(bare, "not-authorized");
+    return 0;
+}
+
+int sm_account_keys(const char *password, char **sha256, char **sha1)
+{
+    char *prepped = password && *password ? sasl_saslprep(password, 0) : NULL;
+    if (!prepped || !*prepped) {
+        free(prepped);
+        return -1;
+    }
+    scram_keys_t k;
+    strbuf_t a, b;
+    strbuf_init(&a);
+    strbuf_init(&b);
+    int rc = scram_keys_new(SCRAM_SHA256, prepped, SCRAM_ITERATIONS, &k);
+    if (rc == 0)
+        scram_keys_format(&k, &a);
+    if (rc == 0 && (rc = scram_keys_new(SCRAM_SHA1, prepped, SCRAM_ITERATIONS, &k)) == 0)
+        scram_keys_format(&k, &b);
+    OPENSSL_cleanse(&k, sizeof k);
+    OPENSSL_cleanse(prepped, strlen(prepped));
+    free(prepped);
+    if (rc != 0) {
+        strbuf_free(&a);
+        strbuf_free(&b);
+        return -1;
+    }
+    *sha256 = strbuf_steal(&a);
+    *sha1 = strbuf_steal(&b);
+    return 0;
+}
+
+static void authreg_remove(const xml_node_t *req, const char *bare, const char *c2s)
+{
+    int rc = sm_account_remove(bare, "not-authorized");
+    if (rc != 0) {
+        authreg_error(req, rc > 0 ? "item-not-found" : "internal-server-error");
         return;
     }
     log_notice("sm: event=account-removed user=%s c2s=%s", bare, c2s);

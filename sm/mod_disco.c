@@ -13,7 +13,9 @@
  *   an empty list (PEP nodes come later). Anyone else gets service-unavailable,
  *   the same answer as for an account that does not exist, so disco reveals
  *   nothing about an account to a stranger (XEP-0030 sections 3.1 and 9).
- * - A 'node' we do not know: item-not-found. An iq set: not-allowed (disco is
+ * - A 'node' of the domain is answered by the module that knows it (the
+ *   disco_server_node hooks: mod_adhoc's commands node and command nodes).
+ * - A 'node' nobody knows: item-not-found. An iq set: not-allowed (disco is
  *   get-only). Results and errors are never answered.
  *
  * Invariant: a disco#info answer never lists a feature twice, whatever the
@@ -72,13 +74,31 @@ static int known_node(sm_iq_t *req)
     return 0;
 }
 
+/* A node of the domain: answered if a module knows it. Returns 1 when req
+ * was answered. */
+static int server_node(sm_iq_t *req, int items)
+{
+    const char *node = xml_attr_get(req->payload, "node");
+    if (req->user || !node)
+        return 0;
+    xml_node_t *rq = xml_elem_new(items ? NS_DISCO_ITEMS : NS_DISCO_INFO, "query");
+    xml_attr_set(rq, "node", node);
+    if (sm_disco_server_node(req->from_bare, node, items, rq)) {
+        sm_iq_reply(req, rq);
+    } else {
+        xml_free(rq);
+        sm_iq_error(req, "item-not-found", "cancel");
+    }
+    return 1;
+}
+
 static void disco_info(sm_iq_t *req)
 {
     if (req->user && !may_see(req)) {
         sm_iq_error(req, "service-unavailable", "cancel");
         return;
     }
-    if (!known_node(req))
+    if (server_node(req, 0) || !known_node(req))
         return;
     xml_node_t *rq = xml_elem_new(NS_DISCO_INFO, "query");
     xml_node_t *id = xml_add_child(rq, NS_DISCO_INFO, "identity");
@@ -103,7 +123,7 @@ static void disco_items(sm_iq_t *req)
         sm_iq_error(req, "service-unavailable", "cancel");
         return;
     }
-    if (known_node(req))
+    if (!server_node(req, 1) && known_node(req))
         sm_iq_reply(req, xml_elem_new(NS_DISCO_ITEMS, "query"));
 }
 

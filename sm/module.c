@@ -169,3 +169,13 @@ void sm_disco_features(xml_node_t *query, int server, sm_user_t *u, sm_sess_t *a
             h->disco_account(u, query);
     }
 }
+
+int sm_disco_server_node(const char *from_bare, const char *node, int items, xml_node_t *query)
+{
+    const sm_hooks_t *h;
+    EACH_LOADED(h) {
+        if (h->disco_server_node && h->disco_server_node(from_bare, node, items, query))
+            return 1;
+    }
+    return 0;
+}

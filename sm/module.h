@@ -103,6 +103,11 @@ typedef struct sm_hooks {
     void (*disco_account)(sm_user_t *u, xml_node_t *query);
     /* An item of u's roster changed (sub: sm_sub_t, or -1 when removed). */
     void (*roster_change)(sm_user_t *u, const char *contact, int sub);
+    /* disco#info (items = 0) or disco#items (items = 1) of a node of the
+     * domain, asked by from_bare (NULL if unknown): a module that knows the
+     * node fills query (identities and features, or items) and returns 1;
+     * 0 passes it on. No module knowing it: item-not-found. */
+    int (*disco_server_node)(const char *from_bare, const char *node, int items, xml_node_t *query);
 } sm_hooks_t;
 
 /* --- the descriptor ------------------------------------------------------------ */
@@ -143,5 +148,8 @@ void sm_hooks_roster_change(sm_user_t *u, const char *contact, int sub);
 /* Adds the domain's (server=1) or an account's features of every loaded
  * module to a disco#info query, then runs the disco hooks (mod_disco). */
 void sm_disco_features(xml_node_t *query, int server, sm_user_t *u, sm_sess_t *asker);
+/* Asks the disco_server_node hooks about a node of the domain: 1 if one
+ * filled query (mod_disco). */
+int sm_disco_server_node(const char *from_bare, const char *node, int items, xml_node_t *query);
 
 #endif
