@@ -21,6 +21,7 @@
 #include "mod_adhoc.h"
 #include "module.h"
 #include "log.h"
+#include "comp_proto.h"
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,7 +202,11 @@ static adhoc_sess_t *sess_new(const adhoc_cmd_t *c, const char *owner)
     }
     sess_drop(s);
     const adhoc_cfg_t *cfg = sm_module_config(&sm_module_adhoc);
-    snprintf(s->id, sizeof s->id, "%lx-%x", ++sess_counter, (unsigned)rand());
+    /* unguessable, so a session id seen in a log cannot be continued by
+     * anyone; the owner check stays the main guard */
+    char rnd[17];
+    comp_proto_random_hex(rnd, 8);
+    snprintf(s->id, sizeof s->id, "%lx-%s", ++sess_counter, rnd);
     s->cmd = c;
     s->owner = xstrdup(owner);
     s->expires = daemon_now() + cfg->session_timeout;
