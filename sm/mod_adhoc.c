@@ -44,7 +44,7 @@ typedef struct adhoc_cmd {
 } adhoc_cmd_t;
 
 typedef struct adhoc_sess {
-    char id[24];
+    char id[40];
     const adhoc_cmd_t *cmd;
     char *owner;               /* full JID that started it; NULL: slot free */
     double expires;
@@ -304,7 +304,7 @@ static void cmd_set(sm_iq_t *req)
         return;
     }
     log_notice("event=adhoc-completed node=%s from=%s", node, req->from_bare ? req->from_bare : "-");
-    char done_id[24];
+    char done_id[sizeof ((adhoc_sess_t *)0)->id];
     snprintf(done_id, sizeof done_id, "%s", s ? s->id : "done");
     if (s)
         sess_drop(s);
