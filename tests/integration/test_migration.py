@@ -188,7 +188,7 @@ def prosody_available():
 def prosody_export(tmp_path_factory):
     why = prosody_available()
     if why:
-        pytest.skip(why)
+        pytest.fail(why)
     d = tmp_path_factory.mktemp("prosody")
     p = Prosody(d)
     for u, pw in USERS.items():
@@ -471,9 +471,9 @@ def ejabberd_export(tmp_path_factory):
     the test's own (epmd on loopback), filled with ejabberdctl, exported with
     `ejabberdctl export_piefxis`."""
     if not os.access(EJABBERDCTL, os.X_OK):
-        pytest.skip(f"{EJABBERDCTL} missing (Debian package ejabberd, scripts/deps.sh)")
+        pytest.fail(f"{EJABBERDCTL} missing (Debian package ejabberd, scripts/deps.sh)")
     if os.geteuid() != 0:
-        pytest.skip("ejabberdctl runs ejabberd as its own user: needs root")
+        pytest.fail("ejabberdctl runs ejabberd as its own user: needs root")
     work = pathlib.Path(tempfile.mkdtemp(prefix="weft-ejabberd-"))
     os.chmod(work, 0o755)
     for sub in ("spool", "logs", "export"):

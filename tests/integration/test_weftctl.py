@@ -31,7 +31,7 @@ def pg():
     try:
         server = PgServer()
     except FileNotFoundError as e:
-        pytest.skip(str(e))
+        pytest.fail(f"PostgreSQL server missing (scripts/deps.sh installs it): {e}")
     server.start()
     yield server
     server.stop()
