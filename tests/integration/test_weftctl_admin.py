@@ -156,7 +156,7 @@ def test_check_finds_srv_records_through_the_system_resolver(tmp_path):
     import fed
     why = fed.usable()
     if why:
-        pytest.skip(f"SRV records need a namespace with dnsmasq: {why}")
+        pytest.fail(f"SRV records need a namespace with dnsmasq (root, scripts/deps.sh): {why}")
     net = fed.FedNet(tmp_path / "net")
     try:
         net.add_srv("chat.test", "xmpp1.chat.test", 5222, service="_xmpp-client._tcp")
