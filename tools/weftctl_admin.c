@@ -31,6 +31,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "config.h"
 #include "jid.h"
 #include "net.h"
 #include "weftctl.h"
@@ -218,27 +219,12 @@ int weftctl_user(const char *url, int json, int argc, char **argv)
 
 /* ------------------------------------------------------------ configs */
 
+/* The parsed config file, or NULL (a missing or broken file is reported by
+ * the check that needs it). */
 static xml_node_t *load_config(const char *path)
 {
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return NULL;
-    strbuf_t sb;
-    strbuf_init(&sb);
-    char buf[8192];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, fp)) > 0)
-        strbuf_append(&sb, buf, n);
-    fclose(fp);
-    xml_limits_t lim;
-    xml_limits_default(&lim);
-    lim.allow_comments = 1;
-    lim.max_stanza_bytes = 4u << 20;
-    char err[256];
-    unsigned line = 0;
-    xml_node_t *root = xml_parse_document(sb.data ? sb.data : "", sb.len, &lim, err, sizeof err, &line);
-    strbuf_free(&sb);
-    return root;
+    cfg_error_t err;
+    return cfg_read_document(path, &err);
 }
 
 /* Text of a dotted option path ("tls.certificate"), or def; malloc'd. */
