@@ -343,7 +343,7 @@ def test_bad_heads(world):
         b"PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n": b"400",
         b"GET /" + b"a" * 3000 + b" HTTP/1.1\r\nHost: x\r\n\r\n": b"414",
         b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 2000 + b"\r\n": b"431",
-        b"DELETE / HTTP/1.1\r\nHost: x\r\n\r\n": b"405",
+        b"DELETE / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n": b"405",
     }
     for req, status in cases.items():
         out = raw_http(w, req)
