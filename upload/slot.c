@@ -202,9 +202,10 @@ static void slot_request(const xml_node_t *iq, const xml_node_t *req)
     const char *filename = xml_attr_get(req, "filename");
     const char *size_s = xml_attr_get(req, "size");
     const char *ctype = xml_attr_get(req, "content-type");
-    char *end = NULL;
-    long long size = size_s ? strtoll(size_s, &end, 10) : -1;
-    if (!filename || !filename_ok(filename) || !size_s || !*size_s || *end || size <= 0 ||
+    /* Digits only (strtoll would take spaces and a sign), at most 18. */
+    size_t sl = size_s ? strlen(size_s) : 0;
+    long long size = sl && sl <= 18 && strspn(size_s, "0123456789") == sl ? strtoll(size_s, NULL, 10) : -1;
+    if (!filename || !filename_ok(filename) || size <= 0 ||
         (ctype && *ctype && !ctype_ok(ctype))) {
         send_error(iq, "bad-request", "modify", "A filename, a positive size and a valid content-type are needed");
         free(owner);

@@ -58,7 +58,8 @@ class World:
         self.up = self.srv._spawn([binary("WEFT_UPLOAD", "upload", "weft-upload"), "-c",
                                    str(self.dir / "upload.xml")], "upload.log")
         wait_port(self.http_port)
-        assert wait_for(lambda: self.srv.log("upload").count("event=ready") > before, 15), self.srv.log("upload")
+        assert wait_for(lambda: self.srv.log("upload").count("event=ready") > before,
+                        float(os.environ.get("WEFT_START_TIMEOUT", "15"))), self.srv.log("upload")
 
     def log(self):
         return self.srv.log("upload")
@@ -250,6 +251,7 @@ def test_size_limit_and_type(world):
     assert err.get("type") == "modify" and cond(err) == "not-acceptable"
     assert err.find(f"{{{UP}}}file-too-large/{{{UP}}}max-file-size").text == "1000"
     for bad in ("filename='x' size='0'", "filename='x' size='-5'", "filename='x' size='12abc'", "size='10'",
+                "filename='x' size='+10'", "filename='x' size=' 10'", "filename='x' size='99999999999999999999'",
                 "filename='' size='10'", "filename='x' size='10' content-type='bad\ttype'"):
         err = w.slot_error("alice", bad)
         assert cond(err) == "bad-request", bad
@@ -492,3 +494,21 @@ def test_https_listener(world, tmp_path):
     ctx.check_hostname = False
     assert request(w, "PUT", put, body=b"tls!", headers={"Content-Type": "text/plain"}, tls=ctx)[0] == 201
     assert request(w, "GET", get, tls=ctx)[2] == b"tls!"
+
+
+def test_weftctl_check_and_status(world, tmp_path):
+    """weftctl check/status know weft-upload: its config through its own -t,
+    its HTTP port listening while it runs."""
+    import subprocess
+    from conftest import BUILD
+    w = world()
+    etc = tmp_path   # the test server's router.xml, sm.xml, c2s.xml and upload.xml
+    ctl = os.path.join(BUILD, "tools", "weftctl")
+    r = subprocess.run([ctl, "-e", str(etc), "check"], capture_output=True, text=True, timeout=30)
+    assert f"ok   config: {etc}/upload.xml parses (weft-upload -t)" in r.stdout, r.stdout + r.stderr
+    assert f"ok   port: upload 127.0.0.1:{w.http_port} is listening" in r.stdout, r.stdout
+    r = subprocess.run([ctl, "-e", str(etc), "status"], capture_output=True, text=True, timeout=30)
+    assert f"ok   upload: running pid={w.up.p.pid}" in r.stdout, r.stdout + r.stderr
+    w.up.stop()
+    r = subprocess.run([ctl, "-e", str(etc), "status"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 3 and "fail upload: not running" in r.stdout, r.stdout
