@@ -148,6 +148,7 @@ static const char *reason_of(int status)
 
 static void status_and_common(strbuf_t *sb, http_conn_t *c, int status, const char *extra)
 {
+    upload_metrics_http(status);
     char date[64];
     time_t now = time(NULL);
     struct tm tm;
@@ -206,6 +207,8 @@ void http_conn_respond_file(http_conn_t *c, const store_file_t *f, int fd, int h
     } else if (evbuffer_add_file(out, fd, 0, f->size) < 0) {   /* owns fd from here */
         log_error("event=download-failed id=%s peer=%s", f->id, c->peer);
         c->close_after = 1;
+    } else {
+        upload_metrics_bytes("out", f->size);
     }
     start_write(c, head_only ? 0 : (size_t)f->size);
 }
@@ -250,6 +253,7 @@ static void body_feed(http_conn_t *c)
         http_conn_respond(c, 500, NULL, "the file could not be stored\n");
         return;
     }
+    upload_metrics_bytes("in", f->size);
     log_info("event=uploaded id=%s owner=%s size=%lld type=\"%s\" peer=%s", f->id, f->owner, f->size,
              f->ctype, c->peer);
     http_conn_respond(c, 201, NULL, NULL);
@@ -390,6 +394,7 @@ static void refuse(evutil_socket_t fd, const char *peer, const char *why)
     static const char msg[] = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
                               "Retry-After: 5\r\nContent-Length: 0\r\n\r\n";
     log_warn("event=http-refused peer=%s reason=%s", peer, why);
+    upload_metrics_http(503);
     if (!ssl_ctx && send(fd, msg, sizeof msg - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
         log_debug("event=http-refused peer=%s write-error=\"%s\"", peer, strerror(errno));
     evutil_closesocket(fd);

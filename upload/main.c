@@ -181,6 +181,7 @@ int main(int argc, char **argv)
         .start = upload_start,
         .stop = upload_stop,
         .reload = upload_reload,
+        .metrics = upload_metrics_register,
         .cron = upload_cron,
         .cleanup = upload_cleanup,
     };

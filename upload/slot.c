@@ -187,6 +187,7 @@ static void slot_request(const xml_node_t *iq, const xml_node_t *req)
     const char *from = xml_attr_get(iq, "from");
     jid_t j;
     if (!from || jid_parse(from, &j) != JID_OK) {
+        upload_metrics_slot("not-allowed");
         send_error(iq, "not-allowed", "cancel", "Only local users may upload here");
         return;
     }
@@ -195,6 +196,7 @@ static void slot_request(const xml_node_t *iq, const xml_node_t *req)
     jid_clear(&j);
     if (!allowed) {
         log_info("event=slot-refused from=%s reason=not-allowed", from);
+        upload_metrics_slot("not-allowed");
         send_error(iq, "not-allowed", "cancel", "Only local users may upload here");
         free(owner);
         return;
@@ -207,12 +209,14 @@ static void slot_request(const xml_node_t *iq, const xml_node_t *req)
     long long size = sl && sl <= 18 && strspn(size_s, "0123456789") == sl ? strtoll(size_s, NULL, 10) : -1;
     if (!filename || !filename_ok(filename) || size <= 0 ||
         (ctype && *ctype && !ctype_ok(ctype))) {
+        upload_metrics_slot("bad-request");
         send_error(iq, "bad-request", "modify", "A filename, a positive size and a valid content-type are needed");
         free(owner);
         return;
     }
     if ((unsigned long long)size > upload_config->max_file_size) {
         log_info("event=slot-refused owner=%s reason=too-large size=%lld", owner, size);
+        upload_metrics_slot("too-large");
         too_large(iq);
         free(owner);
         return;
@@ -220,12 +224,14 @@ static void slot_request(const xml_node_t *iq, const xml_node_t *req)
     long long used = store_usage(owner);
     if ((unsigned long long)(used + size) > upload_config->quota) {
         log_info("event=slot-refused owner=%s reason=quota used=%lld size=%lld", owner, used, size);
+        upload_metrics_slot("quota");
         quota_error(iq, owner);
         free(owner);
         return;
     }
     store_file_t *f = store_slot_new(owner, filename, ctype && *ctype ? ctype : DEFAULT_CTYPE, size);
     if (!f) {
+        upload_metrics_slot("error");
         send_error(iq, "internal-server-error", "wait", "The slot could not be stored");
         free(owner);
         return;
@@ -244,6 +250,7 @@ static void slot_request(const xml_node_t *iq, const xml_node_t *req)
     xml_attr_set(xml_add_child(slot, NS_UPLOAD, "get"), "url", get.data);
     upload_send(r);
     xml_free(r);
+    upload_metrics_slot("given");
     log_info("event=slot id=%s owner=%s size=%lld type=\"%s\"", f->id, owner, size, f->ctype);
     strbuf_free(&get);
     strbuf_free(&put);

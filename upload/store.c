@@ -428,3 +428,15 @@ size_t store_count(void)
 {
     return nfiles;
 }
+
+void store_totals(size_t *complete, size_t *slots, long long *bytes)
+{
+    for (size_t i = 0; i < nfiles; i++) {
+        if (files[i]->complete) {
+            (*complete)++;
+            *bytes += files[i]->size;
+        } else {
+            (*slots)++;
+        }
+    }
+}

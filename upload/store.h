@@ -61,5 +61,7 @@ int store_open_data(const store_file_t *f);
  * slot_timeout (both from their creation). Returns how many went. */
 int store_expire(long long now, double expire_after, double slot_timeout);
 size_t store_count(void);
+/* Files stored, slots waiting, bytes of the stored files (metrics). */
+void store_totals(size_t *complete, size_t *slots, long long *bytes);
 
 #endif

@@ -47,6 +47,12 @@ void slot_handle(xml_node_t *stanza);
 /* main.c: sends a stanza to the router (logged when the buffer is full). */
 void upload_send(const xml_node_t *stanza);
 
+/* metrics.c: the Prometheus families, and what the other files count. */
+void upload_metrics_register(void);
+void upload_metrics_slot(const char *result);
+void upload_metrics_http(int status);
+void upload_metrics_bytes(const char *direction, long long n);
+
 /* The base of the URLs handed out (public_url, or http(s)://first-listen-address),
  * without a trailing slash. */
 const char *upload_base_url(void);

@@ -512,3 +512,39 @@ def test_weftctl_check_and_status(world, tmp_path):
     w.up.stop()
     r = subprocess.run([ctl, "-e", str(etc), "status"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 3 and "fail upload: not running" in r.stdout, r.stdout
+
+
+def test_metrics(world, tmp_path):
+    """The Prometheus families at metrics.listen follow what happened."""
+    port = free_port()
+    w = world(limits="<max-file-size>100</max-file-size>")
+    # metrics.listen is a start-time option: restart with it.
+    cfg = tmp_path / "upload.xml"
+    cfg.write_text(cfg.read_text().replace("</upload>", f"<metrics><listen>127.0.0.1:{port}</listen></metrics>"
+                                                            "</upload>"))
+    w.up.stop()
+    w.start_upload()
+    put, get = w.slot("alice", "m.bin", 50)
+    w.slot("alice", "open.bin", 10)
+    w.slot_error("alice", "filename='big' size='101'")
+    assert request(w, "PUT", put, body=b"m" * 50)[0] == 201
+    assert request(w, "GET", get)[2] == b"m" * 50
+    assert request(w, "PUT", put + "x", body=b"m" * 50)[0] == 403
+
+    def scrape():
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+        c.close()
+        return dict(re.findall(r"^(weft_upload_\S+) (\S+)$", text, re.M))
+    m = scrape()
+    assert m['weft_upload_slot_requests_total{result="given"}'] == "2"
+    assert m['weft_upload_slot_requests_total{result="too-large"}'] == "1"
+    assert m['weft_upload_http_responses_total{code="201"}'] == "1"
+    assert m['weft_upload_http_responses_total{code="200"}'] == "1"
+    assert m['weft_upload_http_responses_total{code="403"}'] == "1"
+    assert m['weft_upload_bytes_total{direction="in"}'] == "50"
+    assert m['weft_upload_bytes_total{direction="out"}'] == "50"
+    assert m['weft_upload_files{state="complete"}'] == "1" and m['weft_upload_files{state="slot"}'] == "1"
+    assert m["weft_upload_stored_bytes"] == "50"
+    assert m["weft_upload_http_connections"] == "0"
