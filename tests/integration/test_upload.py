@@ -548,3 +548,24 @@ def test_metrics(world, tmp_path):
     assert m['weft_upload_files{state="complete"}'] == "1" and m['weft_upload_files{state="slot"}'] == "1"
     assert m["weft_upload_stored_bytes"] == "50"
     assert m["weft_upload_http_connections"] == "0"
+
+
+def test_reload_takes_new_limits(world, tmp_path):
+    """SIGHUP: limits.max-file-size and allowed-domains take their new
+    values at once; the listener and the files stay."""
+    import signal
+    w = world(limits="<max-file-size>100</max-file-size>")
+    put, get = w.slot("alice", "kept.bin", 100)
+    assert request(w, "PUT", put, body=b"k" * 100)[0] == 201
+    assert cond(w.slot_error("alice", "filename='x' size='150'")) == "not-acceptable"
+    cfg = tmp_path / "upload.xml"
+    cfg.write_text(cfg.read_text().replace("<max-file-size>100<", "<max-file-size>200<"))
+    w.up.p.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "event=reload file=" in w.log(), 10), w.log()
+    put2, get2 = w.slot("alice", "now.bin", 150)
+    assert request(w, "PUT", put2, body=b"n" * 150)[0] == 201
+    assert request(w, "GET", get)[2] == b"k" * 100
+    cfg.write_text(cfg.read_text().replace("<allowed-domains>localhost<", "<allowed-domains>example.org<"))
+    w.up.p.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: w.log().count("event=reload file=") == 2, 10), w.log()
+    assert cond(w.slot_error("alice", "filename='x' size='10'")) == "not-allowed"
