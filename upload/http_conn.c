@@ -249,6 +249,15 @@ static void body_feed(http_conn_t *c)
     store_file_t *f = c->file;
     c->file = NULL;
     c->body_unread = 0;
+    if (!*f->ctype) {
+        /* The slot named no type: the PUT's, if a header may carry it back. */
+        const char *t = c->head.content_type;
+        int ok = *t && strchr(t, '/');
+        for (const char *p = t; ok && *p; p++)
+            ok = *p >= 0x20 && *p < 0x7f;
+        free(f->ctype);
+        f->ctype = xstrdup(ok ? t : "application/octet-stream");
+    }
     if (store_put_commit(f, c->fd) < 0) {
         http_conn_respond(c, 500, NULL, "the file could not be stored\n");
         return;

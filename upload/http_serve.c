@@ -14,7 +14,7 @@
  *   peer's address), into a slot not yet uploaded (409), with exactly the
  *   slot's size as Content-Length (413 larger, 400 otherwise; no
  *   Transfer-Encoding: 411) and, when it sends one, the slot's content type
- *   (400).
+ *   (400); a slot requested without a type takes the PUT's.
  * - OPTIONS: the CORS preflight of web clients (converse.js). */
 #include "http_serve.h"
 #include "log.h"
@@ -136,7 +136,7 @@ static void serve_put(http_conn_t *c, const http_head_t *h, store_file_t *f)
         http_conn_respond(c, h->content_length > f->size ? 413 : 400, NULL, msg);
         return;
     }
-    if (*h->content_type && strcasecmp(h->content_type, f->ctype)) {
+    if (*h->content_type && *f->ctype && strcasecmp(h->content_type, f->ctype)) {
         snprintf(msg, sizeof msg, "Content-Type must be the slot's type\n");
         log_info("event=upload-refused id=%s peer=%s reason=content-type", f->id, peer);
         http_conn_respond(c, 400, NULL, msg);

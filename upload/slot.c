@@ -29,7 +29,6 @@
 #define NS_XDATA "jabber:x:data"
 #define FILENAME_MAX_BYTES 255
 #define CTYPE_MAX_BYTES 255
-#define DEFAULT_CTYPE "application/octet-stream"
 
 /* The reply skeleton of an iq: type, swapped addresses, same id. */
 static xml_node_t *reply_to(const xml_node_t *iq, const char *type)
@@ -229,7 +228,7 @@ static void slot_request(const xml_node_t *iq, const xml_node_t *req)
         free(owner);
         return;
     }
-    store_file_t *f = store_slot_new(owner, filename, ctype && *ctype ? ctype : DEFAULT_CTYPE, size);
+    store_file_t *f = store_slot_new(owner, filename, ctype ? ctype : "", size);
     if (!f) {
         upload_metrics_slot("error");
         send_error(iq, "internal-server-error", "wait", "The slot could not be stored");
@@ -251,7 +250,7 @@ static void slot_request(const xml_node_t *iq, const xml_node_t *req)
     upload_send(r);
     xml_free(r);
     upload_metrics_slot("given");
-    log_info("event=slot id=%s owner=%s size=%lld type=\"%s\"", f->id, owner, size, f->ctype);
+    log_info("event=slot id=%s owner=%s size=%lld type=\"%s\"", f->id, owner, size, *f->ctype ? f->ctype : "-");
     strbuf_free(&get);
     strbuf_free(&put);
     free(owner);

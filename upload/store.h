@@ -22,7 +22,8 @@ typedef struct store_file {
     char id[STORE_ID_LEN + 1];
     char *owner;          /* bare JID of the requester */
     char *name;           /* file name as requested (UTF-8) */
-    char *ctype;          /* content type ("application/octet-stream" if none given) */
+    char *ctype;          /* content type; "" when the request gave none (then the
+                           * PUT's, or application/octet-stream, at the upload) */
     long long size;
     long long created;    /* wall-clock seconds (survives restarts) */
     int complete;         /* the .data file holds every byte */

@@ -269,6 +269,15 @@ def test_size_limit_and_type(world):
     assert request(w, "PUT", put, body=b"y" * 1000, headers={"Content-Type": "text/plain"})[0] == 201
     st, h, body = request(w, "GET", get)
     assert st == 200 and body == b"y" * 1000 and h["content-type"] == "text/plain"
+    # A slot asked for without a content type takes the PUT's, or none.
+    put, get = w.slot("alice", "photo", 10)
+    assert request(w, "PUT", put, body=b"p" * 10, headers={"Content-Type": "image/jpeg"})[0] == 201
+    st, h, _ = request(w, "GET", get)
+    assert h["content-type"] == "image/jpeg" and h["content-disposition"] == "inline"
+    put, get = w.slot("alice", "blob", 10)
+    assert request(w, "PUT", put, body=b"b" * 10)[0] == 201
+    st, h, _ = request(w, "GET", get)
+    assert h["content-type"] == "application/octet-stream" and h["content-disposition"] == "attachment"
 
 
 def test_quota(world):
