@@ -578,3 +578,20 @@ def test_reload_takes_new_limits(world, tmp_path):
     w.up.p.send_signal(signal.SIGHUP)
     assert wait_for(lambda: w.log().count("event=reload file=") == 2, 10), w.log()
     assert cond(w.slot_error("alice", "filename='x' size='10'")) == "not-allowed"
+
+
+def test_connection_cap(world):
+    """http.max-connections: past it a connection gets 503 at once, and
+    the service serves again when connections end."""
+    w = world(http="<max-connections>2</max-connections>")
+    put, get = w.slot("alice", "c.bin", 1)
+    held = [socket.create_connection(("127.0.0.1", w.http_port)) for _ in range(2)]
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    out = raw_http(w, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 503") and b"Retry-After" in out, out[:100]
+    assert time.monotonic() - t0 < 2
+    assert "reason=max-connections\n" in w.log()
+    for h in held:
+        h.close()
+    assert wait_for(lambda: request(w, "PUT", put, body=b"!")[0] == 201, 5)
