@@ -38,8 +38,8 @@
 #include "xml.h"
 #include "xml_stream.h"
 
-static const char *const PROCS[] = {"router", "sm", "c2s", "s2s"};
-#define NPROCS 4
+static const char *const PROCS[] = {"router", "sm", "c2s", "s2s", "upload"};
+#define NPROCS 5
 
 /* ------------------------------------------------------------ output */
 
@@ -554,6 +554,10 @@ int weftctl_check(const char *etc, int json)
             free_domains(dv, nd);
         } else if (!strcmp(proc, "router")) {
             char *a = opt(root, "listen", "127.0.0.1:5347");
+            check_ports(&r, proc, a, running);
+            free(a);
+        } else if (!strcmp(proc, "upload")) {
+            char *a = opt(root, "http.listen", "127.0.0.1:5281");
             check_ports(&r, proc, a, running);
             free(a);
         }
