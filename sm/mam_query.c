@@ -426,6 +426,7 @@ static void mq_step(mq_t *q)
 
 static void run_query(sm_iq_t *req)
 {
+    mam_flush();
     mq_t *q = xcalloc(1, sizeof *q);
     const xml_node_t *p = req->payload;
     const char *err = NULL;
@@ -501,6 +502,7 @@ static void meta_got(storage_res_t *res, void *arg)
 
 static void metadata(sm_iq_t *req)
 {
+    mam_flush();
     meta_t *m = xcalloc(1, sizeof *m);
     m->md = xml_elem_new(MAM_NS, "metadata");
     m->req = sm_iq_defer(req);

@@ -59,6 +59,10 @@ void mam_stamp_format(int64_t us, char *buf, size_t len);
 /* A DateTime into µs; -1 when it is not one. */
 int64_t mam_stamp_parse(const char *s);
 
+/* Submits the archive writes waiting for the end of the loop turn (a query
+ * calls it first, so it sees them). */
+void mam_flush(void);
+
 /* mam_query.c: the IQ handlers of urn:xmpp:mam:2 (query, prefs, metadata). */
 void mam_iq_get(sm_iq_t *req);
 void mam_iq_set(sm_iq_t *req);
