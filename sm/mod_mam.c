@@ -36,6 +36,10 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "comp_proto.h"
 #include "log.h"
 #include "mod_mam.h"
@@ -189,22 +193,67 @@ static int own_jid(const sm_user_t *u, const char *jid)
     return !strncasecmp(jid, u->bare, n) && (jid[n] == '\0' || jid[n] == '/');
 }
 
-/* Removes every <stanza-id/> whose by names the user's account: only this
- * server may say that (XEP-0359 section 4). */
-static void strip_forged(const sm_user_t *u, xml_node_t *msg)
+/* Archive ids: 16 random hex digits, then 12 hex digits of an HMAC-SHA256
+ * of the user's bare JID and those digits, keyed with the sm's secret. The
+ * tag tells a message this server already archived (one c2s hands back as
+ * never acknowledged: docs/session-protocol.md, type='unacked') from one
+ * carrying an id someone forged: the first keeps its id and is not archived
+ * again, so the client sees one id whichever copy reaches it. */
+#define ID_RANDOM 16
+#define ID_TAG 12
+
+static void id_tag(const char *bare, const char *random, char *out)
 {
+    const char *key = sm_config->secret ? sm_config->secret : "";
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    char data[3200];
+    int n = snprintf(data, sizeof data, "%s\n%.*s", bare, ID_RANDOM, random);
+    HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)data,
+         (size_t)(n < (int)sizeof data ? n : (int)sizeof data - 1), mac, &len);
+    for (int i = 0; i < ID_TAG / 2; i++)
+        snprintf(out + 2 * i, 3, "%02x", mac[i]);
+}
+
+static void new_id(const char *bare, char *buf)
+{
+    comp_proto_random_hex(buf, ID_RANDOM / 2);
+    id_tag(bare, buf, buf + ID_RANDOM);
+    buf[ID_RANDOM + ID_TAG] = '\0';
+}
+
+static int id_genuine(const char *bare, const char *id)
+{
+    char tag[ID_TAG + 1];
+    if (!id || strlen(id) != ID_RANDOM + ID_TAG)
+        return 0;
+    id_tag(bare, id, tag);
+    return CRYPTO_memcmp(tag, id + ID_RANDOM, ID_TAG) == 0;
+}
+
+/* Removes every <stanza-id/> whose by names the user's account: only this
+ * server may say that (XEP-0359 section 4). With keep_own, the first one
+ * whose id this server made stays, and 1 is returned. */
+static int strip_forged(const sm_user_t *u, xml_node_t *msg, int keep_own)
+{
+    int kept = 0;
     xml_node_t *c = msg->first_child;
     while (c) {
         xml_node_t *next = c->next;
         if (c->name && !strcmp(c->name, "stanza-id") && !strcmp(c->ns, MAM_NS_SID)) {
             const char *by = xml_attr_get(c, "by");
             if (by && !strcasecmp(by, u->bare)) {
-                xml_detach(c);
-                xml_free(c);
+                if (keep_own && !kept && id_genuine(u->bare, xml_attr_get(c, "id"))) {
+                    kept = 1;
+                } else {
+                    xml_detach(c);
+                    xml_free(c);
+                }
             }
         }
         c = next;
     }
+    return kept;
 }
 
 /* The kinds XEP-0313 and XEP-0334 want archived (see the file comment). */
@@ -375,24 +424,20 @@ static void archive(sm_user_t *u, char dir, const jid_t *with, const xml_node_t 
     log_debug("sm: event=mam-archived user=%s dir=%c with=%s id=%s", u->bare, dir, with->full, id);
 }
 
-static void new_id(char *buf)
-{
-    comp_proto_random_hex(buf, 8);
-}
-
 /* ------------------------------------------------------------ hooks */
 
 static sm_ret_t mam_message_in(sm_user_t *u, sm_sess_t *to, xml_node_t *msg)
 {
     (void)to;
-    strip_forged(u, msg);
+    if (strip_forged(u, msg, 1))
+        return SM_PASS;                /* archived already: handed back unacknowledged */
     const char *from = xml_attr_get(msg, "from");
     jid_t with;
     if (!from || !archivable(msg) || jid_parse(from, &with) != JID_OK)
         return SM_PASS;
     if (prefs_allow(u, &with)) {
         char id[40];
-        new_id(id);
+        new_id(u->bare, id);
         xml_node_t *sid = xml_add_child(msg, MAM_NS_SID, "stanza-id");
         xml_attr_set(sid, "by", u->bare);
         xml_attr_set(sid, "id", id);
@@ -406,14 +451,14 @@ static sm_ret_t mam_message_out(sm_sess_t *s, xml_node_t *msg)
 {
     sm_user_t *u = s->user;
     sent_msg = NULL;
-    strip_forged(u, msg);
+    strip_forged(u, msg, 0);
     const char *to = xml_attr_get(msg, "to");
     jid_t with;
     /* To the user's own account: archived once, as it arrives. */
     if (!to || own_jid(u, to) || !archivable(msg) || jid_parse(to, &with) != JID_OK)
         return SM_PASS;
     if (prefs_allow(u, &with)) {
-        new_id(sent_id);
+        new_id(u->bare, sent_id);
         archive(u, 'o', &with, msg, sent_id);
         sent_msg = msg;
     }

@@ -474,3 +474,38 @@ def test_retention_by_count_and_age(tmp_path):
         run(main())
     finally:
         s.close()
+
+
+def test_unacked_delivery_keeps_its_id(server):
+    """A XEP-0198 client reads three messages without acknowledging them and
+    its connection drops: c2s hands them back, they go to offline storage
+    with the ids they already had, and the archive holds each once. A
+    made-up id in the right form is still removed."""
+    import re
+    raw = server.login("alice", PW, resource="sm")
+    raw.send("<enable xmlns='urn:xmpp:sm:3'/>")
+    raw.read_until(r"<enabled[^>]*/>")
+    raw.send("<presence/>")
+    raw.read_until(r"<presence[^>]*from=['\"]alice@localhost/sm")
+
+    async def main():
+        b = await connect(server, "bob@localhost/pc")
+        for i in range(3):
+            b.send("alice@localhost", f"unacked {i}")
+        b.send("alice@localhost", "forged",
+               extra=f"<stanza-id xmlns='{SID}' by='alice@localhost' id='{'0' * 28}'/>")
+        seen = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: raw.read_until(r"<body>forged</body>[\s\S]*?</message>"))
+        live = re.findall(r"<body>unacked \d</body>\s*<stanza-id[^>]*id=['\"]([0-9a-f]+)['\"]", seen)
+        assert len(live) == 3, seen
+        raw.drop()
+        await asyncio.sleep(1.0)
+        a = await connect(server, "alice@localhost/phone")
+        got = await a.wait_msgs(4)
+        assert [body(m) for m in got] == ["unacked 0", "unacked 1", "unacked 2", "forged"]
+        assert [sids(m)[0][1] for m in got[:3]] == live
+        assert len(sids(got[3])) == 1 and sids(got[3])[0][1] != "0" * 28
+        res, _ = await a.query()
+        assert [r[0] for r in res] == live + [sids(got[3])[0][1]]
+        await close(a, b)
+    run(main())
