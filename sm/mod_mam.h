@@ -36,6 +36,7 @@ typedef struct mam_cfg {
     double max_age;           /* retention: seconds a message is kept; 0 forever */
     long max_messages;        /* retention: messages kept per user; 0 no limit */
     double sweep_period;      /* seconds between retention sweeps */
+    double write_delay;       /* seconds archive writes wait to be committed together */
     char *default_text;       /* always, never or roster (XEP-0441 default) */
 } mam_cfg_t;
 
