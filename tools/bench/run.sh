@@ -37,6 +37,7 @@ fanout_k=${FANOUT_K:-200}
 servers=${SERVERS:-weft prosody ejabberd}
 # Message archives (XEP-0313) on every server (weft's default), or off;
 # SERVERS may add weft-nomam, weft with its archive off, to the same run.
+# SM_EXTRA: more sm.xml for both weft rows (e.g. <database-cache>64M</database-cache>).
 mam=${MAM:-on}
 scenarios=${SCENARIOS:-idle chat login fanout}
 iter=4096
@@ -125,6 +126,7 @@ X
   <database>$d/weft.db</database>
   <log><level>warn</level></log>
   $smextra
+  ${SM_EXTRA:-}
 </sm>
 X
     cat >"$d/c2s.xml" <<X
