@@ -113,6 +113,9 @@ typedef struct sm_hooks {
      * every name, the sm's own domain included. mod_disco lists components
      * with it. */
     void (*component_change)(const char *name, const char *instance, int up);
+    /* Once a second (the sm's cron), with the daemon's clock: a module's
+     * periodic work (mod_mam's retention), kept short: the loop waits. */
+    void (*cron)(double now);
 } sm_hooks_t;
 
 /* --- the descriptor ------------------------------------------------------------ */

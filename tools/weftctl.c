@@ -618,6 +618,10 @@ int main(int argc, char **argv)
         rc = weftctl_user(db, json, nargs, args);
         if (rc == XIT_USAGE && !json)
             usage();
+    } else if (!strcmp(cmd, "archive") && nargs >= 1) {
+        rc = weftctl_archive(db, nargs, args);
+        if (rc == XIT_USAGE)
+            usage();
     } else if (!strcmp(cmd, "check") && nargs == 0)
         rc = weftctl_check(etc, json);
     else if (!strcmp(cmd, "status") && nargs == 0)
