@@ -37,6 +37,7 @@
 #define NS_IQAUTH_FEATURE "http://jabber.org/features/iq-auth"
 #define NS_WEFT_SESSION "urn:xmpp:weft:session:1"
 #define NS_WEFT_AUTHREG "urn:xmpp:weft:authreg:1"
+#define NS_CSI "urn:xmpp:csi:0"
 
 typedef struct c2s_cfg {
     daemon_common_t common;
@@ -81,6 +82,7 @@ typedef struct c2s_cfg {
     long scram_iter;
     double sm_resume;          /* XEP-0198 resumption window */
     long sm_queue;             /* unacked stanzas kept per session */
+    long csi_queue_max;        /* XEP-0352: stanzas held for an inactive client before a flush */
     char *shutdown_host;       /* see-other-host sent on SIGTERM; "" for system-shutdown */
 } c2s_cfg_t;
 
@@ -156,6 +158,7 @@ struct client {
     double sm_r_at;            /* last <r/> we sent */
     int sm_r_due;              /* an <r/> should go out at the next cron */
     struct deliver *dl;        /* deliver.c: stanzas not yet in the kernel, or NULL */
+    struct csi *csi;           /* csi.c: XEP-0352 state while inactive or holding, or NULL */
     client_t *hnext;           /* sid hash chain */
     client_t *lnext, *lprev;   /* list of all clients (cron) */
 };
@@ -241,6 +244,22 @@ void deliver_filter_gone(client_t *c);   /* before the TLS filter is freed */
  * the sm when the session is over (CL_CLOSED). */
 void deliver_conn_gone(client_t *c);
 void deliver_cron(client_t *c, double now);
+/* Sends a delivery (route, taken) to c's client now: through the XEP-0198
+ * queue when enabled, else deliver_write. On a closed client it goes back to
+ * the sm (unacked). */
+void deliver_send(client_t *c, xml_node_t *route, uint64_t token);
+
+/* csi.c: XEP-0352 client state indication. */
+void csi_handle(client_t *c, xml_node_t *el);
+/* Holds a delivery for an inactive client (takes route; 1), or lets it go
+ * now (0: the caller sends it; what was held went out first). */
+int csi_hold(client_t *c, xml_node_t *route, const xml_node_t *st, uint64_t token);
+void csi_flush(client_t *c, const char *why);
+int csi_inactive(const client_t *c);
+size_t csi_held(const client_t *c);
+void csi_cron(client_t *c, double now);
+void csi_take_over(client_t *n, client_t *o);
+void csi_free(client_t *c);   /* drops what is held (acknowledged) */
 
 /* ibr.c: XEP-0077. */
 int ibr_is_register_iq(const xml_node_t *iq);

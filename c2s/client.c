@@ -159,6 +159,7 @@ static void client_free(client_t *c)
     free(c->legacy_res);
     jid_clear(&c->jid);
     xml_free(c->last_presence);
+    csi_free(c);
     smacks_free(c);
     free(c);
 }
@@ -275,6 +276,7 @@ static void client_send_features(client_t *c)
         strbuf_puts(&sb, "<bind xmlns='" NS_BIND "'/>"
                          "<session xmlns='" NS_SESSION_LEGACY "'><optional/></session>"
                          "<sm xmlns='" NS_SM "'/>"
+                         "<csi xmlns='" NS_CSI "'/>"
                          "<ver xmlns='" NS_ROSTERVER "'/>");
     }
     strbuf_puts(&sb, "</stream:features>");
@@ -309,6 +311,7 @@ void client_close(client_t *c, int how)
     if (c->state == CL_CLOSED)
         return;
     int had_session = c->state == CL_SESSION || c->state == CL_BINDING;
+    csi_free(c);   /* held presences and chat states have no one to go to */
     if (had_session && how != CLOSE_SILENT)
         smacks_return_unacked(c);
     if (had_session && how == CLOSE_END)
@@ -531,6 +534,8 @@ static void client_on_stanza(void *ctx, xml_node_t *st)
             auth_handle(c, st);
     } else if (!strcmp(st->ns, NS_SM)) {
         smacks_handle(c, st);
+    } else if (!strcmp(st->ns, NS_CSI)) {
+        csi_handle(c, st);
     } else if (!client_is_stanza(st)) {
         client_stream_error(c, "unsupported-stanza-type", NULL);
     } else if (!c->authed) {
@@ -897,6 +902,7 @@ void client_cron(double now)
         next = c->lnext;
         deliver_cron(c, now);
         smacks_ack_late(c, now);
+        csi_cron(c, now);
         if (c->state == CL_CLOSED) {
             if (now - c->closing_at > cfg->t_close) {
                 c->output_full = 1;

@@ -93,6 +93,8 @@ const cfg_option_t c2s_options[] = {
         "Seconds a XEP-0198 session waits for its client to resume after the connection dropped."),
     OPT("stream-management.max-queue", CFG_INT, "1000", 10, 1000000, 1, sm_queue,
         "Unacknowledged stanzas kept per session; past it the session ends."),
+    OPT("csi.queue-max", CFG_INT, "256", 1, 100000, 1, csi_queue_max,
+        "Presences and chat states held for a client that said it is inactive (XEP-0352) before they are all sent anyway."),
     OPT("shutdown.see-other-host", CFG_STRING, "", 0, 0, 1, shutdown_host,
         "On SIGTERM, clients get see-other-host with this host or host:port instead of system-shutdown."),
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, NULL},

@@ -104,7 +104,8 @@ void sm_link_flush(void)
  * route back goes out on this same link before our acknowledgement, so the
  * router cannot see one without the other). Returns 1 when the route itself
  * was taken (deliver.c frees it), 0 when the caller frees it; *kept says
- * whether the token was taken. */
+ * whether the token was taken. A client that said it is inactive
+ * (XEP-0352) may have it held (csi.c). */
 static int sm_link_deliver(xml_node_t *route, uint64_t token, int *kept)
 {
     *kept = 0;
@@ -154,16 +155,8 @@ static int sm_link_deliver(xml_node_t *route, uint64_t token, int *kept)
         return 0;
     }
     *kept = 1;
-    if (c->sm_enabled) {
-        smacks_sent(c, st, token);
-        if (!c->detached) {
-            c2s_metrics_stanza(0, st->name);
-            client_write_node(c, st);
-        }
-        return 0;
-    }
-    c2s_metrics_stanza(0, st->name);
-    deliver_write(c, route, st, token);
+    if (!csi_hold(c, route, st, token))
+        deliver_send(c, route, token);
     return 1;
 }
 

@@ -176,6 +176,7 @@ static void smacks_take_over(client_t *n, client_t *o)
     n->sm_head = o->sm_head;
     n->sm_tail = o->sm_tail;
     n->sm_len = o->sm_len;
+    csi_take_over(n, o);
     o->sm_head = o->sm_tail = NULL;
     o->sm_len = 0;
     uint64_t sid = o->sid;
