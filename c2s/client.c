@@ -31,6 +31,7 @@ static client_t *client_tab[CLIENT_BUCKETS];
 static client_t *client_list;
 static size_t nclients;
 static uint64_t next_sid = 1;
+static size_t nhibernated;   /* clients with detached set, not closed */
 static struct ev_token_bucket_cfg *rate_cfg;
 /* sids waiting for a TLS takeover attempt (client_takeover_soon) */
 static uint64_t *takeover_q;
@@ -311,6 +312,8 @@ void client_close(client_t *c, int how)
     if (c->state == CL_CLOSED)
         return;
     int had_session = c->state == CL_SESSION || c->state == CL_BINDING;
+    if (c->detached)
+        nhibernated--;
     csi_free(c);   /* held presences and chat states have no one to go to */
     if (had_session && how != CLOSE_SILENT)
         smacks_return_unacked(c);
@@ -338,15 +341,37 @@ void client_connection_lost(client_t *c)
     if (c->state == CL_CLOSED || c->detached)
         return;
     if (c->state == CL_SESSION && c->sm_resume && c2s_config->sm_resume > 0) {
-        c->detached = 1;
-        c->detached_at = daemon_now();
+        client_set_detached(c);
         log_info("event=detached peer=%s sid=%s jid=%s unacked=%zu", c->peer, c->sid_str, c->jid.full,
                  c->sm_len);
+        sm_link_hibernation(c, 1);
         client_schedule_reap(c);
         return;
     }
     c->output_full = 1; /* nothing more can be written */
     client_close(c, CLOSE_END);
+}
+
+void client_set_detached(client_t *c)
+{
+    if (c->detached)
+        return;
+    c->detached = 1;
+    c->detached_at = daemon_now();
+    nhibernated++;
+    if (nhibernated <= (size_t)c2s_config->sm_max_hibernated)
+        return;
+    /* Over the bound: the session hibernated longest ends (its queue goes
+     * back to the sm: offline storage or another resource). */
+    client_t *oldest = NULL;
+    for (client_t *o = client_list; o; o = o->lnext)
+        if (o != c && o->detached && o->state != CL_CLOSED && (!oldest || o->detached_at < oldest->detached_at))
+            oldest = o;
+    if (oldest) {
+        log_warn("event=hibernation-evicted sid=%s jid=%s hibernated=%zu max=%ld", oldest->sid_str, oldest->jid.full,
+                 nhibernated, c2s_config->sm_max_hibernated);
+        client_close(oldest, CLOSE_END);
+    }
 }
 
 /* RFC 6120 §4.9.3.19: the condition element carries the host to go to. */
@@ -933,7 +958,14 @@ void client_cron(double now)
             continue;
         }
         if (now - c->last_read > cfg->t_idle) {
-            client_stream_error(c, "connection-timeout", NULL);
+            if (c->state == CL_SESSION && c->sm_resume && cfg->sm_resume > 0) {
+                /* silent for so long: its network is gone, the session hibernates */
+                log_info("event=idle-timeout peer=%s sid=%s jid=%s result=hibernated", c->peer, c->sid_str,
+                         c->jid.full);
+                client_connection_lost(c);
+            } else {
+                client_stream_error(c, "connection-timeout", NULL);
+            }
             continue;
         }
         if (c->state == CL_SESSION)

@@ -69,6 +69,19 @@ int sm_link_session(client_t *c, const char *type, int resync)
     return rc;
 }
 
+int sm_link_hibernation(client_t *c, int on)
+{
+    xml_node_t *s = sm_link_session_el(c, on ? "hibernated" : "resumed");
+    if (on) {
+        char n[24];
+        snprintf(n, sizeof n, "%zu", smacks_pending_messages(c));
+        xml_attr_set(s, "pending", n);
+    }
+    int rc = sm_link_send(s);
+    xml_free(s);
+    return rc;
+}
+
 /* stanza is borrowed: a copy goes inside the route. */
 int sm_link_route(client_t *c, xml_node_t *stanza, const char *type)
 {
@@ -253,8 +266,11 @@ static void sm_link_on_stanza(void *ctx, xml_node_t *st)
 static void sm_link_resync_one(client_t *c, void *arg)
 {
     (void)arg;
-    if (c->state == CL_SESSION)
+    if (c->state == CL_SESSION) {
         sm_link_session(c, "start", 1);
+        if (c->detached)
+            sm_link_hibernation(c, 1);
+    }
 }
 
 static void sm_link_resync(const char *why)

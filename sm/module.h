@@ -108,6 +108,11 @@ typedef struct sm_hooks {
      * node fills query (identities and features, or items) and returns 1;
      * 0 passes it on. No module knowing it: item-not-found. */
     int (*disco_server_node)(const char *from_bare, const char *node, int items, xml_node_t *query);
+    /* A session hibernated (XEP-0198: its client's connection is gone, c2s
+     * queues what comes; pending = messages with a body the client did not
+     * acknowledge) or resumed (on = 0, pending = 0). s->hibernated is set
+     * already. */
+    void (*sess_hibernate)(sm_sess_t *s, int on, unsigned pending);
 } sm_hooks_t;
 
 /* --- the descriptor ------------------------------------------------------------ */
