@@ -24,6 +24,8 @@ def srv(tmp_path):
 def resumable(srv, user, resource="phone"):
     c = srv.login(user, "pw", resource=resource)
     c.send("<presence/>")
+    # its echo comes before <enable/>: outside the count
+    c.read_until(rf"<presence[^>]*from=['\"]{user}@localhost/{resource}['\"]")
     c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
     enabled = c.read_until(r"<enabled[^>]*/>")
     return c, re.search(r"id='([^']+)'", enabled).group(1), enabled
@@ -59,11 +61,11 @@ def test_silent_connection_hibernates_after_ack_timeout(srv):
     assert "<resumed" in got and got.count("<body>") == 1
     assert wait_for(lambda: "event=session-resumed jid=ann@localhost/phone" in srv.log("sm"), 5)
     # An answered <r/> keeps a session awake.
-    ann2.send("<a xmlns='urn:xmpp:sm:3' h='2'/>")
+    ann2.send("<a xmlns='urn:xmpp:sm:3' h='1'/>")
     bob.send("<message type='chat' to='ann@localhost/phone'><body>again</body></message>")
     ann2.read_until(r"again</body></message>")
     ann2.read_until(r"<r xmlns='urn:xmpp:sm:3'/>")
-    ann2.send("<a xmlns='urn:xmpp:sm:3' h='3'/>")
+    ann2.send("<a xmlns='urn:xmpp:sm:3' h='2'/>")
     time.sleep(3.5)
     assert srv.log("c2s").count("event=ack-timeout") == 1
 
