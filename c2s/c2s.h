@@ -179,8 +179,8 @@ void client_stream_error(client_t *c, const char *condition, const char *text);
 void client_close(client_t *c, int how);
 enum { CLOSE_SILENT = 0, CLOSE_END = 1, CLOSE_UNACKED = 2 };
 void client_connection_lost(client_t *c);
-/* Marks a session's connection gone (XEP-0198 hibernation): counted against
- * stream-management.max-hibernated, whose oldest session ends past it. */
+/* Marks a session's connection gone (XEP-0198 hibernation), counted against
+ * stream-management.max-hibernated (client_connection_lost enforces it). */
 void client_set_detached(client_t *c);
 void client_restart_stream(client_t *c);
 /* Answers st (an iq/message/presence from the client) with a stanza error. */

@@ -333,6 +333,33 @@ void client_close(client_t *c, int how)
     client_schedule_reap(c);
 }
 
+void client_set_detached(client_t *c)
+{
+    if (c->detached)
+        return;
+    c->detached = 1;
+    c->detached_at = daemon_now();
+    nhibernated++;
+}
+
+/* Over stream-management.max-hibernated: the session hibernated longest
+ * (not c, which just did) ends; its queue goes back to the sm (offline
+ * storage or another resource). */
+static void client_evict_hibernated(client_t *c)
+{
+    if (nhibernated <= (size_t)c2s_config->sm_max_hibernated)
+        return;
+    client_t *oldest = NULL;
+    for (client_t *o = client_list; o; o = o->lnext)
+        if (o != c && o->detached && o->state != CL_CLOSED && (!oldest || o->detached_at < oldest->detached_at))
+            oldest = o;
+    if (oldest) {
+        log_warn("event=hibernation-evicted sid=%s jid=%s hibernated=%zu max=%ld", oldest->sid_str, oldest->jid.full,
+                 nhibernated, c2s_config->sm_max_hibernated);
+        client_close(oldest, CLOSE_END);
+    }
+}
+
 /* The TCP connection is gone or unusable (EOF, reset, output full). A session
  * with XEP-0198 resumption enabled stays for the client to come back; any
  * other ends here. */
@@ -346,32 +373,11 @@ void client_connection_lost(client_t *c)
                  c->sm_len);
         sm_link_hibernation(c, 1);
         client_schedule_reap(c);
+        client_evict_hibernated(c);
         return;
     }
     c->output_full = 1; /* nothing more can be written */
     client_close(c, CLOSE_END);
-}
-
-void client_set_detached(client_t *c)
-{
-    if (c->detached)
-        return;
-    c->detached = 1;
-    c->detached_at = daemon_now();
-    nhibernated++;
-    if (nhibernated <= (size_t)c2s_config->sm_max_hibernated)
-        return;
-    /* Over the bound: the session hibernated longest ends (its queue goes
-     * back to the sm: offline storage or another resource). */
-    client_t *oldest = NULL;
-    for (client_t *o = client_list; o; o = o->lnext)
-        if (o != c && o->detached && o->state != CL_CLOSED && (!oldest || o->detached_at < oldest->detached_at))
-            oldest = o;
-    if (oldest) {
-        log_warn("event=hibernation-evicted sid=%s jid=%s hibernated=%zu max=%ld", oldest->sid_str, oldest->jid.full,
-                 nhibernated, c2s_config->sm_max_hibernated);
-        client_close(oldest, CLOSE_END);
-    }
 }
 
 /* RFC 6120 §4.9.3.19: the condition element carries the host to go to. */
