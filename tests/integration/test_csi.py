@@ -2,13 +2,15 @@
 accepted and advertised; while a client is inactive presences and chat
 states wait in c2s, collapsed to the latest per sender; a message with a
 body, an iq or <active/> sends everything held first, in order; the queue
-is bounded (csi.queue-max); held stanzas are outside XEP-0198's count.
+is bounded (csi.queue-max); held stanzas are outside XEP-0198's count and
+are not acknowledged to the router (a c2s killed meanwhile: the next one
+hands them back to the sm).
 
 The client under test is raw XML over a socket (server.RawClient) read with
 an XML pull parser (stanza_client.Session), so every stanza and its order is
 seen as the server wrote it.
 """
-import socket
+import re
 import time
 
 import pytest
@@ -209,3 +211,21 @@ def test_held_stanzas_are_outside_the_stream_management_count(srv):
     ann.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
     ann.wait(lambda st: st.get("id") == "p1" and st.get("type") == "result")
     assert "stream-error" not in srv.log("c2s")
+
+
+def test_held_presence_is_not_acknowledged_to_the_router(srv):
+    """c2s acknowledges a held stanza to the router only once it is written
+    (docs/c2s.md, "Delivery and acknowledgement"): c2s killed while a
+    presence is held, the router gives it to the next c2s, which hands it
+    back to the sm. Within timeouts.delivery-ack (raised here to 60 s, so a
+    slow machine cannot let it pass)."""
+    ann, b1, b2 = users(srv, "<timeouts><delivery-ack>60</delivery-ack></timeouts>")
+    ann.send(f"<inactive xmlns='{CSI}'/>")
+    time.sleep(0.2)
+    pres(b1, "away")
+    nothing_arrives(ann, 0.3)
+    srv.c2s.kill9()
+    srv.c2s = srv._spawn(srv.c2s.args, "c2s.log")
+    assert wait_for(lambda: srv.log("c2s").count("event=router-ready") >= 2, 20)
+    returned = re.compile(r"event=delivery-returned reason=no-session sid=\d+ element=presence")
+    assert wait_for(lambda: returned.search(srv.log("c2s")), 10), srv.log("c2s")[-2000:]
