@@ -52,7 +52,7 @@ C2S = """<c2s>
   <name>c2s</name>
   <secret>c2s-secret</secret>
   <domain>localhost</domain>
-  <listen><starttls>127.0.0.1:{port} [::1]:{port}</starttls><tls>127.0.0.1:{tls_port}</tls><websocket>127.0.0.1:{ws_port}</websocket></listen>
+  <listen><starttls>127.0.0.1:{port} [::1]:{port}</starttls><tls>127.0.0.1:{tls_port}</tls></listen>
   <tls><certificate>{dir}/certs/localhost.crt</certificate><key>{dir}/certs/localhost.key</key></tls>
   <log><level>debug</level></log>
   <register><enabled>{ibr}</enabled><per-ip>50</per-ip></register>
@@ -81,9 +81,11 @@ class Server:
         if sm:
             self.start_sm()
         selfsigned_cert(self.dir / "certs" / "localhost.crt", self.dir / "certs" / "localhost.key", "localhost")
-        (self.dir / "c2s.xml").write_text(C2S.format(router_port=self.router_port, port=self.port,
-                                                     tls_port=self.tls_port, ws_port=self.ws_port, dir=self.dir,
-                                                     ibr="true" if ibr else "false", extra=c2s_extra))
+        cfg = C2S.format(router_port=self.router_port, port=self.port, tls_port=self.tls_port, dir=self.dir,
+                         ibr="true" if ibr else "false", extra=c2s_extra)
+        # a WebSocket listener of its own (test_websocket.py)
+        cfg = cfg.replace("</listen>", f"<websocket>127.0.0.1:{self.ws_port}</websocket></listen>", 1)
+        (self.dir / "c2s.xml").write_text(cfg)
         self.c2s = self._spawn([binary("WEFT_C2S", "c2s", "weft-c2s"), "-c", str(self.dir / "c2s.xml")], "c2s.log")
         wait_port(self.port)
         assert wait_for(lambda: "event=router-ready" in self.log("c2s"), 15), self.log("c2s")
