@@ -10,6 +10,7 @@
 #include "ws.h"
 #include "log.h"
 #include "ws_frame.h"
+#include <event2/buffer.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,14 +87,24 @@ void ws_conn_send(client_t *c, const char *data, size_t len)
     ws_conn_send_frame(c, WS_OP_TEXT, data, len);
 }
 
+/* Called from client_close before the client is CL_CLOSED: a close frame
+ * that did not fit the output buffer would make client_send_bytes end the
+ * connection, and so call client_close again from inside; it is skipped
+ * instead, and marked sent first so nothing here runs twice. */
 void ws_conn_end(client_t *c)
 {
     ws_conn_t *w = c->ws;
     if (!ws_conn_is_open(w))
         return;
-    char body[2] = {(char)(w->close_code >> 8), (char)(w->close_code & 0xff)};
-    ws_conn_send_frame(c, WS_OP_CLOSE, body, 2);
     w->close_sent = 1;
+    if (c->output_full || !c->bev ||
+        evbuffer_get_length(bufferevent_get_output(c->bev)) + 4 > c2s_config->output_max)
+        return;
+    uint8_t frame[4];
+    ws_frame_header(frame, WS_OP_CLOSE, 2);
+    frame[2] = (uint8_t)(w->close_code >> 8);
+    frame[3] = (uint8_t)(w->close_code & 0xff);
+    client_send_bytes(c, (const char *)frame, sizeof frame);
 }
 
 /* A frame or message the connection cannot go on after: the XMPP stream
@@ -171,7 +182,7 @@ static int ws_conn_frames(client_t *c)
     ws_conn_t *w = c->ws;
     size_t pos = 0;
     int rc = 0;
-    while (rc == 0 && w->phase == WS_OPEN && pos < w->in.len) {
+    while (rc == 0 && w->phase == WS_OPEN && pos < w->in.len && c->state != CL_CLOSED && !c->detached) {
         uint8_t *p = (uint8_t *)w->in.data + pos;
         size_t n = w->in.len - pos;
         ws_frame_t f;

@@ -354,3 +354,22 @@ def test_websocket_over_tls(srv, tmp_path):
     time.sleep(1.5)
     ws.send("<iq xmlns='jabber:client' type='get' id='t2'><ping xmlns='urn:xmpp:ping'/></iq>")
     assert "type='result'" in ws.recv_until(r"id='t2'")
+
+
+def test_client_that_does_not_read_is_dropped(srv):
+    """Past limits.output-buffer a WebSocket client is dropped like a TCP one,
+    its session ends, and c2s goes on serving."""
+    started(srv, "<limits><output-buffer>65536</output-buffer><rate>64M</rate><burst>64M</burst></limits>")
+    ws = XmppWs(srv.ws_port).login("alice", "pw-alice")
+    ws.send("<presence xmlns='jabber:client'/>")
+    ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    bob = srv.login("bob", "pw-bob", resource="tcp")
+    body = "z" * 30000
+    for i in range(1000):
+        bob.send(f"<message to='alice@localhost/ws' type='chat' id='f{i}'><body>{body}</body></message>")
+        if "output-buffer-full" in srv.log("c2s"):
+            break
+    assert wait_for(lambda: "reason=output-buffer-full" in srv.log("c2s"), 20)
+    assert wait_for(lambda: "event=session-end" in srv.log("c2s") and "alice@localhost/ws" in srv.log("c2s"))
+    assert srv.c2s.p.poll() is None
+    assert XmppWs(srv.ws_port).login("alice", "pw-alice", resource="again").jid == "alice@localhost/again"
