@@ -3,6 +3,8 @@
  * (bench_xmpp_conn.c) keeps writing and reading an XMPP stream; here it is
  * carried: the HTTP upgrade first, then each write becomes one masked text
  * frame (the stream header becomes <open/>, </stream:stream> <close/>), and
+ * a stanza written without a namespace gets xmlns='jabber:client' (RFC 7395
+ * 3.3.3: each message stands alone; Prosody refuses one without), and
  * each text message read is fed to the parser (<open/> as a stream header,
  * <close/> as its end). Pings are answered. The mask key is all zeros: the
  * servers under test do not care, and the payload need not be copied. */
@@ -36,6 +38,19 @@ static void bx_ws_frame(bx_conn_t *c, int opcode, const char *data, size_t len)
     bufferevent_write(c->bev, data, len);
 }
 
+/* A stanza whose start tag declares no default namespace. */
+static int bx_ws_needs_ns(const char *data, size_t len)
+{
+    if (!(len > 4 && (!strncmp(data, "<iq", 3) || !strncmp(data, "<message", 8) || !strncmp(data, "<presence", 9))))
+        return 0;
+    const char *gt = memchr(data, '>', len);
+    size_t tag = gt ? (size_t)(gt - data) : len;
+    for (size_t i = 0; i + 6 <= tag; i++)
+        if (!memcmp(data + i, "xmlns=", 6))
+            return 0;
+    return 1;
+}
+
 void bx_ws_send(bx_conn_t *c, const char *data, size_t len)
 {
     char open[512];
@@ -45,6 +60,14 @@ void bx_ws_send(bx_conn_t *c, const char *data, size_t len)
     } else if (len == 16 && !strncmp(data, "</stream:stream>", 16)) {
         static const char close_el[] = "<close xmlns='" FRAMING "'/>";
         bx_ws_frame(c, WS_OP_TEXT, close_el, sizeof close_el - 1);
+    } else if (bx_ws_needs_ns(data, len)) {
+        static strbuf_t sb;
+        size_t name = strcspn(data, " />");
+        strbuf_reset(&sb);
+        strbuf_append(&sb, data, name);
+        strbuf_puts(&sb, " xmlns='jabber:client'");
+        strbuf_append(&sb, data + name, len - name);
+        bx_ws_frame(c, WS_OP_TEXT, sb.data, sb.len);
     } else {
         bx_ws_frame(c, WS_OP_TEXT, data, len);
     }
