@@ -343,7 +343,7 @@ void client_close(client_t *c, int how)
         log_info("event=session-end peer=%s sid=%s jid=%s", c->peer, c->sid_str, c->jid.full ? c->jid.full : "-");
     client_hash_del(c);
     if (c->ws)
-        ws_conn_end(c);   /* the close frame, before nothing more is written */
+        ws_conn_end(c);   /* the close frame, while the client may still write */
     c->state = CL_CLOSED;
     c->closing_at = daemon_now();
     if (c->bev) {
