@@ -37,8 +37,8 @@
 #include "xml.h"
 #include "xml_stream.h"
 
-static const char *const PROCS[] = {"router", "sm", "c2s", "s2s"};
-#define NPROCS 4
+static const char *const PROCS[] = {"router", "sm", "c2s", "s2s", "muc"};
+#define NPROCS 5
 
 /* ------------------------------------------------------------ output */
 
