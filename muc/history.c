@@ -47,6 +47,16 @@ void muc_hist_add(muc_room_t *r, const char *id, int64_t stamp_us, const xml_nod
         r->hist_head = 0;
         r->hist_n = keep;
     }
+    /* The same message given again after a restart replaces its entry. */
+    for (size_t i = 0; i < r->hist_n; i++) {
+        muc_hist_t *h = &r->hist[(r->hist_head + i) % r->hist_cap];
+        if (!strcmp(h->id, id)) {
+            xml_free(h->msg);
+            h->msg = xml_copy(msg);
+            xml_attr_set(h->msg, "to", NULL);
+            return;
+        }
+    }
     if (r->hist_n == r->hist_cap) {
         muc_hist_t *old = &r->hist[r->hist_head];
         free(old->id);

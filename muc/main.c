@@ -88,18 +88,123 @@ static int is_stanza_name(const char *n)
     return !strcmp(n, "message") || !strcmp(n, "presence") || !strcmp(n, "iq");
 }
 
+/* A stanza id for the message being handled: derived from its origin
+ * marker when it has one, so a message the router gives again after a
+ * restart (delivered, archived, but not acknowledged before a kill) gets the
+ * same id and replaces its archive record instead of adding a second. */
+static char *cur_id;       /* of the stanza being handled, from its marker */
+
+char *muc_in_stanza_id(void)
+{
+    return cur_id ? xstrdup(cur_id) : muc_new_id();
+}
+
+static char *origin_id(void)
+{
+    const char *epoch;
+    uint64_t seq;
+    if (!link_ || comp_client_in_origin(link_, &epoch, &seq) < 0)
+        return NULL;
+    return muc_derived_id(epoch, seq);
+}
+
+/* Stanzas waiting for room on the router socket, oldest first. A stanza is
+ * handled only when what it causes (a broadcast: at most limits.occupants
+ * copies) and its acknowledgement can go to the kernel in one write: a
+ * kill -9 then leaves each stanza either wholly done and acknowledged or not
+ * started (the router gives it again), never half broadcast. */
+typedef struct inq {
+    xml_node_t *st;
+    uint64_t token;
+    char *id;
+    struct inq *next;
+} inq_t;
+static inq_t *inq_head, **inq_tail = &inq_head;
+static struct event *inq_timer;
+#define ROOM_NEEDED (1u << 19)
+
+static void handle(xml_node_t *st, uint64_t token, char *id)
+{
+    cur_id = id;
+    dispatch(st);
+    cur_id = NULL;
+    free(id);
+    comp_client_done(link_, token);
+    comp_client_flush(link_);
+    xml_free(st);
+}
+
+static int has_room(void)
+{
+    size_t room;
+    return comp_client_write_room(link_, &room) < 0 || room >= ROOM_NEEDED;
+}
+
+static void inq_run(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    while (inq_head && has_room()) {
+        inq_t *q = inq_head;
+        inq_head = q->next;
+        if (!inq_head)
+            inq_tail = &inq_head;
+        handle(q->st, q->token, q->id);
+        free(q);
+    }
+    if (inq_head) {
+        struct timeval tv = {0, 2000};
+        evtimer_add(inq_timer, &tv);
+    }
+}
+
+static void inq_free(void)
+{
+    while (inq_head) {
+        inq_t *q = inq_head;
+        inq_head = q->next;
+        xml_free(q->st);
+        free(q->id);
+        free(q);
+    }
+    inq_tail = &inq_head;
+    if (inq_timer)
+        event_free(inq_timer);
+    inq_timer = NULL;
+}
+
 static void on_stanza(void *ctx, xml_node_t *st)
 {
     (void)ctx;
     const char *ns = st->ns ? st->ns : "";
+    uint64_t token = comp_client_in_token(link_);
     if ((!strcmp(ns, COMP_NS_ACCEPT) || !strcmp(ns, NS_CLIENT)) && is_stanza_name(st->name)) {
         xml_rename_ns(st, COMP_NS_ACCEPT, NS_CLIENT);
-        dispatch(st);
-    } else {
-        const char *from = xml_attr_get(st, "from");
-        log_warn("event=protocol-error reason=unknown-element element={%s}%s from=%s", ns, st->name,
-                 from ? from : "-");
+        if (!inq_head && has_room()) {
+            handle(st, token, origin_id());
+            return;
+        }
+        if (!inq_head)
+            log_debug("event=input-deferred reason=router-socket-full");
+        inq_t *q = xcalloc(1, sizeof *q);
+        q->st = st;
+        q->token = token;
+        q->id = origin_id();
+        *inq_tail = q;
+        inq_tail = &q->next;
+        if (!inq_timer)
+            inq_timer = evtimer_new(daemon_base(), inq_run, NULL);
+        if (!evtimer_pending(inq_timer, NULL)) {
+            struct timeval tv = {0, 2000};
+            evtimer_add(inq_timer, &tv);
+        }
+        return;
     }
+    comp_client_done(link_, token);
+    const char *from = xml_attr_get(st, "from");
+    log_warn("event=protocol-error reason=unknown-element element={%s}%s from=%s", ns, st->name,
+             from ? from : "-");
     xml_free(st);
 }
 
@@ -145,6 +250,7 @@ static void loaded(void)
         .tls_ca = muc_config->tls_ca && *muc_config->tls_ca ? muc_config->tls_ca : NULL,
         .tls_verify = 1,
         .max_buffer = muc_config->max_buffer,
+        .manual_ack = 1,
     };
     static const comp_client_cb_t cb = {
         .on_ready = on_ready,
@@ -211,6 +317,7 @@ static void muc_reload(void *config)
 
 static void muc_cleanup(void)
 {
+    inq_free();
     if (link_)
         comp_client_free(link_);
     link_ = NULL;

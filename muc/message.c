@@ -97,7 +97,7 @@ static void groupchat(muc_room_t *r, muc_occ_t *o, xml_node_t *st)
         return;
     }
     xml_node_t *m = room_copy(r, o, st);
-    char *id = muc_new_id();
+    char *id = muc_in_stanza_id();
     xml_node_t *sid = xml_add_child(m, NS_SID, "stanza-id");
     xml_attr_set(sid, "id", id);
     xml_attr_set(sid, "by", r->jid);

@@ -128,6 +128,9 @@ const cfg_option_t *muc_config_table(size_t *size);
 
 /* main.c: writes a stanza (jabber:client inside) to the router. */
 int muc_send(const xml_node_t *st);
+/* The stanza id for the message being dispatched (stable across its
+ * redelivery after a restart); caller frees. */
+char *muc_in_stanza_id(void);
 void muc_send_free(xml_node_t *st);
 
 /* stanza.c */
@@ -146,6 +149,7 @@ int muc_aff_parse(const char *s, muc_aff_t *out);
 char *muc_stamp(int64_t us, char *buf, size_t len);   /* XEP-0082 UTC */
 int64_t muc_stamp_parse(const char *s);               /* -1 if bad */
 char *muc_new_id(void);                               /* 16 hex digits, caller frees */
+char *muc_derived_id(const char *epoch, uint64_t seq);  /* 16 hex digits of a hash */
 /* A stored element: serialized with its namespace declared, parsed back
  * (NULL, logged, when unreadable). Caller frees. */
 char *muc_serialize(const xml_node_t *el, size_t *len);

@@ -5,6 +5,7 @@
 #include "stanza_check.h"
 #include "log.h"
 #include "xml_stream.h"
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +150,18 @@ char *muc_new_id(void)
     comp_proto_random_hex(hex, 8);
     hex[16] = 0;
     return xstrdup(hex);
+}
+
+char *muc_derived_id(const char *epoch, uint64_t seq)
+{
+    char buf[96];
+    int n = snprintf(buf, sizeof buf, "%s:%llu", epoch, (unsigned long long)seq);
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)buf, (size_t)n, md);
+    char *hex = xmalloc(17);
+    for (int i = 0; i < 8; i++)
+        sprintf(hex + 2 * i, "%02x", md[i]);
+    return hex;
 }
 
 char *muc_serialize(const xml_node_t *el, size_t *len)
