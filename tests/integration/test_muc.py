@@ -407,3 +407,37 @@ def test_slixmpp_xep0045(srv):
         await close(x, y)
 
     asyncio.run(asyncio.wait_for(go(), 60))
+
+
+def test_partitioned_instances(tmp_path):
+    """Two weft-muc instances share conference.localhost (a <partition> in
+    router.xml): the router spreads rooms between them by room JID, users
+    in rooms of both chat as usual, and killing one instance leaves the
+    rooms of the other untouched."""
+    make_certs(tmp_path)
+    s = MucServer(tmp_path).start(instances=2)
+    try:
+        a, b = s.user("alice"), s.user("bob")
+        names = [f"part{i}" for i in range(12)]
+        for n in names:
+            join(a, n, "Alice", muc=False)
+            join(b, n, "Bob")
+            stanza(a, "<presence[^>]*/Bob'")
+        where = {n: [m for m in ("muc1", "muc2") if f"room-created room={room(n)} " in s.log(m)] for n in names}
+        assert all(len(v) == 1 for v in where.values()), where
+        on1 = [n for n in names if where[n] == ["muc1"]]
+        on2 = [n for n in names if where[n] == ["muc2"]]
+        assert on1 and on2, where
+        for n in names:
+            b.send(f"<message to='{room(n)}' type='groupchat'><body>in {n}</body></message>")
+            assert f"from='{room(n)}/Bob'" in stanza(a, f"in {n}<")
+        s.mucs["muc2"].kill9()
+        for n in on1:
+            b.send(f"<message to='{room(n)}' type='groupchat'><body>still {n}</body></message>")
+            stanza(a, f"still {n}<")
+        s.start_muc("muc2")
+        for n in on2:
+            a.send(f"<iq type='get' to='{room(n)}/Alice' id='p-{n}'><ping xmlns='urn:xmpp:ping'/></iq>")
+            assert "type='result'" in stanza(a, f"id='p-{n}'")
+    finally:
+        s.close()

@@ -9,6 +9,7 @@ occupants exactly once and in order, a self-ping (XEP-0410) from each of the
 to recover is reported: kill to the first delivery after restart, and
 restart to the last held message delivered.
 """
+import html
 import re
 import selectors
 import time
@@ -225,3 +226,43 @@ def test_occupant_gone_while_down_is_removed(tmp_path):
         assert "type='result'" in stanza(a, "id='p'")
     finally:
         s.close()
+
+
+def test_restart_on_postgresql(tmp_path):
+    """The same storage through PostgreSQL (asynchronous completions from the
+    loop): rooms, occupants, history and the archive survive a kill -9."""
+    import sys
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    from pg_server import PgServer
+    from muc_env import codes, join, stanza
+    make_certs(tmp_path)
+    try:
+        pg = PgServer()
+    except FileNotFoundError as e:
+        raise AssertionError(f"PostgreSQL server missing (scripts/deps.sh installs it): {e}")
+    pg.start()
+    s = MucServer(tmp_path)
+    try:
+        s.start(muc_extra=f"<storage>{html.escape(pg.url())}</storage>")
+        a, b = s.user("alice"), s.user("bob")
+        join(a, "pg", "Alice", muc=False)
+        join(b, "pg", "Bob")
+        for i in range(3):
+            a.send(f"<message to='{room('pg')}' type='groupchat'><body>pg {i}</body></message>")
+            stanza(b, f"pg {i}<")
+        s.mucs["muc"].kill9()
+        a.send(f"<message to='{room('pg')}' type='groupchat'><body>while down</body></message>")
+        s.start_muc("muc")
+        assert "while down" in stanza(b, "while down")
+        assert "event=loaded rooms=1 occupants=2" in s.log("muc")
+        b.send(f"<iq type='get' to='{room('pg')}/Bob' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        assert "type='result'" in stanza(b, "id='p'")
+        out = join(s.user("carol"), "pg", "Carol", extra="<history maxstanzas='10'/>")
+        assert re.findall(r"<body>([^<]*)</body>", out) == ["pg 0", "pg 1", "pg 2", "while down"]
+        assert 110 in codes(out)
+        b.send(f"<iq type='set' to='{room('pg')}' id='m'><query xmlns='urn:xmpp:mam:2'/></iq>")
+        got = b.read_until(r"<iq[^>]*id='m'[\s\S]*?</iq>")
+        assert re.findall(r"<body>([^<]*)</body>", got) == ["pg 0", "pg 1", "pg 2", "while down"]
+    finally:
+        s.close()
+        pg.stop()
