@@ -50,7 +50,8 @@ class MucServer(Server):
                         f"{name}.log")
         self.mucs[name] = p
         if wait:
-            assert wait_for(lambda: self.log(name).count("event=ready") > before, 20), self.log(name)
+            timeout = max(20.0, float(os.environ.get("WEFT_START_TIMEOUT", "20")))
+            assert wait_for(lambda: self.log(name).count("event=ready") > before, timeout), self.log(name)
         return p
 
     def user(self, name, resource="r"):
