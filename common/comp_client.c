@@ -356,12 +356,12 @@ void comp_client_flush(comp_client_t *c)
         evbuffer_write(out, bufferevent_getfd(c->bev));
 }
 
-int comp_client_write_room(const comp_client_t *c, size_t *room)
+int comp_client_write_room(const comp_client_t *c, size_t *room, size_t *capacity)
 {
     if (!c->bev || bufferevent_get_underlying(c->bev))
         return -1;
     if (evbuffer_get_length(bufferevent_get_output(c->bev))) {
-        *room = 0;
+        *room = *capacity = 0;
         return 0;
     }
     int fd = bufferevent_getfd(c->bev), sndbuf = 0, outq = 0;
@@ -370,6 +370,7 @@ int comp_client_write_room(const comp_client_t *c, size_t *room)
         ioctl(fd, SIOCOUTQ, &outq) < 0)
         return -1;
     *room = outq == 0 ? SIZE_MAX : sndbuf > outq ? (size_t)(sndbuf - outq) : 0;
+    *capacity = sndbuf > 0 ? (size_t)sndbuf : 0;
     return 0;
 }
 

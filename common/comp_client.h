@@ -81,10 +81,11 @@ int comp_client_in_origin(const comp_client_t *c, const char **epoch, uint64_t *
 void comp_client_flush(comp_client_t *c);
 /* For a plain TCP or UNIX link: in *room, about how many bytes the kernel
  * would take now without a partial write (0 while our own output buffer is
- * not empty, SIZE_MAX when the socket's queue is empty). -1 for a TLS link
- * or no link. weft-muc waits for room before handling a stanza, so that a
- * stanza's effects and its acknowledgement reach the kernel in one write. */
-int comp_client_write_room(const comp_client_t *c, size_t *room);
+ * not empty, SIZE_MAX when the socket's queue is empty), and in *capacity
+ * the socket's send buffer size. -1 for a TLS link or no link. weft-muc
+ * waits for room before handling a stanza, so that a stanza's effects and
+ * its acknowledgement reach the kernel in one write. */
+int comp_client_write_room(const comp_client_t *c, size_t *room, size_t *capacity);
 /* Once everything is acknowledged (or at once with force) sends the final
  * ack and </stream:stream>, processes nothing more, and closes when the
  * router answers (or after 2 s); it then stops reconnecting and calls

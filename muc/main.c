@@ -134,10 +134,14 @@ static void handle(xml_node_t *st, uint64_t token, char *id)
     xml_free(st);
 }
 
+/* Room for a large broadcast, or half the socket's buffer when that is
+ * smaller (a UNIX socket's is about 200 KiB). */
 static int has_room(void)
 {
-    size_t room;
-    return comp_client_write_room(link_, &room) < 0 || room >= ROOM_NEEDED;
+    size_t room, cap;
+    if (comp_client_write_room(link_, &room, &cap) < 0)
+        return 1;
+    return room >= (cap / 2 < ROOM_NEEDED ? cap / 2 : ROOM_NEEDED);
 }
 
 static void inq_run(evutil_socket_t fd, short what, void *arg)
@@ -154,7 +158,7 @@ static void inq_run(evutil_socket_t fd, short what, void *arg)
         free(q);
     }
     if (inq_head) {
-        struct timeval tv = {0, 2000};
+        struct timeval tv = {0, 1000};
         evtimer_add(inq_timer, &tv);
     }
 }
@@ -196,7 +200,7 @@ static void on_stanza(void *ctx, xml_node_t *st)
         if (!inq_timer)
             inq_timer = evtimer_new(daemon_base(), inq_run, NULL);
         if (!evtimer_pending(inq_timer, NULL)) {
-            struct timeval tv = {0, 2000};
+            struct timeval tv = {0, 1000};
             evtimer_add(inq_timer, &tv);
         }
         return;
