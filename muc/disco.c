@@ -202,10 +202,15 @@ static void room_register(xml_node_t *iq, muc_room_t *r)
 static void ping(xml_node_t *iq, muc_room_t *r, jid_t *to)
 {
     if (r && to->resource) {
-        /* XEP-0410: a self-ping is answered by the room for its occupant. */
+        /* XEP-0410: a self-ping is answered by the room for its occupant;
+         * an occupant's ping to another goes on to it. */
         muc_occ_t *o = muc_occ_by_jid(r, xml_attr_get(iq, "from"));
-        if (!o || strcmp(o->nick, to->resource)) {
-            muc_reply_error(iq, "not-acceptable", "cancel", "not an occupant under that nick");
+        if (!o) {
+            muc_reply_error(iq, "not-acceptable", "cancel", "not an occupant");
+            return;
+        }
+        if (strcmp(o->nick, to->resource)) {
+            muc_iq_relay(iq, r, to->resource);
             return;
         }
     }
@@ -247,8 +252,7 @@ void muc_iq_in(xml_node_t *iq, jid_t *to)
         return;
     }
     if (to->resource) {
-        /* IQs to an occupant (vCard, version): not relayed by this service. */
-        muc_reply_error(iq, "service-unavailable", "cancel", NULL);
+        muc_iq_relay(iq, r, to->resource);       /* vCard, version, ... of an occupant */
         return;
     }
     if (get && !strcmp(ns, NS_DISCO_INFO))

@@ -69,6 +69,9 @@ static void dispatch(xml_node_t *st)
     jid_clear(&f);
     if (strcmp(j.domain, muc_config->domain)) {
         log_warn("event=inbound result=dropped reason=not-our-domain to=%s", to);
+    } else if (!strcmp(st->name, "iq") && j.resource && type &&
+               (!strcmp(type, "result") || !strcmp(type, "error")) && muc_iq_relay_reply(st)) {
+        ;                                         /* an occupant's answer, sent on */
     } else if (type && !strcmp(type, "error")) {
         muc_occ_error_in(st, &j);
     } else if (!strcmp(st->name, "iq")) {
@@ -319,9 +322,15 @@ static void muc_reload(void *config)
     muc_config = fresh;
 }
 
+static void muc_cron(void)
+{
+    muc_iq_relay_expire(daemon_now());
+}
+
 static void muc_cleanup(void)
 {
     inq_free();
+    muc_iq_relay_free();
     if (link_)
         comp_client_free(link_);
     link_ = NULL;
@@ -341,6 +350,7 @@ int main(int argc, char **argv)
         .start = muc_start,
         .stop = muc_stop,
         .reload = muc_reload,
+        .cron = muc_cron,
         .cleanup = muc_cleanup,
     };
     spec.table = muc_config_table(&spec.config_size);

@@ -18,6 +18,7 @@
  *   config_form.c  the muc#owner IQ: configuration form, instant rooms, destroy
  *   history.c   discussion history on join, stanza ids, MAM (XEP-0313)
  *   disco.c     service and room disco, ping, registered nicknames
+ *   iq_relay.c  IQs between occupants through the room
  *   persist.c   storage of rooms, affiliations, occupants and the archive
  *   stanza.c    replies, errors and small builders */
 #ifndef WEFT_MUC_H
@@ -220,6 +221,13 @@ void muc_mam_iq(xml_node_t *iq, muc_room_t *r);
 
 /* disco.c */
 void muc_iq_in(xml_node_t *iq, jid_t *to);
+
+/* iq_relay.c */
+void muc_iq_relay(xml_node_t *iq, muc_room_t *r, const char *nick);
+/* An answer to a relayed IQ (its id is ours): sent on; 1 when it was ours. */
+int muc_iq_relay_reply(xml_node_t *iq);
+void muc_iq_relay_expire(double now);
+void muc_iq_relay_free(void);
 
 /* persist.c: every write is asynchronous; load runs once at start and calls
  * done when every room is in memory. */

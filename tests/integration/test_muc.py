@@ -441,3 +441,32 @@ def test_partitioned_instances(tmp_path):
             assert "type='result'" in stanza(a, f"id='p-{n}'")
     finally:
         s.close()
+
+
+def test_iq_between_occupants(srv):
+    """XEP-0045 7.2: an IQ to room/nick goes to that occupant from the
+    asker's room JID and its answer comes back from the target's room JID
+    under the asker's id; the asker's real JID is not shown."""
+    a, b, e = srv.user("alice"), srv.user("bob"), srv.user("eve")
+    instant(a, "q", "Alice")
+    join(b, "q", "Bob")
+    b.send(f"<iq type='get' to='{room('q')}/Alice' id='v1'><query xmlns='jabber:iq:version'/></iq>")
+    req = stanza(a, "jabber:iq:version")
+    assert f"from='{room('q')}/Bob'" in req and "bob@localhost" not in req
+    rid = re.search(r"id='([^']+)'", req).group(1)
+    assert rid != "v1"
+    a.send(f"<iq type='result' to='{room('q')}/Bob' id='{rid}'><query xmlns='jabber:iq:version'>"
+           "<name>raw</name><version>1</version></query></iq>")
+    res = stanza(b, "id='v1'")
+    assert "type='result'" in res and f"from='{room('q')}/Alice'" in res and "<name>raw</name>" in res
+    # A ping to another occupant goes to it too (XEP-0410); a self-ping stays with the room.
+    b.send(f"<iq type='get' to='{room('q')}/Alice' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+    req = stanza(a, "urn:xmpp:ping")
+    rid = re.search(r"id='([^']+)'", req).group(1)
+    a.send(f"<iq type='error' to='{room('q')}/Bob' id='{rid}'><ping xmlns='urn:xmpp:ping'/>"
+           "<error type='cancel'><feature-not-implemented xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
+    assert error_of(stanza(b, "id='p1'")) == ("feature-not-implemented", "cancel")
+    r = iq(e, f"{room('q')}/Alice", "<query xmlns='jabber:iq:version'/>", id_="v2")
+    assert error_of(r) == ("not-acceptable", "cancel")
+    r = iq(b, f"{room('q')}/Nobody", "<query xmlns='jabber:iq:version'/>", id_="v3")
+    assert error_of(r) == ("item-not-found", "cancel")
