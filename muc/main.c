@@ -126,14 +126,37 @@ static inq_t *inq_head, **inq_tail = &inq_head;
 static struct event *inq_timer;
 #define ROOM_NEEDED (1u << 19)
 
+/* Storage runs operations in submission order, so a ping submitted after a
+ * stanza's writes completes after them: then the stanza is acknowledged
+ * (docs/architecture.md: writes that acknowledge something are committed
+ * first). SQLite completes at once, inside the call. */
+static void writes_done(storage_res_t *res, void *arg)
+{
+    (void)res;
+    uint64_t *token = arg;
+    if (link_) {
+        comp_client_done(link_, *token);
+        comp_client_flush(link_);
+    }
+    free(token);
+}
+
 static void handle(xml_node_t *st, uint64_t token, char *id)
 {
+    uint64_t before = muc_persist_writes();
     cur_id = id;
     dispatch(st);
     cur_id = NULL;
     free(id);
-    comp_client_done(link_, token);
-    comp_client_flush(link_);
+    if (muc_persist_writes() != before && storage_is_async(muc_storage)) {
+        uint64_t *t = xmalloc(sizeof *t);
+        *t = token;
+        comp_client_flush(link_);             /* the broadcast now, the ack once stored */
+        storage_ping_async(muc_storage, 0, writes_done, t);
+    } else {
+        comp_client_done(link_, token);
+        comp_client_flush(link_);
+    }
     xml_free(st);
 }
 

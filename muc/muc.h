@@ -237,5 +237,8 @@ void muc_persist_room_del(muc_room_t *r);  /* the room and everything it owns */
 void muc_persist_aff(muc_room_t *r, muc_aff_ent_t *e, int del);
 void muc_persist_occ(muc_room_t *r, muc_occ_t *o, int del);
 void muc_persist_msg(muc_room_t *r, const char *id, const xml_node_t *msg);
+/* Writes submitted so far: main.c acknowledges a stanza to the router only
+ * once the writes it caused are committed. */
+uint64_t muc_persist_writes(void);
 
 #endif

@@ -25,16 +25,24 @@
 #define COLL_OCCS "muc-occs"
 #define COLL_ARCHIVE "muc-archive"
 
+static uint64_t writes;
+
 static void ignore(storage_res_t *res, void *arg)
 {
     (void)res;
     (void)arg;
 }
 
+uint64_t muc_persist_writes(void)
+{
+    return writes;
+}
+
 static void put_el(const char *owner, const char *coll, const char *key, const xml_node_t *el)
 {
     size_t len;
     char *v = muc_serialize(el, &len);
+    writes++;
     storage_put_async(muc_storage, owner, coll, key, v, len, ignore, NULL);
     free(v);
 }
@@ -119,6 +127,7 @@ static void room_from_xml(muc_room_t *r, const xml_node_t *el)
 
 void muc_persist_room_del(muc_room_t *r)
 {
+    writes++;
     storage_del_async(muc_storage, muc_config->domain, COLL_ROOMS, r->jid, ignore, NULL);
     storage_del_all_async(muc_storage, r->jid, COLL_AFFS, ignore, NULL);
     storage_del_all_async(muc_storage, r->jid, COLL_OCCS, ignore, NULL);
@@ -128,6 +137,7 @@ void muc_persist_room_del(muc_room_t *r)
 void muc_persist_aff(muc_room_t *r, muc_aff_ent_t *e, int del)
 {
     if (del) {
+        writes++;
         storage_del_async(muc_storage, r->jid, COLL_AFFS, e->bare, ignore, NULL);
         return;
     }
@@ -144,6 +154,7 @@ void muc_persist_aff(muc_room_t *r, muc_aff_ent_t *e, int del)
 void muc_persist_occ(muc_room_t *r, muc_occ_t *o, int del)
 {
     if (del) {
+        writes++;
         storage_del_async(muc_storage, r->jid, COLL_OCCS, o->jid, ignore, NULL);
         return;
     }
