@@ -23,6 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 typedef enum { CC_IDLE, CC_CONNECTING, CC_STREAM, CC_SESSION, CC_BINDING, CC_READY, CC_CLOSED } cc_state_t;
 
@@ -74,6 +77,7 @@ struct comp_client {
     char marker_epoch[40];
     uint64_t marker_seq;
     int have_marker;
+    int cur_marker;            /* the stanza in on_stanza came with marker_* */
     size_t pending_binds;
     int closing;
     int force_close;
@@ -319,6 +323,15 @@ static void mark_done(comp_client_t *c, uint64_t seq)
     c->done[seq - c->in_acked - 1] = 1;
 }
 
+int comp_client_in_origin(const comp_client_t *c, const char **epoch, uint64_t *seq)
+{
+    if (!c->cur_marker)
+        return -1;
+    *epoch = c->marker_epoch;
+    *seq = c->marker_seq;
+    return 0;
+}
+
 uint64_t comp_client_in_token(const comp_client_t *c)
 {
     return (c->link_gen << 40) | c->in_count;
@@ -341,6 +354,24 @@ void comp_client_flush(comp_client_t *c)
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (evbuffer_get_length(out) && (c->state == CC_READY || c->state == CC_BINDING))
         evbuffer_write(out, bufferevent_getfd(c->bev));
+}
+
+int comp_client_write_room(const comp_client_t *c, size_t *room, size_t *capacity)
+{
+    if (!c->bev || bufferevent_get_underlying(c->bev))
+        return -1;
+    if (evbuffer_get_length(bufferevent_get_output(c->bev))) {
+        *room = *capacity = 0;
+        return 0;
+    }
+    int fd = bufferevent_getfd(c->bev), sndbuf = 0, outq = 0;
+    socklen_t l = sizeof sndbuf;
+    if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &l) < 0 ||
+        ioctl(fd, SIOCOUTQ, &outq) < 0)
+        return -1;
+    *room = outq == 0 ? SIZE_MAX : sndbuf > outq ? (size_t)(sndbuf - outq) : 0;
+    *capacity = sndbuf > 0 ? (size_t)sndbuf : 0;
+    return 0;
 }
 
 static void do_bind(comp_client_t *c)
@@ -639,12 +670,14 @@ static void on_stanza(void *ctx, xml_node_t *st)
             if (!dup)
                 s->last = c->marker_seq;
         }
+        c->cur_marker = c->have_marker;
         c->have_marker = 0;
         if (dup) {
             log_debug("event=duplicate-dropped component=%s", c->cfg.name);
             mark_done(c, c->in_count);
         } else if (c->cb.on_stanza) {
             c->cb.on_stanza(c->ctx, st);
+            c->cur_marker = 0;
             return;
         }
     }

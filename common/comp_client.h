@@ -66,6 +66,11 @@ size_t comp_client_buffered_bytes(const comp_client_t *c);
  * ignored: the router sent those stanzas again on the new link. */
 uint64_t comp_client_in_token(const comp_client_t *c);
 void comp_client_done(comp_client_t *c, uint64_t token);
+/* Inside on_stanza: the origin marker the router put on the stanza (the
+ * sender's epoch and seq, component-protocol.md section 9). The same stanza
+ * given again after the receiver's own restart carries the same marker, so a
+ * receiver can derive a stable identity from it. -1 when it came without. */
+int comp_client_in_origin(const comp_client_t *c, const char **epoch, uint64_t *seq);
 /* Writes what the link holds (acknowledgements included, also from inside
  * on_stanza) to the router's socket now rather than at the next loop turn,
  * when the link is a plain TCP or UNIX socket (a TLS link waits for its
@@ -74,6 +79,13 @@ void comp_client_done(comp_client_t *c, uint64_t token);
  * kill leaves a stanza delivered but unacknowledged (given again from
  * offline storage) is as short as two system calls. */
 void comp_client_flush(comp_client_t *c);
+/* For a plain TCP or UNIX link: in *room, about how many bytes the kernel
+ * would take now without a partial write (0 while our own output buffer is
+ * not empty, SIZE_MAX when the socket's queue is empty), and in *capacity
+ * the socket's send buffer size. -1 for a TLS link or no link. weft-muc
+ * waits for room before handling a stanza, so that a stanza's effects and
+ * its acknowledgement reach the kernel in one write. */
+int comp_client_write_room(const comp_client_t *c, size_t *room, size_t *capacity);
 /* Once everything is acknowledged (or at once with force) sends the final
  * ack and </stream:stream>, processes nothing more, and closes when the
  * router answers (or after 2 s); it then stops reconnecting and calls

@@ -38,7 +38,7 @@
 #include "xml.h"
 #include "xml_stream.h"
 
-static const char *const PROCS[] = {"router", "sm", "c2s", "s2s", "upload"};
+static const char *const PROCS[] = {"router", "sm", "c2s", "s2s", "upload", "muc"};
 #define NPROCS 5
 
 /* ------------------------------------------------------------ output */

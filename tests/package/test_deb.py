@@ -31,11 +31,11 @@ import pytest
 
 SOURCE = pathlib.Path(__file__).resolve().parents[2]
 SYSTEM = os.environ.get("WEFT_TEST_SYSTEM_INSTALL") == "1"
-PROGRAMS = ["weft-router", "weft-sm", "weft-c2s", "weft-s2s", "weft-s2s-resolve", "weft-upload", "weftctl",
+PROGRAMS = ["weft-router", "weft-sm", "weft-c2s", "weft-s2s", "weft-s2s-resolve", "weft-upload", "weft-muc", "weftctl",
             "weft-launch"]
-CONFIGS = ["router", "sm", "c2s", "s2s", "upload", "launch"]
+CONFIGS = ["router", "sm", "c2s", "s2s", "upload", "muc", "launch"]
 UNITS = ["weft-router.service", "weft-sm.service", "weft-c2s.service", "weft-s2s.service",
-         "weft-upload.service", "weft.target"]
+         "weft-upload.service", "weft-muc.service", "weft.target"]
 
 
 def run(*args, check=True, **kw):

@@ -1,0 +1,53 @@
+/* muc config: the option table of weft-muc (docs/configuration.md is
+ * generated from it by `weft-muc --doc`). Strings are owned by the loaded
+ * config and freed by cfg_free; main.c keeps the running one in muc_config. */
+#include "muc.h"
+#include <stddef.h>
+
+#define OPT(n, t, d, lo, hi, r, f, h) {n, t, d, lo, hi, r, offsetof(muc_cfg_t, f), NULL, h}
+static const cfg_option_t muc_options[] = {
+    DAEMON_COMMON_OPTIONS(muc_cfg_t),
+    OPT("router.address", CFG_STRING, "127.0.0.1:5347", 0, 0, 0, router,
+        "Where the router listens: host:port, [v6]:port or unix:/path."),
+    OPT("router.name", CFG_STRING, "router", 0, 0, 0, router_name,
+        "The router's name (stream 'to', and the TLS certificate name checked)."),
+    OPT("router.tls-ca", CFG_STRING, "", 0, 0, 0, tls_ca,
+        "CA bundle that verifies the router's certificate; empty: system default."),
+    OPT("router.buffer", CFG_SIZE, "16M", 65536, 1073741824, 0, max_buffer,
+        "Bytes sent to the router and not yet acknowledged before sends fail."),
+    OPT("name", CFG_STRING, "muc", 0, 0, 0, name,
+        "Component name of this instance (its <component> entry in router.xml)."),
+    OPT("secret", CFG_STRING, "weft-muc-secret", 0, 0, 0, secret,
+        "Secret of that <component> entry."),
+    OPT("domain", CFG_STRING, "conference.localhost", 0, 0, 0, domain,
+        "The group chat service domain (bound on the router; a <partition> there when several instances share it)."),
+    OPT("database", CFG_STRING, "var/muc.db", 0, 0, 0, database,
+        "SQLite file holding rooms, affiliations, occupants and the archive; used when storage is empty."),
+    OPT("storage", CFG_STRING, "", 0, 0, 0, storage,
+        "Storage URL (docs/storage.md): sqlite:PATH, a bare path or postgresql://...; empty: the database file."),
+    OPT("limits.rooms-per-user", CFG_INT, "100", 0, 1000000, 1, rooms_per_user,
+        "Rooms one bare JID may own (create); 0: no limit."),
+    OPT("limits.occupants", CFG_INT, "1000", 1, 1000000, 1, occupants_max,
+        "Most occupants of one room (a room's max-users can only lower it)."),
+    OPT("limits.history", CFG_INT, "50", 0, 10000, 1, history_max,
+        "Messages a room keeps in memory for the discussion history sent on join (the archive keeps all)."),
+    OPT("limits.history-default", CFG_INT, "20", 0, 10000, 1, history_default,
+        "Messages of history sent on join when the client does not ask for a number."),
+    OPT("limits.messages-per-second", CFG_INT, "10", 0, 100000, 1, msg_rate,
+        "Groupchat messages per second per occupant (bursts of twice that); more get resource-constraint. 0: no limit."),
+    OPT("limits.stanza-bytes", CFG_SIZE, "64K", 1024, 16777216, 1, stanza_max,
+        "Largest message or presence the service takes (serialized); larger ones get policy-violation."),
+    OPT("limits.nick-bytes", CFG_INT, "128", 1, 1023, 1, nick_max,
+        "Longest nickname in bytes; longer ones get not-acceptable."),
+    OPT("limits.mam-page", CFG_INT, "100", 1, 10000, 1, mam_max,
+        "Most archived messages returned by one MAM query page."),
+    OPT("create-rooms", CFG_BOOL, "true", 0, 0, 1, create_any,
+        "Anyone may create a room by joining it; false: joining an unknown room gets not-allowed."),
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, NULL},
+};
+
+const cfg_option_t *muc_config_table(size_t *size)
+{
+    *size = sizeof(muc_cfg_t);
+    return muc_options;
+}

@@ -1,0 +1,381 @@
+/* weft-muc: the group chat service process. This file wires the option table
+ * and the callbacks to the daemon skeleton, owns the router link and the
+ * storage, and hands each stanza the router delivers to occupant.c
+ * (presence), message.c or disco.c (IQs). The link is opened only once
+ * persist.c has loaded every room, so nothing is answered from a half-loaded
+ * state: the router holds what arrives meanwhile. */
+#include "muc.h"
+#include "comp_client.h"
+#include "comp_proto.h"
+#include "log.h"
+#include "stanza_check.h"
+#include <stdlib.h>
+#include <string.h>
+
+muc_cfg_t *muc_config;
+storage_t *muc_storage;
+
+static comp_client_t *link_;
+static int stopping;
+
+int muc_send(const xml_node_t *st)
+{
+    strbuf_t sb;
+    strbuf_init(&sb);
+    xml_serialize(st, NS_CLIENT, &sb);    /* reads as jabber:component:accept on the link */
+    int r = link_ ? comp_client_send_raw(link_, sb.data, sb.len) : -1;
+    if (r < 0)
+        log_warn("event=router-send result=dropped reason=buffer-full bytes=%zu", sb.len);
+    strbuf_free(&sb);
+    return r;
+}
+
+void muc_send_free(xml_node_t *st)
+{
+    muc_send(st);
+    xml_free(st);
+}
+
+static size_t serialized_len(const xml_node_t *st)
+{
+    strbuf_t sb;
+    strbuf_init(&sb);
+    xml_serialize(st, NS_CLIENT, &sb);
+    size_t n = sb.len;
+    strbuf_free(&sb);
+    return n;
+}
+
+static void dispatch(xml_node_t *st)
+{
+    const char *to = xml_attr_get(st, "to"), *from = xml_attr_get(st, "from");
+    const char *type = xml_attr_get(st, "type");
+    if (!to || !from)
+        return;
+    const char *bad = stanza_check(st);
+    if (bad) {
+        muc_reply_error(st, bad, "modify", NULL);
+        return;
+    }
+    jid_t j, f;
+    if (jid_parse(to, &j) != JID_OK) {
+        muc_reply_error(st, "jid-malformed", "modify", NULL);
+        return;
+    }
+    if (jid_parse(from, &f) != JID_OK) {
+        jid_clear(&j);
+        return;
+    }
+    jid_clear(&f);
+    if (strcmp(j.domain, muc_config->domain)) {
+        log_warn("event=inbound result=dropped reason=not-our-domain to=%s", to);
+    } else if (!strcmp(st->name, "iq") && j.resource && type &&
+               (!strcmp(type, "result") || !strcmp(type, "error")) && muc_iq_relay_reply(st)) {
+        ;                                         /* an occupant's answer, sent on */
+    } else if (type && !strcmp(type, "error")) {
+        muc_occ_error_in(st, &j);
+    } else if (!strcmp(st->name, "iq")) {
+        muc_iq_in(st, &j);
+    } else if (serialized_len(st) > muc_config->stanza_max) {
+        muc_reply_error(st, "policy-violation", "modify", "stanza too large");
+    } else if (!strcmp(st->name, "presence")) {
+        muc_presence_in(st, &j);
+    } else {
+        muc_message_in(st, &j);
+    }
+    jid_clear(&j);
+}
+
+static int is_stanza_name(const char *n)
+{
+    return !strcmp(n, "message") || !strcmp(n, "presence") || !strcmp(n, "iq");
+}
+
+/* A stanza id for the message being handled: derived from its origin
+ * marker when it has one, so a message the router gives again after a
+ * restart (delivered, archived, but not acknowledged before a kill) gets the
+ * same id and replaces its archive record instead of adding a second. */
+static char *cur_id;       /* of the stanza being handled, from its marker */
+
+char *muc_in_stanza_id(void)
+{
+    return cur_id ? xstrdup(cur_id) : muc_new_id();
+}
+
+static char *origin_id(void)
+{
+    const char *epoch;
+    uint64_t seq;
+    if (!link_ || comp_client_in_origin(link_, &epoch, &seq) < 0)
+        return NULL;
+    return muc_derived_id(epoch, seq);
+}
+
+/* Stanzas waiting for room on the router socket, oldest first. A stanza is
+ * handled only when what it causes (a broadcast: at most limits.occupants
+ * copies) and its acknowledgement can go to the kernel in one write: a
+ * kill -9 then leaves each stanza either wholly done and acknowledged or not
+ * started (the router gives it again), never half broadcast. */
+typedef struct inq {
+    xml_node_t *st;
+    uint64_t token;
+    char *id;
+    struct inq *next;
+} inq_t;
+static inq_t *inq_head, **inq_tail = &inq_head;
+static struct event *inq_timer;
+#define ROOM_NEEDED (1u << 19)
+
+/* Storage runs operations in submission order, so a ping submitted after a
+ * stanza's writes completes after them: then the stanza is acknowledged
+ * (docs/architecture.md: writes that acknowledge something are committed
+ * first). SQLite completes at once, inside the call. */
+static void writes_done(storage_res_t *res, void *arg)
+{
+    (void)res;
+    uint64_t *token = arg;
+    if (link_) {
+        comp_client_done(link_, *token);
+        comp_client_flush(link_);
+    }
+    free(token);
+}
+
+static void handle(xml_node_t *st, uint64_t token, char *id)
+{
+    uint64_t before = muc_persist_writes();
+    cur_id = id;
+    dispatch(st);
+    cur_id = NULL;
+    free(id);
+    if (muc_persist_writes() != before && storage_is_async(muc_storage)) {
+        uint64_t *t = xmalloc(sizeof *t);
+        *t = token;
+        comp_client_flush(link_);             /* the broadcast now, the ack once stored */
+        storage_ping_async(muc_storage, 0, writes_done, t);
+    } else {
+        comp_client_done(link_, token);
+        comp_client_flush(link_);
+    }
+    xml_free(st);
+}
+
+/* Room for a large broadcast, or half the socket's buffer when that is
+ * smaller (a UNIX socket's is about 200 KiB). */
+static int has_room(void)
+{
+    size_t room, cap;
+    if (comp_client_write_room(link_, &room, &cap) < 0)
+        return 1;
+    return room >= (cap / 2 < ROOM_NEEDED ? cap / 2 : ROOM_NEEDED);
+}
+
+static void inq_run(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    while (inq_head && has_room()) {
+        inq_t *q = inq_head;
+        inq_head = q->next;
+        if (!inq_head)
+            inq_tail = &inq_head;
+        handle(q->st, q->token, q->id);
+        free(q);
+    }
+    if (inq_head) {
+        struct timeval tv = {0, 1000};
+        evtimer_add(inq_timer, &tv);
+    }
+}
+
+static void inq_free(void)
+{
+    while (inq_head) {
+        inq_t *q = inq_head;
+        inq_head = q->next;
+        xml_free(q->st);
+        free(q->id);
+        free(q);
+    }
+    inq_tail = &inq_head;
+    if (inq_timer)
+        event_free(inq_timer);
+    inq_timer = NULL;
+}
+
+static void on_stanza(void *ctx, xml_node_t *st)
+{
+    (void)ctx;
+    const char *ns = st->ns ? st->ns : "";
+    uint64_t token = comp_client_in_token(link_);
+    if ((!strcmp(ns, COMP_NS_ACCEPT) || !strcmp(ns, NS_CLIENT)) && is_stanza_name(st->name)) {
+        xml_rename_ns(st, COMP_NS_ACCEPT, NS_CLIENT);
+        if (!inq_head && has_room()) {
+            handle(st, token, origin_id());
+            return;
+        }
+        if (!inq_head)
+            log_debug("event=input-deferred reason=router-socket-full");
+        inq_t *q = xcalloc(1, sizeof *q);
+        q->st = st;
+        q->token = token;
+        q->id = origin_id();
+        *inq_tail = q;
+        inq_tail = &q->next;
+        if (!inq_timer)
+            inq_timer = evtimer_new(daemon_base(), inq_run, NULL);
+        if (!evtimer_pending(inq_timer, NULL)) {
+            struct timeval tv = {0, 1000};
+            evtimer_add(inq_timer, &tv);
+        }
+        return;
+    }
+    comp_client_done(link_, token);
+    const char *from = xml_attr_get(st, "from");
+    log_warn("event=protocol-error reason=unknown-element element={%s}%s from=%s", ns, st->name,
+             from ? from : "-");
+    xml_free(st);
+}
+
+static void on_name(void *ctx, const char *name, const char *instance, int up)
+{
+    (void)ctx;
+    if (!strcmp(name, muc_config->domain))
+        log_info("event=muc-instance instance=%s state=%s", instance, up ? "up" : "down");
+}
+
+static void on_ready(void *ctx)
+{
+    (void)ctx;
+    log_notice("event=ready domain=%s rooms=%zu", muc_config->domain, muc_room_count());
+}
+
+static void on_down(void *ctx)
+{
+    (void)ctx;
+    if (stopping)
+        daemon_exit();
+}
+
+static void on_bind_error(void *ctx, const char *name, const char *condition)
+{
+    (void)ctx;
+    log_error("event=bind-failed name=%s condition=%s", name, condition);
+}
+
+/* persist.c has every room in memory: now the router may deliver. */
+static void loaded(void)
+{
+    if (stopping)
+        return;
+    const char *binds[1] = {muc_config->domain};
+    comp_client_cfg_t cc = {
+        .router = muc_config->router,
+        .router_name = muc_config->router_name,
+        .name = muc_config->name,
+        .secret = muc_config->secret,
+        .binds = binds,
+        .nbinds = 1,
+        .tls_ca = muc_config->tls_ca && *muc_config->tls_ca ? muc_config->tls_ca : NULL,
+        .tls_verify = 1,
+        .max_buffer = muc_config->max_buffer,
+        .manual_ack = 1,
+    };
+    static const comp_client_cb_t cb = {
+        .on_ready = on_ready,
+        .on_down = on_down,
+        .on_stanza = on_stanza,
+        .on_name = on_name,
+        .on_bind_error = on_bind_error,
+    };
+    link_ = comp_client_new(daemon_base(), &cc, &cb, NULL);
+    if (!link_)
+        daemon_exit();
+}
+
+static int muc_start(struct event_base *base, void *config)
+{
+    muc_config = config;
+    char err[512];
+    const char *url = *muc_config->storage ? muc_config->storage : muc_config->database;
+    muc_storage = storage_open(url, base, err, sizeof err);
+    if (!muc_storage) {
+        log_error("event=start reason=storage error=\"%s\"", err);
+        return -1;
+    }
+    muc_persist_load(loaded);
+    return 0;
+}
+
+/* A stopping muc keeps its rooms and occupants in storage: nobody is told
+ * to leave, and the next start carries on. */
+static void muc_stop(void)
+{
+    stopping = 1;
+    if (!link_) {
+        daemon_exit();
+        return;
+    }
+    comp_client_close(link_, 0);
+    struct timeval tv = {2, 0};
+    event_base_loopexit(daemon_base(), &tv);
+}
+
+static void swap_str(char **a, char **b)
+{
+    char *t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* SIGHUP: the limits take the new values; link, domain and storage stay. */
+static void muc_reload(void *config)
+{
+    muc_cfg_t *fresh = config, *old = muc_config;
+    swap_str(&fresh->router, &old->router);
+    swap_str(&fresh->router_name, &old->router_name);
+    swap_str(&fresh->tls_ca, &old->tls_ca);
+    swap_str(&fresh->name, &old->name);
+    swap_str(&fresh->secret, &old->secret);
+    swap_str(&fresh->domain, &old->domain);
+    swap_str(&fresh->database, &old->database);
+    swap_str(&fresh->storage, &old->storage);
+    fresh->max_buffer = old->max_buffer;
+    muc_config = fresh;
+}
+
+static void muc_cron(void)
+{
+    muc_iq_relay_expire(daemon_now());
+}
+
+static void muc_cleanup(void)
+{
+    inq_free();
+    muc_iq_relay_free();
+    if (link_)
+        comp_client_free(link_);
+    link_ = NULL;
+    if (muc_storage)
+        storage_drain(muc_storage);
+    muc_room_free_all();
+    if (muc_storage)
+        storage_close(muc_storage);
+    muc_storage = NULL;
+}
+
+int main(int argc, char **argv)
+{
+    daemon_spec_t spec = {
+        .ident = "muc",
+        .default_config = "etc/muc.xml",
+        .start = muc_start,
+        .stop = muc_stop,
+        .reload = muc_reload,
+        .cron = muc_cron,
+        .cleanup = muc_cleanup,
+    };
+    spec.table = muc_config_table(&spec.config_size);
+    return daemon_main(argc, argv, &spec);
+}

@@ -1,0 +1,244 @@
+/* weft-muc: the XEP-0045 group chat service, a component behind the router.
+ *
+ * One process serves one service domain (conference.localhost by default),
+ * or a partition of it when several instances bind the same partitioned name
+ * (the router picks the instance by the room's bare JID). Everything lives on
+ * one libevent loop; durable state (rooms, configuration, affiliations,
+ * occupants, the archive) goes through the asynchronous storage API
+ * (persist.c) so a kill -9 and a restart leave every occupant in its room.
+ *
+ * Inside the process every stanza is in jabber:client (main.c renames what
+ * the router delivers); muc_send serializes it for the link. Files:
+ *   main.c      skeleton, router link, dispatch by stanza kind
+ *   config.c    option table
+ *   room.c      rooms: lookup, creation, destruction, broadcast helpers
+ *   occupant.c  presence: join, leave, nick change, status codes
+ *   message.c   groupchat, subject, private messages, invitations, voice requests
+ *   affil.c     roles and affiliations, the muc#admin IQ (kick, ban, lists)
+ *   config_form.c  the muc#owner IQ: configuration form, instant rooms, destroy
+ *   history.c   discussion history on join, stanza ids, MAM (XEP-0313)
+ *   disco.c     service and room disco, ping, registered nicknames
+ *   iq_relay.c  IQs between occupants through the room
+ *   persist.c   storage of rooms, affiliations, occupants and the archive
+ *   stanza.c    replies, errors and small builders */
+#ifndef WEFT_MUC_H
+#define WEFT_MUC_H
+#include <stddef.h>
+#include <stdint.h>
+#include "config.h"
+#include "daemon.h"
+#include "jid.h"
+#include "storage.h"
+#include "xml.h"
+
+#define NS_CLIENT "jabber:client"
+#define NS_MUC "http://jabber.org/protocol/muc"
+#define NS_MUC_USER "http://jabber.org/protocol/muc#user"
+#define NS_MUC_ADMIN "http://jabber.org/protocol/muc#admin"
+#define NS_MUC_OWNER "http://jabber.org/protocol/muc#owner"
+#define NS_XDATA "jabber:x:data"
+#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
+#define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
+#define NS_PING "urn:xmpp:ping"
+#define NS_SID "urn:xmpp:sid:0"
+#define NS_OCCUPANT_ID "urn:xmpp:occupant-id:0"
+#define NS_MAM "urn:xmpp:mam:2"
+#define NS_RSM "http://jabber.org/protocol/rsm"
+#define NS_FORWARD "urn:xmpp:forward:0"
+#define NS_DELAY "urn:xmpp:delay"
+#define NS_REGISTER "jabber:iq:register"
+
+typedef struct muc_cfg {
+    daemon_common_t common;
+    char *router, *router_name, *tls_ca, *name, *secret;
+    size_t max_buffer;
+    char *domain;        /* the service domain bound on the router */
+    char *database, *storage;
+    long rooms_per_user;
+    long occupants_max;  /* default max-users of a new room and its upper bound */
+    long history_max;    /* messages kept in memory per room for join history */
+    long history_default; /* sent on join when the client asks for nothing */
+    long msg_rate;       /* groupchat messages per second per occupant (burst = 2x) */
+    size_t stanza_max;   /* largest message or presence accepted, bytes */
+    int create_any;      /* anyone may create rooms */
+    long nick_max;       /* nickname length, bytes */
+    long mam_max;        /* results per MAM page */
+} muc_cfg_t;
+
+typedef enum { ROLE_NONE, ROLE_VISITOR, ROLE_PARTICIPANT, ROLE_MODERATOR } muc_role_t;
+typedef enum { AFF_OUTCAST, AFF_NONE, AFF_MEMBER, AFF_ADMIN, AFF_OWNER } muc_aff_t;
+
+/* One occupant: one real full JID in the room under one nick. */
+typedef struct muc_occ {
+    char *nick;
+    char *jid;               /* real full JID */
+    char *bare;
+    muc_role_t role;
+    xml_node_t *presence;    /* its last available presence as sent (jabber:client) */
+    double rate_t;           /* token bucket for msg_rate */
+    double rate_tokens;
+    struct muc_occ *next;
+} muc_occ_t;
+
+typedef struct muc_aff_ent {
+    char *bare;
+    muc_aff_t aff;
+    char *nick;              /* registered nickname, or NULL */
+    char *reason;
+    struct muc_aff_ent *next;
+} muc_aff_ent_t;
+
+typedef struct muc_room_cfg {
+    char *name, *desc, *password;
+    int persistent, public_, members_only, moderated, password_protected;
+    int whois_anyone;        /* non-anonymous: real JIDs to everyone */
+    int change_subject;      /* participants may change the subject */
+    int allow_invites;       /* participants may invite */
+    int allow_pm;            /* 0 none, 1 moderators, 2 participants, 3 anyone */
+    int logging;             /* archived (MAM); on by default */
+    long max_users;
+    long history_len;
+} muc_room_cfg_t;
+
+typedef struct muc_hist {
+    char *id;                /* stanza id (XEP-0359), also the archive key */
+    int64_t stamp_us;
+    xml_node_t *msg;         /* the message as broadcast, 'to' removed */
+} muc_hist_t;
+
+typedef struct muc_room {
+    char *jid;               /* bare room JID, node@domain */
+    char *node;
+    muc_room_cfg_t cfg;
+    int locked;              /* created with the MUC namespace, awaiting configuration */
+    char *subject, *subject_from;
+    muc_aff_ent_t *affs;
+    muc_occ_t *occs;
+    size_t nocc;
+    muc_hist_t *hist;        /* ring of cfg.history_len (at most history_max) */
+    size_t hist_n, hist_head, hist_cap;
+    struct muc_room *next;
+} muc_room_t;
+
+extern muc_cfg_t *muc_config;
+extern storage_t *muc_storage;
+
+/* config.c */
+const cfg_option_t *muc_config_table(size_t *size);
+
+/* main.c: writes a stanza (jabber:client inside) to the router. */
+int muc_send(const xml_node_t *st);
+/* The stanza id for the message being dispatched (stable across its
+ * redelivery after a restart); caller frees. */
+char *muc_in_stanza_id(void);
+void muc_send_free(xml_node_t *st);
+
+/* stanza.c */
+/* An error reply to st (swaps to/from, copies the children); nothing for an
+ * error or result. */
+void muc_reply_error(const xml_node_t *st, const char *condition, const char *type,
+                     const char *text);
+/* A presence error from room/nick carrying the <x xmlns=muc/> (7.2.x). */
+void muc_presence_error(const xml_node_t *st, const char *condition, const char *type);
+xml_node_t *muc_iq_result(const xml_node_t *iq);
+xml_node_t *muc_child_text(xml_node_t *parent, const char *ns, const char *name, const char *text);
+const char *muc_role_name(muc_role_t r);
+const char *muc_aff_name(muc_aff_t a);
+int muc_role_parse(const char *s, muc_role_t *out);
+int muc_aff_parse(const char *s, muc_aff_t *out);
+char *muc_stamp(int64_t us, char *buf, size_t len);   /* XEP-0082 UTC */
+int64_t muc_stamp_parse(const char *s);               /* -1 if bad */
+char *muc_new_id(void);                               /* 16 hex digits, caller frees */
+char *muc_derived_id(const char *epoch, uint64_t seq);  /* 16 hex digits of a hash */
+/* A stored element: serialized with its namespace declared, parsed back
+ * (NULL, logged, when unreadable). Caller frees. */
+char *muc_serialize(const xml_node_t *el, size_t *len);
+xml_node_t *muc_parse(const char *val, size_t len);
+
+/* room.c */
+muc_room_t *muc_room_get(const char *bare);
+muc_room_t *muc_room_new(const char *bare, const char *node);
+/* Removes the room, its records and every occupant without a word (callers
+ * send what the XEP asks first). */
+void muc_room_destroy(muc_room_t *r);
+void muc_room_free_all(void);   /* at exit: memory only, records stay */
+/* Every room, in no order: muc_room_each(NULL), then muc_room_each(prev). */
+muc_room_t *muc_room_each(muc_room_t *prev);
+size_t muc_room_count(void);
+size_t muc_rooms_owned_by(const char *bare);
+muc_occ_t *muc_occ_by_nick(muc_room_t *r, const char *nick);
+muc_occ_t *muc_occ_by_jid(muc_room_t *r, const char *full);
+void muc_occ_free(muc_occ_t *o);
+void muc_occ_unlink(muc_room_t *r, muc_occ_t *o);
+muc_aff_t muc_aff_of(muc_room_t *r, const char *bare);
+muc_aff_ent_t *muc_aff_ent(muc_room_t *r, const char *bare);
+void muc_aff_set(muc_room_t *r, const char *bare, muc_aff_t a, const char *reason);
+const char *muc_registered_nick_owner(muc_room_t *r, const char *nick);
+/* The role an affiliation gets on joining this room. */
+muc_role_t muc_default_role(muc_room_t *r, muc_aff_t a);
+/* XEP-0421: stable per (room, real bare JID); written into buf (65 bytes). */
+void muc_occupant_id(muc_room_t *r, const char *bare, char *buf);
+void muc_set_salt(const char *salt);
+
+/* occupant.c */
+void muc_presence_in(xml_node_t *st, jid_t *to);
+/* Presence of o as others see it (to filled in per receiver), with an item
+ * showing the real JID when show_jid; codes appended by the caller. */
+xml_node_t *muc_occ_presence(muc_room_t *r, muc_occ_t *o, int unavailable, int show_jid);
+/* Sends o's presence to every occupant (self with 110), with extra status
+ * codes and, for a removal, actor/reason; then, for a removal, drops o. */
+void muc_broadcast_presence(muc_room_t *r, muc_occ_t *o, int unavailable, const int *codes,
+                            size_t ncodes, const char *actor, const char *reason);
+/* Removes o as kicked/banned/... (codes 307, 301, 321, 322, 333). */
+void muc_occ_remove(muc_room_t *r, muc_occ_t *o, int code, const char *actor_nick,
+                    const char *reason);
+/* Sends the presence of an occupant after its role/affiliation changed. */
+void muc_occ_changed(muc_room_t *r, muc_occ_t *o);
+/* An error from a real JID: the occupant went away (XEP-0045 18.1, 333). */
+void muc_occ_error_in(const xml_node_t *st, jid_t *to);
+
+/* message.c */
+void muc_message_in(xml_node_t *st, jid_t *to);
+void muc_broadcast_message(muc_room_t *r, xml_node_t *msg);
+
+/* affil.c */
+void muc_admin_iq(xml_node_t *iq, muc_room_t *r);
+
+/* config_form.c */
+void muc_owner_iq(xml_node_t *iq, muc_room_t *r);
+void muc_room_cfg_defaults(muc_room_cfg_t *c);
+void muc_room_cfg_clear(muc_room_cfg_t *c);
+/* Destroys r, telling each occupant (alternate venue and reason optional). */
+void muc_room_destroy_notify(muc_room_t *r, const char *alt, const char *reason);
+
+/* history.c */
+void muc_hist_add(muc_room_t *r, const char *id, int64_t stamp_us, const xml_node_t *msg);
+void muc_hist_clear(muc_room_t *r);
+/* Sends the discussion history to a new occupant per its <history/>. */
+void muc_hist_send(muc_room_t *r, muc_occ_t *o, const xml_node_t *history);
+void muc_mam_iq(xml_node_t *iq, muc_room_t *r);
+
+/* disco.c */
+void muc_iq_in(xml_node_t *iq, jid_t *to);
+
+/* iq_relay.c */
+void muc_iq_relay(xml_node_t *iq, muc_room_t *r, const char *nick);
+/* An answer to a relayed IQ (its id is ours): sent on; 1 when it was ours. */
+int muc_iq_relay_reply(xml_node_t *iq);
+void muc_iq_relay_expire(double now);
+void muc_iq_relay_free(void);
+
+/* persist.c: every write is asynchronous; load runs once at start and calls
+ * done when every room is in memory. */
+void muc_persist_load(void (*done)(void));
+void muc_persist_room(muc_room_t *r);      /* configuration, subject, lock */
+void muc_persist_room_del(muc_room_t *r);  /* the room and everything it owns */
+void muc_persist_aff(muc_room_t *r, muc_aff_ent_t *e, int del);
+void muc_persist_occ(muc_room_t *r, muc_occ_t *o, int del);
+void muc_persist_msg(muc_room_t *r, const char *id, const xml_node_t *msg);
+/* Writes submitted so far: main.c acknowledges a stanza to the router only
+ * once the writes it caused are committed. */
+uint64_t muc_persist_writes(void);
+
+#endif

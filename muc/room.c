@@ -1,0 +1,235 @@
+/* room: the rooms of this instance in a hash table by bare room JID, their
+ * occupant lists and affiliation lists. A room owns its occupants, its
+ * affiliations and its history ring; muc_room_destroy frees all of it and
+ * deletes its records. */
+#include "muc.h"
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ROOM_BUCKETS 4096
+static muc_room_t *buckets[ROOM_BUCKETS];
+static size_t nrooms;
+static char *salt;
+
+static unsigned hash(const char *s)
+{
+    unsigned h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % ROOM_BUCKETS;
+}
+
+muc_room_t *muc_room_get(const char *bare)
+{
+    for (muc_room_t *r = buckets[hash(bare)]; r; r = r->next)
+        if (!strcmp(r->jid, bare))
+            return r;
+    return NULL;
+}
+
+muc_room_t *muc_room_new(const char *bare, const char *node)
+{
+    muc_room_t *r = xcalloc(1, sizeof *r);
+    r->jid = xstrdup(bare);
+    r->node = xstrdup(node);
+    muc_room_cfg_defaults(&r->cfg);
+    unsigned h = hash(bare);
+    r->next = buckets[h];
+    buckets[h] = r;
+    nrooms++;
+    return r;
+}
+
+muc_room_t *muc_room_each(muc_room_t *prev)
+{
+    if (prev && prev->next)
+        return prev->next;
+    for (unsigned i = prev ? hash(prev->jid) + 1 : 0; i < ROOM_BUCKETS; i++)
+        if (buckets[i])
+            return buckets[i];
+    return NULL;
+}
+
+size_t muc_room_count(void)
+{
+    return nrooms;
+}
+
+size_t muc_rooms_owned_by(const char *bare)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < ROOM_BUCKETS; i++)
+        for (muc_room_t *r = buckets[i]; r; r = r->next)
+            if (muc_aff_of(r, bare) == AFF_OWNER)
+                n++;
+    return n;
+}
+
+void muc_occ_free(muc_occ_t *o)
+{
+    free(o->nick);
+    free(o->jid);
+    free(o->bare);
+    if (o->presence)
+        xml_free(o->presence);
+    free(o);
+}
+
+void muc_occ_unlink(muc_room_t *r, muc_occ_t *o)
+{
+    for (muc_occ_t **p = &r->occs; *p; p = &(*p)->next)
+        if (*p == o) {
+            *p = o->next;
+            r->nocc--;
+            return;
+        }
+}
+
+static void room_free(muc_room_t *r)
+{
+    while (r->occs) {
+        muc_occ_t *o = r->occs;
+        r->occs = o->next;
+        muc_occ_free(o);
+    }
+    while (r->affs) {
+        muc_aff_ent_t *a = r->affs;
+        r->affs = a->next;
+        free(a->bare);
+        free(a->nick);
+        free(a->reason);
+        free(a);
+    }
+    muc_hist_clear(r);
+    muc_room_cfg_clear(&r->cfg);
+    free(r->subject);
+    free(r->subject_from);
+    free(r->jid);
+    free(r->node);
+    free(r);
+}
+
+void muc_room_destroy(muc_room_t *r)
+{
+    muc_persist_room_del(r);
+    for (muc_room_t **p = &buckets[hash(r->jid)]; *p; p = &(*p)->next)
+        if (*p == r) {
+            *p = r->next;
+            nrooms--;
+            break;
+        }
+    room_free(r);
+}
+
+void muc_room_free_all(void)
+{
+    for (unsigned i = 0; i < ROOM_BUCKETS; i++)
+        while (buckets[i]) {
+            muc_room_t *r = buckets[i];
+            buckets[i] = r->next;
+            room_free(r);
+        }
+    nrooms = 0;
+    free(salt);
+    salt = NULL;
+}
+
+muc_occ_t *muc_occ_by_nick(muc_room_t *r, const char *nick)
+{
+    for (muc_occ_t *o = r->occs; o; o = o->next)
+        if (!strcmp(o->nick, nick))
+            return o;
+    return NULL;
+}
+
+muc_occ_t *muc_occ_by_jid(muc_room_t *r, const char *full)
+{
+    for (muc_occ_t *o = r->occs; o; o = o->next)
+        if (!strcmp(o->jid, full))
+            return o;
+    return NULL;
+}
+
+muc_aff_ent_t *muc_aff_ent(muc_room_t *r, const char *bare)
+{
+    for (muc_aff_ent_t *a = r->affs; a; a = a->next)
+        if (!strcmp(a->bare, bare))
+            return a;
+    return NULL;
+}
+
+muc_aff_t muc_aff_of(muc_room_t *r, const char *bare)
+{
+    muc_aff_ent_t *a = muc_aff_ent(r, bare);
+    return a ? a->aff : AFF_NONE;
+}
+
+/* Setting AFF_NONE removes the entry unless it holds a registered nick. */
+void muc_aff_set(muc_room_t *r, const char *bare, muc_aff_t aff, const char *reason)
+{
+    muc_aff_ent_t *a = muc_aff_ent(r, bare);
+    if (!a) {
+        if (aff == AFF_NONE)
+            return;
+        a = xcalloc(1, sizeof *a);
+        a->bare = xstrdup(bare);
+        a->next = r->affs;
+        r->affs = a;
+    }
+    a->aff = aff;
+    free(a->reason);
+    a->reason = reason && *reason ? xstrdup(reason) : NULL;
+    if (aff == AFF_NONE && !a->nick) {
+        muc_persist_aff(r, a, 1);
+        for (muc_aff_ent_t **p = &r->affs; *p; p = &(*p)->next)
+            if (*p == a) {
+                *p = a->next;
+                break;
+            }
+        free(a->bare);
+        free(a->reason);
+        free(a);
+        return;
+    }
+    muc_persist_aff(r, a, 0);
+}
+
+const char *muc_registered_nick_owner(muc_room_t *r, const char *nick)
+{
+    for (muc_aff_ent_t *a = r->affs; a; a = a->next)
+        if (a->nick && !strcmp(a->nick, nick))
+            return a->bare;
+    return NULL;
+}
+
+muc_role_t muc_default_role(muc_room_t *r, muc_aff_t a)
+{
+    if (a >= AFF_ADMIN)
+        return ROLE_MODERATOR;
+    if (a == AFF_OUTCAST)
+        return ROLE_NONE;
+    if (r->cfg.moderated && a < AFF_MEMBER)
+        return ROLE_VISITOR;
+    return ROLE_PARTICIPANT;
+}
+
+void muc_set_salt(const char *s)
+{
+    free(salt);
+    salt = xstrdup(s);
+}
+
+void muc_occupant_id(muc_room_t *r, const char *bare, char *buf)
+{
+    strbuf_t sb;
+    strbuf_init(&sb);
+    strbuf_printf(&sb, "%s%c%s%c%s", salt ? salt : "", 0, r->jid, 0, bare);
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)sb.data, sb.len, md);
+    strbuf_free(&sb);
+    for (int i = 0; i < 16; i++)
+        sprintf(buf + 2 * i, "%02x", md[i]);
+    buf[32] = 0;
+}
