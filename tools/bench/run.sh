@@ -13,6 +13,13 @@
 # The servers are pinned to CPU 0 and the generator to CPU 1 when there are
 # two or more CPUs, so each server gets one core and the generator its own.
 #
+# PostgreSQL: the servers weft-pg (weft's sm with storage on PostgreSQL) and
+# ejabberd-pg (ejabberd with sql_type pgsql, default_db sql, auth_method sql,
+# its schema from /usr/share/ejabberd/sql/pg.sql) share one PostgreSQL 15
+# server the script starts (initdb in $OUT/pg, a free loopback port, Debian's
+# defaults: fsync and synchronous_commit on), pinned to the servers' CPU.
+#   SERVERS="weft weft-pg ejabberd ejabberd-pg" SCENARIOS="chat login" tools/bench/run.sh
+#
 #   tools/bench/run.sh
 #   RUNS=3 IDLE_LEVELS=1000,2000 IDLE_SETTLE=35 CHAT_PAIRS=200 CHAT_SECONDS=20 \
 #   LOGIN_CONC=50 LOGIN_SECONDS=20 FANOUT_K=200 SERVERS="weft prosody ejabberd" \
@@ -82,7 +89,7 @@ cleanup() {
         kill -9 "$pid" 2>/dev/null || true
     done
 }
-trap cleanup EXIT
+trap 'cleanup; [ -n "$pg_stop" ] && pg_run "$pg_bin/pg_ctl" -D "$out/pg/data" -m fast -w stop >/dev/null 2>&1; true' EXIT
 trap 'exit 130' INT TERM   # exit runs cleanup once; a bare trap would carry on
 
 mkdir -p "$out/certs"
@@ -95,8 +102,9 @@ declare -A port pids mech
 # sm and c2s reach the router over a UNIX socket: over TCP every hop through
 # the router waits ~40 ms (the router does not set TCP_NODELAY on the
 # connections it accepts, so Nagle meets delayed ACKs).
-start_weft() {
-    local d=$out/weft rp p tp
+start_weft() { # [label [storage element]]
+    local label=${1:-weft} storage=${2:-"<database>$out/${1:-weft}/weft.db</database>"}
+    local d=$out/$label rp p tp
     mkdir -p "$d"
     rp=$(free_port) p=$(free_port) tp=$(free_port)
     cat >"$d/router.xml" <<X
@@ -115,7 +123,7 @@ X
   <name>sm</name>
   <secret>sm-secret</secret>
   <domain>localhost</domain>
-  <database>$d/weft.db</database>
+  $storage
   <log><level>warn</level></log>
 </sm>
 X
@@ -143,7 +151,33 @@ X
     started+=($!); local c=$!
     wait_port "$p"
     for _ in $(seq 100); do grep -q "event=router-ready" "$d/c2s.log" 2>/dev/null && break; sleep 0.1; done
-    port[weft]=$p pids[weft]=$r,$s,$c mech[weft]=SCRAM-SHA-256
+    port[$label]=$p pids[$label]=$r,$s,$c mech[$label]=SCRAM-SHA-256
+}
+
+# ---- PostgreSQL 15 (Debian's binaries), for weft-pg and ejabberd-pg: a
+# private cluster as the user postgres when we are root (initdb refuses root)
+pg_port=
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+pg_run() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+start_postgres() {
+    [ -n "$pg_port" ] && return 0
+    local d=$out/pg
+    mkdir -p "$d"
+    [ "$(id -u)" = 0 ] && chown postgres "$d"
+    pg_run "$pg_bin/initdb" -D "$d/data" -U weft -A trust -E UTF8 --locale=C >/dev/null
+    pg_port=$(free_port)
+    pg_run "${srv_pin[@]}" "$pg_bin/pg_ctl" -D "$d/data" -l "$d/log" -w -t 60 \
+        -o "-p $pg_port -k $d -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
+    pg_stop=1
+    for db in weft ejabberd; do pg_run "$pg_bin/createdb" -h "$d" -p "$pg_port" -U weft "$db"; done
+    pg_run "$pg_bin/psql" -q -h "$d" -p "$pg_port" -U weft -d ejabberd -f /usr/share/ejabberd/sql/pg.sql >/dev/null
+}
+pg_stop=
+start_weft-pg() {
+    start_postgres
+    start_weft weft-pg "<storage>postgresql:///weft?host=$out/pg&amp;port=$pg_port&amp;user=weft</storage>"
 }
 
 # ---- Prosody 0.12 (Debian): foreground, private config and data
@@ -163,14 +197,22 @@ start_prosody() {
 
 # ---- ejabberd 23.01 (Debian): ejabberdctl foreground as user ejabberd, own
 # node name and distribution port (no epmd), private config, spool and logs
-start_ejabberd() {
-    local d=$out/ejabberd p tp dp
+start_ejabberd() { # [label]
+    local label=${1:-ejabberd} node=weftbench
+    local d=$out/$label p tp dp
+    [ "$label" = ejabberd ] || node=weftbench${label//-/}
     mkdir -p "$d/spool" "$d/logs" "$d/certs"
     p=$(free_port) tp=$(free_port) dp=$(free_port)
     cat "$out/certs/localhost.crt" "$out/certs/localhost.key" >"$d/certs/localhost.pem"
     sed -e "s#@DIR@#$d#g; s#@PORT@#$p#; s#@TLSPORT@#$tp#; s#@SCRAM_HASH@#sha256#; s#@REQUIRE_TLS@#true#" \
         "$here/ejabberd.yml.in" >"$d/ejabberd.yml"
-    sed -e "s#@DISTPORT@#$dp#" "$here/ejabberdctl.cfg.in" >"$d/ejabberdctl.cfg"
+    if [ "$label" = ejabberd-pg ]; then
+        # everything in PostgreSQL: accounts, rosters, offline messages
+        sed -i -e "s#^auth_method: internal#auth_method: sql#" \
+            -e "s#^default_db: mnesia#default_db: sql\nsql_type: pgsql\nsql_server: 127.0.0.1\nsql_port: $pg_port\nsql_database: ejabberd\nsql_username: weft\nsql_password: \"\"\nsql_pool_size: 10#" \
+            "$d/ejabberd.yml"
+    fi
+    sed -e "s#@DISTPORT@#$dp#; s#weftbench@#$node@#" "$here/ejabberdctl.cfg.in" >"$d/ejabberdctl.cfg"
     cp /etc/ejabberd/inetrc "$d/" 2>/dev/null || true
     if [ "$(id -u)" = 0 ]; then chown -R ejabberd "$d"; fi
     # ejabberdctl started by root switches to user ejabberd with su, which
@@ -187,12 +229,16 @@ start_ejabberd() {
     wait_port "$p"
     local beam=
     for _ in $(seq 50); do
-        beam=$(pgrep -f "beam.smp.*-sname weftbench@localhost.*$d" | head -1 || true)
+        beam=$(pgrep -f "beam.smp.*-sname $node@localhost.*$d" | head -1 || true)
         [ -n "$beam" ] && break
         sleep 0.1
     done
     [ -n "$beam" ] && started+=("$beam")
-    port[ejabberd]=$p pids[ejabberd]=$beam mech[ejabberd]=SCRAM-SHA-256
+    port[$label]=$p pids[$label]=$beam mech[$label]=SCRAM-SHA-256
+}
+start_ejabberd-pg() {
+    start_postgres
+    start_ejabberd ejabberd-pg
 }
 
 gen() { # server scenario args...
