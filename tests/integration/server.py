@@ -94,7 +94,7 @@ class Server:
 
     def _sm_cfg(self):
         path = self.dir / "sm.xml"
-        path.write_text(SM.format(router_port=self.router_port, storage=sm_storage_xml(self.dir),
+        path.write_text(SM.format(router_port=self.router_port, dir=self.dir, storage=sm_storage_xml(self.dir),
                                   extra=getattr(self, "sm_extra", "")))
         return str(path)
 
