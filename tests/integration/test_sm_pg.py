@@ -59,8 +59,12 @@ class TableLock:
 
 def start(tmp_path, pg):
     srv = Server(tmp_path)
-    srv.start(sm_extra=f"<storage>{pg.url().replace('&', '&amp;')}</storage>")
-    assert wait_for(lambda: "event=storage driver=postgresql" in srv.log("sm"), 10), srv.log("sm")
+    try:
+        srv.start(sm_extra=f"<storage>{pg.url().replace('&', '&amp;')}</storage>")
+        assert wait_for(lambda: "event=storage driver=postgresql" in srv.log("sm"), 10), srv.log("sm")
+    except BaseException:
+        srv.close()
+        raise
     return srv
 
 
