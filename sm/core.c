@@ -9,8 +9,12 @@
  * gets and sets for the domain or an account go to the IQ registry (iq.c),
  * a message no session took runs the undelivered hooks, and if no module
  * handled a stanza, the default rule here applies (docs/sm.md has the table).
- * While a user is held by a deferred IQ request, its stanzas wait on its
- * user_ent_t in arrival order.
+ * While a user is held (its account check in storage, the modules' loads of
+ * its data, a deferred IQ request, a module's write), its stanzas, session
+ * starts and ends wait on its user_ent_t in arrival order. Storage is only
+ * used asynchronously: on SQLite the answers come inside the call, on
+ * PostgreSQL later from the loop; both orders are the same. Whatever waits
+ * carries the acknowledgement of the router element it came from (store.h).
  *
  * Invariants: a session is on its user's list and in the index from start to
  * end; stanzas for local users owned by this instance are processed from a

@@ -140,7 +140,8 @@ static void store_counted(storage_res_t *res, void *arg)
  * answers service-unavailable); headline and error are dropped silently and
  * 0 is returned, as the caller must not answer them either. A message with a
  * XEP-0334 <no-store/> hint is refused; a standalone chat state is dropped. */
-/* 0 stored (or silently dropped), -1 refused: the sender gets an error. */
+/* 0 taken (its store started, answered by store_end on failure, or dropped
+ * silently), -1 refused: the caller lets the sender get an error. */
 static int offline_store(sm_user_t *u, xml_node_t *msg)
 {
     const offline_cfg_t *cfg = sm_module_config(&sm_module_offline);
