@@ -6,7 +6,7 @@ WEFT_PACKAGES=(build-essential meson ninja-build pkg-config clang libclang-rt-de
   libevent-dev libexpat1-dev libssl-dev libsqlite3-dev libidn-dev libcmocka-dev
   python3 python3-pytest python3-slixmpp python3-cryptography openssl valgrind profanity tmux iproute2
   dnsmasq-base prosody gnutls-bin default-jdk-headless jabberd2 libpq-dev postgresql-15
-  ejabberd debhelper dpkg-dev fakeroot chromium)
+  ejabberd erlang-p1-pgsql debhelper dpkg-dev fakeroot chromium)
 missing=()
 for p in "${WEFT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -13,15 +13,14 @@
  * stored through storage_user_create/set_keys. 0, or -1 when the password is
  * empty or not acceptable (out untouched). The caller frees both. */
 int sm_account_keys(const char *password, char **sha256, char **sha1);
+/* done(rc, arg) gets 0, 1 if there is no such account, -1 on a storage
+ * error, once storage answered (at once on SQLite, later on PostgreSQL). */
+typedef void (*sm_account_fn)(int rc, void *arg);
 /* Ends the user's sessions (c2s closes the streams with reason), runs the
- * user_delete hooks and removes the account: 0, 1 if there is no such
- * account, -1 on a storage error. */
-int sm_account_remove(const char *bare, const char *reason);
-/* 1 if the account is disabled, 0 if not (or unreadable). */
-int sm_account_disabled(const char *bare);
-/* Sets or clears the flag; disabling ends the user's sessions. 0, 1 if there
- * is no such account, -1 on a storage error. */
-int sm_account_set_disabled(const char *bare, int disabled);
+ * user_delete hooks and removes the account. */
+void sm_account_remove(const char *bare, const char *reason, sm_account_fn done, void *arg);
+/* Sets or clears the flag; disabling ends the user's sessions. */
+void sm_account_set_disabled(const char *bare, int disabled, sm_account_fn done, void *arg);
 /* Ends every session of the user (c2s closes the streams with reason);
  * returns how many ended. */
 int sm_account_end_sessions(const char *bare, const char *reason);

@@ -8,7 +8,10 @@
  * Invariants: the user is a prepared bare JID of the domain this sm serves;
  * keys are stored only after scram_keys_parse accepted them and only under the
  * attribute of their own hash; an answer goes out only after the storage
- * write it reports has returned (committed). Keys never appear in a log line.
+ * write it reports has completed (committed): requests use storage's
+ * asynchronous form and answer from its callback (at once on SQLite, later
+ * on PostgreSQL), and the router gets the request's acknowledgement after
+ * the answer (store.h). Keys never appear in a log line.
  *
  * Trust: a request is believed to come from a c2s because the router let it
  * through; the router's ACL is what keeps other components from sending one. */
@@ -21,6 +24,7 @@
 #include "log.h"
 #include "sasl.h"
 #include "module_run.h"
+#include "store.h"
 
 #define SCRAM_ITERATIONS 4096
 #define COLL_ACCOUNT "account"
@@ -68,26 +72,81 @@ static int authreg_keys_ok(const xml_node_t *req, const char **sha256, const cha
     return ok;
 }
 
-static void authreg_get(const xml_node_t *req, const char *bare)
+/* An authreg request waiting for storage: the request copied, its answer
+ * sent from the callback (at once on SQLite). */
+typedef struct areq {
+    xml_node_t *req;
+    char *bare, *c2s;
+    char *sha256, *sha1;     /* get: the keys read */
+    sm_ack_t *ack;           /* the request is acknowledged once answered */
+} areq_t;
+
+static areq_t *areq_new(const xml_node_t *req, const char *bare, const char *c2s)
 {
-    char *sha256, *sha1;
-    int rc = storage_user_get(sm_storage, bare, &sha256, &sha1);
-    if (rc != 0) {
-        authreg_error(req, rc > 0 ? "item-not-found" : "internal-server-error");
-        return;
-    }
+    areq_t *a = xcalloc(1, sizeof *a);
+    a->req = xml_copy(req);
+    a->bare = xstrdup(bare);
+    a->c2s = c2s ? xstrdup(c2s) : NULL;
+    a->ack = sm_ack_take();
+    return a;
+}
+
+static void areq_free(areq_t *a)
+{
+    xml_free(a->req);
+    free(a->bare);
+    free(a->c2s);
+    free(a->sha256);
+    free(a->sha1);
+    sm_ack_drop(a->ack);
+    free(a);
+}
+
+/* c2s refuses a disabled account only once the password is proven, so the
+ * flag tells nothing to someone who does not know it. */
+static void get_disabled(storage_res_t *res, void *arg)
+{
+    areq_t *a = arg;
     xml_node_t *ans = authreg_answer("result");
-    xml_attr_set(ans, "sha256", sha256);
-    xml_attr_set(ans, "sha1", sha1);
-    /* c2s refuses a disabled account only once the password is proven, so
-     * the flag tells nothing to someone who does not know it. */
-    if (sm_account_disabled(bare)) {
-        log_notice("sm: event=login-disabled-account user=%s", bare);
+    xml_attr_set(ans, "sha256", a->sha256);
+    xml_attr_set(ans, "sha1", a->sha1);
+    if (res->status == 0) {
+        log_notice("sm: event=login-disabled-account user=%s", a->bare);
         xml_attr_set(ans, "disabled", "true");
     }
-    authreg_reply(req, ans);
-    free(sha256);
-    free(sha1);
+    authreg_reply(a->req, ans);
+    areq_free(a);
+}
+
+static void get_keys(storage_res_t *res, void *arg)
+{
+    areq_t *a = arg;
+    if (res->status != 0) {
+        authreg_error(a->req, res->status > 0 ? "item-not-found" : "internal-server-error");
+        areq_free(a);
+        return;
+    }
+    a->sha256 = res->sha256;
+    a->sha1 = res->sha1;
+    res->sha256 = res->sha1 = NULL;          /* kept (storage.h) */
+    storage_get_async(sm_storage, a->bare, COLL_ACCOUNT, "disabled", get_disabled, a);
+}
+
+static void authreg_get(const xml_node_t *req, const char *bare)
+{
+    storage_user_get_async(sm_storage, bare, get_keys, areq_new(req, bare, NULL));
+}
+
+static void register_done(storage_res_t *res, void *arg)
+{
+    areq_t *a = arg;
+    if (res->status != 0)
+        authreg_error(a->req, res->status > 0 ? "conflict" : "internal-server-error");
+    else {
+        log_notice("sm: event=account-created user=%s c2s=%s", a->bare, a->c2s);
+        authreg_reply(a->req, authreg_answer("result"));
+    }
+    areq_free(a);
 }
 
 static void authreg_register(const xml_node_t *req, const char *bare, const char *c2s)
@@ -98,13 +157,19 @@ static void authreg_register(const xml_node_t *req, const char *bare, const char
         authreg_error(req, "bad-request");
         return;
     }
-    int rc = storage_user_create(sm_storage, bare, sha256, sha1);
-    if (rc != 0) {
-        authreg_error(req, rc > 0 ? "conflict" : "internal-server-error");
-        return;
+    storage_user_create_async(sm_storage, bare, sha256, sha1, register_done, areq_new(req, bare, c2s));
+}
+
+static void password_done(storage_res_t *res, void *arg)
+{
+    areq_t *a = arg;
+    if (res->status != 0)
+        authreg_error(a->req, res->status > 0 ? "item-not-found" : "internal-server-error");
+    else {
+        log_notice("sm: event=password-changed user=%s c2s=%s", a->bare, a->c2s);
+        authreg_reply(a->req, authreg_answer("result"));
     }
-    log_notice("sm: event=account-created user=%s c2s=%s", bare, c2s);
-    authreg_reply(req, authreg_answer("result"));
+    areq_free(a);
 }
 
 static void authreg_password(const xml_node_t *req, const char *bare, const char *c2s)
@@ -117,13 +182,7 @@ static void authreg_password(const xml_node_t *req, const char *bare, const char
     }
     /* Both keys are replaced (an absent one is cleared): the old password
      * must not keep working through the other hash. */
-    int rc = storage_user_set_keys(sm_storage, bare, sha256, sha1);
-    if (rc != 0) {
-        authreg_error(req, rc > 0 ? "item-not-found" : "internal-server-error");
-        return;
-    }
-    log_notice("sm: event=password-changed user=%s c2s=%s", bare, c2s);
-    authreg_reply(req, authreg_answer("result"));
+    storage_user_set_keys_async(sm_storage, bare, sha256, sha1, password_done, areq_new(req, bare, c2s));
 }
 
 /* Ends every session of the user, looking the user up again after each end:
@@ -145,45 +204,96 @@ int sm_account_end_sessions(const char *bare, const char *reason)
     return ended;
 }
 
+/* An account operation waiting for storage (sm_account_remove, _set_disabled). */
+typedef struct aop {
+    char *bare, *reason;
+    int disabled;
+    sm_account_fn done;
+    void *arg;
+    sm_user_t *held;
+    sm_ack_t *ack;
+} aop_t;
+
+static aop_t *aop_new(const char *bare, const char *reason, sm_account_fn done, void *arg)
+{
+    aop_t *op = xcalloc(1, sizeof *op);
+    op->bare = xstrdup(bare);
+    op->reason = reason ? xstrdup(reason) : NULL;
+    op->done = done;
+    op->arg = arg;
+    op->ack = sm_ack_take();
+    return op;
+}
+
+static void aop_end(aop_t *op, int rc)
+{
+    if (op->done)
+        op->done(rc, op->arg);
+    if (op->held)
+        sm_user_release(op->held);
+    sm_ack_drop(op->ack);
+    free(op->bare);
+    free(op->reason);
+    free(op);
+}
+
+static void remove_done(storage_res_t *res, void *arg)
+{
+    aop_t *op = arg;
+    if (res->status == 0 && op->held)
+        sm_user_unload(op->held);            /* what waited finds no account */
+    aop_end(op, res->status < 0 ? -1 : res->status);
+}
+
 /* Order: sessions end first (their unavailable presence still reaches the
  * contacts, which needs the roster), then the modules forget the user
  * (user_delete hooks), then the account and every record it owns go in one
- * storage transaction. */
-int sm_account_remove(const char *bare, const char *reason)
+ * storage transaction; the user is held until then. */
+static void remove_user(sm_user_t *u, void *arg)
 {
-    int exists = storage_user_exists(sm_storage, bare);
-    if (exists != 1)
-        return exists == 0 ? 1 : -1;
-    sm_account_end_sessions(bare, reason);
-    sm_user_t *u = sm_user_get(bare);
-    if (!u)
-        u = sm_user_load(bare);
-    if (u)
-        sm_run_user_delete(u);
-    return storage_user_delete(sm_storage, bare) < 0 ? -1 : 0;
+    aop_t *op = arg;
+    if (!u) {
+        aop_end(op, 1);
+        return;
+    }
+    sm_account_end_sessions(op->bare, op->reason);
+    sm_user_hold(u);
+    op->held = u;
+    sm_run_user_delete(u);
+    storage_user_delete_async(sm_storage, op->bare, remove_done, op);
 }
 
-int sm_account_disabled(const char *bare)
+void sm_account_remove(const char *bare, const char *reason, sm_account_fn done, void *arg)
 {
-    char *v = NULL;
-    size_t len = 0;
-    int r = storage_get(sm_storage, bare, COLL_ACCOUNT, "disabled", &v, &len);
-    free(v);
-    return r == 0;
+    sm_user_with(bare, remove_user, aop_new(bare, reason, done, arg));
 }
 
-int sm_account_set_disabled(const char *bare, int disabled)
+static void disabled_done(storage_res_t *res, void *arg)
 {
-    int exists = storage_user_exists(sm_storage, bare);
-    if (exists != 1)
-        return exists == 0 ? 1 : -1;
-    int r = disabled ? storage_put(sm_storage, bare, COLL_ACCOUNT, "disabled", "1", 1)
-                     : storage_del(sm_storage, bare, COLL_ACCOUNT, "disabled");
-    if (r < 0)
-        return -1;
-    if (disabled)
-        sm_account_end_sessions(bare, "not-authorized");
-    return 0;
+    aop_t *op = arg;
+    if (res->status >= 0 && op->disabled)
+        sm_account_end_sessions(op->bare, "not-authorized");
+    aop_end(op, res->status < 0 ? -1 : 0);
+}
+
+static void disable_user(sm_user_t *u, void *arg)
+{
+    aop_t *op = arg;
+    if (!u) {
+        aop_end(op, 1);
+        return;
+    }
+    if (op->disabled)
+        storage_put_async(sm_storage, op->bare, COLL_ACCOUNT, "disabled", "1", 1, disabled_done, op);
+    else
+        storage_del_async(sm_storage, op->bare, COLL_ACCOUNT, "disabled", disabled_done, op);
+}
+
+void sm_account_set_disabled(const char *bare, int disabled, sm_account_fn done, void *arg)
+{
+    aop_t *op = aop_new(bare, NULL, done, arg);
+    op->disabled = disabled;
+    sm_user_with(bare, disable_user, op);
 }
 
 int sm_account_keys(const char *password, char **sha256, char **sha1)
@@ -215,15 +325,21 @@ int sm_account_keys(const char *password, char **sha256, char **sha1)
     return 0;
 }
 
+static void removed(int rc, void *arg)
+{
+    areq_t *a = arg;
+    if (rc != 0)
+        authreg_error(a->req, rc > 0 ? "item-not-found" : "internal-server-error");
+    else {
+        log_notice("sm: event=account-removed user=%s c2s=%s", a->bare, a->c2s);
+        authreg_reply(a->req, authreg_answer("result"));
+    }
+    areq_free(a);
+}
+
 static void authreg_remove(const xml_node_t *req, const char *bare, const char *c2s)
 {
-    int rc = sm_account_remove(bare, "not-authorized");
-    if (rc != 0) {
-        authreg_error(req, rc > 0 ? "item-not-found" : "internal-server-error");
-        return;
-    }
-    log_notice("sm: event=account-removed user=%s c2s=%s", bare, c2s);
-    authreg_reply(req, authreg_answer("result"));
+    sm_account_remove(bare, "not-authorized", removed, areq_new(req, bare, c2s));
 }
 
 void sm_authreg_handle(xml_node_t *req)

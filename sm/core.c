@@ -9,14 +9,19 @@
  * gets and sets for the domain or an account go to the IQ registry (iq.c),
  * a message no session took runs the undelivered hooks, and if no module
  * handled a stanza, the default rule here applies (docs/sm.md has the table).
- * While a user is held by a deferred IQ request, its stanzas wait on its
- * user_ent_t in arrival order.
+ * While a user is held (its account check in storage, the modules' loads of
+ * its data, a deferred IQ request, a module's write), its stanzas, session
+ * starts and ends wait on its user_ent_t in arrival order. Storage is only
+ * used asynchronously: on SQLite the answers come inside the call, on
+ * PostgreSQL later from the loop; both orders are the same. Whatever waits
+ * carries the acknowledgement of the router element it came from (store.h).
  *
  * Invariants: a session is on its user's list and in the index from start to
  * end; stanzas for local users owned by this instance are processed from a
  * FIFO drained by an event on the loop (never recursively inside the caller),
  * so handlers never see a session list change under them because of sm_send. */
 #include "module_run.h"
+#include "store.h"
 #include "comp_proto.h"
 #include "log.h"
 #include "stanza_check.h"
@@ -32,15 +37,25 @@
 typedef struct qitem {
     xml_node_t *st;             /* NULL: the session (c2s, sid) ended */
     char *c2s, *sid;            /* set: sent by that session; NULL: inbound */
+    sm_user_fn fn;              /* set: a call waiting for the user (sm_user_with) */
+    void *arg;
+    sm_ack_t *ack;              /* the router element it came from (store.h) */
     struct qitem *next;
 } qitem_t;
 
+/* A user in memory. Its account is checked in storage (asynchronously)
+ * when it is first needed and again whenever it has no session (weftctl may
+ * have removed it meanwhile); the check holds the user, so what arrives
+ * meanwhile waits in order. loaded: the user_load hooks ran (they may hold
+ * the user while modules load its data); absent: the last check found no
+ * account (freed by the cron once nothing waits). */
 typedef struct user_ent {
     sm_user_t u;                /* first: a sm_user_t* is a user_ent_t* */
     double idle_since;          /* when the last session ended (or load time) */
-    unsigned holds;             /* deferred IQ requests not answered yet */
+    unsigned holds;             /* account check, deferred IQs, modules' loads */
     qitem_t *held, **held_tail; /* stanzas waiting for the holds to go */
     int draining;
+    int checking, loaded, absent;
 } user_ent_t;
 
 typedef struct sess_ent {
@@ -51,6 +66,7 @@ typedef struct sess_ent {
 
 typedef struct pending {
     xml_node_t *route;          /* owned copy of the {S}route */
+    sm_ack_t *ack;
     char *c2s, *sid;
     double at;
     struct pending *next;
@@ -93,16 +109,9 @@ sm_user_t *sm_user_get(const char *bare)
     return NULL;
 }
 
-int sm_user_exists(const char *bare)
-{
-    int r = storage_user_exists(sm_storage, bare);
-    if (r < 0)
-        log_warn("event=user-exists result=error user=%s", bare);
-    return r == 1;
-}
-
 static void qitem_free(qitem_t *q)
 {
+    sm_ack_drop(q->ack);
     xml_free(q->st);
     free(q->c2s);
     free(q->sid);
@@ -128,33 +137,60 @@ static void user_free(sm_user_t *u)
     free(u);
 }
 
-/* A cached user without sessions may have lost its account meanwhile (removal
- * ends every session first): check again before handing it out. */
-sm_user_t *sm_user_load(const char *bare)
+static void user_checked(storage_res_t *res, void *arg)
 {
-    sm_user_t *u = sm_user_get(bare);
-    if (u) {
-        if (!u->sessions && !sm_user_exists(bare)) {
-            user_free(u);
-            return NULL;
-        }
-        if (!u->sessions)
-            ((user_ent_t *)u)->idle_since = daemon_now();
-        return u;
+    user_ent_t *e = arg;
+    sm_user_t *u = &e->u;
+    e->checking = 0;
+    if (res->status < 0)
+        log_warn("event=user-exists result=error user=%s", u->bare);
+    int exists = res->status == 0 && res->n == 1;
+    e->absent = !exists;
+    if (!exists && e->loaded) {
+        sm_run_user_free(u);              /* removed behind our back: forget its data */
+        e->loaded = 0;
     }
-    if (!sm_user_exists(bare))
-        return NULL;
-    user_ent_t *e = xcalloc(1, sizeof *e);
-    e->idle_since = daemon_now();
-    u = &e->u;
-    u->bare = xstrdup(bare);
-    unsigned h = hash2(bare, NULL) % USER_BUCKETS;
-    u->next = users[h];
-    users[h] = u;
-    nusers++;
-    log_debug("event=user-loaded user=%s", bare);
-    sm_run_user_load(u);
-    return u;
+    if (exists && !e->loaded) {
+        e->loaded = 1;
+        log_debug("event=user-loaded user=%s", u->bare);
+        sm_run_user_load(u);              /* modules may hold u while they load */
+    }
+    sm_user_release(u);
+}
+
+/* The user's entry, its account (re)checked when it has no session or was
+ * never loaded. The check holds the user until storage answers: at once on
+ * SQLite (inside this call), later on PostgreSQL. */
+static user_ent_t *user_check(const char *bare)
+{
+    user_ent_t *e = (user_ent_t *)sm_user_get(bare);
+    if (!e) {
+        e = xcalloc(1, sizeof *e);
+        e->idle_since = daemon_now();
+        e->u.bare = xstrdup(bare);
+        unsigned h = hash2(bare, NULL) % USER_BUCKETS;
+        e->u.next = users[h];
+        users[h] = &e->u;
+        nusers++;
+    } else if (e->u.sessions && e->loaded) {
+        return e;
+    }
+    if (!e->u.sessions)
+        e->idle_since = daemon_now();
+    if (!e->checking) {
+        e->checking = 1;
+        sm_user_hold(&e->u);
+        storage_user_exists_async(sm_storage, bare, user_checked, e);
+    }
+    return e;
+}
+
+void sm_user_unload(sm_user_t *u)
+{
+    user_ent_t *e = (user_ent_t *)u;
+    sm_run_user_free(u);
+    e->loaded = 0;
+    e->absent = 1;
 }
 
 void sm_send_raw_element(xml_node_t *el)
@@ -277,6 +313,8 @@ void sm_sess_end(sm_sess_t *s, int notify_c2s, const char *reason)
     sess_free(e);
 }
 
+static void starting_cancel(const char *c2s);
+
 /* Ends every session of a c2s instance that went away. Sids are copied first:
  * a hook run by one end must not leave us holding a freed session. */
 void sm_c2s_down(const char *instance)
@@ -291,6 +329,7 @@ void sm_c2s_down(const char *instance)
             }
     if (n)
         log_notice("event=c2s-lost c2s=%s sessions=%zu", instance, n);
+    starting_cancel(instance);
     for (size_t i = 0; i < n; i++) {
         sess_ent_t *e = sess_lookup(instance, sids[i]);
         if (e)
@@ -314,7 +353,9 @@ static void q_drain(evutil_socket_t fd, short what, void *arg)
         if (!q_head)
             q_tail = NULL;
         q_len--;
+        sm_ack_t *prev = sm_ack_swap(q->ack);
         sm_inbound(q->st);
+        sm_ack_swap(prev);
         qitem_free(q);
     }
 }
@@ -327,6 +368,7 @@ static void q_push(const xml_node_t *st)
     }
     qitem_t *q = xcalloc(1, sizeof *q);
     q->st = xml_copy(st);
+    q->ack = sm_ack_take();
     if (q_tail)
         q_tail->next = q;
     else
@@ -434,6 +476,7 @@ static int hold_push(sm_user_t *u, const xml_node_t *st, const char *c2s, const 
     q->st = st ? xml_copy(st) : NULL;
     q->c2s = c2s ? xstrdup(c2s) : NULL;
     q->sid = sid ? xstrdup(sid) : NULL;
+    q->ack = sm_ack_take();
     if (!e->held)
         e->held_tail = &e->held;
     *e->held_tail = q;
@@ -445,6 +488,31 @@ void sm_user_hold(sm_user_t *u)
 {
     ((user_ent_t *)u)->holds++;
 }
+
+/* Queues a call behind u's holds (as hold_push does a stanza). */
+static int hold_push_call(user_ent_t *e, sm_user_fn fn, void *arg)
+{
+    if (!e->holds && (!e->held || e->draining))
+        return 0;
+    qitem_t *q = xcalloc(1, sizeof *q);
+    q->fn = fn;
+    q->arg = arg;
+    q->ack = sm_ack_take();
+    if (!e->held)
+        e->held_tail = &e->held;
+    *e->held_tail = q;
+    e->held_tail = &q->next;
+    return 1;
+}
+
+void sm_user_with(const char *bare, sm_user_fn fn, void *arg)
+{
+    user_ent_t *e = user_check(bare);
+    if (!hold_push_call(e, fn, arg))
+        fn(e->absent ? NULL : &e->u, arg);
+}
+
+static void user_inbound(user_ent_t *e, xml_node_t *st);
 
 /* Processes what waited, in order, until a stanza holds the user again. */
 void sm_user_release(sm_user_t *u)
@@ -458,7 +526,10 @@ void sm_user_release(sm_user_t *u)
     while (!e->holds && e->held) {
         qitem_t *q = e->held;
         e->held = q->next;
-        if (q->c2s) {
+        sm_ack_t *prev = sm_ack_swap(q->ack);
+        if (q->fn) {
+            q->fn(e->absent ? NULL : u, q->arg);
+        } else if (q->c2s) {
             sess_ent_t *se = sess_lookup(q->c2s, q->sid);
             if (se && !q->st)
                 sm_sess_end(&se->s, 0, NULL);
@@ -467,8 +538,9 @@ void sm_user_release(sm_user_t *u)
             else
                 log_debug("event=held-stanza result=dropped reason=session-gone c2s=%s sid=%s", q->c2s, q->sid);
         } else {
-            sm_inbound(q->st);
+            user_inbound(e, q->st);
         }
+        sm_ack_swap(prev);
         qitem_free(q);
     }
     e->draining = 0;
@@ -563,10 +635,48 @@ static void bare_inbound(sm_user_t *u, xml_node_t *st)
     }
 }
 
+/* A stanza to a local account whose check is done: e->absent says whether
+ * the account exists (RFC 6121 8.5.1) or not (8.5.2, 8.5.3). */
+static void user_inbound(user_ent_t *e, xml_node_t *st)
+{
+    jid_t j;
+    if (jid_parse(xml_attr_get(st, "to"), &j) != JID_OK)
+        return;                               /* parsed before it was queued */
+    sm_user_t *u = &e->u;
+    const char *name = st->name, *type = xml_attr_get(st, "type");
+    if (e->absent) {
+        nouser_inbound(st, &j);
+    } else if (!j.resource) {
+        bare_inbound(u, st);
+    } else {
+        sm_sess_t *s = sm_sess_find(u, j.resource);
+        int pres = !strcmp(name, "presence");
+        if (pres && (is_subscription(type) || sm_streq(type, "probe"))) {
+            bare_inbound(u, st);              /* 8.5.3.1 / 8.5.3.2.2: as for the bare JID */
+        } else if (s) {
+            if (sm_run_in(u, s, st) != SM_HANDLED)
+                sm_deliver(s, st);
+        } else if (!strcmp(name, "message")) {
+            /* 8.5.3.2.1: chat is handled as for the bare JID; headline
+             * and error are silently ignored; normal (or an unknown
+             * type, 5.2.2) and groupchat get service-unavailable (the
+             * RFC's other choice is to ignore them: the sender had better
+             * learn that the resource it chose is gone). */
+            if (sm_streq(type, "chat"))
+                bare_inbound(u, st);
+            else if (!sm_streq(type, "headline") && !sm_streq(type, "error"))
+                sm_reply_error(st, "service-unavailable", "cancel");
+        } else if (!pres && is_get_set(type)) {
+            sm_reply_error(st, "service-unavailable", "cancel");
+        }
+    }
+    jid_clear(&j);
+}
+
 void sm_inbound(xml_node_t *st)
 {
     const char *to = xml_attr_get(st, "to");
-    const char *name = st->name, *type = xml_attr_get(st, "type");
+    const char *name = st->name;
     if (!to || !name)
         return;
     const char *bad = stanza_check(st);
@@ -587,33 +697,10 @@ void sm_inbound(xml_node_t *st)
     } else if (!j.node) {
         server_inbound(st, &j);
     } else {
-        sm_user_t *u = sm_user_load(j.bare);
-        if (!u) {
-            nouser_inbound(st, &j);
-        } else if (!j.resource) {
-            bare_inbound(u, st);
-        } else {
-            sm_sess_t *s = sm_sess_find(u, j.resource);
-            int pres = !strcmp(name, "presence");
-            if (pres && (is_subscription(type) || sm_streq(type, "probe"))) {
-                bare_inbound(u, st);          /* 8.5.3.1 / 8.5.3.2.2: as for the bare JID */
-            } else if (s) {
-                if (sm_run_in(u, s, st) != SM_HANDLED)
-                    sm_deliver(s, st);
-            } else if (!strcmp(name, "message")) {
-                /* 8.5.3.2.1: chat is handled as for the bare JID; headline
-                 * and error are silently ignored; normal (or an unknown
-                 * type, 5.2.2) and groupchat get service-unavailable (the
-                 * RFC's other choice is to ignore them: the sender had better
-                 * learn that the resource it chose is gone). */
-                if (sm_streq(type, "chat"))
-                    bare_inbound(u, st);
-                else if (!sm_streq(type, "headline") && !sm_streq(type, "error"))
-                    sm_reply_error(st, "service-unavailable", "cancel");
-            } else if (!pres && is_get_set(type)) {
-                sm_reply_error(st, "service-unavailable", "cancel");
-            }
-        }
+        /* The account check may answer later: then st waits behind it. */
+        user_ent_t *e = user_check(j.bare);
+        if (!hold_push(&e->u, st, NULL, NULL))
+            user_inbound(e, st);
     }
     jid_clear(&j);
 }
@@ -681,6 +768,35 @@ static void sess_out(sm_sess_t *s, xml_node_t *st)
 
 static void pending_replay(sess_ent_t *e);
 
+/* Session starts waiting for their account check (sm_user_with): an end or a
+ * lost c2s must find them. */
+typedef struct starting {
+    xml_node_t *el;
+    char *c2s, *sid;
+    jid_t j;
+    int resync, cancelled;
+    struct starting *next;
+} starting_t;
+static starting_t *starting;
+
+static starting_t *starting_find(const char *c2s, const char *sid)
+{
+    for (starting_t *st = starting; st; st = st->next)
+        if (sm_streq(st->c2s, c2s) && sm_streq(st->sid, sid))
+            return st;
+    return NULL;
+}
+
+static void starting_cancel(const char *c2s)
+{
+    for (starting_t *st = starting; st; st = st->next)
+        if (!strcmp(st->c2s, c2s))
+            st->cancelled = 1;
+}
+
+static void sess_start_user(sm_user_t *u, void *arg);
+static void sess_create(sm_user_t *u, xml_node_t *el, const char *c2s, const char *sid, jid_t *jp, int is_resync);
+
 static void sess_start(xml_node_t *el)
 {
     const char *c2s = xml_attr_get(el, "from");
@@ -718,13 +834,59 @@ static void sess_start(xml_node_t *el)
         jid_clear(&j);
         return;
     }
-    sm_user_t *u = sm_user_load(j.bare);
-    if (!u) {
-        log_warn("event=session-failed reason=no-account jid=%s c2s=%s", jid, c2s);
-        send_session_el("failed", c2s, sid, jid, "not-allowed");
+    if (starting_find(c2s, sid)) {
+        log_debug("event=session-start result=already-starting c2s=%s sid=%s", c2s, sid);
         jid_clear(&j);
         return;
     }
+    starting_t *st = xcalloc(1, sizeof *st);
+    st->el = xml_copy(el);
+    st->c2s = xstrdup(c2s);
+    st->sid = xstrdup(sid);
+    st->j = j;                                /* takes the parsed strings */
+    st->resync = is_resync;
+    st->next = starting;
+    starting = st;
+    char *bare = xstrdup(j.bare);
+    sm_user_with(bare, sess_start_user, st);  /* once the account is checked and loaded */
+    free(bare);
+}
+
+/* The second half of a session start: u is the checked account (NULL: none). */
+static void sess_start_user(sm_user_t *u, void *arg)
+{
+    starting_t *st = arg;
+    for (starting_t **pp = &starting; *pp; pp = &(*pp)->next) {
+        if (*pp == st) {
+            *pp = st->next;
+            break;
+        }
+    }
+    const char *c2s = st->c2s, *sid = st->sid, *jid = st->j.full;
+    int is_resync = st->resync;
+    if (st->cancelled) {
+        log_info("event=session-failed reason=c2s-lost jid=%s c2s=%s", jid, c2s);
+    } else if (!u) {
+        log_warn("event=session-failed reason=no-account jid=%s c2s=%s", jid, c2s);
+        send_session_el("failed", c2s, sid, jid, "not-allowed");
+    } else if (sess_lookup(c2s, sid)) {
+        send_session_el("started", c2s, sid, jid, NULL);
+    } else {
+        sess_create(u, st->el, c2s, sid, &st->j, is_resync);
+    }
+    jid_clear(&st->j);
+    xml_free(st->el);
+    free(st->c2s);
+    free(st->sid);
+    free(st);
+}
+
+static void sess_create(sm_user_t *u, xml_node_t *el, const char *c2s, const char *sid, jid_t *jp, int is_resync)
+{
+    const char *jid = jp->full;
+    jid_t j = *jp;
+    memset(jp, 0, sizeof *jp);                /* the session takes the strings */
+    sess_ent_t *e;
     sm_sess_t *old = sm_sess_find(u, j.resource);
     /* sessions.conflict: by default the new session wins (the old one gets
      * the conflict stream error); "refuse" keeps the old one instead. A resync
@@ -777,6 +939,8 @@ void sm_session_control(xml_node_t *el)
             ;                                 /* ends after what the session sent before */
         else if (e)
             sm_sess_end(&e->s, 0, NULL);
+        else if (starting_find(c2s, sid))
+            starting_find(c2s, sid)->cancelled = 1;   /* ended before it started */
         else
             log_debug("event=session-end result=unknown c2s=%s sid=%s", c2s ? c2s : "-", sid ? sid : "-");
     } else if (sm_streq(type, "hibernated") || sm_streq(type, "resumed")) {
@@ -812,6 +976,7 @@ static void pending_add(xml_node_t *route, const char *c2s, const char *sid)
     }
     pending_t *p = xcalloc(1, sizeof *p);
     p->route = xml_copy(route);
+    p->ack = sm_ack_take();
     p->c2s = xstrdup(c2s);
     p->sid = xstrdup(sid);
     p->at = daemon_now();
@@ -830,6 +995,7 @@ static void pending_fix_tail(void)
 
 static void pending_free(pending_t *p)
 {
+    sm_ack_drop(p->ack);
     xml_free(p->route);
     free(p->c2s);
     free(p->sid);
@@ -855,7 +1021,9 @@ static void pending_replay(sess_ent_t *e)
     while (mine) {
         pending_t *p = mine;
         mine = p->next;
+        sm_ack_t *prev = sm_ack_swap(p->ack);
         sm_route_in(p->route);
+        sm_ack_swap(prev);
         pending_free(p);
     }
 }
@@ -924,15 +1092,18 @@ void sm_core_cron(double now)
         for (sm_user_t *u = users[b], *next; u; u = next) {
             next = u->next;
             user_ent_t *e = (user_ent_t *)u;
-            if (!u->sessions && !e->holds && !e->held && now - e->idle_since > USER_IDLE)
+            if (!u->sessions && !e->holds && !e->held && (e->absent || now - e->idle_since > USER_IDLE))
                 user_free(u);
         }
     }
 }
 
-/* At exit: free everything without broadcasting (c2s will resync). */
+/* At exit: free everything without broadcasting (c2s will resync). What
+ * storage still has in flight finishes first: its callbacks hold users. */
 void sm_core_free(void)
 {
+    if (sm_storage)
+        storage_drain(sm_storage);
     while (q_head) {
         qitem_t *q = q_head;
         q_head = q->next;

@@ -14,6 +14,7 @@
  * (with the iq) and its user is held (core.c queues that user's stanzas)
  * until sm_iq_reply / sm_iq_error ends it. */
 #include "module_run.h"
+#include "store.h"
 #include "log.h"
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@ typedef struct req_ent {
     int deferred;                /* on the heap, owns iq and from_bare */
     sm_user_t *held;             /* the user held while deferred */
     char *c2s, *sid;             /* deferred: the asking session, looked up again to answer */
+    sm_ack_t *ack;               /* deferred: the router element is acknowledged after the answer */
 } req_ent_t;
 
 static const reg_t *lookup(const char *ns, unsigned where)
@@ -86,6 +88,7 @@ static void req_end(req_ent_t *e)
     if (!e->deferred)
         return;
     sm_user_t *held = e->held;
+    sm_ack_t *ack = e->ack;
     xml_free(e->req.iq);
     free((char *)e->req.from_bare);
     free(e->c2s);
@@ -93,6 +96,7 @@ static void req_end(req_ent_t *e)
     free(e);
     if (held)
         sm_user_release(held);       /* may process queued stanzas: e is gone already */
+    sm_ack_drop(ack);
 }
 
 void sm_iq_reply(sm_iq_t *req, xml_node_t *payload)
@@ -139,6 +143,7 @@ sm_iq_t *sm_iq_defer(sm_iq_t *req)
         h->c2s = xstrdup(req->sess->c2s);
         h->sid = xstrdup(req->sess->sid);
     }
+    h->ack = sm_ack_take();
     h->held = req->user ? req->user : (req->sess ? req->sess->user : NULL);
     if (h->held)
         sm_user_hold(h->held);

@@ -7,6 +7,7 @@
  * instance owns (the router's rendezvous hash, docs/component-protocol.md
  * 8.2). */
 #include "sm.h"
+#include "store.h"
 #include "comp_client.h"
 #include "comp_proto.h"
 #include "log.h"
@@ -81,9 +82,18 @@ static int is_stanza_name(const char *n)
     return !strcmp(n, "message") || !strcmp(n, "presence") || !strcmp(n, "iq");
 }
 
+/* An element is acknowledged to the router once its processing and the
+ * writes it caused are done (store.h): sm_ack_enter/leave around it. */
+static void ack_done(unsigned long long token)
+{
+    if (link_)
+        comp_client_done(link_, token);
+}
+
 static void on_stanza(void *ctx, xml_node_t *st)
 {
     (void)ctx;
+    sm_ack_enter(comp_client_in_token(link_));
     const char *ns = st->ns ? st->ns : "";
     if (!strcmp(ns, SM_NS_SESSION) && !strcmp(st->name, "session")) {
         sm_session_control(st);
@@ -100,6 +110,7 @@ static void on_stanza(void *ctx, xml_node_t *st)
                  from ? from : "-");
     }
     xml_free(st);
+    sm_ack_leave();
 }
 
 static void on_name(void *ctx, const char *name, const char *instance, int up)
@@ -144,15 +155,8 @@ static int sm_start(struct event_base *base, void *config)
         log_error("event=start reason=storage error=\"%s\"", err);
         return -1;
     }
-    /* The modules still call storage's blocking form, which on a network
-     * database would run the loop from inside a stanza handler: refused until
-     * they use the asynchronous form (docs/storage.md, "The sm"). */
-    if (storage_is_async(sm_storage)) {
-        log_error("event=start reason=storage driver=%s error=\"weft-sm does not run on this "
-                  "driver yet: its modules use blocking storage calls; use sqlite\"",
-                  storage_driver_name(sm_storage));
-        return -1;
-    }
+    log_info("event=storage driver=%s", storage_driver_name(sm_storage));
+    sm_ack_init(ack_done);
     storage_set_cache(sm_storage, sm_config->database_cache);
     sm_core_init(base);
     /* Before the modules: admin's session hooks must run first. */
@@ -171,6 +175,7 @@ static int sm_start(struct event_base *base, void *config)
         .tls_ca = sm_config->tls_ca && *sm_config->tls_ca ? sm_config->tls_ca : NULL,
         .tls_verify = 1,
         .max_buffer = sm_config->max_buffer,
+        .manual_ack = 1,   /* once processed and stored (store.h) */
     };
     static const comp_client_cb_t cb = {
         .on_ready = on_ready,

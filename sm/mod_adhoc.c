@@ -229,6 +229,17 @@ static xml_node_t *answer(const char *node, const char *sid, const char *status)
     return c;
 }
 
+/* A stage that answers later (adhoc_defer). */
+struct adhoc_later {
+    adhoc_out_t out;
+    int finished;              /* finished before the stage returned */
+    sm_iq_t *req;              /* deferred request */
+    const adhoc_cmd_t *cmd;
+    char *owner, *sid;
+};
+
+static void cmd_result(sm_iq_t *req, const adhoc_cmd_t *c, const char *owner, adhoc_sess_t *s, adhoc_out_t *o);
+
 static void cmd_set(sm_iq_t *req)
 {
     const xml_node_t *p = req->payload;
@@ -284,6 +295,50 @@ static void cmd_set(sm_iq_t *req)
         req->sess = sm_sess_lookup(c2s, ssid);
     free(c2s);
     free(ssid);
+    adhoc_later_t *l = out.later;
+    if (l && !l->finished) {                  /* answered by adhoc_finish */
+        l->req = sm_iq_defer(req);
+        l->cmd = c;
+        l->owner = xstrdup(owner);
+        l->sid = s ? xstrdup(s->id) : NULL;
+        return;
+    }
+    if (l) {
+        out = l->out;
+        free(l);
+    }
+    cmd_result(req, c, owner, s, &out);
+}
+
+adhoc_later_t *adhoc_defer(adhoc_out_t *out)
+{
+    out->later = xcalloc(1, sizeof *out->later);
+    return out->later;
+}
+
+adhoc_out_t *adhoc_later_out(adhoc_later_t *l)
+{
+    return &l->out;
+}
+
+void adhoc_finish(adhoc_later_t *l)
+{
+    if (!l->req) {
+        l->finished = 1;                      /* cmd_set answers when the stage returns */
+        return;
+    }
+    adhoc_sess_t *s = l->sid ? sess_find(l->sid, l->owner) : NULL;
+    cmd_result(l->req, l->cmd, l->owner, s, &l->out);
+    free(l->owner);
+    free(l->sid);
+    free(l);
+}
+
+/* The answer to a stage whose command filled out. */
+static void cmd_result(sm_iq_t *req, const adhoc_cmd_t *c, const char *owner, adhoc_sess_t *s, adhoc_out_t *o)
+{
+    adhoc_out_t out = *o;
+    const char *node = c->node;
     if (out.error) {
         xml_free(out.form);
         log_info("event=adhoc-error node=%s from=%s condition=%s reason=\"%s\"", node, req->from_bare,

@@ -16,15 +16,26 @@
 #define NS_COMMANDS "http://jabber.org/protocol/commands"
 #define NS_XDATA "jabber:x:data"
 
+typedef struct adhoc_later adhoc_later_t;
 typedef struct adhoc_out {
     xml_node_t *form;          /* owned by the call once set */
     int done;                  /* completed (else: executing, form shown) */
     const char *note;          /* info note of a completed command, or NULL */
     const char *error;         /* stanza error condition (type modify), or NULL */
     const char *error_text;    /* why, for the log line (static), or NULL */
+    adhoc_later_t *later;      /* set by adhoc_defer */
 } adhoc_out_t;
 
 typedef void (*adhoc_fn)(const char *from_bare, const xml_node_t *submitted, adhoc_out_t *out);
+
+/* A stage that must wait (asynchronous storage) calls adhoc_defer(out)
+ * before it returns, and later fills adhoc_later_out(l) and calls
+ * adhoc_finish(l), which answers the request (the registry defers it with
+ * sm_iq_defer). finish may come before the stage returns (SQLite). The note
+ * must then stay valid until finish returns. */
+adhoc_later_t *adhoc_defer(adhoc_out_t *out);
+adhoc_out_t *adhoc_later_out(adhoc_later_t *l);
+void adhoc_finish(adhoc_later_t *l);
 
 /* Adds a command (node and name are static strings). Call from init. */
 void adhoc_register(const char *node, const char *name, int admin_only, adhoc_fn fn);

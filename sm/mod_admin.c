@@ -30,6 +30,7 @@
 #include "mod_adhoc.h"
 #include "mod_roster.h"
 #include "module.h"
+#include "store.h"
 #include "log.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,11 +69,35 @@ static int local_jid(const char *s, jid_t *j, int full_ok)
     return 0;
 }
 
+/* A command's work on several accounts, each finished by job_done (from
+ * storage's callback: at once on SQLite, later on PostgreSQL). */
+typedef struct jobs {
+    adhoc_later_t *later;
+    const char *done_fmt;
+    int ok, left;
+} jobs_t;
+
+static const char *note(const char *fmt, int n);
+
+static void job_done(int rc, void *arg)
+{
+    jobs_t *jb = arg;
+    jb->ok += rc == 0;
+    if (--jb->left)
+        return;
+    adhoc_out_t *out = adhoc_later_out(jb->later);
+    out->done = 1;
+    out->note = note(jb->done_fmt, jb->ok);
+    adhoc_finish(jb->later);
+    free(jb);
+}
+
 /* Runs fn on every JID of the jid-multi field accountjids (at most
- * ADMIN_MAX_JIDS). Returns how many fn accepted (returned 0), or -1 when the
- * field is missing or a JID is not a local account's (nothing is done then). */
-typedef int (*jid_fn)(const jid_t *j);
-static int each_jid(const xml_node_t *x, int full_ok, jid_fn fn)
+ * ADMIN_MAX_JIDS); fn calls job_done(rc, jb) once for each. Returns -1
+ * when the field is missing or a JID is not a local account's (nothing is
+ * done then), else 0. */
+typedef void (*jid_fn)(const jid_t *j, jobs_t *jb);
+static int each_jid(const xml_node_t *x, int full_ok, jid_fn fn, jobs_t *jb)
 {
     char *all = adhoc_values(x, "accountjids");
     if (!all)
@@ -108,7 +133,8 @@ static int each_jid(const xml_node_t *x, int full_ok, jid_fn fn)
         one[len] = 0;
         jid_t j;
         if (local_jid(one, &j, full_ok) == 0) {
-            n += fn(&j) == 0;
+            jb->left++;
+            fn(&j, jb);
             jid_clear(&j);
         }
     }
@@ -142,16 +168,79 @@ static void jids_command(const xml_node_t *x, adhoc_out_t *out, const char *titl
         out->form = jids_form(title, full_ok);
         return;
     }
-    int n = each_jid(x, full_ok, fn);
-    if (n < 0) {
+    jobs_t *jb = xcalloc(1, sizeof *jb);
+    jb->done_fmt = done_fmt;
+    jb->left = 1;                             /* until every job has started */
+    if (each_jid(x, full_ok, fn, jb) < 0) {
+        free(jb);
         fail(out, "bad-request", "accountjids must name accounts of this server");
         return;
     }
-    out->done = 1;
-    out->note = note(done_fmt, n);
+    jb->later = adhoc_defer(out);
+    job_done(1, jb);
 }
 
 /* --- accounts ----------------------------------------------------------------- */
+
+/* A command stage waiting for one storage request. */
+typedef struct store_op {
+    adhoc_later_t *later;
+    char *from, *bare;
+} store_op_t;
+
+static store_op_t *store_op_new(adhoc_out_t *out, const char *from, const char *bare)
+{
+    store_op_t *op = xcalloc(1, sizeof *op);
+    op->later = adhoc_defer(out);
+    op->from = xstrdup(from ? from : "-");
+    op->bare = bare ? xstrdup(bare) : NULL;
+    return op;
+}
+
+static adhoc_out_t *store_op_out(store_op_t *op)
+{
+    return adhoc_later_out(op->later);
+}
+
+static void store_op_finish(store_op_t *op)
+{
+    adhoc_finish(op->later);
+    free(op->from);
+    free(op->bare);
+    free(op);
+}
+
+static void user_created(storage_res_t *res, void *arg)
+{
+    store_op_t *op = arg;
+    adhoc_out_t *out = store_op_out(op);
+    if (res->status > 0)
+        fail(out, "conflict", "the account already exists");
+    else if (res->status < 0)
+        fail(out, "internal-server-error", NULL);
+    else {
+        log_notice("sm: event=account-created user=%s by=%s", op->bare, op->from);
+        out->done = 1;
+        out->note = "The account was created.";
+    }
+    store_op_finish(op);
+}
+
+static void keys_set(storage_res_t *res, void *arg)
+{
+    store_op_t *op = arg;
+    adhoc_out_t *out = store_op_out(op);
+    if (res->status > 0)
+        fail(out, "item-not-found", "no such account");
+    else if (res->status < 0)
+        fail(out, "internal-server-error", NULL);
+    else {
+        log_notice("sm: event=password-changed user=%s by=%s", op->bare, op->from);
+        out->done = 1;
+        out->note = "The password was changed.";
+    }
+    store_op_finish(op);
+}
 
 static void add_user(const char *from, const xml_node_t *x, adhoc_out_t *out)
 {
@@ -176,18 +265,8 @@ static void add_user(const char *from, const xml_node_t *x, adhoc_out_t *out)
         fail(out, "bad-request", "the passwords do not match");
     else if (sm_account_keys(pw, &k256, &k1) < 0)
         fail(out, "not-acceptable", "the password is empty or not acceptable (SASLprep)");
-    else {
-        int rc = storage_user_create(sm_storage, j.bare, k256, k1);
-        if (rc > 0)
-            fail(out, "conflict", "the account already exists");
-        else if (rc < 0)
-            fail(out, "internal-server-error", NULL);
-        else {
-            log_notice("sm: event=account-created user=%s by=%s", j.bare, from);
-            out->done = 1;
-            out->note = "The account was created.";
-        }
-    }
+    else
+        storage_user_create_async(sm_storage, j.bare, k256, k1, user_created, store_op_new(out, from, j.bare));
     jid_clear(&j);
     free(jid);
     free(pw);
@@ -214,18 +293,8 @@ static void change_password(const char *from, const xml_node_t *x, adhoc_out_t *
         fail(out, "bad-request", "accountjid must be a JID of this server");
     else if (sm_account_keys(pw, &k256, &k1) < 0)
         fail(out, "not-acceptable", "the password is empty or not acceptable (SASLprep)");
-    else {
-        int rc = storage_user_set_keys(sm_storage, j.bare, k256, k1);
-        if (rc > 0)
-            fail(out, "item-not-found", "no such account");
-        else if (rc < 0)
-            fail(out, "internal-server-error", NULL);
-        else {
-            log_notice("sm: event=password-changed user=%s by=%s", j.bare, from);
-            out->done = 1;
-            out->note = "The password was changed.";
-        }
-    }
+    else
+        storage_user_set_keys_async(sm_storage, j.bare, k256, k1, keys_set, store_op_new(out, from, j.bare));
     jid_clear(&j);
     free(jid);
     free(pw);
@@ -233,40 +302,58 @@ static void change_password(const char *from, const xml_node_t *x, adhoc_out_t *
     free(k1);
 }
 
-static int do_delete(const jid_t *j)
+typedef struct job {
+    jobs_t *jb;
+    char *bare;
+    const char *event;
+} job_t;
+
+static void job_end(int rc, void *arg)
 {
-    int rc = sm_account_remove(j->bare, "not-authorized");
+    job_t *jo = arg;
     if (rc == 0)
-        log_notice("sm: event=account-removed user=%s by=admin-command", j->bare);
-    return rc;
+        log_notice("sm: event=%s user=%s%s", jo->event, jo->bare,
+                   !strcmp(jo->event, "account-removed") ? " by=admin-command" : "");
+    job_done(rc, jo->jb);
+    free(jo->bare);
+    free(jo);
 }
 
-static int do_disable(const jid_t *j)
+static job_t *job_new(jobs_t *jb, const jid_t *j, const char *event)
 {
-    int rc = sm_account_set_disabled(j->bare, 1);
-    if (rc == 0)
-        log_notice("sm: event=account-disabled user=%s", j->bare);
-    return rc;
+    job_t *jo = xmalloc(sizeof *jo);
+    jo->jb = jb;
+    jo->bare = xstrdup(j->bare);
+    jo->event = event;
+    return jo;
 }
 
-static int do_enable(const jid_t *j)
+static void do_delete(const jid_t *j, jobs_t *jb)
 {
-    int rc = sm_account_set_disabled(j->bare, 0);
-    if (rc == 0)
-        log_notice("sm: event=account-reenabled user=%s", j->bare);
-    return rc;
+    sm_account_remove(j->bare, "not-authorized", job_end, job_new(jb, j, "account-removed"));
 }
 
-static int do_end_session(const jid_t *j)
+static void do_disable(const jid_t *j, jobs_t *jb)
 {
-    if (!j->resource)
-        return sm_account_end_sessions(j->bare, "reset") > 0 ? 0 : 1;
+    sm_account_set_disabled(j->bare, 1, job_end, job_new(jb, j, "account-disabled"));
+}
+
+static void do_enable(const jid_t *j, jobs_t *jb)
+{
+    sm_account_set_disabled(j->bare, 0, job_end, job_new(jb, j, "account-reenabled"));
+}
+
+static void do_end_session(const jid_t *j, jobs_t *jb)
+{
+    if (!j->resource) {
+        job_done(sm_account_end_sessions(j->bare, "reset") > 0 ? 0 : 1, jb);
+        return;
+    }
     sm_user_t *u = sm_user_get(j->bare);
     sm_sess_t *s = u ? sm_sess_find(u, j->resource) : NULL;
-    if (!s)
-        return 1;
-    sm_sess_end(s, 1, "reset");
-    return 0;
+    if (s)
+        sm_sess_end(s, 1, "reset");
+    job_done(s ? 0 : 1, jb);
 }
 
 static void delete_user(const char *from, const xml_node_t *x, adhoc_out_t *out)
@@ -386,16 +473,21 @@ static void online_num(const char *from, const xml_node_t *x, adhoc_out_t *out)
     result_number(out, "Number of Online Users", "onlineusersnum", "The number of online users", (long)n);
 }
 
+static void users_counted(storage_res_t *res, void *arg)
+{
+    store_op_t *op = arg;
+    if (res->status < 0)
+        fail(store_op_out(op), "internal-server-error", NULL);
+    else
+        result_number(store_op_out(op), "Number of Registered Users", "registeredusersnum",
+                      "The number of registered users", (long)res->n);
+    store_op_finish(op);
+}
+
 static void registered_num(const char *from, const xml_node_t *x, adhoc_out_t *out)
 {
-    (void)from;
     (void)x;
-    int n = storage_user_count(sm_storage);
-    if (n < 0) {
-        fail(out, "internal-server-error", NULL);
-        return;
-    }
-    result_number(out, "Number of Registered Users", "registeredusersnum", "The number of registered users", n);
+    storage_user_count_async(sm_storage, users_counted, store_op_new(out, from, NULL));
 }
 
 static void count_contact(const char *contact, sm_sub_t sub, void *arg)
@@ -405,9 +497,32 @@ static void count_contact(const char *contact, sm_sub_t sub, void *arg)
     (*(long *)arg)++;
 }
 
+/* Once the account is checked and its roster loaded. */
+static void stats_of(sm_user_t *u, void *arg)
+{
+    store_op_t *op = arg;
+    adhoc_out_t *out = store_op_out(op);
+    if (!u) {
+        fail(out, "item-not-found", "no such account");
+    } else {
+        long contacts = 0;
+        sm_roster_foreach(u, count_contact, &contacts);
+        char num[32];
+        snprintf(num, sizeof num, "%ld", contacts);
+        xml_node_t *r = adhoc_form("result", NS_ADMIN, "User Statistics", NULL);
+        adhoc_field(r, "jid-single", "accountjid", "The Jabber ID", op->bare);
+        adhoc_field(r, "text-single", "rostersize", "Roster size", num);
+        xml_node_t *res = adhoc_field(r, "text-multi", "onlineresources", "Online resources", NULL);
+        for (sm_sess_t *s = u->sessions; s; s = s->next)
+            adhoc_field_value(res, s->jid.resource);
+        out->form = r;
+        out->done = 1;
+    }
+    store_op_finish(op);
+}
+
 static void user_stats(const char *from, const xml_node_t *x, adhoc_out_t *out)
 {
-    (void)from;
     if (!x) {
         xml_node_t *f = form("Get User Statistics", "Fill out this form to get a user's statistics.");
         xml_add_child(adhoc_field(f, "jid-single", "accountjid", "The Jabber ID for statistics", NULL), NS_XDATA,
@@ -417,25 +532,10 @@ static void user_stats(const char *from, const xml_node_t *x, adhoc_out_t *out)
     }
     char *jid = adhoc_value(x, "accountjid");
     jid_t j = {0};
-    sm_user_t *u = NULL;
     if (local_jid(jid, &j, 0) < 0)
         fail(out, "bad-request", "accountjid must be a JID of this server");
-    else if (!(u = sm_user_load(j.bare)))
-        fail(out, "item-not-found", "no such account");
-    else {
-        long contacts = 0;
-        sm_roster_foreach(u, count_contact, &contacts);
-        char num[32];
-        snprintf(num, sizeof num, "%ld", contacts);
-        xml_node_t *r = adhoc_form("result", NS_ADMIN, "User Statistics", NULL);
-        adhoc_field(r, "jid-single", "accountjid", "The Jabber ID", j.bare);
-        adhoc_field(r, "text-single", "rostersize", "Roster size", num);
-        xml_node_t *res = adhoc_field(r, "text-multi", "onlineresources", "Online resources", NULL);
-        for (sm_sess_t *s = u->sessions; s; s = s->next)
-            adhoc_field_value(res, s->jid.resource);
-        out->form = r;
-        out->done = 1;
-    }
+    else
+        sm_user_with(j.bare, stats_of, store_op_new(out, from, j.bare));
     jid_clear(&j);
     free(jid);
 }
@@ -482,16 +582,60 @@ static void announce(const char *from, const xml_node_t *x, adhoc_out_t *out)
     free(body);
 }
 
-/* The stored message of the day, or NULL (caller frees). */
+/* The message of the day is kept in memory: every initial presence shows
+ * it, and a read per login would be a database round trip on PostgreSQL.
+ * Read at start and again, in the background, when the copy is older than
+ * MOTD_REFRESH seconds (another sm instance sharing the database may have
+ * changed it); this instance's own changes update it at once. */
+#define MOTD_REFRESH 10.0
+static char *motd_cache;
+static double motd_read_at;
+static int motd_reading;
+
+static void motd_read(storage_res_t *res, void *arg)
+{
+    (void)arg;
+    motd_reading = 0;
+    if (res->status < 0)
+        return;                               /* keep what we had; logged by storage */
+    free(motd_cache);
+    motd_cache = res->status == 0 ? xstrndup(res->val, res->len) : NULL;
+    motd_read_at = daemon_now();
+}
+
+static void motd_refresh(void)
+{
+    if (motd_reading)
+        return;
+    motd_reading = 1;
+    storage_get_async(sm_storage, sm_config->domain, COLL_MOTD, "", motd_read, NULL);
+}
+
+/* The message of the day, or NULL (caller frees). */
 static char *motd_get(void)
 {
-    char *v = NULL;
-    size_t len = 0;
-    if (storage_get(sm_storage, sm_config->domain, COLL_MOTD, "", &v, &len) != 0)
-        return NULL;
-    char *t = xstrndup(v, len);
-    free(v);
-    return t;
+    if (daemon_now() - motd_read_at > MOTD_REFRESH)
+        motd_refresh();
+    return motd_cache ? xstrdup(motd_cache) : NULL;
+}
+
+/* A set or delete: the copy follows once the write committed. */
+static void motd_written(storage_res_t *res, void *arg)
+{
+    store_op_t *op = arg;
+    adhoc_out_t *out = store_op_out(op);
+    if (res->status < 0) {
+        fail(out, "internal-server-error", NULL);
+    } else {
+        free(motd_cache);
+        motd_cache = op->bare;                /* the new text, or NULL: deleted */
+        op->bare = NULL;
+        motd_read_at = daemon_now();
+        log_notice("sm: event=%s by=%s", motd_cache ? "motd-set" : "motd-deleted", op->from);
+        out->done = 1;
+        out->note = motd_cache ? "The message of the day was set." : "The message of the day was deleted.";
+    }
+    store_op_finish(op);
 }
 
 static void motd_form(const char *from, const xml_node_t *x, adhoc_out_t *out, int edit)
@@ -517,13 +661,9 @@ static void motd_form(const char *from, const xml_node_t *x, adhoc_out_t *out, i
     char *motd = adhoc_values(x, "motd");
     if (!motd || !*motd)
         fail(out, "bad-request", "the message of the day is empty");
-    else if (storage_put(sm_storage, sm_config->domain, COLL_MOTD, "", motd, strlen(motd)) < 0)
-        fail(out, "internal-server-error", NULL);
-    else {
-        log_notice("sm: event=motd-set by=%s", from);
-        out->done = 1;
-        out->note = "The message of the day was set.";
-    }
+    else
+        sm_store_put(sm_config->domain, COLL_MOTD, "", motd, strlen(motd), motd_written,
+                     store_op_new(out, from, motd));
     free(motd);
 }
 
@@ -540,13 +680,7 @@ static void edit_motd(const char *from, const xml_node_t *x, adhoc_out_t *out)
 static void delete_motd(const char *from, const xml_node_t *x, adhoc_out_t *out)
 {
     (void)x;
-    if (storage_del(sm_storage, sm_config->domain, COLL_MOTD, "") < 0) {
-        fail(out, "internal-server-error", NULL);
-        return;
-    }
-    log_notice("sm: event=motd-deleted by=%s", from);
-    out->done = 1;
-    out->note = "The message of the day was deleted.";
+    sm_store_del(sm_config->domain, COLL_MOTD, "", motd_written, store_op_new(out, from, NULL));
 }
 
 /* Per-user state: the sessions that got the message of the day. */
@@ -628,6 +762,7 @@ static int admin_init(void)
     };
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
         adhoc_register(list[i].node, list[i].name, 1, list[i].fn);
+    motd_refresh();
     return 0;
 }
 
@@ -635,6 +770,8 @@ static void admin_free_module(void)
 {
     free(note_buf);
     note_buf = NULL;
+    free(motd_cache);
+    motd_cache = NULL;
 }
 
 static const sm_hooks_t admin_hooks = {

@@ -36,6 +36,7 @@
 #include "mod_blocking.h"
 #include "mod_roster.h"
 #include "module.h"
+#include "store.h"
 #include "comp_proto.h"
 #include "log.h"
 #include <stdio.h>
@@ -69,16 +70,33 @@ static int load_item(const char *key, const char *val, size_t len, void *arg)
     return 0;
 }
 
+/* The loaded list (the user_load hook reads it while the user is held). */
 static blocklist_t *list_get(sm_user_t *u)
 {
     blocklist_t *b = sm_user_state(u, &sm_module_blocking);
-    if (b)
-        return b;
-    b = xcalloc(1, sizeof *b);
-    if (storage_list(sm_storage, u->bare, COLL_BLOCKLIST, load_item, b) < 0)
-        log_warn("event=blocklist-load result=error user=%s", u->bare);
-    sm_user_state_set(u, &sm_module_blocking, b);
+    if (!b) {
+        b = xcalloc(1, sizeof *b);
+        sm_user_state_set(u, &sm_module_blocking, b);
+    }
     return b;
+}
+
+static void list_loaded(storage_res_t *res, void *arg)
+{
+    sm_user_t *u = arg;
+    blocklist_t *b = list_get(u);
+    if (res->status < 0)
+        log_warn("event=blocklist-load result=error user=%s", u->bare);
+    for (size_t i = 0; i < res->nrecs; i++)
+        load_item(res->recs[i].key, res->recs[i].val, res->recs[i].len, b);
+    sm_user_release(u);
+}
+
+static void on_user_load(sm_user_t *u)
+{
+    list_get(u);
+    sm_user_hold(u);
+    storage_list_async(sm_storage, u->bare, COLL_BLOCKLIST, list_loaded, u);
 }
 
 static int list_has(const blocklist_t *b, const char *jid)
@@ -308,48 +326,30 @@ static void strv_free(char **v, size_t n)
     free(v);
 }
 
-static void block_set(sm_iq_t *req, sm_user_t *u, xml_node_t *el, int block)
-{
-    blocklist_t *b = list_get(u);
+/* A block or unblock waiting for its commit (the user is held meanwhile). */
+typedef struct block_ctx {
+    sm_iq_t *req;
+    sm_user_t *u;
+    char **jids;
     size_t n;
-    const char *cond;
-    char **jids = parse_items(el, &n, &cond);
-    if (cond) {
-        sm_iq_error(req, cond, !strcmp(cond, "not-allowed") ? "cancel" : "modify");
-        return;
-    }
-    if (block && !n) {
-        sm_iq_error(req, "bad-request", "modify");
-        return;
-    }
-    size_t fresh = 0;
-    for (size_t i = 0; i < n; i++)
-        fresh += block ? !list_has(b, jids[i]) : 0;
-    if (block && b->n + fresh > BLOCKLIST_MAX) {
-        strv_free(jids, n);
-        sm_iq_error(req, "not-allowed", "cancel");
-        return;
-    }
+    int block;
     audience_t aud;
-    audience_snapshot(u, &aud);
-    int r = storage_begin(sm_storage);
-    if (r == 0 && !block && !n)
-        r = storage_del_all(sm_storage, u->bare, COLL_BLOCKLIST) < 0 ? -1 : 0;
-    for (size_t i = 0; i < n && r == 0; i++) {
-        if (block)
-            r = list_has(b, jids[i]) ? 0 : storage_put(sm_storage, u->bare, COLL_BLOCKLIST, jids[i], "", 0);
-        else
-            r = storage_del(sm_storage, u->bare, COLL_BLOCKLIST, jids[i]) < 0 ? -1 : 0;
-    }
-    if (r == 0)
-        r = storage_commit(sm_storage);
-    else
-        storage_rollback(sm_storage);
-    if (r != 0) {
+} block_ctx_t;
+
+static void block_done(int ok, void *arg)
+{
+    block_ctx_t *c = arg;
+    sm_user_t *u = c->u;
+    blocklist_t *b = list_get(u);
+    char **jids = c->jids;
+    size_t n = c->n;
+    int block = c->block;
+    if (!ok) {
         log_warn("event=blocklist-change result=store-failed user=%s", u->bare);
-        audience_free(&aud);
+        audience_free(&c->aud);
         strv_free(jids, n);
-        sm_iq_error(req, "internal-server-error", "wait");
+        sm_iq_error(c->req, "internal-server-error", "wait");
+        free(c);
         return;
     }
     /* Memory follows storage. */
@@ -375,10 +375,52 @@ static void block_set(sm_iq_t *req, sm_user_t *u, xml_node_t *el, int block)
     }
     log_info("event=blocklist-change user=%s action=%s items=%zu total=%zu", u->bare,
              block ? "block" : "unblock", n, b->n);
-    sm_iq_reply(req, NULL);
+    sm_iq_reply(c->req, NULL);
     push(u, b, block ? "block" : "unblock", jids, n);
-    audience_apply(u, &aud);
+    audience_apply(u, &c->aud);
     strv_free(jids, n);
+    free(c);
+}
+
+static void block_set(sm_iq_t *req, sm_user_t *u, xml_node_t *el, int block)
+{
+    blocklist_t *b = list_get(u);
+    size_t n;
+    const char *cond;
+    char **jids = parse_items(el, &n, &cond);
+    if (cond) {
+        sm_iq_error(req, cond, !strcmp(cond, "not-allowed") ? "cancel" : "modify");
+        return;
+    }
+    if (block && !n) {
+        sm_iq_error(req, "bad-request", "modify");
+        return;
+    }
+    size_t fresh = 0;
+    for (size_t i = 0; i < n; i++)
+        fresh += block ? !list_has(b, jids[i]) : 0;
+    if (block && b->n + fresh > BLOCKLIST_MAX) {
+        strv_free(jids, n);
+        sm_iq_error(req, "not-allowed", "cancel");
+        return;
+    }
+    block_ctx_t *c = xcalloc(1, sizeof *c);
+    audience_snapshot(u, &c->aud);
+    c->req = sm_iq_defer(req);
+    c->u = u;
+    c->jids = jids;
+    c->n = n;
+    c->block = block;
+    sm_batch_t *bt = sm_batch_new();
+    if (!block && !n)
+        sm_batch_del_all(bt, u->bare, COLL_BLOCKLIST);
+    for (size_t i = 0; i < n; i++) {
+        if (block && !list_has(b, jids[i]))
+            sm_batch_put(bt, u->bare, COLL_BLOCKLIST, jids[i], "", 0);
+        else if (!block)
+            sm_batch_del(bt, u->bare, COLL_BLOCKLIST, jids[i]);
+    }
+    sm_batch_commit(bt, block_done, c);
 }
 
 /* Only the account itself reads or changes its list. */
@@ -461,7 +503,7 @@ static void on_sess_end(sm_sess_t *s, xml_node_t *unavailable)
 
 static void on_user_delete(sm_user_t *u)
 {
-    storage_del_all(sm_storage, u->bare, COLL_BLOCKLIST);
+    sm_store_del_all(u->bare, COLL_BLOCKLIST, NULL, NULL);
     blocklist_t *b = sm_user_state(u, &sm_module_blocking);
     if (b) {
         strv_free(b->jids, b->n);
@@ -480,6 +522,7 @@ static void state_free(sm_user_t *u, void *state)
 }
 
 static const sm_hooks_t blocking_hooks = {
+    .user_load = on_user_load,
     .message_out = on_out,
     .presence_out = on_out,
     .iq_out = on_out,

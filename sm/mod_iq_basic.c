@@ -24,6 +24,7 @@
  * session that sent it. */
 #include "mod_roster.h"
 #include "module.h"
+#include "store.h"
 #include "log.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,6 +105,23 @@ static int any_available(const sm_user_t *u)
     return 0;
 }
 
+static void last_got(storage_res_t *res, void *arg)
+{
+    sm_iq_t *req = arg;
+    if (res->status < 0) {
+        sm_iq_error(req, "internal-server-error", "wait");
+        return;
+    }
+    if (res->status == 1) {
+        sm_iq_error(req, "item-not-found", "cancel");
+        return;
+    }
+    char *nl = strchr(res->val, '\n');
+    long long when = strtoll(res->val, NULL, 10);
+    long long now = (long long)time(NULL);
+    last_answer(req, (long)(now > when ? now - when : 0), nl ? nl + 1 : NULL);
+}
+
 static void account_last(sm_iq_t *req)
 {
     sm_user_t *u = req->user;
@@ -111,22 +129,7 @@ static void account_last(sm_iq_t *req)
         last_answer(req, 0, NULL);
         return;
     }
-    char *val = NULL;
-    size_t len = 0;
-    int r = storage_get(sm_storage, u->bare, COLL_LAST, "", &val, &len);
-    if (r < 0) {
-        sm_iq_error(req, "internal-server-error", "wait");
-        return;
-    }
-    if (r == 1) {
-        sm_iq_error(req, "item-not-found", "cancel");
-        return;
-    }
-    char *nl = strchr(val, '\n');
-    long long when = strtoll(val, NULL, 10);
-    long long now = (long long)time(NULL);
-    last_answer(req, (long)(now > when ? now - when : 0), nl ? nl + 1 : NULL);
-    free(val);
+    storage_get_async(sm_storage, u->bare, COLL_LAST, "", last_got, sm_iq_defer(req));
 }
 
 /* The owner or a contact with a 'from'/'both' subscription. */
@@ -204,6 +207,13 @@ static sm_ret_t on_presence_out(sm_sess_t *s, xml_node_t *st)
     return SM_PASS;
 }
 
+static void last_stored(storage_res_t *res, void *arg)
+{
+    (void)arg;
+    if (res->status < 0)
+        log_warn("event=last-activity result=store-failed");
+}
+
 /* The user's last session ends: record when, with the status it left with. */
 static void on_sess_end(sm_sess_t *s, xml_node_t *unavailable)
 {
@@ -218,14 +228,13 @@ static void on_sess_end(sm_sess_t *s, xml_node_t *unavailable)
     strbuf_t sb;
     strbuf_init(&sb);
     strbuf_printf(&sb, "%lld\n%s", (long long)time(NULL), status);
-    if (storage_put(sm_storage, u->bare, COLL_LAST, "", sb.data, sb.len) < 0)
-        log_warn("event=last-activity result=store-failed user=%s", u->bare);
+    sm_store_put(u->bare, COLL_LAST, "", sb.data, sb.len, last_stored, NULL);
     strbuf_free(&sb);
 }
 
 static void on_user_delete(sm_user_t *u)
 {
-    storage_del_all(sm_storage, u->bare, COLL_LAST);
+    sm_store_del_all(u->bare, COLL_LAST, NULL, NULL);
 }
 
 static void state_free(sm_user_t *u, void *state)

@@ -26,6 +26,7 @@
  * record set. With storage drivers a range query over it would page it.) */
 #include "mod_vcard.h"
 #include "module.h"
+#include "store.h"
 #include "log.h"
 #include <stddef.h>
 #include <stdlib.h>
@@ -80,13 +81,16 @@ static char *vcard_field(const xml_node_t *vc, size_t i)
 
 /* --- opting in -------------------------------------------------------------------- */
 
-static int is_listed(const char *bare)
+static void listing_got(storage_res_t *res, void *arg)
 {
-    char *v = NULL;
-    size_t len = 0;
-    int r = storage_get(sm_storage, bare, COLL_JUD, "", &v, &len);
-    free(v);
-    return r == 0;
+    sm_iq_t *req = arg;
+    if (res->status < 0) {
+        sm_iq_error(req, "internal-server-error", "wait");
+        return;
+    }
+    xml_node_t *l = xml_elem_new(NS_JUD, "listing");
+    xml_attr_set(l, "listed", res->status == 0 ? "true" : "false");
+    sm_iq_reply(req, l);
 }
 
 static void listing_get(sm_iq_t *req)
@@ -95,9 +99,20 @@ static void listing_get(sm_iq_t *req)
         sm_iq_error(req, "forbidden", "auth");
         return;
     }
-    xml_node_t *l = xml_elem_new(NS_JUD, "listing");
-    xml_attr_set(l, "listed", is_listed(req->user->bare) ? "true" : "false");
-    sm_iq_reply(req, l);
+    storage_get_async(sm_storage, req->user->bare, COLL_JUD, "", listing_got, sm_iq_defer(req));
+}
+
+static void listing_stored(int ok, void *arg)
+{
+    sm_iq_t *req = arg;
+    if (!ok) {
+        sm_iq_error(req, "internal-server-error", "wait");
+        return;
+    }
+    log_info("event=jud-listing user=%s listed=%d", req->user->bare,
+             sm_streq(xml_attr_get(req->payload, "listed"), "true") ||
+             sm_streq(xml_attr_get(req->payload, "listed"), "1"));
+    sm_iq_reply(req, NULL);
 }
 
 static void listing_set(sm_iq_t *req)
@@ -113,20 +128,15 @@ static void listing_set(sm_iq_t *req)
         return;
     }
     const char *bare = req->user->bare;
-    int r = storage_begin(sm_storage);
-    if (r == 0 && on)
-        r = storage_put(sm_storage, bare, COLL_JUD, "", "1", 1) < 0 ||
-            storage_put(sm_storage, sm_config->domain, COLL_JUD, bare, "", 0) < 0 ? -1 : 0;
-    else if (r == 0)
-        r = storage_del(sm_storage, bare, COLL_JUD, "") < 0 ||
-            storage_del(sm_storage, sm_config->domain, COLL_JUD, bare) < 0 ? -1 : 0;
-    r = r == 0 ? storage_commit(sm_storage) : (storage_rollback(sm_storage), -1);
-    if (r != 0) {
-        sm_iq_error(req, "internal-server-error", "wait");
-        return;
+    sm_batch_t *b = sm_batch_new();
+    if (on) {
+        sm_batch_put(b, bare, COLL_JUD, "", "1", 1);
+        sm_batch_put(b, sm_config->domain, COLL_JUD, bare, "", 0);
+    } else {
+        sm_batch_del(b, bare, COLL_JUD, "");
+        sm_batch_del(b, sm_config->domain, COLL_JUD, bare);
     }
-    log_info("event=jud-listing user=%s listed=%d", bare, on);
-    sm_iq_reply(req, NULL);
+    sm_batch_commit(b, listing_stored, sm_iq_defer(req));
 }
 
 /* --- searching -------------------------------------------------------------------- */
@@ -195,16 +205,10 @@ static void field_value(xml_node_t *item, const char *var, const char *value)
 }
 
 /* One listed user: added to the answer when its vCard matches. */
-static int search_one(const char *bare, const char *val, size_t len, void *arg)
+static void search_one(search_t *s, const char *bare, const xml_node_t *vc)
 {
-    (void)val;
-    (void)len;
-    search_t *s = arg;
     if (s->found >= s->max)
-        return 1;
-    xml_node_t *vc = NULL;
-    if (sm_vcard_load(bare, &vc) < 0)
-        return 0;
+        return;
     char *got[NFIELDS];
     int match = 1;
     for (size_t i = 0; i < NFIELDS; i++) {
@@ -229,8 +233,79 @@ static int search_one(const char *bare, const char *val, size_t len, void *arg)
     }
     for (size_t i = 0; i < NFIELDS; i++)
         free(got[i]);
-    xml_free(vc);
-    return 0;
+}
+
+/* A search waiting for storage: the index, then every listed user's vCard
+ * (read together; matched in the index's order once all are there). */
+typedef struct search_op {
+    search_t s;
+    sm_iq_t *req;
+    xml_node_t *q;
+    char **bares;
+    xml_node_t **vcs;
+    size_t n;
+    size_t left;
+} search_op_t;
+
+typedef struct vslot {
+    search_op_t *op;
+    size_t i;
+} vslot_t;
+
+static void search_end(search_op_t *op, int failed)
+{
+    if (failed) {
+        xml_free(op->q);
+        sm_iq_error(op->req, "internal-server-error", "wait");
+    } else {
+        for (size_t i = 0; i < op->n; i++)
+            search_one(&op->s, op->bares[i], op->vcs[i]);
+        log_debug("event=jud-search from=%s found=%ld", op->req->from_bare ? op->req->from_bare : "-",
+                  op->s.found);
+        sm_iq_reply(op->req, op->q);
+    }
+    for (size_t i = 0; i < NFIELDS; i++)
+        free(op->s.want[i]);
+    for (size_t i = 0; i < op->n; i++) {
+        free(op->bares[i]);
+        xml_free(op->vcs[i]);
+    }
+    free(op->bares);
+    free(op->vcs);
+    free(op);
+}
+
+static void search_vcard(int rc, xml_node_t *vc, void *arg)
+{
+    vslot_t *sl = arg;
+    search_op_t *op = sl->op;
+    op->vcs[sl->i] = vc;
+    (void)rc;                                 /* unreadable: no match */
+    free(sl);
+    if (--op->left == 0)
+        search_end(op, 0);
+}
+
+static void search_listed(storage_res_t *res, void *arg)
+{
+    search_op_t *op = arg;
+    if (res->status < 0) {
+        search_end(op, 1);
+        return;
+    }
+    op->n = res->nrecs;
+    op->bares = xcalloc(op->n + 1, sizeof *op->bares);
+    op->vcs = xcalloc(op->n + 1, sizeof *op->vcs);
+    op->left = op->n + 1;                     /* + 1: until every read is submitted */
+    for (size_t i = 0; i < op->n; i++) {
+        op->bares[i] = xstrdup(res->recs[i].key);
+        vslot_t *sl = xmalloc(sizeof *sl);
+        sl->op = op;
+        sl->i = i;
+        sm_vcard_load(op->bares[i], search_vcard, sl);
+    }
+    if (--op->left == 0)
+        search_end(op, 0);
 }
 
 static void search_set(sm_iq_t *req)
@@ -261,16 +336,11 @@ static void search_set(sm_iq_t *req)
         }
         s.out = x;
     }
-    int r = storage_list(sm_storage, sm_config->domain, COLL_JUD, search_one, &s);
-    for (size_t i = 0; i < NFIELDS; i++)
-        free(s.want[i]);
-    if (r < 0) {
-        xml_free(q);
-        sm_iq_error(req, "internal-server-error", "wait");
-        return;
-    }
-    log_debug("event=jud-search from=%s found=%ld", req->from_bare ? req->from_bare : "-", s.found);
-    sm_iq_reply(req, q);
+    search_op_t *op = xcalloc(1, sizeof *op);
+    op->s = s;
+    op->q = q;
+    op->req = sm_iq_defer(req);
+    storage_list_async(sm_storage, sm_config->domain, COLL_JUD, search_listed, op);
 }
 
 /* Strangers from other servers search only when the operator allows it. */
@@ -298,8 +368,8 @@ static void search_set_checked(sm_iq_t *req)
 
 static void on_user_delete(sm_user_t *u)
 {
-    storage_del_all(sm_storage, u->bare, COLL_JUD);
-    storage_del(sm_storage, sm_config->domain, COLL_JUD, u->bare);
+    sm_store_del_all(u->bare, COLL_JUD, NULL, NULL);
+    sm_store_del(sm_config->domain, COLL_JUD, u->bare, NULL, NULL);
 }
 
 static const cfg_option_t jud_options[] = {

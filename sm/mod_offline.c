@@ -7,10 +7,15 @@
  * max-messages records per user (option of this module).
  *
  * Storing: the core runs the undelivered hook for a message no session took;
- * this module takes it (SM_HANDLED) when stored, or when it is a kind that is
+ * this module takes it (SM_HANDLED) to store it, or when it is a kind that is
  * dropped silently (headline, error, a bare chat state); it passes the rest
- * (groupchat, no-store hint, quota reached) so the sender gets
- * service-unavailable.
+ * (groupchat, no-store hint) so the sender gets service-unavailable. The
+ * store is asynchronous (count, then append): the user is held until the
+ * append committed, so its next presence cannot fetch the messages before
+ * this one is there, and the router element that brought the message is
+ * acknowledged only then (store.h): a message is never acknowledged before
+ * the database has it. A full quota or a failed write answers the sender
+ * service-unavailable from the callback.
  *
  * Delivery: when a session sends available presence (no type, no 'to') with
  * a non-negative priority, every stored message goes to that session in
@@ -34,6 +39,7 @@
 
 #include "log.h"
 #include "module.h"
+#include "store.h"
 #include "xml_stream.h"
 
 #define OFFLINE_COLL "offline"
@@ -81,12 +87,61 @@ static int offline_only_chatstate(const xml_node_t *msg)
     return states > 0;
 }
 
+/* A message being stored: counted, then appended. */
+typedef struct store_ctx {
+    sm_user_t *u;              /* held until the end */
+    xml_node_t *msg;           /* as received, for an error to its sender */
+    strbuf_t data;             /* the record */
+    long max;
+    int64_t n;
+    sm_ack_t *ack;
+} store_ctx_t;
+
+static void store_end(store_ctx_t *c, int stored)
+{
+    if (!stored)
+        sm_reply_error(c->msg, "service-unavailable", "cancel");
+    sm_user_t *u = c->u;
+    xml_free(c->msg);
+    strbuf_free(&c->data);
+    sm_ack_drop(c->ack);
+    free(c);
+    sm_user_release(u);
+}
+
+static void store_appended(storage_res_t *res, void *arg)
+{
+    store_ctx_t *c = arg;
+    if (res->status < 0)
+        log_error("sm: event=offline-store-failed user=%s", c->u->bare);
+    else
+        log_debug("sm: event=offline-stored user=%s count=%lld", c->u->bare, (long long)c->n + 1);
+    store_end(c, res->status == 0);
+}
+
+static void store_counted(storage_res_t *res, void *arg)
+{
+    store_ctx_t *c = arg;
+    if (res->status < 0) {
+        store_end(c, 0);
+        return;
+    }
+    c->n = res->n;
+    if (c->n >= c->max) {
+        log_notice("sm: event=offline-full user=%s max=%ld", c->u->bare, c->max);
+        store_end(c, 0);
+        return;
+    }
+    storage_append_async(sm_storage, c->u->bare, OFFLINE_COLL, c->data.data, c->data.len, store_appended, c);
+}
+
 /* Which types are kept follows RFC 6121 8.5.2.2.1: normal (also an absent or
  * unknown type, 5.2.2) and chat are stored; groupchat is refused (the caller
  * answers service-unavailable); headline and error are dropped silently and
  * 0 is returned, as the caller must not answer them either. A message with a
  * XEP-0334 <no-store/> hint is refused; a standalone chat state is dropped. */
-/* 0 stored (or silently dropped), -1 refused: the sender gets an error. */
+/* 0 taken (its store started, answered by store_end on failure, or dropped
+ * silently), -1 refused: the caller lets the sender get an error. */
 static int offline_store(sm_user_t *u, xml_node_t *msg)
 {
     const offline_cfg_t *cfg = sm_module_config(&sm_module_offline);
@@ -100,117 +155,91 @@ static int offline_store(sm_user_t *u, xml_node_t *msg)
     if (xml_child(msg, NS_HINTS, "no-store"))
         return -1;
 
-    int n = storage_count(sm_storage, u->bare, OFFLINE_COLL);
-    if (n < 0)
-        return -1;
-    if (n >= cfg->max) {
-        log_notice("sm: event=offline-full user=%s max=%ld", u->bare, cfg->max);
-        return -1;
-    }
-
     xml_node_t *copy = xml_copy(msg);
     xml_node_t *delay = xml_add_child(copy, NS_DELAY, "delay");
     char stamp[40];
     offline_stamp(stamp, sizeof stamp);
     xml_attr_set(delay, "from", sm_config->domain);
     xml_attr_set(delay, "stamp", stamp);
-    strbuf_t sb;
-    strbuf_init(&sb);
-    xml_serialize(copy, NULL, &sb);   /* declares the stanza's namespace */
+    store_ctx_t *c = xcalloc(1, sizeof *c);
+    c->u = u;
+    c->msg = xml_copy(msg);
+    c->max = cfg->max;
+    c->ack = sm_ack_take();
+    strbuf_init(&c->data);
+    xml_serialize(copy, NULL, &c->data);   /* declares the stanza's namespace */
     xml_free(copy);
-    int rc = storage_append(sm_storage, u->bare, OFFLINE_COLL, sb.data, sb.len, NULL);
-    strbuf_free(&sb);
-    if (rc < 0)
-        return -1;
-    log_debug("sm: event=offline-stored user=%s count=%d", u->bare, n + 1);
+    sm_user_hold(u);
+    storage_count_async(sm_storage, u->bare, OFFLINE_COLL, store_counted, c);
     return 0;
 }
 
 /* ------------------------------------------------------------ delivering */
 
-typedef struct offline_rec {
-    char *key;
-    char *val;
-    size_t len;
-} offline_rec_t;
+/* A fetch for a session that became available: the user is held from the
+ * presence until the records are delivered and their delete submitted. */
+typedef struct fetch_ctx {
+    sm_user_t *u;
+    char *c2s, *sid;
+} fetch_ctx_t;
 
-typedef struct offline_batch {
-    offline_rec_t *recs;
-    size_t n, cap;
-} offline_batch_t;
-
-/* Copies every record first: delivering and deleting inside the walk would
- * change the rows being walked. */
-static int offline_collect(const char *key, const char *val, size_t len, void *arg)
+static void fetch_deleted(int ok, void *arg)
 {
-    offline_batch_t *b = arg;
-    if (b->n == b->cap) {
-        b->cap = b->cap ? b->cap * 2 : 16;
-        b->recs = xrealloc(b->recs, b->cap * sizeof *b->recs);
+    char *bare = arg;
+    if (!ok) {
+        /* The messages handed over stay stored and come again at the next
+         * presence: a duplicate rather than a loss. */
+        log_error("sm: event=offline-delete-failed user=%s", bare);
     }
-    offline_rec_t *r = &b->recs[b->n++];
-    r->key = xstrdup(key);
-    r->val = xmalloc(len + 1);
-    memcpy(r->val, val, len);
-    r->val[len] = '\0';
-    r->len = len;
-    return 0;
+    free(bare);
 }
 
-static void offline_batch_free(offline_batch_t *b)
+static void fetch_listed(storage_res_t *res, void *arg)
 {
-    for (size_t i = 0; i < b->n; i++) {
-        free(b->recs[i].key);
-        free(b->recs[i].val);
+    fetch_ctx_t *c = arg;
+    sm_user_t *u = c->u;
+    const char *bare = u->bare;
+    sm_sess_t *s = sm_sess_lookup(c->c2s, c->sid);
+    if (res->status == 0 && res->nrecs && s) {
+        xml_limits_t lim;
+        xml_limits_default(&lim);
+        lim.max_stanza_bytes = OFFLINE_MAX_RECORD;
+        lim.max_text = OFFLINE_MAX_RECORD;
+        size_t delivered = 0, bad = 0;
+        sm_batch_t *b = sm_batch_new();
+        for (size_t i = 0; i < res->nrecs; i++) {
+            storage_rec_t *r = &res->recs[i];
+            char errbuf[128];
+            xml_node_t *msg = xml_parse_document(r->val, r->len, &lim, errbuf, sizeof errbuf, NULL);
+            if (msg) {
+                sm_deliver(s, msg);
+                xml_free(msg);
+                delivered++;
+            } else {
+                /* It can never be delivered: dropped, and said so. */
+                log_warn("sm: event=offline-unreadable user=%s key=%s error=\"%s\"", bare, r->key, errbuf);
+                bad++;
+            }
+            sm_batch_del(b, bare, OFFLINE_COLL, r->key);
+        }
+        log_info("sm: event=offline-delivered user=%s jid=%s count=%zu dropped=%zu", bare, s->jid.full,
+                 delivered, bad);
+        sm_batch_commit(b, fetch_deleted, xstrdup(bare));
     }
-    free(b->recs);
+    free(c->c2s);
+    free(c->sid);
+    free(c);
+    sm_user_release(u);
 }
 
 static void offline_deliver(sm_sess_t *s)
 {
-    const char *bare = s->user->bare;
-    offline_batch_t b = { 0 };
-    if (storage_list(sm_storage, bare, OFFLINE_COLL, offline_collect, &b) != 0 || b.n == 0) {
-        offline_batch_free(&b);
-        return;
-    }
-    if (storage_begin(sm_storage) < 0) {
-        offline_batch_free(&b);
-        return;
-    }
-    xml_limits_t lim;
-    xml_limits_default(&lim);
-    lim.max_stanza_bytes = OFFLINE_MAX_RECORD;
-    lim.max_text = OFFLINE_MAX_RECORD;
-    size_t delivered = 0, bad = 0;
-    int failed = 0;
-    for (size_t i = 0; i < b.n && !failed; i++) {
-        char errbuf[128];
-        xml_node_t *msg = xml_parse_document(b.recs[i].val, b.recs[i].len, &lim, errbuf,
-                                             sizeof errbuf, NULL);
-        if (msg) {
-            sm_deliver(s, msg);
-            xml_free(msg);
-            delivered++;
-        } else {
-            /* It can never be delivered: dropped, and said so. */
-            log_warn("sm: event=offline-unreadable user=%s key=%s error=\"%s\"", bare,
-                     b.recs[i].key, errbuf);
-            bad++;
-        }
-        if (storage_del(sm_storage, bare, OFFLINE_COLL, b.recs[i].key) < 0)
-            failed = 1;
-    }
-    if (failed || storage_commit(sm_storage) < 0) {
-        /* The messages handed over so far stay stored and come again at the
-         * next presence: a duplicate rather than a loss. */
-        storage_rollback(sm_storage);
-        log_error("sm: event=offline-delete-failed user=%s delivered=%zu", bare, delivered);
-    } else {
-        log_info("sm: event=offline-delivered user=%s jid=%s count=%zu dropped=%zu", bare,
-                 s->jid.full, delivered, bad);
-    }
-    offline_batch_free(&b);
+    fetch_ctx_t *c = xcalloc(1, sizeof *c);
+    c->u = s->user;
+    c->c2s = xstrdup(s->c2s);
+    c->sid = xstrdup(s->sid);
+    sm_user_hold(c->u);
+    storage_list_async(sm_storage, s->user->bare, OFFLINE_COLL, fetch_listed, c);
 }
 
 /* Available broadcast presence with priority >= 0 (absent priority is 0;
@@ -248,7 +277,7 @@ static sm_ret_t offline_undelivered(sm_user_t *u, xml_node_t *msg)
 
 static void offline_user_delete(sm_user_t *u)
 {
-    storage_del_all(sm_storage, u->bare, OFFLINE_COLL);
+    sm_store_del_all(u->bare, OFFLINE_COLL, NULL, NULL);
 }
 
 static const cfg_option_t offline_options[] = {

@@ -20,6 +20,7 @@
  * elements of that namespace serialized one after the other, each declaring
  * its namespace. user_delete removes them. No per-user state. */
 #include "module.h"
+#include "store.h"
 #include "log.h"
 #include "xml_stream.h"
 #include <stdlib.h>
@@ -67,29 +68,162 @@ static int append_stored(xml_node_t *q, const char *owner, const char *ns, const
     return 0;
 }
 
-static void private_get(sm_iq_t *req, sm_user_t *u, xml_node_t *q)
+/* A get or set waiting for storage: one read per namespace (and, for a
+ * set, a count), submitted together; the last answer goes on. */
+typedef struct ns_group {
+    const char *ns;            /* points into the deferred request */
+    strbuf_t data;             /* set: what to store */
+    char *val;                 /* get: what is stored (NULL: nothing) */
+    size_t len;
+    int found;
+} ns_group_t;
+
+typedef struct priv_op {
+    sm_iq_t *req;
+    ns_group_t *g;
+    size_t ng;
+    int left, failed;
+    int64_t stored;            /* set: namespaces stored before */
+} priv_op_t;
+
+static void op_free(priv_op_t *op)
 {
-    xml_node_t *rq = xml_elem_new(NS_PRIVATE, "query");
-    for (xml_node_t *c = xml_child(q, NULL, NULL); c; c = xml_next(c, NULL, NULL)) {
-        char *val = NULL;
-        size_t len = 0;
-        int r = storage_get(sm_storage, u->bare, COLL_PRIVATE, c->ns, &val, &len);
-        if (r < 0) {
-            xml_free(rq);
-            sm_iq_error(req, "internal-server-error", "wait");
-            return;
-        }
-        if (r == 1 || append_stored(rq, u->bare, c->ns, val, len) < 0)
-            xml_add_child(rq, c->ns, c->name);
-        free(val);
+    for (size_t i = 0; i < op->ng; i++) {
+        strbuf_free(&op->g[i].data);
+        free(op->g[i].val);
     }
-    sm_iq_reply(req, rq);
+    free(op->g);
+    free(op);
 }
 
-typedef struct ns_group {
-    const char *ns;
-    strbuf_t data;
-} ns_group_t;
+typedef struct slot {
+    priv_op_t *op;
+    size_t i;
+} slot_t;
+
+static void got_one(storage_res_t *res, void *arg);
+static void private_finish(priv_op_t *op);
+
+static void count_one(priv_op_t *op, sm_user_t *u);
+
+static void read_all(priv_op_t *op, sm_user_t *u, int count)
+{
+    op->left = (int)op->ng + count + 1;       /* + 1: until every read is submitted */
+    if (count)
+        count_one(op, u);
+    for (size_t i = 0; i < op->ng; i++) {
+        slot_t *sl = xmalloc(sizeof *sl);
+        sl->op = op;
+        sl->i = i;
+        storage_get_async(sm_storage, u->bare, COLL_PRIVATE, op->g[i].ns, got_one, sl);
+    }
+    if (--op->left == 0)
+        private_finish(op);
+}
+
+static void got_one(storage_res_t *res, void *arg)
+{
+    slot_t *sl = arg;
+    priv_op_t *op = sl->op;
+    if (res->status < 0)
+        op->failed = 1;
+    if (sl->i == (size_t)-1) {
+        op->stored = res->n;
+    } else if (res->status == 0) {
+        op->g[sl->i].found = 1;
+        op->g[sl->i].val = res->val;
+        op->g[sl->i].len = res->len;
+        res->val = NULL;                      /* kept (storage.h) */
+    }
+    free(sl);
+    if (--op->left == 0)
+        private_finish(op);
+}
+
+static void count_one(priv_op_t *op, sm_user_t *u)
+{
+    slot_t *sl = xmalloc(sizeof *sl);
+    sl->op = op;
+    sl->i = (size_t)-1;
+    storage_count_async(sm_storage, u->bare, COLL_PRIVATE, got_one, sl);
+}
+
+static void private_get_done(priv_op_t *op)
+{
+    sm_iq_t *req = op->req;
+    if (op->failed) {
+        sm_iq_error(req, "internal-server-error", "wait");
+        op_free(op);
+        return;
+    }
+    xml_node_t *rq = xml_elem_new(NS_PRIVATE, "query");
+    size_t i = 0;
+    for (xml_node_t *c = xml_child(req->payload, NULL, NULL); c; c = xml_next(c, NULL, NULL), i++) {
+        ns_group_t *g = &op->g[i];
+        if (!g->found || append_stored(rq, req->user->bare, c->ns, g->val, g->len) < 0)
+            xml_add_child(rq, c->ns, c->name);
+    }
+    sm_iq_reply(req, rq);
+    op_free(op);
+}
+
+static void private_get(sm_iq_t *req, sm_user_t *u, xml_node_t *q)
+{
+    priv_op_t *op = xcalloc(1, sizeof *op);
+    op->req = sm_iq_defer(req);
+    (void)q;
+    for (xml_node_t *c = xml_child(op->req->payload, NULL, NULL); c; c = xml_next(c, NULL, NULL))
+        op->ng++;
+    op->g = xcalloc(op->ng, sizeof *op->g);
+    size_t i = 0;
+    for (xml_node_t *c = xml_child(op->req->payload, NULL, NULL); c; c = xml_next(c, NULL, NULL))
+        op->g[i++].ns = c->ns;
+    read_all(op, u, 0);
+}
+
+static void private_set_stored(int ok, void *arg)
+{
+    sm_iq_t *req = arg;
+    if (!ok) {
+        log_info("event=private-set result=refused user=%s condition=internal-server-error", req->user->bare);
+        sm_iq_error(req, "internal-server-error", "wait");
+    } else {
+        sm_iq_reply(req, NULL);
+    }
+}
+
+static void private_set_done(priv_op_t *op)
+{
+    sm_iq_t *req = op->req;
+    sm_user_t *u = req->user;
+    size_t fresh = 0;
+    for (size_t i = 0; i < op->ng; i++)
+        fresh += !op->g[i].found;
+    const char *err = NULL, *etype = "wait";
+    if (op->failed || op->stored < 0)
+        err = "internal-server-error";
+    else if ((size_t)op->stored + fresh > PRIVATE_MAX_NS)
+        err = "not-allowed", etype = "cancel";
+    if (err) {
+        log_info("event=private-set result=refused user=%s condition=%s", u->bare, err);
+        sm_iq_error(req, err, etype);
+        op_free(op);
+        return;
+    }
+    sm_batch_t *b = sm_batch_new();
+    for (size_t i = 0; i < op->ng; i++)
+        sm_batch_put(b, u->bare, COLL_PRIVATE, op->g[i].ns, op->g[i].data.data, op->g[i].data.len);
+    op_free(op);
+    sm_batch_commit(b, private_set_stored, req);
+}
+
+static void private_finish(priv_op_t *op)
+{
+    if (op->req->set)
+        private_set_done(op);
+    else
+        private_get_done(op);
+}
 
 static void private_set(sm_iq_t *req, sm_user_t *u, xml_node_t *q)
 {
@@ -98,7 +232,7 @@ static void private_set(sm_iq_t *req, sm_user_t *u, xml_node_t *q)
         n++;
     ns_group_t *g = xcalloc(n, sizeof *g);
     size_t ng = 0;
-    const char *err = NULL, *etype = "modify";
+    const char *err = NULL;
     for (xml_node_t *c = xml_child(q, NULL, NULL); c && !err; c = xml_next(c, NULL, NULL)) {
         size_t i = 0;
         while (i < ng && strcmp(g[i].ns, c->ns))
@@ -112,46 +246,26 @@ static void private_set(sm_iq_t *req, sm_user_t *u, xml_node_t *q)
         if (g[i].data.len > PRIVATE_MAX)
             err = "not-acceptable";
     }
-    if (!err) {
-        int stored = storage_count(sm_storage, u->bare, COLL_PRIVATE);
-        size_t fresh = 0;
-        for (size_t i = 0; i < ng; i++) {
-            char *v = NULL;
-            size_t l = 0;
-            if (storage_get(sm_storage, u->bare, COLL_PRIVATE, g[i].ns, &v, &l) == 1)
-                fresh++;
-            free(v);
-        }
-        if (stored < 0) {
-            err = "internal-server-error";
-            etype = "wait";
-        } else if ((size_t)stored + fresh > PRIVATE_MAX_NS) {
-            err = "not-allowed";
-            etype = "cancel";
-        }
-    }
-    if (!err) {
-        int r = storage_begin(sm_storage);
-        for (size_t i = 0; i < ng && r == 0; i++)
-            r = storage_put(sm_storage, u->bare, COLL_PRIVATE, g[i].ns, g[i].data.data, g[i].data.len);
-        if (r == 0)
-            r = storage_commit(sm_storage);
-        else
-            storage_rollback(sm_storage);
-        if (r != 0) {
-            err = "internal-server-error";
-            etype = "wait";
-        }
-    }
-    for (size_t i = 0; i < ng; i++)
-        strbuf_free(&g[i].data);
-    free(g);
+    priv_op_t *op = xcalloc(1, sizeof *op);
+    op->g = g;
+    op->ng = ng;
     if (err) {
+        op_free(op);
         log_info("event=private-set result=refused user=%s condition=%s", u->bare, err);
-        sm_iq_error(req, err, etype);
+        sm_iq_error(req, err, "modify");
         return;
     }
-    sm_iq_reply(req, NULL);
+    /* The namespaces point into the request: the deferred copy's from here. */
+    op->req = sm_iq_defer(req);
+    size_t i = 0;
+    for (xml_node_t *c = xml_child(op->req->payload, NULL, NULL); c && i < ng; c = xml_next(c, NULL, NULL)) {
+        int seen = 0;
+        for (size_t k = 0; k < i; k++)
+            seen |= !strcmp(op->g[k].ns, c->ns);
+        if (!seen)
+            op->g[i++].ns = c->ns;
+    }
+    read_all(op, u, 1);
 }
 
 /* Only the account itself reads or writes its private storage. */
@@ -181,7 +295,7 @@ static void private_iq(sm_iq_t *req)
 
 static void on_user_delete(sm_user_t *u)
 {
-    storage_del_all(sm_storage, u->bare, COLL_PRIVATE);
+    sm_store_del_all(u->bare, COLL_PRIVATE, NULL, NULL);
 }
 
 static const sm_hooks_t private_hooks = {

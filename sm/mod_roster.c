@@ -12,13 +12,18 @@
  * Storage (owner = the user's bare JID): "roster" key contact → serialized
  * <item/> with our own attributes; "roster-pending" key contact → the pending
  * subscribe stanza; "roster-ver" key "ver" → the roster version, a counter
- * bumped by every change a client can see. Changes are committed before the
- * iq result or any push leaves.
+ * bumped by every change a client can see. A change is one storage batch
+ * (store.h) submitted at once; the iq result and the pushes of a roster set
+ * leave from its callback, once committed. Subscription changes update
+ * memory at once and go on; their writes hold the router's acknowledgement
+ * of the presence that caused them until committed.
  *
- * Memory: the module's user state holds the roster, loaded on first use.
- * Every change runs the roster_change hooks. */
+ * Memory: the module's user state holds the roster, loaded by the user_load
+ * hook asynchronously while the user is held (its stanzas wait). Every
+ * change runs the roster_change hooks. */
 #include "mod_roster.h"
 #include "module.h"
+#include "store.h"
 #include <stddef.h>
 #include "log.h"
 #include "xml_stream.h"
@@ -208,23 +213,71 @@ static int load_pending(const char *key, const char *val, size_t len, void *arg)
     return 0;
 }
 
+/* The loaded roster (empty when the module state is gone: after account
+ * removal). */
 static roster_t *roster_get(sm_user_t *u)
 {
     roster_t *r = sm_user_state(u, &sm_module_roster);
-    if (r)
-        return r;
-    r = xcalloc(1, sizeof *r);
-    load_ctx_t lc = {r, u->bare};
-    if (storage_list(sm_storage, u->bare, COLL, load_item, &lc) < 0)
-        log_warn("event=roster-load result=error user=%s", u->bare);
-    storage_list(sm_storage, u->bare, COLL_PENDING, load_pending, &lc);
-    char *v = NULL;
-    size_t vl = 0;
-    if (storage_get(sm_storage, u->bare, COLL_VER, "ver", &v, &vl) == 0)
-        r->ver = strtoul(v, NULL, 10);
-    free(v);
-    sm_user_state_set(u, &sm_module_roster, r);
+    if (!r) {
+        r = xcalloc(1, sizeof *r);
+        sm_user_state_set(u, &sm_module_roster, r);
+    }
     return r;
+}
+
+/* Loading: three reads submitted together; the last answer releases the
+ * user. */
+typedef struct roster_load {
+    sm_user_t *u;
+    int left;
+} roster_load_t;
+
+static void load_step_done(roster_load_t *l)
+{
+    if (--l->left)
+        return;
+    sm_user_release(l->u);
+    free(l);
+}
+
+static void loaded_items(storage_res_t *res, void *arg)
+{
+    roster_load_t *l = arg;
+    load_ctx_t lc = {roster_get(l->u), l->u->bare};
+    if (res->status < 0)
+        log_warn("event=roster-load result=error user=%s", l->u->bare);
+    for (size_t i = 0; i < res->nrecs; i++)
+        load_item(res->recs[i].key, res->recs[i].val, res->recs[i].len, &lc);
+    load_step_done(l);
+}
+
+static void loaded_pending(storage_res_t *res, void *arg)
+{
+    roster_load_t *l = arg;
+    load_ctx_t lc = {roster_get(l->u), l->u->bare};
+    for (size_t i = 0; i < res->nrecs; i++)
+        load_pending(res->recs[i].key, res->recs[i].val, res->recs[i].len, &lc);
+    load_step_done(l);
+}
+
+static void loaded_ver(storage_res_t *res, void *arg)
+{
+    roster_load_t *l = arg;
+    if (res->status == 0)
+        roster_get(l->u)->ver = strtoul(res->val, NULL, 10);
+    load_step_done(l);
+}
+
+static void on_user_load(sm_user_t *u)
+{
+    roster_get(u);
+    roster_load_t *l = xcalloc(1, sizeof *l);
+    l->u = u;
+    l->left = 3;
+    sm_user_hold(u);
+    storage_list_async(sm_storage, u->bare, COLL, loaded_items, l);
+    storage_list_async(sm_storage, u->bare, COLL_PENDING, loaded_pending, l);
+    storage_get_async(sm_storage, u->bare, COLL_VER, "ver", loaded_ver, l);
 }
 
 static ritem_t *item_find(roster_t *r, const char *jid)
@@ -256,11 +309,12 @@ static void item_unlink(roster_t *r, ritem_t *it)
 
 /* --- storage ------------------------------------------------------------------- */
 
-static int item_store(sm_user_t *u, ritem_t *it)
+static void item_store(sm_batch_t *b, sm_user_t *u, ritem_t *it)
 {
     if (!it->in_roster && !it->pending_in) {
-        storage_del(sm_storage, u->bare, COLL_PENDING, item_jid(it));
-        return storage_del(sm_storage, u->bare, COLL, item_jid(it)) < 0 ? -1 : 0;
+        sm_batch_del(b, u->bare, COLL_PENDING, item_jid(it));
+        sm_batch_del(b, u->bare, COLL, item_jid(it));
+        return;
     }
     xml_node_t *x = xml_elem_new(NULL, "item");
     if (it->has_name)
@@ -282,44 +336,55 @@ static int item_store(sm_user_t *u, ritem_t *it)
     strbuf_t sb;
     strbuf_init(&sb);
     xml_serialize(x, "", &sb);
-    int rc = storage_put(sm_storage, u->bare, COLL, item_jid(it), sb.data, sb.len);
+    sm_batch_put(b, u->bare, COLL, item_jid(it), sb.data, sb.len);
     strbuf_free(&sb);
     xml_free(x);
-    if (rc == 0) {
-        if (it->pending_in && it->pending) {
-            strbuf_init(&sb);
-            xml_serialize(it->pending, "", &sb);
-            rc = storage_put(sm_storage, u->bare, COLL_PENDING, item_jid(it), sb.data, sb.len);
-            strbuf_free(&sb);
-        } else if (!it->pending_in) {
-            rc = storage_del(sm_storage, u->bare, COLL_PENDING, item_jid(it)) < 0 ? -1 : 0;
-        }
+    if (it->pending_in && it->pending) {
+        strbuf_init(&sb);
+        xml_serialize(it->pending, "", &sb);
+        sm_batch_put(b, u->bare, COLL_PENDING, item_jid(it), sb.data, sb.len);
+        strbuf_free(&sb);
+    } else if (!it->pending_in) {
+        sm_batch_del(b, u->bare, COLL_PENDING, item_jid(it));
     }
-    return rc;
+}
+
+typedef struct commit_ctx {
+    char *user, *contact;
+    sm_batch_fn done;
+    void *arg;
+} commit_ctx_t;
+
+static void commit_done(int ok, void *arg)
+{
+    commit_ctx_t *c = arg;
+    if (!ok)
+        log_error("event=roster-write result=error user=%s contact=%s", c->user, c->contact);
+    if (c->done)
+        c->done(ok, c->arg);
+    free(c->user);
+    free(c->contact);
+    free(c);
 }
 
 /* Writes the item (and, when a client can see the change, a new version) in
- * one transaction. 0 when committed. */
-static int commit(sm_user_t *u, roster_t *r, ritem_t *it, int visible)
+ * one transaction; the version in memory moves at once. done (may be NULL)
+ * runs once committed or failed. */
+static void commit(sm_user_t *u, roster_t *r, ritem_t *it, int visible, sm_batch_fn done, void *arg)
 {
-    int rc = storage_begin(sm_storage);
-    if (rc == 0)
-        rc = item_store(u, it);
-    if (rc == 0 && visible) {
+    sm_batch_t *b = sm_batch_new();
+    item_store(b, u, it);
+    if (visible) {
         char buf[32];
-        int n = snprintf(buf, sizeof buf, "%lu", r->ver + 1);
-        rc = storage_put(sm_storage, u->bare, COLL_VER, "ver", buf, (size_t)n);
+        int n = snprintf(buf, sizeof buf, "%lu", ++r->ver);
+        sm_batch_put(b, u->bare, COLL_VER, "ver", buf, (size_t)n);
     }
-    if (rc == 0)
-        rc = storage_commit(sm_storage);
-    if (rc != 0) {
-        storage_rollback(sm_storage);
-        log_error("event=roster-write result=error user=%s contact=%s", u->bare, item_jid(it));
-        return -1;
-    }
-    if (visible)
-        r->ver++;
-    return 0;
+    commit_ctx_t *c = xcalloc(1, sizeof *c);
+    c->user = xstrdup(u->bare);
+    c->contact = xstrdup(item_jid(it));
+    c->done = done;
+    c->arg = arg;
+    sm_batch_commit(b, commit_done, c);
 }
 
 /* --- what clients see ---------------------------------------------------------- */
@@ -367,11 +432,12 @@ static void push(sm_user_t *u, roster_t *r, const ritem_t *it, int removed)
     }
 }
 
-/* Commit then push; logs the transition for operators. */
+/* Commit then push; logs the transition for operators. The write goes on
+ * in storage (store.h: the presence that caused it is acknowledged to the
+ * router once it is committed). */
 static int change(sm_user_t *u, roster_t *r, ritem_t *it, int visible)
 {
-    if (commit(u, r, it, visible) < 0)
-        return -1;
+    commit(u, r, it, visible, NULL, NULL);
     log_debug("event=roster-change user=%s contact=%s subscription=%s ask=%d pending-in=%d approved=%d",
               u->bare, item_jid(it), sub_name(it->sub), it->ask, it->pending_in, it->approved);
     if (visible && it->in_roster)
@@ -645,6 +711,52 @@ static void roster_remove(sm_user_t *u, ritem_t *it)
         send_sessions_presence(u, item_jid(it), 1);
 }
 
+/* A roster set waiting for its commit: the user is held (sm_iq_defer), so
+ * the item stays as it is until the callback. */
+typedef struct set_ctx {
+    sm_iq_t *req;
+    sm_user_t *u;
+    ritem_t *it;
+    int removed;
+} set_ctx_t;
+
+static void set_done(int ok, void *arg)
+{
+    set_ctx_t *c = arg;
+    sm_user_t *u = c->u;
+    roster_t *r = roster_get(u);
+    ritem_t *it = c->it;
+    if (!ok) {
+        if (c->removed) {
+            it->in_roster = 1;
+            r->count++;
+        }
+        sm_iq_error(c->req, "internal-server-error", "wait");
+    } else if (c->removed) {
+        sm_iq_reply(c->req, NULL);
+        push(u, r, it, 1);
+        sm_hooks_roster_change(u, item_jid(it), -1);
+        item_unlink(r, it);
+        item_free(it);
+    } else {
+        sm_iq_reply(c->req, NULL);
+        push(u, r, it, 0);
+        sm_hooks_roster_change(u, item_jid(it), (int)it->sub);
+    }
+    free(c);
+}
+
+/* Commits a roster set; the result and the pushes leave once committed. */
+static void set_commit(sm_iq_t *req, sm_user_t *u, roster_t *r, ritem_t *it, int removed)
+{
+    set_ctx_t *c = xcalloc(1, sizeof *c);
+    c->req = sm_iq_defer(req);
+    c->u = u;
+    c->it = it;
+    c->removed = removed;
+    commit(u, r, it, 1, set_done, c);
+}
+
 static void roster_set_iq(sm_iq_t *req)
 {
     if (!req->own) {
@@ -678,18 +790,7 @@ static void roster_set_iq(sm_iq_t *req)
         it->in_roster = 0;
         it->pending_in = 0;
         r->count--;
-        if (commit(u, r, it, 1) < 0) {
-            it->in_roster = 1;
-            r->count++;
-            sm_iq_error(req, "internal-server-error", "wait");
-            free(cj);
-            return;
-        }
-        sm_iq_reply(req, NULL);
-        push(u, r, it, 1);
-        sm_hooks_roster_change(u, item_jid(it), -1);
-        item_unlink(r, it);
-        item_free(it);
+        set_commit(req, u, r, it, 1);
         free(cj);
         return;
     }
@@ -739,14 +840,7 @@ static void roster_set_iq(sm_iq_t *req)
     for (size_t i = 0; i < k; i++)
         free(groups[i]);
     free(groups);
-    if (commit(u, r, it, 1) < 0) {
-        sm_iq_error(req, "internal-server-error", "wait");
-        free(cj);
-        return;
-    }
-    sm_iq_reply(req, NULL);
-    push(u, r, it, 0);
-    sm_hooks_roster_change(u, item_jid(it), (int)it->sub);
+    set_commit(req, u, r, it, 0);
     free(cj);
 }
 
@@ -812,9 +906,9 @@ static void on_user_delete(sm_user_t *u)
         if (it->pending_in || (it->sub & SM_SUB_FROM))
             send_presence_type(u->bare, item_jid(it), "unsubscribed");
     }
-    storage_del_all(sm_storage, u->bare, COLL);
-    storage_del_all(sm_storage, u->bare, COLL_PENDING);
-    storage_del_all(sm_storage, u->bare, COLL_VER);
+    sm_store_del_all(u->bare, COLL, NULL, NULL);
+    sm_store_del_all(u->bare, COLL_PENDING, NULL, NULL);
+    sm_store_del_all(u->bare, COLL_VER, NULL, NULL);
     state_free(u, r);
     sm_user_state_set(u, &sm_module_roster, NULL);
 }
@@ -843,6 +937,7 @@ static const cfg_option_t roster_options[] = {
 };
 
 static const sm_hooks_t roster_hooks = {
+    .user_load = on_user_load,
     .presence_out = on_presence_out,
     .presence_in = on_presence_in,
     .user_delete = on_user_delete,

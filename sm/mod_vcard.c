@@ -14,6 +14,7 @@
  * result leaves. user_delete removes it. No per-user state. */
 #include "mod_vcard.h"
 #include "module.h"
+#include "store.h"
 #include "log.h"
 #include "xml_stream.h"
 #include <stdlib.h>
@@ -40,18 +41,28 @@ static xml_node_t *vcard_parse(const char *owner, const char *val, size_t len)
     return vc;
 }
 
-int sm_vcard_load(const char *owner, xml_node_t **out)
+typedef struct load_ctx {
+    char *owner;
+    sm_vcard_fn fn;
+    void *arg;
+} load_ctx_t;
+
+static void vcard_loaded(storage_res_t *res, void *arg)
 {
-    *out = NULL;
-    char *val = NULL;
-    size_t len = 0;
-    int r = storage_get(sm_storage, owner, COLL_VCARD, "", &val, &len);
-    if (r < 0)
-        return -1;
-    if (r == 0)
-        *out = vcard_parse(owner, val, len);
-    free(val);
-    return 0;
+    load_ctx_t *c = arg;
+    xml_node_t *vc = res->status == 0 ? vcard_parse(c->owner, res->val, res->len) : NULL;
+    c->fn(res->status < 0 ? -1 : 0, vc, c->arg);
+    free(c->owner);
+    free(c);
+}
+
+void sm_vcard_load(const char *owner, sm_vcard_fn fn, void *arg)
+{
+    load_ctx_t *c = xmalloc(sizeof *c);
+    c->owner = xstrdup(owner);
+    c->fn = fn;
+    c->arg = arg;
+    storage_get_async(sm_storage, owner, COLL_VCARD, "", vcard_loaded, c);
 }
 
 static void vcard_got(storage_res_t *res, void *arg)
@@ -74,7 +85,16 @@ static void vcard_get(sm_iq_t *req)
     storage_get_async(sm_storage, later->user->bare, COLL_VCARD, "", vcard_got, later);
 }
 
-/* Only by the account itself. */
+static void vcard_stored(storage_res_t *res, void *arg)
+{
+    sm_iq_t *req = arg;
+    if (res->status < 0)
+        sm_iq_error(req, "internal-server-error", "wait");
+    else
+        sm_iq_reply(req, NULL);
+}
+
+/* Only by the account itself; answered once the write committed. */
 static void vcard_set(sm_iq_t *req)
 {
     sm_user_t *u = req->user;
@@ -83,9 +103,8 @@ static void vcard_set(sm_iq_t *req)
         sm_iq_error(req, "forbidden", "auth");
         return;
     }
-    int r;
     if (!xml_child(vc, NULL, NULL)) {
-        r = storage_del(sm_storage, u->bare, COLL_VCARD, "");
+        sm_store_del(u->bare, COLL_VCARD, "", vcard_stored, sm_iq_defer(req));
     } else {
         strbuf_t sb;
         strbuf_init(&sb);
@@ -96,18 +115,14 @@ static void vcard_set(sm_iq_t *req)
             sm_iq_error(req, "not-acceptable", "modify");
             return;
         }
-        r = storage_put(sm_storage, u->bare, COLL_VCARD, "", sb.data, sb.len);
+        sm_store_put(u->bare, COLL_VCARD, "", sb.data, sb.len, vcard_stored, sm_iq_defer(req));
         strbuf_free(&sb);
     }
-    if (r < 0)
-        sm_iq_error(req, "internal-server-error", "wait");
-    else
-        sm_iq_reply(req, NULL);
 }
 
 static void on_user_delete(sm_user_t *u)
 {
-    storage_del_all(sm_storage, u->bare, COLL_VCARD);
+    sm_store_del_all(u->bare, COLL_VCARD, NULL, NULL);
 }
 
 static const sm_hooks_t vcard_hooks = {

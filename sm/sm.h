@@ -67,8 +67,15 @@ extern storage_t *sm_storage;
 
 /* core.c: users, sessions, routing decisions. */
 sm_user_t *sm_user_get(const char *bare);            /* loaded user or NULL */
-sm_user_t *sm_user_load(const char *bare);           /* loads if the account exists, else NULL */
-int sm_user_exists(const char *bare);                /* account in storage (1/0) */
+/* Calls fn(u, arg) once the account of bare is checked in storage and its
+ * data loaded (the user_load hooks done), with u NULL when there is no such
+ * account: at once when it is in memory with a session (or on SQLite), else
+ * from storage's callback, after the user's stanzas that arrived before. */
+typedef void (*sm_user_fn)(sm_user_t *u, void *arg);
+void sm_user_with(const char *bare, sm_user_fn fn, void *arg);
+/* The account was removed: the modules' state goes and the next stanza for
+ * it checks storage again (authreg.c). */
+void sm_user_unload(sm_user_t *u);
 sm_sess_t *sm_sess_find(sm_user_t *u, const char *resource);
 sm_sess_t *sm_sess_lookup(const char *c2s, const char *sid);   /* live session or NULL */
 /* Highest-priority available sessions with non-negative priority

@@ -14,6 +14,42 @@ import pytest
 
 BUILD = os.environ.get("WEFT_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 
+# WEFT_TEST_STORAGE=postgresql runs the sm of the tests on PostgreSQL: one
+# throw-away server per test process (tests/pg_server.py, started at the
+# first use), one database per test directory. Unset or "sqlite": the file
+# <dir>/weft.db as before.
+STORAGE = os.environ.get("WEFT_TEST_STORAGE", "sqlite")
+_pg = None
+_pg_dbs = {}
+
+
+def sm_storage_url(directory):
+    """The storage URL the sm of a test in directory uses (stable for the
+    directory, so an sm restarted there finds its data)."""
+    if STORAGE != "postgresql":
+        return f"sqlite:{directory}/weft.db"
+    global _pg
+    key = str(directory)
+    if key not in _pg_dbs:
+        if _pg is None:
+            import atexit
+            import sys
+            sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+            from pg_server import PgServer
+            _pg = PgServer().start()
+            atexit.register(_pg.stop)
+        name = f"t{len(_pg_dbs) + 1}"
+        _pg._run("createdb", "-h", _pg.dir, "-p", str(_pg.port), "-U", "weft", name)
+        _pg_dbs[key] = _pg.url(name)
+    return _pg_dbs[key]
+
+
+def sm_storage_xml(directory):
+    """The sm.xml element naming that storage."""
+    if STORAGE != "postgresql":
+        return f"<database>{directory}/weft.db</database>"
+    return f"<storage>{sm_storage_url(directory).replace('&', '&amp;')}</storage>"
+
 
 def free_port():
     with socket.socket() as s:

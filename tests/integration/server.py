@@ -17,7 +17,7 @@ import socket
 import ssl
 import time
 
-from conftest import BUILD, Proc, free_port, selfsigned_cert, wait_for, wait_port
+from conftest import BUILD, Proc, free_port, selfsigned_cert, sm_storage_xml, wait_for, wait_port
 
 
 def binary(env, *parts):
@@ -40,7 +40,7 @@ SM = """<sm>
   <name>sm</name>
   <secret>sm-secret</secret>
   <domain>localhost</domain>
-  <database>{dir}/weft.db</database>
+  {storage}
   <log><level>debug</level></log>
   {extra}
 </sm>
@@ -97,7 +97,7 @@ class Server:
 
     def _sm_cfg(self):
         path = self.dir / "sm.xml"
-        path.write_text(SM.format(router_port=self.router_port, dir=self.dir,
+        path.write_text(SM.format(router_port=self.router_port, dir=self.dir, storage=sm_storage_xml(self.dir),
                                   extra=getattr(self, "sm_extra", "")))
         return str(path)
 

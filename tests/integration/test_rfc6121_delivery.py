@@ -145,6 +145,18 @@ def world(tmp_path):
 
 
 def sync_all(sender, sessions):
+    """Waits until the sm has handled everything sent so far. The sm keeps
+    one account's stanzas in order, not different accounts': on PostgreSQL
+    the check of an account that is not in memory answers later than a
+    stanza to another account. So an iq to each column's account (answered
+    service-unavailable, after what that account got before it) fences it."""
+    fences = []
+    for i, bare in enumerate(sorted({to.split("/")[0] for _, _, to in COLUMNS})):
+        fid = f"fence-{i}"
+        sender.send(f"<iq to='{bare}' id='{fid}' type='get'>{PAYLOAD}</iq>")
+        fences.append(fid)
+    for fid in fences:
+        sender.wait(lambda st, fid=fid: st.get("id") == fid)
     sender.sync()
     for s in sessions.values():
         s.sync()

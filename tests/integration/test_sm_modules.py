@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import Proc
+from conftest import Proc, sm_storage_xml
 from test_sm_raw import C, COMPONENTS, FakeC2S, error_cond, tag
 
 EX = "urn:weft:example:1"
@@ -19,7 +19,7 @@ DISCO_INFO = "http://jabber.org/protocol/disco#info"
 
 SM_XML = """<sm>
   <router><address>127.0.0.1:{port}</address></router>
-  <database>{dir}/weft.db</database>
+  {storage}
   <log><level>debug</level></log>
   {extra}
 </sm>
@@ -39,7 +39,7 @@ class ModWorld:
     def __init__(self, env, extra="", binary=EXAMPLE_SM):
         env.start_router(extra=COMPONENTS)
         cfg = env.dir / "sm.xml"
-        cfg.write_text(SM_XML.format(port=env.router_port, dir=env.dir, extra=extra))
+        cfg.write_text(SM_XML.format(port=env.router_port, storage=sm_storage_xml(env.dir), extra=extra))
         self.sm = Proc([binary, "-c", str(cfg)], env.dir / "sm.log")
         env.procs.append(self.sm)
         self.c2s = FakeC2S(env.router_port)
@@ -179,7 +179,7 @@ def test_modules_switched_off_in_sm_xml(env):
 ])
 def test_bad_module_config_is_refused(tmp_path, extra, want):
     cfg = tmp_path / "sm.xml"
-    cfg.write_text(SM_XML.format(port=1, dir=tmp_path, extra=extra))
+    cfg.write_text(SM_XML.format(port=1, storage=sm_storage_xml(tmp_path), extra=extra))
     r = subprocess.run([PLAIN_SM, "-t", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and want in r.stderr, r.stderr
     assert f"{cfg}:" in r.stderr                        # file and line named
@@ -189,7 +189,7 @@ def test_module_options_old_and_new_forms(tmp_path):
     for extra in ("<offline><max-messages>7</max-messages></offline>",
                   "<module name='offline'><max-messages>7</max-messages></module>"):
         cfg = tmp_path / "sm.xml"
-        cfg.write_text(SM_XML.format(port=1, dir=tmp_path, extra=extra))
+        cfg.write_text(SM_XML.format(port=1, storage=sm_storage_xml(tmp_path), extra=extra))
         r = subprocess.run([PLAIN_SM, "--dump-config", "-c", str(cfg)], capture_output=True, text=True,
                            timeout=30)
         assert r.returncode == 0 and "offline.max-messages = 7" in r.stdout, (extra, r.stdout, r.stderr)

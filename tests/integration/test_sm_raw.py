@@ -18,7 +18,7 @@ from xml.sax.saxutils import quoteattr
 
 import pytest
 
-from conftest import Proc, wait_for
+from conftest import Proc, sm_storage_xml, wait_for
 import weftproto
 
 S = "urn:xmpp:weft:session:1"
@@ -37,7 +37,7 @@ COMPONENTS = """
 
 SM_XML = """<sm>
   <router><address>127.0.0.1:{port}</address></router>
-  <database>{dir}/weft.db</database>
+  {storage}
   <log><level>debug</level></log>
   <roster><max-items>{roster_max}</max-items></roster>
 </sm>
@@ -244,7 +244,7 @@ class World:
         self.env = env
         env.start_router(extra=COMPONENTS)
         cfg = env.dir / "sm.xml"
-        cfg.write_text(SM_XML.format(port=env.router_port, dir=env.dir, roster_max=roster_max))
+        cfg.write_text(SM_XML.format(port=env.router_port, storage=sm_storage_xml(env.dir), roster_max=roster_max))
         self.sm = Proc([sm_binary(), "-c", str(cfg)], env.dir / "sm.log")
         env.procs.append(self.sm)
         self.c2s = FakeC2S(env.router_port)

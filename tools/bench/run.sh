@@ -18,6 +18,13 @@
 # The servers are pinned to CPU 0 and the generator to CPU 1 when there are
 # two or more CPUs, so each server gets one core and the generator its own.
 #
+# PostgreSQL: the servers weft-pg (weft's sm with storage on PostgreSQL) and
+# ejabberd-pg (ejabberd with sql_type pgsql, default_db sql, auth_method sql,
+# its schema from /usr/share/ejabberd/sql/pg.sql) share one PostgreSQL 15
+# server the script starts (initdb in $OUT/pg, a free loopback port, Debian's
+# defaults: fsync and synchronous_commit on), pinned to the servers' CPU.
+#   SERVERS="weft weft-pg ejabberd ejabberd-pg" SCENARIOS="chat login" tools/bench/run.sh
+#
 #   tools/bench/run.sh
 #   RUNS=3 IDLE_LEVELS=1000,2000 IDLE_SETTLE=35 CHAT_PAIRS=200 CHAT_SECONDS=20 \
 #   LOGIN_CONC=50 LOGIN_SECONDS=20 FANOUT_K=200 SERVERS="weft prosody ejabberd" MAM=on TRANSPORTS="tcp websocket" \
@@ -92,7 +99,7 @@ cleanup() {
         kill -9 "$pid" 2>/dev/null || true
     done
 }
-trap cleanup EXIT
+trap 'cleanup; [ -n "$pg_stop" ] && pg_run "$pg_bin/pg_ctl" -D "$out/pg/data" -m fast -w stop >/dev/null 2>&1; true' EXIT
 trap 'exit 130' INT TERM   # exit runs cleanup once; a bare trap would carry on
 
 mkdir -p "$out/certs"
@@ -105,11 +112,11 @@ declare -A port pids mech wsport
 # sm and c2s reach the router over a UNIX socket: over TCP every hop through
 # the router waits ~40 ms (the router does not set TCP_NODELAY on the
 # connections it accepts, so Nagle meets delayed ACKs).
-start_weft() { start_weft_as weft "$([ "$mam" = on ] || echo '<module name="mam" enabled="false"/>')"; }
+start_weft() { start_weft_as weft "" "$([ "$mam" = on ] || echo '<module name="mam" enabled="false"/>')"; }
 # weft with its archive off: what archiving costs (docs/performance.md).
-start_weft_nomam() { start_weft_as weft-nomam '<module name="mam" enabled="false"/>'; }
-start_weft_as() { # label, extra sm.xml
-    local name=$1 smextra=$2
+start_weft_nomam() { start_weft_as weft-nomam "" '<module name="mam" enabled="false"/>'; }
+start_weft_as() { # label, storage element (empty: SQLite in its directory), extra sm.xml
+    local name=$1 storage=${2:-"<database>$out/$1/weft.db</database>"} smextra=$3
     local d=$out/$name rp p tp wp
     mkdir -p "$d"
     rp=$(free_port) p=$(free_port) tp=$(free_port) wp=$(free_port)
@@ -129,7 +136,7 @@ X
   <name>sm</name>
   <secret>sm-secret</secret>
   <domain>localhost</domain>
-  <database>$d/weft.db</database>
+  $storage
   <log><level>warn</level></log>
   $smextra
   ${SM_EXTRA:-}
@@ -162,6 +169,32 @@ X
     port[$name]=$p pids[$name]=$r,$s,$c mech[$name]=SCRAM-SHA-256 wsport[$name]=$wp
 }
 
+# ---- PostgreSQL 15 (Debian's binaries), for weft-pg and ejabberd-pg: a
+# private cluster as the user postgres when we are root (initdb refuses root)
+pg_port=
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+pg_run() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+start_postgres() {
+    [ -n "$pg_port" ] && return 0
+    local d=$out/pg
+    mkdir -p "$d"
+    [ "$(id -u)" = 0 ] && chown postgres "$d"
+    pg_run "$pg_bin/initdb" -D "$d/data" -U weft -A trust -E UTF8 --locale=C >/dev/null
+    pg_port=$(free_port)
+    pg_run "${srv_pin[@]}" "$pg_bin/pg_ctl" -D "$d/data" -l "$d/log" -w -t 60 \
+        -o "-p $pg_port -k $d -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
+    pg_stop=1
+    for db in weft ejabberd; do pg_run "$pg_bin/createdb" -h "$d" -p "$pg_port" -U weft "$db"; done
+    pg_run "$pg_bin/psql" -q -h "$d" -p "$pg_port" -U weft -d ejabberd -f /usr/share/ejabberd/sql/pg.sql >/dev/null
+}
+pg_stop=
+start_weft-pg() {
+    start_postgres
+    start_weft_as weft-pg "<storage>postgresql:///weft?host=$out/pg&amp;port=$pg_port&amp;user=weft</storage>" "$([ "$mam" = on ] || echo '<module name="mam" enabled="false"/>')"
+}
+
 # ---- Prosody 0.12 (Debian): foreground, private config and data
 start_prosody() {
     local d=$out/prosody p tp wp
@@ -180,15 +213,23 @@ start_prosody() {
 
 # ---- ejabberd 23.01 (Debian): ejabberdctl foreground as user ejabberd, own
 # node name and distribution port (no epmd), private config, spool and logs
-start_ejabberd() {
-    local d=$out/ejabberd p tp dp wp
+start_ejabberd() { # [label]
+    local label=${1:-ejabberd} node=weftbench
+    local d=$out/$label p tp dp wp
+    [ "$label" = ejabberd ] || node=weftbench${label//-/}
     mkdir -p "$d/spool" "$d/logs" "$d/certs"
     p=$(free_port) tp=$(free_port) dp=$(free_port) wp=$(free_port)
     cat "$out/certs/localhost.crt" "$out/certs/localhost.key" >"$d/certs/localhost.pem"
     local emam='  mod_mam: {default: always}'; [ "$mam" = on ] || emam=
     sed -e "s#@DIR@#$d#g; s#@PORT@#$p#; s#@TLSPORT@#$tp#; s#@HTTPPORT@#$wp#; s#@SCRAM_HASH@#sha256#; s#@REQUIRE_TLS@#true#" \
         -e "s#@MAM@#$emam#" "$here/ejabberd.yml.in" >"$d/ejabberd.yml"
-    sed -e "s#@DISTPORT@#$dp#" "$here/ejabberdctl.cfg.in" >"$d/ejabberdctl.cfg"
+    if [ "$label" = ejabberd-pg ]; then
+        # everything in PostgreSQL: accounts, rosters, offline messages
+        sed -i -e "s#^auth_method: internal#auth_method: sql#" \
+            -e "s#^default_db: mnesia#default_db: sql\nsql_type: pgsql\nsql_server: 127.0.0.1\nsql_port: $pg_port\nsql_database: ejabberd\nsql_username: weft\nsql_password: \"\"\nsql_pool_size: 10#" \
+            "$d/ejabberd.yml"
+    fi
+    sed -e "s#@DISTPORT@#$dp#; s#weftbench@#$node@#" "$here/ejabberdctl.cfg.in" >"$d/ejabberdctl.cfg"
     cp /etc/ejabberd/inetrc "$d/" 2>/dev/null || true
     if [ "$(id -u)" = 0 ]; then chown -R ejabberd "$d"; fi
     # ejabberdctl started by root switches to user ejabberd with su, which
@@ -205,12 +246,16 @@ start_ejabberd() {
     wait_port "$p"
     local beam=
     for _ in $(seq 50); do
-        beam=$(pgrep -f "beam.smp.*-sname weftbench@localhost.*$d" | head -1 || true)
+        beam=$(pgrep -f "beam.smp.*-sname $node@localhost.*$d" | head -1 || true)
         [ -n "$beam" ] && break
         sleep 0.1
     done
     [ -n "$beam" ] && started+=("$beam")
-    port[ejabberd]=$p pids[ejabberd]=$beam mech[ejabberd]=SCRAM-SHA-256 wsport[ejabberd]=$wp
+    port[$label]=$p pids[$label]=$beam mech[$label]=SCRAM-SHA-256 wsport[$label]=$wp
+}
+start_ejabberd-pg() {
+    start_postgres
+    start_ejabberd ejabberd-pg
 }
 
 gen() { # server scenario args...
