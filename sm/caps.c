@@ -398,6 +398,7 @@ int caps_iq_result(const char *owner, const xml_node_t *iq)
         free(v);
     }
     if (verified) {
+        log_debug("event=caps-answer result=verified jid=%s ver=%s notify=%zu", from, p.ver, nt.n);
         cache_put(p.ver, &nt);
         for (size_t k = 0; k < p.nw; k++)
             if (result_fn)
