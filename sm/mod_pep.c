@@ -35,6 +35,7 @@
 #include "caps.h"
 #include "comp_proto.h"
 #include "mod_blocking.h"
+#include "mod_pep.h"
 #include "mod_roster.h"
 #include "module.h"
 #include "pubsub_node.h"
@@ -269,7 +270,11 @@ static void op_done(op_t *o)
 {
     if (--o->pending)
         return;
-    if (o->failed) {
+    if (!o->req) {                    /* a write on the user's behalf (mod_pep.h) */
+        if (o->failed)
+            log_warn("event=pep-write result=error");
+        xml_free(o->reply);
+    } else if (o->failed) {
         xml_free(o->reply);
         sm_iq_error(o->req, "internal-server-error", "wait");
     } else {
@@ -346,6 +351,31 @@ static void trim_cb(const char *id, void *arg)
     trim_ctx_t *t = arg;
     if (t->persist)
         op_del_item(t->o, t->owner, t->node, id);
+}
+
+/* --- observers (mod_pep.h) ---------------------------------------------------------------- */
+
+#define OBSERVERS_MAX 16
+static struct {
+    const char *node;
+    pep_observer_fn fn;
+} observers[OBSERVERS_MAX];
+static size_t nobservers;
+
+void pep_observe(const char *node, pep_observer_fn fn)
+{
+    if (nobservers == OBSERVERS_MAX)
+        log_panic("event=pep-observe reason=too-many node=%s", node);
+    observers[nobservers].node = node;
+    observers[nobservers].fn = fn;
+    nobservers++;
+}
+
+static void observe(sm_user_t *u, const char *node, const char *id, const xml_node_t *item)
+{
+    for (size_t i = 0; i < nobservers; i++)
+        if (!strcmp(observers[i].node, node))
+            observers[i].fn(u, node, id, item);
 }
 
 /* --- access ---------------------------------------------------------------------------------- */
@@ -813,6 +843,10 @@ static void do_publish(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p, 
     xml_attr_set(pe, "node", nname);
     xml_attr_set(xml_add_child(pe, NS_PUBSUB, "item"), "id", id);
     o->reply = r;
+    xml_node_t *seen = it ? xml_copy(it->item) : NULL;
+    if (seen)
+        observe(u, nname, id, seen);
+    xml_free(seen);
     free(id);
     free(nname);
     op_done(o);
@@ -891,6 +925,7 @@ static void do_retract(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p, 
         op_del_item(o, u->bare, n->name, idc);
     if (notify)
         notify_retract(u, p, n, idc);
+    observe(u, n->name, idc, NULL);
     free(idc);
     op_done(o);
 }
@@ -998,12 +1033,15 @@ static void do_delete_or_purge(sm_iq_t *req, int deferred, sm_user_t *u, pep_use
         op_del_item(o, u->bare, n->name, n->items[i].id);
     if (del || n->cfg.notify_delete)
         notify_node(u, p, n, del ? "delete" : "purge");
+    char *nname = xstrdup(n->name);
     if (del) {
         op_del(o, u->bare, COLL_NODES, n->name);
         node_drop(p, n);
     } else {
         pn_node_purge(n);
     }
+    observe(u, nname, NULL, NULL);
+    free(nname);
     op_done(o);
 }
 
@@ -1076,6 +1114,111 @@ static void pep_iq_run(sm_iq_t *req, int deferred)
     } else {
         sm_iq_error(req, "feature-not-implemented", "cancel");
     }
+}
+
+/* --- on the user's behalf (mod_pep.h) ---------------------------------------------------- */
+
+static pep_user_t *loaded_state(sm_user_t *u)
+{
+    if (!sm_module_enabled(&sm_module_pep))
+        return NULL;
+    pep_user_t *p = state(u);
+    if (!p->loaded) {
+        log_warn("event=pep-write result=refused reason=not-loaded user=%s", u->bare);
+        return NULL;
+    }
+    return p;
+}
+
+int pep_put(sm_user_t *u, const char *node, const char *id, const xml_node_t *payload, pn_access_t access,
+            long max_items)
+{
+    pep_user_t *p = loaded_state(u);
+    if (!p)
+        return -1;
+    const pep_cfg_t *c = cfg();
+    pn_node_t *n = node_find(p, node);
+    if (!n && p->nnodes >= (size_t)c->max_nodes) {
+        log_info("event=pep-put result=refused reason=max-nodes user=%s node=%s", u->bare, node);
+        return -1;
+    }
+    xml_node_t *item = xml_elem_new(NS_PUBSUB, "item");
+    xml_attr_set(item, "id", id);
+    xml_append(item, xml_copy(payload));
+    strbuf_t sb;
+    strbuf_init(&sb);
+    xml_serialize(item, "", &sb);
+    size_t size = sb.len;
+    strbuf_free(&sb);
+    if (size > c->max_item_size) {
+        log_info("event=pep-put result=refused reason=item-size user=%s node=%s bytes=%zu", u->bare, node, size);
+        xml_free(item);
+        return -1;
+    }
+    op_t *o = xcalloc(1, sizeof *o);
+    o->pending = 1;
+    if (!n) {
+        pn_config_t nc;
+        pn_config_default(&nc);
+        nc.access = access;
+        nc.max_items = max_items;
+        n = pn_node_new(node, &nc);
+        pn_config_clear(&nc);
+        node_add(p, n);
+        op_put_node(o, u->bare, n);
+    }
+    int existed = pn_node_find(n, id) != NULL;
+    pn_node_put(n, id, item);
+    size_t limit = (size_t)c->max_items;
+    trim_ctx_t t = {o, u->bare, n->name, n->cfg.persist};
+    pn_node_trim(n, pn_config_keep(&n->cfg, limit), trim_cb, &t);
+    pn_item_t *it = pn_node_find(n, id);
+    if (n->cfg.persist && it) {
+        if (existed)
+            op_del_item(o, u->bare, n->name, id);
+        op_put_item(o, u->bare, n->name, it);
+    }
+    if (it) {
+        budget_take(p, audience(u, p, n));
+        notify_item(u, p, n, it);
+    }
+    op_done(o);
+    return 0;
+}
+
+int pep_del(sm_user_t *u, const char *node, const char *id)
+{
+    pep_user_t *p = loaded_state(u);
+    pn_node_t *n = p ? node_find(p, node) : NULL;
+    if (!n || !pn_node_find(n, id))
+        return -1;
+    op_t *o = xcalloc(1, sizeof *o);
+    o->pending = 1;
+    char *idc = xstrdup(id);
+    pn_node_remove(n, idc);
+    if (n->cfg.persist)
+        op_del_item(o, u->bare, n->name, idc);
+    if (n->cfg.notify_retract)
+        notify_retract(u, p, n, idc);
+    free(idc);
+    op_done(o);
+    return 0;
+}
+
+const xml_node_t *pep_get(sm_user_t *u, const char *node, const char *id)
+{
+    pep_user_t *p = sm_module_enabled(&sm_module_pep) ? state(u) : NULL;
+    pn_node_t *n = p ? node_find(p, node) : NULL;
+    pn_item_t *it = !n ? NULL : id ? pn_node_find(n, id) : pn_node_last(n);
+    return it ? it->item : NULL;
+}
+
+void pep_foreach(sm_user_t *u, const char *node, pep_item_fn fn, void *arg)
+{
+    pep_user_t *p = sm_module_enabled(&sm_module_pep) ? state(u) : NULL;
+    pn_node_t *n = p ? node_find(p, node) : NULL;
+    for (size_t i = 0; n && i < n->nitems; i++)
+        fn(n->items[i].id, n->items[i].item, arg);
 }
 
 /* Entry point: a request that arrives before the user's nodes are read

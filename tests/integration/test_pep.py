@@ -379,3 +379,76 @@ def test_persistence_and_account_deletion(tmp_path):
         run(third())
     finally:
         s.close()
+
+
+BM2 = "urn:xmpp:bookmarks:1"
+BM = "storage:bookmarks"
+
+
+async def private_bookmarks(x):
+    r = await iq(x, f"<query xmlns='jabber:iq:private'><storage xmlns='{BM}'/></query>", type_="get")
+    st = r.xml.find(f"{{jabber:iq:private}}query/{{{BM}}}storage")
+    return sorted((c.get("jid"), c.get("name"), c.get("autojoin"), c.findtext(f"{{{BM}}}nick"))
+                  for c in st.findall(f"{{{BM}}}conference"))
+
+
+async def bookmarks2(x):
+    r = await iq(x, f"<pubsub xmlns='{PS}'><items node='{BM2}'/></pubsub>", type_="get")
+    its = r.xml.find(f"{{{PS}}}pubsub/{{{PS}}}items")
+    out = []
+    for i in its.findall(f"{{{PS}}}item"):
+        c = i.find(f"{{{BM2}}}conference")
+        out.append((i.get("id"), c.get("name"), c.get("autojoin"), c.findtext(f"{{{BM2}}}nick")))
+    return sorted(out)
+
+
+async def legacy_pep(x):
+    r = await iq(x, f"<pubsub xmlns='{PS}'><items node='{BM}'/></pubsub>", type_="get")
+    st = r.xml.find(f"{{{PS}}}pubsub/{{{PS}}}items/{{{PS}}}item/{{{BM}}}storage")
+    return sorted(c.get("jid") for c in st.findall(f"{{{BM}}}conference"))
+
+
+def test_bookmarks_compat_both_ways(server):
+    """XEP-0402 bookmarks and the XEP-0048 forms (private storage and the
+    legacy PEP node) stay in step whichever a client writes; a client
+    following urn:xmpp:bookmarks:1 hears of a change made through private
+    storage."""
+    async def main():
+        old = await connect(server, "alice@localhost/old-client")
+        new = await connect(server, "alice@localhost/new-client", notify=[BM2])
+        info = await new["xep_0030"].get_info(jid="alice@localhost")
+        assert BM2 + "#compat" in info["disco_info"]["features"]
+        # a XEP-0402 client publishes: the old forms see it
+        await iq(new, f"<pubsub xmlns='{PS}'><publish node='{BM2}'><item id='room@muc.example'>"
+                      f"<conference xmlns='{BM2}' name='The Room' autojoin='true'><nick>ally</nick></conference>"
+                      f"</item></publish>{'<publish-options>' + form('publish-options', persist_items='true', access_model='whitelist', max_items='max') + '</publish-options>'}</pubsub>")
+        _, _, ev = await next_event(new)
+        assert await private_bookmarks(old) == [("room@muc.example", "The Room", "true", "ally")]
+        assert await legacy_pep(old) == ["room@muc.example"]
+        # a XEP-0048 client writes private storage: the XEP-0402 items follow,
+        # the dropped room is retracted, the new client is notified
+        await iq(old, f"<query xmlns='jabber:iq:private'><storage xmlns='{BM}'>"
+                      f"<conference jid='a@muc.example' name='A' autojoin='1'><nick>al</nick></conference>"
+                      f"<conference jid='b@muc.example' name='B'/></storage></query>")
+        assert await bookmarks2(new) == [("a@muc.example", "A", "true", "al"), ("b@muc.example", "B", "false", None)]
+        assert await legacy_pep(new) == ["a@muc.example", "b@muc.example"]
+        got = set()
+        for _ in range(3):
+            _, _, ev = await next_event(new)
+            its = ev.find(f"{{{PSE}}}items")
+            got.update(("item", i.get("id")) for i in its.findall(f"{{{PSE}}}item"))
+            got.update(("retract", i.get("id")) for i in its.findall(f"{{{PSE}}}retract"))
+        assert got == {("item", "a@muc.example"), ("item", "b@muc.example"), ("retract", "room@muc.example")}
+        # the legacy PEP node written by a client: private storage and XEP-0402 follow
+        await iq(old, f"<pubsub xmlns='{PS}'><publish node='{BM}'><item id='current'><storage xmlns='{BM}'>"
+                      f"<conference jid='c@muc.example' name='C' autojoin='true'/></storage></item></publish>"
+                      f"</pubsub>")
+        assert await private_bookmarks(new) == [("c@muc.example", "C", "true", None)]
+        assert await bookmarks2(new) == [("c@muc.example", "C", "true", None)]
+        # nobody else reads them (whitelist)
+        b = await connect(server, "bob@localhost/pc")
+        await befriend(old, b)
+        assert (await iq_error(b, f"<pubsub xmlns='{PS}'><items node='{BM2}'/></pubsub>", "alice@localhost",
+                               "get")) == ("not-allowed", "closed-node")
+        await close(old, new, b)
+    run(main())
