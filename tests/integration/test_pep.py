@@ -7,6 +7,8 @@ online and when a subscription is approved, the end of a subscription
 stopping notifications, the limits, persistence and account deletion.
 """
 import asyncio
+import base64
+import hashlib
 import time
 import xml.etree.ElementTree as ET
 
@@ -451,4 +453,92 @@ def test_bookmarks_compat_both_ways(server):
         assert (await iq_error(b, f"<pubsub xmlns='{PS}'><items node='{BM2}'/></pubsub>", "alice@localhost",
                                "get")) == ("not-allowed", "closed-node")
         await close(old, new, b)
+    run(main())
+
+
+META = "urn:xmpp:avatar:metadata"
+DATA = "urn:xmpp:avatar:data"
+IMG1 = bytes(range(256)) * 4          # stands for an image: the server never decodes it as one
+IMG2 = b"\x89PNG\r\n\x1a\n" + bytes(200)
+
+
+async def vcard_photo(x, jid):
+    r = await iq(x, "<vCard xmlns='vcard-temp'/>", to=jid, type_="get")
+    ph = r.xml.find("{vcard-temp}vCard/{vcard-temp}PHOTO")
+    if ph is None:
+        return None
+    return ph.findtext("{vcard-temp}TYPE"), base64.b64decode("".join(ph.findtext("{vcard-temp}BINVAL").split()))
+
+
+def photo_hash(pres):
+    ph = pres.xml.find("{vcard-temp:x:update}x/{vcard-temp:x:update}photo")
+    return None if ph is None else (ph.text or "")
+
+
+def test_avatars_pep_and_vcard_both_ways(server):
+    """XEP-0084 avatar published by a client becomes the vCard PHOTO
+    (XEP-0398); a vCard PHOTO set by an older client is published as
+    XEP-0084 data and metadata (contacts following metadata are notified);
+    the user's presence carries the current hash (XEP-0153)."""
+    async def main():
+        a = await connect(server, "alice@localhost/pc")
+        b = await connect(server, "bob@localhost/pc", notify=[META])
+        await befriend(a, b)
+        pres = asyncio.Queue()
+        b.add_event_handler("presence_available",
+                            lambda p: pres.put_nowait(p) if p["from"].bare == "alice@localhost" else None)
+        h1 = hashlib.sha1(IMG1).hexdigest()
+        await iq(a, f"<pubsub xmlns='{PS}'><publish node='{DATA}'><item id='{h1}'><data xmlns='{DATA}'>"
+                    f"{base64.b64encode(IMG1).decode()}</data></item></publish></pubsub>")
+        await iq(a, f"<pubsub xmlns='{PS}'><publish node='{META}'><item id='{h1}'><metadata xmlns='{META}'>"
+                    f"<info id='{h1}' bytes='{len(IMG1)}' type='image/webp'/></metadata></item></publish>"
+                    f"{'<publish-options>' + form('publish-options', access_model='open') + '</publish-options>'}"
+                    f"</pubsub>")
+        _, _, ev = await next_event(b)
+        assert event_items(ev)[0] == META
+        await asyncio.sleep(0.3)
+        assert await vcard_photo(b, "alice@localhost") == ("image/webp", IMG1)
+        a.send_presence(pstatus="new avatar")
+        p = await asyncio.wait_for(pres.get(), 5)
+        while p["status"] != "new avatar":
+            p = await asyncio.wait_for(pres.get(), 5)
+        assert photo_hash(p) == h1
+        # an older client sets a vCard with another PHOTO
+        h2 = hashlib.sha1(IMG2).hexdigest()
+        await iq(a, f"<vCard xmlns='vcard-temp'><FN>Alice</FN><PHOTO><TYPE>image/png</TYPE><BINVAL>"
+                    f"{base64.b64encode(IMG2).decode()}</BINVAL></PHOTO></vCard>")
+        _, _, ev = await next_event(b)
+        node, its = event_items(ev)
+        assert node == META and its[0][0] == h2
+        info = ev.find(f"{{{PSE}}}items/{{{PSE}}}item/{{{META}}}metadata/{{{META}}}info")
+        assert info.get("id") == h2 and info.get("bytes") == str(len(IMG2)) and info.get("type") == "image/png"
+        got = await items(b, "alice@localhost", DATA, inner=f"<item id='{h2}'/>")
+        assert base64.b64decode(got[0][1]) == IMG2
+        a.send_presence(pstatus="vcard avatar")
+        p = await asyncio.wait_for(pres.get(), 5)
+        while p["status"] != "vcard avatar":
+            p = await asyncio.wait_for(pres.get(), 5)
+        assert photo_hash(p) == h2
+        # removing the avatar (empty metadata) removes the PHOTO; the hash is empty
+        await iq(a, f"<pubsub xmlns='{PS}'><publish node='{META}'><item id='none'><metadata xmlns='{META}'/>"
+                    f"</item></publish></pubsub>")
+        await asyncio.sleep(0.3)
+        assert await vcard_photo(b, "alice@localhost") is None
+        await close(a, b)
+        # a later session of alice carries the hash of the vCard set by an earlier one
+        a = await connect(server, "alice@localhost/again")
+        b = await connect(server, "bob@localhost/pc2")
+        pres2 = asyncio.Queue()
+        b.add_event_handler("presence_available",
+                            lambda p: pres2.put_nowait(p) if p["from"].bare == "alice@localhost" else None)
+        await iq(a, f"<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>"
+                    f"{base64.b64encode(IMG2).decode()}</BINVAL></PHOTO></vCard>")
+        await close(a)
+        await asyncio.sleep(0.5)
+        a = await connect(server, "alice@localhost/third")
+        p = await asyncio.wait_for(pres2.get(), 5)
+        while str(p["from"]) != "alice@localhost/third":
+            p = await asyncio.wait_for(pres2.get(), 5)
+        assert photo_hash(p) == h2
+        await close(a, b)
     run(main())
