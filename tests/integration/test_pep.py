@@ -542,3 +542,43 @@ def test_avatars_pep_and_vcard_both_ways(server):
         assert photo_hash(p) == h2
         await close(a, b)
     run(main())
+
+
+def test_caps_hash_asked_once_and_verified(server):
+    """Two resources announcing the same caps hash cost one disco#info
+    (the answer verified and cached by hash); a hash whose answer does not
+    verify (here: the client cannot answer for the made-up node) is not
+    cached: the next resource with it is asked again."""
+    async def main():
+        a = await connect(server, "alice@localhost/pc")
+        b1 = await connect(server, "bob@localhost/one", notify=[NODE])
+        await befriend(a, b1)
+        b2 = await connect(server, "bob@localhost/two", notify=[NODE])
+        await asyncio.sleep(0.5)
+        sm = server.log("sm")
+        vers = [line.split("ver=")[1].split()[0] for line in sm.splitlines()
+                if "event=caps-query" in line and "bob@localhost" in line]
+        assert len(vers) == 1, vers           # b2's identical caps: no second query
+        assert "result=verified" in sm
+        await publish(a, NODE, "1", "x")
+        for x in (b1, b2):
+            _, _, ev = await next_event(x)
+            assert event_items(ev) == (NODE, [("1", "x")])
+        # a presence with a made-up hash: asked, not verified, not cached
+        fake = "bm90LWEtcmVhbC1oYXNoLXZhbHVlPQ=="
+        for res in ("three", "four"):
+            x = await connect(server, f"bob@localhost/{res}", notify=[OTHER], presence=False)
+            x.send_presence(pstatus="fake")   # slixmpp adds its caps; replace them below
+            await asyncio.sleep(0.2)
+            p = x.Presence()
+            p.xml.append(ET.fromstring(f"<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' "
+                                       f"node='urn:fake' ver='{fake}'/>"))
+            p.send()
+            await asyncio.sleep(0.7)
+            x.disconnect()
+        sm = server.log("sm")
+        assert sum(1 for line in sm.splitlines() if "event=caps-query" in line and f"ver={fake}" in line) == 2
+        answers = [line for line in sm.splitlines() if "event=caps-answer" in line and f"ver={fake}" in line]
+        assert len(answers) == 2 and not any("result=verified" in line for line in answers), answers
+        await close(a, b1, b2)
+    run(main())
