@@ -11,8 +11,9 @@
  *   <metadata/>.
  * - Presence: every available presence a session broadcasts carries
  *   <x xmlns='vcard-temp:x:update'><photo>sha-1</photo></x> with the
- *   current avatar's hash (empty <photo/> for none), replacing what the
- *   client put there: the server knows which avatar is current. The hash is
+ *   current avatar's hash, replacing what the client put there: the server
+ *   knows which avatar is current. With no avatar, a client's <x/> gets an
+ *   empty <photo/>, and a presence without one is left alone. The hash is
  *   read from the stored vCard when the user is loaded (the user is held
  *   until it is there). This module runs before mod_presence (sm/meson.build)
  *   so the broadcast carries it. A changed avatar shows in the client's next
@@ -163,9 +164,9 @@ static sm_ret_t on_presence_out(sm_sess_t *s, xml_node_t *st)
     if (xml_attr_get(st, "to") || xml_attr_get(st, "type"))
         return SM_PASS;
     avatar_user_t *a = state(s->user);
-    if (!a->hash)
-        return SM_PASS;
     xml_node_t *x = xml_child(st, NS_UPDATE, "x");
+    if (!a->hash || (!*a->hash && !x))
+        return SM_PASS;               /* no avatar and the client said nothing */
     if (x) {
         xml_detach(x);
         xml_free(x);
