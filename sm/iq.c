@@ -15,6 +15,7 @@
  * until sm_iq_reply / sm_iq_error ends it. */
 #include "module_run.h"
 #include "store.h"
+#include "comp_proto.h"
 #include "log.h"
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,34 @@ void sm_iq_error(sm_iq_t *req, const char *condition, const char *type)
     if (e->answered)
         log_panic("event=iq-error reason=answered-twice module=%s", e->m->name);
     sm_reply_error(req->iq, condition, type);
+    req_end(e);
+}
+
+void sm_iq_error_app(sm_iq_t *req, const char *condition, const char *type, xml_node_t *app)
+{
+    req_ent_t *e = (req_ent_t *)req;
+    if (e->answered)
+        log_panic("event=iq-error reason=answered-twice module=%s", e->m->name);
+    const xml_node_t *iq = req->iq;
+    const char *from = xml_attr_get(iq, "from");
+    if (from) {
+        xml_node_t *r = xml_copy(iq);
+        xml_attr_set(r, "to", from);
+        xml_attr_set(r, "from", xml_attr_get(iq, "to"));
+        xml_attr_set(r, "type", "error");
+        xml_node_t *err = xml_add_child(r, iq->ns, "error");
+        xml_attr_set(err, "type", type);
+        xml_add_child(err, NS_STANZAS, condition);
+        if (app)
+            xml_append(err, app);
+        app = NULL;
+        sm_sess_t *s = req->sess;
+        if (e->deferred && e->c2s)
+            s = sm_sess_lookup(e->c2s, e->sid);
+        log_debug("event=stanza-error condition=%s element=iq to=%s", condition, from);
+        sm_answer(s, r);
+    }
+    xml_free(app);
     req_end(e);
 }
 

@@ -52,6 +52,10 @@ void sm_iq_reply(sm_iq_t *req, xml_node_t *payload);
 /* Answers with a stanza error (condition of RFC 6120 8.3.3, type cancel,
  * modify, auth or wait). Ends the request. */
 void sm_iq_error(sm_iq_t *req, const char *condition, const char *type);
+/* As sm_iq_error, with an application-specific condition element (app,
+ * taken; NULL: none) after the defined one (RFC 6120 8.3.2), as XEP-0060's
+ * pubsub#errors. Ends the request. */
+void sm_iq_error_app(sm_iq_t *req, const char *condition, const char *type, xml_node_t *app);
 /* Keeps the request past the handler's return: returns the request to answer
  * later (a copy the core owns; req itself is spent). Its sess is NULL
  * (sessions may end meanwhile: the answer is routed to the sender's full

@@ -25,6 +25,10 @@
  *           --seconds after a warm-up second: logins/s and login latency.
  *   fanout  user 0 (the hub) with --contacts K subscribed, online contacts
  *           changes its presence --rounds times: time until all K have it.
+ *   pep     the same hub publishes a PEP item --rounds times to K online
+ *           contacts interested in the node (XEP-0115 +notify): time until
+ *           all K have the notification, notifications/s, latency p99
+ *           (bench_xmpp_pep.c).
  *
  * With --peer-host, chat and steady put the second user of every pair on
  * another server (federation) or another c2s of the same service.
@@ -35,6 +39,7 @@
  * line on stdout, one human line on stderr. Not a test: nothing asserts a
  * figure; the exit status is non-zero only when the run could not be done. */
 #include "bench_xmpp.h"
+#include "bench_xmpp_run.h"
 #include "log.h"
 #include "tls.h"
 #include <ctype.h>
@@ -56,11 +61,7 @@
 
 /* ---- options */
 
-static struct {
-    const char *host, *scenario, *label, *reg, *levels_s, *peer_host, *peer_domain, *ready_file;
-    int port, users, contacts, pairs, window, concurrency, rounds, body_bytes, cmd_jobs, peer_port;
-    double seconds, settle, rate, drain;
-} opt = {
+bx_opt_t opt = {
     .host = "127.0.0.1", .scenario = "idle", .label = "", .reg = "none", .levels_s = NULL,
     .port = 5222, .users = 1000, .contacts = 10, .pairs = 100, .window = 10, .concurrency = 50,
     .rounds = 5, .body_bytes = 64, .cmd_jobs = 8, .seconds = 10, .settle = 3, .peer_port = 5222,
@@ -69,7 +70,7 @@ static struct {
 
 /* tgt is --host; peer_tgt is --peer-host when given: in chat and steady the
  * odd-numbered user of each pair (the receiver) logs in there. */
-static bx_target_t tgt, peer_tgt;
+bx_target_t tgt, peer_tgt;
 static int have_peer;
 static pid_t pids[MAX_PIDS];
 static int npids;
@@ -163,27 +164,23 @@ static void add_pids_by_name(const char *names)
     free(dup);
 }
 
-/* Measured interval: wall, own CPU, server CPU. */
-typedef struct span { uint64_t t0; double self0, srv0, wall, self_pct, srv_pct; } span_t;
 
-static void span_begin(span_t *s)
+void span_begin(span_t *s)
 {
     s->t0 = bx_now_ns();
     s->self0 = cpu_self_s();
     s->srv0 = cpu_server_s();
 }
 
-static void span_end(span_t *s)
+void span_end(span_t *s)
 {
     s->wall = (double)(bx_now_ns() - s->t0) / 1e9;
     s->self_pct = s->wall > 0 ? 100.0 * (cpu_self_s() - s->self0) / s->wall : 0;
     s->srv_pct = s->wall > 0 ? 100.0 * (cpu_server_s() - s->srv0) / s->wall : 0;
 }
 
-/* Latency samples in microseconds. */
-typedef struct lat { uint32_t *v; size_t n, cap; } lat_t;
 
-static void lat_add(lat_t *l, uint64_t ns)
+void lat_add(lat_t *l, uint64_t ns)
 {
     if (l->n == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 4096;
@@ -200,7 +197,7 @@ static int cmp_u32(const void *a, const void *b)
 }
 
 /* Quantile q of the samples in milliseconds (sorts them). */
-static double lat_q(lat_t *l, double q)
+double lat_q(lat_t *l, double q)
 {
     if (!l->n)
         return 0;
@@ -211,8 +208,8 @@ static double lat_q(lat_t *l, double q)
 
 /* ---- the loop and a generic ramp of connections */
 
-static int failures;
-static char first_failure[200];
+int failures;
+char first_failure[200];
 
 static void note_failure(const bx_conn_t *c, const char *why)
 {
@@ -233,7 +230,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Runs fn every 10 ms until loop_stop(). */
-static void loop_run(void (*fn)(void))
+void loop_run(void (*fn)(void))
 {
     tick_fn = fn;
     tick_ev = event_new(tgt.base, -1, EV_PERSIST, tick_cb, NULL);
@@ -244,12 +241,12 @@ static void loop_run(void (*fn)(void))
     tick_ev = NULL;
 }
 
-static void loop_stop(void)
+void loop_stop(void)
 {
     event_base_loopbreak(tgt.base);
 }
 
-static double since_s(uint64_t t0)
+double since_s(uint64_t t0)
 {
     return (double)(bx_now_ns() - t0) / 1e9;
 }
@@ -379,27 +376,10 @@ static void provision(int n)
 
 /* ---- sessions shared by the scenarios */
 
-typedef struct peer {
-    bx_conn_t *c;
-    int ready;
-    /* chat */
-    uint32_t next_seq, expect_seq, inflight;
-    uint64_t sent, recvd;
-    /* fanout */
-    int got_hub;
-    int round_seen;
-    /* steady (sender: next_seq, sent; receiver: the rest) */
-    char *to;                /* the bare JID messages to this user go to */
-    uint8_t *seen;           /* bit per sequence number received from the partner */
-    size_t seen_bytes;
-    uint64_t uniq, dups, delayed, reordered, next_send_ns, retry_ns, recovered_ns;
-    uint32_t max_seq;
-    double backoff;
-    int lost_once, reconnects;
-} peer_t;
 
-static peer_t *peers;
-static int n_peers, n_live, n_ready, n_started, n_want, ramp_active, closing_all;
+peer_t *peers;
+int n_peers, n_ready;
+static int n_live, n_started, n_want, ramp_active, closing_all;
 static int pair_split;       /* chat, steady with --peer-host: odd users on the peer */
 
 static const bx_target_t *target_for(int idx)
@@ -410,7 +390,7 @@ static int ramp_flags;
 static const bx_handler_t *ramp_h;
 static uint64_t ramp_progress;
 
-static void peers_alloc(int n)
+void peers_alloc(int n)
 {
     n_peers = n;
     peers = xcalloc((size_t)n, sizeof *peers);
@@ -418,7 +398,7 @@ static void peers_alloc(int n)
         peers[i].round_seen = -1;
 }
 
-static void sess_ready(bx_conn_t *c)
+void sess_ready(bx_conn_t *c)
 {
     peer_t *p = c->ud;
     p->ready = 1;
@@ -427,7 +407,7 @@ static void sess_ready(bx_conn_t *c)
     ramp_progress = bx_now_ns();
 }
 
-static void sess_closed(bx_conn_t *c, int clean, const char *why)
+void sess_closed(bx_conn_t *c, int clean, const char *why)
 {
     peer_t *p = c->ud;
     if (p->ready)
@@ -468,7 +448,7 @@ static void ramp_tick(void)
 
 /* Connects users [n_started, upto) with the given handler; returns 0 when all
  * of them are ready. */
-static int ramp_to(int upto, int flags, const bx_handler_t *h)
+int ramp_to(int upto, int flags, const bx_handler_t *h)
 {
     n_want = upto;
     ramp_flags = flags;
@@ -486,7 +466,7 @@ static void wait_tick(void)
 }
 
 /* Lets the loop run for s seconds. */
-static void loop_for(double s)
+void loop_for(double s)
 {
     wait_until = bx_now_ns() + (uint64_t)(s * 1e9);
     loop_run(wait_tick);
@@ -498,7 +478,7 @@ static void close_tick(void)
         loop_stop();
 }
 
-static void close_all(void)
+void close_all(void)
 {
     closing_all = 1;
     for (int i = 0; i < n_peers; i++)
@@ -508,7 +488,7 @@ static void close_all(void)
     loop_run(close_tick);
 }
 
-static void json_common(strbuf_t *j, const span_t *s)
+void json_common(strbuf_t *j, const span_t *s)
 {
     strbuf_printf(j, ",\"gen_cpu_pct\":%.0f,\"server_cpu_pct\":%.0f,\"failures\":%d", s->self_pct,
                   s->srv_pct, failures);
@@ -523,7 +503,7 @@ static void json_common(strbuf_t *j, const span_t *s)
     }
 }
 
-static void json_open(strbuf_t *j)
+void json_open(strbuf_t *j)
 {
     strbuf_printf(j, "{\"scenario\":\"%s\",\"label\":\"%s\",\"tls\":\"%s\",\"mech\":\"%s\",\"transport\":\"%s\"",
                   opt.scenario, opt.label,
@@ -1195,7 +1175,7 @@ static lat_t fan_lat;
 static uint64_t fan_t0, fan_last;
 
 /* 1 if from (a full or bare JID) belongs to bare. */
-static int from_is(const char *from, const char *bare)
+int from_is(const char *from, const char *bare)
 {
     size_t n = strlen(bare);
     return from && strncmp(from, bare, n) == 0 && (from[n] == 0 || from[n] == '/');
@@ -1251,7 +1231,7 @@ static void fan_tick(void)
         loop_stop();
 }
 
-static int cmp_dbl(const void *a, const void *b)
+int cmp_dbl(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -1344,7 +1324,7 @@ static void usage(void)
             "                     per account as real clients do\n"
             "  --users N --user-template bench%%d --password P\n"
             "  --register none|ibr|'cmd:TEMPLATE'   TEMPLATE: %%u user %%p password %%d domain\n"
-            "  --scenario register|idle|chat|steady|login|fanout\n"
+            "  --scenario register|idle|chat|steady|login|fanout|pep\n"
             "  --levels N,N,...   idle: report memory at these session counts (default --users)\n"
             "  --contacts R|K     idle: roster items per user; fanout: contacts of the hub\n"
             "  --pairs P --window W --body-bytes B   chat\n"
@@ -1474,7 +1454,7 @@ int main(int argc, char **argv)
     int need = opt.users;
     if (strcmp(opt.scenario, "chat") == 0 || strcmp(opt.scenario, "steady") == 0)
         need = 2 * opt.pairs;
-    else if (strcmp(opt.scenario, "fanout") == 0)
+    else if (strcmp(opt.scenario, "fanout") == 0 || strcmp(opt.scenario, "pep") == 0)
         need = opt.contacts + 1;
     else if (strcmp(opt.scenario, "login") == 0 && opt.concurrency > opt.users)
         need = opt.concurrency;
@@ -1493,6 +1473,8 @@ int main(int argc, char **argv)
         rc = run_login();
     else if (strcmp(opt.scenario, "fanout") == 0)
         rc = run_fanout();
+    else if (strcmp(opt.scenario, "pep") == 0)
+        rc = run_pep();
     else
         usage();
     event_base_free(tgt.base);

@@ -54,6 +54,10 @@ typedef struct bx_handler {
      * number of roster-set iqs (ids "rs...") it sent with bx_conn_send; the
      * connection waits for their answers before presence. */
     int (*on_roster)(bx_conn_t *c, const xml_node_t *query);
+    /* Optional: an iq get or set from the server; returns 1 if it answered,
+     * else the connection answers (a result to roster pushes, otherwise
+     * service-unavailable). */
+    int (*on_iq)(bx_conn_t *c, xml_node_t *iq);
     /* The connection ended: clean=1 after our close handshake or a finished
      * registration (reg_status then says "ok", "conflict" or the error);
      * clean=0 with why on failure. c is freed right after. */

@@ -492,6 +492,8 @@ static void xs_on_stanza(void *ctx, xml_node_t *st)
             /* ignore */
         } else if (strcmp(type, "result") == 0 || strcmp(type, "error") == 0) {
             on_iq_result(c, st, id, strcmp(type, "result") == 0);
+        } else if (c->h->on_iq && c->h->on_iq(c, st)) {
+            /* the scenario answered */
         } else {
             /* Roster pushes get a result; anything else a polite error. */
             strbuf_t r, eid;

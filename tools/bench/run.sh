@@ -9,6 +9,9 @@
 # every scenario against every server, interleaved (weft, prosody, ejabberd,
 # weft, ...), RUNS times, and prints a markdown table of the medians to stdout
 # (raw JSON lines go to $OUT/results.jsonl). Stops everything it started.
+# The pep scenario (one PEP publish fanned out to PEP_K online contacts,
+# XEP-0115-filtered) needs PEP on: mod_pep in Prosody, mod_pubsub's pep
+# plugin with mod_caps in ejabberd, weft's pep module (on by default).
 #
 # TRANSPORTS="tcp websocket" also runs every scenario over plain WebSocket
 # (RFC 7395) on loopback, labelled "SERVER ws": weft's listen.websocket,
@@ -27,7 +30,7 @@
 #
 #   tools/bench/run.sh
 #   RUNS=3 IDLE_LEVELS=1000,2000 IDLE_SETTLE=35 CHAT_PAIRS=200 CHAT_SECONDS=20 \
-#   LOGIN_CONC=50 LOGIN_SECONDS=20 FANOUT_K=200 SERVERS="weft prosody ejabberd" MAM=on TRANSPORTS="tcp websocket" \
+#   LOGIN_CONC=50 LOGIN_SECONDS=20 FANOUT_K=200 PEP_K="200 1000" SERVERS="weft prosody ejabberd" MAM=on TRANSPORTS="tcp websocket" \
 #   WEFT_BUILD=build-release tools/bench/run.sh
 set -euo pipefail
 
@@ -46,12 +49,13 @@ chat_window=${CHAT_WINDOW:-10}
 login_conc=${LOGIN_CONC:-50}
 login_seconds=${LOGIN_SECONDS:-20}
 fanout_k=${FANOUT_K:-200}
+pep_ks=${PEP_K:-200 1000}
 servers=${SERVERS:-weft prosody ejabberd}
 # Message archives (XEP-0313) on every server (weft's default), or off;
 # SERVERS may add weft-nomam, weft with its archive off, to the same run.
 # SM_EXTRA: more sm.xml for both weft rows (e.g. <database-cache>64M</database-cache>).
 mam=${MAM:-on}
-scenarios=${SCENARIOS:-idle chat login fanout}
+scenarios=${SCENARIOS:-idle chat login fanout pep}
 transports=${TRANSPORTS:-tcp}
 iter=4096
 out=${OUT:-$(mktemp -d /tmp/weft-bench.XXXXXX)}
@@ -273,19 +277,25 @@ for s in $servers; do "start_${s//-/_}"; done
 sleep 2
 max_users=${idle_levels##*,}
 for n in $((2 * chat_pairs)) $((fanout_k + 1)) $login_conc; do [ "$n" -gt "$max_users" ] && max_users=$n; done
+for k in $pep_ks; do n=$((k + 1)); [ "$n" -gt "$max_users" ] && max_users=$n; done
 for s in $servers; do
     gen "$s" --register ibr --scenario register --users "$max_users" --concurrency 50 >&2
 done
 
 : >"$out/results.jsonl"
 for run in $(seq "$runs"); do
-    for sc in $scenarios; do
+    for sc0 in $scenarios; do
+      # pep runs once per contact count: pep:200, pep:1000
+      scs=$sc0
+      [ "$sc0" = pep ] && scs=$(for k in $pep_ks; do printf 'pep:%s ' "$k"; done)
+      for sc in $scs; do
         for s in $servers; do
             case $sc in
                 idle) args=(--scenario idle --users "$max_users" --levels "$idle_levels" --contacts 10 --concurrency 100 --settle "$idle_settle") ;;
                 chat) args=(--scenario chat --pairs "$chat_pairs" --window "$chat_window" --seconds "$chat_seconds") ;;
                 login) args=(--scenario login --users "$max_users" --concurrency "$login_conc" --seconds "$login_seconds") ;;
                 fanout) args=(--scenario fanout --contacts "$fanout_k" --rounds 5) ;;
+                pep:*) args=(--scenario pep --contacts "${sc#pep:}" --rounds 5 --concurrency 100) ;;
             esac
             for tr in $transports; do
                 g=gen
@@ -301,6 +311,7 @@ for run in $(seq "$runs"); do
                 --mech SCRAM-SHA-1 --pids "${pids[weft]}" --label weft "${args[@]}" >>"$out/results.jsonl" || true
             sleep 2
         fi
+      done
     done
 done
 

@@ -83,6 +83,22 @@ def main(path):
             out.append(f"| {label} | {fmt(med([r['all_ms_median'] for r in rs]), 2)} | {fmt(max(r['all_ms_max'] for r in rs), 2)} | "
                        f"{fmt(med([r['delivery_p50_ms'] for r in rs]), 2)} | {sum(r['missing'] for r in rs)} | {len(rs)} |")
         out.append("")
+    pep = runs("pep")
+    if pep:
+        by_k = defaultdict(list)
+        for (sc, label, mech), rs in pep:
+            for r in rs:
+                by_k[(r["contacts"], label)].append(r)
+        out.append("| PEP fan-out (one publish, 5 per run) | contacts | notifications/s | ms until all (median) | "
+                   "p50 ms | p99 ms | missing | server CPU % | runs |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for (k, label) in sorted(by_k, key=lambda x: x[0]):   # stable: servers in run order
+            rs = by_k[(k, label)]
+            out.append(f"| {label} | {k} | {fmt(med([r['notifications_per_s'] for r in rs]))} | "
+                       f"{fmt(med([r['all_ms_median'] for r in rs]), 2)} | {fmt(med([r['delivery_p50_ms'] for r in rs]), 2)} | "
+                       f"{fmt(med([r['delivery_p99_ms'] for r in rs]), 2)} | {sum(r['missing'] for r in rs)} | "
+                       f"{fmt(med([r['server_cpu_pct'] for r in rs]))} | {len(rs)} |")
+        out.append("")
     print("\n".join(out))
 
 
