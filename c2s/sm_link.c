@@ -7,7 +7,8 @@
  * ids are "sid.n" and the client keeps n, so an answer for a client that has
  * gone or asked again since is dropped. When the router says the sm's domain
  * came back after being down (or the link itself came back), every live
- * session is re-announced with resync='true' and its last presence. */
+ * session is re-announced with resync='true' and its last presence; so it
+ * is when an sm instance is taken over (its users moved to the others). */
 #include "c2s.h"
 #include "comp_proto.h"
 #include "comp_client.h"
@@ -300,6 +301,17 @@ static void sm_link_on_name(void *ctx, const char *name, const char *instance, i
     }
 }
 
+/* An sm instance was taken over: its users' sessions are re-announced, and
+ * the router takes each to its new owner; the others answer started. */
+static void sm_link_on_lost(void *ctx, const char *name, const char *instance)
+{
+    (void)ctx;
+    if (strcmp(name, c2s_config->domain))
+        return;
+    log_notice("event=sm-lost name=%s instance=%s", name, instance);
+    sm_link_resync("sm-taken-over");
+}
+
 static void sm_link_on_bind_error(void *ctx, const char *name, const char *condition)
 {
     (void)ctx;
@@ -327,6 +339,7 @@ int sm_link_start(struct event_base *base)
         .on_stanza = sm_link_on_stanza,
         .on_name = sm_link_on_name,
         .on_bind_error = sm_link_on_bind_error,
+        .on_lost = sm_link_on_lost,
     };
     router_link = comp_client_new(base, &cfg, &cb, NULL);
     return router_link ? 0 : -1;

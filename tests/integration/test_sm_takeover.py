@@ -1,0 +1,350 @@
+"""Several sm instances sharing one storage, one of them lost for good and then
+back (docs/component-protocol.md 8.4, docs/operations.md "Losing an sm
+host"): a router, two sm instances (sm1, sm2) partitioning localhost over
+one database, a c2s. Clients chat in pairs across the two instances and
+write to users who are offline; sm1 is killed with SIGKILL. Past
+takeover.seconds sm2 serves sm1's users: every client is still connected,
+every message arrives exactly once, rosters and offline messages are there.
+Then sm1 starts again, sm2 hands its users back, and the same holds.
+
+Storage is one SQLite file shared by both processes (WAL) on loopback, or a
+PostgreSQL server when the sm runs on it; the second test runs the same
+scenario in network namespaces (router host, two sm hosts, c2s host, and the
+clients' host)."""
+import collections
+import os
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import BUILD, Proc, free_port, selfsigned_cert, wait_for, wait_port
+from server import RawClient
+
+TAKEOVER = 3
+
+
+def score(key, instance):
+    """The router's rendezvous score (docs/component-protocol.md 8.2)."""
+    m, p = 1 << 64, 0x100000001b3
+    h = 1469598103934665603     # what the code uses (0x14650fb0739d0383)
+    for b in key.encode():
+        h = ((h ^ b) * p) % m
+    h = ((h ^ 0xff) * p) % m
+    for b in instance.encode():
+        h = ((h ^ b) * p) % m
+    h = (h + 0x9e3779b97f4a7c15) % m
+    h = ((h ^ (h >> 30)) * 0xbf58476d1ce4e5b9) % m
+    h = ((h ^ (h >> 27)) * 0x94d049bb133111eb) % m
+    return h ^ (h >> 31)
+
+
+def owner(user):
+    bare = f"{user}@localhost"
+    return max(("sm1", "sm2"), key=lambda i: score(bare, i))
+
+
+def test_score_matches_the_documented_vectors():
+    assert score("juliet@example.org", "sm1") == 0xeebe87bf0ebf5257
+    assert score("romeo@example.org", "sm2") == 0xfb94403f82fce53a
+
+
+def pick_users():
+    """Senders and receivers for the four (sender owner, receiver owner)
+    pairs, and two offline users of sm1 (one read after the takeover, one
+    after the handback) and one of sm2."""
+    by = {"sm1": [], "sm2": []}
+    for i in range(200):
+        by[owner(f"u{i}")].append(f"u{i}")
+    one, two = by["sm1"], by["sm2"]
+    pairs = [(one[0], one[1]), (one[2], two[0]), (two[1], one[3]), (two[2], two[3])]
+    return pairs, {"o1": one[4], "o3": one[5], "o2": two[4]}
+
+
+class Client(RawClient):
+    """Keeps everything it received in `seen`, whatever read it."""
+    seen = ""
+
+    def read_until(self, pattern, timeout=10):
+        before = len(self.buf)
+        out = super().read_until(pattern, timeout)
+        self.seen += (out + self.buf)[before:]
+        return out
+
+
+def drain(c):
+    c.sock.settimeout(0.01)
+    try:
+        while True:
+            data = c.sock.recv(65536)
+            if not data:
+                raise EOFError("server closed the client connection")
+            c.buf += data.decode(errors="replace")
+            c.seen += data.decode(errors="replace")
+    except (socket.timeout, BlockingIOError):
+        pass
+    except Exception as e:  # ssl.SSLWantReadError and friends
+        if "timed out" in str(e) or "WantRead" in type(e).__name__:
+            return
+        raise
+
+
+def bodies(c, prefix):
+    return re.findall(r"<body>(%s[^<]*)</body>" % re.escape(prefix), c.seen)
+
+
+class Loopback:
+    """Router, sm1, sm2 and c2s on 127.0.0.1, one shared storage."""
+
+    def __init__(self, tmp_path, storage):
+        self.dir = tmp_path
+        self.storage = storage
+        self.procs = {}
+        self.router_port = free_port()
+        self.port = free_port()
+        self.tls_port = free_port()
+        self.host = "127.0.0.1"
+
+    @property
+    def cert(self):
+        return str(self.dir / "certs" / "localhost.crt")
+
+    def write_configs(self, router_addr, c2s_listen):
+        (self.dir / "router.xml").write_text(f"""<router><name>router</name><listen>{router_addr}</listen>
+          <log><level>debug</level></log>
+          <hold><seconds>30</seconds></hold>
+          <takeover><seconds>{TAKEOVER}</seconds><handback-timeout>5</handback-timeout></takeover>
+          <tls><required-remote>false</required-remote></tls>
+          <component name="sm1" secret="s1" trusted-from="true"><bind>localhost</bind></component>
+          <component name="sm2" secret="s2" trusted-from="true"><bind>localhost</bind></component>
+          <component name="c2s" secret="c1" trusted-from="true"><bind>c2s.localhost</bind></component>
+          <partition>localhost</partition></router>""")
+        for n in ("sm1", "sm2"):
+            (self.dir / f"{n}.xml").write_text(f"""<sm><router><address>{router_addr}</address>
+              <name>router</name></router><name>{n}</name><secret>s{n[-1]}</secret>
+              <domain>localhost</domain><storage>{self.storage}</storage>
+              <log><level>debug</level></log></sm>""")
+        selfsigned_cert(self.dir / "certs" / "localhost.crt", self.dir / "certs" / "localhost.key", "localhost")
+        (self.dir / "c2s.xml").write_text(f"""<c2s><instance>c2s.localhost</instance>
+          <router><address>{router_addr}</address><name>router</name></router>
+          <name>c2s</name><secret>c1</secret><domain>localhost</domain>
+          <listen><starttls>{c2s_listen}</starttls></listen>
+          <tls><certificate>{self.cert}</certificate><key>{self.dir}/certs/localhost.key</key></tls>
+          <log><level>debug</level></log>
+          <register><enabled>true</enabled><per-ip>100</per-ip></register></c2s>""")
+
+    def setup(self):
+        self.write_configs(f"127.0.0.1:{self.router_port}", f"127.0.0.1:{self.port}")
+
+    def start(self, name):
+        binary = os.path.join(BUILD, "sm" if name.startswith("sm") else name,
+                              "weft-" + ("sm" if name.startswith("sm") else name))
+        self.procs[name] = Proc([binary, "-c", str(self.dir / f"{name}.xml")], self.dir / f"{name}.log")
+        if name == "router":
+            wait_port(self.router_port)
+        if name == "c2s":
+            wait_port(self.port)
+
+    def kill9(self, name):
+        self.procs[name].kill9()
+
+    def log(self, name):
+        p = self.dir / f"{name}.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def client(self):
+        return Client(self, host=self.host)
+
+    def close(self):
+        for p in reversed(list(self.procs.values())):
+            try:
+                p.stop()
+            except Exception:
+                pass
+
+
+def register(d, user):
+    c = d.client()
+    c.open()
+    c.starttls()
+    c.send(f"<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>{user}</username>"
+           f"<password>pw</password></query></iq>")
+    r = c.read_until(r"<iq[^>]*id=['\"]reg['\"][\s\S]*?(/>|</iq>)", timeout=20)
+    c.close()
+    assert "type='result'" in r or 'type="result"' in r, r
+
+
+def login(d, user, presence=True):
+    c = d.client()
+    c.open()
+    c.starttls()
+    assert c.auth(user, "pw"), c.buf
+    c.bind("r")
+    c.user = user
+    if presence:
+        c.send("<presence/>")
+    return c
+
+
+def roster_of(c, n):
+    c.send(f"<iq type='get' id='rg{n}'><query xmlns='jabber:iq:roster'/></iq>")
+    return c.read_until(rf"<iq[^>]*id=['\"]rg{n}['\"][\s\S]*?(/>|</iq>)", timeout=30)
+
+
+def alive(clients, tag):
+    """Every client answers a ping through its sm: still connected, still served."""
+    for n, c in enumerate(clients):
+        c.send(f"<iq type='get' id='{tag}{n}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+    for n, c in enumerate(clients):
+        r = c.read_until(rf"<iq[^>]*id=['\"]{tag}{n}['\"][^>]*>", timeout=30)
+        assert "type='result'" in r or 'type="result"' in r, (c.user, r)
+
+
+class Scenario:
+    def __init__(self, d):
+        self.d = d
+        self.pairs, self.off = pick_users()
+        self.sent = collections.defaultdict(list)      # receiver -> bodies
+        self.k = 0
+
+    def prepare(self):
+        d = self.d
+        for s, r in self.pairs:
+            register(d, s)
+            register(d, r)
+        for u in self.off.values():
+            register(d, u)
+        self.senders = [login(d, s) for s, _ in self.pairs]
+        self.receivers = [login(d, r) for _, r in self.pairs]
+        # a roster item per user, to find again on the other instance
+        for n, c in enumerate(self.senders + self.receivers):
+            c.send(f"<iq type='set' id='rs{n}'><query xmlns='jabber:iq:roster'><item jid='friend-of-{c.user}@"
+                   f"localhost' name='F {c.user}'/></query></iq>")
+            c.read_until(rf"<iq[^>]*id=['\"]rs{n}['\"]", timeout=20)
+        time.sleep(0.5)
+        for c in self.senders + self.receivers:
+            drain(c)
+            c.buf = c.seen = ""
+
+    def send_rounds(self, n, offline=True):
+        """n rounds: each sender to its receiver, and to each offline user."""
+        for _ in range(n):
+            k = self.k
+            self.k += 1
+            for i, s in enumerate(self.senders):
+                r = self.pairs[i][1]
+                body = f"m-{i}-{k}"
+                s.send(f"<message to='{r}@localhost' type='chat'><body>{body}</body></message>")
+                self.sent[r].append(body)
+                for u in (self.off.values() if offline else ()):
+                    body = f"x-{i}-{k}-{u}"
+                    s.send(f"<message to='{u}@localhost' type='chat'><body>{body}</body></message>")
+                    self.sent[u].append(body)
+
+    def check_live(self, timeout=40):
+        """Every message to an online receiver arrived exactly once."""
+        def done():
+            for c in self.receivers:
+                drain(c)
+            return all(set(bodies(c, "m-")) >= set(self.sent[c.user]) for c in self.receivers)
+        wait_for(done, timeout, 0.1)
+        for c in self.receivers:
+            got = collections.Counter(bodies(c, "m-"))
+            missing = [b for b in self.sent[c.user] if not got[b]]
+            dup = {b: n for b, n in got.items() if n > 1}
+            assert not missing and not dup, (c.user, owner(c.user), "missing", missing, "duplicated", dup,
+                                             self.d.log("router")[-3000:])
+        return sum(len(self.sent[c.user]) for c in self.receivers)
+
+    def check_offline(self, key, stage):
+        """The offline user logs in: everything sent to it, exactly once."""
+        u = self.off[key]
+        c = login(self.d, u)
+        c.user = u
+        want = self.sent[u]
+        wait_for(lambda: (drain(c), set(bodies(c, "x-")) >= set(want))[1], 40, 0.1)
+        got = collections.Counter(bodies(c, "x-"))
+        missing = [b for b in want if not got[b]]
+        dup = {b: n for b, n in got.items() if n > 1}
+        assert not missing and not dup, (stage, u, owner(u), "missing", missing, "duplicated", dup)
+        c.close()
+        return len(want)
+
+    def check_rosters(self, tag):
+        for n, c in enumerate(self.senders + self.receivers):
+            r = roster_of(c, f"{tag}{n}")
+            assert f"friend-of-{c.user}@localhost" in r, (c.user, owner(c.user), r)
+
+    def run(self):
+        d = self.d
+        d.start("router")
+        time.sleep(0.3)
+        d.start("sm1")
+        d.start("sm2")
+        d.start("c2s")
+        assert wait_for(lambda: "event=router-ready" in d.log("c2s") and
+                        d.log("router").count("event=bind component=sm") >= 2, 20), d.log("router")
+        self.prepare()
+        report = {}
+        # Both up: every owner is used.
+        self.send_rounds(5)
+        report["before"] = self.check_live()
+        alive(self.senders + self.receivers, "p0-")
+        # sm1 dies and never comes back. Messages sent during the grace
+        # period wait in the router; then sm2 serves everyone.
+        d.kill9("sm1")
+        killed = time.time()
+        self.send_rounds(5)
+        assert wait_for(lambda: "event=takeover name=localhost instance=sm1" in d.log("router"), TAKEOVER + 10), \
+            d.log("router")[-3000:]
+        report["takeover_after"] = round(time.time() - killed, 1)
+        self.send_rounds(5)
+        report["after_takeover"] = self.check_live()
+        alive(self.senders + self.receivers, "p1-")
+        self.check_rosters("t")
+        report["offline_o1"] = self.check_offline("o1", "takeover")
+        report["offline_o2"] = self.check_offline("o2", "takeover")
+        assert "event=resync reason=sm-taken-over" in d.log("c2s"), d.log("c2s")[-3000:]
+        # sm1 comes back: sm2 hands its users back; messages keep flowing
+        # all along (a round every 10 ms until the handback is done, so some
+        # arrive while sm1's stanzas are held for it).
+        d.start("sm1")
+        self.send_rounds(5)
+        end = time.time() + 30
+        while time.time() < end and "event=handback-done name=localhost instance=sm1 reason=released" \
+                not in d.log("router"):
+            self.send_rounds(1, offline=False)
+            time.sleep(0.01)
+        assert "event=handback-done name=localhost instance=sm1 reason=released" in d.log("router"), \
+            d.log("router")[-3000:]
+        report["handback"] = re.search(r"event=handback-done [^\n]*", d.log("router")).group(0)
+        self.send_rounds(5)
+        report["after_handback"] = self.check_live()
+        alive(self.senders + self.receivers, "p2-")
+        self.check_rosters("h")
+        report["offline_o3"] = self.check_offline("o3", "handback")
+        # Each instance serves its own users again.
+        sm1_users = {u for p in self.pairs for u in p if owner(u) == "sm1"}
+        log1 = d.log("sm1")
+        for u in sm1_users:
+            assert f"event=session-start jid={u}@localhost/r" in log1.split("event=router-linked")[-1], (u, log1[-3000:])
+        assert "event=session-moved" in d.log("sm2"), d.log("sm2")[-3000:]
+        assert "event=bounce " not in d.log("router"), d.log("router")
+        return report
+
+
+@pytest.fixture
+def loopback(tmp_path):
+    d = Loopback(tmp_path, f"sqlite:{tmp_path}/weft.db")
+    d.setup()
+    yield d
+    d.close()
+
+
+def test_sm_lost_for_good_then_back(loopback, record_property):
+    report = Scenario(loopback).run()
+    for k, v in report.items():
+        record_property(k, v)
+    print("sm-takeover", report)
