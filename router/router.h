@@ -231,7 +231,7 @@ void names_slot_flush(slot_t *s);
 void names_foreach(void (*fn)(route_name_t *rn, void *arg), void *arg);
 
 /* takeover.c: survivors take over a lost partition instance's users and
- * hand them back when it returns (docs/component-protocol.md, 8.4). */
+ * hand them back when it returns (docs/component-protocol.md, 8.5). */
 void takeover_cron(double now);
 /* A bind of rn by l's instance, slot s: 1 when s is fenced (held for a
  * handback), 0 when it may be flushed now. */

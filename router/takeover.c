@@ -1,5 +1,5 @@
 /* takeover: moving the users of a lost partition instance to the others, and
- * back when it returns (docs/component-protocol.md, 8.4).
+ * back when it returns (docs/component-protocol.md, 8.5).
  *
  * The router alone decides who serves a user: the rendezvous hash over the
  * slots of a partitioned name. An instance away for takeover.seconds (or

@@ -882,7 +882,7 @@ void sm_route_in(xml_node_t *el)
         sess_out(&e->s, st);
 }
 
-/* --- takeover and handback (docs/component-protocol.md 8.4) ------------------------- */
+/* --- takeover and handback (docs/component-protocol.md 8.5) ------------------------- */
 
 /* Forgets a session without ending it: the client stays connected and its
  * session moves to another instance, so no unavailable presence goes out

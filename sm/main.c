@@ -5,7 +5,7 @@
  * our users; it starts admin.c's socket. It also keeps the set of sm
  * instances serving our domain so that sm_send can tell which users this
  * instance owns (the router's rendezvous hash, docs/component-protocol.md
- * 8.2), and follows takeovers and handbacks (8.4). */
+ * 8.2), and follows takeovers and handbacks (8.5). */
 #include "sm.h"
 #include "comp_client.h"
 #include "comp_proto.h"
@@ -118,7 +118,7 @@ static void on_name(void *ctx, const char *name, const char *instance, int up)
         sm_c2s_down(name);
 }
 
-/* An instance was taken over (docs/component-protocol.md 8.4): when it is
+/* An instance was taken over (docs/component-protocol.md 8.5): when it is
  * another, its users hash to the rest of us from now on; when it is us, the
  * others served our users while we were away, so what we kept of them is
  * stale. */

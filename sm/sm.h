@@ -121,7 +121,7 @@ void sm_core_cron(double now);
 void sm_session_control(xml_node_t *el);  /* {S}session from a c2s */
 void sm_route_in(xml_node_t *el);         /* {S}route from a c2s */
 void sm_c2s_down(const char *instance);   /* a c2s instance went away: end its sessions */
-/* Takeover (docs/component-protocol.md 8.4): forgets, without ending them,
+/* Takeover (docs/component-protocol.md 8.5): forgets, without ending them,
  * the sessions and users this instance no longer owns (all: every one);
  * returns how many users still have storage work under way (not 0: call
  * again later). forget_all: we were taken over while away. */

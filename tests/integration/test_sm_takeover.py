@@ -1,5 +1,5 @@
 """Several sm instances sharing one storage, one of them lost for good and then
-back (docs/component-protocol.md 8.4, docs/operations.md "Losing an sm
+back (docs/component-protocol.md 8.5, docs/operations.md "Losing an sm
 host"): a router, two sm instances (sm1, sm2) partitioning localhost over
 one database, a c2s. Clients chat in pairs across the two instances and
 write to users who are offline; sm1 is killed with SIGKILL. Past
