@@ -173,6 +173,7 @@ const char *names_bind(link_t *l, const char *name, int is_default)
         mine = slot_new(rn, inst);
     mine->link = l;
     mine->down_since = 0;
+    mine->bound_once = 1;
     add_bound(l, is_default ? "" : name);
     log_info("event=bind component=%s name=%s peer=%s", inst, is_default ? "(default)" : name, l->peer);
     if (!is_default)

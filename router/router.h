@@ -197,6 +197,7 @@ struct slot {
      * its users (links listed here) or handback.timeout has passed. */
     int fenced;
     double fenced_at;
+    int bound_once;            /* bound since the router started */
     uint64_t *handback;        /* ids of the links that have not released */
     size_t nhandback;
 };

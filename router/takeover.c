@@ -119,9 +119,13 @@ static void cron_rn(route_name_t *rn, void *arg)
             survivor = 1;
     if (!survivor)
         return;                 /* nobody to take over: hold, then bounce */
+    /* After a router restart every instance reconnects with its own backoff
+     * (up to 10 s): one not seen yet gets half the hold time, so a restart
+     * does not move users twice. */
+    double first = router_config->hold_seconds / 2 > after ? router_config->hold_seconds / 2 : after;
     for (slot_t *s = rn->slots, *next; s; s = next) {
         next = s->next;
-        if (!s->link && s->down_since > 0 && now - s->down_since >= after)
+        if (!s->link && s->down_since > 0 && now - s->down_since >= (s->bound_once ? after : first))
             take_over(rn, s);
     }
 }

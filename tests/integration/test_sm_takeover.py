@@ -111,24 +111,30 @@ class Loopback:
     def cert(self):
         return str(self.dir / "certs" / "localhost.crt")
 
-    def write_configs(self, router_addr, c2s_listen):
+    def write_configs(self, router_addr, c2s_listen, router_tls=""):
+        link_tls = ""
+        if router_tls:
+            crt, key = selfsigned_cert(self.dir / "router" / "router.crt", self.dir / "router" / "router.key",
+                                       "router")
+            router_tls = f"<tls><certificate>{crt}</certificate><key>{key}</key></tls>"
+            link_tls = f"<tls-ca>{crt}</tls-ca>"
         (self.dir / "router.xml").write_text(f"""<router><name>router</name><listen>{router_addr}</listen>
           <log><level>debug</level></log>
           <hold><seconds>30</seconds></hold>
           <takeover><seconds>{TAKEOVER}</seconds><handback-timeout>5</handback-timeout></takeover>
-          <tls><required-remote>false</required-remote></tls>
+          {router_tls}
           <component name="sm1" secret="s1" trusted-from="true"><bind>localhost</bind></component>
           <component name="sm2" secret="s2" trusted-from="true"><bind>localhost</bind></component>
           <component name="c2s" secret="c1" trusted-from="true"><bind>c2s.localhost</bind></component>
           <partition>localhost</partition></router>""")
         for n in ("sm1", "sm2"):
             (self.dir / f"{n}.xml").write_text(f"""<sm><router><address>{router_addr}</address>
-              <name>router</name></router><name>{n}</name><secret>s{n[-1]}</secret>
+              <name>router</name>{link_tls}</router><name>{n}</name><secret>s{n[-1]}</secret>
               <domain>localhost</domain><storage>{self.storage}</storage>
               <log><level>debug</level></log></sm>""")
         selfsigned_cert(self.dir / "certs" / "localhost.crt", self.dir / "certs" / "localhost.key", "localhost")
         (self.dir / "c2s.xml").write_text(f"""<c2s><instance>c2s.localhost</instance>
-          <router><address>{router_addr}</address><name>router</name></router>
+          <router><address>{router_addr}</address><name>router</name>{link_tls}</router>
           <name>c2s</name><secret>c1</secret><domain>localhost</domain>
           <listen><starttls>{c2s_listen}</starttls></listen>
           <tls><certificate>{self.cert}</certificate><key>{self.dir}/certs/localhost.key</key></tls>
@@ -163,6 +169,48 @@ class Loopback:
                 p.stop()
             except Exception:
                 pass
+
+
+class NsClient(Client):
+    """A client whose socket lives in the clients' namespace."""
+
+    def __init__(self, d):
+        self.server = d
+        self.buf = ""
+        self.seen = ""
+        self.sock = d.net.connect(d.hosts["c2s"].ip, 5222)
+        self.tls = False
+
+
+class Netns(Loopback):
+    """The same processes, each on a host of its own (network namespaces on
+    one bridge, fed.FedNet): router, sm1, sm2, c2s; clients on a fifth. The
+    component links cross the bridge, so they use STARTTLS and SCRAM-PLUS,
+    verified against the router's certificate."""
+
+    def __init__(self, tmp_path, storage):
+        import fed
+        super().__init__(tmp_path, storage)
+        self.net = fed.FedNet(tmp_path / "net", hosts=("router", "sm1", "sm2", "c2s"))
+        self.hosts = self.net.hosts
+
+    def setup(self):
+        self.write_configs(f"{self.hosts['router'].ip}:5347", f"{self.hosts['c2s'].ip}:5222", router_tls=True)
+
+    def start(self, name):
+        prog = "sm" if name.startswith("sm") else name
+        self.procs[name] = self.net.spawn(name, [os.path.join(BUILD, prog, f"weft-{prog}"), "-c",
+                                                 str(self.dir / f"{name}.xml")], self.dir / f"{name}.log")
+        if name == "router":
+            self.net.wait_port(self.hosts["router"].ip, 5347, host="c2s")
+        if name == "c2s":
+            self.net.wait_port(self.hosts["c2s"].ip, 5222)
+
+    def client(self):
+        return NsClient(self)
+
+    def close(self):
+        self.net.close()
 
 
 def register(d, user):
@@ -319,7 +367,8 @@ class Scenario:
             time.sleep(0.01)
         assert "event=handback-done name=localhost instance=sm1 reason=released" in d.log("router"), \
             d.log("router")[-3000:]
-        report["handback"] = re.search(r"event=handback-done [^\n]*", d.log("router")).group(0)
+        report["handback"] = re.findall(r"event=handback-done name=localhost instance=sm1 [^\n]*",
+                                        d.log("router"))[-1]
         self.send_rounds(5)
         report["after_handback"] = self.check_live()
         alive(self.senders + self.receivers, "p2-")
@@ -348,3 +397,146 @@ def test_sm_lost_for_good_then_back(loopback, record_property):
     for k, v in report.items():
         record_property(k, v)
     print("sm-takeover", report)
+
+
+@pytest.fixture
+def netns_hosts(tmp_path):
+    import fed
+    why = fed.usable()
+    assert why is None, why
+    d = Netns(tmp_path, f"sqlite:{tmp_path}/weft.db")
+    try:
+        d.setup()
+        yield d
+    finally:
+        d.close()
+
+
+def test_sm_host_lost_in_network_namespaces(netns_hosts, record_property):
+    report = Scenario(netns_hosts).run()
+    assert "mechanism=SCRAM-SHA-256-PLUS" in netns_hosts.log("router"), netns_hosts.log("router")[-2000:]
+    for k, v in report.items():
+        record_property(k, v)
+    print("sm-takeover-netns", report)
+
+
+# ---- the router's side, byte level (an independent client: weftproto.py)
+
+def link(port, name, secret, epoch, bind):
+    import weftproto
+    lk = weftproto.Link(port)
+    lk.open()
+    res = lk.authenticate(name, secret)
+    assert res.tag.endswith("success"), res
+    assert lk.session(epoch=epoch).get("acked") is not None
+    lk.send(f"<w:bind name='{bind}'/>")
+    lk.els = []
+    return lk
+
+
+def wait_el(lk, pred, timeout=10):
+    """The next element (after those already read) that matches pred; the
+    others read meanwhile are kept in lk.els."""
+    end = time.time() + timeout
+    while time.time() < end:
+        for i, (marker, el) in enumerate(lk.els):
+            if pred(marker, el):
+                return lk.els.pop(i)
+        try:
+            el = lk.next_el(timeout=max(0.05, end - time.time()))
+        except socket.timeout:
+            continue
+        if el.tag.endswith("}o"):
+            lk.marker = dict(el.attrib)
+            continue
+        if el.tag.endswith("}a"):
+            continue
+        lk.els.append((getattr(lk, "marker", None) if not el.tag.startswith("{urn:xmpp:weft:component") else None,
+                       el))
+        lk.marker = None
+    raise TimeoutError([(m, e.tag, e.attrib) for m, e in lk.els])
+
+
+def test_router_takeover_and_handback_on_the_wire(tmp_path):
+    """Partition p.test over b1 and b2. b2 drops: past takeover.seconds b1
+    gets state='lost' and what was held for b2, its markers saying p='b2'.
+    b2 binds again: it is told it was lost, b1 gets <w:handback/>, what
+    arrives for b2's users is held (state=handback) until b1's <w:released/>."""
+    port = free_port()
+    ctl = tmp_path / "router.ctl"
+    (tmp_path / "router.xml").write_text(f"""<router><name>router</name><listen>127.0.0.1:{port}</listen>
+      <control>{ctl}</control><log><level>debug</level></log>
+      <takeover><seconds>1</seconds><handback-timeout>20</handback-timeout></takeover>
+      <component name="a" secret="sa"><bind>a.test</bind></component>
+      <component name="b1" secret="s1"><bind>p.test</bind></component>
+      <component name="b2" secret="s2"><bind>p.test</bind></component>
+      <partition>p.test</partition></router>""")
+    router = Proc([os.path.join(BUILD, "router", "weft-router"), "-c", str(tmp_path / "router.xml")],
+                  tmp_path / "router.log")
+    wait_port(port)
+
+    def stats():
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(ctl))
+        s.sendall(b"stats\n")
+        out = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                return out.decode()
+            out += d
+
+    try:
+        users = [f"w{i}@p.test" for i in range(40)]
+        of_b2 = [u for u in users if score(u, "b2") > score(u, "b1")][:3]
+        a = link(port, "a", "sa", "a" * 32, "a.test")
+        b1 = link(port, "b1", "s1", "1" * 32, "p.test")
+        b2 = link(port, "b2", "s2", "2" * 32, "p.test")
+        for lk in (a, b1, b2):
+            wait_el(lk, lambda m, e: e.tag.endswith("}bound"))
+
+        def msg(to, body):
+            a.send(f"<message from='x@a.test' to='{to}' id='{body}'><body>{body}</body></message>")
+
+        msg(of_b2[0], "direct")
+        m, el = wait_el(b2, lambda m, e: e.get("id") == "direct")
+        b2.send("<w:a h='1'/>")
+        b2.close()
+        wait_el(b1, lambda m, e: e.tag.endswith("}name") and e.get("instance") == "b2" and e.get("state") == "down")
+        msg(of_b2[1], "held1")
+        msg(of_b2[2], "held2")
+        # taken over: b1 hears of it, then gets the held messages in order,
+        # their markers naming the queue they come from
+        t0 = time.time()
+        wait_el(b1, lambda m, e: e.tag.endswith("}name") and e.get("instance") == "b2" and e.get("state") == "lost")
+        assert time.time() - t0 < 4
+        m1, e1 = wait_el(b1, lambda m, e: e.get("id") == "held1")
+        m2, e2 = wait_el(b1, lambda m, e: e.get("id") == "held2")
+        assert m1.get("p") == "b2" and m2.get("p") == "b2", (m1, m2)
+        assert int(m2["n"]) == int(m1["n"]) + 1
+        msg(of_b2[1], "after")
+        m, el = wait_el(b1, lambda m, e: e.get("id") == "after")
+        assert "p" not in m, m
+        b1.send("<w:a h='3'/>")
+        assert "instance=b2" not in stats(), stats()
+        # b2 returns: fenced until b1 releases
+        b2 = link(port, "b2", "s2", "3" * 32, "p.test")
+        wait_el(b2, lambda m, e: e.tag.endswith("}bound"))
+        wait_el(b2, lambda m, e: e.tag.endswith("}name") and e.get("instance") == "b2" and e.get("state") == "lost")
+        hb = wait_el(b1, lambda m, e: e.tag.endswith("}handback"))[1]
+        assert hb.get("name") == "p.test" and hb.get("instance") == "b2", hb.attrib
+        msg(of_b2[0], "fenced")
+        time.sleep(0.5)
+        assert "instance=b2 state=handback partitioned=1 held=1" in stats(), stats()
+        with pytest.raises(TimeoutError):
+            wait_el(b2, lambda m, e: e.get("id") == "fenced", timeout=0.5)
+        b1.send("<w:released name='p.test' instance='b2'/>")
+        m, el = wait_el(b2, lambda m, e: e.get("id") == "fenced")
+        assert "p" not in m
+        assert "instance=b2 state=up" in stats(), stats()
+        assert "event=handback-done name=p.test instance=b2 reason=released held=1" in \
+            (tmp_path / "router.log").read_text()
+        for lk in (a, b1, b2):
+            lk.close()
+    finally:
+        router.stop()
