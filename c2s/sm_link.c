@@ -18,8 +18,12 @@
 #include <string.h>
 
 static comp_client_t *router_link;
-static int sm_was_down;     /* the sm's domain went down since we last resynced */
 static int link_was_ready;  /* the router router_link has been up before */
+/* The sm instances of our domain the router says are up. One that comes up
+ * and was not (back from a restart, back after a takeover, or new) gets the
+ * sessions of its users re-announced: only the router knows whose they are. */
+static char **sm_up;
+static size_t nsm_up;
 
 static int sm_link_send(xml_node_t *el)
 {
@@ -278,13 +282,17 @@ static void sm_link_on_ready(void *ctx)
     if (link_was_ready)
         sm_link_resync("router-router_link-back");
     link_was_ready = 1;
-    sm_was_down = 0;
 }
 
 static void sm_link_on_down(void *ctx)
 {
     (void)ctx;
     log_warn("event=router-down router=%s", c2s_config->router);
+    /* What changed meanwhile is unknown: the router lists the instances up
+     * when we are back, and on_ready re-announces every session. */
+    for (size_t i = 0; i < nsm_up; i++)
+        free(sm_up[i]);
+    nsm_up = 0;
 }
 
 static void sm_link_on_name(void *ctx, const char *name, const char *instance, int up)
@@ -293,12 +301,24 @@ static void sm_link_on_name(void *ctx, const char *name, const char *instance, i
     if (strcmp(name, c2s_config->domain))
         return;
     log_notice("event=sm-%s name=%s instance=%s", up ? "up" : "down", name, instance ? instance : "-");
+    size_t i = 0;
+    while (i < nsm_up && strcmp(sm_up[i], instance))
+        i++;
     if (!up) {
-        sm_was_down = 1;
-    } else if (sm_was_down) {
-        sm_was_down = 0;
-        sm_link_resync("sm-back");
+        if (i < nsm_up) {
+            free(sm_up[i]);
+            sm_up[i] = sm_up[--nsm_up];
+        }
+        return;
     }
+    if (i < nsm_up)
+        return;
+    sm_up = xrealloc(sm_up, (nsm_up + 1) * sizeof *sm_up);
+    sm_up[nsm_up++] = xstrdup(instance);
+    /* The list the router sends before we are ready is followed by
+     * on_ready, which re-announces everything once if needed. */
+    if (comp_client_is_ready(router_link))
+        sm_link_resync("sm-back");
 }
 
 /* An sm instance was taken over: its users' sessions are re-announced, and
@@ -356,4 +376,9 @@ void sm_link_free(void)
     if (router_link)
         comp_client_free(router_link);
     router_link = NULL;
+    for (size_t i = 0; i < nsm_up; i++)
+        free(sm_up[i]);
+    free(sm_up);
+    sm_up = NULL;
+    nsm_up = 0;
 }

@@ -540,3 +540,32 @@ def test_router_takeover_and_handback_on_the_wire(tmp_path):
             lk.close()
     finally:
         router.stop()
+
+
+def test_c2s_started_while_an_sm_is_lost(loopback):
+    """A c2s that starts while sm1 is taken over never saw sm1 up; when sm1
+    returns, c2s must still re-announce sessions so that sm1 gets those of
+    its users (sm2 forgets them at the handback)."""
+    d = loopback
+    sc = Scenario(d)
+    d.start("router")
+    time.sleep(0.3)
+    d.start("sm1")
+    d.start("sm2")
+    d.start("c2s")
+    assert wait_for(lambda: "event=router-ready" in d.log("c2s") and
+                    d.log("router").count("event=bind component=sm") >= 2, 20), d.log("router")
+    d.kill9("sm1")
+    assert wait_for(lambda: "event=takeover name=localhost instance=sm1" in d.log("router"), TAKEOVER + 10)
+    d.procs["c2s"].stop()
+    d.start("c2s")
+    assert wait_for(lambda: d.log("c2s").count("event=router-ready") >= 2, 20), d.log("c2s")
+    sc.prepare()
+    sc.send_rounds(3, offline=False)
+    sc.check_live()
+    d.start("sm1")
+    assert wait_for(lambda: "event=handback-done name=localhost instance=sm1" in d.log("router"), 30)
+    sc.send_rounds(3, offline=False)
+    n = sc.check_live()
+    alive(sc.senders + sc.receivers, "c0-")
+    assert n == 4 * 6
