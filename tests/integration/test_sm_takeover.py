@@ -16,6 +16,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -145,8 +146,8 @@ class Loopback:
         self.write_configs(f"127.0.0.1:{self.router_port}", f"127.0.0.1:{self.port}")
 
     def start(self, name):
-        binary = os.path.join(BUILD, "sm" if name.startswith("sm") else name,
-                              "weft-" + ("sm" if name.startswith("sm") else name))
+        prog = "sm" if name.startswith("sm") else name
+        binary = os.environ.get(f"WEFT_{prog.upper()}") or os.path.join(BUILD, prog, f"weft-{prog}")
         self.procs[name] = Proc([binary, "-c", str(self.dir / f"{name}.xml")], self.dir / f"{name}.log")
         if name == "router":
             wait_port(self.router_port)
@@ -384,12 +385,61 @@ class Scenario:
         return report
 
 
-@pytest.fixture
-def loopback(tmp_path):
-    d = Loopback(tmp_path, f"sqlite:{tmp_path}/weft.db")
+def pg_server_class():
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from pg_server import PgServer
+    return PgServer
+
+
+def start_pg(net=None, host=None):
+    """A throw-away PostgreSQL (tests/pg_server.py): on loopback, or on a
+    host of its own in the namespaces, listening on that host's address and
+    trusting the test subnet. Returns (server, url)."""
+    PgServer = pg_server_class()
+
+    class NsPgServer(PgServer):
+        def _run(self, *argv, **kw):
+            if net and argv[0] == "pg_ctl" and argv[-1] == "start":
+                i = argv.index("-o")
+                opts = argv[i + 1].replace("listen_addresses=127.0.0.1", f"listen_addresses={net.hosts[host].ip}")
+                cmd = [os.path.join(self.bindir, "pg_ctl"), *argv[1:i + 1], opts, *argv[i + 2:]]
+                cmd = ["ip", "netns", "exec", net.hosts[host].ns, "runuser", "-u", self.user, "--"] + cmd
+                return subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True, **kw)
+            r = super()._run(*argv, **kw)
+            if net and argv[0] == "initdb":
+                with open(os.path.join(self.dir, "data", "pg_hba.conf"), "a") as f:
+                    f.write(f"host all all {net.subnet}.0/24 trust\n")
+            return r
+
+    try:
+        pg = NsPgServer()
+    except FileNotFoundError as e:
+        pytest.fail(f"PostgreSQL server missing (scripts/deps.sh installs it): {e}")
+    pg.start()
+    if net:
+        return pg, f"postgresql://weft@{net.hosts[host].ip}:{pg.port}/weft"
+    return pg, pg.url()
+
+
+# sqlite: one file both sm processes open (WAL); pgsql: the sm's PostgreSQL
+# driver (once the sm runs on it).
+STORAGES = ["sqlite"]
+
+
+@pytest.fixture(params=STORAGES)
+def loopback(tmp_path, request):
+    pg = None
+    if request.param == "pgsql":
+        pg, url = start_pg()
+    else:
+        url = f"sqlite:{tmp_path}/weft.db"
+    d = Loopback(tmp_path, url)
     d.setup()
     yield d
     d.close()
+    if pg:
+        pg.stop()
 
 
 def test_sm_lost_for_good_then_back(loopback, record_property):
@@ -399,17 +449,23 @@ def test_sm_lost_for_good_then_back(loopback, record_property):
     print("sm-takeover", report)
 
 
-@pytest.fixture
-def netns_hosts(tmp_path):
+@pytest.fixture(params=STORAGES)
+def netns_hosts(tmp_path, request):
     import fed
     why = fed.usable()
     assert why is None, why
     d = Netns(tmp_path, f"sqlite:{tmp_path}/weft.db")
+    pg = None
     try:
+        if request.param == "pgsql":
+            d.net.add_host("db")
+            pg, d.storage = start_pg(d.net, "db")
         d.setup()
         yield d
     finally:
         d.close()
+        if pg:
+            pg.stop()
 
 
 def test_sm_host_lost_in_network_namespaces(netns_hosts, record_property):
