@@ -25,6 +25,9 @@ from conftest import BUILD, Proc, free_port, selfsigned_cert, wait_for, wait_por
 from server import RawClient
 
 TAKEOVER = 3
+# Waits stretch with WEFT_START_TIMEOUT (set for valgrind runs, where the
+# processes are 20-50 times slower).
+SLOW = max(1.0, float(os.environ.get("WEFT_START_TIMEOUT", "10")) / 10)
 
 
 def score(key, instance):
@@ -70,7 +73,7 @@ class Client(RawClient):
 
     def read_until(self, pattern, timeout=10):
         before = len(self.buf)
-        out = super().read_until(pattern, timeout)
+        out = super().read_until(pattern, timeout * SLOW)
         self.seen += (out + self.buf)[before:]
         return out
 
@@ -137,7 +140,7 @@ class Loopback:
         (self.dir / "c2s.xml").write_text(f"""<c2s><instance>c2s.localhost</instance>
           <router><address>{router_addr}</address><name>router</name>{link_tls}</router>
           <name>c2s</name><secret>c1</secret><domain>localhost</domain>
-          <listen><starttls>{c2s_listen}</starttls></listen>
+          <listen><starttls>{c2s_listen}</starttls><tls></tls></listen>
           <tls><certificate>{self.cert}</certificate><key>{self.dir}/certs/localhost.key</key></tls>
           <log><level>debug</level></log>
           <register><enabled>true</enabled><per-ip>100</per-ip></register></c2s>""")
@@ -292,7 +295,7 @@ class Scenario:
                     s.send(f"<message to='{u}@localhost' type='chat'><body>{body}</body></message>")
                     self.sent[u].append(body)
 
-    def check_live(self, timeout=40):
+    def check_live(self, timeout=40 * SLOW):
         """Every message to an online receiver arrived exactly once."""
         def done():
             for c in self.receivers:
@@ -313,7 +316,7 @@ class Scenario:
         c = login(self.d, u)
         c.user = u
         want = self.sent[u]
-        wait_for(lambda: (drain(c), set(bodies(c, "x-")) >= set(want))[1], 40, 0.1)
+        wait_for(lambda: (drain(c), set(bodies(c, "x-")) >= set(want))[1], 40 * SLOW, 0.1)
         got = collections.Counter(bodies(c, "x-"))
         missing = [b for b in want if not got[b]]
         dup = {b: n for b, n in got.items() if n > 1}
@@ -334,7 +337,7 @@ class Scenario:
         d.start("sm2")
         d.start("c2s")
         assert wait_for(lambda: "event=router-ready" in d.log("c2s") and
-                        d.log("router").count("event=bind component=sm") >= 2, 20), d.log("router")
+                        d.log("router").count("event=bind component=sm") >= 2, 20 * SLOW), d.log("router")
         self.prepare()
         report = {}
         # Both up: every owner is used.
@@ -346,7 +349,7 @@ class Scenario:
         d.kill9("sm1")
         killed = time.time()
         self.send_rounds(5)
-        assert wait_for(lambda: "event=takeover name=localhost instance=sm1" in d.log("router"), TAKEOVER + 10), \
+        assert wait_for(lambda: "event=takeover name=localhost instance=sm1" in d.log("router"), (TAKEOVER + 10) * SLOW), \
             d.log("router")[-3000:]
         report["takeover_after"] = round(time.time() - killed, 1)
         self.send_rounds(5)
@@ -361,7 +364,7 @@ class Scenario:
         # arrive while sm1's stanzas are held for it).
         d.start("sm1")
         self.send_rounds(5)
-        end = time.time() + 30
+        end = time.time() + 30 * SLOW
         while time.time() < end and "event=handback-done name=localhost instance=sm1 reason=released" \
                 not in d.log("router"):
             self.send_rounds(1, offline=False)
@@ -612,7 +615,7 @@ def test_c2s_started_while_an_sm_is_lost(loopback):
     assert wait_for(lambda: "event=router-ready" in d.log("c2s") and
                     d.log("router").count("event=bind component=sm") >= 2, 20), d.log("router")
     d.kill9("sm1")
-    assert wait_for(lambda: "event=takeover name=localhost instance=sm1" in d.log("router"), TAKEOVER + 10)
+    assert wait_for(lambda: "event=takeover name=localhost instance=sm1" in d.log("router"), (TAKEOVER + 10) * SLOW)
     d.procs["c2s"].stop()
     d.start("c2s")
     assert wait_for(lambda: d.log("c2s").count("event=router-ready") >= 2, 20), d.log("c2s")
