@@ -379,13 +379,10 @@ static int cfg_walk_children(cfg_walk_t *w, const xml_node_t *el, const char *pr
     return 0;
 }
 
-int cfg_load_buffer(const cfg_option_t *table, void *target, const char *file,
-                    const char *data, size_t len, cfg_error_t *err)
+/* The document in data, parsed as every config file is (comments allowed);
+ * NULL with err naming the line. */
+static xml_node_t *cfg_parse_text(const char *file, const char *data, size_t len, cfg_error_t *err)
 {
-    if (cfg_apply_defaults(table, target, err) < 0) {
-        cfg_free(table, target);
-        return -1;
-    }
     xml_limits_t limits;
     xml_limits_default(&limits);
     limits.allow_comments = 1; /* operators annotate their config files */
@@ -394,7 +391,6 @@ int cfg_load_buffer(const cfg_option_t *table, void *target, const char *file,
     unsigned xline = 0;
     xml_node_t *root = xml_parse_document(data, len, &limits, xerr, sizeof xerr, &xline);
     if (!root) {
-        cfg_free(table, target);
         /* The parser's text may repeat the line ("line 3 column 12: ..."); the
          * prefix already says it. */
         const char *what = xerr;
@@ -402,7 +398,55 @@ int cfg_load_buffer(const cfg_option_t *table, void *target, const char *file,
         int skip = 0;
         if (sscanf(xerr, "line %u %n", &l, &skip) == 1 && skip > 0 && l == xline)
             what = xerr + skip;
-        return cfg_errorf(err, file, xline, "%s", *what ? what : "not a valid XML document");
+        cfg_errorf(err, file, xline, "%s", *what ? what : "not a valid XML document");
+    }
+    return root;
+}
+
+/* The whole file into sb (at most CFG_MAX_FILE_BYTES); 0, or -1 with err. */
+static int cfg_read_file(const char *file, strbuf_t *sb, cfg_error_t *err)
+{
+    FILE *fp = fopen(file, "rb");
+    if (!fp)
+        return cfg_errorf(err, file, 0, "cannot open: %s", strerror(errno));
+    char buf[8192];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, fp)) > 0) {
+        strbuf_append(sb, buf, got);
+        if (sb->len > CFG_MAX_FILE_BYTES)
+            break;
+    }
+    int rd_err = ferror(fp) ? errno : 0;
+    fclose(fp);
+    if (rd_err)
+        return cfg_errorf(err, file, 0, "cannot read: %s", strerror(rd_err));
+    if (sb->len > CFG_MAX_FILE_BYTES)
+        return cfg_errorf(err, file, 0, "file larger than %u bytes", CFG_MAX_FILE_BYTES);
+    return 0;
+}
+
+xml_node_t *cfg_read_document(const char *file, cfg_error_t *err)
+{
+    strbuf_t sb;
+    strbuf_init(&sb);
+    xml_node_t *root = NULL;
+    if (cfg_read_file(file, &sb, err) == 0)
+        root = cfg_parse_text(file, sb.data ? sb.data : "", sb.len, err);
+    strbuf_free(&sb);
+    return root;
+}
+
+int cfg_load_buffer(const cfg_option_t *table, void *target, const char *file,
+                    const char *data, size_t len, cfg_error_t *err)
+{
+    if (cfg_apply_defaults(table, target, err) < 0) {
+        cfg_free(table, target);
+        return -1;
+    }
+    xml_node_t *root = cfg_parse_text(file, data, len, err);
+    if (!root) {
+        cfg_free(table, target);
+        return -1;
     }
 
     size_t n = 0;
@@ -419,32 +463,18 @@ int cfg_load_buffer(const cfg_option_t *table, void *target, const char *file,
 
 int cfg_load(const cfg_option_t *table, void *target, const char *file, cfg_error_t *err)
 {
-    FILE *fp = fopen(file, "rb");
-    if (!fp) {
-        int e = errno;
-        /* Same state as any other failure: numeric defaults, no strings. */
-        if (cfg_apply_defaults(table, target, err) == 0)
-            cfg_free(table, target);
-        return cfg_errorf(err, file, 0, "cannot open: %s", strerror(e));
-    }
     strbuf_t sb;
     strbuf_init(&sb);
-    char buf[8192];
-    size_t got;
-    while ((got = fread(buf, 1, sizeof buf, fp)) > 0) {
-        strbuf_append(&sb, buf, got);
-        if (sb.len > CFG_MAX_FILE_BYTES)
-            break;
-    }
-    int rd_err = ferror(fp) ? errno : 0;
-    fclose(fp);
     int rc;
-    if (rd_err)
-        rc = cfg_errorf(err, file, 0, "cannot read: %s", strerror(rd_err));
-    else if (sb.len > CFG_MAX_FILE_BYTES)
-        rc = cfg_errorf(err, file, 0, "file larger than %u bytes", CFG_MAX_FILE_BYTES);
-    else
+    if (cfg_read_file(file, &sb, err) < 0) {
+        /* Same state as any other failure: numeric defaults, no strings. */
+        cfg_error_t ignored;
+        if (cfg_apply_defaults(table, target, &ignored) == 0)
+            cfg_free(table, target);
+        rc = -1;
+    } else {
         rc = cfg_load_buffer(table, target, file, sb.data ? sb.data : "", sb.len, err);
+    }
     strbuf_free(&sb);
     return rc;
 }

@@ -46,6 +46,9 @@ int cfg_load(const cfg_option_t *table, void *target, const char *file, cfg_erro
 /* Same from an in-memory document (tests); file names it in errors. */
 int cfg_load_buffer(const cfg_option_t *table, void *target, const char *file,
                     const char *data, size_t len, cfg_error_t *err);
+/* Reads and parses a config file as cfg_load does, without a table (tools
+ * that look at another process's config). NULL with err filled. */
+xml_node_t *cfg_read_document(const char *file, cfg_error_t *err);
 /* Frees CFG_STRING values of target. */
 void cfg_free(const cfg_option_t *table, void *target);
 /* Writes "name = value" for every option whose value differs from its default. */

@@ -989,6 +989,7 @@ void sm_core_init(struct event_base *base)
 
 void sm_core_cron(double now)
 {
+    sm_run_cron(now);
     for (pending_t **pp = &pending_head; *pp;) {
         pending_t *p = *pp;
         if (now - p->at > PENDING_AGE) {

@@ -10,6 +10,7 @@
 #include "comp_client.h"
 #include "comp_proto.h"
 #include "log.h"
+#include "module_run.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,6 +105,7 @@ static void on_stanza(void *ctx, xml_node_t *st)
 static void on_name(void *ctx, const char *name, const char *instance, int up)
 {
     (void)ctx;
+    sm_run_component_change(name, instance, up);
     if (!strcmp(name, sm_config->domain)) {
         peer_update(instance, up);
         log_info("event=sm-instance instance=%s state=%s", instance, up ? "up" : "down");

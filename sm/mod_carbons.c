@@ -23,6 +23,7 @@
  * Runs after mod_blocking (which stops what it blocks first). State: only
  * sm_sess_t.carbons, owned by core.c with the session. */
 #include "module.h"
+#include "mod_mam.h"
 #include "log.h"
 #include <string.h>
 
@@ -66,7 +67,10 @@ static void copy_to(sm_user_t *u, sm_sess_t *s, const xml_node_t *m, const char 
         xml_attr_set(w, "type", type);
     xml_node_t *d = xml_add_child(w, NS_CARBONS, dir);
     xml_node_t *f = xml_add_child(d, NS_FORWARD, "forwarded");
-    xml_append(f, xml_copy(m));
+    xml_node_t *inner = xml_copy(m);
+    if (!strcmp(dir, "sent"))
+        mam_mark_sent_copy(m, inner);      /* the archive's id (XEP-0313 5.1.2) */
+    xml_append(f, inner);
     sm_deliver(s, w);
     xml_free(w);
 }

@@ -4,8 +4,11 @@
  * - The domain ('to' set to the domain): disco#info answers identity
  *   server/im named by version.name (mod_version), the features disco#info
  *   and disco#items, and every loaded module's server features (and what
- *   the disco_server hooks add). disco#items answers an empty list: no
- *   component is announced yet.
+ *   the disco_server hooks add). disco#items lists the names of disco.items
+ *   (the domain's services: upload.localhost, conference.localhost) that
+ *   some component has bound on the router right now, as its availability
+ *   notices tell (the component_change hook): a service that is not running
+ *   is not offered to clients.
  * - An account's bare JID (or no 'to' from the account's own session): the
  *   owner and contacts with a 'from' or 'both' subscription get identity
  *   account/registered with disco#info, disco#items and the modules' account
@@ -23,8 +26,79 @@
 #include "mod_roster.h"
 #include "mod_version.h"
 #include "module.h"
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+typedef struct disco_cfg {
+    char *items;              /* space-separated JIDs listed while bound */
+} disco_cfg_t;
+
+extern sm_module_t sm_module_disco;
+
+/* (name, instance) pairs the router says are up. */
+typedef struct disco_up {
+    char *name;
+    char *instance;
+} disco_up_t;
+static disco_up_t *ups;
+static size_t nups;
+
+static void disco_component_change(const char *name, const char *instance, int up)
+{
+    for (size_t i = 0; i < nups; i++) {
+        if (strcmp(ups[i].name, name) || strcmp(ups[i].instance, instance))
+            continue;
+        if (!up) {
+            free(ups[i].name);
+            free(ups[i].instance);
+            ups[i] = ups[--nups];
+        }
+        return;
+    }
+    if (!up)
+        return;
+    ups = xrealloc(ups, (nups + 1) * sizeof *ups);
+    ups[nups].name = xstrdup(name);
+    ups[nups].instance = xstrdup(instance);
+    nups++;
+}
+
+static int name_up(const char *name, size_t n)
+{
+    for (size_t i = 0; i < nups; i++)
+        if (strlen(ups[i].name) == n && !strncmp(ups[i].name, name, n))
+            return 1;
+    return 0;
+}
+
+/* The domain's disco#items: the configured names that are bound now. */
+static void add_items(xml_node_t *q)
+{
+    const disco_cfg_t *cfg = sm_module_config(&sm_module_disco);
+    const char *p = cfg->items ? cfg->items : "";
+    while (*p) {
+        p += strspn(p, " \t\n,");
+        size_t n = strcspn(p, " \t\n,");
+        if (n && name_up(p, n)) {
+            char *jid = xstrndup(p, n);
+            xml_attr_set(xml_add_child(q, q->ns, "item"), "jid", jid);
+            free(jid);
+        }
+        p += n;
+    }
+}
+
+static void disco_free(void)
+{
+    for (size_t i = 0; i < nups; i++) {
+        free(ups[i].name);
+        free(ups[i].instance);
+    }
+    free(ups);
+    ups = NULL;
+    nups = 0;
+}
 
 #define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
 #define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
@@ -123,8 +197,12 @@ static void disco_items(sm_iq_t *req)
         sm_iq_error(req, "service-unavailable", "cancel");
         return;
     }
-    if (!server_node(req, 1) && known_node(req))
-        sm_iq_reply(req, xml_elem_new(NS_DISCO_ITEMS, "query"));
+    if (server_node(req, 1) || !known_node(req))
+        return;
+    xml_node_t *q = xml_elem_new(NS_DISCO_ITEMS, "query");
+    if (!req->user)
+        add_items(q);
+    sm_iq_reply(req, q);
 }
 
 /* Disco is get-only; a stranger still learns nothing about an account. */
@@ -142,8 +220,22 @@ static const sm_iq_handler_t disco_iqs[] = {
     {NULL, 0, NULL, NULL, NULL},
 };
 
+static const cfg_option_t disco_options[] = {
+    {"items", CFG_STRING, "", 0, 0, 1, offsetof(disco_cfg_t, items), NULL,
+     "Services (JIDs, space separated) the domain's disco#items lists while a component has them bound, e.g. upload.example.org conference.example.org."},
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, NULL},
+};
+
+static const sm_hooks_t disco_hooks = {
+    .component_change = disco_component_change,
+};
+
 sm_module_t sm_module_disco = {
     .name = "disco",
     .help = "Service discovery (XEP-0030) of the domain and of accounts.",
+    .free = disco_free,
+    .options = disco_options,
+    .config_size = sizeof(disco_cfg_t),
+    .hooks = &disco_hooks,
     .iqs = disco_iqs,
 };

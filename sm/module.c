@@ -146,6 +146,18 @@ sm_ret_t sm_run_undelivered(sm_user_t *u, xml_node_t *msg)
     return SM_PASS;
 }
 
+void sm_run_component_change(const char *name, const char *instance, int up)
+{
+    const sm_hooks_t *h;
+    EACH_LOADED(h) if (h->component_change) h->component_change(name, instance, up);
+}
+
+void sm_run_cron(double now)
+{
+    const sm_hooks_t *h;
+    EACH_LOADED(h) if (h->cron) h->cron(now);
+}
+
 void sm_hooks_roster_change(sm_user_t *u, const char *contact, int sub)
 {
     const sm_hooks_t *h;

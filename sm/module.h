@@ -108,6 +108,14 @@ typedef struct sm_hooks {
      * node fills query (identities and features, or items) and returns 1;
      * 0 passes it on. No module knowing it: item-not-found. */
     int (*disco_server_node)(const char *from_bare, const char *node, int items, xml_node_t *query);
+    /* The router announced that a name came up or went down (bound or lost
+     * by a component instance: docs/component-protocol.md section 7), for
+     * every name, the sm's own domain included. mod_disco lists components
+     * with it. */
+    void (*component_change)(const char *name, const char *instance, int up);
+    /* Once a second (the sm's cron), with the daemon's clock: a module's
+     * periodic work (mod_mam's retention), kept short: the loop waits. */
+    void (*cron)(double now);
 } sm_hooks_t;
 
 /* --- the descriptor ------------------------------------------------------------ */

@@ -22,6 +22,9 @@ void sm_run_user_free(sm_user_t *u);         /* frees every module's user state 
 sm_ret_t sm_run_out(sm_sess_t *s, xml_node_t *st);                 /* by st->name */
 sm_ret_t sm_run_in(sm_user_t *u, sm_sess_t *to, xml_node_t *st);   /* by st->name */
 sm_ret_t sm_run_undelivered(sm_user_t *u, xml_node_t *msg);
+/* main.c: a <w:name/> availability notice from the router. */
+void sm_run_component_change(const char *name, const char *instance, int up);
+void sm_run_cron(double now);
 
 /* iq.c: the IQ registry. */
 int sm_iq_registry_init(void);               /* 0, or -1 on a namespace served twice */

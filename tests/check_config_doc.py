@@ -7,7 +7,7 @@ import sys
 build, source = sys.argv[1], sys.argv[2]
 doc = open(os.path.join(source, "docs", "configuration.md")).read()
 missing = []
-for proc in ["router", "sm", "c2s", "s2s"]:
+for proc in ["router", "sm", "c2s", "s2s", "upload"]:
     table = subprocess.run([os.path.join(build, proc, f"weft-{proc}"), "--doc"],
                            capture_output=True, text=True, check=True).stdout
     for row in table.splitlines()[2:]:

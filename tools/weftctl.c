@@ -46,6 +46,7 @@
 #include "log.h"
 #include "sasl.h"
 #include "storage.h"
+#include "config.h"
 #include "strbuf.h"
 #include "weftctl.h"
 #include "xml.h"
@@ -521,29 +522,10 @@ out:
  * or parsed; malloc'd otherwise. */
 static char *config_storage(const char *file)
 {
-    FILE *fp = fopen(file, "rb");
-    if (!fp) {
-        fprintf(stderr, "weftctl: %s: %s\n", file, strerror(errno));
-        return NULL;
-    }
-    strbuf_t sb;
-    strbuf_init(&sb);
-    char buf[8192];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, fp)) > 0)
-        strbuf_append(&sb, buf, n);
-    fclose(fp);
-    xml_limits_t limits;
-    xml_limits_default(&limits);
-    limits.allow_comments = 1;
-    limits.max_stanza_bytes = 4u << 20;
-    char xerr[256] = "";
-    unsigned line = 0;
-    xml_node_t *root = xml_parse_document(sb.data ? sb.data : "", sb.len, &limits, xerr,
-                                          sizeof xerr, &line);
-    strbuf_free(&sb);
+    cfg_error_t err;
+    xml_node_t *root = cfg_read_document(file, &err);
     if (!root) {
-        fprintf(stderr, "weftctl: %s:%u: %s\n", file, line, xerr);
+        fprintf(stderr, "weftctl: %s\n", err.msg);
         return NULL;
     }
     char *url = NULL;
@@ -635,6 +617,10 @@ int main(int argc, char **argv)
     else if (!strcmp(cmd, "user") && nargs >= 1) {
         rc = weftctl_user(db, json, nargs, args);
         if (rc == XIT_USAGE && !json)
+            usage();
+    } else if (!strcmp(cmd, "archive") && nargs >= 1) {
+        rc = weftctl_archive(db, nargs, args);
+        if (rc == XIT_USAGE)
             usage();
     } else if (!strcmp(cmd, "check") && nargs == 0)
         rc = weftctl_check(etc, json);

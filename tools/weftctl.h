@@ -1,6 +1,6 @@
 /* weftctl.h: what weftctl.c shares with the files of its other commands
  * (weftctl_xep0227.c: import/export, weftctl_admin.c: user, check, status,
- * reload). */
+ * reload; weftctl_archive.c: archive). */
 #ifndef WEFT_WEFTCTL_H
 #define WEFT_WEFTCTL_H
 #include "storage.h"
@@ -42,4 +42,7 @@ int weftctl_reload(const char *etc, int json);
 /* dry_run: everything is checked and written, then rolled back. */
 int weftctl_import(const char *url, char **files, int nfiles, int dry_run);
 int weftctl_export(const char *url, const char *file);
+
+/* weftctl_archive.c: `archive delete JID` (docs/mam.md). */
+int weftctl_archive(const char *url, int argc, char **argv);
 #endif

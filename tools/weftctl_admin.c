@@ -31,14 +31,15 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "config.h"
 #include "jid.h"
 #include "net.h"
 #include "weftctl.h"
 #include "xml.h"
 #include "xml_stream.h"
 
-static const char *const PROCS[] = {"router", "sm", "c2s", "s2s"};
-#define NPROCS 4
+static const char *const PROCS[] = {"router", "sm", "c2s", "s2s", "upload"};
+#define NPROCS 5
 
 /* ------------------------------------------------------------ output */
 
@@ -218,27 +219,12 @@ int weftctl_user(const char *url, int json, int argc, char **argv)
 
 /* ------------------------------------------------------------ configs */
 
+/* The parsed config file, or NULL (a missing or broken file is reported by
+ * the check that needs it). */
 static xml_node_t *load_config(const char *path)
 {
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return NULL;
-    strbuf_t sb;
-    strbuf_init(&sb);
-    char buf[8192];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, fp)) > 0)
-        strbuf_append(&sb, buf, n);
-    fclose(fp);
-    xml_limits_t lim;
-    xml_limits_default(&lim);
-    lim.allow_comments = 1;
-    lim.max_stanza_bytes = 4u << 20;
-    char err[256];
-    unsigned line = 0;
-    xml_node_t *root = xml_parse_document(sb.data ? sb.data : "", sb.len, &lim, err, sizeof err, &line);
-    strbuf_free(&sb);
-    return root;
+    cfg_error_t err;
+    return cfg_read_document(path, &err);
 }
 
 /* Text of a dotted option path ("tls.certificate"), or def; malloc'd. */
@@ -568,6 +554,10 @@ int weftctl_check(const char *etc, int json)
             free_domains(dv, nd);
         } else if (!strcmp(proc, "router")) {
             char *a = opt(root, "listen", "127.0.0.1:5347");
+            check_ports(&r, proc, a, running);
+            free(a);
+        } else if (!strcmp(proc, "upload")) {
+            char *a = opt(root, "http.listen", "127.0.0.1:5281");
             check_ports(&r, proc, a, running);
             free(a);
         }

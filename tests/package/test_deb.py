@@ -31,11 +31,11 @@ import pytest
 
 SOURCE = pathlib.Path(__file__).resolve().parents[2]
 SYSTEM = os.environ.get("WEFT_TEST_SYSTEM_INSTALL") == "1"
-PROGRAMS = ["weft-router", "weft-sm", "weft-c2s", "weft-s2s", "weft-s2s-resolve", "weftctl",
+PROGRAMS = ["weft-router", "weft-sm", "weft-c2s", "weft-s2s", "weft-s2s-resolve", "weft-upload", "weftctl",
             "weft-launch"]
-CONFIGS = ["router", "sm", "c2s", "s2s", "launch"]
+CONFIGS = ["router", "sm", "c2s", "s2s", "upload", "launch"]
 UNITS = ["weft-router.service", "weft-sm.service", "weft-c2s.service", "weft-s2s.service",
-         "weft.target"]
+         "weft-upload.service", "weft.target"]
 
 
 def run(*args, check=True, **kw):
@@ -214,7 +214,7 @@ def test_root_install_runs(deb, tmp_path):
         "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout", str(certs / "localhost.key"),
         "-out", str(certs / "localhost.crt"))
     # The packaged configs, moved into the root and onto free ports.
-    ports = {p: str(free_port()) for p in ("5222", "5223", "5269", "5347")}
+    ports = {p: str(free_port()) for p in ("5222", "5223", "5269", "5347", "5281")}
     for c in CONFIGS:
         f = root / f"etc/weft/{c}.xml"
         text = f.read_text()

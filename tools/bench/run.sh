@@ -15,7 +15,7 @@
 #
 #   tools/bench/run.sh
 #   RUNS=3 IDLE_LEVELS=1000,2000 IDLE_SETTLE=35 CHAT_PAIRS=200 CHAT_SECONDS=20 \
-#   LOGIN_CONC=50 LOGIN_SECONDS=20 FANOUT_K=200 SERVERS="weft prosody ejabberd" \
+#   LOGIN_CONC=50 LOGIN_SECONDS=20 FANOUT_K=200 SERVERS="weft prosody ejabberd" MAM=on \
 #   WEFT_BUILD=build-release tools/bench/run.sh
 set -euo pipefail
 
@@ -35,6 +35,10 @@ login_conc=${LOGIN_CONC:-50}
 login_seconds=${LOGIN_SECONDS:-20}
 fanout_k=${FANOUT_K:-200}
 servers=${SERVERS:-weft prosody ejabberd}
+# Message archives (XEP-0313) on every server (weft's default), or off;
+# SERVERS may add weft-nomam, weft with its archive off, to the same run.
+# SM_EXTRA: more sm.xml for both weft rows (e.g. <database-cache>64M</database-cache>).
+mam=${MAM:-on}
 scenarios=${SCENARIOS:-idle chat login fanout}
 iter=4096
 out=${OUT:-$(mktemp -d /tmp/weft-bench.XXXXXX)}
@@ -95,8 +99,12 @@ declare -A port pids mech
 # sm and c2s reach the router over a UNIX socket: over TCP every hop through
 # the router waits ~40 ms (the router does not set TCP_NODELAY on the
 # connections it accepts, so Nagle meets delayed ACKs).
-start_weft() {
-    local d=$out/weft rp p tp
+start_weft() { start_weft_as weft "$([ "$mam" = on ] || echo '<module name="mam" enabled="false"/>')"; }
+# weft with its archive off: what archiving costs (docs/performance.md).
+start_weft_nomam() { start_weft_as weft-nomam '<module name="mam" enabled="false"/>'; }
+start_weft_as() { # label, extra sm.xml
+    local name=$1 smextra=$2
+    local d=$out/$name rp p tp
     mkdir -p "$d"
     rp=$(free_port) p=$(free_port) tp=$(free_port)
     cat >"$d/router.xml" <<X
@@ -117,6 +125,8 @@ X
   <domain>localhost</domain>
   <database>$d/weft.db</database>
   <log><level>warn</level></log>
+  $smextra
+  ${SM_EXTRA:-}
 </sm>
 X
     cat >"$d/c2s.xml" <<X
@@ -143,7 +153,7 @@ X
     started+=($!); local c=$!
     wait_port "$p"
     for _ in $(seq 100); do grep -q "event=router-ready" "$d/c2s.log" 2>/dev/null && break; sleep 0.1; done
-    port[weft]=$p pids[weft]=$r,$s,$c mech[weft]=SCRAM-SHA-256
+    port[$name]=$p pids[$name]=$r,$s,$c mech[$name]=SCRAM-SHA-256
 }
 
 # ---- Prosody 0.12 (Debian): foreground, private config and data
@@ -151,8 +161,9 @@ start_prosody() {
     local d=$out/prosody p tp
     mkdir -p "$d/data"
     p=$(free_port) tp=$(free_port)
+    local pmam=; [ "$mam" = on ] && pmam='"mam";'
     sed -e "s#@DIR@#$d#g; s#@PORT@#$p#; s#@TLSPORT@#$tp#; s#@ITER@#$iter#; s#@REQUIRE_TLS@#true#" \
-        -e "s#$d/certs#$out/certs#g" "$here/prosody.cfg.lua.in" >"$d/prosody.cfg.lua"
+        -e "s#@MAM@#$pmam#" -e "s#$d/certs#$out/certs#g" "$here/prosody.cfg.lua.in" >"$d/prosody.cfg.lua"
     "${srv_pin[@]}" prosody -F --config "$d/prosody.cfg.lua" >"$d/stdout.log" 2>&1 &
     started+=($!)
     wait_port "$p"
@@ -168,8 +179,9 @@ start_ejabberd() {
     mkdir -p "$d/spool" "$d/logs" "$d/certs"
     p=$(free_port) tp=$(free_port) dp=$(free_port)
     cat "$out/certs/localhost.crt" "$out/certs/localhost.key" >"$d/certs/localhost.pem"
+    local emam='  mod_mam: {default: always}'; [ "$mam" = on ] || emam=
     sed -e "s#@DIR@#$d#g; s#@PORT@#$p#; s#@TLSPORT@#$tp#; s#@SCRAM_HASH@#sha256#; s#@REQUIRE_TLS@#true#" \
-        "$here/ejabberd.yml.in" >"$d/ejabberd.yml"
+        -e "s#@MAM@#$emam#" "$here/ejabberd.yml.in" >"$d/ejabberd.yml"
     sed -e "s#@DISTPORT@#$dp#" "$here/ejabberdctl.cfg.in" >"$d/ejabberdctl.cfg"
     cp /etc/ejabberd/inetrc "$d/" 2>/dev/null || true
     if [ "$(id -u)" = 0 ]; then chown -R ejabberd "$d"; fi
@@ -201,7 +213,7 @@ gen() { # server scenario args...
         --mech "${mech[$s]}" --pids "${pids[$s]}" --label "$s" "$@"
 }
 
-for s in $servers; do "start_$s"; done
+for s in $servers; do "start_${s//-/_}"; done
 sleep 2
 max_users=${idle_levels##*,}
 for n in $((2 * chat_pairs)) $((fanout_k + 1)) $login_conc; do [ "$n" -gt "$max_users" ] && max_users=$n; done

@@ -1,0 +1,893 @@
+/* mod_mam: the user's message archive (XEP-0313 v2) and the stanza ids that
+ * name its messages (XEP-0359); preferences (XEP-0441); retention.
+ *
+ * Archiving happens in this module's message hooks, which run before
+ * mod_carbons and mod_offline (the module order of sm/meson.build), so the
+ * one <stanza-id by='user@domain' id=.../> given to a message reaches every
+ * copy of it: the live delivery, the <received/> carbons, the offline store
+ * and the archive. What a session sends is archived in its user's archive
+ * without a stanza-id on the outgoing stanza (the id is the sender's archive's
+ * own business); its <sent/> carbons carry it (mam_mark_sent_copy, called by
+ * mod_carbons). A <stanza-id/> claiming to be by the user's own JID that comes
+ * from outside is removed before anyone sees it (XEP-0359 section 4).
+ *
+ * What is archived (XEP-0313 section 5, XEP-0334): type chat or normal (or
+ * none) with a <body/> or an end-to-end encrypted payload (OMEMO, OpenPGP
+ * for XMPP: archived as received, still encrypted), or with a <store/> hint;
+ * a bare chat state or receipt is not. Never: groupchat (the room archives it),
+ * headline, error, a message with <no-store/> or <no-permanent-store/>, a MAM
+ * result, a carbon. The user's preferences then decide per contact.
+ *
+ * Writes use storage's asynchronous API without waiting (nothing is
+ * acknowledged to a client by them), batched per loop turn in one
+ * transaction; a query flushes the batch first and is submitted after it on
+ * the same connection, so it sees every message archived before it. Preferences are read when the user is
+ * loaded, holding the user until they are there.
+ *
+ * Retention (max-age, max-messages) is applied by the cron hook, a few
+ * storage steps per second, over the users listed in the domain's
+ * "mam-users" collection. Records layout: mod_mam.h. Queries: mam_query.c. */
+#include <event2/event.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "comp_proto.h"
+#include "log.h"
+#include "mod_mam.h"
+#include "mod_roster.h"
+#include "strbuf.h"
+#include "xml_stream.h"
+
+#define NS_HINTS "urn:xmpp:hints"
+#define NS_CARBONS "urn:xmpp:carbons:2"
+#define NS_OMEMO_OLD "eu.siacs.conversations.axolotl"
+#define NS_OMEMO "urn:xmpp:omemo:2"
+#define NS_OX "urn:xmpp:openpgp:0"
+#define PREFS_MAX_JIDS 1000       /* JIDs in <always/> plus <never/> */
+#define SWEEP_PAGE 500            /* records deleted per storage step */
+#define SWEEP_BUDGET 40           /* storage steps per cron tick */
+
+enum { MAM_ALWAYS, MAM_NEVER, MAM_ROSTER };
+
+/* Per-user state: the preferences, and whether the user was put in the
+ * domain's "mam-users" list since it was loaded. */
+typedef struct mam_user {
+    int loaded;               /* preferences read (or none stored) */
+    int mode;                 /* -1: the server's default */
+    char **always, **never;   /* prepared JIDs, bare or full */
+    size_t nalways, nnever;
+    int listed;
+} mam_user_t;
+
+/* The last message a session sent and its archive id, for its <sent/>
+ * carbons: set by message_out, which runs just before mod_carbons' hook for
+ * the same stanza, and cleared at every message_out. */
+static const xml_node_t *sent_msg;
+static char sent_id[40];
+
+/* ------------------------------------------------------------ helpers */
+
+static const mam_cfg_t *cfg(void)
+{
+    return sm_module_config(&sm_module_mam);
+}
+
+static int mode_of(const char *s)
+{
+    if (sm_streq(s, "always"))
+        return MAM_ALWAYS;
+    if (sm_streq(s, "never"))
+        return MAM_NEVER;
+    if (sm_streq(s, "roster"))
+        return MAM_ROSTER;
+    return -1;
+}
+
+static const char *mode_name(int m)
+{
+    return m == MAM_NEVER ? "never" : m == MAM_ROSTER ? "roster" : "always";
+}
+
+void mam_stamp_format(int64_t us, char *buf, size_t len)
+{
+    time_t t = (time_t)(us / 1000000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, len - n, ".%03dZ", (int)(us % 1000000 / 1000));
+}
+
+static int digits(const char *s, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* XEP-0082: CCYY-MM-DDThh:mm:ss[.sss][Z|(+|-)hh:mm]. */
+int64_t mam_stamp_parse(const char *s)
+{
+    int y, mo, d, h, mi, sec;
+    if (!s || strlen(s) < 19 || digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) ||
+        s[7] != '-' || digits(s + 8, 2, &d) || s[10] != 'T' || digits(s + 11, 2, &h) ||
+        s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' || digits(s + 17, 2, &sec))
+        return -1;
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+        return -1;
+    const char *p = s + 19;
+    int64_t frac = 0, scale = 1000000;
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9')
+            return -1;
+        for (; *p >= '0' && *p <= '9'; p++)
+            if (scale > 1) {
+                scale /= 10;
+                frac += (*p - '0') * scale;
+            }
+    }
+    long off = 0;
+    if (*p == 'Z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om;
+        if (digits(p + 1, 2, &oh) || p[3] != ':' || digits(p + 4, 2, &om) || oh > 23 || om > 59)
+            return -1;
+        off = (oh * 3600L + om * 60L) * (*p == '-' ? -1 : 1);
+        p += 6;
+    } else {
+        return -1;
+    }
+    if (*p)
+        return -1;
+    struct tm tm = {0};
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    time_t t = timegm(&tm);
+    return ((int64_t)t - off) * 1000000 + frac;
+}
+
+int mam_rec_parse(const char *key, const char *val, size_t len, mam_rec_t *out)
+{
+    const char *nl = memchr(val, '\n', len);
+    if (!nl)
+        return -1;
+    char *end;
+    out->id = key;
+    out->stamp = strtoll(val, &end, 10);
+    if (end == val || *end != ' ' || (end[1] != 'i' && end[1] != 'o') || end[2] != ' ')
+        return -1;
+    out->dir = end[1];
+    out->with = end + 3;
+    if (out->with > nl)
+        return -1;
+    out->with_len = (size_t)(nl - out->with);
+    out->xml = nl + 1;
+    out->xml_len = len - (size_t)(out->xml - val);
+    return 0;
+}
+
+static int own_jid(const sm_user_t *u, const char *jid)
+{
+    if (!jid)
+        return 0;
+    size_t n = strlen(u->bare);
+    return !strncasecmp(jid, u->bare, n) && (jid[n] == '\0' || jid[n] == '/');
+}
+
+/* Archive ids: 16 hex digits (the time in µs, 13 digits, then 3 random),
+ * then 12 hex digits of an HMAC-SHA256 of the user's bare JID and those 16,
+ * keyed with the sm's secret. Time first: a user's new records then land at
+ * the end of the storage's key index, not on a random page of it (fewer
+ * pages written per message). The tag makes ids unforgeable. The
+ * tag tells a message this server already archived (one c2s hands back as
+ * never acknowledged: docs/session-protocol.md, type='unacked') from one
+ * carrying an id someone forged: the first keeps its id and is not archived
+ * again, so the client sees one id whichever copy reaches it. */
+#define ID_RANDOM 16
+#define ID_TAG 12
+
+static void id_tag(const char *bare, const char *random, char *out)
+{
+    const char *key = sm_config->secret ? sm_config->secret : "";
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    char data[3200];
+    int n = snprintf(data, sizeof data, "%s\n%.*s", bare, ID_RANDOM, random);
+    HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)data,
+         (size_t)(n < (int)sizeof data ? n : (int)sizeof data - 1), mac, &len);
+    for (int i = 0; i < ID_TAG / 2; i++)
+        snprintf(out + 2 * i, 3, "%02x", mac[i]);
+}
+
+static void new_id(const char *bare, char *buf)
+{
+    static int64_t last;
+    int64_t us = storage_now_us();
+    if (us <= last)
+        us = last + 1;                 /* ids of one process only grow */
+    last = us;
+    char rnd[8];
+    comp_proto_random_hex(rnd, 2);
+    snprintf(buf, ID_RANDOM + 1, "%013llx%.3s", (unsigned long long)us & 0xfffffffffffffull, rnd);
+    id_tag(bare, buf, buf + ID_RANDOM);
+    buf[ID_RANDOM + ID_TAG] = '\0';
+}
+
+static int id_genuine(const char *bare, const char *id)
+{
+    char tag[ID_TAG + 1];
+    if (!id || strlen(id) != ID_RANDOM + ID_TAG)
+        return 0;
+    id_tag(bare, id, tag);
+    return CRYPTO_memcmp(tag, id + ID_RANDOM, ID_TAG) == 0;
+}
+
+/* Removes every <stanza-id/> whose by names the user's account: only this
+ * server may say that (XEP-0359 section 4). With keep_own, the first one
+ * whose id this server made stays, and 1 is returned. */
+static int strip_forged(const sm_user_t *u, xml_node_t *msg, int keep_own)
+{
+    int kept = 0;
+    xml_node_t *c = msg->first_child;
+    while (c) {
+        xml_node_t *next = c->next;
+        if (c->name && !strcmp(c->name, "stanza-id") && !strcmp(c->ns, MAM_NS_SID)) {
+            const char *by = xml_attr_get(c, "by");
+            if (by && !strcasecmp(by, u->bare)) {
+                if (keep_own && !kept && id_genuine(u->bare, xml_attr_get(c, "id"))) {
+                    kept = 1;
+                } else {
+                    xml_detach(c);
+                    xml_free(c);
+                }
+            }
+        }
+        c = next;
+    }
+    return kept;
+}
+
+/* The kinds XEP-0313 and XEP-0334 want archived (see the file comment). */
+static int archivable(const xml_node_t *m)
+{
+    const char *type = xml_attr_get(m, "type");
+    int chat = sm_streq(type, "chat"), normal = !type || sm_streq(type, "normal");
+    if (!chat && !normal)
+        return 0;
+    if (xml_child(m, NS_HINTS, "no-store") || xml_child(m, NS_HINTS, "no-permanent-store"))
+        return 0;
+    if (xml_child(m, MAM_NS, "result") || xml_child(m, NS_CARBONS, "received") ||
+        xml_child(m, NS_CARBONS, "sent"))
+        return 0;
+    /* A chat message without body is a chat state or a receipt: not kept. */
+    if (xml_child(m, NS_HINTS, "store") || xml_child(m, NULL, "body"))
+        return 1;
+    if (xml_child(m, NS_OMEMO_OLD, "encrypted") || xml_child(m, NS_OMEMO, "encrypted") ||
+        xml_child(m, NS_OX, "openpgp"))
+        return 1;
+    return 0;
+}
+
+static mam_user_t *ustate(sm_user_t *u)
+{
+    mam_user_t *s = sm_user_state(u, &sm_module_mam);
+    if (!s) {
+        s = xcalloc(1, sizeof *s);
+        s->mode = -1;
+        sm_user_state_set(u, &sm_module_mam, s);
+    }
+    return s;
+}
+
+static int in_jids(char *const *v, size_t n, const char *full, const char *bare)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(v[i], bare) || (full && !strcmp(v[i], full)))
+            return 1;
+    return 0;
+}
+
+/* Does u's preference keep messages with the contact jid (full or bare)? */
+static int prefs_allow(sm_user_t *u, const jid_t *with)
+{
+    mam_user_t *s = ustate(u);
+    if (in_jids(s->never, s->nnever, with->full, with->bare))
+        return 0;
+    if (in_jids(s->always, s->nalways, with->full, with->bare))
+        return 1;
+    int mode = s->mode >= 0 ? s->mode : mode_of(cfg()->default_text);
+    if (mode == MAM_NEVER)
+        return 0;
+    if (mode == MAM_ROSTER)
+        return sm_roster_sub(u, with->bare) >= 0;
+    return 1;
+}
+
+/* --- the write batch ----------------------------------------------------------
+ *
+ * Archive writes wait in this batch for mam.write-delay (10 ms; 0: the end of
+ * the loop turn) or until MAM_BATCH records, then go to storage as one
+ * transaction: one commit for many messages writes each touched page once
+ * (SQLite's WAL gets whole pages per commit) instead of once per message
+ * (docs/performance.md). A crash loses at most that window of the archive;
+ * the messages themselves were delivered or stored offline by then. mam_flush submits the batch early: a query does so
+ * first, so it sees every message archived before it. */
+#define MAM_BATCH 512
+
+typedef struct pend {
+    char *owner, *coll, *key, *val;
+    size_t len;
+} pend_t;
+
+static pend_t *pend;
+static size_t npend, pend_cap;
+static struct event *flush_ev;
+
+static void batch_done(storage_res_t *res, void *arg)
+{
+    if (res->status < 0)
+        log_error("sm: event=mam-write-failed records=%zu", (size_t)(uintptr_t)arg);
+}
+
+void mam_flush(void)
+{
+    if (npend == 0)
+        return;
+    size_t n = npend;
+    npend = 0;
+    /* Transactions do not nest: when another module's is open (it submitted
+     * begin without commit yet), these writes simply join it. */
+    if (n > 1)
+        storage_begin_async(sm_storage, NULL, NULL);
+    for (size_t i = 0; i < n; i++) {
+        pend_t *p = &pend[i];
+        storage_put_async(sm_storage, p->owner, p->coll, p->key, p->val, p->len,
+                          n > 1 ? NULL : batch_done, (void *)(uintptr_t)1);
+        free(p->owner);
+        free(p->coll);
+        free(p->key);
+        free(p->val);
+    }
+    if (n > 1)
+        storage_commit_async(sm_storage, batch_done, (void *)(uintptr_t)n);
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    mam_flush();
+}
+
+/* Queues one record write; val is taken (malloc'd). */
+static void pend_put(const char *owner, const char *coll, const char *key, char *val, size_t len)
+{
+    if (npend == pend_cap) {
+        pend_cap = pend_cap ? pend_cap * 2 : 64;
+        pend = xrealloc(pend, pend_cap * sizeof *pend);
+    }
+    pend_t *p = &pend[npend++];
+    p->owner = xstrdup(owner);
+    p->coll = xstrdup(coll);
+    p->key = xstrdup(key);
+    p->val = val;
+    p->len = len;
+    if (npend >= MAM_BATCH) {
+        mam_flush();
+        if (flush_ev)
+            event_del(flush_ev);
+    } else if (npend == 1) {
+        if (!flush_ev)
+            flush_ev = event_new(daemon_base(), -1, 0, flush_cb, NULL);
+        double d = cfg()->write_delay;
+        struct timeval tv = {(time_t)d, (suseconds_t)((d - (time_t)d) * 1e6)};
+        if (d > 0)
+            event_add(flush_ev, &tv);
+        else
+            event_active(flush_ev, EV_TIMEOUT, 1);
+    }
+}
+
+static char *dup_mem(const char *s, size_t len)
+{
+    char *d = xmalloc(len + 1);
+    memcpy(d, s, len);
+    d[len] = '\0';
+    return d;
+}
+
+/* Writes msg into u's archive under id; with is the contact's JID. */
+static void archive(sm_user_t *u, char dir, const jid_t *with, const xml_node_t *msg, const char *id)
+{
+    strbuf_t sb;
+    strbuf_init(&sb);
+    char head[64];
+    snprintf(head, sizeof head, "%lld %c ", (long long)storage_now_us(), dir);
+    strbuf_puts(&sb, head);
+    strbuf_puts(&sb, with->full);
+    strbuf_puts(&sb, "\n");
+    xml_serialize(msg, NULL, &sb);     /* declares the stanza's namespace */
+    size_t n = strlen(MAM_COLL_WITH) + strlen(with->bare) + 1;
+    char *coll = xmalloc(n);
+    snprintf(coll, n, "%s%s", MAM_COLL_WITH, with->bare);
+    pend_put(u->bare, MAM_COLL, id, dup_mem(sb.data, sb.len), sb.len);
+    pend_put(u->bare, coll, id, dup_mem(sb.data, sb.len), sb.len);
+    mam_user_t *s = ustate(u);
+    if (!s->listed && (cfg()->max_age > 0 || cfg()->max_messages > 0)) {
+        pend_put(sm_config->domain, MAM_COLL_USERS, u->bare, xstrdup(""), 0);
+        s->listed = 1;
+    }
+    free(coll);
+    strbuf_free(&sb);
+    log_debug("sm: event=mam-archived user=%s dir=%c with=%s id=%s", u->bare, dir, with->full, id);
+}
+
+/* ------------------------------------------------------------ hooks */
+
+static sm_ret_t mam_message_in(sm_user_t *u, sm_sess_t *to, xml_node_t *msg)
+{
+    (void)to;
+    if (strip_forged(u, msg, 1))
+        return SM_PASS;                /* archived already: handed back unacknowledged */
+    const char *from = xml_attr_get(msg, "from");
+    jid_t with;
+    if (!from || !archivable(msg) || jid_parse(from, &with) != JID_OK)
+        return SM_PASS;
+    if (prefs_allow(u, &with)) {
+        char id[40];
+        new_id(u->bare, id);
+        xml_node_t *sid = xml_add_child(msg, MAM_NS_SID, "stanza-id");
+        xml_attr_set(sid, "by", u->bare);
+        xml_attr_set(sid, "id", id);
+        archive(u, 'i', &with, msg, id);
+    }
+    jid_clear(&with);
+    return SM_PASS;
+}
+
+static sm_ret_t mam_message_out(sm_sess_t *s, xml_node_t *msg)
+{
+    sm_user_t *u = s->user;
+    sent_msg = NULL;
+    strip_forged(u, msg, 0);
+    const char *to = xml_attr_get(msg, "to");
+    jid_t with;
+    /* To the user's own account: archived once, as it arrives. */
+    if (!to || own_jid(u, to) || !archivable(msg) || jid_parse(to, &with) != JID_OK)
+        return SM_PASS;
+    if (prefs_allow(u, &with)) {
+        new_id(u->bare, sent_id);
+        archive(u, 'o', &with, msg, sent_id);
+        sent_msg = msg;
+    }
+    jid_clear(&with);
+    return SM_PASS;
+}
+
+void mam_mark_sent_copy(const xml_node_t *orig, xml_node_t *copy)
+{
+    if (!sent_msg || orig != sent_msg)
+        return;
+    xml_node_t *sid = xml_add_child(copy, MAM_NS_SID, "stanza-id");
+    const char *from = xml_attr_get(orig, "from");
+    char *bare = from ? jid_bare_of(from) : NULL;
+    xml_attr_set(sid, "by", bare ? bare : "");
+    xml_attr_set(sid, "id", sent_id);
+    free(bare);
+}
+
+/* ------------------------------------------------------------ preferences */
+
+static void prefs_clear(mam_user_t *s)
+{
+    for (size_t i = 0; i < s->nalways; i++)
+        free(s->always[i]);
+    for (size_t i = 0; i < s->nnever; i++)
+        free(s->never[i]);
+    free(s->always);
+    free(s->never);
+    s->always = s->never = NULL;
+    s->nalways = s->nnever = 0;
+    s->mode = -1;
+}
+
+/* The <jid/> children of list (always or never) into v; -1 on a bad JID. */
+static int prefs_jids(const xml_node_t *list, char ***v, size_t *n)
+{
+    if (!list)
+        return 0;
+    for (xml_node_t *j = xml_child(list, MAM_NS, "jid"); j; j = xml_next(j, MAM_NS, "jid")) {
+        char *text = xml_text(j);
+        jid_t parsed;
+        int ok = jid_parse(text, &parsed) == JID_OK;
+        free(text);
+        if (!ok)
+            return -1;
+        if (*n >= PREFS_MAX_JIDS) {
+            jid_clear(&parsed);
+            return -2;
+        }
+        *v = xrealloc(*v, (*n + 1) * sizeof **v);
+        (*v)[(*n)++] = xstrdup(parsed.full);
+        jid_clear(&parsed);
+    }
+    return 0;
+}
+
+/* Fills s from a <prefs/> element: 0, -1 bad JID, -2 too many, -3 bad default. */
+static int prefs_from_xml(mam_user_t *s, const xml_node_t *p)
+{
+    prefs_clear(s);
+    const char *def = xml_attr_get(p, "default");
+    if (def && mode_of(def) < 0)
+        return -3;
+    s->mode = def ? mode_of(def) : -1;
+    int r = prefs_jids(xml_child(p, MAM_NS, "always"), &s->always, &s->nalways);
+    if (r == 0)
+        r = prefs_jids(xml_child(p, MAM_NS, "never"), &s->never, &s->nnever);
+    if (r < 0)
+        prefs_clear(s);
+    return r;
+}
+
+static xml_node_t *prefs_to_xml(const mam_user_t *s)
+{
+    xml_node_t *p = xml_elem_new(MAM_NS, "prefs");
+    xml_attr_set(p, "default", mode_name(s->mode >= 0 ? s->mode : mode_of(cfg()->default_text)));
+    xml_node_t *a = xml_add_child(p, MAM_NS, "always");
+    for (size_t i = 0; i < s->nalways; i++) {
+        xml_node_t *j = xml_add_child(a, MAM_NS, "jid");
+        xml_add_text(j, s->always[i], strlen(s->always[i]));
+    }
+    xml_node_t *n = xml_add_child(p, MAM_NS, "never");
+    for (size_t i = 0; i < s->nnever; i++) {
+        xml_node_t *j = xml_add_child(n, MAM_NS, "jid");
+        xml_add_text(j, s->never[i], strlen(s->never[i]));
+    }
+    return p;
+}
+
+static void prefs_loaded(storage_res_t *res, void *arg)
+{
+    sm_user_t *u = arg;
+    mam_user_t *s = ustate(u);
+    if (res->status == 0) {
+        xml_limits_t lim;
+        xml_limits_default(&lim);
+        char err[128];
+        xml_node_t *p = xml_parse_document(res->val, res->len, &lim, err, sizeof err, NULL);
+        if (!p || prefs_from_xml(s, p) != 0)
+            log_warn("sm: event=mam-prefs-unreadable user=%s", u->bare);
+        xml_free(p);
+    } else if (res->status < 0) {
+        log_error("sm: event=mam-prefs-read-failed user=%s", u->bare);
+    }
+    s->loaded = 1;
+    sm_user_release(u);
+}
+
+static void mam_user_load(sm_user_t *u)
+{
+    ustate(u);
+    sm_user_hold(u);
+    storage_get_async(sm_storage, u->bare, MAM_COLL_PREFS, "", prefs_loaded, u);
+}
+
+static void mam_user_state_free(sm_user_t *u, void *state)
+{
+    (void)u;
+    mam_user_t *s = state;
+    prefs_clear(s);
+    free(s);
+}
+
+void mam_prefs_get(sm_iq_t *req)
+{
+    sm_iq_reply(req, prefs_to_xml(ustate(req->user)));
+}
+
+typedef struct prefs_write {
+    sm_iq_t *req;
+    mam_user_t fresh;
+} prefs_write_t;
+
+static void prefs_written(storage_res_t *res, void *arg)
+{
+    prefs_write_t *w = arg;
+    if (res->status < 0) {
+        prefs_clear(&w->fresh);
+        sm_iq_error(w->req, "internal-server-error", "wait");
+    } else {
+        mam_user_t *s = ustate(w->req->user);
+        prefs_clear(s);
+        s->mode = w->fresh.mode;
+        s->always = w->fresh.always;
+        s->nalways = w->fresh.nalways;
+        s->never = w->fresh.never;
+        s->nnever = w->fresh.nnever;
+        log_info("sm: event=mam-prefs user=%s default=%s always=%zu never=%zu", w->req->user->bare,
+                 mode_name(s->mode), s->nalways, s->nnever);
+        sm_iq_reply(w->req, prefs_to_xml(s));
+    }
+    free(w);
+}
+
+/* XEP-0441: the stored preferences are replaced as a whole; the answer is
+ * what is now in force. */
+void mam_prefs_set(sm_iq_t *req)
+{
+    prefs_write_t *w = xcalloc(1, sizeof *w);
+    int r = prefs_from_xml(&w->fresh, req->payload);
+    if (r < 0 || !xml_attr_get(req->payload, "default")) {
+        free(w);
+        sm_iq_error(req, r == -1 ? "jid-malformed" : r == -2 ? "not-acceptable" : "bad-request",
+                    "modify");
+        return;
+    }
+    xml_node_t *p = prefs_to_xml(&w->fresh);
+    strbuf_t sb;
+    strbuf_init(&sb);
+    xml_serialize(p, NULL, &sb);
+    xml_free(p);
+    w->req = sm_iq_defer(req);
+    storage_put_async(sm_storage, w->req->user->bare, MAM_COLL_PREFS, "", sb.data, sb.len,
+                      prefs_written, w);
+    strbuf_free(&sb);
+}
+
+/* ------------------------------------------------------------ retention */
+
+enum { SW_LIST, SW_AGE, SW_COUNT, SW_TRIM, SW_DONE };
+
+typedef struct sweep {
+    int active;
+    int phase;
+    char **users;
+    size_t n, i;
+    int inflight, in_step, budget;
+    int64_t cutoff;           /* µs: older records go (0: no age limit) */
+    int64_t trim;             /* records to trim in SW_TRIM */
+    double last;              /* when the last sweep started */
+    size_t deleted;
+} sweep_t;
+
+static sweep_t sweep;
+
+static void sweep_step(void);
+
+static void sweep_free_users(void)
+{
+    for (size_t i = 0; i < sweep.n; i++)
+        free(sweep.users[i]);
+    free(sweep.users);
+    sweep.users = NULL;
+    sweep.n = sweep.i = 0;
+}
+
+/* The next user, or the end of the sweep. */
+static void sweep_next_user(void)
+{
+    sweep.i++;
+    sweep.phase = sweep.cutoff ? SW_AGE : SW_COUNT;
+}
+
+/* Deletes the records of a range result from both of their collections. */
+static void sweep_delete(const char *owner, storage_res_t *res)
+{
+    for (size_t k = 0; k < res->nrecs; k++) {
+        mam_rec_t r;
+        storage_rec_t *rec = &res->recs[k];
+        storage_del_async(sm_storage, owner, MAM_COLL, rec->key, NULL, NULL);
+        if (mam_rec_parse(rec->key, rec->val, rec->len, &r) == 0) {
+            char *wfull = xmalloc(r.with_len + 1);
+            memcpy(wfull, r.with, r.with_len);
+            wfull[r.with_len] = '\0';
+            char *wbare = jid_bare_of(wfull);
+            if (wbare) {
+                size_t n = strlen(MAM_COLL_WITH) + strlen(wbare) + 1;
+                char *coll = xmalloc(n);
+                snprintf(coll, n, "%s%s", MAM_COLL_WITH, wbare);
+                storage_del_async(sm_storage, owner, coll, rec->key, NULL, NULL);
+                free(coll);
+            }
+            free(wbare);
+            free(wfull);
+        }
+        sweep.deleted++;
+    }
+}
+
+static void sweep_done(storage_res_t *res, void *arg)
+{
+    (void)arg;
+    const mam_cfg_t *c = cfg();
+    const char *user = sweep.i < sweep.n ? sweep.users[sweep.i] : NULL;
+    if (res->status < 0) {
+        log_error("sm: event=mam-retention-failed user=%s phase=%d", user ? user : "-", sweep.phase);
+        sweep.phase = SW_DONE;
+    } else {
+        switch (sweep.phase) {
+        case SW_LIST:
+            sweep.users = xcalloc(res->nrecs + 1, sizeof *sweep.users);
+            for (size_t k = 0; k < res->nrecs; k++)
+                sweep.users[sweep.n++] = xstrdup(res->recs[k].key);
+            sweep.i = 0;
+            sweep.phase = sweep.cutoff ? SW_AGE : SW_COUNT;
+            break;
+        case SW_AGE:
+            sweep_delete(user, res);
+            if (res->nrecs < SWEEP_PAGE)
+                sweep.phase = SW_COUNT;
+            break;
+        case SW_COUNT:
+            if (c->max_messages > 0 && res->n > c->max_messages) {
+                sweep.trim = res->n - c->max_messages;
+                sweep.phase = SW_TRIM;
+            } else {
+                /* An empty archive leaves the list (unless the user is in
+                 * memory: it may archive again without being listed anew). */
+                if (res->n == 0 && !sm_user_get(user))
+                    storage_del_async(sm_storage, sm_config->domain, MAM_COLL_USERS, user, NULL, NULL);
+                sweep_next_user();
+            }
+            break;
+        case SW_TRIM:
+            sweep_delete(user, res);
+            sweep.phase = SW_COUNT;
+            break;
+        }
+    }
+    sweep.inflight = 0;
+    if (!sweep.in_step)
+        sweep_step();
+}
+
+/* Submits storage steps until the budget of this tick is spent; a step's
+ * callback (at once on SQLite, later on PostgreSQL) moves the state on. */
+static void sweep_step(void)
+{
+    sweep.in_step = 1;
+    while (sweep.active && !sweep.inflight && sweep.budget > 0) {
+        if (sweep.phase == SW_DONE || (sweep.phase != SW_LIST && sweep.i >= sweep.n)) {
+            log_info("sm: event=mam-retention users=%zu deleted=%zu", sweep.n, sweep.deleted);
+            sweep_free_users();
+            sweep.active = 0;
+            break;
+        }
+        sweep.budget--;
+        sweep.inflight = 1;
+        const char *user = sweep.phase == SW_LIST ? NULL : sweep.users[sweep.i];
+        storage_range_t q = {0};
+        switch (sweep.phase) {
+        case SW_LIST:
+            storage_list_async(sm_storage, sm_config->domain, MAM_COLL_USERS, sweep_done, NULL);
+            break;
+        case SW_AGE:
+            q.by_stamp = 1;
+            q.until = sweep.cutoff;
+            q.limit = SWEEP_PAGE;
+            storage_range_async(sm_storage, user, MAM_COLL, &q, sweep_done, NULL);
+            break;
+        case SW_COUNT:
+            storage_count_async(sm_storage, user, MAM_COLL, sweep_done, NULL);
+            break;
+        case SW_TRIM:
+            q.limit = sweep.trim < SWEEP_PAGE ? (size_t)sweep.trim : SWEEP_PAGE;
+            storage_range_async(sm_storage, user, MAM_COLL, &q, sweep_done, NULL);
+            break;
+        }
+    }
+    sweep.in_step = 0;
+}
+
+static void mam_cron(double now)
+{
+    const mam_cfg_t *c = cfg();
+    sweep.budget = SWEEP_BUDGET;
+    mam_flush();                       /* the sweep sees what was archived */
+    if (!sweep.active) {
+        if (c->max_age <= 0 && c->max_messages <= 0)
+            return;
+        if (sweep.last > 0 && now - sweep.last < c->sweep_period)
+            return;
+        sweep.last = now;
+        sweep.active = 1;
+        sweep.deleted = 0;
+        sweep.phase = SW_LIST;
+        sweep.cutoff = c->max_age > 0 ? storage_now_us() - (int64_t)(c->max_age * 1e6) : 0;
+    }
+    if (!sweep.inflight)
+        sweep_step();
+}
+
+/* ------------------------------------------------------------ the module */
+
+static int mam_init(void)
+{
+    if (mode_of(cfg()->default_text) < 0) {
+        log_error("sm: event=config option=mam.default value=%s reason=\"not always, never or roster\"",
+                  cfg()->default_text);
+        return -1;
+    }
+    return 0;
+}
+
+static void mam_free(void)
+{
+    mam_flush();                       /* storage_close waits for it */
+    free(pend);
+    pend = NULL;
+    pend_cap = 0;
+    if (flush_ev)
+        event_free(flush_ev);
+    flush_ev = NULL;
+    sweep_free_users();
+    memset(&sweep, 0, sizeof sweep);
+    sent_msg = NULL;
+}
+
+static const cfg_option_t mam_options[] = {
+    {"default", CFG_STRING, "always", 0, 0, 0, offsetof(mam_cfg_t, default_text), NULL,
+     "What is archived for a user with no preference of its own (XEP-0441): always, never or roster."},
+    {"default-page", CFG_INT, "50", 1, 1000, 1, offsetof(mam_cfg_t, default_page), NULL,
+     "Results per page of a query that gives no <max/>."},
+    {"max-page", CFG_INT, "250", 1, 10000, 1, offsetof(mam_cfg_t, max_page), NULL,
+     "The most results a query gets per page; a larger <max/> is cut to it."},
+    {"max-age", CFG_SECONDS, "0", 0, 1e10, 1, offsetof(mam_cfg_t, max_age), NULL,
+     "Retention: archived messages older than this are deleted (0: kept forever)."},
+    {"max-messages", CFG_INT, "0", 0, 1000000000, 1, offsetof(mam_cfg_t, max_messages), NULL,
+     "Retention: each user's archive keeps its newest this many messages (0: no limit)."},
+    {"write-delay", CFG_SECONDS, "10ms", 0, 1, 1, offsetof(mam_cfg_t, write_delay), NULL,
+     "How long archive writes wait to be committed together (0: until the end of the loop turn)."},
+    {"sweep-period", CFG_SECONDS, "1h", 1, 1e7, 1, offsetof(mam_cfg_t, sweep_period), NULL,
+     "How often the retention limits are applied."},
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, NULL},
+};
+
+static const sm_hooks_t mam_hooks = {
+    .user_load = mam_user_load,
+    .message_out = mam_message_out,
+    .message_in = mam_message_in,
+    .cron = mam_cron,
+};
+
+static const sm_iq_handler_t mam_iqs[] = {
+    {MAM_NS, SM_IQ_ACCOUNT, mam_iq_get, mam_iq_set, NULL},
+    {NULL, 0, NULL, NULL, NULL},
+};
+
+static const char *const mam_features[] = {MAM_NS, MAM_NS_EXT, MAM_NS_SID, NULL};
+
+sm_module_t sm_module_mam = {
+    .name = "mam",
+    .help = "Message archive (XEP-0313) with stanza ids (XEP-0359), preferences and retention.",
+    .init = mam_init,
+    .free = mam_free,
+    .options = mam_options,
+    .config_size = sizeof(mam_cfg_t),
+    .hooks = &mam_hooks,
+    .iqs = mam_iqs,
+    .server_features = mam_features,
+    .account_features = mam_features,
+    .user_state_free = mam_user_state_free,
+};
