@@ -37,6 +37,7 @@
 #define NS_IQAUTH_FEATURE "http://jabber.org/features/iq-auth"
 #define NS_WEFT_SESSION "urn:xmpp:weft:session:1"
 #define NS_WEFT_AUTHREG "urn:xmpp:weft:authreg:1"
+#define NS_CSI "urn:xmpp:csi:0"
 
 typedef struct c2s_cfg {
     daemon_common_t common;
@@ -81,6 +82,9 @@ typedef struct c2s_cfg {
     long scram_iter;
     double sm_resume;          /* XEP-0198 resumption window */
     long sm_queue;             /* unacked stanzas kept per session */
+    double sm_ack_timeout;     /* an unanswered <r/> this old: the connection is dead, hibernate */
+    long sm_max_hibernated;    /* hibernated sessions kept; past it the oldest ends */
+    long csi_queue_max;        /* XEP-0352: stanzas held for an inactive client before a flush */
     char *shutdown_host;       /* see-other-host sent on SIGTERM; "" for system-shutdown */
 } c2s_cfg_t;
 
@@ -154,8 +158,10 @@ struct client {
     smacks_item_t *sm_head, *sm_tail;
     size_t sm_len;
     double sm_r_at;            /* last <r/> we sent */
+    double sm_r_unanswered;    /* when the oldest <r/> no <a/> answered yet went out, or 0 */
     int sm_r_due;              /* an <r/> should go out at the next cron */
     struct deliver *dl;        /* deliver.c: stanzas not yet in the kernel, or NULL */
+    struct csi *csi;           /* csi.c: XEP-0352 state while inactive or holding, or NULL */
     client_t *hnext;           /* sid hash chain */
     client_t *lnext, *lprev;   /* list of all clients (cron) */
 };
@@ -173,6 +179,9 @@ void client_stream_error(client_t *c, const char *condition, const char *text);
 void client_close(client_t *c, int how);
 enum { CLOSE_SILENT = 0, CLOSE_END = 1, CLOSE_UNACKED = 2 };
 void client_connection_lost(client_t *c);
+/* Marks a session's connection gone (XEP-0198 hibernation), counted against
+ * stream-management.max-hibernated (client_connection_lost enforces it). */
+void client_set_detached(client_t *c);
 void client_restart_stream(client_t *c);
 /* Answers st (an iq/message/presence from the client) with a stanza error. */
 void client_stanza_error(client_t *c, const xml_node_t *st, const char *condition, const char *type);
@@ -226,6 +235,9 @@ void sm_link_free(void);
 int sm_link_authreg(client_t *c, xml_node_t *req, int kind);
 int sm_link_session(client_t *c, const char *type, int resync);
 int sm_link_route(client_t *c, xml_node_t *stanza, const char *type);
+/* Tells the sm a session hibernated (on: its connection is gone, XEP-0198
+ * keeps it) or resumed, for push (docs/session-protocol.md). */
+int sm_link_hibernation(client_t *c, int on);
 /* Acknowledges a stanza from the router (its token from the delivery) and
  * writes pending acknowledgements to the router's socket now. */
 void sm_link_done(uint64_t token);
@@ -241,6 +253,22 @@ void deliver_filter_gone(client_t *c);   /* before the TLS filter is freed */
  * the sm when the session is over (CL_CLOSED). */
 void deliver_conn_gone(client_t *c);
 void deliver_cron(client_t *c, double now);
+/* Sends a delivery (route, taken) to c's client now: through the XEP-0198
+ * queue when enabled, else deliver_write. On a closed client it goes back to
+ * the sm (unacked). */
+void deliver_send(client_t *c, xml_node_t *route, uint64_t token);
+
+/* csi.c: XEP-0352 client state indication. */
+void csi_handle(client_t *c, xml_node_t *el);
+/* Holds a delivery for an inactive client (takes route; 1), or lets it go
+ * now (0: the caller sends it; what was held went out first). */
+int csi_hold(client_t *c, xml_node_t *route, const xml_node_t *st, uint64_t token);
+void csi_flush(client_t *c, const char *why);
+int csi_inactive(const client_t *c);
+size_t csi_held(const client_t *c);
+void csi_cron(client_t *c, double now);
+void csi_take_over(client_t *n, client_t *o);
+void csi_free(client_t *c);   /* drops what is held (acknowledged) */
 
 /* ibr.c: XEP-0077. */
 int ibr_is_register_iq(const xml_node_t *iq);
@@ -269,6 +297,9 @@ void smacks_ack_late(client_t *c, double now);
 void smacks_return_unacked(client_t *c);
 void smacks_free(client_t *c);
 void smacks_cron(client_t *c, double now);
+/* Messages with a body among the unacknowledged stanzas (push: what a
+ * hibernated client has not seen). */
+size_t smacks_pending_messages(const client_t *c);
 
 /* limits.c: per-IP counters. */
 int limits_conn_add(const char *ip);       /* 0, or -1 when over the limit */

@@ -31,6 +31,7 @@ static client_t *client_tab[CLIENT_BUCKETS];
 static client_t *client_list;
 static size_t nclients;
 static uint64_t next_sid = 1;
+static size_t nhibernated;   /* clients with detached set, not closed */
 static struct ev_token_bucket_cfg *rate_cfg;
 /* sids waiting for a TLS takeover attempt (client_takeover_soon) */
 static uint64_t *takeover_q;
@@ -159,6 +160,7 @@ static void client_free(client_t *c)
     free(c->legacy_res);
     jid_clear(&c->jid);
     xml_free(c->last_presence);
+    csi_free(c);
     smacks_free(c);
     free(c);
 }
@@ -275,6 +277,7 @@ static void client_send_features(client_t *c)
         strbuf_puts(&sb, "<bind xmlns='" NS_BIND "'/>"
                          "<session xmlns='" NS_SESSION_LEGACY "'><optional/></session>"
                          "<sm xmlns='" NS_SM "'/>"
+                         "<csi xmlns='" NS_CSI "'/>"
                          "<ver xmlns='" NS_ROSTERVER "'/>");
     }
     strbuf_puts(&sb, "</stream:features>");
@@ -309,6 +312,9 @@ void client_close(client_t *c, int how)
     if (c->state == CL_CLOSED)
         return;
     int had_session = c->state == CL_SESSION || c->state == CL_BINDING;
+    if (c->detached)
+        nhibernated--;
+    csi_free(c);   /* held presences and chat states have no one to go to */
     if (had_session && how != CLOSE_SILENT)
         smacks_return_unacked(c);
     if (had_session && how == CLOSE_END)
@@ -327,6 +333,33 @@ void client_close(client_t *c, int how)
     client_schedule_reap(c);
 }
 
+void client_set_detached(client_t *c)
+{
+    if (c->detached)
+        return;
+    c->detached = 1;
+    c->detached_at = daemon_now();
+    nhibernated++;
+}
+
+/* Over stream-management.max-hibernated: the session hibernated longest
+ * (not c, which just did) ends; its queue goes back to the sm (offline
+ * storage or another resource). */
+static void client_evict_hibernated(client_t *c)
+{
+    if (nhibernated <= (size_t)c2s_config->sm_max_hibernated)
+        return;
+    client_t *oldest = NULL;
+    for (client_t *o = client_list; o; o = o->lnext)
+        if (o != c && o->detached && o->state != CL_CLOSED && (!oldest || o->detached_at < oldest->detached_at))
+            oldest = o;
+    if (oldest) {
+        log_warn("event=hibernation-evicted sid=%s jid=%s hibernated=%zu max=%ld", oldest->sid_str, oldest->jid.full,
+                 nhibernated, c2s_config->sm_max_hibernated);
+        client_close(oldest, CLOSE_END);
+    }
+}
+
 /* The TCP connection is gone or unusable (EOF, reset, output full). A session
  * with XEP-0198 resumption enabled stays for the client to come back; any
  * other ends here. */
@@ -335,11 +368,12 @@ void client_connection_lost(client_t *c)
     if (c->state == CL_CLOSED || c->detached)
         return;
     if (c->state == CL_SESSION && c->sm_resume && c2s_config->sm_resume > 0) {
-        c->detached = 1;
-        c->detached_at = daemon_now();
+        client_set_detached(c);
         log_info("event=detached peer=%s sid=%s jid=%s unacked=%zu", c->peer, c->sid_str, c->jid.full,
                  c->sm_len);
+        sm_link_hibernation(c, 1);
         client_schedule_reap(c);
+        client_evict_hibernated(c);
         return;
     }
     c->output_full = 1; /* nothing more can be written */
@@ -531,6 +565,8 @@ static void client_on_stanza(void *ctx, xml_node_t *st)
             auth_handle(c, st);
     } else if (!strcmp(st->ns, NS_SM)) {
         smacks_handle(c, st);
+    } else if (!strcmp(st->ns, NS_CSI)) {
+        csi_handle(c, st);
     } else if (!client_is_stanza(st)) {
         client_stream_error(c, "unsupported-stanza-type", NULL);
     } else if (!c->authed) {
@@ -897,6 +933,7 @@ void client_cron(double now)
         next = c->lnext;
         deliver_cron(c, now);
         smacks_ack_late(c, now);
+        csi_cron(c, now);
         if (c->state == CL_CLOSED) {
             if (now - c->closing_at > cfg->t_close) {
                 c->output_full = 1;
@@ -927,7 +964,14 @@ void client_cron(double now)
             continue;
         }
         if (now - c->last_read > cfg->t_idle) {
-            client_stream_error(c, "connection-timeout", NULL);
+            if (c->state == CL_SESSION && c->sm_resume && cfg->sm_resume > 0) {
+                /* silent for so long: its network is gone, the session hibernates */
+                log_info("event=idle-timeout peer=%s sid=%s jid=%s result=hibernated", c->peer, c->sid_str,
+                         c->jid.full);
+                client_connection_lost(c);
+            } else {
+                client_stream_error(c, "connection-timeout", NULL);
+            }
             continue;
         }
         if (c->state == CL_SESSION)

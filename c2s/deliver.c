@@ -278,3 +278,29 @@ void deliver_cron(client_t *c, double now)
         c->dl = NULL;
     }
 }
+
+void deliver_send(client_t *c, xml_node_t *route, uint64_t token)
+{
+    xml_node_t *st = xml_child(route, NULL, NULL);
+    if (c->state == CL_CLOSED) {
+        /* closed while this was held (csi.c): it was never written */
+        const char *type = xml_attr_get(st, "type");
+        if (!(type && !strcmp(type, "error")))
+            sm_link_route(c, st, "unacked");
+        if (token)
+            sm_link_done(token);
+        xml_free(route);
+        return;
+    }
+    if (c->sm_enabled) {
+        smacks_sent(c, st, token);
+        if (!c->detached) {
+            c2s_metrics_stanza(0, st->name);
+            client_write_node(c, st);
+        }
+        xml_free(route);
+        return;
+    }
+    c2s_metrics_stanza(0, st->name);
+    deliver_write(c, route, st, token);
+}

@@ -74,6 +74,19 @@ int sm_link_session(client_t *c, const char *type, int resync)
     return rc;
 }
 
+int sm_link_hibernation(client_t *c, int on)
+{
+    xml_node_t *s = sm_link_session_el(c, on ? "hibernated" : "resumed");
+    if (on) {
+        char n[24];
+        snprintf(n, sizeof n, "%zu", smacks_pending_messages(c));
+        xml_attr_set(s, "pending", n);
+    }
+    int rc = sm_link_send(s);
+    xml_free(s);
+    return rc;
+}
+
 /* stanza is borrowed: a copy goes inside the route. */
 int sm_link_route(client_t *c, xml_node_t *stanza, const char *type)
 {
@@ -109,7 +122,8 @@ void sm_link_flush(void)
  * route back goes out on this same link before our acknowledgement, so the
  * router cannot see one without the other). Returns 1 when the route itself
  * was taken (deliver.c frees it), 0 when the caller frees it; *kept says
- * whether the token was taken. */
+ * whether the token was taken. A client that said it is inactive
+ * (XEP-0352) may have it held (csi.c). */
 static int sm_link_deliver(xml_node_t *route, uint64_t token, int *kept)
 {
     *kept = 0;
@@ -159,16 +173,8 @@ static int sm_link_deliver(xml_node_t *route, uint64_t token, int *kept)
         return 0;
     }
     *kept = 1;
-    if (c->sm_enabled) {
-        smacks_sent(c, st, token);
-        if (!c->detached) {
-            c2s_metrics_stanza(0, st->name);
-            client_write_node(c, st);
-        }
-        return 0;
-    }
-    c2s_metrics_stanza(0, st->name);
-    deliver_write(c, route, st, token);
+    if (!csi_hold(c, route, st, token))
+        deliver_send(c, route, token);
     return 1;
 }
 
@@ -265,8 +271,11 @@ static void sm_link_on_stanza(void *ctx, xml_node_t *st)
 static void sm_link_resync_one(client_t *c, void *arg)
 {
     (void)arg;
-    if (c->state == CL_SESSION)
+    if (c->state == CL_SESSION) {
         sm_link_session(c, "start", 1);
+        if (c->detached)
+            sm_link_hibernation(c, 1);
+    }
 }
 
 static void sm_link_resync(const char *why)

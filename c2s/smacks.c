@@ -48,6 +48,8 @@ static void smacks_request(client_t *c)
 {
     smacks_write(c, "<r xmlns='" NS_SM "'/>");
     c->sm_r_at = daemon_now();
+    if (!c->sm_r_unanswered)
+        c->sm_r_unanswered = c->sm_r_at;
 }
 
 /* Drops queued stanzas up to h (mod 2^32). -1 if h acknowledges more than
@@ -176,6 +178,7 @@ static void smacks_take_over(client_t *n, client_t *o)
     n->sm_head = o->sm_head;
     n->sm_tail = o->sm_tail;
     n->sm_len = o->sm_len;
+    csi_take_over(n, o);
     o->sm_head = o->sm_tail = NULL;
     o->sm_len = 0;
     uint64_t sid = o->sid;
@@ -218,8 +221,7 @@ static void smacks_resume(client_t *c, xml_node_t *el)
     }
     if (!o->detached) {
         /* The old connection has not noticed it is dead; drop it now. */
-        o->detached = 1;
-        o->detached_at = daemon_now();
+        client_set_detached(o);
     }
     smacks_take_over(c, o);
     smacks_write(c, "<resumed xmlns='" NS_SM "' previd='%s' h='%u'/>", c->sm_id, c->sm_in);
@@ -228,6 +230,7 @@ static void smacks_resume(client_t *c, xml_node_t *el)
     if (c->sm_len)
         smacks_request(c);
     log_notice("event=resumed peer=%s sid=%s jid=%s resent=%zu", c->peer, c->sid_str, c->jid.full, c->sm_len);
+    sm_link_hibernation(c, 0);
 }
 
 void smacks_handle(client_t *c, xml_node_t *el)
@@ -268,6 +271,8 @@ void smacks_handle(client_t *c, xml_node_t *el)
         uint32_t h;
         if (smacks_parse_h(el, &h) < 0 || smacks_ack(c, h) < 0)
             client_stream_error(c, "undefined-condition", "h acknowledges stanzas never sent");
+        else
+            c->sm_r_unanswered = 0;
     } else {
         client_stream_error(c, "unsupported-stanza-type", NULL);
     }
@@ -290,9 +295,31 @@ void smacks_ack_late(client_t *c, double now)
     }
 }
 
+size_t smacks_pending_messages(const client_t *c)
+{
+    size_t n = 0;
+    for (const smacks_item_t *it = c->sm_head; it; it = it->next)
+        if (!strcmp(it->st->name, "message") && xml_child(it->st, NS_CLIENT, "body"))
+            n++;
+    return n;
+}
+
+/* A phone whose network went away says nothing: its socket stays open and
+ * takes our bytes, but no <a/> comes back. An <r/> unanswered for
+ * stream-management.ack-timeout means the connection is dead; a resumable
+ * session then hibernates at once instead of after timeouts.idle (Prosody
+ * does the same), so push notifications start. */
 void smacks_cron(client_t *c, double now)
 {
-    if (!c->sm_enabled || c->detached || !c->sm_len)
+    if (!c->sm_enabled || c->detached)
+        return;
+    if (c->sm_resume && c->sm_r_unanswered && now - c->sm_r_unanswered > c2s_config->sm_ack_timeout) {
+        log_info("event=ack-timeout peer=%s sid=%s jid=%s unacked=%zu", c->peer, c->sid_str, c->jid.full, c->sm_len);
+        c->sm_r_unanswered = 0;
+        client_connection_lost(c);
+        return;
+    }
+    if (!c->sm_len)
         return;
     if (c->sm_r_due || now - c->sm_r_at > 1.0) {
         c->sm_r_due = 0;

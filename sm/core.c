@@ -779,6 +779,20 @@ void sm_session_control(xml_node_t *el)
             sm_sess_end(&e->s, 0, NULL);
         else
             log_debug("event=session-end result=unknown c2s=%s sid=%s", c2s ? c2s : "-", sid ? sid : "-");
+    } else if (sm_streq(type, "hibernated") || sm_streq(type, "resumed")) {
+        /* Not held behind the user's queue: it says what is true of the
+         * connection now, and push (mod_push) acts on the deliveries after. */
+        sess_ent_t *e = sess_lookup(c2s, sid);
+        int on = sm_streq(type, "hibernated");
+        const char *p = xml_attr_get(el, "pending");
+        unsigned pending = on && p ? (unsigned)strtoul(p, NULL, 10) : 0;
+        if (e) {
+            e->s.hibernated = on;
+            log_info("event=session-%s jid=%s pending=%u", type, e->s.jid.full, pending);
+            sm_run_sess_hibernate(&e->s, on, pending);
+        } else {
+            log_debug("event=session-%s result=unknown c2s=%s sid=%s", type, c2s ? c2s : "-", sid ? sid : "-");
+        }
     } else if (sm_streq(type, "error")) {
         log_warn("event=session-control-bounced c2s=%s sid=%s", c2s ? c2s : "-", sid ? sid : "-");
     } else {

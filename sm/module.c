@@ -101,6 +101,12 @@ void sm_run_sess_end(sm_sess_t *s, xml_node_t *unavailable)
     EACH_LOADED(h) if (h->sess_end) h->sess_end(s, unavailable);
 }
 
+void sm_run_sess_hibernate(sm_sess_t *s, int on, unsigned pending)
+{
+    const sm_hooks_t *h;
+    EACH_LOADED(h) if (h->sess_hibernate) h->sess_hibernate(s, on, pending);
+}
+
 void sm_run_user_load(sm_user_t *u)
 {
     const sm_hooks_t *h;

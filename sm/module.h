@@ -116,6 +116,11 @@ typedef struct sm_hooks {
     /* Once a second (the sm's cron), with the daemon's clock: a module's
      * periodic work (mod_mam's retention), kept short: the loop waits. */
     void (*cron)(double now);
+    /* A session hibernated (XEP-0198: its client's connection is gone, c2s
+     * queues what comes; pending = messages with a body the client did not
+     * acknowledge) or resumed (on = 0, pending = 0). s->hibernated is set
+     * already. */
+    void (*sess_hibernate)(sm_sess_t *s, int on, unsigned pending);
 } sm_hooks_t;
 
 /* --- the descriptor ------------------------------------------------------------ */

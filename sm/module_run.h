@@ -16,6 +16,7 @@ int sm_module_config_enabled(const sm_module_t *m);
 
 void sm_run_sess_start(sm_sess_t *s);
 void sm_run_sess_end(sm_sess_t *s, xml_node_t *unavailable);
+void sm_run_sess_hibernate(sm_sess_t *s, int on, unsigned pending);
 void sm_run_user_load(sm_user_t *u);
 void sm_run_user_delete(sm_user_t *u);
 void sm_run_user_free(sm_user_t *u);         /* frees every module's user state */

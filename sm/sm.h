@@ -30,6 +30,7 @@ struct sm_sess {
     xml_node_t *presence;      /* last available presence it broadcast (owned), or NULL */
     int roster_requested;      /* did a roster get: receives roster pushes (RFC 6121 2.1.6) */
     int carbons;               /* XEP-0280 enabled */
+    int hibernated;            /* XEP-0198: its client's connection is gone, c2s keeps the session */
     char **directed;           /* JIDs it sent directed presence to (RFC 6121 4.6) */
     size_t ndirected;
     sm_sess_t *next;           /* next session of the same user */
