@@ -949,8 +949,19 @@ static void pending_send_away(int all)
 size_t sm_core_release(int all)
 {
     size_t busy = 0, moved = 0;
-    if (q_head && !all)
-        return 1;               /* what is queued for local users goes first */
+    /* What is queued for a user who moves is processed here first; what is
+     * for the users who stay may wait (under load the queue is rarely
+     * empty: waiting for that took seconds). */
+    for (qitem_t *q = all ? NULL : q_head; q; q = q->next) {
+        const char *to = q->st ? xml_attr_get(q->st, "to") : NULL;
+        char *bare = to ? jid_bare_of(to) : NULL;
+        int moves = bare && strchr(bare, '@') && !sm_owns(bare);
+        if (moves)
+            log_debug("event=release-wait reason=queued user=%s", bare);
+        free(bare);
+        if (moves)
+            return 1;
+    }
     pending_send_away(all);
     for (size_t b = 0; b < USER_BUCKETS; b++) {
         for (sm_user_t *u = users[b], *next; u; u = next) {
@@ -962,8 +973,10 @@ size_t sm_core_release(int all)
                 sess_drop((sess_ent_t *)u->sessions);
                 moved++;
             }
-            if (e->holds || e->held)
+            if (e->holds || e->held) {
                 busy++;         /* storage work under way: freed later by the cron */
+                log_debug("event=release-wait reason=held user=%s holds=%u", u->bare, e->holds);
+            }
             else
                 user_free(u);
         }
