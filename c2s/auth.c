@@ -105,7 +105,7 @@ void auth_cbind_drop(client_t *c)
 static int auth_mech_offered(client_t *c, const char *mech, int have_cbind)
 {
     if (!strcmp(mech, "PLAIN"))
-        return c->tls;
+        return c->secure;
     if (strstr(mech, "-PLUS"))
         return have_cbind;
     return !strcmp(mech, "SCRAM-SHA-256") || !strcmp(mech, "SCRAM-SHA-1");
@@ -438,7 +438,7 @@ void auth_handle(client_t *c, xml_node_t *el)
         auth_cbind_t a;
         int have_cbind = auth_cbind_get(c, &a);
         snprintf(c->mech, sizeof c->mech, "%s", mech && strlen(mech) < sizeof c->mech ? mech : "?");
-        if (mech && !strcmp(mech, "PLAIN") && !c->tls)
+        if (mech && !strcmp(mech, "PLAIN") && !c->secure)
             auth_fail(c, "encryption-required");
         else if (!mech || !auth_mech_offered(c, mech, have_cbind))
             auth_fail(c, "invalid-mechanism");

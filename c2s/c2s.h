@@ -86,6 +86,17 @@ typedef struct c2s_cfg {
     long sm_max_hibernated;    /* hibernated sessions kept; past it the oldest ends */
     long csi_queue_max;        /* XEP-0352: stanzas held for an inactive client before a flush */
     char *shutdown_host;       /* see-other-host sent on SIGTERM; "" for system-shutdown */
+    /* WebSocket (ws.h) */
+    char *listen_ws;           /* plain HTTP: WebSocket and host-meta */
+    char *listen_wss;          /* the same over TLS */
+    char *ws_path;
+    char *ws_origins;          /* "*", or the Origin values let in */
+    char *ws_public_url;       /* host-meta's URL; "" made from Host */
+    int ws_trust_plain;        /* plain connections from any address count as secure */
+    size_t ws_frame_bytes;
+    size_t ws_message_bytes;
+    size_t ws_http_bytes;      /* HTTP request head */
+    double ws_ping;            /* ping a connection quiet this long; 0 never */
 } c2s_cfg_t;
 
 extern c2s_cfg_t *c2s_config;
@@ -122,6 +133,8 @@ struct client {
     int tls;                   /* TLS is up */
     int tls_kept;              /* TLS stays with OpenSSL (not TLS 1.3, ...): no takeover */
     int direct_tls;            /* came in on the XEP-0368 port */
+    int secure;                /* TLS, or a WebSocket connection counted as secure (ws.h) */
+    struct ws_conn *ws;        /* WebSocket transport (ws.h); NULL for XMPP over TCP */
     int starttls_pending;      /* <proceed/> sent, switch after it is flushed */
     int header_sent;
     int want_header;           /* a (re)started stream waits for its header */
@@ -167,10 +180,19 @@ struct client {
 };
 
 /* client.c */
-void client_accept(evutil_socket_t fd, const struct sockaddr *sa, int socklen, int direct_tls);
+/* kind: how the listener's connections begin (listen.c) */
+enum { LISTEN_STARTTLS = 0, LISTEN_TLS = 1, LISTEN_WS = 2, LISTEN_WSS = 3 };
+void client_accept(evutil_socket_t fd, const struct sockaddr *sa, int socklen, int kind);
 client_t *client_find(uint64_t sid);
 client_t *client_find_str(const char *sid);
+/* One unit of the XMPP stream (an element, the features, ...): as it is on
+ * TCP, one text message on a WebSocket. */
 void client_write(client_t *c, const char *data, size_t len);
+/* Bytes for the connection as they are (under TLS, its plaintext). */
+void client_send_bytes(client_t *c, const char *data, size_t len);
+/* XML stream bytes for the parser; 0, or -1 when c is no longer one to read
+ * for (closed, detached). */
+int client_feed_xml(client_t *c, const char *data, size_t n);
 void client_write_node(client_t *c, const xml_node_t *el);
 /* Sends a stream error (header first if needed) and closes the stream. */
 void client_stream_error(client_t *c, const char *condition, const char *text);

@@ -12,8 +12,14 @@
  * A connection is a socket bufferevent (raw) and, under TLS, OpenSSL's filter
  * over it (bev); once the handshake is over the filter and its SSL give way
  * to c2s's own TLS 1.3 record layer (client_tls_takeover, tls_record.c), and
- * bev is raw again, carrying records. */
+ * bev is raw again, carrying records.
+ *
+ * A WebSocket client (c->ws) is the same client_t running the same session:
+ * ws.h's transport frames what is written and unframes what is read, at
+ * client_write and client_feed, and stands in for the stream header, stream
+ * errors and end. */
 #include "c2s.h"
+#include "ws.h"
 #include "comp_proto.h"
 #include "log.h"
 #include "net.h"
@@ -133,6 +139,8 @@ static void client_release_conn(client_t *c)
         xml_stream_free(c->xs);
         c->xs = NULL;
     }
+    ws_conn_free(c->ws);
+    c->ws = NULL;
     if (c->counted) {
         limits_conn_del(c->ip);
         c->counted = 0;
@@ -201,6 +209,14 @@ static void client_schedule_reap(client_t *c)
 
 void client_write(client_t *c, const char *data, size_t len)
 {
+    if (c->ws)
+        ws_conn_send(c, data, len);
+    else
+        client_send_bytes(c, data, len);
+}
+
+void client_send_bytes(client_t *c, const char *data, size_t len)
+{
     if (!c->bev || c->detached || c->state == CL_CLOSED)
         return;
     c2s_metrics_bytes_out(len);
@@ -228,7 +244,8 @@ void client_write_node(client_t *c, const xml_node_t *el)
 {
     strbuf_t sb;
     strbuf_init(&sb);
-    xml_serialize(el, NS_CLIENT, &sb);
+    /* A WebSocket message stands alone: the stanza declares jabber:client. */
+    xml_serialize(el, c->ws ? NULL : NS_CLIENT, &sb);
     client_write(c, sb.data, sb.len);
     strbuf_free(&sb);
 }
@@ -237,6 +254,11 @@ static void client_send_header(client_t *c, const char *to_attr)
 {
     char id[33];
     comp_proto_random_hex(id, 16);
+    c->header_sent = 1;
+    if (c->ws) {
+        ws_xmpp_open(c, to_attr, id);
+        return;
+    }
     strbuf_t sb;
     strbuf_init(&sb);
     strbuf_puts(&sb, "<?xml version='1.0'?><stream:stream xmlns='" NS_CLIENT
@@ -251,7 +273,6 @@ static void client_send_header(client_t *c, const char *to_attr)
     strbuf_printf(&sb, " id='%s' version='1.0' xml:lang='", id);
     xml_escape(&sb, c->lang, strlen(c->lang), 1);
     strbuf_puts(&sb, "'>");
-    c->header_sent = 1;
     client_write(c, sb.data, sb.len);
     strbuf_free(&sb);
 }
@@ -260,16 +281,17 @@ static void client_send_features(client_t *c)
 {
     strbuf_t sb;
     strbuf_init(&sb);
-    strbuf_puts(&sb, "<stream:features>");
+    strbuf_puts(&sb, c->ws ? "<stream:features xmlns:stream='" XML_NS_STREAM "'>" : "<stream:features>");
     if (!c->authed) {
-        if (!c->tls && listen_tls_ctx())
+        /* RFC 7395 3.8: no STARTTLS over a WebSocket. */
+        if (!c->tls && !c->ws && listen_tls_ctx())
             strbuf_printf(&sb, "<starttls xmlns='" NS_TLS "'>%s</starttls>",
                           c2s_config->tls_required ? "<required/>" : "");
-        if (c->tls || !c2s_config->tls_required) {
+        if (c->secure || !c2s_config->tls_required) {
             auth_features(c, &sb);
             if (c2s_config->reg_enabled)
                 strbuf_puts(&sb, "<register xmlns='" NS_REGISTER_FEATURE "'/>");
-            if (c->tls && c2s_config->legacy_auth)
+            if (c->secure && c2s_config->legacy_auth)
                 strbuf_puts(&sb, "<auth xmlns='" NS_IQAUTH_FEATURE "'/>");
         }
     } else {
@@ -293,11 +315,15 @@ void client_stream_error(client_t *c, const char *condition, const char *text)
         return;
     if (!c->header_sent)
         client_send_header(c, NULL);
-    strbuf_t sb;
-    strbuf_init(&sb);
-    comp_proto_stream_error(&sb, condition, text);
-    client_write(c, sb.data, sb.len);
-    strbuf_free(&sb);
+    if (c->ws) {
+        ws_xmpp_stream_error(c, condition, text, NULL);
+    } else {
+        strbuf_t sb;
+        strbuf_init(&sb);
+        comp_proto_stream_error(&sb, condition, text);
+        client_write(c, sb.data, sb.len);
+        strbuf_free(&sb);
+    }
     log_info("event=stream-error peer=%s sid=%s user=%s condition=%s", c->peer, c->sid_str,
              c->jid.full ? c->jid.full : "-", condition);
     client_close(c, CLOSE_END);
@@ -322,6 +348,8 @@ void client_close(client_t *c, int how)
     if (had_session)
         log_info("event=session-end peer=%s sid=%s jid=%s", c->peer, c->sid_str, c->jid.full ? c->jid.full : "-");
     client_hash_del(c);
+    if (c->ws)
+        ws_conn_end(c);   /* the close frame, while the client may still write */
     c->state = CL_CLOSED;
     c->closing_at = daemon_now();
     if (c->bev) {
@@ -385,13 +413,17 @@ static void client_see_other_host(client_t *c, const char *host)
 {
     if (!c->header_sent)
         client_send_header(c, NULL);
-    strbuf_t sb;
-    strbuf_init(&sb);
-    strbuf_puts(&sb, "<stream:error><see-other-host xmlns='" NS_STREAMS "'>");
-    xml_escape(&sb, host, strlen(host), 0);
-    strbuf_puts(&sb, "</see-other-host></stream:error></stream:stream>");
-    client_write(c, sb.data, sb.len);
-    strbuf_free(&sb);
+    if (c->ws) {
+        ws_xmpp_stream_error(c, "see-other-host", NULL, host);
+    } else {
+        strbuf_t sb;
+        strbuf_init(&sb);
+        strbuf_puts(&sb, "<stream:error><see-other-host xmlns='" NS_STREAMS "'>");
+        xml_escape(&sb, host, strlen(host), 0);
+        strbuf_puts(&sb, "</see-other-host></stream:error></stream:stream>");
+        client_write(c, sb.data, sb.len);
+        strbuf_free(&sb);
+    }
     log_info("event=stream-error peer=%s sid=%s user=%s condition=see-other-host host=%s", c->peer,
              c->sid_str, c->jid.full ? c->jid.full : "-", host);
     client_close(c, CLOSE_END);
@@ -513,14 +545,14 @@ static void client_start_tls(client_t *c)
         return;
     }
     c->bev = tb;
-    c->tls = 1;
+    c->tls = c->secure = 1;
     bufferevent_setcb(tb, client_read_cb, client_write_cb, client_event_cb, c);
     bufferevent_enable(tb, EV_READ | EV_WRITE);
 }
 
 static void client_handle_starttls(client_t *c)
 {
-    if (c->tls || c->authed || !listen_tls_ctx()) {
+    if (c->tls || c->ws || c->authed || !listen_tls_ctx()) {
         client_write(c, "<failure xmlns='" NS_TLS "'/>", strlen("<failure xmlns='" NS_TLS "'/>"));
         client_close(c, CLOSE_END);
         return;
@@ -559,7 +591,7 @@ static void client_on_stanza(void *ctx, xml_node_t *st)
     } else if (!strcmp(st->ns, NS_SASL)) {
         if (c->authed)
             client_stream_error(c, "policy-violation", "already authenticated");
-        else if (!c->tls && c2s_config->tls_required && listen_tls_ctx())
+        else if (!c->secure && c2s_config->tls_required && listen_tls_ctx())
             client_stream_error(c, "policy-violation", "STARTTLS is required first");
         else
             auth_handle(c, st);
@@ -570,7 +602,7 @@ static void client_on_stanza(void *ctx, xml_node_t *st)
     } else if (!client_is_stanza(st)) {
         client_stream_error(c, "unsupported-stanza-type", NULL);
     } else if (!c->authed) {
-        int tls_ok = c->tls || !c2s_config->tls_required || !listen_tls_ctx();
+        int tls_ok = c->secure || !c2s_config->tls_required || !listen_tls_ctx();
         if (tls_ok && ibr_is_register_iq(st))
             ibr_handle(c, st);
         else if (iqauth_is_auth_iq(st))
@@ -651,7 +683,10 @@ static void client_on_close(void *ctx)
     client_t *c = ctx;
     if (c->state == CL_CLOSED)
         return;
-    client_write(c, "</stream:stream>", 16);
+    if (c->ws)
+        ws_xmpp_close(c);
+    else
+        client_write(c, "</stream:stream>", 16);
     client_close(c, CLOSE_END);
 }
 
@@ -738,11 +773,8 @@ static void client_takeover_soon(client_t *c)
 
 /* ---------------------------------------------------------------- I/O */
 
-/* Feeds n bytes of the client's stream to its parser; 0, or -1 when the
- * client is no longer one to read for (closed, detached). */
-static int client_feed(client_t *c, const char *data, size_t n)
+int client_feed_xml(client_t *c, const char *data, size_t n)
 {
-    c2s_metrics_bytes_in(n);
     xs_err_t err = xml_stream_feed(c->xs, data, n);
     if (c->state == CL_CLOSED || c->detached)
         return -1;
@@ -754,6 +786,17 @@ static int client_feed(client_t *c, const char *data, size_t n)
         client_stream_error(c, xs_err_condition(err), NULL);
     }
     return 0;
+}
+
+/* Feeds n bytes read from the client (plaintext under TLS) to its stream,
+ * through the WebSocket transport when it has one. 0, or -1 when the client
+ * is no longer one to read for (closed, detached). */
+static int client_feed(client_t *c, const char *data, size_t n)
+{
+    c2s_metrics_bytes_in(n);
+    if (c->ws)
+        return ws_conn_feed(c, data, n);
+    return client_feed_xml(c, data, n);
 }
 
 /* After the record takeover the socket carries TLS records: open each one
@@ -844,8 +887,9 @@ static void client_event_cb(struct bufferevent *bev, short what, void *ctx)
     client_connection_lost(c);
 }
 
-void client_accept(evutil_socket_t fd, const struct sockaddr *sa, int socklen, int direct_tls)
+void client_accept(evutil_socket_t fd, const struct sockaddr *sa, int socklen, int kind)
 {
+    int direct_tls = kind == LISTEN_TLS || kind == LISTEN_WSS;
     char peer[64], ip[48];
     net_addr_format(sa, (socklen_t)socklen, peer, sizeof peer);
     /* The per-IP key is the address without the port. */
@@ -887,7 +931,13 @@ void client_accept(evutil_socket_t fd, const struct sockaddr *sa, int socklen, i
     snprintf(c->ip, sizeof c->ip, "%s", ip);
     c->sid = next_sid++;
     snprintf(c->sid_str, sizeof c->sid_str, "%llu", (unsigned long long)c->sid);
-    c->tls = c->direct_tls = direct_tls;
+    c->tls = c->secure = c->direct_tls = direct_tls;
+    if (kind == LISTEN_WS || kind == LISTEN_WSS) {
+        /* Plain WebSocket from loopback: a browser on this host, or a reverse
+         * proxy that ended TLS; from elsewhere only with websocket.trust-plain. */
+        c->ws = ws_conn_new(direct_tls || net_addr_is_local(sa) || c2s_config->ws_trust_plain);
+        c->secure = ws_conn_trusted(c->ws);
+    }
     c->bev = bev;
     c->raw = raw;
     c->state = CL_OPEN;
@@ -920,7 +970,8 @@ void client_accept(evutil_socket_t fd, const struct sockaddr *sa, int socklen, i
     client_hash_add(c);
     bufferevent_setcb(bev, client_read_cb, client_write_cb, client_event_cb, c);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
-    log_debug("event=connected peer=%s sid=%s tls=%s", peer, c->sid_str, direct_tls ? "direct" : "none");
+    log_debug("event=connected peer=%s sid=%s tls=%s websocket=%d", peer, c->sid_str, direct_tls ? "direct" : "none",
+              c->ws != NULL);
 }
 
 /* ---------------------------------------------------------------- cron */
@@ -976,6 +1027,8 @@ void client_cron(double now)
         }
         if (c->state == CL_SESSION)
             smacks_cron(c, now);
+        if (c->ws)
+            ws_conn_cron(c, now);
         client_tls_takeover(c);   /* in case no read came after a busy moment */
         /* An idle stream gives its parser back (~10 KB) and its cipher
          * contexts (~2 KB); the next byte from the client rebuilds them.

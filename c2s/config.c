@@ -101,5 +101,29 @@ const cfg_option_t c2s_options[] = {
         "Presences and chat states held for a client that said it is inactive (XEP-0352) before they are all sent anyway."),
     OPT("shutdown.see-other-host", CFG_STRING, "", 0, 0, 1, shutdown_host,
         "On SIGTERM, clients get see-other-host with this host or host:port instead of system-shutdown."),
+    OPT("listen.websocket", CFG_STRING, "", 0, 0, 0, listen_ws,
+        "Space-separated addresses for plain HTTP: WebSocket clients (RFC 7395) and host-meta (XEP-0156); "
+        "for loopback or a reverse proxy that ends TLS (etc/c2s.xml: 127.0.0.1:5280 [::1]:5280). Empty disables."),
+    OPT("listen.websocket-tls", CFG_STRING, "", 0, 0, 0, listen_wss,
+        "Space-separated addresses for the same over TLS (wss://, with tls.certificate); empty disables."),
+    OPT("websocket.path", CFG_STRING, "/xmpp-websocket", 0, 0, 1, ws_path,
+        "HTTP path of the WebSocket endpoint."),
+    OPT("websocket.origins", CFG_STRING, "*", 0, 0, 1, ws_origins,
+        "Origin values (space-separated, e.g. https://chat.example.org) whose pages may connect; \"*\" any. "
+        "A client that sends no Origin (not a browser page) is always let in."),
+    OPT("websocket.public-url", CFG_STRING, "", 0, 0, 1, ws_public_url,
+        "WebSocket URL that host-meta names (wss://example.org/xmpp-websocket behind a reverse proxy); "
+        "empty: made from the request's Host and websocket.path."),
+    OPT("websocket.trust-plain", CFG_BOOL, "false", 0, 0, 1, ws_trust_plain,
+        "Count plain WebSocket connections from any address as secure (a TLS-terminating proxy on another host); "
+        "from loopback they always are."),
+    OPT("websocket.frame-bytes", CFG_SIZE, "262144", 1024, 16777216, 1, ws_frame_bytes,
+        "Largest WebSocket frame a client may send (close code 1009 and policy-violation past it)."),
+    OPT("websocket.message-bytes", CFG_SIZE, "262144", 4096, 16777216, 1, ws_message_bytes,
+        "Largest WebSocket message (all of its frames) a client may send."),
+    OPT("websocket.http-header-bytes", CFG_SIZE, "8192", 1024, 65536, 1, ws_http_bytes,
+        "Largest HTTP request head on a WebSocket listener (431 past it)."),
+    OPT("websocket.ping-interval", CFG_SECONDS, "60", 0, 86400, 1, ws_ping,
+        "Seconds a WebSocket connection may be quiet before c2s pings it; 0 never."),
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, NULL},
 };

@@ -139,7 +139,7 @@ void iqauth_handle(client_t *c, xml_node_t *iq)
         iqauth_error(c, id, "service-unavailable");
         return;
     }
-    if (!c->tls) {
+    if (!c->secure) {
         /* The password would cross the network in clear. */
         log_notice("event=auth-refused peer=%s ip=%s reason=iq-auth-without-tls", c->peer, c->ip);
         iqauth_error(c, id, "policy-violation");

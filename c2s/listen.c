@@ -1,5 +1,5 @@
-/* listen: the client listeners (STARTTLS ports and XEP-0368 direct TLS ports,
- * IPv4 and IPv6) and the server TLS context they share. On first start with
+/* listen: the client listeners (STARTTLS ports, XEP-0368 direct TLS ports,
+ * WebSocket ports plain and over TLS (ws.h), IPv4 and IPv6) and the server TLS context they share. On first start with
  * tls.self-signed, a self-signed certificate for the domain is created at the
  * default tls.certificate path; a path the config names must exist. Owns the listener set and the SSL_CTX.
  * SIGHUP swaps in a context loaded afresh (listen_reload_tls): connections
@@ -17,7 +17,7 @@
 static listen_set_t listeners = {.v6_optional = 1};
 static SSL_CTX *tls_ctx;
 /* Distinct addresses of the two callbacks' ctx say which kind a socket is. */
-static int kind_starttls = 0, kind_tls = 1;
+static int kind_starttls = LISTEN_STARTTLS, kind_tls = LISTEN_TLS, kind_ws = LISTEN_WS, kind_wss = LISTEN_WSS;
 
 SSL_CTX *listen_tls_ctx(void)
 {
@@ -51,7 +51,7 @@ static int listen_tls_setup(void)
     char err[256];
     const c2s_cfg_t *cfg = c2s_config;
     if (!*cfg->tls_cert) {
-        if (cfg->tls_required || *cfg->listen_tls) {
+        if (cfg->tls_required || *cfg->listen_tls || *cfg->listen_wss) {
             log_error("event=start reason=no-certificate tls.required=%d", cfg->tls_required);
             return -1;
         }
@@ -108,6 +108,18 @@ int listen_start(struct event_base *base)
             return -1;
         }
         if (listen_set_open(&listeners, base, c2s_config->listen_tls, 5223, listen_on_accept, &kind_tls, "direct") < 0)
+            return -1;
+    }
+    if (*c2s_config->listen_ws &&
+        listen_set_open(&listeners, base, c2s_config->listen_ws, 5280, listen_on_accept, &kind_ws, "websocket") < 0)
+        return -1;
+    if (*c2s_config->listen_wss) {
+        if (!tls_ctx) {
+            log_error("event=start reason=websocket-tls-without-certificate");
+            return -1;
+        }
+        if (listen_set_open(&listeners, base, c2s_config->listen_wss, 5281, listen_on_accept, &kind_wss,
+                            "websocket-tls") < 0)
             return -1;
     }
     return 0;

@@ -68,10 +68,10 @@ static void c2s_reload(void *config)
     c2s_cfg_t *fresh = config, *old = c2s_config;
     char **keep[] = {&fresh->instance, &fresh->router, &fresh->router_name, &fresh->router_ca,
                      &fresh->name, &fresh->secret, &fresh->domain, &fresh->listen_starttls,
-                     &fresh->listen_tls};
+                     &fresh->listen_tls, &fresh->listen_ws, &fresh->listen_wss};
     char **from[] = {&old->instance, &old->router, &old->router_name, &old->router_ca,
                      &old->name, &old->secret, &old->domain, &old->listen_starttls,
-                     &old->listen_tls};
+                     &old->listen_tls, &old->listen_ws, &old->listen_wss};
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
         c2s_swap_str(keep[i], from[i]);
     if (listen_reload_tls(fresh->tls_cert, fresh->tls_key) < 0) {

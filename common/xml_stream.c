@@ -792,6 +792,11 @@ static xs_err_t parse_input(xml_stream_t *xs, size_t off)
     }
 }
 
+int xml_stream_in_stanza(const xml_stream_t *xs)
+{
+    return xs->in_stanza;
+}
+
 int xml_stream_compact(xml_stream_t *xs)
 {
     if (xs->compacted)

@@ -80,6 +80,9 @@ void xml_stream_restart(xml_stream_t *xs);
  * the compaction. 1 if compacted (or already), 0 if the stream
  * is not at a point where it can be. Not from inside a callback. */
 int xml_stream_compact(xml_stream_t *xs);
+/* 1 while a top-level element has started and not ended (c2s's WebSocket
+ * transport refuses a message that leaves one open). */
+int xml_stream_in_stanza(const xml_stream_t *xs);
 /* Human-readable detail of the last error (for logs). */
 const char *xml_stream_error_text(const xml_stream_t *xs);
 

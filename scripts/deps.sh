@@ -6,7 +6,7 @@ WEFT_PACKAGES=(build-essential meson ninja-build pkg-config clang libclang-rt-de
   libevent-dev libexpat1-dev libssl-dev libsqlite3-dev libidn-dev libcmocka-dev
   python3 python3-pytest python3-slixmpp python3-cryptography openssl valgrind profanity tmux iproute2
   dnsmasq-base prosody gnutls-bin default-jdk-headless jabberd2 libpq-dev postgresql-15
-  ejabberd debhelper dpkg-dev fakeroot)
+  ejabberd debhelper dpkg-dev fakeroot chromium)
 missing=()
 for p in "${WEFT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -45,4 +45,26 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ "$s" = postgresql-15 ] && units=(postgresql)
     $SUDO systemctl disable --now "${units[@]}" >/dev/null 2>&1 || $SUDO service "$s" stop >/dev/null 2>&1 || true
   done
+fi
+
+# The browser test (tests/integration/test_browser_converse.py): converse.js
+# and puppeteer-core from npm (versions in tests/integration/browser/
+# package.json), kept in WEFT_NODE_DIR for every run to reuse. puppeteer-core
+# downloads no browser; the test drives Debian's chromium (above). Node and
+# npm come from Debian unless some other node is there already (NodeSource's
+# nodejs bundles npm and conflicts with Debian's npm package).
+WEFT_NODE_DIR=${WEFT_NODE_DIR:-$HOME/.cache/weft/node}
+if ! command -v npm >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+node_pkg="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/integration/browser/package.json"
+if ! cmp -s "$node_pkg" "$WEFT_NODE_DIR/package.json" ||
+   [ ! -f "$WEFT_NODE_DIR/node_modules/converse.js/dist/converse.min.js" ] ||
+   [ ! -f "$WEFT_NODE_DIR/node_modules/puppeteer-core/package.json" ]; then
+  echo "weft: installing converse.js and puppeteer-core into $WEFT_NODE_DIR" >&2
+  mkdir -p "$WEFT_NODE_DIR"
+  cp "$node_pkg" "$WEFT_NODE_DIR/package.json"
+  (cd "$WEFT_NODE_DIR" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
 fi

@@ -525,10 +525,10 @@ static void json_common(strbuf_t *j, const span_t *s)
 
 static void json_open(strbuf_t *j)
 {
-    strbuf_printf(j, "{\"scenario\":\"%s\",\"label\":\"%s\",\"tls\":\"%s\",\"mech\":\"%s\"",
+    strbuf_printf(j, "{\"scenario\":\"%s\",\"label\":\"%s\",\"tls\":\"%s\",\"mech\":\"%s\",\"transport\":\"%s\"",
                   opt.scenario, opt.label,
                   tgt.tls == BX_TLS_NONE ? "none" : tgt.tls == BX_TLS_STARTTLS ? "starttls" : "direct",
-                  tgt.mech);
+                  tgt.mech, tgt.ws_path ? "websocket" : "tcp");
     if (pair_split)
         strbuf_printf(j, ",\"domain\":\"%s\",\"peer_domain\":\"%s\"", tgt.domain, peer_tgt.domain);
 }
@@ -1337,6 +1337,8 @@ static void usage(void)
             "usage: weft-bench-xmpp [options]\n"
             "  --host IP --port N --domain D       server address and XMPP domain\n"
             "  --tls none|starttls|direct          (certificates are not verified)\n"
+            "  --websocket PATH   XMPP over WebSocket (RFC 7395) at this HTTP path; --tls none or\n"
+            "                     direct (wss); no STARTTLS over a WebSocket\n"
             "  --mech PLAIN|SCRAM-SHA-1|SCRAM-SHA-256\n"
             "  --no-scram-cache   run PBKDF2 on every login instead of keeping SaltedPassword\n"
             "                     per account as real clients do\n"
@@ -1372,7 +1374,8 @@ int main(int argc, char **argv)
         {"procs", 1, 0, 'I'}, {"settle", 1, 0, 'e'}, {"label", 1, 0, 'l'},
         {"cmd-jobs", 1, 0, 'j'}, {"peer-host", 1, 0, 'A'}, {"peer-port", 1, 0, 'B'},
         {"peer-domain", 1, 0, 'D'}, {"rate", 1, 0, 'T'}, {"drain", 1, 0, 'N'},
-        {"ready-file", 1, 0, 'F'}, {"no-scram-cache", 0, 0, 'C'}, {"help", 0, 0, 'h'},
+        {"ready-file", 1, 0, 'F'}, {"no-scram-cache", 0, 0, 'C'}, {"websocket", 1, 0, 'W'},
+        {"help", 0, 0, 'h'},
         {0, 0, 0, 0}};
     const char *tls = "none";
     tgt.domain = "localhost";
@@ -1387,6 +1390,7 @@ int main(int argc, char **argv)
         case 'p': opt.port = atoi(optarg); break;
         case 'd': tgt.domain = optarg; break;
         case 't': tls = optarg; break;
+        case 'W': tgt.ws_path = optarg; break;
         case 'm': tgt.mech = optarg; break;
         case 'n': opt.users = atoi(optarg); break;
         case 'u': tgt.user_template = optarg; break;

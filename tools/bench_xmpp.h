@@ -32,6 +32,7 @@ typedef struct bx_target {
     const char *password;
     const char *user_template;  /* printf-style with one %d */
     int scram_cache;         /* keep SaltedPassword per account, as real clients do */
+    const char *ws_path;     /* --websocket: RFC 7395 at this HTTP path; NULL for TCP */
 } bx_target_t;
 
 /* Connection flags: what to do after bind. */
@@ -80,6 +81,7 @@ struct bx_conn {
     struct event *close_timer;
     int state;
     int tls_on, authed, need_session, pending_rs, in_feed, dead, dead_clean;
+    int ws_up;               /* WebSocket: the 101 was read */
     char dead_why[256];
 };
 
@@ -102,5 +104,12 @@ void bx_conn_close(bx_conn_t *c);
 void bx_conn_abort(bx_conn_t *c, const char *why);
 /* Bytes queued for writing (flow control for the chat scenario). */
 size_t bx_conn_outq(const bx_conn_t *c);
+
+/* bench_xmpp_ws.c: the WebSocket transport (t->ws_path set). */
+void bx_ws_upgrade(bx_conn_t *c);
+void bx_ws_send(bx_conn_t *c, const char *data, size_t len);
+struct evbuffer;
+int bx_ws_read(bx_conn_t *c, struct evbuffer *in, int (*feed)(bx_conn_t *, const char *, size_t), char *why,
+               size_t whylen);
 
 #endif

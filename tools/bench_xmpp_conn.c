@@ -79,7 +79,11 @@ void bx_conn_abort(bx_conn_t *c, const char *why)
 
 void bx_conn_send(bx_conn_t *c, const char *data, size_t len)
 {
-    if (!c->dead && c->bev)
+    if (c->dead || !c->bev)
+        return;
+    if (c->t->ws_path)
+        bx_ws_send(c, data, len);
+    else
         bufferevent_write(c->bev, data, len);
 }
 
@@ -525,11 +529,33 @@ static const xml_stream_cb_t xs_cb = {
     .on_close = xs_on_close,
 };
 
+/* One WebSocket message's XML for the parser; -1 ends the connection. */
+static int conn_feed_ws(bx_conn_t *c, const char *data, size_t len)
+{
+    xs_err_t e = xml_stream_feed(c->xs, data, len);
+    if (e != XS_OK) {
+        char why[160];
+        snprintf(why, sizeof why, "parse error: %s", xml_stream_error_text(c->xs));
+        conn_end(c, 0, why);
+        return -1;
+    }
+    return c->dead ? -1 : 0;
+}
+
 static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
     bx_conn_t *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     c->in_feed = 1;
+    if (c->t->ws_path) {
+        char why[160];
+        if (bx_ws_read(c, in, conn_feed_ws, why, sizeof why) < 0 && !c->dead)
+            conn_end(c, c->state == ST_CLOSING, why);
+        c->in_feed = 0;
+        if (c->dead)
+            conn_free(c);
+        return;
+    }
     while (!c->dead && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
@@ -565,7 +591,10 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_CONNECTED) {
         if (c->t->tls == BX_TLS_DIRECT || c->state == ST_TLS_HANDSHAKE)
             c->tls_on = 1;
-        send_header(c);
+        if (c->t->ws_path)
+            bx_ws_upgrade(c);   /* the header (<open/>) follows the 101 */
+        else
+            send_header(c);
         c->state = ST_FEATURES;
         return;
     }

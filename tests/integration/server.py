@@ -68,6 +68,7 @@ class Server:
         self.router_port = free_port()
         self.port = free_port()
         self.tls_port = free_port()
+        self.ws_port = free_port()
         self.c2s = self.sm = self.router = None
 
     def start(self, sm=True, ibr=True, c2s_extra="", sm_extra="", router_extra="", hold=30):
@@ -80,9 +81,11 @@ class Server:
         if sm:
             self.start_sm()
         selfsigned_cert(self.dir / "certs" / "localhost.crt", self.dir / "certs" / "localhost.key", "localhost")
-        (self.dir / "c2s.xml").write_text(C2S.format(router_port=self.router_port, port=self.port,
-                                                     tls_port=self.tls_port, dir=self.dir,
-                                                     ibr="true" if ibr else "false", extra=c2s_extra))
+        cfg = C2S.format(router_port=self.router_port, port=self.port, tls_port=self.tls_port, dir=self.dir,
+                         ibr="true" if ibr else "false", extra=c2s_extra)
+        # a WebSocket listener of its own (test_websocket.py)
+        cfg = cfg.replace("</listen>", f"<websocket>127.0.0.1:{self.ws_port}</websocket></listen>", 1)
+        (self.dir / "c2s.xml").write_text(cfg)
         self.c2s = self._spawn([binary("WEFT_C2S", "c2s", "weft-c2s"), "-c", str(self.dir / "c2s.xml")], "c2s.log")
         wait_port(self.port)
         assert wait_for(lambda: "event=router-ready" in self.log("c2s"), 15), self.log("c2s")

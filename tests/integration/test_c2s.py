@@ -279,7 +279,7 @@ def test_stream_management_resume(srv):
     previd = re.search(r"id='([^']+)'", enabled).group(1)
     i = srv.login("ivy", "pw", resource="pc")
     i.send("<message to='hank@localhost/phone' id='x1' type='chat'><body>one</body></message>")
-    h.read_until(r"one</body></message>")
+    h.read_until(r"one</body>")
     h.send("<a xmlns='urn:xmpp:sm:3' h='1'/>")
     time.sleep(0.2)
     h.drop()
@@ -289,12 +289,12 @@ def test_stream_management_resume(srv):
     time.sleep(0.5)
     h2 = srv.login("hank", "pw", bind=False)
     h2.send(f"<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='1'/>")
-    r = h2.read_until(r"three</body></message>")
+    r = h2.read_until(r"three</body>")
     assert "<resumed" in r and "<body>two</body>" in r and "<body>one</body>" not in r
     assert r.count("<body>") == 2
     # The session is the same one: the sm still delivers to it.
     i.send("<message to='hank@localhost/phone' type='chat'><body>four</body></message>")
-    h2.read_until(r"four</body></message>")
+    h2.read_until(r"four</body>")
 
 
 def test_stream_management_not_resumed_goes_back_to_sm(srv):
@@ -307,7 +307,7 @@ def test_stream_management_not_resumed_goes_back_to_sm(srv):
     j.read_until(r"<enabled[^>]*/>")
     k = srv.login("kim", "pw", resource="pc")
     k.send("<message to='jack@localhost' type='chat'><body>lost?</body></message>")
-    j.read_until(r"lost\?</body></message>")
+    j.read_until(r"lost\?</body>")
     j.drop()
     assert wait_for(lambda: "event=unacked-returned" in srv.log("c2s"), 10), srv.log("c2s")
     assert wait_for(lambda: "event=session-end" in srv.log("c2s"), 5)
@@ -479,7 +479,7 @@ def test_legacy_auth_login_and_errors(srv):
     r = iq_auth_set(c, "s5", "Leg1", "secret", "old")
     assert re.search(r"<iq [^>]*type='result'[^>]*/>", r) and "<stream:stream" not in r, r
     c.send("<message to='leg2@localhost/modern' type='chat' id='m1'><body>from the past</body></message>")
-    got = other.read_until(r"from the past</body></message>")
+    got = other.read_until(r"from the past</body>")
     assert "from='leg1@localhost/old'" in got, got
     other.send("<message to='leg1@localhost/old' type='chat'><body>hello back</body></message>")
     assert "hello back" in c.read_until(r"hello back</body>")
@@ -589,13 +589,13 @@ def test_tls_takeover_carries_the_stream(srv, direct):
     wait_takeovers(srv, 2)
     for i in range(3):
         a.send(f"<message to='tk2@localhost/b' id='m{i}' type='chat'><body>hello {i}</body></message>")
-        assert f"hello {i}</body>" in b.read_until(rf"hello {i}</body></message>")
+        assert f"hello {i}</body>" in b.read_until(rf"hello {i}</body>")
         b.send(" ")
         b.send(f"<message to='tk1@localhost/a' type='chat'><body>back {i}</body></message>")
-        assert f"back {i}" in a.read_until(rf"back {i}</body></message>")
+        assert f"back {i}" in a.read_until(rf"back {i}</body>")
     big = "".join(chr(ord("a") + i % 26) for i in range(100000))
     a.send(f"<message to='tk2@localhost/b' type='chat'><body>{big}</body></message>")
-    got = b.read_until(r"</body></message>", timeout=20)
+    got = b.read_until(r"</body>", timeout=20)
     assert big in got
     b.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
     assert "type='result'" in b.read_until(r"<iq[^>]*p1[^>]*>")
@@ -618,7 +618,7 @@ def test_tls_takeover_close_notify_and_resume(srv):
     i = srv.login("tk4", "pw", resource="pc")
     wait_takeovers(srv, 2)
     i.send("<message to='tk3@localhost/phone' type='chat'><body>one</body></message>")
-    h.read_until(r"one</body></message>")
+    h.read_until(r"one</body>")
     h.send("<a xmlns='urn:xmpp:sm:3' h='1'/>")
     time.sleep(0.2)
     h.sock.unwrap()   # close_notify, TCP stays up
@@ -626,10 +626,10 @@ def test_tls_takeover_close_notify_and_resume(srv):
     i.send("<message to='tk3@localhost/phone' type='chat'><body>two</body></message>")
     h2 = srv.login("tk3", "pw", bind=False)
     h2.send(f"<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='1'/>")
-    assert "<body>two</body>" in h2.read_until(r"two</body></message>")
+    assert "<body>two</body>" in h2.read_until(r"two</body>")
     wait_takeovers(srv, 3)
     i.send("<message to='tk3@localhost/phone' type='chat'><body>three</body></message>")
-    h2.read_until(r"three</body></message>")
+    h2.read_until(r"three</body>")
 
 
 def test_tls_takeover_kept_for_tls12_and_when_off(srv):
@@ -651,9 +651,9 @@ def test_tls_takeover_kept_for_tls12_and_when_off(srv):
     d = srv.login("tk6", "pw", resource="new")
     wait_takeovers(srv, 1)
     d.send("<message to='tk5@localhost/old' type='chat'><body>to 1.2</body></message>")
-    c.read_until(r"to 1.2</body></message>")
+    c.read_until(r"to 1.2</body>")
     c.send("<message to='tk6@localhost/new' type='chat'><body>from 1.2</body></message>")
-    d.read_until(r"from 1.2</body></message>")
+    d.read_until(r"from 1.2</body>")
 
 
 def test_tls_takeover_off(tmp_path):

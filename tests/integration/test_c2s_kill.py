@@ -36,7 +36,12 @@ from server import RawClient, Server
 
 BODY = 100_000           # bytes of padding per message
 COUNT = 80               # 8 MB in all: more than a stalled socket takes in the kernel
-LIMITS = ("<limits><output-buffer>64M</output-buffer><rate>256M</rate><burst>256M</burst></limits>")
+# delivery-ack 120 s: the guarantee under test is "acknowledged once in the
+# kernel"; the 5 s default (acknowledge anyway, docs/operations.md) can pass
+# on a loaded machine while the client is stalled, and what it acknowledges
+# is lost by design.
+LIMITS = ("<limits><output-buffer>64M</output-buffer><rate>256M</rate><burst>256M</burst></limits>"
+          "<timeouts><delivery-ack>120</delivery-ack></timeouts>")
 MSG_RX = re.compile(r"<body>m(\d+) x*</body>")   # whole stanzas only: the kill may cut one
 
 
@@ -232,7 +237,7 @@ def test_kill9_returns_what_a_stream_management_client_did_not_ack(srv, resume):
     n = 10
     for i in range(n):
         bob.send(f"<message to='alice@localhost' type='chat' id='m{i}'><body>m{i} x</body></message>")
-    seen = alice.read_until(rf"<body>m{n - 1} x</body>\s*</message>")
+    seen = alice.read_until(rf"<body>m{n - 1} x</body>[\s\S]*?</message>")
     cut = seen.rindex("<message", 0, seen.index("<body>m5 "))
     h = len(STANZA_RX.findall(seen[:cut]))   # every stanza before message 5
     alice.send(f"<a xmlns='urn:xmpp:sm:3' h='{h}'/>")

@@ -10,12 +10,17 @@
 # weft, ...), RUNS times, and prints a markdown table of the medians to stdout
 # (raw JSON lines go to $OUT/results.jsonl). Stops everything it started.
 #
+# TRANSPORTS="tcp websocket" also runs every scenario over plain WebSocket
+# (RFC 7395) on loopback, labelled "SERVER ws": weft's listen.websocket,
+# Prosody's mod_websocket, ejabberd's ejabberd_http_ws, each counting a
+# loopback WebSocket as secure as the TCP runs count STARTTLS.
+#
 # The servers are pinned to CPU 0 and the generator to CPU 1 when there are
 # two or more CPUs, so each server gets one core and the generator its own.
 #
 #   tools/bench/run.sh
 #   RUNS=3 IDLE_LEVELS=1000,2000 IDLE_SETTLE=35 CHAT_PAIRS=200 CHAT_SECONDS=20 \
-#   LOGIN_CONC=50 LOGIN_SECONDS=20 FANOUT_K=200 SERVERS="weft prosody ejabberd" MAM=on \
+#   LOGIN_CONC=50 LOGIN_SECONDS=20 FANOUT_K=200 SERVERS="weft prosody ejabberd" MAM=on TRANSPORTS="tcp websocket" \
 #   WEFT_BUILD=build-release tools/bench/run.sh
 set -euo pipefail
 
@@ -40,6 +45,7 @@ servers=${SERVERS:-weft prosody ejabberd}
 # SM_EXTRA: more sm.xml for both weft rows (e.g. <database-cache>64M</database-cache>).
 mam=${MAM:-on}
 scenarios=${SCENARIOS:-idle chat login fanout}
+transports=${TRANSPORTS:-tcp}
 iter=4096
 out=${OUT:-$(mktemp -d /tmp/weft-bench.XXXXXX)}
 mkdir -p "$out"
@@ -94,7 +100,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 
     -keyout "$out/certs/localhost.key" -out "$out/certs/localhost.crt" -subj /CN=localhost \
     -addext subjectAltName=DNS:localhost,DNS:*.localhost 2>/dev/null
 
-declare -A port pids mech
+declare -A port pids mech wsport
 # ---- weft: router, sm, c2s as tests/integration/server.py starts them, but
 # sm and c2s reach the router over a UNIX socket: over TCP every hop through
 # the router waits ~40 ms (the router does not set TCP_NODELAY on the
@@ -104,9 +110,9 @@ start_weft() { start_weft_as weft "$([ "$mam" = on ] || echo '<module name="mam"
 start_weft_nomam() { start_weft_as weft-nomam '<module name="mam" enabled="false"/>'; }
 start_weft_as() { # label, extra sm.xml
     local name=$1 smextra=$2
-    local d=$out/$name rp p tp
+    local d=$out/$name rp p tp wp
     mkdir -p "$d"
-    rp=$(free_port) p=$(free_port) tp=$(free_port)
+    rp=$(free_port) p=$(free_port) tp=$(free_port) wp=$(free_port)
     cat >"$d/router.xml" <<X
 <router>
   <name>router</name>
@@ -136,7 +142,7 @@ X
   <name>c2s</name>
   <secret>c2s-secret</secret>
   <domain>localhost</domain>
-  <listen><starttls>127.0.0.1:$p</starttls><tls>127.0.0.1:$tp</tls></listen>
+  <listen><starttls>127.0.0.1:$p</starttls><tls>127.0.0.1:$tp</tls><websocket>127.0.0.1:$wp</websocket></listen>
   <tls><certificate>$out/certs/localhost.crt</certificate><key>$out/certs/localhost.key</key></tls>
   <log><level>warn</level></log>
   <limits><rate>1073741824</rate><burst>1073741824</burst><connections-per-ip>1000000</connections-per-ip>
@@ -153,34 +159,34 @@ X
     started+=($!); local c=$!
     wait_port "$p"
     for _ in $(seq 100); do grep -q "event=router-ready" "$d/c2s.log" 2>/dev/null && break; sleep 0.1; done
-    port[$name]=$p pids[$name]=$r,$s,$c mech[$name]=SCRAM-SHA-256
+    port[$name]=$p pids[$name]=$r,$s,$c mech[$name]=SCRAM-SHA-256 wsport[$name]=$wp
 }
 
 # ---- Prosody 0.12 (Debian): foreground, private config and data
 start_prosody() {
-    local d=$out/prosody p tp
+    local d=$out/prosody p tp wp
     mkdir -p "$d/data"
-    p=$(free_port) tp=$(free_port)
+    p=$(free_port) tp=$(free_port) wp=$(free_port)
     local pmam=; [ "$mam" = on ] && pmam='"mam";'
-    sed -e "s#@DIR@#$d#g; s#@PORT@#$p#; s#@TLSPORT@#$tp#; s#@ITER@#$iter#; s#@REQUIRE_TLS@#true#" \
+    sed -e "s#@DIR@#$d#g; s#@PORT@#$p#; s#@TLSPORT@#$tp#; s#@HTTPPORT@#$wp#; s#@ITER@#$iter#; s#@REQUIRE_TLS@#true#" \
         -e "s#@MAM@#$pmam#" -e "s#$d/certs#$out/certs#g" "$here/prosody.cfg.lua.in" >"$d/prosody.cfg.lua"
     "${srv_pin[@]}" prosody -F --config "$d/prosody.cfg.lua" >"$d/stdout.log" 2>&1 &
     started+=($!)
     wait_port "$p"
     local pid; pid=$(cat "$d/prosody.pid" 2>/dev/null || echo "${started[-1]}")
     # Prosody 0.12 has SCRAM-SHA-1 only.
-    port[prosody]=$p pids[prosody]=$pid mech[prosody]=SCRAM-SHA-1
+    port[prosody]=$p pids[prosody]=$pid mech[prosody]=SCRAM-SHA-1 wsport[prosody]=$wp
 }
 
 # ---- ejabberd 23.01 (Debian): ejabberdctl foreground as user ejabberd, own
 # node name and distribution port (no epmd), private config, spool and logs
 start_ejabberd() {
-    local d=$out/ejabberd p tp dp
+    local d=$out/ejabberd p tp dp wp
     mkdir -p "$d/spool" "$d/logs" "$d/certs"
-    p=$(free_port) tp=$(free_port) dp=$(free_port)
+    p=$(free_port) tp=$(free_port) dp=$(free_port) wp=$(free_port)
     cat "$out/certs/localhost.crt" "$out/certs/localhost.key" >"$d/certs/localhost.pem"
     local emam='  mod_mam: {default: always}'; [ "$mam" = on ] || emam=
-    sed -e "s#@DIR@#$d#g; s#@PORT@#$p#; s#@TLSPORT@#$tp#; s#@SCRAM_HASH@#sha256#; s#@REQUIRE_TLS@#true#" \
+    sed -e "s#@DIR@#$d#g; s#@PORT@#$p#; s#@TLSPORT@#$tp#; s#@HTTPPORT@#$wp#; s#@SCRAM_HASH@#sha256#; s#@REQUIRE_TLS@#true#" \
         -e "s#@MAM@#$emam#" "$here/ejabberd.yml.in" >"$d/ejabberd.yml"
     sed -e "s#@DISTPORT@#$dp#" "$here/ejabberdctl.cfg.in" >"$d/ejabberdctl.cfg"
     cp /etc/ejabberd/inetrc "$d/" 2>/dev/null || true
@@ -204,13 +210,18 @@ start_ejabberd() {
         sleep 0.1
     done
     [ -n "$beam" ] && started+=("$beam")
-    port[ejabberd]=$p pids[ejabberd]=$beam mech[ejabberd]=SCRAM-SHA-256
+    port[ejabberd]=$p pids[ejabberd]=$beam mech[ejabberd]=SCRAM-SHA-256 wsport[ejabberd]=$wp
 }
 
 gen() { # server scenario args...
     local s=$1; shift
     "${gen_pin[@]}" "$bench" --port "${port[$s]}" --domain localhost --tls starttls \
         --mech "${mech[$s]}" --pids "${pids[$s]}" --label "$s" "$@"
+}
+gen_ws() { # the same over plain WebSocket on loopback
+    local s=$1; shift
+    "${gen_pin[@]}" "$bench" --port "${wsport[$s]}" --domain localhost --tls none --websocket /xmpp-websocket \
+        --mech "${mech[$s]}" --pids "${pids[$s]}" --label "$s ws" "$@"
 }
 
 for s in $servers; do "start_${s//-/_}"; done
@@ -231,9 +242,13 @@ for run in $(seq "$runs"); do
                 login) args=(--scenario login --users "$max_users" --concurrency "$login_conc" --seconds "$login_seconds") ;;
                 fanout) args=(--scenario fanout --contacts "$fanout_k" --rounds 5) ;;
             esac
-            echo "run $run: $sc on $s" >&2
-            gen "$s" "${args[@]}" >>"$out/results.jsonl" || echo "  ($sc on $s reported failures)" >&2
-            sleep 2
+            for tr in $transports; do
+                g=gen
+                [ "$tr" = websocket ] && g=gen_ws
+                echo "run $run: $sc on $s over $tr" >&2
+                $g "$s" "${args[@]}" >>"$out/results.jsonl" || echo "  ($sc on $s over $tr reported failures)" >&2
+                sleep 2
+            done
         done
         # SCRAM-SHA-1 logins for weft too, the mechanism Prosody has
         if [ "$sc" = login ] && [[ " $servers " == *" weft "* ]]; then

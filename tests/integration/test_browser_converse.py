@@ -1,0 +1,142 @@
+"""converse.js (npm) in headless Chromium (Debian's, driven by puppeteer-core
+from npm) against weft over WebSocket, with a slixmpp user over TCP on the
+other side. The browser finds the endpoint itself: converse asks
+https://localhost/.well-known/host-meta (XEP-0156), which Chromium's host
+resolver sends to c2s's websocket-tls port, and connects to the wss:// URL
+weft names there. Then it logs in (SCRAM), sends a message the TCP user
+receives, shows the TCP user's answer, and after a reload resumes its
+session (XEP-0198 over a new WebSocket) and shows the conversation. That
+history comes from converse's own browser storage: weft has no MAM yet
+(once it has, the reload should also be checked with a cleared cache).
+
+The JID has a fixed resource: converse 14 makes up a new resource on a
+reload, resumes the old session all the same, and then stamps its stanzas
+with the new resource, which RFC 6120 8.1.2.1 makes an invalid-from stream
+error (docs/c2s.md, "Known limits"). Screenshots are kept in the test's directory
+(and under build/browser-shots/ for a look).
+
+node_modules come from scripts/deps.sh (WEFT_NODE_DIR, default
+~/.cache/weft/node); a missing browser or module fails the test."""
+import asyncio
+import functools
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import threading
+
+import pytest
+
+from conftest import BUILD, free_port, wait_for
+from server import Server
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NODE_DIR = os.environ.get("WEFT_NODE_DIR", os.path.expanduser("~/.cache/weft/node"))
+CHROMIUM = os.environ.get("WEFT_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture
+def srv(tmp_path):
+    s = Server(tmp_path)
+    yield s
+    s.close()
+
+
+def serve_page(root):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def tcp_peer(srv, jid, password, answer, got, ready, stop):
+    """slixmpp over TCP: answers the first chat message with `answer`."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    x = srv.slixmpp_client(jid, password)
+
+    def on_start(_):
+        x.send_presence()
+        ready.set()
+
+    def on_msg(m):
+        if m["type"] in ("chat", "normal") and m["body"]:
+            got.append((str(m["from"]), m["body"]))
+            if len(got) == 1:
+                x.send_message(mto=m["from"].bare, mbody=answer, mtype="chat")
+
+    x.add_event_handler("session_start", on_start)
+    x.add_event_handler("message", on_msg)
+    x.connect(("127.0.0.1", srv.port))
+
+    async def until_stopped():
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+        x.disconnect()
+        await asyncio.sleep(0.5)
+
+    loop.run_until_complete(until_stopped())
+
+
+def test_converse_in_chromium(srv, tmp_path):
+    assert os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} missing: scripts/deps.sh installs chromium"
+    for mod in ("converse.js/dist/converse.min.js", "puppeteer-core/package.json"):
+        assert os.path.exists(os.path.join(NODE_DIR, "node_modules", mod)), \
+            f"{NODE_DIR}/node_modules/{mod} missing: scripts/deps.sh installs it"
+    wss = free_port()
+    srv.start(c2s_extra=f"<listen><websocket-tls>127.0.0.1:{wss}</websocket-tls></listen>")
+    srv.register("alice", "pw-alice")
+    srv.register("bob", "pw-bob")
+
+    web = tmp_path / "web"
+    web.mkdir()
+    shutil.copy(os.path.join(HERE, "browser", "index.html"), web / "index.html")
+    os.symlink(os.path.join(NODE_DIR, "node_modules", "converse.js", "dist"), web / "converse")
+    httpd = serve_page(web)
+    drv = tmp_path / "driver"
+    drv.mkdir()
+    shutil.copy(os.path.join(HERE, "browser", "converse.mjs"), drv / "converse.mjs")
+    os.symlink(os.path.join(NODE_DIR, "node_modules"), drv / "node_modules")
+
+    got, ready, stop = [], threading.Event(), threading.Event()
+    peer = threading.Thread(target=tcp_peer, args=(srv, "bob@localhost/tcp", "pw-bob", "answer from tcp",
+                                                   got, ready, stop), daemon=True)
+    peer.start()
+    try:
+        assert ready.wait(20), "slixmpp peer did not log in"
+        shot = tmp_path / "converse.png"
+        env = dict(os.environ, PAGE=f"http://127.0.0.1:{httpd.server_port}/index.html?jid=alice@localhost/web"
+                                   f"&password=pw-alice", DOMAIN="localhost", WSS_PORT=str(wss),
+                   PEER="bob@localhost", SEND="hello from converse", EXPECT="answer from tcp",
+                   SHOT=str(shot), CHROMIUM=CHROMIUM)
+        r = subprocess.run(["node", str(drv / "converse.mjs")], env=env, capture_output=True, text=True,
+                           timeout=150)
+        lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
+        assert lines, (r.stdout[-2000:], r.stderr[-2000:])
+        res = json.loads(lines[-1])
+        keep = os.path.join(BUILD, "browser-shots")
+        os.makedirs(keep, exist_ok=True)
+        for f in tmp_path.glob("converse*.png"):
+            shutil.copy(f, keep)
+        diag = json.dumps({k: res.get(k) for k in ("error", "steps", "websocket_url")}) + "\n" + \
+            "\n".join(res.get("console", [])[-60:]) + "\n" + srv.log("c2s")[-3000:]
+        assert res.get("ok"), diag
+        # discovered through host-meta, from weft's own listener
+        assert res["websocket_url"] == "wss://localhost/xmpp-websocket", diag
+        assert res["jid"].startswith("alice@localhost/"), diag
+        assert wait_for(lambda: any(b == "hello from converse" for _, b in got), 10), got
+        assert got[0][0].startswith("alice@localhost/")
+        assert shot.exists() and shot.stat().st_size > 10000
+        log = srv.log("c2s")
+        assert "event=host-meta" in log and "format=xrd" in log
+        assert log.count("event=websocket-open") >= 2   # the reload logged in again
+        assert "event=resumed" in log and "jid=alice@localhost/web" in log
+        assert "event=stream-error" not in log
+        assert "mechanism=SCRAM" in log
+        assert res["history_after_reload"], diag
+    finally:
+        stop.set()
+        peer.join(5)
+        httpd.shutdown()
