@@ -7,7 +7,8 @@
  * ids are "sid.n" and the client keeps n, so an answer for a client that has
  * gone or asked again since is dropped. When the router says the sm's domain
  * came back after being down (or the link itself came back), every live
- * session is re-announced with resync='true' and its last presence. */
+ * session is re-announced with resync='true' and its last presence; so it
+ * is when an sm instance is taken over (its users moved to the others). */
 #include "c2s.h"
 #include "comp_proto.h"
 #include "comp_client.h"
@@ -17,8 +18,12 @@
 #include <string.h>
 
 static comp_client_t *router_link;
-static int sm_was_down;     /* the sm's domain went down since we last resynced */
 static int link_was_ready;  /* the router router_link has been up before */
+/* The sm instances of our domain the router says are up. One that comes up
+ * and was not (back from a restart, back after a takeover, or new) gets the
+ * sessions of its users re-announced: only the router knows whose they are. */
+static char **sm_up;
+static size_t nsm_up;
 
 static int sm_link_send(xml_node_t *el)
 {
@@ -286,13 +291,17 @@ static void sm_link_on_ready(void *ctx)
     if (link_was_ready)
         sm_link_resync("router-router_link-back");
     link_was_ready = 1;
-    sm_was_down = 0;
 }
 
 static void sm_link_on_down(void *ctx)
 {
     (void)ctx;
     log_warn("event=router-down router=%s", c2s_config->router);
+    /* What changed meanwhile is unknown: the router lists the instances up
+     * when we are back, and on_ready re-announces every session. */
+    for (size_t i = 0; i < nsm_up; i++)
+        free(sm_up[i]);
+    nsm_up = 0;
 }
 
 static void sm_link_on_name(void *ctx, const char *name, const char *instance, int up)
@@ -301,12 +310,35 @@ static void sm_link_on_name(void *ctx, const char *name, const char *instance, i
     if (strcmp(name, c2s_config->domain))
         return;
     log_notice("event=sm-%s name=%s instance=%s", up ? "up" : "down", name, instance ? instance : "-");
+    size_t i = 0;
+    while (i < nsm_up && strcmp(sm_up[i], instance))
+        i++;
     if (!up) {
-        sm_was_down = 1;
-    } else if (sm_was_down) {
-        sm_was_down = 0;
-        sm_link_resync("sm-back");
+        if (i < nsm_up) {
+            free(sm_up[i]);
+            sm_up[i] = sm_up[--nsm_up];
+        }
+        return;
     }
+    if (i < nsm_up)
+        return;
+    sm_up = xrealloc(sm_up, (nsm_up + 1) * sizeof *sm_up);
+    sm_up[nsm_up++] = xstrdup(instance);
+    /* The list the router sends before we are ready is followed by
+     * on_ready, which re-announces everything once if needed. */
+    if (comp_client_is_ready(router_link))
+        sm_link_resync("sm-back");
+}
+
+/* An sm instance was taken over: its users' sessions are re-announced, and
+ * the router takes each to its new owner; the others answer started. */
+static void sm_link_on_lost(void *ctx, const char *name, const char *instance)
+{
+    (void)ctx;
+    if (strcmp(name, c2s_config->domain))
+        return;
+    log_notice("event=sm-lost name=%s instance=%s", name, instance);
+    sm_link_resync("sm-taken-over");
 }
 
 static void sm_link_on_bind_error(void *ctx, const char *name, const char *condition)
@@ -336,6 +368,7 @@ int sm_link_start(struct event_base *base)
         .on_stanza = sm_link_on_stanza,
         .on_name = sm_link_on_name,
         .on_bind_error = sm_link_on_bind_error,
+        .on_lost = sm_link_on_lost,
     };
     router_link = comp_client_new(base, &cfg, &cb, NULL);
     return router_link ? 0 : -1;
@@ -352,4 +385,9 @@ void sm_link_free(void)
     if (router_link)
         comp_client_free(router_link);
     router_link = NULL;
+    for (size_t i = 0; i < nsm_up; i++)
+        free(sm_up[i]);
+    free(sm_up);
+    sm_up = NULL;
+    nsm_up = 0;
 }

@@ -31,10 +31,12 @@ typedef enum { CC_IDLE, CC_CONNECTING, CC_STREAM, CC_SESSION, CC_BINDING, CC_REA
 
 /* Duplicate detection: the router keeps a sender's stanzas in order per
  * destination name (one hold queue per name), not across names, so the highest
- * seq seen is kept per (sender epoch, destination domain). */
+ * seq seen is kept per (sender epoch, destination domain); and per instance
+ * queue when a takeover merges another instance's queue into ours (p=). */
 typedef struct seen_epoch {
     char epoch[40];
     char domain[256];
+    char via[64];              /* marker p=: held for a taken-over instance */
     uint64_t last;
     time_t used;
 } seen_epoch_t;
@@ -75,6 +77,7 @@ struct comp_client {
     seen_epoch_t *seen;
     size_t nseen;
     char marker_epoch[40];
+    char marker_via[64];       /* its p=, or "" */
     uint64_t marker_seq;
     int have_marker;
     int cur_marker;            /* the stanza in on_stanza came with marker_* */
@@ -262,14 +265,16 @@ size_t comp_client_buffered_bytes(const comp_client_t *c)
 
 /* --- incoming ---------------------------------------------------------------- */
 
-static seen_epoch_t *seen_get(comp_client_t *c, const char *epoch, const char *domain, size_t dlen)
+static seen_epoch_t *seen_get(comp_client_t *c, const char *epoch, const char *domain, size_t dlen,
+                              const char *via)
 {
     time_t now = time(NULL);
     if (dlen >= sizeof c->seen[0].domain)
         dlen = sizeof c->seen[0].domain - 1;
     for (size_t i = 0; i < c->nseen; i++) {
         seen_epoch_t *s = &c->seen[i];
-        if (!strcmp(s->epoch, epoch) && strlen(s->domain) == dlen && !memcmp(s->domain, domain, dlen)) {
+        if (!strcmp(s->epoch, epoch) && strlen(s->domain) == dlen && !memcmp(s->domain, domain, dlen) &&
+            !strcmp(s->via, via)) {
             s->used = now;
             return s;
         }
@@ -288,6 +293,7 @@ static seen_epoch_t *seen_get(comp_client_t *c, const char *epoch, const char *d
     snprintf(s->epoch, sizeof s->epoch, "%s", epoch);
     memcpy(s->domain, domain, dlen);
     s->domain[dlen] = '\0';
+    snprintf(s->via, sizeof s->via, "%s", via);
     s->last = 0;
     s->used = now;
     return s;
@@ -374,6 +380,21 @@ int comp_client_write_room(const comp_client_t *c, size_t *room, size_t *capacit
     return 0;
 }
 
+void comp_client_released(comp_client_t *c, const char *name, const char *instance)
+{
+    if (c->state != CC_READY)
+        return;   /* the link went: the router counts that as released */
+    strbuf_t sb;
+    strbuf_init(&sb);
+    strbuf_puts(&sb, "<w:released name='");
+    xml_escape(&sb, name, strlen(name), 1);
+    strbuf_puts(&sb, "' instance='");
+    xml_escape(&sb, instance, strlen(instance), 1);
+    strbuf_puts(&sb, "'/>");
+    cc_write(c, sb.data, sb.len);
+    strbuf_free(&sb);
+}
+
 static void do_bind(comp_client_t *c)
 {
     strbuf_t sb;
@@ -413,6 +434,8 @@ static void handle_control(comp_client_t *c, xml_node_t *st)
         const char *ns = xml_attr_get(st, "n");
         if (e)
             snprintf(c->marker_epoch, sizeof c->marker_epoch, "%s", e);
+        const char *via = xml_attr_get(st, "p");
+        snprintf(c->marker_via, sizeof c->marker_via, "%s", via ? via : "");
         if (ns && c->marker_epoch[0]) {
             c->marker_seq = strtoull(ns, NULL, 10);
             c->have_marker = 1;
@@ -446,6 +469,15 @@ static void handle_control(comp_client_t *c, xml_node_t *st)
         const char *state = xml_attr_get(st, "state");
         if (name && inst && state && c->cb.on_name)
             c->cb.on_name(c->ctx, name, inst, !strcmp(state, "up"));
+        if (name && inst && state && !strcmp(state, "lost") && c->cb.on_lost)
+            c->cb.on_lost(c->ctx, name, inst);
+    } else if (!strcmp(n, "handback")) {
+        const char *name = xml_attr_get(st, "name");
+        const char *inst = xml_attr_get(st, "instance");
+        if (name && inst && c->cb.on_handback)
+            c->cb.on_handback(c->ctx, name, inst);
+        else if (name && inst)
+            comp_client_released(c, name, inst);
     }
 }
 
@@ -665,7 +697,7 @@ static void on_stanza(void *ctx, xml_node_t *st)
             const char *to = xml_attr_get(st, "to");
             size_t dlen = 0;
             const char *dom = to ? jid_domain_span(to, &dlen) : NULL;
-            seen_epoch_t *s = seen_get(c, c->marker_epoch, dom ? dom : "", dom ? dlen : 0);
+            seen_epoch_t *s = seen_get(c, c->marker_epoch, dom ? dom : "", dom ? dlen : 0, c->marker_via);
             dup = c->marker_seq <= s->last;
             if (!dup)
                 s->last = c->marker_seq;

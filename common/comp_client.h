@@ -42,6 +42,13 @@ typedef struct comp_client_cb {
     void (*on_stanza)(void *ctx, xml_node_t *stanza);     /* callee owns stanza */
     void (*on_name)(void *ctx, const char *name, const char *instance, int up);
     void (*on_bind_error)(void *ctx, const char *name, const char *condition);
+    /* An instance of a partitioned name was taken over (state='lost'; on_name
+     * reports it as down first): its users are the others' now. Our own
+     * instance name here means we were lost and must forget those users. */
+    void (*on_lost)(void *ctx, const char *name, const char *instance);
+    /* A lost instance is back: finish with the users that move back to it,
+     * then call comp_client_released. Unset: released at once. */
+    void (*on_handback)(void *ctx, const char *name, const char *instance);
 } comp_client_cb_t;
 
 typedef struct comp_client comp_client_t;
@@ -86,6 +93,8 @@ void comp_client_flush(comp_client_t *c);
  * waits for room before handling a stanza, so that a stanza's effects and
  * its acknowledgement reach the kernel in one write. */
 int comp_client_write_room(const comp_client_t *c, size_t *room, size_t *capacity);
+/* Answers a handback (<w:released/>), after everything sent before it. */
+void comp_client_released(comp_client_t *c, const char *name, const char *instance);
 /* Once everything is acknowledged (or at once with force) sends the final
  * ack and </stream:stream>, processes nothing more, and closes when the
  * router answers (or after 2 s); it then stops reconnecting and calls

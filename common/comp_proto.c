@@ -56,8 +56,7 @@ static void bounce_on_stanza(void *ctx, xml_node_t *st)
     b->el = st;
 }
 
-xml_node_t *comp_proto_bounce(const char *bytes, size_t len, const char *condition,
-                              const char *etype)
+xml_node_t *comp_proto_parse(const char *bytes, size_t len)
 {
     static const char hdr[] = "<stream:stream xmlns='" COMP_NS_ACCEPT "' xmlns:stream='" XML_NS_STREAM "'>";
     xml_stream_cb_t cb = {0};
@@ -74,7 +73,13 @@ xml_node_t *comp_proto_bounce(const char *bytes, size_t len, const char *conditi
         return NULL;
     }
     xml_stream_free(xs);
-    xml_node_t *el = b.el;
+    return b.el;
+}
+
+xml_node_t *comp_proto_bounce(const char *bytes, size_t len, const char *condition,
+                              const char *etype)
+{
+    xml_node_t *el = comp_proto_parse(bytes, len);
     if (!el)
         return NULL;
     if (!comp_proto_bounceable(el->name, xml_attr_get(el, "type"))) {

@@ -31,6 +31,11 @@ int comp_proto_bounceable(const char *name, const char *type);
 xml_node_t *comp_proto_bounce(const char *bytes, size_t len, const char *condition,
                               const char *etype);
 
+/* Parses the raw bytes of one top-level element of a component stream (in
+ * jabber:component:accept unless it declares otherwise); NULL if they do
+ * not parse. Caller frees. */
+xml_node_t *comp_proto_parse(const char *bytes, size_t len);
+
 /* Rendezvous (highest random weight) score of a partition key for an instance:
  * stable across processes and runs, so a key always maps to the same instance
  * while the set of instances is unchanged, and only the keys of a removed

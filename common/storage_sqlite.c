@@ -341,32 +341,38 @@ static int sql_int_pragma(sqlite3 *db, const char *sql, int *out)
     return rc == SQLITE_ROW ? 0 : -1;
 }
 
+/* Several processes may open one file at once (sm instances sharing it,
+ * docs/operations.md): each step reads the version again under the write
+ * lock, so a step another process has just done is not run twice. */
 static int sql_migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
 {
-    int version;
-    if (sql_int_pragma(db, "PRAGMA user_version", &version) < 0) {
-        errf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
-        return -1;
-    }
-    if (version > SQL_VERSION) {
-        errf(err, errlen, "%s: schema version %d is newer than this build knows (%d)", path,
-             version, SQL_VERSION);
-        return -1;
-    }
-    for (int v = version; v < SQL_VERSION; v++) {
-        char set[64];
-        snprintf(set, sizeof set, "PRAGMA user_version = %d", v + 1);
+    for (;;) {
+        int version;
         if (sql_exec_text(db, "BEGIN IMMEDIATE", path, err, errlen) < 0)
             return -1;
-        if (sql_exec_text(db, sql_migrations[v], path, err, errlen) < 0 ||
+        if (sql_int_pragma(db, "PRAGMA user_version", &version) < 0) {
+            errf(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return -1;
+        }
+        if (version > SQL_VERSION) {
+            errf(err, errlen, "%s: schema version %d is newer than this build knows (%d)", path,
+                 version, SQL_VERSION);
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return -1;
+        }
+        if (version == SQL_VERSION)
+            return sql_exec_text(db, "COMMIT", path, err, errlen);
+        char set[64];
+        snprintf(set, sizeof set, "PRAGMA user_version = %d", version + 1);
+        if (sql_exec_text(db, sql_migrations[version], path, err, errlen) < 0 ||
             sql_exec_text(db, set, path, err, errlen) < 0 ||
             sql_exec_text(db, "COMMIT", path, err, errlen) < 0) {
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
             return -1;
         }
-        log_info("storage: driver=sqlite path=%s event=migrated version=%d", path, v + 1);
+        log_info("storage: driver=sqlite path=%s event=migrated version=%d", path, version + 1);
     }
-    return 0;
 }
 
 static void sql_close(storage_t *st)

@@ -155,7 +155,7 @@ void forward_cron(void)
     }
 }
 
-static void fifo_push(link_t *l, origin_t *o, uint64_t seq, slot_t *s, size_t len, size_t mlen)
+static void fifo_push(link_t *l, origin_t *o, uint64_t seq, slot_t *s, const char *via, size_t len, size_t mlen)
 {
     if (l->fifo_len == l->fifo_cap) {
         size_t ncap = l->fifo_cap ? l->fifo_cap * 2 : 256;
@@ -171,13 +171,14 @@ static void fifo_push(link_t *l, origin_t *o, uint64_t seq, slot_t *s, size_t le
     f->origin = o;
     f->seq = seq;
     f->slot = s;
+    f->via = via;
     f->len = len;
     f->mlen = mlen;
     l->fifo_len++;
     origin_ref(o);
 }
 
-#define MARKER_MAX 128
+#define MARKER_MAX 192
 
 size_t u64_dec(char *buf, uint64_t v)
 {
@@ -192,10 +193,11 @@ size_t u64_dec(char *buf, uint64_t v)
     return n;
 }
 
-/* Formats <w:o e='EPOCH' n='SEQ'/> into buf (MARKER_MAX bytes), leaving out e when
+/* Formats <w:o e='EPOCH' n='SEQ'/> (with p='INSTANCE' for an element held for
+ * a taken-over instance) into buf (MARKER_MAX bytes), leaving out e when
  * it is the epoch of the previous marker on this link, and records o as that
  * marker; returns the length. Hand-formatted: it runs once per stanza. */
-static size_t format_marker(link_t *d, const origin_t *o, uint64_t seq, char *buf)
+static size_t format_marker(link_t *d, const origin_t *o, uint64_t seq, const char *via, char *buf)
 {
     size_t n = 0;
     memcpy(buf, "<w:o ", 5);
@@ -212,6 +214,15 @@ static size_t format_marker(link_t *d, const origin_t *o, uint64_t seq, char *bu
     memcpy(buf + n, "n='", 3);
     n += 3;
     n += u64_dec(buf + n, seq);
+    size_t vl = via ? strlen(via) : 0;
+    if (vl > 63 || (via && strspn(via, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != vl))
+        vl = 0;                 /* a name that would need escaping: no p= (duplicates then as before) */
+    if (vl) {
+        memcpy(buf + n, "' p='", 5);
+        n += 5;
+        memcpy(buf + n, via, vl);
+        n += vl;
+    }
     memcpy(buf + n, "'/>", 3);
     n += 3;
     d->last_marker = o;
@@ -219,11 +230,11 @@ static size_t format_marker(link_t *d, const origin_t *o, uint64_t seq, char *bu
 }
 
 /* Delivers to the slot's link, or holds while the slot's instance is away. */
-void forward_to_slot(slot_t *s, origin_t *o, uint64_t seq, const char *bytes, size_t len)
+void forward_to_slot(slot_t *s, origin_t *o, uint64_t seq, const char *via, const char *bytes, size_t len)
 {
     link_t *d = s->link;
-    if (!d) {
-        if (names_hold(s, o, seq, bytes, len) < 0)
+    if (!d || s->fenced) {
+        if (names_hold(s, o, seq, via, bytes, len) < 0)
             forward_bounce(o, seq, bytes, len, "resource-constraint", "wait");
         return;
     }
@@ -232,7 +243,7 @@ void forward_to_slot(slot_t *s, origin_t *o, uint64_t seq, const char *bytes, si
          * acknowledgement; forward_flush hands them to the output with
          * everything else this loop turn adds for d. */
         char *p = retained_room(d, MARKER_MAX + len);
-        size_t mlen = format_marker(d, o, seq, p);
+        size_t mlen = format_marker(d, o, seq, via, p);
         memcpy(p + mlen, bytes, len);
         d->rtail += mlen + len;
         if (!d->flush_pending) {
@@ -241,7 +252,7 @@ void forward_to_slot(slot_t *s, origin_t *o, uint64_t seq, const char *bytes, si
             flush_list = d;
             daemon_defer(&flush_event, flush_cb);
         }
-        fifo_push(d, o, seq, s, len, mlen);
+        fifo_push(d, o, seq, s, via, len, mlen);
         d->out_count++;
     } else {
         bufferevent_write(d->bev, bytes, len);
@@ -353,7 +364,7 @@ void forward_bounce(origin_t *o, uint64_t seq, const char *bytes, size_t len,
             self = origin_anonymous(NULL);
         origin_reserve(self);
         uint64_t bseq = self->next_seq++;
-        forward_to_slot(s, self, bseq, sb.data, sb.len);
+        forward_to_slot(s, self, bseq, NULL, sb.data, sb.len);
         origin_done(self, bseq);
     } else {
         log_warn("event=bounce-undeliverable to=%s condition=%s", to ? to : "-", condition);
@@ -361,6 +372,32 @@ void forward_bounce(origin_t *o, uint64_t seq, const char *bytes, size_t len,
     log_info("event=bounce to=%s condition=%s", to ? to : "-", condition);
     strbuf_free(&sb);
     xml_free(b);
+}
+
+/* The key of a held element, found as forward_raw finds it (the 'user'
+ * attribute outside jabber:component:accept, else the bare JID of 'to'):
+ * parsed again from its bytes, which happens only at a takeover. */
+void forward_reroute(route_name_t *rn, origin_t *o, uint64_t seq, const char *via, const char *bytes, size_t len)
+{
+    xml_node_t *el = comp_proto_parse(bytes, len);
+    const char *to = el ? xml_attr_get(el, "to") : NULL;
+    const char *user = el ? xml_attr_get(el, "user") : NULL;
+    const char *key = NULL;
+    size_t keylen = 0;
+    if (user && strcmp(el->ns ? el->ns : "", COMP_NS_ACCEPT)) {
+        key = user;
+        keylen = strlen(user);
+    } else if (to) {
+        const char *slash = strchr(to, '/');
+        key = to;
+        keylen = slash ? (size_t)(slash - to) : strlen(to);
+    }
+    slot_t *s = key && rn->slots ? names_pick(rn, key, keylen) : NULL;
+    if (s)
+        forward_to_slot(s, o, seq, via, bytes, len);
+    else
+        forward_bounce(o, seq, bytes, len, "service-unavailable", "cancel");
+    xml_free(el);
 }
 
 void forward_raw(link_t *from, const char *ns, const char *name, const char **attrs,
@@ -449,7 +486,7 @@ void forward_raw(link_t *from, const char *ns, const char *name, const char **at
             origin_done(o, seq);
         return;
     }
-    forward_to_slot(s, o, seq, bytes, len);
+    forward_to_slot(s, o, seq, NULL, bytes, len);
     link_t *d = s->link;
     if (d && d != from) {
         if (forward_output_length(d) > router_config->output_high)

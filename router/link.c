@@ -551,6 +551,14 @@ static void handle_control(link_t *l, xml_node_t *st)
         }
         names_unbind(l, is_default ? "" : name);
         reply_bind(l, "unbound", is_default ? NULL : name, NULL);
+    } else if (!strcmp(n, "released")) {
+        const char *name = xml_attr_get(st, "name");
+        const char *inst = xml_attr_get(st, "instance");
+        if (!name || !inst) {
+            link_close_error(l, "bad-format", "released without name and instance");
+            return;
+        }
+        takeover_released(l, name, inst);
     } else {
         link_close_error(l, "unsupported-stanza-type", n);
     }

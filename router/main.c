@@ -83,6 +83,8 @@ static void router_reload(void *config)
     fresh->window = keep.window;
     fresh->hold_seconds = keep.hold_seconds;
     fresh->hold_bytes = keep.hold_bytes;
+    fresh->takeover_seconds = keep.takeover_seconds;
+    fresh->handback_timeout = keep.handback_timeout;
     fresh->auth_timeout = keep.auth_timeout;
     fresh->tls_required_remote = keep.tls_required_remote;
     fresh->xep0114_remote = keep.xep0114_remote;
@@ -94,6 +96,7 @@ static void router_reload(void *config)
 static void router_cron(void)
 {
     double now = daemon_now();
+    takeover_cron(now);
     names_cron(now);
     origin_cron(now);
     forward_cron();
@@ -103,6 +106,7 @@ static void router_cleanup(void)
 {
     link_free_all();
     names_free_all();
+    takeover_free_all();
     origin_free_all();
     control_stop();
     free_acls(router_config->acls);

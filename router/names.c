@@ -3,7 +3,8 @@
  * away, holding what arrives for it, so a restarting component finds its
  * stanzas waiting. Partitioned names pick a slot by rendezvous hash over all
  * slots, away ones included, so a user never moves to another instance just
- * because its own is restarting.
+ * because its own is restarting; one away past takeover.seconds is taken
+ * over by the others (takeover.c).
  * Invariant: a held_t is referenced by exactly one slot queue and holds one
  * origin reference. */
 #include "router.h"
@@ -104,7 +105,7 @@ void names_init(router_cfg_t *c)
     }
 }
 
-static void slot_flush(slot_t *s)
+void names_slot_flush(slot_t *s)
 {
     held_t *h = s->head;
     s->head = s->tail = NULL;
@@ -112,7 +113,7 @@ static void slot_flush(slot_t *s)
     s->held_count = 0;
     while (h) {
         held_t *next = h->next;
-        forward_to_slot(s, h->origin, h->seq, h->bytes, h->len);
+        forward_to_slot(s, h->origin, h->seq, h->via, h->bytes, h->len);
         origin_unref(h->origin);
         free(h);
         h = next;
@@ -172,11 +173,13 @@ const char *names_bind(link_t *l, const char *name, int is_default)
         mine = slot_new(rn, inst);
     mine->link = l;
     mine->down_since = 0;
+    mine->bound_once = 1;
     add_bound(l, is_default ? "" : name);
     log_info("event=bind component=%s name=%s peer=%s", inst, is_default ? "(default)" : name, l->peer);
     if (!is_default)
         names_broadcast(name, inst, 1);
-    slot_flush(mine);
+    if (!takeover_on_bind(l, rn, mine))
+        names_slot_flush(mine);
     return NULL;
 }
 
@@ -196,6 +199,7 @@ static void slot_remove(route_name_t *rn, slot_t *s)
             break;
         }
     }
+    takeover_free_slot(s);
     free(s->instance);
     free(s);
 }
@@ -247,6 +251,7 @@ void names_unbind(link_t *l, const char *name)
 void names_link_lost(link_t *l)
 {
     double now = daemon_now();
+    takeover_link_lost(l);
     /* Unacknowledged stanzas go back, in order, to the front of their slots'
      * queues: the component may not have processed them.
      * Each entry leaves the fifo and the retained ring (where its stanza
@@ -262,7 +267,7 @@ void names_link_lost(link_t *l)
         if (l->rout < l->rhead)
             l->rout = l->rhead; /* not sent, and never will be */
         if (f.slot)
-            names_hold(f.slot, f.origin, f.seq, bytes, f.len);
+            names_hold(f.slot, f.origin, f.seq, f.via, bytes, f.len);
         else
             origin_done(f.origin, f.seq);
         origin_unref(f.origin);
@@ -305,7 +310,7 @@ slot_t *names_pick(route_name_t *rn, const char *key, size_t keylen)
 
 /* Appends a stanza to a slot's hold queue. 0, or -1 when the queue is full
  * (the caller bounces). Only the bytes bound applies; time is checked by cron. */
-int names_hold(slot_t *s, origin_t *o, uint64_t seq, const char *bytes, size_t len)
+int names_hold(slot_t *s, origin_t *o, uint64_t seq, const char *via, const char *bytes, size_t len)
 {
     if (s->held_bytes + len > router_config->hold_bytes && s->link == NULL && s->held_count > 0)
         return -1;
@@ -313,6 +318,7 @@ int names_hold(slot_t *s, origin_t *o, uint64_t seq, const char *bytes, size_t l
     h->next = NULL;
     h->origin = o;
     h->seq = seq;
+    h->via = via;
     h->since = daemon_now();
     h->len = len;
     memcpy(h->bytes, bytes, len);
@@ -396,6 +402,15 @@ void names_announce_all(link_t *to)
     strbuf_free(&sb);
 }
 
+void names_foreach(void (*fn)(route_name_t *rn, void *arg), void *arg)
+{
+    for (size_t b = 0; b < NAMES_BUCKETS; b++)
+        for (route_name_t *rn = buckets[b], *next; rn; rn = next) {
+            next = rn->next;
+            fn(rn, arg);
+        }
+}
+
 size_t names_held_total(void)
 {
     size_t n = 0;
@@ -412,7 +427,8 @@ static void stats_rn(route_name_t *rn, strbuf_t *out)
 {
     for (slot_t *s = rn->slots; s; s = s->next)
         strbuf_printf(out, "name=%s instance=%s state=%s partitioned=%d held=%zu held_bytes=%zu\n",
-                      *rn->name ? rn->name : "(default)", s->instance, s->link ? "up" : "away",
+                      *rn->name ? rn->name : "(default)", s->instance,
+                      s->link ? (s->fenced ? "handback" : "up") : "away",
                       rn->partitioned, s->held_count, s->held_bytes);
 }
 
@@ -435,9 +451,11 @@ static void free_rn(route_name_t *rn)
             origin_unref(h->origin);
             free(h);
         }
+        takeover_free_slot(s);
         free(s->instance);
         free(s);
     }
+    takeover_free_rn(rn);
     free(rn->name);
     free(rn);
 }

@@ -46,6 +46,8 @@ typedef struct router_cfg {
     long window;
     double hold_seconds;
     size_t hold_bytes;
+    double takeover_seconds;   /* 0: an away partition instance is never taken over */
+    double handback_timeout;
     double auth_timeout;
     long scram_iterations;
     acl_t *acls;
@@ -69,6 +71,7 @@ typedef struct inflight {
     origin_t *origin;
     uint64_t seq;
     slot_t *slot;
+    const char *via;           /* takeover.c: the lost instance it was held for, or NULL */
     size_t len;
     size_t mlen;
 } inflight_t;
@@ -175,6 +178,7 @@ typedef struct held {
     struct held *next;
     origin_t *origin;
     uint64_t seq;
+    const char *via;           /* as inflight_t's */
     double since;
     size_t len;
     char bytes[];
@@ -188,6 +192,14 @@ struct slot {
     size_t held_bytes, held_count;
     struct route_name *rn;
     slot_t *next;
+    /* Handback (takeover.c): the instance is back after a takeover; it
+     * binds, but what is for it is held until every survivor has released
+     * its users (links listed here) or handback.timeout has passed. */
+    int fenced;
+    double fenced_at;
+    int bound_once;            /* bound since the router started */
+    uint64_t *handback;        /* ids of the links that have not released */
+    size_t nhandback;
 };
 
 typedef struct route_name {
@@ -195,6 +207,8 @@ typedef struct route_name {
     size_t len;                /* strlen(name) */
     int partitioned;
     slot_t *slots;
+    char **lost;               /* instances taken over (takeover.c), until they bind again */
+    size_t nlost;
     struct route_name *next;   /* hash chain */
 } route_name_t;
 
@@ -209,11 +223,27 @@ void names_link_lost(link_t *l);
 route_name_t *names_lookup(const char *name, size_t len);
 route_name_t *names_default(void);
 slot_t *names_pick(route_name_t *rn, const char *key, size_t keylen);
-int names_hold(slot_t *s, origin_t *o, uint64_t seq, const char *bytes, size_t len);
+int names_hold(slot_t *s, origin_t *o, uint64_t seq, const char *via, const char *bytes, size_t len);
 void names_cron(double now);
 void names_announce_all(link_t *to);
 void names_broadcast(const char *name, const char *instance, int up);
 size_t names_held_total(void);
+void names_slot_flush(slot_t *s);
+void names_foreach(void (*fn)(route_name_t *rn, void *arg), void *arg);
+
+/* takeover.c: survivors take over a lost partition instance's users and
+ * hand them back when it returns (docs/component-protocol.md, 8.5). */
+void takeover_cron(double now);
+/* A bind of rn by l's instance, slot s: 1 when s is fenced (held for a
+ * handback), 0 when it may be flushed now. */
+int takeover_on_bind(link_t *l, route_name_t *rn, slot_t *s);
+void takeover_released(link_t *l, const char *name, const char *instance);
+void takeover_link_lost(link_t *l);
+void takeover_free_rn(route_name_t *rn);
+void takeover_free_slot(slot_t *s);
+/* The interned copy of an instance name (lives until exit). */
+const char *takeover_intern(const char *instance);
+void takeover_free_all(void);
 
 /* metrics.c: Prometheus metrics (docs/operations.md, "Metrics"). */
 void router_metrics_register(void);
@@ -222,10 +252,14 @@ void names_stats(strbuf_t *out);
 /* forward.c */
 void forward_raw(link_t *from, const char *ns, const char *name, const char **attrs,
                  const char *bytes, size_t len);
-void forward_to_slot(slot_t *s, origin_t *o, uint64_t seq, const char *bytes, size_t len);
+/* via: the instance a taken-over element was held for (takeover.c), or NULL;
+ * the receiver's marker names it (p='...'), see docs/component-protocol.md 9.4. */
+void forward_to_slot(slot_t *s, origin_t *o, uint64_t seq, const char *via, const char *bytes, size_t len);
 void forward_ack(link_t *l, uint64_t h);
 void forward_bounce(origin_t *o, uint64_t seq, const char *bytes, size_t len,
                     const char *condition, const char *etype);
+/* Routes a held element again among rn's slots (its owner was taken over). */
+void forward_reroute(route_name_t *rn, origin_t *o, uint64_t seq, const char *via, const char *bytes, size_t len);
 void forward_output_drained(link_t *l);
 void forward_flush(link_t *l);
 /* Decimal digits of v into buf (no NUL, at most 20); returns the length. */

@@ -1064,6 +1064,114 @@ void sm_route_in(xml_node_t *el)
         sess_out(&e->s, st);
 }
 
+/* --- takeover and handback (docs/component-protocol.md 8.5) ------------------------- */
+
+/* Forgets a session without ending it: the client stays connected and its
+ * session moves to another instance, so no unavailable presence goes out
+ * (directed-presence targets are forgotten first for the same reason) and
+ * c2s is not told. The sess_end hooks still run: modules drop what points
+ * at the session. */
+static void sess_drop(sess_ent_t *e)
+{
+    sm_sess_t *s = &e->s;
+    e->ending = 1;
+    for (size_t i = 0; i < s->ndirected; i++)
+        free(s->directed[i]);
+    s->ndirected = 0;
+    admin_sess_end(s);
+    sm_run_sess_end(s, NULL);
+    log_info("event=session-moved jid=%s c2s=%s sid=%s", s->jid.full, s->c2s, s->sid);
+    sm_user_t *u = s->user;
+    sm_sess_t **pp = &u->sessions;
+    while (*pp && *pp != s)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = s->next;
+    sess_ent_t **hp = &sessions[hash2(s->c2s, s->sid) % SESS_BUCKETS];
+    while (*hp && *hp != e)
+        hp = &(*hp)->hnext;
+    if (*hp)
+        *hp = e->hnext;
+    nsessions--;
+    sess_free(e);
+}
+
+/* Routes that wait for a session of a user who is no longer ours go back to
+ * the router, which takes them to the user's owner. */
+static void pending_send_away(int all)
+{
+    for (pending_t **pp = &pending_head; *pp;) {
+        pending_t *p = *pp;
+        const char *user = xml_attr_get(p->route, "user");
+        if (all || (user && !sm_owns(user))) {
+            *pp = p->next;
+            sm_send_raw_element(p->route);
+            pending_free(p);
+        } else {
+            pp = &p->next;
+        }
+    }
+    pending_fix_tail();
+}
+
+size_t sm_core_release(int all)
+{
+    size_t busy = 0, moved = 0;
+    /* What is queued for a user who moves is processed here first; what is
+     * for the users who stay may wait (under load the queue is rarely
+     * empty: waiting for that took seconds). */
+    for (qitem_t *q = all ? NULL : q_head; q; q = q->next) {
+        const char *to = q->st ? xml_attr_get(q->st, "to") : NULL;
+        char *bare = to ? jid_bare_of(to) : NULL;
+        int moves = bare && strchr(bare, '@') && !sm_owns(bare);
+        if (moves)
+            log_debug("event=release-wait reason=queued user=%s", bare);
+        free(bare);
+        if (moves)
+            return 1;
+    }
+    pending_send_away(all);
+    for (size_t b = 0; b < USER_BUCKETS; b++) {
+        for (sm_user_t *u = users[b], *next; u; u = next) {
+            next = u->next;
+            if (!all && sm_owns(u->bare))
+                continue;
+            user_ent_t *e = (user_ent_t *)u;
+            while (u->sessions) {
+                sess_drop((sess_ent_t *)u->sessions);
+                moved++;
+            }
+            if (e->holds || e->held) {
+                busy++;         /* storage work under way: freed later by the cron */
+                log_debug("event=release-wait reason=held user=%s holds=%u", u->bare, e->holds);
+            }
+            else
+                user_free(u);
+        }
+    }
+    if (moved || busy)
+        log_notice("event=users-released sessions=%zu busy=%zu all=%d", moved, busy, all);
+    return busy;
+}
+
+/* We were taken over: what waits in the local queue goes through the
+ * router to whoever owns its user now. */
+void sm_core_forget_all(void)
+{
+    size_t n = 0;
+    while (q_head) {
+        qitem_t *q = q_head;
+        q_head = q->next;
+        q_len--;
+        link_send_stanza(q->st);
+        qitem_free(q);
+        n++;
+    }
+    q_tail = NULL;
+    log_notice("event=taken-over users=%zu sessions=%zu queued=%zu", nusers, nsessions, n);
+    sm_core_release(1);
+}
+
 /* --- lifetime ------------------------------------------------------------------------- */
 
 void sm_core_init(struct event_base *base)

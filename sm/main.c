@@ -5,7 +5,7 @@
  * our users; it starts admin.c's socket. It also keeps the set of sm
  * instances serving our domain so that sm_send can tell which users this
  * instance owns (the router's rendezvous hash, docs/component-protocol.md
- * 8.2). */
+ * 8.2), and follows takeovers and handbacks (8.5). */
 #include "sm.h"
 #include "store.h"
 #include "comp_client.h"
@@ -120,10 +120,76 @@ static void on_name(void *ctx, const char *name, const char *instance, int up)
     if (!strcmp(name, sm_config->domain)) {
         peer_update(instance, up);
         log_info("event=sm-instance instance=%s state=%s", instance, up ? "up" : "down");
+        /* Users that hash to an instance that came (back) are its own: we
+         * forget the sessions we kept for them (a handback says when we are
+         * done; this also covers an instance added to the partition). */
+        if (up && strcmp(instance, sm_config->name))
+            sm_core_release(0);
         return;
     }
     if (!up)
         sm_c2s_down(name);
+}
+
+/* An instance was taken over (docs/component-protocol.md 8.5): when it is
+ * another, its users hash to the rest of us from now on; when it is us, the
+ * others served our users while we were away, so what we kept of them is
+ * stale. */
+static void on_lost(void *ctx, const char *name, const char *instance)
+{
+    (void)ctx;
+    if (strcmp(name, sm_config->domain))
+        return;
+    if (!strcmp(instance, sm_config->name)) {
+        log_warn("event=taken-over name=%s", name);
+        sm_core_forget_all();
+        return;
+    }
+    for (size_t i = 0; i < npeers; i++) {
+        if (!strcmp(peers[i].name, instance)) {
+            free(peers[i].name);
+            peers[i] = peers[--npeers];
+            break;
+        }
+    }
+    log_notice("event=sm-instance instance=%s state=lost", instance);
+}
+
+/* A handback: released once no user going back has storage work under way
+ * (then every stanza we produced for them is on the link before the
+ * <w:released/>); polled, as the work ends in storage callbacks. */
+typedef struct handback {
+    char *name, *instance;
+    struct event *ev;
+} handback_t;
+
+static void handback_try(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    handback_t *h = arg;
+    if (sm_core_release(0) && !stopping) {
+        struct timeval tv = {0, 10000};
+        evtimer_add(h->ev, &tv);
+        return;
+    }
+    if (link_)
+        comp_client_released(link_, h->name, h->instance);
+    log_notice("event=handback-released name=%s instance=%s", h->name, h->instance);
+    event_free(h->ev);
+    free(h->name);
+    free(h->instance);
+    free(h);
+}
+
+static void on_handback(void *ctx, const char *name, const char *instance)
+{
+    (void)ctx;
+    handback_t *h = xcalloc(1, sizeof *h);
+    h->name = xstrdup(name);
+    h->instance = xstrdup(instance);
+    h->ev = evtimer_new(daemon_base(), handback_try, h);
+    handback_try(-1, 0, h);
 }
 
 static void on_ready(void *ctx)
@@ -183,6 +249,8 @@ static int sm_start(struct event_base *base, void *config)
         .on_stanza = on_stanza,
         .on_name = on_name,
         .on_bind_error = on_bind_error,
+        .on_lost = on_lost,
+        .on_handback = on_handback,
     };
     link_ = comp_client_new(base, &cc, &cb, NULL);
     return link_ ? 0 : -1;

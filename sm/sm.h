@@ -129,6 +129,12 @@ void sm_core_cron(double now);
 void sm_session_control(xml_node_t *el);  /* {S}session from a c2s */
 void sm_route_in(xml_node_t *el);         /* {S}route from a c2s */
 void sm_c2s_down(const char *instance);   /* a c2s instance went away: end its sessions */
+/* Takeover (docs/component-protocol.md 8.5): forgets, without ending them,
+ * the sessions and users this instance no longer owns (all: every one);
+ * returns how many users still have storage work under way (not 0: call
+ * again later). forget_all: we were taken over while away. */
+size_t sm_core_release(int all);
+void sm_core_forget_all(void);
 /* core.c: while a user is held, stanzas for and from that user (and its
  * sessions' ends) wait in arrival order; release processes them once the
  * last hold is gone. iq.c holds the user of a deferred IQ request; a hook
