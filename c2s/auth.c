@@ -19,6 +19,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Offered in this order: strongest first, -PLUS only where binding data exist. */
 static const char *const auth_mechs[] = {"SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256",
@@ -102,8 +103,47 @@ void auth_cbind_drop(client_t *c)
     }
 }
 
+/* Calls fn on each word of a space-separated list until it returns non-zero. */
+static const char *auth_mechs_each(const char *list, int (*fn)(const char *w, size_t n, const void *arg),
+                                   const void *arg, size_t *len)
+{
+    for (const char *p = list ? list : ""; *p;) {
+        p += strspn(p, " \t\n,");
+        size_t n = strcspn(p, " \t\n,");
+        if (n && fn(p, n, arg)) {
+            if (len)
+                *len = n;
+            return p;
+        }
+        p += n;
+    }
+    return NULL;
+}
+
+static int auth_word_is(const char *w, size_t n, const void *mech)
+{
+    return strlen(mech) == n && !strncasecmp(w, mech, n);
+}
+
+static int auth_word_unknown(const char *w, size_t n, const void *arg)
+{
+    (void)arg;
+    for (size_t i = 0; i < sizeof auth_mechs / sizeof auth_mechs[0]; i++)
+        if (auth_word_is(w, n, auth_mechs[i]))
+            return 0;
+    return 1;
+}
+
+const char *auth_mechs_unknown(const char *list, size_t *len)
+{
+    return auth_mechs_each(list, auth_word_unknown, NULL, len);
+}
+
 static int auth_mech_offered(client_t *c, const char *mech, int have_cbind)
 {
+    const char *allowed = c2s_config->auth_mechs;
+    if (allowed && *allowed && !auth_mechs_each(allowed, auth_word_is, mech, NULL))
+        return 0;
     if (!strcmp(mech, "PLAIN"))
         return c->secure;
     if (strstr(mech, "-PLUS"))

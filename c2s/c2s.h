@@ -75,6 +75,7 @@ typedef struct c2s_cfg {
     long auth_fail_max;        /* SASL failures per IP per window */
     double auth_fail_window;
     long auth_fail_conn;       /* SASL failures per connection before closing */
+    char *auth_mechs;          /* SASL mechanisms offered; empty: all */
     int legacy_auth;           /* offer XEP-0078 jabber:iq:auth (over TLS) */
     int reg_enabled;
     long reg_max;              /* registrations per IP per window */
@@ -228,6 +229,9 @@ SSL_CTX *listen_tls_ctx(void);
 
 /* auth.c: SASL. */
 void auth_features(client_t *c, strbuf_t *out);
+/* NULL when every word of an auth.mechanisms value names a mechanism c2s
+ * knows, else the first that does not (pointing into list). */
+const char *auth_mechs_unknown(const char *list, size_t *len);
 /* Saves the TLS channel-binding data before OpenSSL's SSL goes (record
  * takeover) when c is not authenticated yet; dropped once it is. */
 void auth_cbind_keep(client_t *c);

@@ -79,6 +79,8 @@ const cfg_option_t c2s_options[] = {
         "Window of limits.auth-failures."),
     OPT("limits.auth-failures-per-stream", CFG_INT, "5", 1, 100, 1, auth_fail_conn,
         "SASL failures on one stream before it is closed with policy-violation."),
+    OPT("auth.mechanisms", CFG_STRING, "", 0, 0, 1, auth_mechs,
+        "SASL mechanisms to offer (space separated, of SCRAM-SHA-256-PLUS SCRAM-SHA-1-PLUS SCRAM-SHA-256 SCRAM-SHA-1 PLAIN); empty: all. After a move from Prosody (SCRAM-SHA-1 keys only) leave out the SHA-256 ones: docs/operations.md."),
     OPT("auth.legacy", CFG_BOOL, "false", 0, 0, 1, legacy_auth,
         "Offer XEP-0078 non-SASL authentication (jabber:iq:auth) to old clients: plaintext password, over TLS only."),
     OPT("register.enabled", CFG_BOOL, "false", 0, 0, 1, reg_enabled,

@@ -33,6 +33,12 @@ static int c2s_start(struct event_base *base, void *config)
                   c2s_config->rate, c2s_config->burst);
         return -1;
     }
+    size_t n = 0;
+    const char *bad = auth_mechs_unknown(c2s_config->auth_mechs, &n);
+    if (bad) {
+        log_error("event=config option=auth.mechanisms value=\"%.*s\" reason=unknown-mechanism", (int)n, bad);
+        return -1;
+    }
     if (sm_link_start(base) < 0)
         return -1;
     return listen_start(base);

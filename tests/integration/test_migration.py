@@ -11,6 +11,7 @@ and leave the storage untouched."""
 import asyncio
 import os
 import pathlib
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -22,7 +23,7 @@ import pytest
 slixmpp = pytest.importorskip("slixmpp")
 
 from conftest import BUILD, free_port, selfsigned_cert, wait_for, wait_port  # noqa: E402
-from server import Server  # noqa: E402
+from server import RawClient, Server, binary  # noqa: E402
 
 WEFTCTL = os.path.join(BUILD, "tools", "weftctl")
 PROSODY = os.environ.get("WEFT_PROSODY", "/usr/bin/prosody")
@@ -418,6 +419,42 @@ def test_prosody_accounts_have_no_scram_sha256_keys(prosody_export, tmp_path):
         run(again())
     finally:
         s.close()
+
+
+def test_auth_mechanisms_lets_prosody_users_in_with_their_client_default(prosody_export, tmp_path):
+    """A client that takes the strongest mechanism offered and does not try
+    another (as Conversations and Dino do): against weft's default list that
+    is SCRAM-SHA-256-PLUS, which an account imported from Prosody cannot
+    pass. With auth.mechanisms naming the SHA-1 ones only (what Prosody
+    offered these users), the same client logs in unchanged."""
+    d, files = prosody_export
+    db = tmp_path / "weft.db"
+    assert weftctl("-d", db, "import", *files).returncode == 0
+    for mechs, ok in (("", False), ("SCRAM-SHA-1-PLUS SCRAM-SHA-1 PLAIN", True)):
+        s = Server(tmp_path)
+        s.start(ibr=False, c2s_extra=f"<auth><mechanisms>{mechs}</mechanisms></auth>" if mechs else "")
+        try:
+            c = RawClient(s)
+            c.open()
+            feats = c.starttls()
+            offered = re.findall(r"<mechanism>([^<]+)</mechanism>", feats)
+            assert ("SCRAM-SHA-256" in offered) == (not ok), offered
+            assert c.auth("alice", USERS["alice"], mech=offered[0]) == ok, (offered, getattr(c, "last_failure", ""))
+            c.close()
+        finally:
+            s.close()
+
+
+def test_auth_mechanisms_with_an_unknown_name_stops_c2s(tmp_path):
+    s = Server(tmp_path)
+    s.start(ibr=False)
+    s.close()
+    cfg = tmp_path / "c2s.xml"
+    cfg.write_text(cfg.read_text().replace("</c2s>", "<auth><mechanisms>SCRAM-SHA-1 DIGEST-MD5</mechanisms></auth></c2s>"))
+    r = subprocess.run([binary("WEFT_C2S", "c2s", "weft-c2s"), "-c", str(cfg)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1, r
+    assert 'option=auth.mechanisms value="DIGEST-MD5" reason=unknown-mechanism' in r.stderr, r.stderr
 
 
 def test_xinclude_split_files_as_ejabberd_writes_them(tmp_path):
