@@ -451,9 +451,9 @@ def start_pg(net=None, host=None):
     return pg, pg.url()
 
 
-# sqlite: one file both sm processes open (WAL); pgsql: the sm's PostgreSQL
-# driver (once the sm runs on it).
-STORAGES = ["sqlite"]
+# sqlite: one file both sm processes open (WAL); pgsql: one PostgreSQL the
+# sm instances share (in the namespaces: on a host of its own).
+STORAGES = ["sqlite", "pgsql"]
 
 
 @pytest.fixture(params=STORAGES)
