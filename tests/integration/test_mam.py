@@ -20,7 +20,7 @@ from slixmpp.exceptions import IqError  # noqa: E402
 from slixmpp.xmlstream.handler import Callback  # noqa: E402
 from slixmpp.xmlstream.matcher import MatchXPath  # noqa: E402
 
-from conftest import BUILD  # noqa: E402
+from conftest import BUILD, sm_storage_url  # noqa: E402
 from server import Server  # noqa: E402
 from test_sm_iq import make_certs  # noqa: E402
 
@@ -429,7 +429,7 @@ def test_metadata_and_weftctl_delete(server, tmp_path):
         assert md.find(f"{{{MAM}}}start").get("id") == res[0][0]
         assert md.find(f"{{{MAM}}}end").get("id") == res[2][0]
         assert md.find(f"{{{MAM}}}end").get("timestamp") == res[2][2]
-        r = subprocess.run([WEFTCTL, "-d", str(tmp_path / "weft.db"), "archive", "delete", "bob@localhost"],
+        r = subprocess.run([WEFTCTL, "--storage", sm_storage_url(tmp_path), "archive", "delete", "bob@localhost"],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr
         assert "3 messages" in r.stdout
@@ -439,7 +439,7 @@ def test_metadata_and_weftctl_delete(server, tmp_path):
         assert res == []
         res, _ = await a.query()
         assert len(res) == 3
-        r = subprocess.run([WEFTCTL, "-d", str(tmp_path / "weft.db"), "archive", "delete", "nobody@localhost"],
+        r = subprocess.run([WEFTCTL, "--storage", sm_storage_url(tmp_path), "archive", "delete", "nobody@localhost"],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 1 and "does not exist" in r.stderr
         await close(a, b)
