@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -51,10 +52,8 @@ def sm_storage_xml(directory):
     return f"<storage>{sm_storage_url(directory).replace('&', '&amp;')}</storage>"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from ports import free_port  # noqa: E402,F401  (tests/ports.py; tests import it from here)
 
 
 def wait_port(port, timeout=None):
