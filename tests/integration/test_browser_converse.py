@@ -12,7 +12,8 @@ After a reload it resumes its session (XEP-0198 over a new WebSocket) and
 shows the conversation from its own browser storage; then a fresh browser
 context (empty IndexedDB) logs in as another resource and shows the
 messages and the picture again, which there can only come from weft's
-message archive (MAM, XEP-0313).
+message archive (MAM, XEP-0313). The second test plays the same with
+Profanity under tmux as the TCP user, which saves the image with /url save.
 
 The JID has a fixed resource: converse 14 makes up a new resource on a
 reload, resumes the old session all the same, and then stamps its stanzas
@@ -27,6 +28,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -110,7 +112,10 @@ def tcp_peer(srv, jid, password, answer, got, ready, stop):
     loop.run_until_complete(until_stopped())
 
 
-def test_converse_in_chromium(srv, tmp_path):
+def converse_world(srv, tmp_path):
+    """Starts weft with a websocket-tls listener and weft-upload, registers
+    alice and bob, serves the test page; returns (driver env, image bytes,
+    upload port, http server, driver dir)."""
     assert os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} missing: scripts/deps.sh installs chromium"
     for mod in ("converse.js/dist/converse.min.js", "puppeteer-core/package.json"):
         assert os.path.exists(os.path.join(NODE_DIR, "node_modules", mod)), \
@@ -136,31 +141,43 @@ def test_converse_in_chromium(srv, tmp_path):
     shutil.copy(os.path.join(HERE, "browser", "converse.mjs"), drv / "converse.mjs")
     os.symlink(os.path.join(NODE_DIR, "node_modules"), drv / "node_modules")
 
+    shot = tmp_path / "converse.png"
+    env = dict(os.environ, PAGE=f"http://127.0.0.1:{httpd.server_port}/index.html?jid=alice@localhost/web"
+                               f"&password=pw-alice", DOMAIN="localhost", WSS_PORT=str(wss),
+               PEER="bob@localhost", SEND="hello from converse", EXPECT="answer from tcp",
+               SHOT=str(shot), CHROMIUM=CHROMIUM, UPLOAD=str(tmp_path / "weft-picture.png"),
+               PAGE_FRESH=f"http://127.0.0.1:{httpd.server_port}/index.html?jid=alice@localhost/fresh"
+                          f"&password=pw-alice", TIMEOUT_MS="120000")
+    return env, image, up_port, httpd, drv
+
+
+def driver_result(srv, tmp_path, r_stdout, r_stderr):
+    """The driver's JSON line; keeps the screenshots; returns (res, diag)."""
+    lines = [l for l in r_stdout.splitlines() if l.startswith("{")]
+    assert lines, (r_stdout[-2000:], r_stderr[-2000:])
+    res = json.loads(lines[-1])
+    keep = os.path.join(BUILD, "browser-shots")
+    os.makedirs(keep, exist_ok=True)
+    for f in tmp_path.glob("converse*.png"):
+        shutil.copy(f, keep)
+    diag = json.dumps({k: res.get(k) for k in ("error", "steps", "websocket_url", "image",
+                                                 "history_from_mam")}) + "\n" + \
+        "\n".join(res.get("console", [])[-60:]) + "\n" + srv.log("c2s")[-3000:]
+    return res, diag
+
+
+def test_converse_in_chromium(srv, tmp_path):
+    env, image, up_port, httpd, drv = converse_world(srv, tmp_path)
+    shot = tmp_path / "converse.png"
     got, ready, stop = [], threading.Event(), threading.Event()
     peer = threading.Thread(target=tcp_peer, args=(srv, "bob@localhost/tcp", "pw-bob", "answer from tcp",
                                                    got, ready, stop), daemon=True)
     peer.start()
     try:
         assert ready.wait(20), "slixmpp peer did not log in"
-        shot = tmp_path / "converse.png"
-        env = dict(os.environ, PAGE=f"http://127.0.0.1:{httpd.server_port}/index.html?jid=alice@localhost/web"
-                                   f"&password=pw-alice", DOMAIN="localhost", WSS_PORT=str(wss),
-                   PEER="bob@localhost", SEND="hello from converse", EXPECT="answer from tcp",
-                   SHOT=str(shot), CHROMIUM=CHROMIUM, UPLOAD=str(tmp_path / "weft-picture.png"),
-                   PAGE_FRESH=f"http://127.0.0.1:{httpd.server_port}/index.html?jid=alice@localhost/fresh"
-                              f"&password=pw-alice", TIMEOUT_MS="120000")
         r = subprocess.run(["node", str(drv / "converse.mjs")], env=env, capture_output=True, text=True,
                            timeout=200)
-        lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
-        assert lines, (r.stdout[-2000:], r.stderr[-2000:])
-        res = json.loads(lines[-1])
-        keep = os.path.join(BUILD, "browser-shots")
-        os.makedirs(keep, exist_ok=True)
-        for f in tmp_path.glob("converse*.png"):
-            shutil.copy(f, keep)
-        diag = json.dumps({k: res.get(k) for k in ("error", "steps", "websocket_url", "image",
-                                                     "history_from_mam")}) + "\n" + \
-            "\n".join(res.get("console", [])[-60:]) + "\n" + srv.log("c2s")[-3000:]
+        res, diag = driver_result(srv, tmp_path, r.stdout, r.stderr)
         assert res.get("ok"), diag
         # discovered through host-meta, from weft's own listener
         assert res["websocket_url"] == "wss://localhost/xmpp-websocket", diag
@@ -198,4 +215,44 @@ def test_converse_in_chromium(srv, tmp_path):
     finally:
         stop.set()
         peer.join(5)
+        httpd.shutdown()
+
+
+@pytest.mark.skipif(not shutil.which("profanity") or not shutil.which("tmux"),
+                    reason="profanity and tmux are installed by scripts/deps.sh")
+def test_converse_and_profanity(srv, tmp_path):
+    """The TCP user is Profanity under tmux: it gets converse's message,
+    answers it, receives the image's URL and saves the file with /url save,
+    which must be the PNG converse sent, byte for byte."""
+    from test_profanity import Profanity
+    env, image, up_port, httpd, drv = converse_world(srv, tmp_path)
+    bob = Profanity(tmp_path, "bob")
+    node = None
+    try:
+        bob.connect("bob@localhost", "pw-bob", srv.port)
+        node = subprocess.Popen(["node", str(drv / "converse.mjs")], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        bob.wait("chat message: alice@localhost", 90)
+        bob.type("/msg alice@localhost answer from tcp")
+        out, err = node.communicate(timeout=200)
+        res, diag = driver_result(srv, tmp_path, out, err)
+        assert res.get("ok"), diag
+        assert res["history_after_reload"], diag
+        assert res["image"] and res["image"]["width"] == 48, diag
+        bob.type("/win 2")
+        bob.wait("hello from converse")
+        m = re.search(r"(http://127\.0\.0\.1:%d/\S+/weft-picture\.png)" % up_port, bob.screen())
+        assert m, bob.screen()[-3000:]
+        saved = tmp_path / "saved.png"
+        bob.type(f"/url save {m.group(1)} {saved}")
+        assert wait_for(lambda: saved.exists() and saved.stat().st_size == len(image), 20, 0.2), \
+            bob.screen()[-3000:]
+        assert saved.read_bytes() == image
+        mam = res["history_from_mam"]
+        assert mam and mam["send"] and mam["expect"] and mam["image"], diag
+    finally:
+        if node and node.poll() is None:
+            node.kill()
+            node.wait()
+        bob.close()
         httpd.shutdown()
