@@ -112,7 +112,7 @@ def tcp_peer(srv, jid, password, answer, got, ready, stop):
     loop.run_until_complete(until_stopped())
 
 
-def converse_world(srv, tmp_path):
+def converse_world(srv, tmp_path, shot_name="converse.png"):
     """Starts weft with a websocket-tls listener and weft-upload, registers
     alice and bob, serves the test page; returns (driver env, image bytes,
     upload port, http server, driver dir)."""
@@ -141,7 +141,7 @@ def converse_world(srv, tmp_path):
     shutil.copy(os.path.join(HERE, "browser", "converse.mjs"), drv / "converse.mjs")
     os.symlink(os.path.join(NODE_DIR, "node_modules"), drv / "node_modules")
 
-    shot = tmp_path / "converse.png"
+    shot = tmp_path / shot_name
     env = dict(os.environ, PAGE=f"http://127.0.0.1:{httpd.server_port}/index.html?jid=alice@localhost/web"
                                f"&password=pw-alice", DOMAIN="localhost", WSS_PORT=str(wss),
                PEER="bob@localhost", SEND="hello from converse", EXPECT="answer from tcp",
@@ -225,7 +225,7 @@ def test_converse_and_profanity(srv, tmp_path):
     answers it, receives the image's URL and saves the file with /url save,
     which must be the PNG converse sent, byte for byte."""
     from test_profanity import Profanity
-    env, image, up_port, httpd, drv = converse_world(srv, tmp_path)
+    env, image, up_port, httpd, drv = converse_world(srv, tmp_path, "converse-profanity.png")
     bob = Profanity(tmp_path, "bob")
     node = None
     try:
