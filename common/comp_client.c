@@ -198,8 +198,8 @@ static void drop_acked(comp_client_t *c, uint64_t h)
     if (!c->lens_len)
         c->first_seq = c->next_seq;
     evbuffer_drain(c->retained, drain);
-    if (c->closing && !c->lens_len && c->state == CC_READY)
-        comp_client_close(c, 1);
+    if (c->closing && c->state == CC_READY)
+        comp_client_close(c, 0);
 }
 
 /* Writes every retained stanza not yet written on this link. */
@@ -350,6 +350,8 @@ void comp_client_done(comp_client_t *c, uint64_t token)
     mark_done(c, token & ((1ULL << 40) - 1));
     if (!c->in_callback)
         send_ack(c);
+    if (c->closing && !c->close_sent && c->state == CC_READY && !c->in_callback)
+        comp_client_close(c, 0);
 }
 
 void comp_client_flush(comp_client_t *c)
@@ -677,6 +679,11 @@ static void on_stanza(void *ctx, xml_node_t *st)
         handle_sasl(c, st);
     } else if (!strcmp(st->ns, COMP_NS)) {
         handle_control(c, st);
+    } else if (c->closing) {
+        /* Stopping: an element taken now could not be finished and
+         * acknowledged before the close; left unacknowledged, the router
+         * gives it to the next instance. */
+        c->have_marker = 0;
     } else if (c->state == CC_READY || c->state == CC_BINDING) {
         /* Held stanzas may arrive as soon as a name is bound, before all
          * binds are answered. */
@@ -757,6 +764,8 @@ static void cc_read_cb(struct bufferevent *bev, void *arg)
     if (c->bev)
         send_ack(c);
     c->in_callback = 0;
+    if (c->bev == bev && c->closing && !c->close_sent && c->state == CC_READY)
+        comp_client_close(c, 0);
     if (c->dead_xs) {
         xml_stream_free(c->dead_xs);
         c->dead_xs = NULL;
@@ -850,6 +859,15 @@ comp_client_t *comp_client_new(struct event_base *base, const comp_client_cfg_t 
     return c;
 }
 
+/* A closing link waits for the router to acknowledge what we sent and, with
+ * manual_ack, for every element we took to be finished (an sm's offline
+ * store still in flight to PostgreSQL): closed before, that element would
+ * be stored by us and, unacknowledged, again by the next instance. */
+static int close_may_proceed(const comp_client_t *c)
+{
+    return !c->lens_len && !(c->cfg.manual_ack && c->in_acked < c->in_count);
+}
+
 /* The final ack goes before the closing tag: without it the router would
  * requeue what we processed (and the next instance would process it again).
  * The socket is closed only once the router answered (docs/component-protocol.md
@@ -857,7 +875,7 @@ comp_client_t *comp_client_new(struct event_base *base, const comp_client_cfg_t 
 void comp_client_close(comp_client_t *c, int force)
 {
     c->closing = 1;
-    if (c->close_sent || (c->state == CC_READY && !force && c->lens_len))
+    if (c->close_sent || (c->state == CC_READY && !force && !close_may_proceed(c)))
         return;
     if (c->bev && c->state >= CC_STREAM) {
         send_ack(c);

@@ -100,7 +100,13 @@ def test_kill9_under_load(srv, victim, tmp_path, record_property):
     assert r["clients"] == 2 * PAIRS
     assert r["sent"] >= PAIRS * RATE * (SECONDS - 2), info
     assert r["lost"] == 0, info
-    assert r["duplicated"] == 0, info
+    if victim == "c2s":
+        # A kill between a client write and its acknowledgement to the router
+        # delivers that stanza again (docs/operations.md, "What a c2s's death
+        # costs"); a loaded machine widens the window: 1 and 4 of ~2,400 seen.
+        assert r["duplicated"] <= 10, info
+    else:
+        assert r["duplicated"] == 0, info
     assert r["bounced"] == 0, info
     assert r["still_disconnected"] == 0, info
     assert r["recovery_s"] is not None, info
