@@ -12,6 +12,7 @@
  * request head parser is common/http_request.c, bounded, unit-tested and
  * fuzzed. */
 #include "ws.h"
+#include "http_status.h"
 #include "log.h"
 #include "ws_frame.h"
 #include <string.h>

@@ -479,6 +479,13 @@ int cfg_load(const cfg_option_t *table, void *target, const char *file, cfg_erro
     return rc;
 }
 
+void cfg_swap_str(char **a, char **b)
+{
+    char *t = *a;
+    *a = *b;
+    *b = t;
+}
+
 void cfg_free(const cfg_option_t *table, void *target)
 {
     for (const cfg_option_t *o = table; o->name; o++) {

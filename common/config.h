@@ -49,6 +49,10 @@ int cfg_load_buffer(const cfg_option_t *table, void *target, const char *file,
 /* Reads and parses a config file as cfg_load does, without a table (tools
  * that look at another process's config). NULL with err filled. */
 xml_node_t *cfg_read_document(const char *file, cfg_error_t *err);
+/* Exchanges two CFG_STRING values: a SIGHUP handler keeps a setting that
+ * only applies at start by swapping it into the fresh config (the skeleton
+ * frees the old one). */
+void cfg_swap_str(char **a, char **b);
 /* Frees CFG_STRING values of target. */
 void cfg_free(const cfg_option_t *table, void *target);
 /* Writes "name = value" for every option whose value differs from its default. */

@@ -40,7 +40,5 @@ const char *http_request_header(const http_request_t *req, const char *name);
 /* Whether a comma-separated field value (Connection, Sec-WebSocket-Protocol)
  * lists token, compared case-insensitively. */
 int http_list_has(const char *value, const char *token);
-/* The reason phrase of a status code this code answers with. */
-const char *http_status_text(int status);
 
 #endif

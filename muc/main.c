@@ -322,25 +322,18 @@ static void muc_stop(void)
     event_base_loopexit(daemon_base(), &tv);
 }
 
-static void swap_str(char **a, char **b)
-{
-    char *t = *a;
-    *a = *b;
-    *b = t;
-}
-
 /* SIGHUP: the limits take the new values; link, domain and storage stay. */
 static void muc_reload(void *config)
 {
     muc_cfg_t *fresh = config, *old = muc_config;
-    swap_str(&fresh->router, &old->router);
-    swap_str(&fresh->router_name, &old->router_name);
-    swap_str(&fresh->tls_ca, &old->tls_ca);
-    swap_str(&fresh->name, &old->name);
-    swap_str(&fresh->secret, &old->secret);
-    swap_str(&fresh->domain, &old->domain);
-    swap_str(&fresh->database, &old->database);
-    swap_str(&fresh->storage, &old->storage);
+    cfg_swap_str(&fresh->router, &old->router);
+    cfg_swap_str(&fresh->router_name, &old->router_name);
+    cfg_swap_str(&fresh->tls_ca, &old->tls_ca);
+    cfg_swap_str(&fresh->name, &old->name);
+    cfg_swap_str(&fresh->secret, &old->secret);
+    cfg_swap_str(&fresh->domain, &old->domain);
+    cfg_swap_str(&fresh->database, &old->database);
+    cfg_swap_str(&fresh->storage, &old->storage);
     fresh->max_buffer = old->max_buffer;
     muc_config = fresh;
 }

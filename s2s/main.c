@@ -31,13 +31,6 @@ static void s2s_stop(void)
     event_base_loopexit(daemon_base(), &tv);
 }
 
-static void swap_str(char **a, char **b)
-{
-    char *t = *a;
-    *a = *b;
-    *b = t;
-}
-
 /* SIGHUP: timeouts and limits marked reloadable take their new values and
  * the certificate files are read again; the rest (domains, listeners, file
  * names, DNS, router link, static peers) keeps its running value until a
@@ -56,7 +49,7 @@ static void s2s_reload(void *config)
                      &old->dns_resolv_conf, &old->dns_nameservers, &old->dns_hosts,
                      &old->components_exclude};
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
-        swap_str(keep[i], from[i]);
+        cfg_swap_str(keep[i], from[i]);
     s2s_peer_cfg_t *p = fresh->peers;
     fresh->peers = old->peers;
     old->peers = p;

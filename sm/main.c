@@ -270,25 +270,18 @@ static void sm_stop(void)
 /* SIGHUP: the limits and the modules' options take the new values; the link,
  * domain and database stay as started (their strings are swapped into the old
  * struct, which the skeleton frees after this returns). */
-static void swap_str(char **a, char **b)
-{
-    char *t = *a;
-    *a = *b;
-    *b = t;
-}
-
 static void sm_reload(void *config)
 {
     sm_cfg_t *fresh = config, *old = sm_config;
-    swap_str(&fresh->router, &old->router);
-    swap_str(&fresh->router_name, &old->router_name);
-    swap_str(&fresh->tls_ca, &old->tls_ca);
-    swap_str(&fresh->name, &old->name);
-    swap_str(&fresh->secret, &old->secret);
-    swap_str(&fresh->domain, &old->domain);
-    swap_str(&fresh->database, &old->database);
-    swap_str(&fresh->storage, &old->storage);
-    swap_str(&fresh->control, &old->control);
+    cfg_swap_str(&fresh->router, &old->router);
+    cfg_swap_str(&fresh->router_name, &old->router_name);
+    cfg_swap_str(&fresh->tls_ca, &old->tls_ca);
+    cfg_swap_str(&fresh->name, &old->name);
+    cfg_swap_str(&fresh->secret, &old->secret);
+    cfg_swap_str(&fresh->domain, &old->domain);
+    cfg_swap_str(&fresh->database, &old->database);
+    cfg_swap_str(&fresh->storage, &old->storage);
+    cfg_swap_str(&fresh->control, &old->control);
     fresh->max_buffer = old->max_buffer;
     sm_config = fresh;
 }

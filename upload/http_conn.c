@@ -28,6 +28,7 @@
  * in the kernel and in our input buffer (bounded by the head limit). */
 #include "http_conn.h"
 #include "http_serve.h"
+#include "http_status.h"
 #include "listen_set.h"
 #include "log.h"
 #include "net.h"
@@ -120,32 +121,6 @@ static void idle_timeouts(http_conn_t *c, int reading)
     bufferevent_set_timeouts(c->bev, reading ? &tv : NULL, reading ? NULL : &tv);
 }
 
-static const char *reason_of(int status)
-{
-    switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 431: return "Request Header Fields Too Large";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    case 507: return "Insufficient Storage";
-    default: return "Internal Server Error";
-    }
-}
-
 static void status_and_common(strbuf_t *sb, http_conn_t *c, int status, const char *extra)
 {
     upload_metrics_http(status);
@@ -154,7 +129,7 @@ static void status_and_common(strbuf_t *sb, http_conn_t *c, int status, const ch
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    strbuf_printf(sb, "HTTP/1.1 %d %s\r\nDate: %s\r\n%s", status, reason_of(status), date,
+    strbuf_printf(sb, "HTTP/1.1 %d %s\r\nDate: %s\r\n%s", status, http_status_text(status), date,
                   http_serve_cors());
     if (extra)
         strbuf_puts(sb, extra);

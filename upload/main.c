@@ -128,29 +128,22 @@ static void upload_stop(void)
     event_base_loopexit(daemon_base(), &tv);
 }
 
-static void swap_str(char **a, char **b)
-{
-    char *t = *a;
-    *a = *b;
-    *b = t;
-}
-
 /* SIGHUP: the limits, allowed domains and CORS origin take the new values;
  * the link, listeners, directory and URLs stay as started. */
 static void upload_reload(void *config)
 {
     upload_cfg_t *fresh = config, *old = upload_config;
-    swap_str(&fresh->router, &old->router);
-    swap_str(&fresh->router_name, &old->router_name);
-    swap_str(&fresh->tls_ca, &old->tls_ca);
-    swap_str(&fresh->name, &old->name);
-    swap_str(&fresh->secret, &old->secret);
-    swap_str(&fresh->domain, &old->domain);
-    swap_str(&fresh->directory, &old->directory);
-    swap_str(&fresh->http_listen, &old->http_listen);
-    swap_str(&fresh->public_url, &old->public_url);
-    swap_str(&fresh->tls_cert, &old->tls_cert);
-    swap_str(&fresh->tls_key, &old->tls_key);
+    cfg_swap_str(&fresh->router, &old->router);
+    cfg_swap_str(&fresh->router_name, &old->router_name);
+    cfg_swap_str(&fresh->tls_ca, &old->tls_ca);
+    cfg_swap_str(&fresh->name, &old->name);
+    cfg_swap_str(&fresh->secret, &old->secret);
+    cfg_swap_str(&fresh->domain, &old->domain);
+    cfg_swap_str(&fresh->directory, &old->directory);
+    cfg_swap_str(&fresh->http_listen, &old->http_listen);
+    cfg_swap_str(&fresh->public_url, &old->public_url);
+    cfg_swap_str(&fresh->tls_cert, &old->tls_cert);
+    cfg_swap_str(&fresh->tls_key, &old->tls_key);
     fresh->router_buffer = old->router_buffer;
     upload_config = fresh;
 }

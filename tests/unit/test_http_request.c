@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "http_request.h"
+#include "http_status.h"
 
 static const char upgrade[] =
     "GET /xmpp-websocket?x=1 HTTP/1.1\r\n"
