@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <event2/bufferevent.h>
 #include <openssl/ssl.h>
+#include "comp_client.h"
 #include "daemon.h"
 #include "jid.h"
 #include "sasl.h"
@@ -42,12 +43,7 @@
 typedef struct c2s_cfg {
     daemon_common_t common;
     char *instance;            /* our instance name on the router (deliveries come to it) */
-    char *router;
-    char *router_name;
-    char *router_ca;
-    size_t router_buffer;
-    char *name;                /* component name in router.xml */
-    char *secret;
+    comp_link_cfg_t link;      /* router.*, name, secret (common/comp_client.h) */
     char *domain;              /* the XMPP domain served */
     char *listen_starttls;     /* space-separated addresses (port 5222 style) */
     char *listen_tls;          /* space-separated addresses (XEP-0368 direct TLS) */

@@ -57,13 +57,6 @@ static void c2s_stop(void)
     event_base_loopexit(daemon_base(), &tv);
 }
 
-static void c2s_swap_str(char **a, char **b)
-{
-    char *t = *a;
-    *a = *b;
-    *b = t;
-}
-
 /* SIGHUP: timeouts and limits marked reloadable are read from c2s_config on
  * every use, so swapping the pointer applies them. The certificate and key
  * are loaded again (new connections get them, open ones keep theirs; when
@@ -72,22 +65,21 @@ static void c2s_swap_str(char **a, char **b)
 static void c2s_reload(void *config)
 {
     c2s_cfg_t *fresh = config, *old = c2s_config;
-    char **keep[] = {&fresh->instance, &fresh->router, &fresh->router_name, &fresh->router_ca,
-                     &fresh->name, &fresh->secret, &fresh->domain, &fresh->listen_starttls,
+    comp_link_cfg_keep(&fresh->link, &old->link);
+    char **keep[] = {&fresh->instance, &fresh->domain, &fresh->listen_starttls,
                      &fresh->listen_tls, &fresh->listen_ws, &fresh->listen_wss};
-    char **from[] = {&old->instance, &old->router, &old->router_name, &old->router_ca,
-                     &old->name, &old->secret, &old->domain, &old->listen_starttls,
+    char **from[] = {&old->instance, &old->domain, &old->listen_starttls,
                      &old->listen_tls, &old->listen_ws, &old->listen_wss};
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
-        c2s_swap_str(keep[i], from[i]);
+        cfg_swap_str(keep[i], from[i]);
     if (listen_reload_tls(fresh->tls_cert, fresh->tls_key) < 0) {
-        c2s_swap_str(&fresh->tls_cert, &old->tls_cert);
-        c2s_swap_str(&fresh->tls_key, &old->tls_key);
+        cfg_swap_str(&fresh->tls_cert, &old->tls_cert);
+        cfg_swap_str(&fresh->tls_key, &old->tls_key);
     }
     if (!c2s_host_ok(fresh->shutdown_host)) {
         log_error("event=config option=shutdown.see-other-host value=\"%s\" reason=not-a-host action=kept-old",
                   fresh->shutdown_host);
-        c2s_swap_str(&fresh->shutdown_host, &old->shutdown_host);
+        cfg_swap_str(&fresh->shutdown_host, &old->shutdown_host);
     }
     fresh->stanza_bytes = old->stanza_bytes;
     fresh->depth = old->depth;

@@ -287,7 +287,7 @@ static void sm_link_resync(const char *why)
 static void sm_link_on_ready(void *ctx)
 {
     (void)ctx;
-    log_notice("event=router-ready router=%s", c2s_config->router);
+    log_notice("event=router-ready router=%s", c2s_config->link.router);
     if (link_was_ready)
         sm_link_resync("router-router_link-back");
     link_was_ready = 1;
@@ -296,7 +296,7 @@ static void sm_link_on_ready(void *ctx)
 static void sm_link_on_down(void *ctx)
 {
     (void)ctx;
-    log_warn("event=router-down router=%s", c2s_config->router);
+    log_warn("event=router-down router=%s", c2s_config->link.router);
     /* What changed meanwhile is unknown: the router lists the instances up
      * when we are back, and on_ready re-announces every session. */
     for (size_t i = 0; i < nsm_up; i++)
@@ -351,17 +351,11 @@ int sm_link_start(struct event_base *base)
 {
     const char *binds[1] = {c2s_config->instance};
     comp_client_cfg_t cfg = {
-        .router = c2s_config->router,
-        .router_name = c2s_config->router_name,
-        .name = c2s_config->name,
-        .secret = c2s_config->secret,
         .binds = binds,
         .nbinds = 1,
-        .tls_ca = *c2s_config->router_ca ? c2s_config->router_ca : NULL,
-        .tls_verify = 1,
-        .max_buffer = c2s_config->router_buffer,
         .manual_ack = 1,   /* deliveries: once in the kernel (deliver.c) */
     };
+    comp_link_cfg_apply(&cfg, &c2s_config->link);
     static const comp_client_cb_t cb = {
         .on_ready = sm_link_on_ready,
         .on_down = sm_link_on_down,

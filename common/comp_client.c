@@ -919,3 +919,21 @@ void comp_client_free(comp_client_t *c)
     free((char *)c->cfg.tls_ca);
     free(c);
 }
+
+void comp_link_cfg_apply(comp_client_cfg_t *cc, const comp_link_cfg_t *l)
+{
+    cc->router = l->router;
+    cc->router_name = l->router_name;
+    cc->name = l->name;
+    cc->secret = l->secret;
+    cc->tls_ca = l->tls_ca && *l->tls_ca ? l->tls_ca : NULL;
+    cc->tls_verify = 1;
+    cc->max_buffer = l->buffer;
+}
+
+void comp_link_cfg_keep(comp_link_cfg_t *fresh, comp_link_cfg_t *old)
+{
+    comp_link_cfg_t t = *fresh;
+    *fresh = *old;
+    *old = t;
+}

@@ -36,6 +36,41 @@ typedef struct comp_client_cfg {
                                   again if it dies. Default: acknowledged on receipt. */
 } comp_client_cfg_t;
 
+/* The router-link settings of every component's config, one block in its
+ * config struct (`comp_link_cfg_t link;`) and one line in its option table:
+ * COMP_LINK_OPTIONS(its config type, default name, default secret, default
+ * buffer) gives router.address, router.name, router.tls-ca, router.buffer,
+ * name and secret (the file that expands it includes config.h). */
+typedef struct comp_link_cfg {
+    char *router;          /* router.address */
+    char *router_name;     /* router.name */
+    char *tls_ca;          /* router.tls-ca; "": system default */
+    size_t buffer;         /* router.buffer */
+    char *name;            /* component name: its <component> entry in router.xml */
+    char *secret;
+} comp_link_cfg_t;
+
+#define COMP_LINK_OPTIONS(type, def_name, def_secret, def_buffer)                                        \
+    {"router.address", CFG_STRING, "127.0.0.1:5347", 0, 0, 0, offsetof(type, link.router), NULL,          \
+     "Where the router listens: host:port, [v6]:port or unix:/path."},                                   \
+    {"router.name", CFG_STRING, "router", 0, 0, 0, offsetof(type, link.router_name), NULL,                \
+     "The router's name (stream 'to', and the TLS certificate name checked)."},                          \
+    {"router.tls-ca", CFG_STRING, "", 0, 0, 0, offsetof(type, link.tls_ca), NULL,                          \
+     "CA bundle that verifies the router's certificate; empty: system default."},                        \
+    {"router.buffer", CFG_SIZE, def_buffer, 65536, 1073741824, 0, offsetof(type, link.buffer), NULL,      \
+     "Bytes sent to the router and not yet acknowledged before sends fail."},                            \
+    {"name", CFG_STRING, def_name, 0, 0, 0, offsetof(type, link.name), NULL,                              \
+     "Component name of this instance (its <component> entry in router.xml)."},                          \
+    {"secret", CFG_STRING, def_secret, 0, 0, 0, offsetof(type, link.secret), NULL,                        \
+     "Secret of that <component> entry."}
+
+/* Sets cc's router, router_name, name, secret, tls_ca (NULL when empty),
+ * tls_verify and max_buffer from l; the rest of cc is the caller's. */
+void comp_link_cfg_apply(comp_client_cfg_t *cc, const comp_link_cfg_t *l);
+/* SIGHUP: the link stays as started, so fresh takes old's settings (old's
+ * strings are freed with old). */
+void comp_link_cfg_keep(comp_link_cfg_t *fresh, comp_link_cfg_t *old);
+
 typedef struct comp_client_cb {
     void (*on_ready)(void *ctx);                          /* authenticated and names bound */
     void (*on_down)(void *ctx);                           /* link lost; reconnecting */

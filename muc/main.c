@@ -271,17 +271,11 @@ static void loaded(void)
         return;
     const char *binds[1] = {muc_config->domain};
     comp_client_cfg_t cc = {
-        .router = muc_config->router,
-        .router_name = muc_config->router_name,
-        .name = muc_config->name,
-        .secret = muc_config->secret,
         .binds = binds,
         .nbinds = 1,
-        .tls_ca = muc_config->tls_ca && *muc_config->tls_ca ? muc_config->tls_ca : NULL,
-        .tls_verify = 1,
-        .max_buffer = muc_config->max_buffer,
         .manual_ack = 1,
     };
+    comp_link_cfg_apply(&cc, &muc_config->link);
     static const comp_client_cb_t cb = {
         .on_ready = on_ready,
         .on_down = on_down,
@@ -326,15 +320,10 @@ static void muc_stop(void)
 static void muc_reload(void *config)
 {
     muc_cfg_t *fresh = config, *old = muc_config;
-    cfg_swap_str(&fresh->router, &old->router);
-    cfg_swap_str(&fresh->router_name, &old->router_name);
-    cfg_swap_str(&fresh->tls_ca, &old->tls_ca);
-    cfg_swap_str(&fresh->name, &old->name);
-    cfg_swap_str(&fresh->secret, &old->secret);
+    comp_link_cfg_keep(&fresh->link, &old->link);
     cfg_swap_str(&fresh->domain, &old->domain);
     cfg_swap_str(&fresh->database, &old->database);
     cfg_swap_str(&fresh->storage, &old->storage);
-    fresh->max_buffer = old->max_buffer;
     muc_config = fresh;
 }
 

@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "config.h"
+#include "comp_client.h"
 #include "daemon.h"
 #include "jid.h"
 #include "storage.h"
@@ -51,8 +52,7 @@
 
 typedef struct muc_cfg {
     daemon_common_t common;
-    char *router, *router_name, *tls_ca, *name, *secret;
-    size_t max_buffer;
+    comp_link_cfg_t link;      /* router.*, name, secret (common/comp_client.h) */
     char *domain;        /* the service domain bound on the router */
     char *database, *storage;
     long rooms_per_user;

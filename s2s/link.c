@@ -133,18 +133,12 @@ int link_start(struct event_base *base)
 {
     const char *binds[1] = {s2s_config->instance};
     comp_client_cfg_t cc = {
-        .router = s2s_config->router,
-        .router_name = s2s_config->router_name,
-        .name = s2s_config->name,
-        .secret = s2s_config->secret,
         .binds = binds,
         .nbinds = *s2s_config->instance ? 1 : 0,
         .bind_default = 1,
-        .tls_ca = *s2s_config->router_ca ? s2s_config->router_ca : NULL,
-        .tls_verify = 1,
-        .max_buffer = s2s_config->router_buffer,
         .manual_ack = 1,
     };
+    comp_link_cfg_apply(&cc, &s2s_config->link);
     static const comp_client_cb_t cb = {
         .on_ready = on_ready,
         .on_down = on_down,

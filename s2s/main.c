@@ -38,13 +38,12 @@ static void s2s_stop(void)
 static void s2s_reload(void *config)
 {
     s2s_cfg_t *fresh = config, *old = s2s_config;
-    char **keep[] = {&fresh->instance, &fresh->router, &fresh->router_name, &fresh->router_ca, &fresh->name,
-                     &fresh->secret, &fresh->domains, &fresh->listen_starttls, &fresh->listen_tls,
+    comp_link_cfg_keep(&fresh->link, &old->link);
+    char **keep[] = {&fresh->instance, &fresh->domains, &fresh->listen_starttls, &fresh->listen_tls,
                      &fresh->tls_cert, &fresh->tls_key, &fresh->tls_ca, &fresh->dialback_secret,
                      &fresh->dns_resolv_conf, &fresh->dns_nameservers, &fresh->dns_hosts,
                      &fresh->components_exclude};
-    char **from[] = {&old->instance, &old->router, &old->router_name, &old->router_ca, &old->name,
-                     &old->secret, &old->domains, &old->listen_starttls, &old->listen_tls,
+    char **from[] = {&old->instance, &old->domains, &old->listen_starttls, &old->listen_tls,
                      &old->tls_cert, &old->tls_key, &old->tls_ca, &old->dialback_secret,
                      &old->dns_resolv_conf, &old->dns_nameservers, &old->dns_hosts,
                      &old->components_exclude};
@@ -61,7 +60,6 @@ static void s2s_reload(void *config)
     fresh->auth_external = old->auth_external;
     fresh->dns_timeout = old->dns_timeout;
     fresh->dns_port = old->dns_port;
-    fresh->router_buffer = old->router_buffer;
     fresh->stanza_bytes = old->stanza_bytes;
     fresh->depth = old->depth;
     fresh->attrs = old->attrs;

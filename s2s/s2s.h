@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <event2/bufferevent.h>
 #include <openssl/ssl.h>
+#include "comp_client.h"
 #include "daemon.h"
 #include "xml.h"
 #include "xml_stream.h"
@@ -37,12 +38,7 @@ typedef struct s2s_peer_cfg {
 typedef struct s2s_cfg {
     daemon_common_t common;
     char *instance;
-    char *router;
-    char *router_name;
-    char *router_ca;
-    size_t router_buffer;
-    char *name;
-    char *secret;
+    comp_link_cfg_t link;      /* router.*, name, secret (common/comp_client.h) */
     char *domains;            /* space-separated local domains */
     char *listen_starttls;
     char *listen_tls;

@@ -45,7 +45,7 @@ int sm_link_send_raw(const char *bytes, size_t len)
 
 int sm_owns(const char *bare)
 {
-    const char *self = sm_config->name;
+    const char *self = sm_config->link.name;
     size_t klen = strlen(bare);
     uint64_t best = comp_proto_partition_score(bare, klen, self);
     double now = daemon_now();
@@ -123,7 +123,7 @@ static void on_name(void *ctx, const char *name, const char *instance, int up)
         /* Users that hash to an instance that came (back) are its own: we
          * forget the sessions we kept for them (a handback says when we are
          * done; this also covers an instance added to the partition). */
-        if (up && strcmp(instance, sm_config->name))
+        if (up && strcmp(instance, sm_config->link.name))
             sm_core_release(0);
         return;
     }
@@ -140,7 +140,7 @@ static void on_lost(void *ctx, const char *name, const char *instance)
     (void)ctx;
     if (strcmp(name, sm_config->domain))
         return;
-    if (!strcmp(instance, sm_config->name)) {
+    if (!strcmp(instance, sm_config->link.name)) {
         log_warn("event=taken-over name=%s", name);
         sm_core_forget_all();
         return;
@@ -232,17 +232,11 @@ static int sm_start(struct event_base *base, void *config)
         return -1;
     const char *binds[1] = {sm_config->domain};
     comp_client_cfg_t cc = {
-        .router = sm_config->router,
-        .router_name = sm_config->router_name,
-        .name = sm_config->name,
-        .secret = sm_config->secret,
         .binds = binds,
         .nbinds = 1,
-        .tls_ca = sm_config->tls_ca && *sm_config->tls_ca ? sm_config->tls_ca : NULL,
-        .tls_verify = 1,
-        .max_buffer = sm_config->max_buffer,
         .manual_ack = 1,   /* once processed and stored (store.h) */
     };
+    comp_link_cfg_apply(&cc, &sm_config->link);
     static const comp_client_cb_t cb = {
         .on_ready = on_ready,
         .on_down = on_down,
@@ -273,16 +267,11 @@ static void sm_stop(void)
 static void sm_reload(void *config)
 {
     sm_cfg_t *fresh = config, *old = sm_config;
-    cfg_swap_str(&fresh->router, &old->router);
-    cfg_swap_str(&fresh->router_name, &old->router_name);
-    cfg_swap_str(&fresh->tls_ca, &old->tls_ca);
-    cfg_swap_str(&fresh->name, &old->name);
-    cfg_swap_str(&fresh->secret, &old->secret);
+    comp_link_cfg_keep(&fresh->link, &old->link);
     cfg_swap_str(&fresh->domain, &old->domain);
     cfg_swap_str(&fresh->database, &old->database);
     cfg_swap_str(&fresh->storage, &old->storage);
     cfg_swap_str(&fresh->control, &old->control);
-    fresh->max_buffer = old->max_buffer;
     sm_config = fresh;
 }
 

@@ -207,7 +207,7 @@ static int own_jid(const sm_user_t *u, const char *jid)
 
 static void id_tag(const char *bare, const char *random, char *out)
 {
-    const char *key = sm_config->secret ? sm_config->secret : "";
+    const char *key = sm_config->link.secret ? sm_config->link.secret : "";
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     char data[3200];

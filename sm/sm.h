@@ -8,6 +8,7 @@
 #ifndef WEFT_SM_H
 #define WEFT_SM_H
 #include <stddef.h>
+#include "comp_client.h"
 #include "daemon.h"
 #include "jid.h"
 #include "storage.h"
@@ -46,16 +47,11 @@ struct sm_user {
 /* main.c: process-wide state. */
 typedef struct sm_cfg {
     daemon_common_t common;
-    char *router;
-    char *router_name;
-    char *name;               /* component name (router ACL) */
-    char *secret;
+    comp_link_cfg_t link;      /* router.*, name, secret (common/comp_client.h) */
     char *domain;             /* the served domain */
     char *database;           /* SQLite file (the older form of storage) */
     char *storage;            /* storage URL (docs/storage.md); empty: sqlite:database */
     size_t database_cache;    /* SQLite page cache bytes */
-    char *tls_ca;
-    size_t max_buffer;
     long pending_max;         /* sessions.pending-max: routes held for sessions not yet re-announced */
     int conflict_refuse;      /* sessions.conflict-refuse: a taken resource refuses the new session */
     char *control;            /* admin socket path (admin.c), empty: none */

@@ -98,16 +98,10 @@ static int upload_start(struct event_base *base, void *config)
         return -1;
     const char *binds[1] = {upload_config->domain};
     comp_client_cfg_t cc = {
-        .router = upload_config->router,
-        .router_name = upload_config->router_name,
-        .name = upload_config->name,
-        .secret = upload_config->secret,
         .binds = binds,
         .nbinds = 1,
-        .tls_ca = *upload_config->tls_ca ? upload_config->tls_ca : NULL,
-        .tls_verify = 1,
-        .max_buffer = upload_config->router_buffer,
     };
+    comp_link_cfg_apply(&cc, &upload_config->link);
     static const comp_client_cb_t cb = {
         .on_ready = on_ready,
         .on_down = on_down,
@@ -133,18 +127,13 @@ static void upload_stop(void)
 static void upload_reload(void *config)
 {
     upload_cfg_t *fresh = config, *old = upload_config;
-    cfg_swap_str(&fresh->router, &old->router);
-    cfg_swap_str(&fresh->router_name, &old->router_name);
-    cfg_swap_str(&fresh->tls_ca, &old->tls_ca);
-    cfg_swap_str(&fresh->name, &old->name);
-    cfg_swap_str(&fresh->secret, &old->secret);
+    comp_link_cfg_keep(&fresh->link, &old->link);
     cfg_swap_str(&fresh->domain, &old->domain);
     cfg_swap_str(&fresh->directory, &old->directory);
     cfg_swap_str(&fresh->http_listen, &old->http_listen);
     cfg_swap_str(&fresh->public_url, &old->public_url);
     cfg_swap_str(&fresh->tls_cert, &old->tls_cert);
     cfg_swap_str(&fresh->tls_key, &old->tls_key);
-    fresh->router_buffer = old->router_buffer;
     upload_config = fresh;
 }
 

@@ -8,17 +8,13 @@
 #define WEFT_UPLOAD_H
 #include <stddef.h>
 #include "config.h"
+#include "comp_client.h"
 #include "daemon.h"
 #include "xml.h"
 
 typedef struct upload_cfg {
     daemon_common_t common;
-    char *router;
-    char *router_name;
-    char *tls_ca;
-    size_t router_buffer;
-    char *name;
-    char *secret;
+    comp_link_cfg_t link;      /* router.*, name, secret (common/comp_client.h) */
     char *domain;
     char *allowed_domains;   /* who may request slots: space-separated domains */
     char *directory;
