@@ -1,22 +1,21 @@
 /* http_parse: the request head of HTTP/1.1 (RFC 9112), read from hostile
- * bytes. A pure function over a buffer, with no I/O and no allocation, so
- * it can be unit-tested and fuzzed alone (tests/unit/test_http_parse.c,
- * tests/fuzz/fuzz_http_parse.c); http_conn.c feeds it what a connection has
- * read so far.
- *
- * It is strict on purpose: a request line METHOD SP TARGET SP HTTP/1.x and
- * header lines end with CRLF; no obsolete line folding, no whitespace before
- * a header's colon, no control characters in values, at most
- * HTTP_HEADERS_MAX header lines. It keeps only what weft-upload needs:
- * method, path (origin-form, query split off), Content-Length (one value,
- * digits only), whether a Transfer-Encoding was sent, Content-Type, and
- * whether the client asked to close. Everything else is skipped. */
+ * bytes, as weft-upload needs it. The grammar is common/http_request.c's
+ * (strict: a request line METHOD SP TARGET SP HTTP/1.x and header lines end
+ * with CRLF; no obsolete line folding, no whitespace before a header's
+ * colon, no control characters, at most HTTP_HEADERS_MAX header lines);
+ * this adds HTTP/1.0 or 1.1 only, an origin-form target, one Host, and
+ * keeps only what weft-upload serves by: method, path (query split off),
+ * Content-Length (one value, digits only), whether a Transfer-Encoding was
+ * sent, Content-Type, Expect, and whether the client asked to close.
+ * Everything else is skipped. No I/O: unit-tested and fuzzed alone
+ * (tests/unit/test_http_parse.c, tests/fuzz/fuzz_http_parse.c); http_conn.c
+ * feeds it what a connection has read so far. */
 #ifndef WEFT_HTTP_PARSE_H
 #define WEFT_HTTP_PARSE_H
+#include "http_request.h"
 #include <stddef.h>
 
 #define HTTP_TARGET_MAX 2048      /* request-target bytes (414 past it) */
-#define HTTP_HEADERS_MAX 100      /* header lines */
 #define HTTP_CTYPE_MAX 255        /* Content-Type bytes kept (longer: 400) */
 
 typedef enum http_method {
