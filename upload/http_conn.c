@@ -129,8 +129,8 @@ static void status_and_common(strbuf_t *sb, http_conn_t *c, int status, const ch
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    strbuf_printf(sb, "HTTP/1.1 %d %s\r\nDate: %s\r\n%s", status, http_status_text(status), date,
-                  http_serve_cors());
+    strbuf_printf(sb, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, http_status_text(status), date);
+    http_serve_cors(sb);
     if (extra)
         strbuf_puts(sb, extra);
     if (c->close_after)

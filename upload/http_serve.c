@@ -27,18 +27,17 @@
 
 #define NAME_MAX_BYTES 1024
 
-static char cors[512];
-
-const char *http_serve_cors(void)
+/* Appended to every response's head; as long as the option is (no fixed
+ * buffer that would cut a long origin and its CRLF). */
+void http_serve_cors(strbuf_t *sb)
 {
     if (!*upload_config->cors_origin)
-        return "";
-    snprintf(cors, sizeof cors,
-             "Access-Control-Allow-Origin: %s\r\n"
-             "Access-Control-Allow-Methods: GET, HEAD, PUT, OPTIONS\r\n"
-             "Access-Control-Allow-Headers: Content-Type\r\n",
-             upload_config->cors_origin);
-    return cors;
+        return;
+    strbuf_printf(sb,
+                  "Access-Control-Allow-Origin: %s\r\n"
+                  "Access-Control-Allow-Methods: GET, HEAD, PUT, OPTIONS\r\n"
+                  "Access-Control-Allow-Headers: Content-Type\r\n",
+                  upload_config->cors_origin);
 }
 
 /* The path part of the base URL ("" or "/prefix", no trailing slash). */

@@ -5,9 +5,11 @@
 #define WEFT_HTTP_SERVE_H
 #include "http_conn.h"
 #include "http_parse.h"
+#include "strbuf.h"
 
 void http_serve(http_conn_t *c, const http_head_t *h);
-/* The CORS header lines every response carries (ending in CRLF). */
-const char *http_serve_cors(void);
+/* Appends the CORS header lines every response carries (each ending in
+ * CRLF; none when http.cors-origin is empty). */
+void http_serve_cors(strbuf_t *sb);
 
 #endif

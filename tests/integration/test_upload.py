@@ -559,6 +559,19 @@ def test_metrics(world, tmp_path):
     assert m["weft_upload_http_connections"] == "0"
 
 
+def test_long_cors_origin_is_sent_whole(world):
+    """http.cors-origin goes out whole, however long: a fixed buffer once cut
+    a long origin and the CRLF after it, gluing the next header line to it."""
+    origin = "https://" + "a" * 600 + ".example"
+    w = world(http=f"<cors-origin>{origin}</cors-origin>")
+    put, get = w.slot("alice", "cors.bin", 3)
+    st, h, _ = request(w, "PUT", put, body=b"abc")
+    assert st == 201 and h["access-control-allow-origin"] == origin, h
+    st, h, body = request(w, "GET", get)
+    assert st == 200 and body == b"abc" and h["access-control-allow-origin"] == origin
+    assert "content-type" in h["access-control-allow-headers"].lower()
+
+
 def test_reload_takes_new_limits(world, tmp_path):
     """SIGHUP: limits.max-file-size and allowed-domains take their new
     values at once; the listener and the files stay."""
