@@ -39,7 +39,7 @@
 #include "xml_stream.h"
 
 static const char *const PROCS[] = {"router", "sm", "c2s", "s2s", "upload", "muc"};
-#define NPROCS 5
+#define NPROCS ((int)(sizeof PROCS / sizeof *PROCS))
 
 /* ------------------------------------------------------------ output */
 

@@ -295,7 +295,7 @@ def test_system_install(deb, tmp_path):
                                        "/etc/weft/launch.xml"], cwd="/var/lib/weft",
                                       stdout=log, stderr=subprocess.STDOUT)
         # s2s starts last and loads the system's trust store: slow on a busy machine
-        for port, who in ((5347, "router"), (5222, "c2s"), (5269, "s2s")):
+        for port, who in ((5347, "router"), (5222, "c2s"), (5269, "s2s"), (5281, "upload")):
             wait_until(lambda: port_open(port), 60, f"{who} on {port}")
         wait_until(lambda: os.path.exists("/var/lib/weft/sm.ctl"), 20, "sm's control socket")
         if systemd_running():
@@ -304,8 +304,15 @@ def test_system_install(deb, tmp_path):
         # the commands docs/operations.md gives the operator
         run("runuser", "-u", "weft", "--", "weftctl", "-e", "/etc/weft", "user", "add",
             "debby@localhost", "pkg-pw", cwd="/var/lib/weft")
-        status = run("weftctl", "-e", "/etc/weft", "status", check=False)
+        # muc starts last: status is all ok once every process is up
+        status = None
+        for _ in range(60):
+            status = run("weftctl", "-e", "/etc/weft", "status", check=False)
+            if status.returncode == 0:
+                break
+            time.sleep(0.5)
         assert status.returncode == 0, status.stdout + status.stderr
+        assert re.search(r"^ok +muc: running", status.stdout, re.M), status.stdout
         check = run("weftctl", "-e", "/etc/weft", "check", check=False)
         assert check.returncode == 0, check.stdout + check.stderr
         assert login_and_chat(5222, "debby@localhost", "pkg-pw") == "from the package"
