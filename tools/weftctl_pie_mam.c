@@ -164,7 +164,7 @@ static long long stamp_parse(const char *s)
                 frac += (*p - '0') * (scale /= 10);
     }
     long off = 0;
-    int oh, om;
+    int oh = 0, om = 0;
     if (*p == 'Z')
         p++;
     else if ((*p == '+' || *p == '-') && !digits(p + 1, 2, &oh) && p[3] == ':' && !digits(p + 4, 2, &om) &&
@@ -207,7 +207,7 @@ static int id_ok(const char *id)
 static int msg_with(imp_t *im, const xml_node_t *msg, char *dir, jid_t *with)
 {
     const char *from = xml_attr_get(msg, "from"), *to = xml_attr_get(msg, "to");
-    jid_t f, t;
+    jid_t f = {0}, t = {0};
     int have_f = from && jid_parse(from, &f) == JID_OK, have_t = to && jid_parse(to, &t) == JID_OK;
     if ((from && !have_f) || (to && !have_t)) {
         if (have_f)
@@ -254,8 +254,8 @@ static int import_result(imp_t *im, const xml_node_t *r, int *listed)
                        xml_attr_get(delay, "stamp") ? xml_attr_get(delay, "stamp") : "");
     if (storage_get(im->st, im->user, "mam", id, NULL, NULL) == 0)
         return pie_bad(im, r, "message %s is given twice", id);
-    jid_t with;
-    char dir;
+    jid_t with = {0};
+    char dir = 0;
     if (msg_with(im, msg, &dir, &with) < 0)
         return -1;
     strbuf_t sb;

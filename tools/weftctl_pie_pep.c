@@ -318,9 +318,11 @@ static int got_node(const char *key, const char *val, size_t len, void *arg)
 {
     exp_nodes_t *en = arg;
     xml_node_t *r = pie_parse_record(en->ex, COLL_NODES, key, val, len);
-    pn_node_t *n = r ? pn_node_from_record(r) : NULL;
+    if (!r)
+        return 0;
+    pn_node_t *n = pn_node_from_record(r);
     xml_free(r);
-    if (r && !n) {
+    if (!n) {
         fprintf(stderr, "weftctl: user %s: %s record '%s' is not a node: left out\n", en->ex->user,
                 COLL_NODES, key);
         en->ex->bad++;

@@ -55,6 +55,8 @@
 #define INPUT_MAX (1024u * 1024u * 1024u)
 
 static void say(const imp_t *im, const xml_node_t *el, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void say(const imp_t *im, const xml_node_t *el, const char *fmt, va_list ap)
 {
     fprintf(stderr, "weftctl: %s:%u: ", im->file, el ? el->line : 0);
     if (im->user)
