@@ -23,9 +23,10 @@
  * do not know). Two fields narrow who may read rather than be dropped, so an
  * import never opens a node wider than it was: access model 'authorize',
  * and 'roster' restricted to roster groups, both become 'whitelist' (only the
- * owner), with a notice. The sm's limits (max-nodes 100, max-item-size
- * 128 KiB by default) are checked as the sm checks a publish; a node keeps
- * its newest max_items items. */
+ * owner), with a notice. A node whose form gives no max_items and that has
+ * more items than weft's default (1) keeps them all ('max'). The sm's limits
+ * (max-nodes 100, max-item-size 128 KiB by default) are checked as the sm
+ * checks a publish; a node keeps its newest max_items items. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,7 @@
 typedef struct pnode {
     pn_node_t *n;
     const xml_node_t *configure, *items;   /* where they were given */
+    int max_given;                         /* the form had pubsub#max_items */
 } pnode_t;
 
 typedef struct nodes {
@@ -134,7 +136,8 @@ static int apply_one(imp_t *im, const xml_node_t *conf, const char *node, const 
 }
 
 /* The node's configuration from its <configure/> form. */
-static int import_configure(imp_t *im, const xml_node_t *conf, const char *node, pn_config_t *c)
+static int import_configure(imp_t *im, const xml_node_t *conf, const char *node, pn_config_t *c,
+                            int *max_given)
 {
     const xml_node_t *x = xml_child(conf, NS_DATA, "x");
     strbuf_t ignored;
@@ -154,6 +157,7 @@ static int import_configure(imp_t *im, const xml_node_t *conf, const char *node,
             continue;
         }
         char *v = field_value(f);
+        *max_given |= !strcmp(var, "pubsub#max_items");
         if (!strcmp(var, "pubsub#access_model") && !strcmp(v, "authorize"))
             authorize = 1;
         else
@@ -220,7 +224,7 @@ static int read_nodes(imp_t *im, const xml_node_t *owner, const xml_node_t *item
             return pie_bad(im, c, "node %s configured twice", name);
         p = nodes_add(ns, name);
         p->configure = c;
-        if (import_configure(im, c, name, &p->n->cfg) < 0)
+        if (import_configure(im, c, name, &p->n->cfg, &p->max_given) < 0)
             return -1;
     }
     for (xml_node_t *c = items ? xml_child(items, NULL, NULL) : NULL; c; c = xml_next(c, NULL, NULL)) {
@@ -241,6 +245,12 @@ static int read_nodes(imp_t *im, const xml_node_t *owner, const xml_node_t *item
         for (xml_node_t *it = xml_child(c, NULL, NULL); it; it = xml_next(it, NULL, NULL))
             if (import_item(im, p, it) < 0)
                 return -1;
+        /* No max_items in the file: it keeps all its items, not weft's default 1. */
+        if (!p->max_given && p->n->nitems > pn_config_keep(&p->n->cfg, PEP_ITEMS_LIMIT)) {
+            pie_note(im, c, "node %s: no pubsub#max_items given for its %zu items: 'max'", name,
+                     p->n->nitems);
+            p->n->cfg.max_items = PN_MAX_ITEMS_MAX;
+        }
     }
     return 0;
 }
