@@ -20,7 +20,8 @@
  * Configuration fields weft has (pubsub_node.c) are applied, and a value it
  * refuses is an error naming the node and field; other fields are ignored
  * with one notice per node (XEP-0227: importers SHOULD ignore options they
- * do not know). Two fields narrow who may read rather than be dropped, so an
+ * do not know), unless their value is what weft does anyway (notifications
+ * with payloads, as headlines, published by the owner). Two fields narrow who may read rather than be dropped, so an
  * import never opens a node wider than it was: access model 'authorize',
  * and 'roster' restricted to roster groups, both become 'whitelist' (only the
  * owner), with a notice. A node whose form gives no max_items and that has
@@ -117,6 +118,22 @@ static char *field_value(const xml_node_t *f)
     return v ? xml_text(v) : xstrdup("");
 }
 
+/* Fields weft has no setting for whose value is what weft does anyway:
+ * nothing is lost, nothing to tell. */
+static int field_as_weft(const char *var, const char *v)
+{
+    static const struct { const char *var, *v1, *v2; } same[] = {
+        {"pubsub#deliver_notifications", "1", "true"},
+        {"pubsub#deliver_payloads", "1", "true"},
+        {"pubsub#notification_type", "headline", NULL},
+        {"pubsub#publish_model", "publishers", NULL},
+    };
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++)
+        if (!strcmp(var, same[i].var))
+            return !strcmp(v, same[i].v1) || (same[i].v2 && !strcmp(v, same[i].v2));
+    return 0;
+}
+
 /* One <field/> applied to c through pubsub_node.c's own form code. */
 static int apply_one(imp_t *im, const xml_node_t *conf, const char *node, const xml_node_t *f,
                      pn_config_t *c)
@@ -146,17 +163,21 @@ static int import_configure(imp_t *im, const xml_node_t *conf, const char *node,
     for (xml_node_t *f = x ? xml_child(x, NS_DATA, "field") : NULL; f && rc == 0;
          f = xml_next(f, NS_DATA, "field")) {
         const char *var = xml_attr_get(f, "var");
-        if (!var || !strcmp(var, "FORM_TYPE"))
+        /* A field without a value says nothing (prosody-migrator writes one
+         * for each setting a node left at the default). */
+        if (!var || !strcmp(var, "FORM_TYPE") || !xml_child(f, NS_DATA, "value"))
             continue;
         if (!strcmp(var, "pubsub#roster_groups_allowed")) {
             groups = xml_child(f, NS_DATA, "value") != NULL;
             continue;
         }
+        char *v = field_value(f);
         if (!field_known(var)) {
-            strbuf_printf(&ignored, "%s%s", ignored.len ? ", " : "", var);
+            if (!field_as_weft(var, v))
+                strbuf_printf(&ignored, "%s%s", ignored.len ? ", " : "", var);
+            free(v);
             continue;
         }
-        char *v = field_value(f);
         *max_given |= !strcmp(var, "pubsub#max_items");
         if (!strcmp(var, "pubsub#access_model") && !strcmp(v, "authorize"))
             authorize = 1;
