@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+muc_cfg_t *muc_config;
+storage_t *muc_storage;
+
 static muc_output_fn output;
 static const char *cur_id;     /* of the stanza being handled, from its marker */
 

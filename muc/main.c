@@ -1,18 +1,15 @@
 /* weft-muc: the group chat service process. This file wires the option table
  * and the callbacks to the daemon skeleton, owns the router link and the
  * storage, and hands each stanza the router delivers to dispatch.c, whose
- * output it is. The link is opened only once
- * persist.c has loaded every room, so nothing is answered from a half-loaded
- * state: the router holds what arrives meanwhile. */
+ * output it is. The link is opened only once persist.c has loaded every
+ * room, so nothing is answered from a half-loaded state: the router holds
+ * what arrives meanwhile. */
 #include "muc.h"
 #include "comp_client.h"
 #include "comp_proto.h"
 #include "log.h"
 #include <stdlib.h>
 #include <string.h>
-
-muc_cfg_t *muc_config;
-storage_t *muc_storage;
 
 static comp_client_t *link_;
 static int stopping;
