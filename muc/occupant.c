@@ -305,11 +305,13 @@ static void join(muc_room_t *r, xml_node_t *st, jid_t *to, const jid_t *from)
         return;
     }
     /* A registered nick is enforced (XEP-0045 7.2.9 lets the service do so):
-     * when it is free, or held by another session of the same user. */
+     * when it is free, or held by another session of the same user (a
+     * session joining a shared nick does not become a new occupant: the
+     * room-full check above let it in as no new one). */
     int nick_changed = 0;
     if (mine && mine->nick && strcmp(mine->nick, nick)) {
         muc_occ_t *holder = shared_occ(r, mine->nick, from->bare, &taken);
-        if (!taken) {
+        if (!taken && (holder || !same)) {
             nick = mine->nick;
             nick_changed = 1;
             same = holder;
