@@ -674,3 +674,53 @@ def test_muc_metrics(tmp_path):
     finally:
         s.close()
 
+
+
+def test_slixmpp_two_devices_one_nick(srv):
+    """slixmpp's XEP-0045 code on two resources of one account joins one
+    nick twice (the second join succeeds instead of a conflict); the other
+    user's roster of the room has one Alice; a message reaches both
+    devices; a MAM query with 'with' through slixmpp's own form gets only
+    that occupant's messages."""
+    pytest.importorskip("slixmpp")
+    from test_sm_iq import connect, close
+
+    for u in ("alice", "bob"):
+        srv.register(u, "secret-pw")
+
+    async def go():
+        phone = await connect(srv, "alice@localhost/phone")
+        desk = await connect(srv, "alice@localhost/desk")
+        bob = await connect(srv, "bob@localhost/pc")
+        for c in (phone, desk, bob):
+            c.register_plugin("xep_0045")
+            c.register_plugin("xep_0313")
+        got = {"phone": [], "desk": []}
+        phone.add_event_handler("groupchat_message", lambda m: got["phone"].append(m["body"]))
+        desk.add_event_handler("groupchat_message", lambda m: got["desk"].append(m["body"]))
+        rm = room("sxm")
+        await phone["xep_0045"].join_muc_wait(rm, "Alice", maxstanzas=0, timeout=10)
+        form = await phone["xep_0045"].get_room_config(rm)
+        await phone["xep_0045"].set_room_config(rm, form.__class__())
+        await desk["xep_0045"].join_muc_wait(rm, "Alice", maxstanzas=0, timeout=10)
+        await bob["xep_0045"].join_muc_wait(rm, "Bob", maxstanzas=0, timeout=10)
+        assert sorted(bob["xep_0045"].get_roster(rm)) == ["Alice", "Bob"]
+        bob.send_message(mto=rm, mbody="hello devices", mtype="groupchat")
+        phone.send_message(mto=rm, mbody="from the phone", mtype="groupchat")
+        for _ in range(100):
+            if all("hello devices" in v and "from the phone" in v for v in got.values()):
+                break
+            await asyncio.sleep(0.05)
+        assert all("hello devices" in v and "from the phone" in v for v in got.values()), got
+        bodies = []
+        async for page in bob["xep_0313"].iterate(jid=rm, with_jid=slixmpp_jid(f"{rm}/Bob"), total=10):
+            bodies.append(page["mam_result"]["forwarded"]["stanza"]["body"])
+        assert bodies == ["hello devices"], bodies
+        await close(phone, desk, bob)
+
+    asyncio.run(asyncio.wait_for(go(), 60))
+
+
+def slixmpp_jid(s):
+    from slixmpp import JID
+    return JID(s)
