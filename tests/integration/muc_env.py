@@ -4,11 +4,14 @@ client helper that speaks to rooms with exact bytes.
 
 MucServer(tmp_path).start(instances=1) registers the muc component(s) in the
 router config; with more than one the service domain is a <partition>.
+With WEFT_TEST_STORAGE=postgresql a single weft-muc keeps its rooms in the
+test's PostgreSQL database too (beside the sm's records); partitioned
+instances keep their own SQLite files.
 """
 import os
 import re
 
-from conftest import BUILD, Proc, wait_for
+from conftest import BUILD, STORAGE, Proc, sm_storage_url, wait_for
 from server import RawClient, Server
 
 SERVICE = "conference.localhost"
@@ -20,6 +23,7 @@ MUC = """<muc>
   <secret>{name}-secret</secret>
   <domain>conference.localhost</domain>
   <database>{dir}/{name}.db</database>
+  {storage}
   <log><level>debug</level></log>
   {extra}
 </muc>
@@ -43,8 +47,11 @@ class MucServer(Server):
 
     def start_muc(self, name="muc", wait=True):
         path = self.dir / f"{name}.xml"
+        storage = ""
+        if STORAGE == "postgresql" and len(self.muc_names) == 1:
+            storage = f"<storage>{sm_storage_url(self.dir).replace('&', '&amp;')}</storage>"
         path.write_text(MUC.format(router_port=self.router_port, dir=self.dir, name=name,
-                                   extra=self.muc_extra))
+                                   extra=self.muc_extra, storage=storage))
         before = self.log(name).count("event=ready")
         p = self._spawn([os.environ.get("WEFT_MUC") or os.path.join(BUILD, "muc", "weft-muc"), "-c", str(path)],
                         f"{name}.log")
