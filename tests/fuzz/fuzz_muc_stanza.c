@@ -9,7 +9,7 @@
  * as a standalone document with the stream's limits, put into jabber:client
  * when it has no namespace, and dispatched, so one input can create a room,
  * configure it, let others join and act in it. Storage is a SQLite file in a
- * private directory; every room (and with it its records) is destroyed after
+ * private directory (removed at exit); every room (and with it its records) is destroyed after
  * each input, so nothing grows from one input to the next.
  * Checked: no crash, leak or UB; every stanza written is a message, presence
  * or iq with a 'to'. */
@@ -42,6 +42,19 @@ size_t muc_deferred_count(void)
 
 static struct event_base *fz_base;
 static size_t fz_out_count;
+static char fz_dir[64];
+
+/* The SQLite files go with the process (libFuzzer ends with exit()). */
+static void fz_cleanup(void)
+{
+    static const char *const files[] = {"muc.db", "muc.db-wal", "muc.db-shm"};
+    char path[96];
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", fz_dir, files[i]);
+        unlink(path);
+    }
+    rmdir(fz_dir);
+}
 
 static int fz_output(const xml_node_t *st)
 {
@@ -69,14 +82,13 @@ static void fz_init(void)
     cfg_error_t err;
     if (cfg_load_buffer(table, muc_config, "fuzz.xml", doc, sizeof doc - 1, &err) < 0)
         abort();
-    char dir[] = "/tmp/weft-fuzz-muc-XXXXXX";
-    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm/weft-fuzz-muc-XXXXXX" : dir;
-    char *tmpl = strdup(base);
-    if (!tmpl || !mkdtemp(tmpl))
+    snprintf(fz_dir, sizeof fz_dir, "%s",
+             access("/dev/shm", W_OK) == 0 ? "/dev/shm/weft-fuzz-muc-XXXXXX" : "/tmp/weft-fuzz-muc-XXXXXX");
+    if (!mkdtemp(fz_dir))
         abort();
+    atexit(fz_cleanup);
     char url[256];
-    snprintf(url, sizeof url, "sqlite:%s/muc.db", tmpl);
-    free(tmpl);
+    snprintf(url, sizeof url, "sqlite:%s/muc.db", fz_dir);
     char e[256];
     muc_storage = storage_open(url, fz_base, e, sizeof e);
     if (!muc_storage) {
