@@ -133,6 +133,10 @@ int muc_send(const xml_node_t *st);
  * redelivery after a restart); caller frees. */
 char *muc_in_stanza_id(void);
 void muc_send_free(xml_node_t *st);
+/* Writes st (without 'to') to each of to[0..n) as one fan-out element; the
+ * acknowledgement of the stanza being handled goes in it when it is the
+ * last thing its handler sends. */
+void muc_send_fanout(const xml_node_t *st, const char *const *to, size_t n);
 
 /* stanza.c */
 /* An error reply to st (swaps to/from, copies the children); nothing for an
