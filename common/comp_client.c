@@ -31,10 +31,6 @@
 
 typedef enum { CC_IDLE, CC_CONNECTING, CC_STREAM, CC_SESSION, CC_BINDING, CC_READY, CC_CLOSED } cc_state_t;
 
-/* Duplicate detection: the router keeps a sender's stanzas in order per
- * destination name (one hold queue per name), not across names, so the highest
- * seq seen is kept per (sender epoch, destination domain); and per instance
- * queue when a takeover merges another instance's queue into ours (p=). */
 /* One retained seq. A plain element has fan_n 0 and its length; a fan-out
  * to fan_n recipients takes fan_n seqs (fan_i = 0 .. fan_n-1), its bytes
  * (what follows "<w:fanout") counted on the last, so they leave the buffer
@@ -44,6 +40,10 @@ typedef struct out_ent {
     uint32_t fan_n, fan_i;
 } out_ent_t;
 
+/* Duplicate detection: the router keeps a sender's stanzas in order per
+ * destination name (one hold queue per name), not across names, so the highest
+ * seq seen is kept per (sender epoch, destination domain); and per instance
+ * queue when a takeover merges another instance's queue into ours (p=). */
 typedef struct seen_epoch {
     char epoch[40];
     char domain[256];
@@ -312,7 +312,7 @@ int comp_client_send_fanout(comp_client_t *c, const char *stanza, size_t len, co
                             uint64_t ack_token)
 {
     size_t max = c->cfg.max_buffer ? c->cfg.max_buffer : 16u << 20;
-    size_t total = len + 32;
+    size_t total = len + 64;
     for (size_t i = 0; i < n; i++)
         total += comp_fanout_recipient_len(to[i]);
     if (c->state == CC_CLOSED || c->close_sent || evbuffer_get_length(c->retained) + total > max)
@@ -329,7 +329,7 @@ int comp_client_send_fanout(comp_client_t *c, const char *stanza, size_t len, co
         /* As many recipients as the router's limits let one element carry;
          * at least one, so that an oversized stanza still goes (and is
          * refused or bounced by the router, not lost here). */
-        size_t k = 0, bytes = len + 32, expand = 0;
+        size_t k = 0, bytes = len + 64, expand = 0;   /* 64: <w:fanout h='...'> and its end tag */
         while (i + k < n) {
             size_t rl = comp_fanout_recipient_len(to[i + k]);
             size_t dl = len + rl;

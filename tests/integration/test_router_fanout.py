@@ -185,3 +185,40 @@ def test_fanout_cut_short_by_a_dying_component_delivers_nothing(env):
     a2.send(whole)
     got, _ = collect(b, lambda r, c: len(r) >= 10)
     assert [m.get("to") for _, m in got] == [f"u{i}@b.test/r" for i in range(10)]
+
+
+def test_router_reads_what_a_lost_link_left_before_freeing_it(env):
+    """a is paused (its window of unacknowledged elements is full: b never
+    acknowledges), writes more, and dies with a reset. The router notices
+    only when it writes to a (here: the name notice of a third component
+    binding), while a is paused: it must still read and route what a wrote,
+    which the kernel kept for it."""
+    env.start_router(extra="<limits><window>1024</window></limits>")
+    b, _ = connect(env, "b", "secret-b", ["b.test"], EPOCH_B)
+    a, _ = connect(env, "a", "secret-a", ["a.test"], EPOCH_A)
+    a.send("".join(f"<message from='a.test' to='u@b.test' id='w{i}'/>" for i in range(1100)))
+    got, _ = collect(b, lambda r, c: len(r) >= 1000)
+    assert wait_paused(env, "a")
+    late = [f"late{i}" for i in range(20)]
+    a.send("".join(f"<message from='a.test' to='u@b.test' id='{i}'/>" for i in late))
+    time.sleep(0.3)
+    a.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    a.close()
+    time.sleep(0.3)
+    # A third component binds: the router tells a, and finds it gone.
+    c, _ = connect(env, "b2", "secret-b2", ["p.test"], "cccccccccccccccc0001")
+    more, _ = collect(b, lambda r, c: late[-1] in [m.get("id") for _, m in r], timeout=5)
+    ids = [m.get("id") for _, m in got + more]
+    assert [i for i in ids if i.startswith("w")] == [f"w{i}" for i in range(1100)]
+    assert [i for i in ids if i.startswith("late")] == late, "what the lost link left was not read"
+    assert "event=link-drained component=a" in env.router_log()
+
+
+def wait_paused(env, name, timeout=5.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        line = [l for l in env.stats().splitlines() if f"component={name} " in l]
+        if line and "paused=1" in line[0]:
+            return True
+        time.sleep(0.05)
+    return False
