@@ -89,8 +89,10 @@ void link_resume(link_t *l, int reason)
     if (l->paused && !l->pause_reasons && l->state != LINK_CLOSING) {
         l->paused = 0;
         bufferevent_enable(l->bev, EV_READ);
-        /* Input that arrived before the pause is still buffered. */
-        if (evbuffer_get_length(bufferevent_get_input(l->bev)))
+        /* Input that arrived before the pause is still buffered. Not from
+         * inside the parser (an element's bounce or refusal can resume its
+         * own sender): feed_input's loop goes on by itself then. */
+        if (!l->feeding && evbuffer_get_length(bufferevent_get_input(l->bev)))
             link_read_cb(l->bev, l);
     }
 }
@@ -666,6 +668,7 @@ static const xml_stream_cb_t parser_cb = {
 static void feed_input(link_t *l, struct bufferevent *bev)
 {
     struct evbuffer *in = bufferevent_get_input(bev);
+    l->feeding = 1;
     while (l->bev == bev && l->state != LINK_CLOSING && (!l->paused || l->draining) && evbuffer_get_length(in)) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
@@ -684,6 +687,7 @@ static void feed_input(link_t *l, struct bufferevent *bev)
             break;
         }
     }
+    l->feeding = 0;
 }
 
 /* libevent reads at most 4096 bytes per read event, so a busy link costs an

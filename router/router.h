@@ -101,6 +101,7 @@ struct link {
     int starttls_pending;      /* <proceed/> sent; TLS starts after the parser returns */
     int torn_down;             /* removed from routing (link_teardown ran) */
     int draining;              /* reading what a lost peer left, pauses ignored */
+    int feeding;               /* feed_input is running (its parser is on the stack) */
     link_state_t state;
     const acl_t *acl;
     char stream_id[33];
