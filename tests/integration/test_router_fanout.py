@@ -47,7 +47,7 @@ def collect(link, want, timeout=5.0):
             break
         try:
             el = link.next_el(timeout=left)
-        except (socket.timeout, TimeoutError):
+        except (socket.timeout, TimeoutError, EOFError):
             break
         if el.tag == W + "o":
             marker = dict(el.attrib)
