@@ -1,11 +1,13 @@
 /* comp_client: implementation. States: IDLE (waiting to reconnect) ->
  * CONNECTING -> STREAM (header/features, STARTTLS, SASL) -> SESSION (waiting
  * for <w:session acked/>) -> BINDING -> READY.
- * Invariants: out_seq_first is the seq of the first stanza in `retained`;
- * entries in `lens` match the stanzas in `retained` in order; on READY every
- * retained stanza with seq <= sent_upto has been written on this link. */
+ * Invariants: first_seq is the seq of the first entry of `lens`; entries in
+ * `lens` match the seqs of what `retained` holds, in order (a fan-out's bytes
+ * once, counted on its last seq); on READY every retained seq <= sent_upto
+ * has been written on this link. */
 #include "comp_client.h"
 #include "base64.h"
+#include "comp_fanout.h"
 #include "comp_proto.h"
 #include "jid.h"
 #include "log.h"
@@ -28,6 +30,15 @@
 #include <sys/socket.h>
 
 typedef enum { CC_IDLE, CC_CONNECTING, CC_STREAM, CC_SESSION, CC_BINDING, CC_READY, CC_CLOSED } cc_state_t;
+
+/* One retained seq. A plain element has fan_n 0 and its length; a fan-out
+ * to fan_n recipients takes fan_n seqs (fan_i = 0 .. fan_n-1), its bytes
+ * (what follows "<w:fanout") counted on the last, so they leave the buffer
+ * only when every delivery is acknowledged. */
+typedef struct out_ent {
+    size_t len;
+    uint32_t fan_n, fan_i;
+} out_ent_t;
 
 /* Duplicate detection: the router keeps a sender's stanzas in order per
  * destination name (one hold queue per name), not across names, so the highest
@@ -63,8 +74,10 @@ struct comp_client {
     uint64_t first_seq;        /* seq of the first retained stanza */
     uint64_t sent_upto;        /* last seq written on the current link */
     struct evbuffer *retained;
-    size_t *lens;
+    out_ent_t *lens;
     size_t lens_head, lens_len, lens_cap;
+    /* The router's limits for fan-outs, from <w:session/> (defaults until then). */
+    size_t lim_stanza, lim_fan_bytes, lim_fan_recipients;
     /* Incoming: acks and duplicate detection. */
     uint64_t in_count;
     uint64_t in_acked;
@@ -100,6 +113,8 @@ static void cc_connect(comp_client_t *c);
 static void cc_drop(comp_client_t *c);
 static void cc_read_cb(struct bufferevent *bev, void *arg);
 static void cc_event_cb(struct bufferevent *bev, short what, void *arg);
+static void mark_done(comp_client_t *c, uint64_t seq);
+static uint64_t ack_take(comp_client_t *c);
 
 static void cc_write(comp_client_t *c, const char *s, size_t n)
 {
@@ -170,11 +185,11 @@ static void cc_drop(comp_client_t *c)
 
 /* --- outgoing buffer -------------------------------------------------------- */
 
-static void lens_push(comp_client_t *c, size_t len)
+static void lens_push(comp_client_t *c, size_t len, uint32_t fan_n, uint32_t fan_i)
 {
     if (c->lens_len == c->lens_cap) {
         size_t ncap = c->lens_cap ? c->lens_cap * 2 : 256;
-        size_t *n = xmalloc(ncap * sizeof *n);
+        out_ent_t *n = xmalloc(ncap * sizeof *n);
         for (size_t i = 0; i < c->lens_len; i++)
             n[i] = c->lens[(c->lens_head + i) % c->lens_cap];
         free(c->lens);
@@ -182,7 +197,10 @@ static void lens_push(comp_client_t *c, size_t len)
         c->lens_head = 0;
         c->lens_cap = ncap;
     }
-    c->lens[(c->lens_head + c->lens_len) % c->lens_cap] = len;
+    out_ent_t *e = &c->lens[(c->lens_head + c->lens_len) % c->lens_cap];
+    e->len = len;
+    e->fan_n = fan_n;
+    e->fan_i = fan_i;
     c->lens_len++;
 }
 
@@ -190,7 +208,7 @@ static void drop_acked(comp_client_t *c, uint64_t h)
 {
     size_t drain = 0;
     while (c->lens_len && c->first_seq <= h) {
-        drain += c->lens[c->lens_head];
+        drain += c->lens[c->lens_head].len;
         c->lens_head = (c->lens_head + 1) % c->lens_cap;
         c->lens_len--;
         c->first_seq++;
@@ -202,18 +220,37 @@ static void drop_acked(comp_client_t *c, uint64_t h)
         comp_client_close(c, 0);
 }
 
-/* Writes every retained stanza not yet written on this link. */
+/* Writes every retained element not yet written on this link. A fan-out
+ * goes again without the ack it carried (that counted another link's
+ * deliveries) and, when the router acknowledged some of its deliveries
+ * already (the session's acked fell inside it), with skip= so that the
+ * router counts and delivers only the rest (docs/component-protocol.md 9.7). */
 static void flush_retained(comp_client_t *c)
 {
     uint64_t seq = c->first_seq;
     struct evbuffer_ptr pos;
     evbuffer_ptr_set(c->retained, &pos, 0, EVBUFFER_PTR_SET);
     for (size_t i = 0; i < c->lens_len; i++, seq++) {
-        size_t len = c->lens[(c->lens_head + i) % c->lens_cap];
+        const out_ent_t *e = &c->lens[(c->lens_head + i) % c->lens_cap];
+        size_t len = e->len;
+        uint32_t skip = 0;
+        if (e->fan_n) {
+            size_t rest = e->fan_n - 1 - e->fan_i;    /* its seqs after this one */
+            skip = e->fan_i;
+            len = c->lens[(c->lens_head + i + rest) % c->lens_cap].len;
+            i += rest;
+            seq += rest;
+        }
         if (seq > c->sent_upto) {
             char stackbuf[8192];
             char *buf = len <= sizeof stackbuf ? stackbuf : xmalloc(len);
             evbuffer_copyout_from(c->retained, &pos, buf, len);
+            if (e->fan_n) {
+                char head[64];
+                int hl = skip ? snprintf(head, sizeof head, "<w:fanout skip='%u'", (unsigned)skip)
+                              : snprintf(head, sizeof head, "<w:fanout");
+                cc_write(c, head, (size_t)hl);
+            }
             cc_write(c, buf, len);
             if (buf != stackbuf)
                 free(buf);
@@ -229,7 +266,7 @@ int comp_client_send_raw(comp_client_t *c, const char *bytes, size_t len)
     if (c->state == CC_CLOSED || c->close_sent || evbuffer_get_length(c->retained) + len > max)
         return -1;
     evbuffer_add(c->retained, bytes, len);
-    lens_push(c, len);
+    lens_push(c, len, 0, 0);
     c->next_seq++;
     if (c->state == CC_READY) {
         cc_write(c, bytes, len);
@@ -246,6 +283,72 @@ int comp_client_send(comp_client_t *c, const xml_node_t *st)
     int r = comp_client_send_raw(c, sb.data, sb.len);
     strbuf_free(&sb);
     return r;
+}
+
+/* Retains and (when ready) writes one fan-out element for to[0..n), h
+ * attached when nonzero. */
+static void fanout_push(comp_client_t *c, const char *stanza, size_t len, const char *const *to, size_t n,
+                        uint64_t h)
+{
+    strbuf_t body;
+    strbuf_init(&body);
+    comp_fanout_write_body(&body, stanza, len, to, n);
+    evbuffer_add(c->retained, body.data, body.len);
+    for (size_t i = 0; i < n; i++)
+        lens_push(c, i + 1 == n ? body.len : 0, (uint32_t)n, (uint32_t)i);
+    c->next_seq += n;
+    if (c->state == CC_READY) {
+        char head[64];
+        int hl = h ? snprintf(head, sizeof head, "<w:fanout h='%llu'", (unsigned long long)h)
+                   : snprintf(head, sizeof head, "<w:fanout");
+        cc_write(c, head, (size_t)hl);
+        cc_write(c, body.data, body.len);
+        c->sent_upto = c->next_seq - 1;
+    }
+    strbuf_free(&body);
+}
+
+int comp_client_send_fanout(comp_client_t *c, const char *stanza, size_t len, const char *const *to, size_t n,
+                            uint64_t ack_token)
+{
+    size_t max = c->cfg.max_buffer ? c->cfg.max_buffer : 16u << 20;
+    size_t total = len + 64;
+    for (size_t i = 0; i < n; i++)
+        total += comp_fanout_recipient_len(to[i]);
+    if (c->state == CC_CLOSED || c->close_sent || evbuffer_get_length(c->retained) + total > max)
+        return -1;
+    /* The ack rides on the (last) element only on the link the token is of,
+     * and only when that element is written now: a retained element goes
+     * out later, after acks written meanwhile. */
+    int ack = ack_token && c->cfg.manual_ack && c->state == CC_READY &&
+              (ack_token >> 40) == (c->link_gen & 0xffffff);
+    if (ack)
+        mark_done(c, ack_token & ((1ULL << 40) - 1));
+    size_t i = 0;
+    while (i < n) {
+        /* As many recipients as the router's limits let one element carry;
+         * at least one, so that an oversized stanza still goes (and is
+         * refused or bounced by the router, not lost here). */
+        size_t k = 0, bytes = len + 64, expand = 0;   /* 64: <w:fanout h='...'> and its end tag */
+        while (i + k < n) {
+            size_t rl = comp_fanout_recipient_len(to[i + k]);
+            size_t dl = len + rl;
+            if (k && (k + 1 > c->lim_fan_recipients || bytes + rl > c->lim_stanza ||
+                      expand + dl > c->lim_fan_bytes))
+                break;
+            bytes += rl;
+            expand += dl;
+            k++;
+        }
+        uint64_t h = 0;
+        if (i + k == n && ack)
+            h = ack_take(c);
+        else if (i + k < n)
+            log_debug("event=fanout-split component=%s recipients=%zu part=%zu", c->cfg.name, n, k);
+        fanout_push(c, stanza, len, to + i, k, h);
+        i += k;
+    }
+    return 0;
 }
 
 int comp_client_is_ready(const comp_client_t *c)
@@ -299,25 +402,35 @@ static seen_epoch_t *seen_get(comp_client_t *c, const char *epoch, const char *d
     return s;
 }
 
-static void send_ack(comp_client_t *c)
+/* The ack that may go now (everything received, or with manual_ack the
+ * finished prefix), taken as sent; 0 when there is nothing new to ack. */
+static uint64_t ack_take(comp_client_t *c)
 {
     if (c->in_count == c->in_acked || c->close_sent || (c->state != CC_READY && c->state != CC_BINDING))
-        return;
+        return 0;
     uint64_t upto = c->in_count;
     if (c->cfg.manual_ack) {
         size_t n = 0, pending = (size_t)(c->in_count - c->in_acked);
         while (n < pending && c->done[n])
             n++;
         if (n == 0)
-            return;
+            return 0;
         memmove(c->done, c->done + n, pending - n);
         memset(c->done + (pending - n), 0, n);
         upto = c->in_acked + n;
     }
+    c->in_acked = upto;
+    return upto;
+}
+
+static void send_ack(comp_client_t *c)
+{
+    uint64_t upto = ack_take(c);
+    if (!upto)
+        return;
     char buf[64];
     int n = snprintf(buf, sizeof buf, "<w:a h='%llu'/>", (unsigned long long)upto);
     cc_write(c, buf, (size_t)n);
-    c->in_acked = upto;
 }
 
 /* Marks stanza number seq (of the current link) finished. */
@@ -450,6 +563,14 @@ static void handle_control(comp_client_t *c, xml_node_t *st)
         const char *a = xml_attr_get(st, "acked");
         if (a)
             drop_acked(c, strtoull(a, NULL, 10));
+        const char *lim[3] = {"stanza-bytes", "fanout-bytes", "fanout-recipients"};
+        size_t *dst[3] = {&c->lim_stanza, &c->lim_fan_bytes, &c->lim_fan_recipients};
+        for (int i = 0; i < 3; i++) {
+            const char *v = xml_attr_get(st, lim[i]);
+            unsigned long long x = v ? strtoull(v, NULL, 10) : 0;
+            if (x > 0)
+                *dst[i] = (size_t)x;
+        }
         c->state = CC_BINDING;
         do_bind(c);
         if (!c->pending_binds)
@@ -473,6 +594,13 @@ static void handle_control(comp_client_t *c, xml_node_t *st)
             c->cb.on_name(c->ctx, name, inst, !strcmp(state, "up"));
         if (name && inst && state && !strcmp(state, "lost") && c->cb.on_lost)
             c->cb.on_lost(c->ctx, name, inst);
+    } else if (!strcmp(n, "fanout-error")) {
+        /* comp_client_send_fanout keeps within the limits the router gave:
+         * this is a router whose limits changed under us. */
+        const char *first = xml_attr_get(st, "first"), *count = xml_attr_get(st, "count");
+        const char *cond = xml_attr_get(st, "condition");
+        log_error("event=fanout-refused component=%s first=%s count=%s condition=%s", c->cfg.name,
+                  first ? first : "?", count ? count : "?", cond ? cond : "?");
     } else if (!strcmp(n, "handback")) {
         const char *name = xml_attr_get(st, "name");
         const char *inst = xml_attr_get(st, "instance");
@@ -847,6 +975,9 @@ comp_client_t *comp_client_new(struct event_base *base, const comp_client_cfg_t 
     c->ctx = ctx;
     c->next_seq = c->first_seq = 1;
     c->retained = evbuffer_new();
+    c->lim_stanza = COMP_FANOUT_DEFAULT_STANZA;
+    c->lim_fan_bytes = COMP_FANOUT_DEFAULT_BYTES;
+    c->lim_fan_recipients = COMP_FANOUT_DEFAULT_RECIPIENTS;
     c->backoff = 0.1;
     comp_proto_random_hex(c->epoch, 16);
     c->timer = evtimer_new(base, timer_cb, c);

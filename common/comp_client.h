@@ -98,6 +98,16 @@ void comp_client_free(comp_client_t *c);
 int comp_client_send(comp_client_t *c, const xml_node_t *stanza);
 /* Same with an already serialized top-level element. */
 int comp_client_send_raw(comp_client_t *c, const char *bytes, size_t len);
+/* One stanza to n recipients as fan-out elements (docs/component-protocol.md
+ * 9.7): stanza is serialized without 'to' (the router adds each
+ * recipient's). With manual_ack, ack_token (from comp_client_in_token, or 0)
+ * marks that stanza done and the resulting acknowledgement rides in the
+ * element, so the router takes every delivery and the ack together or
+ * neither. When the router's limits (recipients, element size, expanded
+ * bytes, learnt at the session) need several elements, the ack rides on the
+ * last. 0, or -1 when the buffer is full. */
+int comp_client_send_fanout(comp_client_t *c, const char *stanza, size_t len, const char *const *to, size_t n,
+                            uint64_t ack_token);
 int comp_client_is_ready(const comp_client_t *c);
 /* Stanzas sent and not yet acknowledged (still in our buffer). */
 size_t comp_client_unacked(const comp_client_t *c);

@@ -14,17 +14,36 @@ muc_cfg_t *muc_config;
 storage_t *muc_storage;
 
 static muc_output_fn output;
+static muc_fanout_fn fanout_output;
 static const char *cur_id;     /* of the stanza being handled, from its marker */
 
-void muc_set_output(muc_output_fn fn)
+void muc_set_output(muc_output_fn fn, muc_fanout_fn fanout)
 {
     output = fn;
+    fanout_output = fanout;
 }
 
 int muc_send(const xml_node_t *st)
 {
     muc_metrics_stanza("out", st->name);
     return output ? output(st) : -1;
+}
+
+void muc_send_fanout(const xml_node_t *st, const char *const *to, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        muc_metrics_stanza("out", st->name);
+    if (fanout_output) {
+        fanout_output(st, to, n);
+        return;
+    }
+    xml_node_t *c = xml_copy(st);
+    for (size_t i = 0; i < n; i++) {
+        xml_attr_set(c, "to", to[i]);
+        if (output)
+            output(c);
+    }
+    xml_free(c);
 }
 
 void muc_send_free(xml_node_t *st)

@@ -14,9 +14,55 @@
 static comp_client_t *link_;
 static int stopping;
 
+/* The last fan-out the stanza being handled caused, held back until the
+ * handler sends something else (then it goes first, without the ack) or
+ * returns (then it goes with the ack: handle). So the ack rides only on
+ * what comes last, and nothing the handler sent after it can be lost to a
+ * kill once the router has the ack. */
+static int in_handle;
+static int held;
+static strbuf_t held_st;
+static char **held_to;
+static size_t held_n;
+
+static void held_send(uint64_t token)
+{
+    if (!held)
+        return;
+    held = 0;
+    if (!link_ || comp_client_send_fanout(link_, held_st.data, held_st.len, (const char *const *)held_to,
+                                          held_n, token) < 0)
+        log_warn("event=router-send result=dropped reason=buffer-full bytes=%zu recipients=%zu",
+                 held_st.len, held_n);
+    for (size_t i = 0; i < held_n; i++)
+        free(held_to[i]);
+    free(held_to);
+    held_to = NULL;
+    held_n = 0;
+    strbuf_free(&held_st);
+}
+
+/* The fan-out output of dispatch.c (docs/component-protocol.md 9.7). */
+static void link_send_fanout(const xml_node_t *st, const char *const *to, size_t n)
+{
+    held_send(0);
+    if (!n)
+        return;
+    strbuf_init(&held_st);
+    xml_serialize(st, NS_CLIENT, &held_st);    /* reads as jabber:component:accept on the link */
+    held_to = xmalloc(n * sizeof *held_to);
+    for (size_t i = 0; i < n; i++)
+        held_to[i] = xstrdup(to[i]);
+    held_n = n;
+    held = 1;
+    if (!in_handle)
+        held_send(0);
+}
+
 /* The output of dispatch.c: the router link. */
 static int link_send(const xml_node_t *st)
 {
+    held_send(0);
     strbuf_t sb;
     strbuf_init(&sb);
     xml_serialize(st, NS_CLIENT, &sb);    /* reads as jabber:component:accept on the link */
@@ -89,14 +135,20 @@ static void writes_done(storage_res_t *res, void *arg)
 static void handle(xml_node_t *st, uint64_t token, char *id)
 {
     uint64_t before = muc_persist_writes();
+    in_handle = 1;
     muc_dispatch(st, id);
+    in_handle = 0;
     free(id);
     if (muc_persist_writes() != before && storage_is_async(muc_storage)) {
         uint64_t *t = xmalloc(sizeof *t);
         *t = token;
+        held_send(0);
         comp_client_flush(link_);             /* the broadcast now, the ack once stored */
         storage_ping_async(muc_storage, 0, writes_done, t);
     } else {
+        /* The writes it caused are committed (SQLite completes inside the
+         * call): its last broadcast carries the ack, else a <w:a/> follows. */
+        held_send(token);
         comp_client_done(link_, token);
         comp_client_flush(link_);
     }
@@ -242,7 +294,7 @@ static void loaded(void)
 static int muc_start(struct event_base *base, void *config)
 {
     muc_config = config;
-    muc_set_output(link_send);
+    muc_set_output(link_send, link_send_fanout);
     char err[512];
     const char *url = *muc_config->storage ? muc_config->storage : muc_config->database;
     muc_storage = storage_open(url, base, err, sizeof err);

@@ -40,14 +40,24 @@ static xml_node_t *room_copy(muc_room_t *r, muc_occ_t *o, const xml_node_t *st)
     return m;
 }
 
+/* One fan-out element for every occupant (docs/component-protocol.md 9.7):
+ * the router delivers it to all of them or, if a kill cut it short, to
+ * none, and the acknowledgement of the message that caused it rides in the
+ * same element (main.c). */
 void muc_broadcast_message(muc_room_t *r, xml_node_t *msg)
 {
+    size_t n = 0;
     for (muc_occ_t *p = r->occs; p; p = p->next)
-        for (muc_sess_t *s = p->sess; s; s = s->next) {
-            xml_attr_set(msg, "to", s->jid);
-            muc_send(msg);
-        }
+        for (muc_sess_t *s = p->sess; s; s = s->next)
+            n++;
+    const char **to = xmalloc((n ? n : 1) * sizeof *to);
+    n = 0;
+    for (muc_occ_t *p = r->occs; p; p = p->next)
+        for (muc_sess_t *s = p->sess; s; s = s->next)
+            to[n++] = s->jid;
     xml_attr_set(msg, "to", NULL);
+    muc_send_fanout(msg, to, n);
+    free(to);
 }
 
 /* Token bucket: msg_rate per second, bursts of twice that. */

@@ -146,11 +146,18 @@ const cfg_option_t *muc_config_table(size_t *size);
  * (stable across its redelivery after a restart), NULL for a fresh one. */
 void muc_dispatch(xml_node_t *st, const char *in_id);
 typedef int (*muc_output_fn)(const xml_node_t *st);
-void muc_set_output(muc_output_fn fn);
+/* A fan-out output: st (without 'to') to each of to[0..n) as one element. */
+typedef void (*muc_fanout_fn)(const xml_node_t *st, const char *const *to, size_t n);
+/* fanout may be NULL: muc_send_fanout then sends one copy per recipient. */
+void muc_set_output(muc_output_fn fn, muc_fanout_fn fanout);
 int muc_send(const xml_node_t *st);
 /* The stanza id for the message being dispatched; caller frees. */
 char *muc_in_stanza_id(void);
 void muc_send_free(xml_node_t *st);
+/* Writes st (without 'to') to each of to[0..n) as one fan-out element; the
+ * acknowledgement of the stanza being handled goes in it when it is the
+ * last thing its handler sends. */
+void muc_send_fanout(const xml_node_t *st, const char *const *to, size_t n);
 
 /* metrics.c: weft-muc's Prometheus metrics (docs/muc.md, "Metrics"). */
 void muc_metrics_register(void);

@@ -8,6 +8,7 @@
  * retained ring; the ring's new bytes go to the output in one add per loop
  * turn (flush_cb), or earlier when something else is written to the link. */
 #include "router.h"
+#include "comp_fanout.h"
 #include "comp_proto.h"
 #include "log.h"
 #include <event2/event.h>
@@ -400,50 +401,25 @@ void forward_reroute(route_name_t *rn, origin_t *o, uint64_t seq, const char *vi
     xml_free(el);
 }
 
-void forward_raw(link_t *from, const char *ns, const char *name, const char **attrs,
-                 const char *bytes, size_t len)
+/* The from-check (docs/component-protocol.md 8.1): 1 when from's domain is a
+ * name the link bound (or the link is trusted). */
+static int from_allowed(link_t *from, const char *fromattr)
 {
-    origin_t *o = from->origin;
-    origin_reserve(o);
-    uint64_t seq = o->next_seq++;
-    from->c.stanzas_in++;
-    from->c.bytes_in += len;
-    /* One pass over the attributes for the four the router reads. */
-    const char *type = NULL, *to = NULL, *fromattr = NULL, *user = NULL;
-    for (size_t i = 0; attrs[i]; i += 2) {
-        const char *k = attrs[i];
-        if (k[0] == 't' && k[1] == 'o' && !k[2])
-            to = attrs[i + 1];
-        else if (k[0] == 't' && k[1] == 'y' && k[2] == 'p' && k[3] == 'e' && !k[4])
-            type = attrs[i + 1];
-        else if (k[0] == 'f' && k[1] == 'r' && k[2] == 'o' && k[3] == 'm' && !k[4])
-            fromattr = attrs[i + 1];
-        else if (k[0] == 'u' && !strcmp(k, "user"))
-            user = attrs[i + 1];
-    }
-    int stanza_ns = !strcmp(ns, COMP_NS_ACCEPT);
-    /* Only our own (SCRAM-authenticated) components speak the session and
-     * account protocols; a legacy component may send XMPP stanzas only. */
-    if (!from->internal && (!stanza_ns || (strcmp(name, "message") && strcmp(name, "presence") &&
-                                           strcmp(name, "iq")))) {
-        origin_done(o, seq);
-        link_close_error(from, "unsupported-stanza-type", "XEP-0114 components may send message, presence and iq only");
-        return;
-    }
+    if (from->acl->trusted_from)
+        return 1;
+    char fd[1024];
+    size_t fl = fromattr ? domain_key(fromattr, fd, sizeof fd) : 0;
+    for (size_t i = 0; fl && i < from->nbound; i++)
+        if (ascii_caseeq(from->bound[i], fd, fl))
+            return 1;
+    return 0;
+}
 
-    if (!from->acl->trusted_from) {
-        char fd[1024];
-        size_t fl = fromattr ? domain_key(fromattr, fd, sizeof fd) : 0;
-        int ok = 0;
-        for (size_t i = 0; fl && i < from->nbound; i++)
-            if (ascii_caseeq(from->bound[i], fd, fl))
-                ok = 1;
-        if (!ok) {
-            origin_done(o, seq);
-            link_close_error(from, "invalid-from", "from is not a name this component bound");
-            return;
-        }
-    }
+/* Routes one element (seq of o, already counted) by its 'to': forwarded,
+ * held, bounced or dropped (8.1 steps 2-6), and flow control for from. */
+static void route(link_t *from, origin_t *o, uint64_t seq, int stanza_ns, const char *name,
+                  const char *type, const char *to, const char *user, const char *bytes, size_t len)
+{
     char dom[1024];
     size_t dl = to ? domain_key(to, dom, sizeof dom) : 0;
     if (dl == 0) {
@@ -492,6 +468,111 @@ void forward_raw(link_t *from, const char *ns, const char *name, const char **at
         if (forward_output_length(d) > router_config->output_high)
             wait_on(from, d);
     }
+}
+
+void forward_raw(link_t *from, const char *ns, const char *name, const char **attrs,
+                 const char *bytes, size_t len)
+{
+    origin_t *o = from->origin;
+    origin_reserve(o);
+    uint64_t seq = o->next_seq++;
+    from->c.stanzas_in++;
+    from->c.bytes_in += len;
+    /* One pass over the attributes for the four the router reads. */
+    const char *type = NULL, *to = NULL, *fromattr = NULL, *user = NULL;
+    for (size_t i = 0; attrs[i]; i += 2) {
+        const char *k = attrs[i];
+        if (k[0] == 't' && k[1] == 'o' && !k[2])
+            to = attrs[i + 1];
+        else if (k[0] == 't' && k[1] == 'y' && k[2] == 'p' && k[3] == 'e' && !k[4])
+            type = attrs[i + 1];
+        else if (k[0] == 'f' && k[1] == 'r' && k[2] == 'o' && k[3] == 'm' && !k[4])
+            fromattr = attrs[i + 1];
+        else if (k[0] == 'u' && !strcmp(k, "user"))
+            user = attrs[i + 1];
+    }
+    int stanza_ns = !strcmp(ns, COMP_NS_ACCEPT);
+    /* Only our own (SCRAM-authenticated) components speak the session and
+     * account protocols; a legacy component may send XMPP stanzas only. */
+    if (!from->internal && (!stanza_ns || (strcmp(name, "message") && strcmp(name, "presence") &&
+                                           strcmp(name, "iq")))) {
+        origin_done(o, seq);
+        link_close_error(from, "unsupported-stanza-type", "XEP-0114 components may send message, presence and iq only");
+        return;
+    }
+    if (!from_allowed(from, fromattr)) {
+        origin_done(o, seq);
+        link_close_error(from, "invalid-from", "from is not a name this component bound");
+        return;
+    }
+    route(from, o, seq, stanza_ns, name, type, to, user, bytes, len);
     if (origin_window_full(o))
+        link_pause(from, 2);
+}
+
+/* Refuses a whole fan-out that is over a limit: its seqs count and are done
+ * (the component gets them acknowledged like any other), nothing is
+ * delivered, and the component is told which seqs (first, count). */
+static void fanout_refuse(link_t *from, origin_t *o, size_t n, const char *condition, const char *text)
+{
+    uint64_t first = o->next_seq;
+    for (size_t i = 0; i < n; i++) {
+        origin_reserve(o);
+        uint64_t seq = o->next_seq++;
+        origin_done(o, seq);
+    }
+    log_warn("event=fanout-refused component=%s first=%llu count=%zu condition=%s text=\"%s\"",
+             from->acl->name, (unsigned long long)first, n, condition, text);
+    char buf[160];
+    int len = snprintf(buf, sizeof buf, "<w:fanout-error first='%llu' count='%zu' condition='%s'/>",
+                       (unsigned long long)first, n, condition);
+    link_send(from, buf, (size_t)len);
+}
+
+void forward_fanout(link_t *from, xml_node_t *el)
+{
+    comp_fanout_t f;
+    const char *why = NULL;
+    if (comp_fanout_parse(el, &f, &why) < 0) {
+        comp_fanout_clear(&f);
+        link_close_error(from, "bad-format", why);
+        return;
+    }
+    origin_t *o = from->origin;
+    size_t n = f.nto - (size_t)f.skip;
+    int stanza_ns = !strcmp(f.ns, COMP_NS_ACCEPT);
+    size_t expand = 0;
+    for (size_t i = (size_t)f.skip; i < f.nto; i++)
+        expand += comp_fanout_delivery_len(&f, f.to[i]);
+    if (!from_allowed(from, f.from)) {
+        for (size_t i = 0; i < n; i++) {
+            origin_reserve(o);
+            origin_done(o, o->next_seq++);
+        }
+        link_close_error(from, "invalid-from", "from is not a name this component bound");
+    } else if (n > (size_t)router_config->fanout_recipients) {
+        fanout_refuse(from, o, n, "too-many-recipients", "more recipients than limits.fanout-recipients");
+    } else if (expand > router_config->fanout_bytes) {
+        fanout_refuse(from, o, n, "too-large", "its deliveries are larger than limits.fanout-bytes");
+    } else {
+        strbuf_t sb;
+        strbuf_init(&sb);
+        for (size_t i = (size_t)f.skip; i < f.nto && from->state != LINK_CLOSING; i++) {
+            origin_reserve(o);
+            uint64_t seq = o->next_seq++;
+            strbuf_reset(&sb);
+            comp_fanout_delivery(&f, f.to[i], &sb);
+            from->c.stanzas_in++;
+            from->c.bytes_in += sb.len;
+            route(from, o, seq, stanza_ns, f.name, f.type, f.to[i], f.user, sb.data, sb.len);
+        }
+        strbuf_free(&sb);
+    }
+    /* The ack last: the router has taken every delivery before it forgets
+     * (and the sender's epoch learns as done) what it acknowledges. */
+    if (f.has_h && from->state != LINK_CLOSING)
+        forward_ack(from, f.h);
+    comp_fanout_clear(&f);
+    if (from->state != LINK_CLOSING && origin_window_full(o))
         link_pause(from, 2);
 }

@@ -89,8 +89,10 @@ void link_resume(link_t *l, int reason)
     if (l->paused && !l->pause_reasons && l->state != LINK_CLOSING) {
         l->paused = 0;
         bufferevent_enable(l->bev, EV_READ);
-        /* Input that arrived before the pause is still buffered. */
-        if (evbuffer_get_length(bufferevent_get_input(l->bev)))
+        /* Input that arrived before the pause is still buffered. Not from
+         * inside the parser (an element's bounce or refusal can resume its
+         * own sender): feed_input's loop goes on by itself then. */
+        if (!l->feeding && evbuffer_get_length(bufferevent_get_input(l->bev)))
             link_read_cb(l->bev, l);
     }
 }
@@ -506,9 +508,12 @@ static void handle_control(link_t *l, xml_node_t *st)
         }
         l->origin = origin_attach(epoch, next, l);
         l->state = LINK_READY;
-        char buf[80];
-        int len = snprintf(buf, sizeof buf, "<w:session acked='%llu'/>",
-                           (unsigned long long)l->origin->done_upto);
+        /* The limits a component needs to size its fan-out elements (9.7). */
+        char buf[200];
+        int len = snprintf(buf, sizeof buf,
+                           "<w:session acked='%llu' stanza-bytes='%zu' fanout-recipients='%ld' fanout-bytes='%zu'/>",
+                           (unsigned long long)l->origin->done_upto, router_config->stanza_bytes,
+                           router_config->fanout_recipients, router_config->fanout_bytes);
         link_send(l, buf, (size_t)len);
         names_announce_all(l);
         if (l->auth_timer) {
@@ -519,6 +524,8 @@ static void handle_control(link_t *l, xml_node_t *st)
     }
     if (!strcmp(n, "a")) {
         handle_ack(l, xml_attr_get(st, "h"));
+    } else if (!strcmp(n, "fanout") && l->internal) {
+        forward_fanout(l, st);
     } else if (!strcmp(n, "bind")) {
         /* Routing compares lower-cased domains: bind the same form. */
         for (xml_attr_t *a = st->attrs; a < st->attrs + st->nattrs; a++)
@@ -661,7 +668,8 @@ static const xml_stream_cb_t parser_cb = {
 static void feed_input(link_t *l, struct bufferevent *bev)
 {
     struct evbuffer *in = bufferevent_get_input(bev);
-    while (l->bev == bev && l->state != LINK_CLOSING && !l->paused && evbuffer_get_length(in)) {
+    l->feeding = 1;
+    while (l->bev == bev && l->state != LINK_CLOSING && (!l->paused || l->draining) && evbuffer_get_length(in)) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;
@@ -679,6 +687,7 @@ static void feed_input(link_t *l, struct bufferevent *bev)
             break;
         }
     }
+    l->feeding = 0;
 }
 
 /* libevent reads at most 4096 bytes per read event, so a busy link costs an
@@ -728,10 +737,51 @@ static void link_write_cb(struct bufferevent *bev, void *arg)
         forward_output_drained(l);
 }
 
+/* Most a lost link's leftovers are read: more than a socket buffer holds. */
+#define DRAIN_MAX (64u << 20)
+
+/* A component that died or closed its socket may have left whole elements
+ * in our input buffer (unparsed while flow control paused the link) and in
+ * the kernel's receive queue, which a reset does not empty: deliveries and
+ * the acknowledgements behind them. They are read and handled, pauses
+ * ignored, before the link goes; otherwise its stanzas would be lost or,
+ * unacknowledged, handled a second time by its next instance. A partial
+ * element at the end is dropped with the parser. */
+static void link_drain(link_t *l)
+{
+    if (l->state != LINK_READY || l->starttls_pending)
+        return;
+    l->draining = 1;
+    feed_input(l, l->bev);
+    evutil_socket_t fd = bufferevent_getfd(l->bev);
+    struct evbuffer *in = bufferevent_get_input(l->bev);
+    for (size_t got = 0; got < DRAIN_MAX && !l->tls && fd >= 0 && l->state == LINK_READY;) {
+        struct evbuffer_iovec v;
+        ssize_t r = -1;
+        evbuffer_unfreeze(in, 0);
+        if (evbuffer_reserve_space(in, READ_CHUNK, &v, 1) >= 1 &&
+            (r = recv(fd, v.iov_base, v.iov_len, 0)) > 0) {
+            v.iov_len = (size_t)r;
+            evbuffer_commit_space(in, &v, 1);
+        }
+        evbuffer_freeze(in, 0);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        feed_input(l, l->bev);
+    }
+    l->draining = 0;
+}
+
 static void link_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     link_t *l = arg;
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        size_t before = (size_t)l->c.stanzas_in;
+        link_drain(l);
+        if (l->c.stanzas_in != before)
+            log_info("event=link-drained component=%s peer=%s stanzas=%zu", l->acl ? l->acl->name : "-",
+                     l->peer, (size_t)l->c.stanzas_in - before);
         char reason[256];
         snprintf(reason, sizeof reason, "%s", (what & BEV_EVENT_EOF) ? "eof" : "error");
         unsigned long e;

@@ -44,6 +44,8 @@ typedef struct router_cfg {
     long attrs;
     size_t output_high;
     long window;
+    long fanout_recipients;    /* most recipients of one <w:fanout/> */
+    size_t fanout_bytes;       /* most bytes one <w:fanout/> may expand into */
     double hold_seconds;
     size_t hold_bytes;
     double takeover_seconds;   /* 0: an away partition instance is never taken over */
@@ -98,6 +100,8 @@ struct link {
     int tls;
     int starttls_pending;      /* <proceed/> sent; TLS starts after the parser returns */
     int torn_down;             /* removed from routing (link_teardown ran) */
+    int draining;              /* reading what a lost peer left, pauses ignored */
+    int feeding;               /* feed_input is running (its parser is on the stack) */
     link_state_t state;
     const acl_t *acl;
     char stream_id[33];
@@ -252,6 +256,9 @@ void names_stats(strbuf_t *out);
 /* forward.c */
 void forward_raw(link_t *from, const char *ns, const char *name, const char **attrs,
                  const char *bytes, size_t len);
+/* A <w:fanout/> from an internal component (docs/component-protocol.md 9.7):
+ * every delivery, then the ack it carries. */
+void forward_fanout(link_t *from, xml_node_t *el);
 /* via: the instance a taken-over element was held for (takeover.c), or NULL;
  * the receiver's marker names it (p='...'), see docs/component-protocol.md 9.4. */
 void forward_to_slot(slot_t *s, origin_t *o, uint64_t seq, const char *via, const char *bytes, size_t len);

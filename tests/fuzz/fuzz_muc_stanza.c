@@ -95,7 +95,7 @@ static void fz_init(void)
         fprintf(stderr, "fuzz_muc_stanza: %s\n", e);
         abort();
     }
-    muc_set_output(fz_output);
+    muc_set_output(fz_output, NULL);
 }
 
 static void fz_one(const uint8_t *p, size_t n)
