@@ -94,7 +94,7 @@ def srv(tmp_path):
 
 
 def caps_lines(srv):
-    return [line for line in srv.log("c2s").splitlines() if "event=server-caps " in line]
+    return [line for line in srv.log("c2s").splitlines() if "event=server-caps ver=" in line]
 
 
 def start(srv, sm_extra=""):
