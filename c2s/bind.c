@@ -37,7 +37,7 @@ static void bind_iq_error(client_t *c, const char *id, const char *condition, co
     xml_node_t *err = xml_add_child(iq, NS_CLIENT, "error");
     xml_attr_set(err, "type", type);
     xml_add_child(err, NS_STANZAS, condition);
-    client_write_node(c, iq);
+    client_write_own_stanza(c, iq);
     xml_free(iq);
 }
 
@@ -122,7 +122,7 @@ void bind_session_answer(client_t *c, xml_node_t *el)
         xml_node_t *b = xml_add_child(iq, NS_BIND, "bind");
         xml_node_t *j = xml_add_child(b, NS_BIND, "jid");
         xml_add_text(j, c->jid.full, strlen(c->jid.full));
-        client_write_node(c, iq);
+        client_write_own_stanza(c, iq);
         xml_free(iq);
         log_notice("event=session-start peer=%s sid=%s jid=%s", c->peer, c->sid_str, c->jid.full);
         return;

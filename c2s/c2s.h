@@ -192,6 +192,7 @@ void client_send_bytes(client_t *c, const char *data, size_t len);
  * for (closed, detached). */
 int client_feed_xml(client_t *c, const char *data, size_t n);
 void client_write_node(client_t *c, const xml_node_t *el);
+void client_write_own_stanza(client_t *c, const xml_node_t *st);
 /* Sends a stream error (header first if needed) and closes the stream. */
 void client_stream_error(client_t *c, const char *condition, const char *text);
 /* Ends the client's session towards the sm (unacked stanzas, then end) unless

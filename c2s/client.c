@@ -240,6 +240,20 @@ void client_send_bytes(client_t *c, const char *data, size_t len)
     }
 }
 
+/* A stanza c2s answers itself (session result, stanza errors): once stream
+ * management is on it counts toward the client's h and is kept for a
+ * resumption like every delivery (XEP-0198 4), or the client's h runs ahead
+ * of ours and the ack looks like one for stanzas never sent. */
+void client_write_own_stanza(client_t *c, const xml_node_t *st)
+{
+    if (c->sm_enabled) {
+        smacks_sent(c, st, 0);
+        if (c->detached || c->state == CL_CLOSED)
+            return;
+    }
+    client_write_node(c, st);
+}
+
 void client_write_node(client_t *c, const xml_node_t *el)
 {
     strbuf_t sb;
@@ -480,7 +494,7 @@ void client_stanza_error(client_t *c, const xml_node_t *st, const char *conditio
     xml_node_t *err = xml_add_child(e, NS_CLIENT, "error");
     xml_attr_set(err, "type", type);
     xml_add_child(err, NS_STANZAS, condition);
-    client_write_node(c, e);
+    client_write_own_stanza(c, e);
     xml_free(e);
 }
 
@@ -626,7 +640,7 @@ static void client_on_stanza(void *ctx, xml_node_t *st)
                 xml_node_t *r = xml_elem_new(NS_CLIENT, "iq");
                 xml_attr_set(r, "type", "result");
                 xml_attr_set(r, "id", xml_attr_get(st, "id"));
-                client_write_node(c, r);
+                client_write_own_stanza(c, r);
                 xml_free(r);
             }
         } else if (c->state != CL_SESSION) {

@@ -41,7 +41,7 @@ static void ibr_reply(client_t *c, const char *id, const char *condition, const 
         xml_attr_set(err, "type", etype);
         xml_add_child(err, NS_STANZAS, condition);
     }
-    client_write_node(c, iq);
+    client_write_own_stanza(c, iq);
     xml_free(iq);
 }
 

@@ -48,7 +48,7 @@ static void iqauth_error(client_t *c, const char *id, const char *condition)
     xml_attr_set(err, "code", map[i].code);
     xml_attr_set(err, "type", map[i].type);
     xml_add_child(err, NS_STANZAS, condition);
-    client_write_node(c, iq);
+    client_write_own_stanza(c, iq);
     xml_free(iq);
 }
 
@@ -81,7 +81,7 @@ static void iqauth_get(client_t *c, const xml_node_t *iq, const xml_node_t *q)
     free(user);
     xml_add_child(rq, NS_IQAUTH, "password");
     xml_add_child(rq, NS_IQAUTH, "resource");
-    client_write_node(c, r);
+    client_write_own_stanza(c, r);
     xml_free(r);
 }
 
@@ -197,7 +197,7 @@ void iqauth_session_answer(client_t *c, xml_node_t *el)
         xml_node_t *iq = xml_elem_new(NS_CLIENT, "iq");
         xml_attr_set(iq, "type", "result");
         xml_attr_set(iq, "id", c->bind_iq_id);
-        client_write_node(c, iq);
+        client_write_own_stanza(c, iq);
         xml_free(iq);
         log_notice("event=session-start peer=%s sid=%s jid=%s method=iq-auth", c->peer, c->sid_str, c->jid.full);
         iqauth_clear(c);

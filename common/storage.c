@@ -546,6 +546,14 @@ int storage_put(storage_t *st, const char *owner, const char *coll, const char *
     return req_status(st, req_value(SOP_PUT, "put", owner, coll, key, val, len, NULL, NULL));
 }
 
+int storage_put_at(storage_t *st, const char *owner, const char *coll, const char *key,
+                   const char *val, size_t len, int64_t stamp)
+{
+    storage_req_t *r = req_value(SOP_PUT, "put", owner, coll, key, val, len, NULL, NULL);
+    r->stamp = stamp;
+    return req_status(st, r);
+}
+
 int storage_del(storage_t *st, const char *owner, const char *coll, const char *key)
 {
     return req_status(st, req_oc(SOP_DEL, "del", owner, coll, key, NULL, NULL));
@@ -641,6 +649,14 @@ void storage_put_async(storage_t *st, const char *owner, const char *coll, const
                        const char *val, size_t len, storage_cb cb, void *arg)
 {
     req_submit(st, req_value(SOP_PUT, "put", owner, coll, key, val, len, cb, arg));
+}
+
+void storage_put_at_async(storage_t *st, const char *owner, const char *coll, const char *key,
+                          const char *val, size_t len, int64_t stamp, storage_cb cb, void *arg)
+{
+    storage_req_t *r = req_value(SOP_PUT, "put", owner, coll, key, val, len, cb, arg);
+    r->stamp = stamp;
+    req_submit(st, r);
 }
 
 void storage_del_async(storage_t *st, const char *owner, const char *coll, const char *key,

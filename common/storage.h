@@ -139,6 +139,11 @@ int storage_get(storage_t *st, const char *owner, const char *coll, const char *
 /* Insert or replace; a replaced record keeps its seq and takes a new stamp. */
 int storage_put(storage_t *st, const char *owner, const char *coll, const char *key,
                 const char *val, size_t len);
+/* storage_put with the record's stamp given (µs since the epoch) instead of
+ * the time of the write: data that carries its own time, such as an imported
+ * message archive (weftctl import), whose ranges by_stamp must follow it. */
+int storage_put_at(storage_t *st, const char *owner, const char *coll, const char *key,
+                   const char *val, size_t len, int64_t stamp);
 int storage_del(storage_t *st, const char *owner, const char *coll, const char *key);
 int storage_del_all(storage_t *st, const char *owner, const char *coll);
 /* Appends with a fresh key: the record's sequence number as decimal text,
@@ -169,6 +174,8 @@ void storage_get_async(storage_t *st, const char *owner, const char *coll, const
                        storage_cb cb, void *arg);
 void storage_put_async(storage_t *st, const char *owner, const char *coll, const char *key,
                        const char *val, size_t len, storage_cb cb, void *arg);
+void storage_put_at_async(storage_t *st, const char *owner, const char *coll, const char *key,
+                          const char *val, size_t len, int64_t stamp, storage_cb cb, void *arg);
 void storage_del_async(storage_t *st, const char *owner, const char *coll, const char *key,
                        storage_cb cb, void *arg);
 void storage_del_all_async(storage_t *st, const char *owner, const char *coll, storage_cb cb,

@@ -26,7 +26,7 @@ static void list_get(xml_node_t *iq, muc_room_t *r, muc_occ_t *asker, muc_aff_t 
                 continue;
             xml_node_t *i = xml_add_child(q, NS_MUC_ADMIN, "item");
             xml_attr_set(i, "affiliation", muc_aff_name(muc_aff_of(r, o->bare)));
-            xml_attr_set(i, "jid", o->jid);
+            xml_attr_set(i, "jid", muc_occ_primary(o)->jid);
             xml_attr_set(i, "nick", o->nick);
             xml_attr_set(i, "role", muc_role_name(o->role));
         }

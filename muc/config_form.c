@@ -260,19 +260,21 @@ static void submit(xml_node_t *iq, muc_room_t *r, xml_node_t *x)
 void muc_room_destroy_notify(muc_room_t *r, const char *alt, const char *reason)
 {
     for (muc_occ_t *o = r->occs; o; o = o->next) {
-        xml_node_t *p = muc_occ_presence(r, o, 1, 1);
-        xml_attr_set(p, "to", o->jid);
+        xml_node_t *p = muc_occ_presence(r, o, 1, 0);
         xml_node_t *x = xml_child(p, NS_MUC_USER, "x");
         xml_node_t *item = xml_child(x, NS_MUC_USER, "item");
         xml_attr_set(item, "affiliation", "none");
-        xml_attr_set(item, "jid", NULL);
         xml_node_t *d = xml_add_child(x, NS_MUC_USER, "destroy");
         if (alt)
             xml_attr_set(d, "jid", alt);
         if (reason)
             muc_child_text(d, NS_MUC_USER, "reason", reason);
         xml_attr_set(xml_add_child(x, NS_MUC_USER, "status"), "code", "110");
-        muc_send_free(p);
+        for (muc_sess_t *s = o->sess; s; s = s->next) {
+            xml_attr_set(p, "to", s->jid);
+            muc_send(p);
+        }
+        xml_free(p);
     }
     log_info("event=room-destroyed room=%s alternate=%s", r->jid, alt ? alt : "-");
     muc_room_destroy(r);

@@ -71,7 +71,7 @@ void muc_iq_relay(xml_node_t *iq, muc_room_t *r, const char *nick)
     free(nid);
     x->orig_id = xstrdup(xml_attr_get(iq, "id"));
     x->asker = xstrdup(from);
-    x->target = xstrdup(target->jid);
+    x->target = xstrdup(muc_occ_primary(target)->jid);   /* one answer: one device */
     x->room = xstrdup(r->jid);
     x->asker_nick = xstrdup(asker->nick);
     x->target_nick = xstrdup(target->nick);
@@ -83,7 +83,7 @@ void muc_iq_relay(xml_node_t *iq, muc_room_t *r, const char *nick)
     char *f = room_nick(r->jid, asker->nick);
     xml_attr_set(out, "from", f);
     free(f);
-    xml_attr_set(out, "to", target->jid);
+    xml_attr_set(out, "to", x->target);
     xml_attr_set(out, "id", x->id);
     muc_send_free(out);
 }

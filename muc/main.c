@@ -1,24 +1,21 @@
 /* weft-muc: the group chat service process. This file wires the option table
  * and the callbacks to the daemon skeleton, owns the router link and the
- * storage, and hands each stanza the router delivers to occupant.c
- * (presence), message.c or disco.c (IQs). The link is opened only once
- * persist.c has loaded every room, so nothing is answered from a half-loaded
- * state: the router holds what arrives meanwhile. */
+ * storage, and hands each stanza the router delivers to dispatch.c, whose
+ * output it is. The link is opened only once persist.c has loaded every
+ * room, so nothing is answered from a half-loaded state: the router holds
+ * what arrives meanwhile. */
 #include "muc.h"
 #include "comp_client.h"
 #include "comp_proto.h"
 #include "log.h"
-#include "stanza_check.h"
 #include <stdlib.h>
 #include <string.h>
-
-muc_cfg_t *muc_config;
-storage_t *muc_storage;
 
 static comp_client_t *link_;
 static int stopping;
 
-int muc_send(const xml_node_t *st)
+/* The output of dispatch.c: the router link. */
+static int link_send(const xml_node_t *st)
 {
     strbuf_t sb;
     strbuf_init(&sb);
@@ -30,60 +27,14 @@ int muc_send(const xml_node_t *st)
     return r;
 }
 
-void muc_send_free(xml_node_t *st)
+int muc_link_ready(void)
 {
-    muc_send(st);
-    xml_free(st);
+    return link_ && comp_client_is_ready(link_);
 }
 
-static size_t serialized_len(const xml_node_t *st)
+size_t muc_link_unacked(void)
 {
-    strbuf_t sb;
-    strbuf_init(&sb);
-    xml_serialize(st, NS_CLIENT, &sb);
-    size_t n = sb.len;
-    strbuf_free(&sb);
-    return n;
-}
-
-static void dispatch(xml_node_t *st)
-{
-    const char *to = xml_attr_get(st, "to"), *from = xml_attr_get(st, "from");
-    const char *type = xml_attr_get(st, "type");
-    if (!to || !from)
-        return;
-    const char *bad = stanza_check(st);
-    if (bad) {
-        muc_reply_error(st, bad, "modify", NULL);
-        return;
-    }
-    jid_t j, f;
-    if (jid_parse(to, &j) != JID_OK) {
-        muc_reply_error(st, "jid-malformed", "modify", NULL);
-        return;
-    }
-    if (jid_parse(from, &f) != JID_OK) {
-        jid_clear(&j);
-        return;
-    }
-    jid_clear(&f);
-    if (strcmp(j.domain, muc_config->domain)) {
-        log_warn("event=inbound result=dropped reason=not-our-domain to=%s", to);
-    } else if (!strcmp(st->name, "iq") && j.resource && type &&
-               (!strcmp(type, "result") || !strcmp(type, "error")) && muc_iq_relay_reply(st)) {
-        ;                                         /* an occupant's answer, sent on */
-    } else if (type && !strcmp(type, "error")) {
-        muc_occ_error_in(st, &j);
-    } else if (!strcmp(st->name, "iq")) {
-        muc_iq_in(st, &j);
-    } else if (serialized_len(st) > muc_config->stanza_max) {
-        muc_reply_error(st, "policy-violation", "modify", "stanza too large");
-    } else if (!strcmp(st->name, "presence")) {
-        muc_presence_in(st, &j);
-    } else {
-        muc_message_in(st, &j);
-    }
-    jid_clear(&j);
+    return link_ ? comp_client_unacked(link_) : 0;
 }
 
 static int is_stanza_name(const char *n)
@@ -95,13 +46,6 @@ static int is_stanza_name(const char *n)
  * marker when it has one, so a message the router gives again after a
  * restart (delivered, archived, but not acknowledged before a kill) gets the
  * same id and replaces its archive record instead of adding a second. */
-static char *cur_id;       /* of the stanza being handled, from its marker */
-
-char *muc_in_stanza_id(void)
-{
-    return cur_id ? xstrdup(cur_id) : muc_new_id();
-}
-
 static char *origin_id(void)
 {
     const char *epoch;
@@ -123,6 +67,7 @@ typedef struct inq {
     struct inq *next;
 } inq_t;
 static inq_t *inq_head, **inq_tail = &inq_head;
+static size_t inq_len;
 static struct event *inq_timer;
 #define ROOM_NEEDED (1u << 19)
 
@@ -144,9 +89,7 @@ static void writes_done(storage_res_t *res, void *arg)
 static void handle(xml_node_t *st, uint64_t token, char *id)
 {
     uint64_t before = muc_persist_writes();
-    cur_id = id;
-    dispatch(st);
-    cur_id = NULL;
+    muc_dispatch(st, id);
     free(id);
     if (muc_persist_writes() != before && storage_is_async(muc_storage)) {
         uint64_t *t = xmalloc(sizeof *t);
@@ -180,6 +123,7 @@ static void inq_run(evutil_socket_t fd, short what, void *arg)
         inq_head = q->next;
         if (!inq_head)
             inq_tail = &inq_head;
+        inq_len--;
         handle(q->st, q->token, q->id);
         free(q);
     }
@@ -199,9 +143,15 @@ static void inq_free(void)
         free(q);
     }
     inq_tail = &inq_head;
+    inq_len = 0;
     if (inq_timer)
         event_free(inq_timer);
     inq_timer = NULL;
+}
+
+size_t muc_deferred_count(void)
+{
+    return inq_len;
 }
 
 static void on_stanza(void *ctx, xml_node_t *st)
@@ -223,6 +173,7 @@ static void on_stanza(void *ctx, xml_node_t *st)
         q->id = origin_id();
         *inq_tail = q;
         inq_tail = &q->next;
+        inq_len++;
         if (!inq_timer)
             inq_timer = evtimer_new(daemon_base(), inq_run, NULL);
         if (!evtimer_pending(inq_timer, NULL)) {
@@ -291,6 +242,7 @@ static void loaded(void)
 static int muc_start(struct event_base *base, void *config)
 {
     muc_config = config;
+    muc_set_output(link_send);
     char err[512];
     const char *url = *muc_config->storage ? muc_config->storage : muc_config->database;
     muc_storage = storage_open(url, base, err, sizeof err);
@@ -355,6 +307,7 @@ int main(int argc, char **argv)
         .start = muc_start,
         .stop = muc_stop,
         .reload = muc_reload,
+        .metrics = muc_metrics_register,
         .cron = muc_cron,
         .cleanup = muc_cleanup,
     };

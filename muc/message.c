@@ -42,10 +42,11 @@ static xml_node_t *room_copy(muc_room_t *r, muc_occ_t *o, const xml_node_t *st)
 
 void muc_broadcast_message(muc_room_t *r, xml_node_t *msg)
 {
-    for (muc_occ_t *p = r->occs; p; p = p->next) {
-        xml_attr_set(msg, "to", p->jid);
-        muc_send(msg);
-    }
+    for (muc_occ_t *p = r->occs; p; p = p->next)
+        for (muc_sess_t *s = p->sess; s; s = s->next) {
+            xml_attr_set(msg, "to", s->jid);
+            muc_send(msg);
+        }
     xml_attr_set(msg, "to", NULL);
 }
 
@@ -134,10 +135,15 @@ static void private_message(muc_room_t *r, muc_occ_t *o, xml_node_t *st, const c
     char *from = occ_jid(r, o->nick);
     xml_attr_set(m, "from", from);
     free(from);
-    xml_attr_set(m, "to", dest->jid);
     if (!xml_child(m, NS_MUC_USER, "x"))
         xml_add_child(m, NS_MUC_USER, "x");
-    muc_send_free(m);
+    /* To every session of the nick (XEP-0045 7.2 leaves all-or-one to the
+     * service): a private message reaches the device the user looks at. */
+    for (muc_sess_t *s = dest->sess; s; s = s->next) {
+        xml_attr_set(m, "to", s->jid);
+        muc_send(m);
+    }
+    xml_free(m);
 }
 
 /* 7.8.2: a mediated invitation, sent on from the room. */
@@ -164,7 +170,7 @@ static void invite(muc_room_t *r, muc_occ_t *o, xml_node_t *st, xml_node_t *inv)
         xml_attr_set(m, "id", xml_attr_get(st, "id"));
     xml_node_t *x = xml_add_child(m, NS_MUC_USER, "x");
     xml_node_t *i = xml_add_child(x, NS_MUC_USER, "invite");
-    xml_attr_set(i, "from", o->jid);
+    xml_attr_set(i, "from", xml_attr_get(st, "from"));
     xml_node_t *reason = xml_child(inv, NS_MUC_USER, "reason");
     if (reason)
         xml_append(i, xml_copy(reason));
@@ -243,7 +249,6 @@ static void voice_request(muc_room_t *r, muc_occ_t *o, xml_node_t *st, xml_node_
             continue;
         xml_node_t *m = xml_elem_new(NS_CLIENT, "message");
         xml_attr_set(m, "from", r->jid);
-        xml_attr_set(m, "to", p->jid);
         xml_node_t *x = xml_add_child(m, NS_XDATA, "x");
         xml_attr_set(x, "type", "form");
         muc_child_text(x, NS_XDATA, "title", "Voice request");
@@ -258,7 +263,7 @@ static void voice_request(muc_room_t *r, muc_occ_t *o, xml_node_t *st, xml_node_
         f = xml_add_child(x, NS_XDATA, "field");
         xml_attr_set(f, "var", "muc#jid");
         xml_attr_set(f, "type", "jid-single");
-        muc_child_text(f, NS_XDATA, "value", o->jid);
+        muc_child_text(f, NS_XDATA, "value", xml_attr_get(st, "from"));
         f = xml_add_child(x, NS_XDATA, "field");
         xml_attr_set(f, "var", "muc#roomnick");
         xml_attr_set(f, "type", "text-single");
@@ -267,7 +272,11 @@ static void voice_request(muc_room_t *r, muc_occ_t *o, xml_node_t *st, xml_node_
         xml_attr_set(f, "var", "muc#request_allow");
         xml_attr_set(f, "type", "boolean");
         muc_child_text(f, NS_XDATA, "value", "false");
-        muc_send_free(m);
+        for (muc_sess_t *s = p->sess; s; s = s->next) {
+            xml_attr_set(m, "to", s->jid);
+            muc_send(m);
+        }
+        xml_free(m);
     }
 }
 

@@ -9,10 +9,12 @@
  *
  * Inside the process every stanza is in jabber:client (main.c renames what
  * the router delivers); muc_send serializes it for the link. Files:
- *   main.c      skeleton, router link, dispatch by stanza kind
+ *   main.c      skeleton, router link, input queue and acknowledgements
+ *   dispatch.c  the entry point (by stanza kind) and the exit (muc_send)
+ *   metrics.c   Prometheus metrics
  *   config.c    option table
- *   room.c      rooms: lookup, creation, destruction, broadcast helpers
- *   occupant.c  presence: join, leave, nick change, status codes
+ *   room.c      rooms: lookup, creation, destruction; occupants and sessions
+ *   occupant.c  presence: join, leave, nick change, status codes, sessions
  *   message.c   groupchat, subject, private messages, invitations, voice requests
  *   affil.c     roles and affiliations, the muc#admin IQ (kick, ban, lists)
  *   config_form.c  the muc#owner IQ: configuration form, instant rooms, destroy
@@ -64,18 +66,28 @@ typedef struct muc_cfg {
     int create_any;      /* anyone may create rooms */
     long nick_max;       /* nickname length, bytes */
     long mam_max;        /* results per MAM page */
+    long sessions_max;   /* sessions (devices) of one occupant; 1: none shared */
 } muc_cfg_t;
 
 typedef enum { ROLE_NONE, ROLE_VISITOR, ROLE_PARTICIPANT, ROLE_MODERATOR } muc_role_t;
 typedef enum { AFF_OUTCAST, AFF_NONE, AFF_MEMBER, AFF_ADMIN, AFF_OWNER } muc_aff_t;
 
-/* One occupant: one real full JID in the room under one nick. */
+/* One session of an occupant: a real full JID in the room. */
+typedef struct muc_sess {
+    char *jid;               /* real full JID */
+    xml_node_t *presence;    /* its last available presence as sent (jabber:client) */
+    struct muc_sess *next;
+} muc_sess_t;
+
+/* One occupant: one nick, role, affiliation and occupant-id for one bare
+ * JID, with one or more sessions (a user's phone and desktop under the same
+ * nick, "multi-session nick", docs/muc.md). Never linked without a session. */
 typedef struct muc_occ {
     char *nick;
-    char *jid;               /* real full JID */
     char *bare;
     muc_role_t role;
-    xml_node_t *presence;    /* its last available presence as sent (jabber:client) */
+    muc_sess_t *sess;        /* in joining order */
+    size_t nsess;
     double rate_t;           /* token bucket for msg_rate */
     double rate_tokens;
     struct muc_occ *next;
@@ -127,12 +139,29 @@ extern storage_t *muc_storage;
 /* config.c */
 const cfg_option_t *muc_config_table(size_t *size);
 
-/* main.c: writes a stanza (jabber:client inside) to the router. */
+/* dispatch.c: the service's one entry point for a stanza from the network
+ * (jabber:client inside), and its one exit: muc_send hands each stanza to
+ * the output set with muc_set_output (main.c: the router link; the fuzz
+ * target: a capture). in_id: the stanza id for a message being handled
+ * (stable across its redelivery after a restart), NULL for a fresh one. */
+void muc_dispatch(xml_node_t *st, const char *in_id);
+typedef int (*muc_output_fn)(const xml_node_t *st);
+void muc_set_output(muc_output_fn fn);
 int muc_send(const xml_node_t *st);
-/* The stanza id for the message being dispatched (stable across its
- * redelivery after a restart); caller frees. */
+/* The stanza id for the message being dispatched; caller frees. */
 char *muc_in_stanza_id(void);
 void muc_send_free(xml_node_t *st);
+
+/* metrics.c: weft-muc's Prometheus metrics (docs/muc.md, "Metrics"). */
+void muc_metrics_register(void);
+void muc_metrics_stanza(const char *direction, const char *name);
+void muc_metrics_mam_query(void);
+void muc_metrics_session_gone(void);
+void muc_metrics_restored(size_t occupants, size_t sessions);
+/* main.c's state for the collector. */
+int muc_link_ready(void);
+size_t muc_link_unacked(void);
+size_t muc_deferred_count(void);
 
 /* stanza.c */
 /* An error reply to st (swaps to/from, copies the children); nothing for an
@@ -168,7 +197,14 @@ muc_room_t *muc_room_each(muc_room_t *prev);
 size_t muc_room_count(void);
 size_t muc_rooms_owned_by(const char *bare);
 muc_occ_t *muc_occ_by_nick(muc_room_t *r, const char *nick);
+/* The occupant one of whose sessions is this full JID. */
 muc_occ_t *muc_occ_by_jid(muc_room_t *r, const char *full);
+muc_sess_t *muc_sess_find(muc_occ_t *o, const char *full);
+/* The session whose presence stands for the occupant: the highest
+ * <priority>, the earliest joined among equals. */
+muc_sess_t *muc_occ_primary(muc_occ_t *o);
+muc_sess_t *muc_sess_add(muc_occ_t *o, const char *full, xml_node_t *presence);
+void muc_sess_free(muc_sess_t *s);
 void muc_occ_free(muc_occ_t *o);
 void muc_occ_unlink(muc_room_t *r, muc_occ_t *o);
 muc_aff_t muc_aff_of(muc_room_t *r, const char *bare);
@@ -190,12 +226,14 @@ xml_node_t *muc_occ_presence(muc_room_t *r, muc_occ_t *o, int unavailable, int s
  * codes and, for a removal, actor/reason; then, for a removal, drops o. */
 void muc_broadcast_presence(muc_room_t *r, muc_occ_t *o, int unavailable, const int *codes,
                             size_t ncodes, const char *actor, const char *reason);
-/* Removes o as kicked/banned/... (codes 307, 301, 321, 322, 333). */
+/* Removes o, every session of it, as kicked/banned/... (codes 307, 301,
+ * 321, 322, 333). */
 void muc_occ_remove(muc_room_t *r, muc_occ_t *o, int code, const char *actor_nick,
                     const char *reason);
 /* Sends the presence of an occupant after its role/affiliation changed. */
 void muc_occ_changed(muc_room_t *r, muc_occ_t *o);
-/* An error from a real JID: the occupant went away (XEP-0045 18.1, 333). */
+/* An error from a real JID: that session went away (XEP-0045 18.1, 333);
+ * the occupant goes with its last session. */
 void muc_occ_error_in(const xml_node_t *st, jid_t *to);
 
 /* message.c */
@@ -216,7 +254,7 @@ void muc_room_destroy_notify(muc_room_t *r, const char *alt, const char *reason)
 void muc_hist_add(muc_room_t *r, const char *id, int64_t stamp_us, const xml_node_t *msg);
 void muc_hist_clear(muc_room_t *r);
 /* Sends the discussion history to a new occupant per its <history/>. */
-void muc_hist_send(muc_room_t *r, muc_occ_t *o, const xml_node_t *history);
+void muc_hist_send(muc_room_t *r, const char *to, const xml_node_t *history);
 void muc_mam_iq(xml_node_t *iq, muc_room_t *r);
 
 /* disco.c */
@@ -235,7 +273,8 @@ void muc_persist_load(void (*done)(void));
 void muc_persist_room(muc_room_t *r);      /* configuration, subject, lock */
 void muc_persist_room_del(muc_room_t *r);  /* the room and everything it owns */
 void muc_persist_aff(muc_room_t *r, muc_aff_ent_t *e, int del);
-void muc_persist_occ(muc_room_t *r, muc_occ_t *o, int del);
+void muc_persist_occ(muc_room_t *r, muc_occ_t *o, int del);   /* every session */
+void muc_persist_sess(muc_room_t *r, muc_occ_t *o, muc_sess_t *s, int del);
 void muc_persist_msg(muc_room_t *r, const char *id, const xml_node_t *msg);
 /* Writes submitted so far: main.c acknowledges a stanza to the router only
  * once the writes it caused are committed. */

@@ -7,7 +7,8 @@
  *   owner = service domain, coll muc-meta, key salt: the occupant-id salt
  *   owner = room JID, coll muc-affs, key = bare JID: <a/> affiliation, nick
  *   owner = room JID, coll muc-occs, key = real full JID: <o/> nick, role and
- *           last presence of a current occupant
+ *           last presence of one session of a current occupant (sessions
+ *           of one bare JID with one nick are one occupant)
  *   owner = room JID, coll muc-archive, key = stanza id: the message (MAM)
  * Writes are fire-and-forget in submission order (one connection, in order);
  * a failed write is logged by storage. The load at start reads all of it
@@ -151,20 +152,29 @@ void muc_persist_aff(muc_room_t *r, muc_aff_ent_t *e, int del)
     xml_free(el);
 }
 
-void muc_persist_occ(muc_room_t *r, muc_occ_t *o, int del)
+/* One record per session, keyed by its full JID, each with the occupant's
+ * nick and role: the load puts sessions of one bare JID and nick back
+ * together, and a session coming or going is one write. */
+void muc_persist_sess(muc_room_t *r, muc_occ_t *o, muc_sess_t *s, int del)
 {
     if (del) {
         writes++;
-        storage_del_async(muc_storage, r->jid, COLL_OCCS, o->jid, ignore, NULL);
+        storage_del_async(muc_storage, r->jid, COLL_OCCS, s->jid, ignore, NULL);
         return;
     }
     xml_node_t *el = xml_elem_new("urn:xmpp:weft:muc:0", "o");
     xml_attr_set(el, "nick", o->nick);
     xml_attr_set(el, "role", muc_role_name(o->role));
-    if (o->presence)
-        xml_append(el, xml_copy(o->presence));
-    put_el(r->jid, COLL_OCCS, o->jid, el);
+    if (s->presence)
+        xml_append(el, xml_copy(s->presence));
+    put_el(r->jid, COLL_OCCS, s->jid, el);
     xml_free(el);
+}
+
+void muc_persist_occ(muc_room_t *r, muc_occ_t *o, int del)
+{
+    for (muc_sess_t *s = o->sess; s; s = s->next)
+        muc_persist_sess(r, o, s, del);
 }
 
 void muc_persist_msg(muc_room_t *r, const char *id, const xml_node_t *msg)
@@ -175,15 +185,15 @@ void muc_persist_msg(muc_room_t *r, const char *id, const xml_node_t *msg)
 /* --- load at start ---------------------------------------------------------- */
 
 static int pending;
+static size_t restored_occs, restored_sess;   /* read back at this start */
 static void (*load_done)(void);
 
 static void load_step_done(void)
 {
     if (--pending == 0 && load_done) {
-        size_t occs = 0;
-        for (muc_room_t *r = muc_room_each(NULL); r; r = muc_room_each(r))
-            occs += r->nocc;
-        log_notice("event=loaded rooms=%zu occupants=%zu", muc_room_count(), occs);
+        log_notice("event=loaded rooms=%zu occupants=%zu sessions=%zu", muc_room_count(),
+                   restored_occs, restored_sess);
+        muc_metrics_restored(restored_occs, restored_sess);
         void (*cb)(void) = load_done;
         load_done = NULL;
         cb();
@@ -214,34 +224,44 @@ static void affs_loaded(storage_res_t *res, void *arg)
     load_step_done();
 }
 
+/* Sessions of one bare JID under one nick become one occupant again. */
 static void occs_loaded(storage_res_t *res, void *arg)
 {
     muc_room_t *r = muc_room_get(arg);
-    muc_occ_t **tail = r ? &r->occs : NULL;
-    while (tail && *tail)
-        tail = &(*tail)->next;
     for (size_t i = 0; r && res->status == 0 && i < res->nrecs; i++) {
         xml_node_t *el = muc_parse(res->recs[i].val, res->recs[i].len);
         muc_role_t role;
         char *bare = jid_bare_of(res->recs[i].key);
-        if (el && bare && xml_attr_get(el, "nick") &&
-            muc_role_parse(xml_attr_get(el, "role"), &role) == 0) {
-            muc_occ_t *o = xcalloc(1, sizeof *o);
-            o->nick = xstrdup(xml_attr_get(el, "nick"));
-            o->jid = xstrdup(res->recs[i].key);
-            o->bare = bare;
-            bare = NULL;
-            o->role = role;
-            xml_node_t *p = xml_child(el, NULL, "presence");
-            if (p) {
-                xml_detach(p);
-                o->presence = p;
+        const char *nick = el ? xml_attr_get(el, "nick") : NULL;
+        if (el && bare && nick && muc_role_parse(xml_attr_get(el, "role"), &role) == 0) {
+            muc_occ_t *o = muc_occ_by_nick(r, nick);
+            if (o && strcmp(o->bare, bare)) {
+                log_warn("event=load result=skipped what=occupant room=%s nick=%s reason=nick-held",
+                         r->jid, nick);
+                free(bare);
+                xml_free(el);
+                continue;
             }
-            o->rate_t = daemon_now();
-            o->rate_tokens = 2.0 * (double)muc_config->msg_rate;
-            *tail = o;
-            tail = &o->next;
-            r->nocc++;
+            if (!o) {
+                o = xcalloc(1, sizeof *o);
+                o->nick = xstrdup(nick);
+                o->bare = bare;
+                bare = NULL;
+                o->role = role;
+                o->rate_t = daemon_now();
+                o->rate_tokens = 2.0 * (double)muc_config->msg_rate;
+                muc_occ_t **tail = &r->occs;
+                while (*tail)
+                    tail = &(*tail)->next;
+                *tail = o;
+                r->nocc++;
+                restored_occs++;
+            }
+            xml_node_t *p = xml_child(el, NULL, "presence");
+            if (p)
+                xml_detach(p);
+            muc_sess_add(o, res->recs[i].key, p);
+            restored_sess++;
         }
         free(bare);
         xml_free(el);

@@ -67,14 +67,67 @@ size_t muc_rooms_owned_by(const char *bare)
     return n;
 }
 
+void muc_sess_free(muc_sess_t *s)
+{
+    free(s->jid);
+    if (s->presence)
+        xml_free(s->presence);
+    free(s);
+}
+
 void muc_occ_free(muc_occ_t *o)
 {
+    while (o->sess) {
+        muc_sess_t *s = o->sess;
+        o->sess = s->next;
+        muc_sess_free(s);
+    }
     free(o->nick);
-    free(o->jid);
     free(o->bare);
-    if (o->presence)
-        xml_free(o->presence);
     free(o);
+}
+
+/* Appended: the first session stays first (the primary among equals). The
+ * session owns presence. */
+muc_sess_t *muc_sess_add(muc_occ_t *o, const char *full, xml_node_t *presence)
+{
+    muc_sess_t *s = xcalloc(1, sizeof *s);
+    s->jid = xstrdup(full);
+    s->presence = presence;
+    muc_sess_t **tail = &o->sess;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = s;
+    o->nsess++;
+    return s;
+}
+
+muc_sess_t *muc_sess_find(muc_occ_t *o, const char *full)
+{
+    for (muc_sess_t *s = o->sess; s; s = s->next)
+        if (!strcmp(s->jid, full))
+            return s;
+    return NULL;
+}
+
+static long priority_of(const muc_sess_t *s)
+{
+    xml_node_t *p = s->presence ? xml_child(s->presence, NULL, "priority") : NULL;
+    if (!p)
+        return 0;
+    char *t = xml_text(p);
+    long v = strtol(t, NULL, 10);
+    free(t);
+    return v;
+}
+
+muc_sess_t *muc_occ_primary(muc_occ_t *o)
+{
+    muc_sess_t *best = o->sess;
+    for (muc_sess_t *s = o->sess; s; s = s->next)
+        if (priority_of(s) > priority_of(best))
+            best = s;
+    return best;
 }
 
 void muc_occ_unlink(muc_room_t *r, muc_occ_t *o)
@@ -146,8 +199,10 @@ muc_occ_t *muc_occ_by_nick(muc_room_t *r, const char *nick)
 
 muc_occ_t *muc_occ_by_jid(muc_room_t *r, const char *full)
 {
+    if (!full)
+        return NULL;
     for (muc_occ_t *o = r->occs; o; o = o->next)
-        if (!strcmp(o->jid, full))
+        if (muc_sess_find(o, full))
             return o;
     return NULL;
 }

@@ -6,10 +6,11 @@
  *   or with no 'to' from its own sessions): publish (auto-creating the node,
  *   with publish-options checked as preconditions, XEP-0060 7.1.5), retract,
  *   items (all, by id, the last N), create (with configure), owner
- *   configure get/set, default, delete, purge, and the owner's affiliations
- *   and (empty) subscriptions. Only the owner writes; readers are checked
- *   against the node's access model (open, presence, roster, whitelist).
- *   Explicit subscriptions are not offered (PEP's are implicit).
+ *   configure get/set, default, delete, purge; subscriptions and
+ *   affiliations (subscribe, unsubscribe, own and owner lists and changes)
+ *   are pep_subs.c's. The owner writes (and a JID affiliated publisher or
+ *   owner of a node); readers are checked against the node's access model
+ *   (open, presence, roster, whitelist) and their affiliation.
  * - Notifications: a headline message from the owner's bare JID to each
  *   full JID that announced +notify for the node in its XEP-0115 caps (caps.c
  *   learns them) and may read it: the owner's own resources and contacts with
@@ -17,6 +18,8 @@
  *   subscription ends stops getting them at once). The last item goes to a
  *   contact's resource when its caps are first known (it came online) and
  *   when the owner approves its subscription (send_last_published_item).
+ *   Explicit subscribers (pep_subs.c) get every notification at the JID they
+ *   subscribed, caps or not, and no duplicate by caps.
  *   Remote contacts are reached over s2s like any stanza; their requests are
  *   answered by the same handlers.
  * - Limits (options): nodes per account, items per node, item size,
@@ -24,7 +27,8 @@
  *   cache.
  *
  * Storage (asynchronous API, docs/storage.md): collection "pep-node", key =
- * node name, value = <node xmlns='urn:xmpp:weft:pep:1' .../> (its config);
+ * node name, value = <node xmlns='urn:xmpp:weft:pep:1' .../> (its config,
+ * affiliations and explicit subscriptions);
  * collection "pep-item", key = node "\n" item id, value = <i node=...> around
  * the <item/>. A republished id is deleted and written again so that its
  * sequence number (the load order) makes it the newest. A user's nodes are
@@ -38,6 +42,7 @@
 #include "mod_pep.h"
 #include "mod_roster.h"
 #include "module.h"
+#include "pep_internal.h"
 #include "pubsub_node.h"
 #include "log.h"
 #include "xml_stream.h"
@@ -50,40 +55,16 @@
 #define COLL_ITEMS "pep-item"
 #define NS_PEP_RECORD "urn:xmpp:weft:pep:1"
 
-typedef struct pep_cfg {
-    long max_nodes;
-    long max_items;
-    size_t max_item_size;
-    long notify_rate;
-    long caps_cache;
-    long max_watchers;
-} pep_cfg_t;
-
-/* A full JID that announced caps in presence: an owner's resource or a
- * contact's. known: its interests (nt) are known. had_from: the contact had
- * a 'from' subscription when last looked at (to notice an approval). */
-typedef struct watcher {
-    char *jid, *bare, *ver;
-    int known, had_from;
-    caps_notify_t nt;
-} watcher_t;
-
-typedef struct pep_user {
-    int loaded;
-    pn_node_t **nodes;
-    size_t nnodes;
-    watcher_t *w;
-    size_t nw;
-    double tokens, stamp;          /* notification budget (notify-rate) */
-    sm_iq_t **waiting;             /* deferred requests waiting for the load */
-    size_t nwaiting;
-} pep_user_t;
-
 extern sm_module_t sm_module_pep;
 
 static const pep_cfg_t *cfg(void)
 {
     return sm_module_config(&sm_module_pep);
+}
+
+const pep_cfg_t *pep_cfg(void)
+{
+    return cfg();
 }
 
 static double now_s(void)
@@ -126,7 +107,7 @@ static void user_state_free(sm_user_t *u, void *state)
     free(p);
 }
 
-static pn_node_t *node_find(pep_user_t *p, const char *name)
+pn_node_t *pep_node_find(pep_user_t *p, const char *name)
 {
     for (size_t i = 0; i < p->nnodes; i++)
         if (!strcmp(p->nodes[i]->name, name))
@@ -185,7 +166,7 @@ static void got_items(storage_res_t *res, void *arg)
             continue;
         const char *node = xml_attr_get(r, "node");
         xml_node_t *item = xml_child(r, NS_PUBSUB, "item");
-        pn_node_t *n = node ? node_find(p, node) : NULL;
+        pn_node_t *n = node ? pep_node_find(p, node) : NULL;
         const char *id = item ? xml_attr_get(item, "id") : NULL;
         if (n && id) {
             char *idc = xstrdup(id);
@@ -219,7 +200,7 @@ static void got_nodes(storage_res_t *res, void *arg)
     for (size_t i = 0; res->status == 0 && i < res->nrecs; i++) {
         xml_node_t *r = parse_record(u->bare, res->recs[i].val, res->recs[i].len);
         pn_node_t *n = r ? pn_node_from_record(r) : NULL;
-        if (n && !node_find(p, n->name))
+        if (n && !pep_node_find(p, n->name))
             node_add(p, n);
         else
             pn_node_free(n);
@@ -250,23 +231,22 @@ static void on_user_load(sm_user_t *u)
 
 /* --- writes ------------------------------------------------------------------------------- */
 
-/* A request whose answer waits for its storage writes. pending counts the
- * writes in flight plus one while they are being submitted. */
-typedef struct op {
-    sm_iq_t *req;
-    xml_node_t *reply;
-    int pending, failed;
-} op_t;
-
-static op_t *op_begin(sm_iq_t *req, int deferred)
+pep_op_t *pep_op_begin(sm_iq_t *req, int deferred)
 {
-    op_t *o = xcalloc(1, sizeof *o);
+    pep_op_t *o = xcalloc(1, sizeof *o);
     o->req = deferred ? req : sm_iq_defer(req);
     o->pending = 1;
     return o;
 }
 
-static void op_done(op_t *o)
+pep_op_t *pep_op_new(void)
+{
+    pep_op_t *o = xcalloc(1, sizeof *o);
+    o->pending = 1;
+    return o;
+}
+
+void pep_op_done(pep_op_t *o)
 {
     if (--o->pending)
         return;
@@ -279,16 +259,19 @@ static void op_done(op_t *o)
         sm_iq_error(o->req, "internal-server-error", "wait");
     } else {
         sm_iq_reply(o->req, o->reply);
+        if (o->after)
+            sm_send(o->after);
     }
+    xml_free(o->after);
     free(o);
 }
 
 static void op_cb(storage_res_t *res, void *arg)
 {
-    op_t *o = arg;
+    pep_op_t *o = arg;
     if (res->status < 0)
         o->failed = 1;
-    op_done(o);
+    pep_op_done(o);
 }
 
 static char *item_key(const char *node, const char *id)
@@ -299,7 +282,7 @@ static char *item_key(const char *node, const char *id)
     return sb.data;
 }
 
-static void op_put_node(op_t *o, const char *owner, const pn_node_t *n)
+void pep_op_put_node(pep_op_t *o, const char *owner, const pn_node_t *n)
 {
     xml_node_t *r = pn_node_record(n);
     strbuf_t sb;
@@ -311,7 +294,7 @@ static void op_put_node(op_t *o, const char *owner, const pn_node_t *n)
     strbuf_free(&sb);
 }
 
-static void op_put_item(op_t *o, const char *owner, const char *node, const pn_item_t *it)
+static void op_put_item(pep_op_t *o, const char *owner, const char *node, const pn_item_t *it)
 {
     xml_node_t *r = xml_elem_new(NS_PEP_RECORD, "i");
     xml_attr_set(r, "node", node);
@@ -327,13 +310,13 @@ static void op_put_item(op_t *o, const char *owner, const char *node, const pn_i
     strbuf_free(&sb);
 }
 
-static void op_del(op_t *o, const char *owner, const char *coll, const char *key)
+static void op_del(pep_op_t *o, const char *owner, const char *coll, const char *key)
 {
     o->pending++;
     storage_del_async(sm_storage, owner, coll, key, op_cb, o);
 }
 
-static void op_del_item(op_t *o, const char *owner, const char *node, const char *id)
+static void op_del_item(pep_op_t *o, const char *owner, const char *node, const char *id)
 {
     char *key = item_key(node, id);
     op_del(o, owner, COLL_ITEMS, key);
@@ -341,7 +324,7 @@ static void op_del_item(op_t *o, const char *owner, const char *node, const char
 }
 
 typedef struct trim_ctx {
-    op_t *o;
+    pep_op_t *o;
     const char *owner, *node;
     int persist;
 } trim_ctx_t;
@@ -381,12 +364,17 @@ static void observe(sm_user_t *u, const char *node, const char *id, const xml_no
 /* --- access ---------------------------------------------------------------------------------- */
 
 /* 1 if from (bare JID) may read node n of u. */
-static int may_read(sm_user_t *u, const pn_node_t *n, const char *from)
+int pep_may_read(sm_user_t *u, const pn_node_t *n, const char *from)
 {
     if (from && !strcmp(from, u->bare))
         return 1;
     if (!from || sm_blocking_blocks(u, from))
         return 0;
+    int aff = pn_jidmap_get(&n->affs, from);
+    if (aff == PN_AFF_OUTCAST)
+        return 0;
+    if (aff == PN_AFF_OWNER || aff == PN_AFF_PUBLISHER || aff == PN_AFF_MEMBER)
+        return 1;
     int sub = sm_roster_sub(u, from);
     switch (n->cfg.access) {
     case PN_OPEN:
@@ -401,34 +389,36 @@ static int may_read(sm_user_t *u, const pn_node_t *n, const char *from)
     return 0;
 }
 
-/* 1 if from gets notifications of n: the owner, or a contact with a 'from'
- * subscription allowed by the access model. */
+/* 1 if from gets notifications of n by its caps (implicit, XEP-0163): the
+ * owner, or a contact with a 'from' subscription that may read n. */
 static int may_notify(sm_user_t *u, const pn_node_t *n, const char *from)
 {
     if (!strcmp(from, u->bare))
         return 1;
-    if (n->cfg.access == PN_WHITELIST || sm_blocking_blocks(u, from))
-        return 0;
     int sub = sm_roster_sub(u, from);
-    return sub >= 0 && (sub & SM_SUB_FROM);
+    return sub >= 0 && (sub & SM_SUB_FROM) && pep_may_read(u, n, from);
 }
 
-static void perr(sm_iq_t *req, const char *cond, const char *type, const char *app)
+void pep_perr(sm_iq_t *req, const char *cond, const char *type, const char *app)
 {
     sm_iq_error_app(req, cond, type, app ? xml_elem_new(NS_PUBSUB_ERRORS, app) : NULL);
 }
 
-static void deny(sm_iq_t *req, const pn_node_t *n)
+void pep_deny(sm_iq_t *req, const pn_node_t *n)
 {
+    if (req->from_bare && pn_jidmap_get(&n->affs, req->from_bare) == PN_AFF_OUTCAST) {
+        sm_iq_error(req, "forbidden", "auth");           /* XEP-0060 6.1.3.8: blocked */
+        return;
+    }
     switch (n->cfg.access) {
     case PN_PRESENCE:
-        perr(req, "not-authorized", "auth", "presence-subscription-required");
+        pep_perr(req, "not-authorized", "auth", "presence-subscription-required");
         break;
     case PN_ROSTER:
-        perr(req, "not-authorized", "auth", "not-in-roster-group");
+        pep_perr(req, "not-authorized", "auth", "not-in-roster-group");
         break;
     default:
-        perr(req, "not-allowed", "cancel", "closed-node");
+        pep_perr(req, "not-allowed", "cancel", "closed-node");
         break;
     }
 }
@@ -460,14 +450,29 @@ static xml_node_t *event_item(const pn_item_t *it)
     return c;
 }
 
-/* Sends m to every watcher that wants node n; returns how many. */
+/* 1 if watcher w gets n's notifications by its caps: it wants them and no
+ * explicit subscription already brings them (no duplicates). */
+static int by_caps(sm_user_t *u, const watcher_t *w, const pn_node_t *n)
+{
+    return wants(u, w, n) && !pep_subs_covers(n, w->jid, w->bare);
+}
+
+/* Sends m to every watcher that wants node n and to every explicit
+ * subscriber still allowed to read it; returns how many. */
 static size_t fan_out(sm_user_t *u, pep_user_t *p, const pn_node_t *n, xml_node_t *m)
 {
     size_t sent = 0;
     for (size_t i = 0; i < p->nw; i++) {
-        if (!wants(u, &p->w[i], n))
+        if (!by_caps(u, &p->w[i], n))
             continue;
         xml_attr_set(m, "to", p->w[i].jid);
+        sm_send(m);
+        sent++;
+    }
+    for (size_t i = 0; i < n->subs.n; i++) {
+        if (!pep_subs_allowed(u, n, n->subs.e[i].jid))
+            continue;
+        xml_attr_set(m, "to", n->subs.e[i].jid);
         sm_send(m);
         sent++;
     }
@@ -478,8 +483,8 @@ static size_t audience(sm_user_t *u, pep_user_t *p, const pn_node_t *n)
 {
     size_t k = 0;
     for (size_t i = 0; i < p->nw; i++)
-        k += wants(u, &p->w[i], n);
-    return k;
+        k += by_caps(u, &p->w[i], n);
+    return k + n->subs.n;
 }
 
 /* Takes n notifications from the user's budget: 0 when it is spent (the
@@ -527,22 +532,30 @@ static void notify_node(sm_user_t *u, pep_user_t *p, const pn_node_t *n, const c
     xml_free(m);
 }
 
+xml_node_t *pep_last_item_message(sm_user_t *u, const pn_node_t *n, const char *to)
+{
+    const pn_item_t *it = n->nitems ? &n->items[n->nitems - 1] : NULL;
+    if (!it || n->cfg.slpi == PN_SLPI_NEVER)
+        return NULL;
+    xml_node_t *ev, *m = event_message(u, &ev);
+    xml_node_t *items = xml_add_child(ev, NS_PUBSUB_EVENT, "items");
+    xml_attr_set(items, "node", n->name);
+    xml_append(items, event_item(it));
+    xml_attr_set(m, "to", to);
+    return m;
+}
+
 /* The last item of each node w wants, to w (a resource came online:
  * presence = 1, or its subscription was approved: presence = 0). */
 static void send_last(sm_user_t *u, pep_user_t *p, const watcher_t *w, int presence)
 {
     for (size_t i = 0; i < p->nnodes; i++) {
         pn_node_t *n = p->nodes[i];
-        pn_item_t *it = pn_node_last(n);
-        if (!it || n->cfg.slpi == PN_SLPI_NEVER || (presence && n->cfg.slpi != PN_SLPI_ON_SUB_AND_PRESENCE) ||
-            !wants(u, w, n))
+        if ((presence && n->cfg.slpi != PN_SLPI_ON_SUB_AND_PRESENCE) || !wants(u, w, n))
             continue;
-        xml_node_t *ev, *m = event_message(u, &ev);
-        xml_node_t *items = xml_add_child(ev, NS_PUBSUB_EVENT, "items");
-        xml_attr_set(items, "node", n->name);
-        xml_append(items, event_item(it));
-        xml_attr_set(m, "to", w->jid);
-        sm_send(m);
+        xml_node_t *m = pep_last_item_message(u, n, w->jid);
+        if (m)
+            sm_send(m);
         xml_free(m);
     }
 }
@@ -676,12 +689,15 @@ static sm_ret_t on_iq_in(sm_user_t *u, sm_sess_t *to, xml_node_t *iq)
 }
 
 /* A contact's subscription changed: an approval ('from' gained) sends it
- * the last items; a removal forgets its resources. */
+ * the last items; a removal forgets its resources; explicit subscriptions
+ * its new state no longer allows (presence and roster nodes) end. */
 static void on_roster_change(sm_user_t *u, const char *contact, int sub)
 {
     pep_user_t *p = sm_user_state(u, &sm_module_pep);
     if (!p)
         return;
+    if (p->loaded)
+        pep_subs_prune(u, p, contact);
     if (sub < 0) {
         watcher_drop(p, contact);
         return;
@@ -724,11 +740,11 @@ static void on_disco_account(sm_user_t *u, xml_node_t *query)
 
 /* --- requests ---------------------------------------------------------------------------------- */
 
-static const char *node_of(sm_iq_t *req, const xml_node_t *el)
+const char *pep_node_of(sm_iq_t *req, const xml_node_t *el)
 {
     const char *n = xml_attr_get(el, "node");
     if (!n || !*n) {
-        perr(req, "bad-request", "modify", "nodeid-required");
+        pep_perr(req, "bad-request", "modify", "nodeid-required");
         return NULL;
     }
     return n;
@@ -752,20 +768,20 @@ static void do_publish(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p, 
 {
     const pep_cfg_t *c = cfg();
     size_t limit = (size_t)c->max_items;
-    const char *name = node_of(req, pub);
+    const char *name = pep_node_of(req, pub);
     if (!name)
         return;
     xml_node_t *item = xml_child(pub, NS_PUBSUB, "item");
     if (!item) {
-        perr(req, "bad-request", "modify", "item-required");
+        pep_perr(req, "bad-request", "modify", "item-required");
         return;
     }
     if (xml_next(item, NS_PUBSUB, "item") || count_elems(item) > 1) {
-        perr(req, "bad-request", "modify", "invalid-payload");
+        pep_perr(req, "bad-request", "modify", "invalid-payload");
         return;
     }
     if (count_elems(item) == 0) {
-        perr(req, "bad-request", "modify", "payload-required");
+        pep_perr(req, "bad-request", "modify", "payload-required");
         return;
     }
     strbuf_t sb;
@@ -775,34 +791,34 @@ static void do_publish(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p, 
     strbuf_free(&sb);
     if (size > c->max_item_size) {
         log_info("event=pep-publish result=refused reason=item-size user=%s node=%s bytes=%zu", u->bare, name, size);
-        perr(req, "not-acceptable", "modify", "payload-too-big");
+        pep_perr(req, "not-acceptable", "modify", "payload-too-big");
         return;
     }
     const xml_node_t *opts = submitted_form(xml_child(req->payload, NS_PUBSUB, "publish-options"));
     const char *bad = NULL;
-    pn_node_t *n = node_find(p, name);
+    pn_node_t *n = pep_node_find(p, name);
     pn_config_t nc;
     pn_config_default(&nc);
     if (n && opts && !pn_config_matches(&n->cfg, opts, limit, &bad)) {
         log_info("event=pep-publish result=precondition-not-met user=%s node=%s field=%s", u->bare, name, bad);
-        perr(req, "conflict", "cancel", "precondition-not-met");
+        pep_perr(req, "conflict", "cancel", "precondition-not-met");
         return;
     }
     if (!n && opts && pn_config_apply(&nc, opts, limit, &bad) < 0) {
         pn_config_clear(&nc);
-        perr(req, "conflict", "cancel", "precondition-not-met");
+        pep_perr(req, "conflict", "cancel", "precondition-not-met");
         return;
     }
     if (!n && p->nnodes >= (size_t)c->max_nodes) {
         pn_config_clear(&nc);
         log_info("event=pep-publish result=refused reason=max-nodes user=%s node=%s", u->bare, name);
-        perr(req, "not-allowed", "cancel", "max-nodes-exceeded");
+        pep_perr(req, "not-allowed", "cancel", "max-nodes-exceeded");
         return;
     }
     pn_node_t probe = {0};
     probe.name = (char *)name;
-    probe.cfg = n ? n->cfg : nc;
-    if (!budget_take(p, audience(u, p, &probe))) {
+    probe.cfg = nc;
+    if (!budget_take(p, audience(u, p, n ? n : &probe))) {
         pn_config_clear(&nc);
         log_info("event=pep-publish result=refused reason=notify-rate user=%s node=%s", u->bare, name);
         sm_iq_error(req, "resource-constraint", "wait");
@@ -819,11 +835,11 @@ static void do_publish(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p, 
     xml_attr_set(copy, "id", id);
     char *nname = xstrdup(name);
 
-    op_t *o = op_begin(req, deferred);         /* req, pub, item are spent from here */
+    pep_op_t *o = pep_op_begin(req, deferred);         /* req, pub, item are spent from here */
     if (!n) {
         n = pn_node_new(nname, &nc);
         node_add(p, n);
-        op_put_node(o, u->bare, n);
+        pep_op_put_node(o, u->bare, n);
     }
     pn_config_clear(&nc);
     int existed = pn_node_find(n, id) != NULL;
@@ -849,21 +865,21 @@ static void do_publish(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p, 
     xml_free(seen);
     free(id);
     free(nname);
-    op_done(o);
+    pep_op_done(o);
 }
 
 static void do_items(sm_iq_t *req, sm_user_t *u, pep_user_t *p, xml_node_t *items)
 {
-    const char *name = node_of(req, items);
+    const char *name = pep_node_of(req, items);
     if (!name)
         return;
-    pn_node_t *n = node_find(p, name);
+    pn_node_t *n = pep_node_find(p, name);
     if (!n) {
         sm_iq_error(req, "item-not-found", "cancel");
         return;
     }
-    if (!req->own && !may_read(u, n, req->from_bare)) {
-        deny(req, n);
+    if (!req->own && !pep_may_read(u, n, req->from_bare)) {
+        pep_deny(req, n);
         return;
     }
     xml_node_t *r = xml_elem_new(NS_PUBSUB, "pubsub");
@@ -903,23 +919,23 @@ static int is_true(const char *v)
 
 static void do_retract(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p, xml_node_t *re)
 {
-    const char *name = node_of(req, re);
+    const char *name = pep_node_of(req, re);
     if (!name)
         return;
     xml_node_t *item = xml_child(re, NS_PUBSUB, "item");
     const char *id = item ? xml_attr_get(item, "id") : NULL;
     if (!id) {
-        perr(req, "bad-request", "modify", "item-required");
+        pep_perr(req, "bad-request", "modify", "item-required");
         return;
     }
-    pn_node_t *n = node_find(p, name);
+    pn_node_t *n = pep_node_find(p, name);
     if (!n || !pn_node_find(n, id)) {
         sm_iq_error(req, "item-not-found", "cancel");
         return;
     }
     int notify = is_true(xml_attr_get(re, "notify")) || n->cfg.notify_retract;
     char *idc = xstrdup(id);
-    op_t *o = op_begin(req, deferred);
+    pep_op_t *o = pep_op_begin(req, deferred);
     pn_node_remove(n, idc);
     if (n->cfg.persist)
         op_del_item(o, u->bare, n->name, idc);
@@ -927,22 +943,22 @@ static void do_retract(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p, 
         notify_retract(u, p, n, idc);
     observe(u, n->name, idc, NULL);
     free(idc);
-    op_done(o);
+    pep_op_done(o);
 }
 
 static void do_create(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p, xml_node_t *cr)
 {
     const char *name = xml_attr_get(cr, "node");
     if (!name || !*name) {
-        perr(req, "not-acceptable", "modify", "nodeid-required");
+        pep_perr(req, "not-acceptable", "modify", "nodeid-required");
         return;
     }
-    if (node_find(p, name)) {
+    if (pep_node_find(p, name)) {
         sm_iq_error(req, "conflict", "cancel");
         return;
     }
     if (p->nnodes >= (size_t)cfg()->max_nodes) {
-        perr(req, "not-allowed", "cancel", "max-nodes-exceeded");
+        pep_perr(req, "not-allowed", "cancel", "max-nodes-exceeded");
         return;
     }
     pn_config_t nc;
@@ -956,10 +972,10 @@ static void do_create(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p, x
     }
     pn_node_t *n = pn_node_new(name, &nc);
     pn_config_clear(&nc);
-    op_t *o = op_begin(req, deferred);
+    pep_op_t *o = pep_op_begin(req, deferred);
     node_add(p, n);
-    op_put_node(o, u->bare, n);
-    op_done(o);
+    pep_op_put_node(o, u->bare, n);
+    pep_op_done(o);
 }
 
 /* pubsub#owner configure: get shows the form, set applies it. Lowering
@@ -967,10 +983,10 @@ static void do_create(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p, x
  * removes the stored items. */
 static void do_configure(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p, xml_node_t *ce)
 {
-    const char *name = node_of(req, ce);
+    const char *name = pep_node_of(req, ce);
     if (!name)
         return;
-    pn_node_t *n = node_find(p, name);
+    pn_node_t *n = pep_node_find(p, name);
     if (!n) {
         sm_iq_error(req, "item-not-found", "cancel");
         return;
@@ -1002,7 +1018,7 @@ static void do_configure(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p
         sm_iq_error(req, "not-acceptable", "modify");
         return;
     }
-    op_t *o = op_begin(req, deferred);
+    pep_op_t *o = pep_op_begin(req, deferred);
     int was = n->cfg.persist;
     pn_config_clear(&n->cfg);
     n->cfg = nc;
@@ -1014,21 +1030,22 @@ static void do_configure(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p
         else
             op_del_item(o, u->bare, n->name, n->items[i].id);
     }
-    op_put_node(o, u->bare, n);
-    op_done(o);
+    pep_subs_prune_node(u, n, NULL);          /* a stricter access model ends subscriptions */
+    pep_op_put_node(o, u->bare, n);
+    pep_op_done(o);
 }
 
 static void do_delete_or_purge(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p, xml_node_t *el, int del)
 {
-    const char *name = node_of(req, el);
+    const char *name = pep_node_of(req, el);
     if (!name)
         return;
-    pn_node_t *n = node_find(p, name);
+    pn_node_t *n = pep_node_find(p, name);
     if (!n) {
         sm_iq_error(req, "item-not-found", "cancel");
         return;
     }
-    op_t *o = op_begin(req, deferred);
+    pep_op_t *o = pep_op_begin(req, deferred);
     for (size_t i = 0; i < n->nitems && n->cfg.persist; i++)
         op_del_item(o, u->bare, n->name, n->items[i].id);
     if (del || n->cfg.notify_delete)
@@ -1042,30 +1059,7 @@ static void do_delete_or_purge(sm_iq_t *req, int deferred, sm_user_t *u, pep_use
     }
     observe(u, nname, NULL, NULL);
     free(nname);
-    op_done(o);
-}
-
-/* The owner's affiliations (owner of each node) and subscriptions (none:
- * PEP's are implicit). */
-static void do_list(sm_iq_t *req, pep_user_t *p, const char *what)
-{
-    xml_node_t *r = xml_elem_new(NS_PUBSUB, "pubsub");
-    xml_node_t *l = xml_add_child(r, NS_PUBSUB, what);
-    if (req->own && !strcmp(what, "affiliations")) {
-        for (size_t i = 0; i < p->nnodes; i++) {
-            xml_node_t *a = xml_add_child(l, NS_PUBSUB, "affiliation");
-            xml_attr_set(a, "node", p->nodes[i]->name);
-            xml_attr_set(a, "affiliation", "owner");
-        }
-    }
-    sm_iq_reply(req, r);
-}
-
-static void unsupported(sm_iq_t *req, const char *feature)
-{
-    xml_node_t *app = xml_elem_new(NS_PUBSUB_ERRORS, "unsupported");
-    xml_attr_set(app, "feature", feature);
-    sm_iq_error_app(req, "feature-not-implemented", "cancel", app);
+    pep_op_done(o);
 }
 
 static void pep_iq_run(sm_iq_t *req, int deferred)
@@ -1083,22 +1077,20 @@ static void pep_iq_run(sm_iq_t *req, int deferred)
     int reads = !owner_ns && (!strcmp(what, "items") || !strcmp(what, "subscriptions") ||
                               !strcmp(what, "affiliations") || !strcmp(what, "subscribe") ||
                               !strcmp(what, "unsubscribe") || !strcmp(what, "options"));
-    if (!req->own && !reads) {
+    if (!req->own && !reads && !pep_subs_may_write(req, p, op, owner_ns)) {
         sm_iq_error(req, "forbidden", "auth");
         return;
     }
     if (!owner_ns && !req->set && !strcmp(what, "items")) {
         do_items(req, u, p, op);
-    } else if (!owner_ns && !req->set && (!strcmp(what, "subscriptions") || !strcmp(what, "affiliations"))) {
-        do_list(req, p, what);
+    } else if (pep_subs_request(req, deferred, u, p, op, owner_ns)) {
+        return;
     } else if (!owner_ns && req->set && !strcmp(what, "publish")) {
         do_publish(req, deferred, u, p, op);
     } else if (!owner_ns && req->set && !strcmp(what, "retract")) {
         do_retract(req, deferred, u, p, op);
     } else if (!owner_ns && req->set && !strcmp(what, "create")) {
         do_create(req, deferred, u, p, op);
-    } else if (!owner_ns && (!strcmp(what, "subscribe") || !strcmp(what, "unsubscribe") || !strcmp(what, "options"))) {
-        unsupported(req, "subscribe");
     } else if (owner_ns && !strcmp(what, "configure")) {
         do_configure(req, deferred, u, p, op);
     } else if (owner_ns && !req->set && !strcmp(what, "default")) {
@@ -1109,8 +1101,6 @@ static void pep_iq_run(sm_iq_t *req, int deferred)
         sm_iq_reply(req, r);
     } else if (owner_ns && req->set && (!strcmp(what, "delete") || !strcmp(what, "purge"))) {
         do_delete_or_purge(req, deferred, u, p, op, !strcmp(what, "delete"));
-    } else if (owner_ns && (!strcmp(what, "affiliations") || !strcmp(what, "subscriptions"))) {
-        unsupported(req, !strcmp(what, "affiliations") ? "modify-affiliations" : "manage-subscriptions");
     } else {
         sm_iq_error(req, "feature-not-implemented", "cancel");
     }
@@ -1137,7 +1127,7 @@ int pep_put(sm_user_t *u, const char *node, const char *id, const xml_node_t *pa
     if (!p)
         return -1;
     const pep_cfg_t *c = cfg();
-    pn_node_t *n = node_find(p, node);
+    pn_node_t *n = pep_node_find(p, node);
     if (!n && p->nnodes >= (size_t)c->max_nodes) {
         log_info("event=pep-put result=refused reason=max-nodes user=%s node=%s", u->bare, node);
         return -1;
@@ -1155,8 +1145,7 @@ int pep_put(sm_user_t *u, const char *node, const char *id, const xml_node_t *pa
         xml_free(item);
         return -1;
     }
-    op_t *o = xcalloc(1, sizeof *o);
-    o->pending = 1;
+    pep_op_t *o = pep_op_new();
     if (!n) {
         pn_config_t nc;
         pn_config_default(&nc);
@@ -1165,7 +1154,7 @@ int pep_put(sm_user_t *u, const char *node, const char *id, const xml_node_t *pa
         n = pn_node_new(node, &nc);
         pn_config_clear(&nc);
         node_add(p, n);
-        op_put_node(o, u->bare, n);
+        pep_op_put_node(o, u->bare, n);
     }
     int existed = pn_node_find(n, id) != NULL;
     pn_node_put(n, id, item);
@@ -1182,18 +1171,17 @@ int pep_put(sm_user_t *u, const char *node, const char *id, const xml_node_t *pa
         budget_take(p, audience(u, p, n));
         notify_item(u, p, n, it);
     }
-    op_done(o);
+    pep_op_done(o);
     return 0;
 }
 
 int pep_del(sm_user_t *u, const char *node, const char *id)
 {
     pep_user_t *p = loaded_state(u);
-    pn_node_t *n = p ? node_find(p, node) : NULL;
+    pn_node_t *n = p ? pep_node_find(p, node) : NULL;
     if (!n || !pn_node_find(n, id))
         return -1;
-    op_t *o = xcalloc(1, sizeof *o);
-    o->pending = 1;
+    pep_op_t *o = pep_op_new();
     char *idc = xstrdup(id);
     pn_node_remove(n, idc);
     if (n->cfg.persist)
@@ -1201,14 +1189,14 @@ int pep_del(sm_user_t *u, const char *node, const char *id)
     if (n->cfg.notify_retract)
         notify_retract(u, p, n, idc);
     free(idc);
-    op_done(o);
+    pep_op_done(o);
     return 0;
 }
 
 const xml_node_t *pep_get(sm_user_t *u, const char *node, const char *id)
 {
     pep_user_t *p = sm_module_enabled(&sm_module_pep) ? state(u) : NULL;
-    pn_node_t *n = p ? node_find(p, node) : NULL;
+    pn_node_t *n = p ? pep_node_find(p, node) : NULL;
     pn_item_t *it = !n ? NULL : id ? pn_node_find(n, id) : pn_node_last(n);
     return it ? it->item : NULL;
 }
@@ -1216,7 +1204,7 @@ const xml_node_t *pep_get(sm_user_t *u, const char *node, const char *id)
 void pep_foreach(sm_user_t *u, const char *node, pep_item_fn fn, void *arg)
 {
     pep_user_t *p = sm_module_enabled(&sm_module_pep) ? state(u) : NULL;
-    pn_node_t *n = p ? node_find(p, node) : NULL;
+    pn_node_t *n = p ? pep_node_find(p, node) : NULL;
     for (size_t i = 0; n && i < n->nitems; i++)
         fn(n->items[i].id, n->items[i].item, arg);
 }
@@ -1259,6 +1247,10 @@ static const cfg_option_t pep_options[] = {
      "Resources (full JIDs with caps) tracked per user for PEP notifications; past it new ones get none."},
     {"caps-cache", CFG_INT, "1000", 1, 1000000, 1, offsetof(pep_cfg_t, caps_cache), NULL,
      "XEP-0115 capability hashes cached (and disco#info queries in flight), oldest dropped first."},
+    {"max-affiliations", CFG_INT, "256", 1, 100000, 1, offsetof(pep_cfg_t, max_affiliations), NULL,
+     "Affiliations (member, publisher, owner, outcast) per PEP node; setting one more gets not-acceptable."},
+    {"max-subscriptions", CFG_INT, "1000", 1, 100000, 1, offsetof(pep_cfg_t, max_subscriptions), NULL,
+     "Explicit subscriptions per PEP node; one more gets policy-violation (too-many-subscriptions)."},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, NULL},
 };
 
@@ -1294,15 +1286,22 @@ static const char *const pep_account_features[] = {
     NS_PUBSUB "#filtered-notifications",
     NS_PUBSUB "#item-ids",
     NS_PUBSUB "#last-published",
+    NS_PUBSUB "#manage-subscriptions",
+    NS_PUBSUB "#member-affiliation",
+    NS_PUBSUB "#modify-affiliations",
+    NS_PUBSUB "#outcast-affiliation",
     NS_PUBSUB "#persistent-items",
     NS_PUBSUB "#presence-notifications",
     NS_PUBSUB "#publish",
     NS_PUBSUB "#publish-options",
+    NS_PUBSUB "#publisher-affiliation",
     NS_PUBSUB "#purge-nodes",
     NS_PUBSUB "#retract-items",
     NS_PUBSUB "#retrieve-affiliations",
     NS_PUBSUB "#retrieve-default",
     NS_PUBSUB "#retrieve-items",
+    NS_PUBSUB "#retrieve-subscriptions",
+    NS_PUBSUB "#subscribe",
     NULL,
 };
 

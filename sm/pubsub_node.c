@@ -257,6 +257,13 @@ xml_node_t *pn_node_record(const pn_node_t *n)
     xml_attr_set(r, "notify-delete", c->notify_delete ? "1" : "0");
     if (c->title)
         xml_attr_set(r, "title", c->title);
+    for (size_t i = 0; i < n->affs.n; i++) {
+        xml_node_t *a = xml_add_child(r, NS_PEP_RECORD, "aff");
+        xml_attr_set(a, "jid", n->affs.e[i].jid);
+        xml_attr_set(a, "a", pn_aff_name((pn_aff_t)n->affs.e[i].val));
+    }
+    for (size_t i = 0; i < n->subs.n; i++)
+        xml_attr_set(xml_add_child(r, NS_PEP_RECORD, "sub"), "jid", n->subs.e[i].jid);
     return r;
 }
 
@@ -289,6 +296,17 @@ pn_node_t *pn_node_from_record(const xml_node_t *rec)
     c.title = t ? xstrdup(t) : NULL;
     pn_node_t *n = pn_node_new(name, &c);
     pn_config_clear(&c);
+    for (xml_node_t *a = xml_child(rec, NS_PEP_RECORD, "aff"); a; a = xml_next(a, NS_PEP_RECORD, "aff")) {
+        const char *jid = xml_attr_get(a, "jid");
+        int v = pn_aff_parse(xml_attr_get(a, "a"));
+        if (jid && v > PN_AFF_NONE)
+            pn_jidmap_set(&n->affs, jid, v);
+    }
+    for (xml_node_t *b = xml_child(rec, NS_PEP_RECORD, "sub"); b; b = xml_next(b, NS_PEP_RECORD, "sub")) {
+        const char *jid = xml_attr_get(b, "jid");
+        if (jid)
+            pn_jidmap_set(&n->subs, jid, 1);
+    }
     return n;
 }
 
@@ -317,6 +335,8 @@ void pn_node_free(pn_node_t *n)
         return;
     pn_node_purge(n);
     free(n->items);
+    pn_jidmap_clear(&n->affs);
+    pn_jidmap_clear(&n->subs);
     free(n->name);
     pn_config_clear(&n->cfg);
     free(n);

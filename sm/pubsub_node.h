@@ -9,6 +9,7 @@
 #ifndef WEFT_SM_PUBSUB_NODE_H
 #define WEFT_SM_PUBSUB_NODE_H
 #include <stddef.h>
+#include "pubsub_members.h"
 #include "xml.h"
 
 #define NS_PUBSUB "http://jabber.org/protocol/pubsub"
@@ -41,6 +42,8 @@ typedef struct pn_node {
     pn_config_t cfg;
     pn_item_t *items;          /* oldest first */
     size_t nitems, cap;
+    pn_jidmap_t affs;          /* bare JID -> pn_aff_t (the account itself is not listed) */
+    pn_jidmap_t subs;          /* explicit subscriptions: subscribed JID -> 1 */
 } pn_node_t;
 
 /* Form types of XEP-0060 */
@@ -64,7 +67,8 @@ int pn_config_matches(const pn_config_t *c, const xml_node_t *x, size_t limit, c
 /* The node_config form showing c (type "form"); the caller owns it. */
 xml_node_t *pn_config_form(const pn_config_t *c);
 
-/* Storage form of a node: <node xmlns='urn:xmpp:weft:pep:1' .../>. */
+/* Storage form of a node: <node xmlns='urn:xmpp:weft:pep:1' .../> with an
+ * <aff jid a/> child per affiliation and a <sub jid/> per subscription. */
 xml_node_t *pn_node_record(const pn_node_t *n);
 /* A node from its record, or NULL when unreadable. */
 pn_node_t *pn_node_from_record(const xml_node_t *rec);

@@ -1,6 +1,7 @@
 /* weftctl.h: what weftctl.c shares with the files of its other commands
- * (weftctl_xep0227.c: import/export, weftctl_admin.c: user, check, status,
- * reload; weftctl_archive.c: archive). */
+ * (weftctl_xep0227.c: import/export, with weftctl_pie_pep.c and
+ * weftctl_pie_mam.c behind weftctl_pie.h; weftctl_admin.c: user, check,
+ * status, reload; weftctl_archive.c: archive). */
 #ifndef WEFT_WEFTCTL_H
 #define WEFT_WEFTCTL_H
 #include "storage.h"

@@ -12,6 +12,8 @@
  *   "private"     key namespace → its elements serialized one after the other
  *   "offline"     appended → <message xmlns='jabber:client'/> (mod_offline)
  *   "blocklist"   key prepared JID → empty value (mod_blocking)
+ *   "pep-node", "pep-item"  PEP nodes and their items (mod_pep): weftctl_pie_pep.c
+ *   "mam", "mam:<contact>"  the message archive (mod_mam): weftctl_pie_mam.c
  *
  * <xi:include href/> of a relative file is followed where a <host/> or a
  * <user/> may stand (ejabberd writes one file per host and per user).
@@ -31,19 +33,20 @@
 
 #include "base64.h"
 #include "jid.h"
+#include "log.h"
 #include "sasl.h"
 #include "weftctl.h"
+#include "weftctl_pie.h"
 #include "xml.h"
 #include "xml_stream.h"
 
-#define NS_PIE "urn:xmpp:pie:0"
-#define NS_PIE_SCRAM "urn:xmpp:pie:0#scram"
-#define NS_CLIENT "jabber:client"
 #define NS_ROSTER "jabber:iq:roster"
 #define NS_PRIVATE "jabber:iq:private"
 #define NS_VCARD "vcard-temp"
 #define NS_BLOCKING "urn:xmpp:blocking"
 #define NS_XINCLUDE "http://www.w3.org/2001/XInclude"
+#define NS_PUBSUB_ANY "http://jabber.org/protocol/pubsub"
+#define NS_PUBSUB_OWNER_ANY "http://jabber.org/protocol/pubsub#owner"
 
 /* The sm modules' limits: a record they would refuse is refused here. */
 #define VCARD_MAX (64u * 1024u)      /* mod_vcard VCARD_MAX */
@@ -51,38 +54,47 @@
 #define PRIVATE_MAX_NS 128           /* mod_private PRIVATE_MAX_NS */
 #define INPUT_MAX (1024u * 1024u * 1024u)
 
-typedef struct counts {
-    long users, roster, pending, vcards, privates, offline, blocked, skipped;
-} counts_t;
-
-typedef struct imp {
-    storage_t *st;
-    const char *file;
-    const char *user;   /* bare JID being imported, for messages */
-    counts_t n;
-} imp_t;
-
-/* Says what is wrong with element el of the current user; returns -1. */
-static int bad(const imp_t *im, const xml_node_t *el, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int bad(const imp_t *im, const xml_node_t *el, const char *fmt, ...)
+static void say(const imp_t *im, const xml_node_t *el, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void say(const imp_t *im, const xml_node_t *el, const char *fmt, va_list ap)
 {
-    va_list ap;
     fprintf(stderr, "weftctl: %s:%u: ", im->file, el ? el->line : 0);
     if (im->user)
         fprintf(stderr, "user %s: ", im->user);
     if (el && el->name)
         fprintf(stderr, "<%s xmlns='%s'>: ", el->name, el->ns ? el->ns : "");
-    va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
-    va_end(ap);
     fputc('\n', stderr);
+}
+
+int pie_bad(const imp_t *im, const xml_node_t *el, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    say(im, el, fmt, ap);
+    va_end(ap);
     return -1;
 }
 
-static int ns_is(const xml_node_t *el, const char *ns, const char *name)
+void pie_note(const imp_t *im, const xml_node_t *el, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    say(im, el, fmt, ap);
+    va_end(ap);
+}
+
+int pie_ns_is(const xml_node_t *el, const char *ns, const char *name)
 {
     return el->name && !strcmp(el->ns ? el->ns : "", ns) && !strcmp(el->name, name);
+}
+
+int pie_count_elems(const xml_node_t *el)
+{
+    int k = 0;
+    for (xml_node_t *c = xml_child(el, NULL, NULL); c; c = xml_next(c, NULL, NULL))
+        k++;
+    return k;
 }
 
 /* Text content without surrounding white space; caller frees. */
@@ -100,8 +112,7 @@ static char *trimmed_text(const xml_node_t *el)
     return out;
 }
 
-static xml_node_t *parse_text(const char *val, size_t len, char *err, size_t errlen,
-                              unsigned *line)
+xml_node_t *pie_parse(const char *val, size_t len, char *err, size_t errlen, unsigned *line)
 {
     xml_limits_t lim;
     xml_limits_default(&lim);
@@ -139,14 +150,14 @@ static int scram_from_pie(const imp_t *im, const xml_node_t *el, strbuf_t *sha25
     else if (mech && !strcmp(mech, "SCRAM-SHA-256"))
         out = sha256, hash = "SHA-256";
     else
-        return bad(im, el, "mechanism '%s' is not SCRAM-SHA-1 or SCRAM-SHA-256", mech ? mech : "");
+        return pie_bad(im, el, "mechanism '%s' is not SCRAM-SHA-1 or SCRAM-SHA-256", mech ? mech : "");
     const char *names[] = {"iter-count", "salt", "stored-key", "server-key"};
     char *f[4] = {0};
     int rc = 0;
     for (int i = 0; i < 4; i++) {
         xml_node_t *c = xml_child(el, NS_PIE_SCRAM, names[i]);
         if (!c) {
-            rc = bad(im, el, "no <%s>", names[i]);
+            rc = pie_bad(im, el, "no <%s>", names[i]);
             break;
         }
         f[i] = trimmed_text(c);
@@ -169,7 +180,7 @@ static int scram_from_pie(const imp_t *im, const xml_node_t *el, strbuf_t *sha25
         strbuf_printf(out, "%s:%s:%s:%s:%s", hash, f[0], f[1], f[2], f[3]);
         scram_keys_t k;
         if (scram_keys_parse(out->data, &k) < 0) {
-            rc = bad(im, el, "unusable keys (iteration count, or base64 of the salt or of "
+            rc = pie_bad(im, el, "unusable keys (iteration count, or base64 of the salt or of "
                              "a key of the wrong length)");
             OPENSSL_cleanse(out->data, out->cap);
             strbuf_reset(out);
@@ -197,17 +208,17 @@ static int import_account(imp_t *im, const xml_node_t *user)
         strbuf_reset(&k256);
         strbuf_reset(&k1);
         if (weftctl_make_keys(pw, &k256, &k1) < 0)
-            rc = bad(im, user, "the password attribute cannot be used (above)");
+            rc = pie_bad(im, user, "the password attribute cannot be used (above)");
     }
     if (rc == 0 && !k256.len && !k1.len)
-        rc = bad(im, user, "no password attribute and no <scram-credentials>: nobody could log in");
+        rc = pie_bad(im, user, "no password attribute and no <scram-credentials>: nobody could log in");
     if (rc == 0) {
         int r = storage_user_exists(im->st, im->user);
         if (r == 1)
-            rc = bad(im, user, "the account already exists here (import never merges)");
+            rc = pie_bad(im, user, "the account already exists here (import never merges)");
         else if (r < 0 || storage_user_create(im->st, im->user, k256.len ? k256.data : NULL,
                                               k1.len ? k1.data : NULL) != 0)
-            rc = bad(im, user, "cannot create the account (storage error)");
+            rc = pie_bad(im, user, "cannot create the account (storage error)");
     }
     if (k256.data)
         OPENSSL_cleanse(k256.data, k256.cap);
@@ -228,9 +239,9 @@ static int contact_jid(const imp_t *im, const xml_node_t *el, const char *s, cha
     jid_t j;
     jid_err_t e = s ? jid_parse(s, &j) : JID_OK;
     if (!s)
-        return bad(im, el, "no 'jid'/'from' attribute");
+        return pie_bad(im, el, "no 'jid'/'from' attribute");
     if (e != JID_OK)
-        return bad(im, el, "'%s' is not a JID: %s", s, jid_strerror(e));
+        return pie_bad(im, el, "'%s' is not a JID: %s", s, jid_strerror(e));
     *out = xstrdup(j.bare);
     jid_clear(&j);
     return 0;
@@ -244,7 +255,7 @@ static int put_xml(imp_t *im, const xml_node_t *el, const char *coll, const char
     xml_serialize(x, default_ns, &sb);
     int r = storage_put(im->st, im->user, coll, key, sb.data, sb.len);
     strbuf_free(&sb);
-    return r == 0 ? 0 : bad(im, el, "storage error writing %s", coll);
+    return r == 0 ? 0 : pie_bad(im, el, "storage error writing %s", coll);
 }
 
 typedef struct pending {
@@ -267,7 +278,7 @@ static int import_roster(imp_t *im, const xml_node_t *user)
          p = xml_next(p, NS_CLIENT, "presence")) {
         const char *type = xml_attr_get(p, "type");
         if (!type || strcmp(type, "subscribe") != 0) {
-            rc = bad(im, p, "only type='subscribe' (a pending subscription request) belongs here");
+            rc = pie_bad(im, p, "only type='subscribe' (a pending subscription request) belongs here");
             break;
         }
         rc = contact_jid(im, p, xml_attr_get(p, "from"), &pend[i].jid);
@@ -277,10 +288,10 @@ static int import_roster(imp_t *im, const xml_node_t *user)
 
     xml_node_t *q = xml_child(user, NS_ROSTER, "query");
     if (q && xml_next(q, NS_ROSTER, "query"))
-        rc = rc ? rc : bad(im, xml_next(q, NS_ROSTER, "query"), "a second roster");
+        rc = rc ? rc : pie_bad(im, xml_next(q, NS_ROSTER, "query"), "a second roster");
     for (xml_node_t *it = q ? xml_child(q, NULL, NULL) : NULL; it && rc == 0; it = xml_next(it, NULL, NULL)) {
-        if (!ns_is(it, NS_ROSTER, "item")) {
-            rc = bad(im, it, "not a roster <item/>");
+        if (!pie_ns_is(it, NS_ROSTER, "item")) {
+            rc = pie_bad(im, it, "not a roster <item/>");
             break;
         }
         char *jid = NULL;
@@ -292,11 +303,11 @@ static int import_roster(imp_t *im, const xml_node_t *user)
         if (!sub)
             sub = "none";
         if (strcmp(sub, "none") && strcmp(sub, "to") && strcmp(sub, "from") && strcmp(sub, "both"))
-            rc = bad(im, it, "contact %s: subscription '%s' is not none, to, from or both", jid, sub);
+            rc = pie_bad(im, it, "contact %s: subscription '%s' is not none, to, from or both", jid, sub);
         else if (ask && strcmp(ask, "subscribe"))
-            rc = bad(im, it, "contact %s: ask '%s' is not 'subscribe'", jid, ask);
+            rc = pie_bad(im, it, "contact %s: ask '%s' is not 'subscribe'", jid, ask);
         else if (storage_get(im->st, im->user, "roster", jid, NULL, NULL) == 0)
-            rc = bad(im, it, "contact %s is listed twice", jid);
+            rc = pie_bad(im, it, "contact %s is listed twice", jid);
         if (rc == 0) {
             xml_node_t *x = xml_elem_new(NULL, "item");
             if (name)
@@ -354,15 +365,15 @@ static int import_vcard(imp_t *im, const xml_node_t *vc)
     if (!xml_child(vc, NULL, NULL))
         return 0;   /* an empty vCard is none (mod_vcard deletes on it) */
     if (storage_get(im->st, im->user, "vcard", "", NULL, NULL) == 0)
-        return bad(im, vc, "a second vCard");
+        return pie_bad(im, vc, "a second vCard");
     strbuf_t sb;
     strbuf_init(&sb);
     xml_serialize(vc, "", &sb);
     int rc;
     if (sb.len > VCARD_MAX)
-        rc = bad(im, vc, "%zu bytes, over the %u the server keeps for a vCard", sb.len, VCARD_MAX);
+        rc = pie_bad(im, vc, "%zu bytes, over the %u the server keeps for a vCard", sb.len, VCARD_MAX);
     else if (storage_put(im->st, im->user, "vcard", "", sb.data, sb.len) != 0)
-        rc = bad(im, vc, "storage error");
+        rc = pie_bad(im, vc, "storage error");
     else
         rc = 0, im->n.vcards++;
     strbuf_free(&sb);
@@ -375,7 +386,7 @@ static int import_private(imp_t *im, const xml_node_t *q)
     int rc = 0;
     for (xml_node_t *c = xml_child(q, NULL, NULL); c && rc == 0; c = xml_next(c, NULL, NULL)) {
         if (!c->ns || !*c->ns || !strcmp(c->ns, NS_PRIVATE) || !strcmp(c->ns, NS_CLIENT)) {
-            rc = bad(im, c, "private XML needs a namespace of its own");
+            rc = pie_bad(im, c, "private XML needs a namespace of its own");
             break;
         }
         /* Earlier siblings of the same namespace were stored with the first. */
@@ -390,13 +401,13 @@ static int import_private(imp_t *im, const xml_node_t *q)
             if (!strcmp(s->ns, c->ns))
                 xml_serialize(s, "", &sb);
         if (sb.len > PRIVATE_MAX)
-            rc = bad(im, c, "%zu bytes, over the %u the server keeps for a namespace", sb.len, PRIVATE_MAX);
+            rc = pie_bad(im, c, "%zu bytes, over the %u the server keeps for a namespace", sb.len, PRIVATE_MAX);
         else if (storage_get(im->st, im->user, "private", c->ns, NULL, NULL) == 0)
-            rc = bad(im, c, "namespace %s given twice", c->ns);
+            rc = pie_bad(im, c, "namespace %s given twice", c->ns);
         else if (storage_count(im->st, im->user, "private") >= PRIVATE_MAX_NS)
-            rc = bad(im, c, "over %d namespaces", PRIVATE_MAX_NS);
+            rc = pie_bad(im, c, "over %d namespaces", PRIVATE_MAX_NS);
         else if (storage_put(im->st, im->user, "private", c->ns, sb.data, sb.len) != 0)
-            rc = bad(im, c, "storage error");
+            rc = pie_bad(im, c, "storage error");
         else
             im->n.privates++;
         strbuf_free(&sb);
@@ -408,15 +419,15 @@ static int import_offline(imp_t *im, const xml_node_t *box)
 {
     int rc = 0;
     for (xml_node_t *m = xml_child(box, NULL, NULL); m && rc == 0; m = xml_next(m, NULL, NULL)) {
-        if (!ns_is(m, NS_CLIENT, "message")) {
-            rc = bad(im, m, "offline messages are <message xmlns='jabber:client'/>");
+        if (!pie_ns_is(m, NS_CLIENT, "message")) {
+            rc = pie_bad(im, m, "offline messages are <message xmlns='jabber:client'/>");
             break;
         }
         strbuf_t sb;
         strbuf_init(&sb);
         xml_serialize(m, NULL, &sb);   /* declares its namespace, as mod_offline */
         if (storage_append(im->st, im->user, "offline", sb.data, sb.len, NULL) != 0)
-            rc = bad(im, m, "storage error");
+            rc = pie_bad(im, m, "storage error");
         else
             im->n.offline++;
         strbuf_free(&sb);
@@ -428,16 +439,16 @@ static int import_blocklist(imp_t *im, const xml_node_t *bl)
 {
     int rc = 0;
     for (xml_node_t *it = xml_child(bl, NULL, NULL); it && rc == 0; it = xml_next(it, NULL, NULL)) {
-        const char *s = ns_is(it, NS_BLOCKING, "item") ? xml_attr_get(it, "jid") : NULL;
+        const char *s = pie_ns_is(it, NS_BLOCKING, "item") ? xml_attr_get(it, "jid") : NULL;
         jid_t j;
         jid_err_t e = s ? jid_parse(s, &j) : JID_OK;
         if (!s)
-            rc = bad(im, it, "a blocklist holds <item jid='...'/>");
+            rc = pie_bad(im, it, "a blocklist holds <item jid='...'/>");
         else if (e != JID_OK)
-            rc = bad(im, it, "'%s' is not a JID: %s", s, jid_strerror(e));
+            rc = pie_bad(im, it, "'%s' is not a JID: %s", s, jid_strerror(e));
         else {
             if (storage_put(im->st, im->user, "blocklist", j.full, "", 0) != 0)
-                rc = bad(im, it, "storage error");
+                rc = pie_bad(im, it, "storage error");
             else
                 im->n.blocked++;
             jid_clear(&j);
@@ -448,20 +459,26 @@ static int import_blocklist(imp_t *im, const xml_node_t *bl)
 
 static int import_user(imp_t *im, const xml_node_t *user)
 {
-    if (import_account(im, user) < 0 || import_roster(im, user) < 0)
+    if (import_account(im, user) < 0 || import_roster(im, user) < 0 || pie_import_pep(im, user) < 0)
         return -1;
+    xml_node_t *arch = xml_child(user, NS_PIE_MAM, "archive");
+    if (arch && xml_next(arch, NS_PIE_MAM, "archive"))
+        return pie_bad(im, xml_next(arch, NS_PIE_MAM, "archive"), "a second archive");
     for (xml_node_t *c = xml_child(user, NULL, NULL); c; c = xml_next(c, NULL, NULL)) {
         int rc = 0;
-        if (ns_is(c, NS_VCARD, "vCard"))
+        if (pie_ns_is(c, NS_VCARD, "vCard"))
             rc = import_vcard(im, c);
-        else if (ns_is(c, NS_PRIVATE, "query"))
+        else if (pie_ns_is(c, NS_PRIVATE, "query"))
             rc = import_private(im, c);
-        else if (ns_is(c, NS_PIE, "offline-messages"))
+        else if (pie_ns_is(c, NS_PIE, "offline-messages"))
             rc = import_offline(im, c);
-        else if (ns_is(c, NS_BLOCKING, "blocklist"))
+        else if (pie_ns_is(c, NS_BLOCKING, "blocklist"))
             rc = import_blocklist(im, c);
-        else if (ns_is(c, NS_PIE_SCRAM, "scram-credentials") || ns_is(c, NS_ROSTER, "query") ||
-                 ns_is(c, NS_CLIENT, "presence"))
+        else if (pie_ns_is(c, NS_PIE_MAM, "archive"))
+            rc = pie_import_archive(im, c);
+        else if (pie_ns_is(c, NS_PIE_SCRAM, "scram-credentials") || pie_ns_is(c, NS_ROSTER, "query") ||
+                 pie_ns_is(c, NS_CLIENT, "presence") || pie_ns_is(c, NS_PUBSUB_ANY, "pubsub") ||
+                 pie_ns_is(c, NS_PUBSUB_OWNER_ANY, "pubsub"))
             rc = 0;   /* done above */
         else {
             fprintf(stderr, "weftctl: %s:%u: user %s: <%s xmlns='%s'> skipped: weft keeps no such data\n",
@@ -483,7 +500,7 @@ static xml_node_t *include_doc(imp_t *im, const xml_node_t *inc, char **path)
 {
     const char *href = xml_attr_get(inc, "href");
     if (!href || !*href || strchr(href, ':')) {
-        bad(im, inc, "only a relative file href is followed");
+        pie_bad(im, inc, "only a relative file href is followed");
         return NULL;
     }
     const char *slash = strrchr(im->file, '/');
@@ -498,12 +515,12 @@ static xml_node_t *include_doc(imp_t *im, const xml_node_t *inc, char **path)
     if (data) {
         char err[256] = "";
         unsigned line = 0;
-        doc = parse_text(data, len, err, sizeof err, &line);
+        doc = pie_parse(data, len, err, sizeof err, &line);
         if (!doc)
-            bad(im, inc, "%s:%u: not well-formed XML: %s", p.data, line, err);
+            pie_bad(im, inc, "%s:%u: not well-formed XML: %s", p.data, line, err);
         free(data);
     } else {
-        bad(im, inc, "cannot read %s", p.data);
+        pie_bad(im, inc, "cannot read %s", p.data);
     }
     *path = strbuf_steal(&p);
     return doc;
@@ -511,7 +528,7 @@ static xml_node_t *include_doc(imp_t *im, const xml_node_t *inc, char **path)
 
 static int import_user_el(imp_t *im, const char *domain, const xml_node_t *u)
 {
-    if (ns_is(u, NS_XINCLUDE, "include")) {
+    if (pie_ns_is(u, NS_XINCLUDE, "include")) {
         char *path = NULL;
         xml_node_t *doc = include_doc(im, u, &path);
         const char *outer = im->file;
@@ -525,13 +542,13 @@ static int import_user_el(imp_t *im, const char *domain, const xml_node_t *u)
         free(path);
         return rc;
     }
-    const char *name = ns_is(u, NS_PIE, "user") ? xml_attr_get(u, "name") : NULL;
+    const char *name = pie_ns_is(u, NS_PIE, "user") ? xml_attr_get(u, "name") : NULL;
     if (!name)
-        return bad(im, u, "host %s: only <user name='...'/> elements belong here", domain);
+        return pie_bad(im, u, "host %s: only <user name='...'/> elements belong here", domain);
     jid_t j;
     jid_err_t e = jid_build(name, domain, NULL, &j);
     if (e != JID_OK)
-        return bad(im, u, "user '%s@%s' is not a JID: %s", name, domain, jid_strerror(e));
+        return pie_bad(im, u, "user '%s@%s' is not a JID: %s", name, domain, jid_strerror(e));
     im->user = j.bare;
     int rc = import_user(im, u);
     im->user = NULL;
@@ -541,7 +558,7 @@ static int import_user_el(imp_t *im, const char *domain, const xml_node_t *u)
 
 static int import_host(imp_t *im, const xml_node_t *h)
 {
-    if (ns_is(h, NS_XINCLUDE, "include")) {
+    if (pie_ns_is(h, NS_XINCLUDE, "include")) {
         char *path = NULL;
         xml_node_t *doc = include_doc(im, h, &path);
         const char *outer = im->file;
@@ -555,12 +572,12 @@ static int import_host(imp_t *im, const xml_node_t *h)
         free(path);
         return rc;
     }
-    if (!ns_is(h, NS_PIE, "host"))
-        return bad(im, h, "only <host/> elements belong in <server-data/>");
+    if (!pie_ns_is(h, NS_PIE, "host"))
+        return pie_bad(im, h, "only <host/> elements belong in <server-data/>");
     const char *hj = xml_attr_get(h, "jid");
     char *domain = hj ? jid_prep_domain(hj) : NULL;
     if (!domain)
-        return bad(im, h, "host jid '%s' is not a domain", hj ? hj : "");
+        return pie_bad(im, h, "host jid '%s' is not a domain", hj ? hj : "");
     int rc = 0;
     for (xml_node_t *u = xml_child(h, NULL, NULL); u && rc == 0; u = xml_next(u, NULL, NULL))
         rc = import_user_el(im, domain, u);
@@ -570,8 +587,8 @@ static int import_host(imp_t *im, const xml_node_t *h)
 
 static int import_doc(imp_t *im, const xml_node_t *root)
 {
-    if (!ns_is(root, NS_PIE, "server-data"))
-        return bad(im, root, "the document is not <server-data xmlns='%s'>", NS_PIE);
+    if (!pie_ns_is(root, NS_PIE, "server-data"))
+        return pie_bad(im, root, "the document is not <server-data xmlns='%s'>", NS_PIE);
     for (xml_node_t *h = xml_child(root, NULL, NULL); h; h = xml_next(h, NULL, NULL))
         if (import_host(im, h) < 0)
             return -1;
@@ -617,7 +634,7 @@ int weftctl_import(const char *url, char **files, int nfiles, int dry_run)
             goto out;
         char err[256] = "";
         unsigned line = 0;
-        roots[i] = parse_text(data, len, err, sizeof err, &line);
+        roots[i] = pie_parse(data, len, err, sizeof err, &line);
         free(data);
         if (!roots[i]) {
             fprintf(stderr, "weftctl: %s:%u: not well-formed XML: %s; nothing imported\n", files[i],
@@ -647,9 +664,11 @@ int weftctl_import(const char *url, char **files, int nfiles, int dry_run)
         goto out;
     }
     printf("%s users=%ld roster-items=%ld pending-subscriptions=%ld vcards=%ld "
-           "private=%ld offline=%ld blocked=%ld skipped=%ld\n",
-           dry_run ? "would import (dry run, nothing written)" : "imported", im.n.users, im.n.roster, im.n.pending, im.n.vcards, im.n.privates, im.n.offline,
-           im.n.blocked, im.n.skipped);
+           "private=%ld offline=%ld blocked=%ld pep-nodes=%ld pep-items=%ld archived=%ld "
+           "skipped=%ld\n",
+           dry_run ? "would import (dry run, nothing written)" : "imported", im.n.users,
+           im.n.roster, im.n.pending, im.n.vcards, im.n.privates, im.n.offline, im.n.blocked,
+           im.n.pep_nodes, im.n.pep_items, im.n.archived, im.n.skipped);
     rc = fflush(stdout) == 0 ? XIT_OK : XIT_STORAGE;
 out:
     if (st)
@@ -713,18 +732,12 @@ static void add_scram(xml_node_t *user, const char *text)
     OPENSSL_cleanse(&k, sizeof k);
 }
 
-typedef struct exp {
-    const char *user;
-    xml_node_t *parent;   /* where list callbacks add */
-    counts_t n;
-    int bad;
-} exp_t;
-
-static xml_node_t *parse_record(exp_t *ex, const char *coll, const char *key, const char *val, size_t len)
+xml_node_t *pie_parse_record(exp_t *ex, const char *coll, const char *key, const char *val,
+                             size_t len)
 {
     char err[128] = "";
     unsigned line = 0;
-    xml_node_t *x = parse_text(val, len, err, sizeof err, &line);
+    xml_node_t *x = pie_parse(val, len, err, sizeof err, &line);
     if (!x) {
         fprintf(stderr, "weftctl: user %s: %s record '%s' is not XML (%s): left out\n", ex->user,
                 coll, key, err);
@@ -736,7 +749,7 @@ static xml_node_t *parse_record(exp_t *ex, const char *coll, const char *key, co
 static int export_roster_item(const char *key, const char *val, size_t len, void *arg)
 {
     exp_t *ex = arg;
-    xml_node_t *x = parse_record(ex, "roster", key, val, len);
+    xml_node_t *x = pie_parse_record(ex, "roster", key, val, len);
     if (!x)
         return 0;
     const char *in_roster = xml_attr_get(x, "in-roster");
@@ -761,7 +774,7 @@ static int export_roster_item(const char *key, const char *val, size_t len, void
 static int export_pending(const char *key, const char *val, size_t len, void *arg)
 {
     exp_t *ex = arg;
-    xml_node_t *p = parse_record(ex, "roster-pending", key, val, len);
+    xml_node_t *p = pie_parse_record(ex, "roster-pending", key, val, len);
     if (p) {
         xml_append(ex->parent, p);
         ex->n.pending++;
@@ -778,7 +791,7 @@ static int export_private(const char *key, const char *val, size_t len, void *ar
     strbuf_puts(&sb, "<w>");
     strbuf_append(&sb, val, len);
     strbuf_puts(&sb, "</w>");
-    xml_node_t *w = parse_record(ex, "private", key, sb.data, sb.len);
+    xml_node_t *w = pie_parse_record(ex, "private", key, sb.data, sb.len);
     strbuf_free(&sb);
     if (!w)
         return 0;
@@ -798,7 +811,7 @@ static int export_private(const char *key, const char *val, size_t len, void *ar
 static int export_offline(const char *key, const char *val, size_t len, void *arg)
 {
     exp_t *ex = arg;
-    xml_node_t *m = parse_record(ex, "offline", key, val, len);
+    xml_node_t *m = pie_parse_record(ex, "offline", key, val, len);
     if (m) {
         xml_append(ex->parent, m);
         ex->n.offline++;
@@ -852,7 +865,7 @@ static xml_node_t *export_user(storage_t *st, exp_t *ex, const char *bare)
     if (r < 0)
         goto fail;
     if (r == 0) {
-        xml_node_t *x = parse_record(ex, "vcard", "", vc, vl);
+        xml_node_t *x = pie_parse_record(ex, "vcard", "", vc, vl);
         if (x) {
             xml_append(u, x);
             ex->n.vcards++;
@@ -876,6 +889,8 @@ static xml_node_t *export_user(storage_t *st, exp_t *ex, const char *bare)
         else
             xml_free(ex->parent);
     }
+    if (pie_export_pep(st, ex, bare, u) < 0)
+        goto fail;
     ex->n.users++;
     return u;
 fail:
@@ -936,10 +951,23 @@ int weftctl_export(const char *url, const char *file)
         }
         strbuf_reset(&sb);
         xml_serialize(u, NS_PIE, &sb);
-        strbuf_putc(&sb, '\n');
+        xml_free(u);
+        /* The archive streams in before </user>: reopen the element. */
+        if (sb.len >= 2 && !memcmp(sb.data + sb.len - 2, "/>", 2)) {
+            sb.data[sb.len - 2] = '>';
+            sb.len--;
+        } else if (sb.len >= 7 && !memcmp(sb.data + sb.len - 7, "</user>", 7))
+            sb.len -= 7;
+        else
+            log_panic("export: <user/> serialized as neither <user/> nor <user>...</user>");
         fwrite(sb.data, 1, sb.len, out);
         OPENSSL_cleanse(sb.data, sb.cap);
-        xml_free(u);
+        if (pie_export_archive(st, &ex, nm.v[i], out) < 0) {
+            fprintf(stderr, "weftctl: user %s: storage error\n", nm.v[i]);
+            failed = 1;
+            break;
+        }
+        fputs("</user>\n", out);
     }
     if (cur)
         fputs("</host>\n", out);
@@ -959,9 +987,10 @@ int weftctl_export(const char *url, const char *file)
     if (failed || werr)
         goto out;
     fprintf(stderr, "exported users=%ld roster-items=%ld pending-subscriptions=%ld vcards=%ld "
-                    "private=%ld offline=%ld blocked=%ld unreadable=%d\n",
+                    "private=%ld offline=%ld blocked=%ld pep-nodes=%ld pep-items=%ld "
+                    "archived=%ld unreadable=%d\n",
             ex.n.users, ex.n.roster, ex.n.pending, ex.n.vcards, ex.n.privates, ex.n.offline,
-            ex.n.blocked, ex.bad);
+            ex.n.blocked, ex.n.pep_nodes, ex.n.pep_items, ex.n.archived, ex.bad);
     rc = XIT_OK;
 out:
     for (size_t i = 0; i < nm.n; i++)

@@ -4,12 +4,19 @@ client helper that speaks to rooms with exact bytes.
 
 MucServer(tmp_path).start(instances=1) registers the muc component(s) in the
 router config; with more than one the service domain is a <partition>.
+With WEFT_TEST_STORAGE=postgresql and WEFT_TEST_MUC_STORAGE=postgresql a
+single weft-muc keeps its rooms in the test's PostgreSQL database too
+(beside the sm's records), unless the test names a storage itself;
+partitioned instances keep their own SQLite files. Only on request: the
+restart tests count duplicates that docs/muc.md expects on PostgreSQL.
 """
 import os
 import re
 
-from conftest import BUILD, Proc, wait_for
+from conftest import BUILD, STORAGE, Proc, sm_storage_url, wait_for
 from server import RawClient, Server
+
+MUC_STORAGE = os.environ.get("WEFT_TEST_MUC_STORAGE", "sqlite")
 
 SERVICE = "conference.localhost"
 PW = "secret-pw"
@@ -20,6 +27,7 @@ MUC = """<muc>
   <secret>{name}-secret</secret>
   <domain>conference.localhost</domain>
   <database>{dir}/{name}.db</database>
+  {storage}
   <log><level>debug</level></log>
   {extra}
 </muc>
@@ -43,8 +51,12 @@ class MucServer(Server):
 
     def start_muc(self, name="muc", wait=True):
         path = self.dir / f"{name}.xml"
+        storage = ""
+        if (STORAGE == MUC_STORAGE == "postgresql" and len(self.muc_names) == 1
+                and "<storage>" not in self.muc_extra):
+            storage = f"<storage>{sm_storage_url(self.dir).replace('&', '&amp;')}</storage>"
         path.write_text(MUC.format(router_port=self.router_port, dir=self.dir, name=name,
-                                   extra=self.muc_extra))
+                                   extra=self.muc_extra, storage=storage))
         before = self.log(name).count("event=ready")
         p = self._spawn([os.environ.get("WEFT_MUC") or os.path.join(BUILD, "muc", "weft-muc"), "-c", str(path)],
                         f"{name}.log")

@@ -297,6 +297,29 @@ def test_stream_management_resume(srv):
     h2.read_until(r"four</body>")
 
 
+def test_stream_management_counts_what_c2s_answers_itself(srv):
+    """Psi 1.5 enables stream management, then sends the RFC 3921 session
+    iq: c2s answers it itself, and that answer is a stanza the client counts
+    (XEP-0198 4). An ack covering it must not end the stream, and a stanza
+    error c2s makes (a malformed to) counts the same way."""
+    srv.start()
+    srv.register("lena", "pw")
+    c = srv.login("lena", "pw", resource="psi")
+    c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    c.read_until(r"<enabled[^>]*/>")
+    c.send("<iq type='set' id='s1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>")
+    assert "type='result'" in c.read_until(r"<iq[^>]*s1[^>]*>")
+    c.send("<message to='a@b@c' id='m1'><body>x</body></message>")
+    assert "jid-malformed" in c.read_until(r"</message>")
+    c.send("<a xmlns='urn:xmpp:sm:3' h='2'/>")
+    c.send("<r xmlns='urn:xmpp:sm:3'/>")
+    out = c.read_until(r"<a [^>]*/>")
+    assert "stream:error" not in out and "h='2'" in out, out  # the two stanzas it got
+    c.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+    assert "type='result'" in c.read_until(r"<iq[^>]*p1[^>]*>")
+    assert "condition=undefined-condition" not in srv.log("c2s")
+
+
 def test_stream_management_not_resumed_goes_back_to_sm(srv):
     srv.start(c2s_extra="<stream-management><resume-timeout>1</resume-timeout></stream-management>")
     srv.register("jack", "pw")

@@ -470,3 +470,257 @@ def test_iq_between_occupants(srv):
     assert error_of(r) == ("not-acceptable", "cancel")
     r = iq(b, f"{room('q')}/Nobody", "<query xmlns='jabber:iq:version'/>", id_="v3")
     assert error_of(r) == ("item-not-found", "cancel")
+
+
+def drain(c, t=0.8):
+    """Everything c receives within t seconds."""
+    try:
+        c.read_until(r"(?!x)x", timeout=t)
+    except TimeoutError:
+        pass
+    out, c.buf = c.buf, ""
+    return out
+
+
+def occupants_count(c, rm):
+    info = iq(c, room(rm), "<query xmlns='http://jabber.org/protocol/disco#info'/>", id_=f"oc-{time.time()}")
+    return int(re.search(r"var='muc#roominfo_occupants'><value>(\d+)</value>", info).group(1))
+
+
+def test_multi_session_nick(srv):
+    """Two devices of one account under one nick are one occupant (XEP-0045
+    7.2.4's multi-session nick): the second gets the room (presence, its own
+    with 110, history), the others see the occupant's presence again, not a
+    new one; groupchat and private messages reach both devices; one device
+    leaving leaves the other in the room; a nick change, a kick apply to
+    every device; another account still gets conflict."""
+    a1, a2 = srv.user("alice", "phone"), srv.user("alice", "desk")
+    b, c = srv.user("bob"), srv.user("carol")
+    instant(a1, "ms", "Alice")
+    join(b, "ms", "Bob")
+    stanza(a1, "<presence[^>]*/Bob'")
+    for i in range(2):
+        a1.send(f"<message to='{room('ms')}' type='groupchat' id='h{i}'><body>before {i}</body></message>")
+        stanza(a1, f"before {i}")
+        stanza(b, f"before {i}")
+    out = join(a2, "ms", "Alice")
+    assert "type='error'" not in out, out
+    assert "/Bob'" in out
+    own = re.search(r"<presence[^>]*/Alice'[\s\S]*?</presence>", out).group(0)
+    assert codes(own) == [110, 170] and "affiliation='owner' role='moderator'" in own
+    assert re.findall(r"<body>(before \d)</body>", out) == ["before 0", "before 1"]
+    # The phone sees its occupant with both real JIDs; Bob sees Alice, still one occupant.
+    upd = stanza(a1, "<presence[^>]*/Alice'")
+    assert "type='unavailable'" not in upd and 110 in codes(upd)
+    assert "jid='alice@localhost/phone'" in upd and "jid='alice@localhost/desk'" in upd
+    seen = stanza(b, "<presence[^>]*/Alice'")
+    assert "type='unavailable'" not in seen and "alice@localhost" not in seen
+    assert occupants_count(b, "ms") == 2
+    # Groupchat from either side reaches every device; a PM to the nick too.
+    b.send(f"<message to='{room('ms')}' type='groupchat' id='g1'><body>to both</body></message>")
+    for x in (a1, a2, b):
+        assert f"from='{room('ms')}/Bob'" in stanza(x, "to both")
+    a2.send(f"<message to='{room('ms')}' type='groupchat' id='g2'><body>from desk</body></message>")
+    for x in (a1, a2, b):
+        assert f"from='{room('ms')}/Alice'" in stanza(x, "from desk")
+    b.send(f"<message to='{room('ms')}/Alice' type='chat' id='pm'><body>private</body></message>")
+    for x in (a1, a2):
+        assert f"from='{room('ms')}/Bob'" in stanza(x, "private")
+    # Another account with the nick: conflict as before.
+    c.send(f"<presence to='{room('ms')}/Alice'><x xmlns='{MUC}'/></presence>")
+    assert error_of(stanza(c, "type='error'")) == ("conflict", "cancel")
+    # The desk leaves: it alone is told (110); Alice stays for Bob and the phone.
+    a2.send(f"<presence to='{room('ms')}/Alice' type='unavailable'/>")
+    un = stanza(a2, "type='unavailable'")
+    assert codes(un) == [110]
+    got = drain(b)
+    assert f"from='{room('ms')}/Alice'" in got and "type='unavailable'" not in got, got
+    assert occupants_count(b, "ms") == 1 + 1
+    b.send(f"<message to='{room('ms')}' type='groupchat' id='g3'><body>after desk left</body></message>")
+    stanza(a1, "after desk left")
+    assert "after desk left" not in drain(a2)
+    # Bob on two devices: a nick change from one renames both, a kick removes both.
+    b2 = srv.user("bob", "tablet")
+    join(b2, "ms", "Bob")
+    stanza(a1, "<presence[^>]*/Bob'")
+    drain(b)
+    b.send(f"<presence to='{room('ms')}/Robert'/>")
+    for x in (b, b2):
+        un = stanza(x, "type='unavailable'")
+        assert codes(un) == [110, 303] and "nick='Robert'" in un
+        assert 110 in codes(stanza(x, "<presence[^>]*/Robert'"))
+    r = iq(a1, room("ms"), f"<query xmlns='{ADMIN}'><item nick='Robert' role='none'/></query>", "set", "kick")
+    assert "type='result'" in r
+    for x in (b, b2):
+        assert codes(stanza(x, "type='unavailable'")) == [110, 307]
+    assert occupants_count(a1, "ms") == 1
+
+
+def test_multi_session_limit_and_restart(tmp_path):
+    """limits.sessions-per-nick 1 keeps the old rule (a second device gets
+    conflict); with the default, both sessions of an occupant are stored and
+    come back after a kill -9: both still get the room's messages, and one
+    leaving after the restart leaves the other in."""
+    make_certs(tmp_path)
+    s = MucServer(tmp_path).start(muc_extra="<limits><sessions-per-nick>1</sessions-per-nick></limits>")
+    try:
+        a1, a2 = s.user("alice", "phone"), s.user("alice", "desk")
+        instant(a1, "one", "Alice")
+        a2.send(f"<presence to='{room('one')}/Alice'><x xmlns='{MUC}'/></presence>")
+        assert error_of(stanza(a2, "type='error'")) == ("conflict", "cancel")
+    finally:
+        s.close()
+    tmp2 = tmp_path / "second"
+    tmp2.mkdir()
+    make_certs(tmp2)
+    s = MucServer(tmp2).start()
+    try:
+        a1, a2, b = s.user("alice", "phone"), s.user("alice", "desk"), s.user("bob")
+        instant(a1, "keep", "Alice", persistentroom=1)
+        join(a2, "keep", "Alice")
+        join(b, "keep", "Bob")
+        s.mucs["muc"].kill9()
+        s.start_muc("muc")
+        assert "occupants=2 sessions=3" in s.log("muc"), s.log("muc")[-2000:]
+        for x, id_ in ((a1, "p1"), (a2, "p2")):
+            x.send(f"<iq type='get' to='{room('keep')}/Alice' id='{id_}'><ping xmlns='urn:xmpp:ping'/></iq>")
+            assert "type='result'" in stanza(x, f"id='{id_}'")
+        b.send(f"<message to='{room('keep')}' type='groupchat' id='r1'><body>after restart</body></message>")
+        for x in (a1, a2):
+            stanza(x, "after restart")
+        a1.send(f"<presence to='{room('keep')}/Alice' type='unavailable'/>")
+        assert codes(stanza(a1, "type='unavailable'")) == [110]
+        got = drain(b)
+        assert "type='unavailable'" not in got, got
+        b.send(f"<message to='{room('keep')}' type='groupchat' id='r2'><body>desk only</body></message>")
+        stanza(a2, "desk only")
+    finally:
+        s.close()
+
+
+def test_mam_with_occupant(srv):
+    """XEP-0313 on a room: 'with' = room/nick returns that occupant's
+    messages only, paged with RSM; the room's own JID filters nothing; a
+    nick nobody used gives an empty, complete page."""
+    a, b = srv.user("alice"), srv.user("bob")
+    instant(a, "mw", "Alice")
+    join(b, "mw", "Bob")
+    ids = {"Alice": [], "Bob": []}
+    for i in range(6):
+        who, c = (("Alice", a), ("Bob", b))[i % 2]
+        c.send(f"<message to='{room('mw')}' type='groupchat' id='w{i}'><body>w{i} {who}</body></message>")
+        ids[who].append(re.search(r"stanza-id[^>]*id='([0-9a-f]+)'", stanza(c, f"w{i} {who}")).group(1))
+
+    def query(with_, rsm="", id_="mq"):
+        form = (f"<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"
+                f"<value>urn:xmpp:mam:2</value></field><field var='with'><value>{with_}</value></field></x>")
+        b.send(f"<iq type='set' to='{room('mw')}' id='{id_}'><query xmlns='urn:xmpp:mam:2'>{form}{rsm}</query></iq>")
+        got = b.read_until(rf"<iq[^>]*id='{id_}'[\s\S]*?</iq>")
+        assert "type='result'" in got, got
+        return re.findall(r"<result xmlns='urn:xmpp:mam:2' id='([0-9a-f]+)'", got), got
+
+    got, raw = query(f"{room('mw')}/Bob", id_="q1")
+    assert got == ids["Bob"] and "complete='true'" in raw and "Alice</body>" not in raw
+    got, raw = query(f"{room('mw')}/Alice", "<set xmlns='http://jabber.org/protocol/rsm'><max>2</max></set>", "q2")
+    assert got == ids["Alice"][:2] and "complete='true'" not in raw
+    got, raw = query(f"{room('mw')}/Alice",
+                     f"<set xmlns='http://jabber.org/protocol/rsm'><max>2</max><after>{ids['Alice'][1]}</after></set>",
+                     "q3")
+    assert got == ids["Alice"][2:] and "complete='true'" in raw
+    got, raw = query(f"{room('mw')}/Alice", "<set xmlns='http://jabber.org/protocol/rsm'><max>1</max><before/></set>",
+                     "q4")
+    assert got == ids["Alice"][2:]
+    got, _ = query(room("mw"), id_="q5")
+    assert len(got) == 6
+    got, raw = query(f"{room('mw')}/Nobody", id_="q6")
+    assert got == [] and "complete='true'" in raw
+
+
+def test_muc_metrics(tmp_path):
+    """weft-muc serves Prometheus metrics at metrics.listen: the exposition
+    is valid (test_metrics' strict parser), and rooms, occupants, sessions, stanzas and MAM queries move
+    as clients join (two devices under one nick) and chat."""
+    from conftest import free_port
+    from test_metrics import scrape, total, value
+
+    make_certs(tmp_path)
+    port = free_port()
+    s = MucServer(tmp_path).start(muc_extra=f"<metrics><listen>127.0.0.1:{port}</listen></metrics>")
+    try:
+        m0 = scrape(port)
+        assert value(m0, "weft_muc_router_link_up") == 1
+        assert total(m0, "weft_muc_occupants") == 0 and total(m0, "weft_muc_sessions") == 0
+        msg_in0 = value(m0, "weft_muc_stanzas_total", direction="in", kind="message")
+        a1, a2, b = s.user("alice", "phone"), s.user("alice", "desk"), s.user("bob")
+        instant(a1, "met", "Alice")
+        join(a2, "met", "Alice")
+        join(b, "met", "Bob")
+        for i in range(3):
+            b.send(f"<message to='{room('met')}' type='groupchat' id='m{i}'><body>metric {i}</body></message>")
+            for x in (a1, a2, b):
+                stanza(x, f"metric {i}")
+        b.send(f"<iq type='set' to='{room('met')}' id='mq'><query xmlns='urn:xmpp:mam:2'/></iq>")
+        b.read_until(r"<iq[^>]*id='mq'[\s\S]*?</iq>")
+        m1 = scrape(port)
+        assert value(m1, "weft_muc_rooms", kind="temporary") == 1
+        assert value(m1, "weft_muc_occupants") == 2 and value(m1, "weft_muc_sessions") == 3
+        assert value(m1, "weft_muc_stanzas_total", direction="in", kind="message") - msg_in0 >= 3
+        assert value(m1, "weft_muc_stanzas_total", direction="out", kind="message") >= 9
+        assert value(m1, "weft_muc_mam_queries_total") == 1
+        b.send(f"<presence to='{room('met')}/Bob' type='unavailable'/>")
+        stanza(b, "type='unavailable'")
+        m2 = scrape(port)
+        assert value(m2, "weft_muc_occupants") == 1 and value(m2, "weft_muc_sessions") == 2
+    finally:
+        s.close()
+
+
+
+def test_slixmpp_two_devices_one_nick(srv):
+    """slixmpp's XEP-0045 code on two resources of one account joins one
+    nick twice (the second join succeeds instead of a conflict); the other
+    user's roster of the room has one Alice; a message reaches both
+    devices; a MAM query with 'with' through slixmpp's own form gets only
+    that occupant's messages."""
+    pytest.importorskip("slixmpp")
+    from test_sm_iq import connect, close
+
+    for u in ("alice", "bob"):
+        srv.register(u, "secret-pw")
+
+    async def go():
+        phone = await connect(srv, "alice@localhost/phone")
+        desk = await connect(srv, "alice@localhost/desk")
+        bob = await connect(srv, "bob@localhost/pc")
+        for c in (phone, desk, bob):
+            c.register_plugin("xep_0045")
+            c.register_plugin("xep_0313")
+        got = {"phone": [], "desk": []}
+        phone.add_event_handler("groupchat_message", lambda m: got["phone"].append(m["body"]))
+        desk.add_event_handler("groupchat_message", lambda m: got["desk"].append(m["body"]))
+        rm = room("sxm")
+        await phone["xep_0045"].join_muc_wait(rm, "Alice", maxstanzas=0, timeout=10)
+        form = await phone["xep_0045"].get_room_config(rm)
+        await phone["xep_0045"].set_room_config(rm, form.__class__())
+        await desk["xep_0045"].join_muc_wait(rm, "Alice", maxstanzas=0, timeout=10)
+        await bob["xep_0045"].join_muc_wait(rm, "Bob", maxstanzas=0, timeout=10)
+        assert sorted(bob["xep_0045"].get_roster(rm)) == ["Alice", "Bob"]
+        bob.send_message(mto=rm, mbody="hello devices", mtype="groupchat")
+        phone.send_message(mto=rm, mbody="from the phone", mtype="groupchat")
+        for _ in range(100):
+            if all("hello devices" in v and "from the phone" in v for v in got.values()):
+                break
+            await asyncio.sleep(0.05)
+        assert all("hello devices" in v and "from the phone" in v for v in got.values()), got
+        bodies = []
+        async for page in bob["xep_0313"].iterate(jid=rm, with_jid=slixmpp_jid(f"{rm}/Bob"), total=10):
+            bodies.append(page["mam_result"]["forwarded"]["stanza"]["body"])
+        assert bodies == ["hello devices"], bodies
+        await close(phone, desk, bob)
+
+    asyncio.run(asyncio.wait_for(go(), 60))
+
+
+def slixmpp_jid(s):
+    from slixmpp import JID
+    return JID(s)

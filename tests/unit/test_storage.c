@@ -919,6 +919,18 @@ static void test_range_stamps(void **state)
     expect_range(st, &by, 0, "m2,m3,");
     storage_range_t seq = {0};
     expect_range(st, &seq, 0, "m1b,m2,m3,");
+
+    /* storage_put_at: the stamp given, not the time of the write, places the
+     * record in stamp order and bounds. */
+    assert_int_equal(storage_put_at(st, "a", "arch", "old", "m0", 2, t0 - 5000000), 0);
+    by = (storage_range_t){.by_stamp = 1};
+    expect_range(st, &by, 0, "m0,m2,m3,m1b,");
+    q = (storage_range_t){.by_stamp = 1, .until = t0 - 1};
+    expect_range(st, &q, 0, "m0,");
+    assert_int_equal(storage_range(st, "a", "arch", &q, &res), 0);
+    assert_int_equal(res.nrecs, 1);
+    assert_true(res.recs[0].stamp == t0 - 5000000);
+    storage_res_clear(&res);
 }
 
 /* ------------------------------------------------------------ scan, import */
