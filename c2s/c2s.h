@@ -83,6 +83,7 @@ typedef struct c2s_cfg {
     long sm_max_hibernated;    /* hibernated sessions kept; past it the oldest ends */
     long csi_queue_max;        /* XEP-0352: stanzas held for an inactive client before a flush */
     char *shutdown_host;       /* see-other-host sent on SIGTERM; "" for system-shutdown */
+    char *caps_node;           /* XEP-0115 node of the server's caps in the features; "" none */
     /* WebSocket (ws.h) */
     char *listen_ws;           /* plain HTTP: WebSocket and host-meta */
     char *listen_wss;          /* the same over TLS */
@@ -265,6 +266,23 @@ int sm_link_hibernation(client_t *c, int on);
  * writes pending acknowledgements to the router's socket now. */
 void sm_link_done(uint64_t token);
 void sm_link_flush(void);
+/* Sends a stanza of c2s's own (st borrowed, in jabber:component:accept,
+ * from our instance name) to the router. 0 / -1 (link buffer full). */
+int sm_link_send_stanza(const xml_node_t *st);
+/* 1 while the link is up and an sm instance of our domain is. */
+int sm_link_sm_up(void);
+
+/* server_caps.c: the server's XEP-0115 caps in the stream features. */
+/* Asks the sm for the domain's disco#info (an sm came up). */
+void server_caps_ask(void);
+/* No sm to answer any more: the features lose the <c/> until asked again. */
+void server_caps_forget(const char *why);
+/* An iq from the router: 1 if it answered our query (consumed), else 0. */
+int server_caps_iq(const xml_node_t *iq);
+void server_caps_cron(double now);
+/* Appends the <c/> feature, when the hash is known, to the features. */
+void server_caps_features(strbuf_t *out);
+void server_caps_free(void);
 
 /* deliver.c: deliveries to clients without XEP-0198, acknowledged to the
  * router once their bytes are in the kernel. */

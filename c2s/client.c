@@ -315,6 +315,7 @@ static void client_send_features(client_t *c)
                          "<sm xmlns='" NS_SM "'/>"
                          "<csi xmlns='" NS_CSI "'/>"
                          "<ver xmlns='" NS_ROSTERVER "'/>");
+        server_caps_features(&sb);
     }
     strbuf_puts(&sb, "</stream:features>");
     client_write(c, sb.data, sb.len);

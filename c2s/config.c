@@ -92,6 +92,9 @@ const cfg_option_t c2s_options[] = {
         "Presences and chat states held for a client that said it is inactive (XEP-0352) before they are all sent anyway."),
     OPT("shutdown.see-other-host", CFG_STRING, "", 0, 0, 1, shutdown_host,
         "On SIGTERM, clients get see-other-host with this host or host:port instead of system-shutdown."),
+    OPT("caps.node", CFG_STRING, "https://weft.im", 0, 0, 1, caps_node,
+        "XEP-0115 'node' (a URI naming the software) of the server's entity capabilities that authenticated clients "
+        "get in the stream features, with the hash of the domain's disco#info as the sm answers it; empty: no caps."),
     OPT("listen.websocket", CFG_STRING, "", 0, 0, 0, listen_ws,
         "Space-separated addresses for plain HTTP: WebSocket clients (RFC 7395) and host-meta (XEP-0156); "
         "for loopback or a reverse proxy that ends TLS (etc/c2s.xml: 127.0.0.1:5280 [::1]:5280). Empty disables."),

@@ -97,6 +97,7 @@ static void c2s_cron(void)
     double now = daemon_now();
     client_cron(now);
     limits_cron(now);
+    server_caps_cron(now);
 }
 
 static void c2s_cleanup(void)
@@ -105,6 +106,7 @@ static void c2s_cleanup(void)
     listen_free();
     sm_link_free();
     limits_free();
+    server_caps_free();
 }
 
 int main(int argc, char **argv)

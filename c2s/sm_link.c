@@ -8,7 +8,10 @@
  * gone or asked again since is dropped. When the router says the sm's domain
  * came back after being down (or the link itself came back), every live
  * session is re-announced with resync='true' and its last presence; so it
- * is when an sm instance is taken over (its users moved to the others). */
+ * is when an sm instance is taken over (its users moved to the others).
+ * An sm instance coming up also has server_caps.c ask for the domain's
+ * disco#info (the server's caps in the stream features); none left up
+ * withdraws them. */
 #include "c2s.h"
 #include "comp_proto.h"
 #include "comp_client.h"
@@ -25,13 +28,23 @@ static int link_was_ready;  /* the router router_link has been up before */
 static char **sm_up;
 static size_t nsm_up;
 
-static int sm_link_send(xml_node_t *el)
+static int sm_link_send(const xml_node_t *el)
 {
     if (!router_link || comp_client_send(router_link, el) < 0) {
         log_warn("event=router-send result=dropped reason=buffer-full element=%s", el->name);
         return -1;
     }
     return 0;
+}
+
+int sm_link_send_stanza(const xml_node_t *st)
+{
+    return sm_link_send(st);
+}
+
+int sm_link_sm_up(void)
+{
+    return nsm_up > 0 && router_link && comp_client_is_ready(router_link);
 }
 
 int sm_link_authreg(client_t *c, xml_node_t *req, int kind)
@@ -259,6 +272,9 @@ static void sm_link_on_stanza(void *ctx, xml_node_t *st)
         sm_link_session_in(st);
     } else if (!strcmp(st->ns, NS_WEFT_AUTHREG) && !strcmp(st->name, "authreg")) {
         sm_link_authreg_in(st);
+    } else if ((!strcmp(st->ns, COMP_NS_ACCEPT) || !strcmp(st->ns, NS_CLIENT)) && !strcmp(st->name, "iq") &&
+               server_caps_iq(st)) {
+        ;                          /* the domain's disco#info for our caps */
     } else {
         log_warn("event=protocol-error reason=unexpected-element ns=%s element=%s from=%s", st->ns, st->name,
                  xml_attr_get(st, "from") ? xml_attr_get(st, "from") : "-");
@@ -291,6 +307,8 @@ static void sm_link_on_ready(void *ctx)
     if (link_was_ready)
         sm_link_resync("router-router_link-back");
     link_was_ready = 1;
+    if (nsm_up)
+        server_caps_ask();
 }
 
 static void sm_link_on_down(void *ctx)
@@ -302,6 +320,7 @@ static void sm_link_on_down(void *ctx)
     for (size_t i = 0; i < nsm_up; i++)
         free(sm_up[i]);
     nsm_up = 0;
+    server_caps_forget("router-down");
 }
 
 static void sm_link_on_name(void *ctx, const char *name, const char *instance, int up)
@@ -318,6 +337,8 @@ static void sm_link_on_name(void *ctx, const char *name, const char *instance, i
             free(sm_up[i]);
             sm_up[i] = sm_up[--nsm_up];
         }
+        if (!nsm_up)
+            server_caps_forget("sm-down");
         return;
     }
     if (i < nsm_up)
@@ -326,8 +347,10 @@ static void sm_link_on_name(void *ctx, const char *name, const char *instance, i
     sm_up[nsm_up++] = xstrdup(instance);
     /* The list the router sends before we are ready is followed by
      * on_ready, which re-announces everything once if needed. */
-    if (comp_client_is_ready(router_link))
+    if (comp_client_is_ready(router_link)) {
         sm_link_resync("sm-back");
+        server_caps_ask();
+    }
 }
 
 /* An sm instance was taken over: its users' sessions are re-announced, and

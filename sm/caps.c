@@ -3,20 +3,18 @@
  * Cache: an array of (ver, interests), oldest first, at most max entries;
  * a new entry past the bound drops the oldest. Pending queries: (iq id, ver,
  * hash, waiters), at most max as well; a query never answered is dropped
- * the same way. Verification (section 5.1): identities sorted by category,
- * type, xml:lang; features sorted; extended forms sorted by FORM_TYPE with
- * their fields sorted by var and values sorted; each part ends with '<';
- * the sha-1 of it in base64 must equal ver. */
+ * the same way. Verification: the sha-1 verification string of the answer
+ * (common/caps_hash.c, XEP-0115 section 5) must equal ver; an ill-formed
+ * answer (section 5.4) never verifies. */
 #include "caps.h"
-#include "base64.h"
+#include "caps_hash.h"
 #include "log.h"
 #include "sm.h"
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
+#define NS_DISCO_INFO CAPS_NS_DISCO_INFO
 #define NOTIFY_SUFFIX "+notify"
 
 typedef struct cache_ent {
@@ -194,162 +192,6 @@ void caps_request(const char *owner, const char *jid, const char *node, const ch
     xml_free(iq);
 }
 
-/* --- verification string -------------------------------------------------------------- */
-
-typedef struct ident {
-    const char *cat, *type, *lang, *name;
-} ident_t;
-
-static int cmp_ident(const void *a, const void *b)
-{
-    const ident_t *x = a, *y = b;
-    int r = strcmp(x->cat, y->cat);
-    if (!r)
-        r = strcmp(x->type, y->type);
-    if (!r)
-        r = strcmp(x->lang, y->lang);
-    if (!r)
-        r = strcmp(x->name, y->name);
-    return r;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static const char *or_empty(const char *s)
-{
-    return s ? s : "";
-}
-
-typedef struct form_ent {
-    char *type;                /* FORM_TYPE value */
-    const xml_node_t *x;
-} form_ent_t;
-
-static int cmp_form(const void *a, const void *b)
-{
-    return strcmp(((const form_ent_t *)a)->type, ((const form_ent_t *)b)->type);
-}
-
-typedef struct field_ent {
-    const char *var;
-    const xml_node_t *f;
-} field_ent_t;
-
-static int cmp_field(const void *a, const void *b)
-{
-    return strcmp(((const field_ent_t *)a)->var, ((const field_ent_t *)b)->var);
-}
-
-static size_t count(const xml_node_t *el, const char *ns, const char *name)
-{
-    size_t n = 0;
-    for (xml_node_t *c = xml_child(el, ns, name); c; c = xml_next(c, ns, name))
-        n++;
-    return n;
-}
-
-/* Values of a field, sorted, each followed by '<'. */
-static void append_values(strbuf_t *s, const xml_node_t *f)
-{
-    size_t n = count(f, "jabber:x:data", "value"), i = 0;
-    char **v = xcalloc(n + 1, sizeof *v);
-    for (xml_node_t *c = xml_child(f, "jabber:x:data", "value"); c; c = xml_next(c, "jabber:x:data", "value"))
-        v[i++] = xml_text(c);
-    qsort(v, n, sizeof *v, cmp_str);
-    for (i = 0; i < n; i++) {
-        strbuf_printf(s, "%s<", v[i]);
-        free(v[i]);
-    }
-    free(v);
-}
-
-static char *form_type(const xml_node_t *x)
-{
-    for (xml_node_t *f = xml_child(x, "jabber:x:data", "field"); f; f = xml_next(f, "jabber:x:data", "field")) {
-        if (sm_streq(xml_attr_get(f, "var"), "FORM_TYPE")) {
-            xml_node_t *v = xml_child(f, "jabber:x:data", "value");
-            return v ? xml_text(v) : NULL;
-        }
-    }
-    return NULL;
-}
-
-static void append_forms(strbuf_t *s, const xml_node_t *query)
-{
-    size_t n = count(query, "jabber:x:data", "x"), nf = 0;
-    form_ent_t *fe = xcalloc(n + 1, sizeof *fe);
-    for (xml_node_t *x = xml_child(query, "jabber:x:data", "x"); x; x = xml_next(x, "jabber:x:data", "x")) {
-        char *t = form_type(x);
-        if (!t)
-            continue;              /* forms without FORM_TYPE are ignored (5.4) */
-        fe[nf].type = t;
-        fe[nf].x = x;
-        nf++;
-    }
-    qsort(fe, nf, sizeof *fe, cmp_form);
-    for (size_t i = 0; i < nf; i++) {
-        strbuf_printf(s, "%s<", fe[i].type);
-        size_t m = count(fe[i].x, "jabber:x:data", "field"), k = 0;
-        field_ent_t *fl = xcalloc(m + 1, sizeof *fl);
-        for (xml_node_t *f = xml_child(fe[i].x, "jabber:x:data", "field"); f;
-             f = xml_next(f, "jabber:x:data", "field")) {
-            const char *var = xml_attr_get(f, "var");
-            if (!var || !strcmp(var, "FORM_TYPE"))
-                continue;
-            fl[k].var = var;
-            fl[k].f = f;
-            k++;
-        }
-        qsort(fl, k, sizeof *fl, cmp_field);
-        for (size_t j = 0; j < k; j++) {
-            strbuf_printf(s, "%s<", fl[j].var);
-            append_values(s, fl[j].f);
-        }
-        free(fl);
-        free(fe[i].type);
-    }
-    free(fe);
-}
-
-char *caps_ver_of(const xml_node_t *query)
-{
-    strbuf_t s;
-    strbuf_init(&s);
-    size_t n = count(query, NS_DISCO_INFO, "identity"), i = 0;
-    ident_t *id = xcalloc(n + 1, sizeof *id);
-    for (xml_node_t *c = xml_child(query, NS_DISCO_INFO, "identity"); c; c = xml_next(c, NS_DISCO_INFO, "identity")) {
-        id[i].cat = or_empty(xml_attr_get(c, "category"));
-        id[i].type = or_empty(xml_attr_get(c, "type"));
-        id[i].lang = or_empty(xml_attr_get_ns(c, XML_NS_XML, "lang"));
-        id[i].name = or_empty(xml_attr_get(c, "name"));
-        i++;
-    }
-    qsort(id, n, sizeof *id, cmp_ident);
-    for (i = 0; i < n; i++)
-        strbuf_printf(&s, "%s/%s/%s/%s<", id[i].cat, id[i].type, id[i].lang, id[i].name);
-    free(id);
-    size_t nf = count(query, NS_DISCO_INFO, "feature");
-    const char **f = xcalloc(nf + 1, sizeof *f);
-    i = 0;
-    for (xml_node_t *c = xml_child(query, NS_DISCO_INFO, "feature"); c; c = xml_next(c, NS_DISCO_INFO, "feature"))
-        f[i++] = or_empty(xml_attr_get(c, "var"));
-    qsort(f, nf, sizeof *f, cmp_str);
-    for (i = 0; i < nf; i++)
-        strbuf_printf(&s, "%s<", f[i]);
-    free(f);
-    append_forms(&s, query);
-    unsigned char md[SHA_DIGEST_LENGTH];
-    SHA1((const unsigned char *)s.data, s.len, md);
-    strbuf_free(&s);
-    strbuf_t out;
-    strbuf_init(&out);
-    base64_encode(md, sizeof md, &out);
-    return out.data;
-}
-
 /* The +notify nodes a disco#info answer announces. */
 static void notify_of(const xml_node_t *query, caps_notify_t *nt)
 {
@@ -393,8 +235,8 @@ int caps_iq_result(const char *owner, const xml_node_t *iq)
     notify_of(q, &nt);
     int verified = 0;
     if (!strcmp(p.hash, "sha-1")) {
-        char *v = caps_ver_of(q);
-        verified = !strcmp(v, p.ver);
+        char *v = caps_hash_ver(q);
+        verified = v && !strcmp(v, p.ver);
         free(v);
     }
     if (verified) {

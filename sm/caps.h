@@ -15,9 +15,10 @@
 #ifndef WEFT_SM_CAPS_H
 #define WEFT_SM_CAPS_H
 #include <stddef.h>
+#include "caps_hash.h"
 #include "xml.h"
 
-#define NS_CAPS "http://jabber.org/protocol/caps"
+#define NS_CAPS CAPS_NS
 
 /* A set of node names an entity wants notifications for ("+notify"). */
 typedef struct caps_notify {
@@ -45,9 +46,6 @@ void caps_request(const char *owner, const char *jid, const char *node, const ch
 /* An iq result or error that reached owner's bare JID: 1 if it answered one
  * of our queries (consumed), else 0. */
 int caps_iq_result(const char *owner, const xml_node_t *iq);
-/* The verification string of a disco#info <query/> (XEP-0115 5.1), sha-1,
- * base64; caller frees. */
-char *caps_ver_of(const xml_node_t *query);
 
 void caps_notify_copy(caps_notify_t *dst, const caps_notify_t *src);
 void caps_notify_clear(caps_notify_t *nt);

@@ -18,11 +18,16 @@
  *   nothing about an account to a stranger (XEP-0030 sections 3.1 and 9).
  * - A 'node' of the domain is answered by the module that knows it (the
  *   disco_server_node hooks: mod_adhoc's commands node and command nodes).
+ *   A node "anything#ver" nobody knows, where ver is the XEP-0115 hash of
+ *   the domain's own answer, is the caps node of the server's caps that c2s
+ *   puts in its stream features (docs/c2s.md): it gets that same answer, as
+ *   XEP-0115 section 6.2 has clients ask. The domain lists the caps feature.
  * - A 'node' nobody knows: item-not-found. An iq set: not-allowed (disco is
  *   get-only). Results and errors are never answered.
  *
  * Invariant: a disco#info answer never lists a feature twice, whatever the
  * modules add (entity capabilities hashes depend on it). No per-user state. */
+#include "caps_hash.h"
 #include "mod_roster.h"
 #include "mod_version.h"
 #include "module.h"
@@ -148,32 +153,10 @@ static int known_node(sm_iq_t *req)
     return 0;
 }
 
-/* A node of the domain: answered if a module knows it. Returns 1 when req
- * was answered. */
-static int server_node(sm_iq_t *req, int items)
+/* The disco#info of the domain (req->user NULL) or of req's account, as a
+ * new <query/> without a node. */
+static xml_node_t *info_query(const sm_iq_t *req)
 {
-    const char *node = xml_attr_get(req->payload, "node");
-    if (req->user || !node)
-        return 0;
-    xml_node_t *rq = xml_elem_new(items ? NS_DISCO_ITEMS : NS_DISCO_INFO, "query");
-    xml_attr_set(rq, "node", node);
-    if (sm_disco_server_node(req->from_bare, node, items, rq)) {
-        sm_iq_reply(req, rq);
-    } else {
-        xml_free(rq);
-        sm_iq_error(req, "item-not-found", "cancel");
-    }
-    return 1;
-}
-
-static void disco_info(sm_iq_t *req)
-{
-    if (req->user && !may_see(req)) {
-        sm_iq_error(req, "service-unavailable", "cancel");
-        return;
-    }
-    if (server_node(req, 0) || !known_node(req))
-        return;
     xml_node_t *rq = xml_elem_new(NS_DISCO_INFO, "query");
     xml_node_t *id = xml_add_child(rq, NS_DISCO_INFO, "identity");
     if (req->user) {
@@ -186,9 +169,64 @@ static void disco_info(sm_iq_t *req)
     }
     add_feature(rq, NS_DISCO_INFO);
     add_feature(rq, NS_DISCO_ITEMS);
+    if (!req->user)
+        add_feature(rq, CAPS_NS);
     sm_disco_features(rq, req->user == NULL, req->user, req->sess);
     dedup_features(rq);
-    sm_iq_reply(req, rq);
+    return rq;
+}
+
+/* The domain's XEP-0115 caps node (node#ver, ver the hash of the domain's
+ * answer; the node part is c2s's caps.node, which the sm need not know):
+ * the domain's answer with the node set. NULL when node is not one. */
+static xml_node_t *caps_node_info(const sm_iq_t *req, const char *node)
+{
+    const char *hash = strrchr(node, '#');
+    if (!hash)
+        return NULL;
+    xml_node_t *rq = info_query(req);
+    char *ver = caps_hash_ver(rq);
+    int ok = ver && !strcmp(ver, hash + 1);
+    free(ver);
+    if (!ok) {
+        xml_free(rq);
+        return NULL;
+    }
+    xml_attr_set(rq, "node", node);
+    return rq;
+}
+
+/* A node of the domain: answered if a module knows it, or if it is the
+ * domain's caps node. Returns 1 when req was answered. */
+static int server_node(sm_iq_t *req, int items)
+{
+    const char *node = xml_attr_get(req->payload, "node");
+    if (req->user || !node)
+        return 0;
+    xml_node_t *rq = xml_elem_new(items ? NS_DISCO_ITEMS : NS_DISCO_INFO, "query");
+    xml_attr_set(rq, "node", node);
+    if (sm_disco_server_node(req->from_bare, node, items, rq)) {
+        sm_iq_reply(req, rq);
+        return 1;
+    }
+    xml_free(rq);
+    rq = items ? NULL : caps_node_info(req, node);
+    if (rq)
+        sm_iq_reply(req, rq);
+    else
+        sm_iq_error(req, "item-not-found", "cancel");
+    return 1;
+}
+
+static void disco_info(sm_iq_t *req)
+{
+    if (req->user && !may_see(req)) {
+        sm_iq_error(req, "service-unavailable", "cancel");
+        return;
+    }
+    if (server_node(req, 0) || !known_node(req))
+        return;
+    sm_iq_reply(req, info_query(req));
 }
 
 static void disco_items(sm_iq_t *req)
