@@ -59,6 +59,7 @@ static unsigned nonce;
 static uint64_t phase_t0, progress_ns, last_presence_ns;
 static int phase, running, measuring, rate_mode;
 static uint64_t sent_total, sent_measured, uniq, dups, delivered_measured, errors, timeouts, stray;
+static int cfg_refused;    /* rooms whose form was refused (then made instant rooms) */
 static lat_t lat;
 static char pad[1024];
 
@@ -245,12 +246,18 @@ static void muc_stanza(bx_conn_t *c, xml_node_t *st)
             o->configured = 1;
             n_configured++;
             progress_ns = bx_now_ns();
-        } else if (!strcmp(id, "cfg")) {
-            on_error_reply(c, st);
-            configure(c->idx, 1);           /* try an instant room */
         } else {
-            on_error_reply(c, st);
-            bx_conn_abort(c, "room configuration refused");
+            /* ejabberd refuses enablelogging without mod_muc_log: its
+             * default_room_options (run.sh) say the same as our form */
+            xml_node_t *e = xml_child(st, NULL, "error");
+            xml_node_t *cond = e ? xml_child(e, NULL, NULL) : NULL;
+            if (!cfg_refused++)
+                fprintf(stderr, "muc: the room form was refused (%s)%s\n", cond ? cond->name : "?",
+                        strcmp(id, "cfg") ? "" : "; an instant room instead");
+            if (!strcmp(id, "cfg"))
+                configure(c->idx, 1);
+            else
+                bx_conn_abort(c, "room configuration refused");
         }
         return;
     }
@@ -506,12 +513,12 @@ int run_muc(void)
                   "\"deliveries_per_s\":%.0f,\"msgs_per_s\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
                   "\"sent\":%llu,\"deliveries\":%llu,\"expected\":%llu,\"lost\":%lld,\"duplicated\":%llu,"
                   "\"error_replies\":%llu,\"timeouts\":%llu,\"stray\":%llu,\"still_pending\":%llu,\"join_s\":%.2f,"
-                  "\"loadavg_start\":%.2f,\"loadavg_end\":%.2f,\"server_cpu_each\":{%s}",
+                  "\"instant_rooms\":%d,\"loadavg_start\":%.2f,\"loadavg_end\":%.2f,\"server_cpu_each\":{%s}",
                   k, n, opt.senders, rate_mode ? 0 : opt.window, rate_mode ? opt.rate : 0.0, opt.seconds, dps,
                   mps, p50, p99, mx, (unsigned long long)sent_total, (unsigned long long)uniq,
                   (unsigned long long)expected, lost, (unsigned long long)dups, (unsigned long long)errors,
                   (unsigned long long)timeouts, (unsigned long long)stray, (unsigned long long)pending, join_s,
-                  load0, load1, each.data ? each.data : "");
+                  cfg_refused, load0, load1, each.data ? each.data : "");
     json_common(&j, &sp);
     strbuf_puts(&j, "}");
     printf("%s\n", j.data);
