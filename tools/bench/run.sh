@@ -64,6 +64,9 @@ muc_shapes=${MUC_SHAPES:-1x500 100x10}
 muc_senders=${MUC_SENDERS:-1}
 muc_window=${MUC_WINDOW:-10}
 muc_seconds=${MUC_SECONDS:-10}
+# Joins (and logins) at a time: with 100, weft-muc and weft-sm dropped part of
+# the presence storm of a 500-occupant room (docs/performance.md, "Group chat")
+muc_join_conc=${MUC_JOIN_CONC:-10}
 servers=${SERVERS:-weft prosody ejabberd}
 # Message archives (XEP-0313) on every server (weft's default), or off;
 # SERVERS may add weft-nomam, weft with its archive off, to the same run.
@@ -339,7 +342,7 @@ for run in $(seq "$runs"); do
                 pep:*) args=(--scenario pep --contacts "${sc#pep:}" --rounds 5 --concurrency 100) ;;
                 muc:*) sh=${sc#muc:}
                        args=(--scenario muc --rooms "${sh%x*}" --occupants "${sh#*x}" --senders "$muc_senders"
-                             --window "$muc_window" --seconds "$muc_seconds" --concurrency 100)
+                             --window "$muc_window" --seconds "$muc_seconds" --concurrency "$muc_join_conc")
                        [ -n "${mucpid[$s]:-}" ] && args+=(--pids "${mucpid[$s]}") ;;
             esac
             for tr in $transports; do
