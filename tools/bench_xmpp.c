@@ -29,6 +29,11 @@
  *           contacts interested in the node (XEP-0115 +notify): time until
  *           all K have the notification, notifications/s, latency p99
  *           (bench_xmpp_pep.c).
+ *   muc     --rooms K rooms of --occupants N sessions each; --senders S of
+ *           every room send groupchat messages (--window in flight per
+ *           sender until every occupant has the message, or --rate per
+ *           second) for --seconds: deliveries/s, latency p50/p99/max, lost
+ *           and duplicated deliveries (bench_xmpp_muc.c).
  *
  * With --peer-host, chat and steady put the second user of every pair on
  * another server (federation) or another c2s of the same service.
@@ -65,7 +70,7 @@ bx_opt_t opt = {
     .host = "127.0.0.1", .scenario = "idle", .label = "", .reg = "none", .levels_s = NULL,
     .port = 5222, .users = 1000, .contacts = 10, .pairs = 100, .window = 10, .concurrency = 50,
     .rounds = 5, .body_bytes = 64, .cmd_jobs = 8, .seconds = 10, .settle = 3, .peer_port = 5222,
-    .rate = 2, .drain = 20,
+    .rate = 2, .drain = 20, .rooms = 1, .occupants = 10, .senders = 1,
 };
 
 /* tgt is --host; peer_tgt is --peer-host when given: in chat and steady the
@@ -85,26 +90,50 @@ static double cpu_self_s(void)
            ru.ru_stime.tv_usec / 1e6;
 }
 
+/* utime+stime of one process, in seconds (0 when it is gone). */
+static double cpu_pid_s(pid_t pid)
+{
+    long tck = sysconf(_SC_CLK_TCK);
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* comm may hold spaces */
+    unsigned long ut = 0, st = 0;
+    if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+        return (double)(ut + st) / (double)tck;
+    return 0;
+}
+
 /* utime+stime of the server's processes, in seconds. */
 static double cpu_server_s(void)
 {
     double sum = 0;
-    long tck = sysconf(_SC_CLK_TCK);
-    for (int i = 0; i < npids; i++) {
-        char path[64], buf[1024];
-        snprintf(path, sizeof path, "/proc/%d/stat", (int)pids[i]);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = 0;
-        char *p = strrchr(buf, ')'); /* comm may hold spaces */
-        unsigned long ut = 0, st = 0;
-        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
-            sum += (double)(ut + st) / (double)tck;
-    }
+    for (int i = 0; i < npids; i++)
+        sum += cpu_pid_s(pids[i]);
     return sum;
+}
+
+int cpu_server_each(double *secs, char (*names)[16], int max)
+{
+    int n = 0;
+    for (int i = 0; i < npids && n < max; i++, n++) {
+        char path[64];
+        secs[n] = cpu_pid_s(pids[i]);
+        snprintf(names[n], 16, "%d", (int)pids[i]);
+        snprintf(path, sizeof path, "/proc/%d/comm", (int)pids[i]);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (fgets(names[n], 16, f))
+                names[n][strcspn(names[n], "\n")] = 0;
+            fclose(f);
+        }
+    }
+    return n;
 }
 
 /* Sum of VmRSS of the server's processes, in KiB. */
@@ -1324,7 +1353,7 @@ static void usage(void)
             "                     per account as real clients do\n"
             "  --users N --user-template bench%%d --password P\n"
             "  --register none|ibr|'cmd:TEMPLATE'   TEMPLATE: %%u user %%p password %%d domain\n"
-            "  --scenario register|idle|chat|steady|login|fanout|pep\n"
+            "  --scenario register|idle|chat|steady|login|fanout|pep|muc\n"
             "  --levels N,N,...   idle: report memory at these session counts (default --users)\n"
             "  --contacts R|K     idle: roster items per user; fanout: contacts of the hub\n"
             "  --pairs P --window W --body-bytes B   chat\n"
@@ -1336,6 +1365,9 @@ static void usage(void)
             "                     each pair logs in there (--register applies to both)\n"
             "  --concurrency C    login slots; connection ramp for the others\n"
             "  --rounds R         fanout presence changes\n"
+            "  --rooms K --occupants N --senders S   muc: K rooms of N sessions, S senders each;\n"
+            "                     --window W (default) or --rate R per sender, --seconds T\n"
+            "  --muc-service D    muc: the rooms' domain (default conference.DOMAIN)\n"
             "  --pids P,P | --procs name,name   server processes for memory and CPU\n"
             "  --settle S         idle: seconds to wait before measuring memory\n"
             "  --label L          copied into the report\n");
@@ -1355,6 +1387,8 @@ int main(int argc, char **argv)
         {"cmd-jobs", 1, 0, 'j'}, {"peer-host", 1, 0, 'A'}, {"peer-port", 1, 0, 'B'},
         {"peer-domain", 1, 0, 'D'}, {"rate", 1, 0, 'T'}, {"drain", 1, 0, 'N'},
         {"ready-file", 1, 0, 'F'}, {"no-scram-cache", 0, 0, 'C'}, {"websocket", 1, 0, 'W'},
+        {"rooms", 1, 0, 'K'}, {"occupants", 1, 0, 'O'}, {"senders", 1, 0, 'E'},
+        {"muc-service", 1, 0, 'M'},
         {"help", 0, 0, 'h'},
         {0, 0, 0, 0}};
     const char *tls = "none";
@@ -1391,7 +1425,11 @@ int main(int argc, char **argv)
         case 'A': opt.peer_host = optarg; break;
         case 'B': opt.peer_port = atoi(optarg); break;
         case 'D': opt.peer_domain = optarg; break;
-        case 'T': opt.rate = atof(optarg); break;
+        case 'T': opt.rate = atof(optarg); opt.rate_given = 1; break;
+        case 'K': opt.rooms = atoi(optarg); break;
+        case 'O': opt.occupants = atoi(optarg); break;
+        case 'E': opt.senders = atoi(optarg); break;
+        case 'M': opt.muc_service = optarg; break;
         case 'N': opt.drain = atof(optarg); break;
         case 'F': opt.ready_file = optarg; break;
         case 'C': tgt.scram_cache = 0; break;
@@ -1408,7 +1446,8 @@ int main(int argc, char **argv)
     }
     if (optind != argc || opt.users < 1 || opt.concurrency < 1 || opt.window < 1 ||
         opt.pairs < 1 || opt.seconds <= 0 || opt.cmd_jobs < 1 || opt.rate <= 0 || opt.rate > 1000 ||
-        opt.drain < 0 || (opt.peer_domain && !opt.peer_host))
+        opt.drain < 0 || (opt.peer_domain && !opt.peer_host) || opt.rooms < 1 || opt.occupants < 1 ||
+        opt.senders < 1 || opt.senders > opt.occupants)
         usage();
     if (!strstr(tgt.user_template, "%d"))
         log_fatal("event=bench-bad-option reason=\"--user-template needs %%d\"");
@@ -1456,6 +1495,8 @@ int main(int argc, char **argv)
         need = 2 * opt.pairs;
     else if (strcmp(opt.scenario, "fanout") == 0 || strcmp(opt.scenario, "pep") == 0)
         need = opt.contacts + 1;
+    else if (strcmp(opt.scenario, "muc") == 0)
+        need = opt.rooms * opt.occupants;
     else if (strcmp(opt.scenario, "login") == 0 && opt.concurrency > opt.users)
         need = opt.concurrency;
     provision(need);
@@ -1475,6 +1516,8 @@ int main(int argc, char **argv)
         rc = run_fanout();
     else if (strcmp(opt.scenario, "pep") == 0)
         rc = run_pep();
+    else if (strcmp(opt.scenario, "muc") == 0)
+        rc = run_muc();
     else
         usage();
     event_base_free(tgt.base);

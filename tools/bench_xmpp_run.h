@@ -9,7 +9,10 @@
 
 typedef struct bx_opt {
     const char *host, *scenario, *label, *reg, *levels_s, *peer_host, *peer_domain, *ready_file;
+    const char *muc_service;     /* muc: the rooms' domain (default conference.DOMAIN) */
     int port, users, contacts, pairs, window, concurrency, rounds, body_bytes, cmd_jobs, peer_port;
+    int rooms, occupants, senders; /* muc: K rooms of N occupants, S of them sending */
+    int rate_given;              /* --rate was on the command line (muc: rate, not window) */
     double seconds, settle, rate, drain;
 } bx_opt_t;
 extern bx_opt_t opt;
@@ -43,6 +46,9 @@ extern int n_peers, n_ready;
 typedef struct span { uint64_t t0; double self0, srv0, wall, self_pct, srv_pct; } span_t;
 void span_begin(span_t *s);
 void span_end(span_t *s);
+/* CPU seconds (utime+stime) of each --pids/--procs process, with its comm
+ * name; returns how many were filled (at most max). */
+int cpu_server_each(double *secs, char (*names)[16], int max);
 
 /* Latency samples in microseconds; lat_q: quantile in ms (sorts them). */
 typedef struct lat { uint32_t *v; size_t n, cap; } lat_t;
@@ -66,5 +72,6 @@ int from_is(const char *from, const char *bare);   /* from is bare or one of its
 int cmp_dbl(const void *a, const void *b);
 
 int run_pep(void);                                  /* bench_xmpp_pep.c */
+int run_muc(void);                                  /* bench_xmpp_muc.c */
 
 #endif

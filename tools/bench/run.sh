@@ -13,6 +13,16 @@
 # XEP-0115-filtered) needs PEP on: mod_pep in Prosody, mod_pubsub's pep
 # plugin with mod_caps in ejabberd, weft's pep module (on by default).
 #
+# Group chat (XEP-0045) is on in every server: weft-muc (started with the
+# rest of weft), Prosody's muc component, ejabberd's mod_muc, each at
+# conference.localhost with no per-occupant rate limits, room size up to
+# 1,000, history of 20 messages, rooms temporary and not archived (the bench
+# submits that room configuration; a user's own archive never holds
+# groupchat in any of the three). SCENARIOS="muc" runs the muc scenario once
+# per shape of MUC_SHAPES ("KxN": K rooms of N occupants), MUC_SENDERS
+# senders per room each keeping MUC_WINDOW messages in flight, MUC_SECONDS s:
+#   MAM=off SCENARIOS=muc MUC_SHAPES="1x500 100x10" RUNS=3 tools/bench/run.sh
+#
 # TRANSPORTS="tcp websocket" also runs every scenario over plain WebSocket
 # (RFC 7395) on loopback, labelled "SERVER ws": weft's listen.websocket,
 # Prosody's mod_websocket, ejabberd's ejabberd_http_ws, each counting a
@@ -50,6 +60,13 @@ login_conc=${LOGIN_CONC:-50}
 login_seconds=${LOGIN_SECONDS:-20}
 fanout_k=${FANOUT_K:-200}
 pep_ks=${PEP_K:-200 1000}
+muc_shapes=${MUC_SHAPES:-1x500 100x10}
+muc_senders=${MUC_SENDERS:-1}
+muc_window=${MUC_WINDOW:-10}
+muc_seconds=${MUC_SECONDS:-10}
+# Joins (and logins) at a time: with 100, weft-muc and weft-sm dropped part of
+# the presence storm of a 500-occupant room (docs/performance.md, "Group chat")
+muc_join_conc=${MUC_JOIN_CONC:-10}
 servers=${SERVERS:-weft prosody ejabberd}
 # Message archives (XEP-0313) on every server (weft's default), or off;
 # SERVERS may add weft-nomam, weft with its archive off, to the same run.
@@ -64,7 +81,7 @@ mkdir -p "$out"
 if [ ! -f "$build/build.ninja" ]; then
     meson setup "$build" "$repo" -Dbuildtype=release >/dev/null
 fi
-ninja -C "$build" router/weft-router sm/weft-sm c2s/weft-c2s >/dev/null
+ninja -C "$build" router/weft-router sm/weft-sm c2s/weft-c2s muc/weft-muc >/dev/null
 if ninja -C "$build" tools/weft-bench-xmpp >/dev/null 2>&1; then
     bench=$build/tools/weft-bench-xmpp
 else # not in tools/meson.build yet: build it by hand
@@ -111,9 +128,10 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 
     -keyout "$out/certs/localhost.key" -out "$out/certs/localhost.crt" -subj /CN=localhost \
     -addext subjectAltName=DNS:localhost,DNS:*.localhost 2>/dev/null
 
-declare -A port pids mech wsport
-# ---- weft: router, sm, c2s as tests/integration/server.py starts them, but
-# sm and c2s reach the router over a UNIX socket: over TCP every hop through
+declare -A port pids mech wsport mucpid
+# ---- weft: router, sm, c2s (and muc, tests/integration/muc_env.py) as
+# tests/integration/server.py starts them, but sm, c2s and muc reach the
+# router over a UNIX socket: over TCP every hop through
 # the router waits ~40 ms (the router does not set TCP_NODELAY on the
 # connections it accepts, so Nagle meets delayed ACKs).
 start_weft() { start_weft_as weft "" "$([ "$mam" = on ] || echo '<module name="mam" enabled="false"/>')"; }
@@ -132,6 +150,7 @@ start_weft_as() { # label, storage element (empty: SQLite in its directory), ext
   <log><level>warn</level></log>
   <component name="sm" secret="sm-secret" trusted-from="true"><bind>localhost</bind><bind>sm.localhost</bind></component>
   <component name="c2s" secret="c2s-secret" trusted-from="true"><bind>c2s.localhost</bind></component>
+  <component name="muc" secret="muc-secret"><bind>conference.localhost</bind></component>
 </router>
 X
     cat >"$d/sm.xml" <<X
@@ -161,6 +180,22 @@ X
   <register><enabled>true</enabled><per-ip>1000000</per-ip><scram-iterations>$iter</scram-iterations></register>
 </c2s>
 X
+    # group chat: no per-occupant rate limit, history of 20 (as Prosody's and
+    # ejabberd's defaults); on PostgreSQL with the sm when weft-pg
+    local mucstore="<database>$d/muc.db</database>"
+    [ -n "$2" ] && mucstore=$2
+    cat >"$d/muc.xml" <<X
+<muc>
+  <router><address>unix:$d/router.sock</address><name>router</name></router>
+  <name>muc</name>
+  <secret>muc-secret</secret>
+  <domain>conference.localhost</domain>
+  $mucstore
+  <log><level>notice</level></log>
+  <limits><occupants>1000</occupants><history>20</history><history-default>20</history-default>
+    <messages-per-second>0</messages-per-second><rooms-per-user>0</rooms-per-user></limits>
+</muc>
+X
     "${srv_pin[@]}" "$build/router/weft-router" -c "$d/router.xml" 2>"$d/router.log" &
     started+=($!); local r=$!
     wait_port "$rp"
@@ -168,9 +203,13 @@ X
     started+=($!); local s=$!
     "${srv_pin[@]}" "$build/c2s/weft-c2s" -c "$d/c2s.xml" 2>"$d/c2s.log" &
     started+=($!); local c=$!
+    "${srv_pin[@]}" "$build/muc/weft-muc" -c "$d/muc.xml" 2>"$d/muc.log" &
+    started+=($!); local m=$!
     wait_port "$p"
     for _ in $(seq 100); do grep -q "event=router-ready" "$d/c2s.log" 2>/dev/null && break; sleep 0.1; done
-    port[$name]=$p pids[$name]=$r,$s,$c mech[$name]=SCRAM-SHA-256 wsport[$name]=$wp
+    for _ in $(seq 100); do grep -q "event=ready" "$d/muc.log" 2>/dev/null && break; sleep 0.1; done
+    # the muc's pid goes to the muc scenario only: the other tables stay comparable
+    port[$name]=$p pids[$name]=$r,$s,$c mech[$name]=SCRAM-SHA-256 wsport[$name]=$wp mucpid[$name]=$m
 }
 
 # ---- PostgreSQL 15 (Debian's binaries), for weft-pg and ejabberd-pg: a
@@ -278,6 +317,9 @@ sleep 2
 max_users=${idle_levels##*,}
 for n in $((2 * chat_pairs)) $((fanout_k + 1)) $login_conc; do [ "$n" -gt "$max_users" ] && max_users=$n; done
 for k in $pep_ks; do n=$((k + 1)); [ "$n" -gt "$max_users" ] && max_users=$n; done
+if [[ " $scenarios " == *" muc "* ]]; then
+    for sh in $muc_shapes; do n=$((${sh%x*} * ${sh#*x})); [ "$n" -gt "$max_users" ] && max_users=$n; done
+fi
 for s in $servers; do
     gen "$s" --register ibr --scenario register --users "$max_users" --concurrency 50 >&2
 done
@@ -288,6 +330,8 @@ for run in $(seq "$runs"); do
       # pep runs once per contact count: pep:200, pep:1000
       scs=$sc0
       [ "$sc0" = pep ] && scs=$(for k in $pep_ks; do printf 'pep:%s ' "$k"; done)
+      # muc runs once per shape: muc:1x500, muc:100x10
+      [ "$sc0" = muc ] && scs=$(for sh in $muc_shapes; do printf 'muc:%s ' "$sh"; done)
       for sc in $scs; do
         for s in $servers; do
             case $sc in
@@ -296,6 +340,10 @@ for run in $(seq "$runs"); do
                 login) args=(--scenario login --users "$max_users" --concurrency "$login_conc" --seconds "$login_seconds") ;;
                 fanout) args=(--scenario fanout --contacts "$fanout_k" --rounds 5) ;;
                 pep:*) args=(--scenario pep --contacts "${sc#pep:}" --rounds 5 --concurrency 100) ;;
+                muc:*) sh=${sc#muc:}
+                       args=(--scenario muc --rooms "${sh%x*}" --occupants "${sh#*x}" --senders "$muc_senders"
+                             --window "$muc_window" --seconds "$muc_seconds" --concurrency "$muc_join_conc")
+                       [ -n "${mucpid[$s]:-}" ] && args+=(--pids "${mucpid[$s]}") ;;
             esac
             for tr in $transports; do
                 g=gen

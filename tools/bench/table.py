@@ -99,6 +99,31 @@ def main(path):
                        f"{fmt(med([r['delivery_p99_ms'] for r in rs]), 2)} | {sum(r['missing'] for r in rs)} | "
                        f"{fmt(med([r['server_cpu_pct'] for r in rs]))} | {len(rs)} |")
         out.append("")
+    muc = runs("muc")
+    if muc:
+        by_shape = defaultdict(list)
+        for (sc, label, mech), rs in muc:
+            for r in rs:
+                by_shape[(f"{r['rooms']}x{r['occupants']}", label)].append(r)
+        r0 = muc[0][1][0]
+        flow = f"window {r0['window']}" if r0["window"] else f"{r0['rate']:g} msgs/s"
+        out.append(f"| group chat ({r0['senders']} sender(s) per room, {flow}, {r0['seconds']:.0f} s) | rooms x occupants | "
+                   "deliveries/s | room msgs/s | p50 ms | p99 ms | max ms | lost | dup | server CPU % | "
+                   "per process CPU % | generator CPU % | load avg | runs |")
+        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---:|")
+        for (shape, label) in sorted(by_shape, key=lambda x: -int(x[0].split("x")[1])):   # servers in run order
+            rs = by_shape[(shape, label)]
+            procs = sorted({p for r in rs for p in r.get("server_cpu_each", {})})
+            each = ", ".join(f"{p.replace('weft-', '')} {fmt(med([r['server_cpu_each'].get(p) for r in rs]))}"
+                             for p in procs) if len(procs) > 1 else ""
+            loads = [r["loadavg_end"] for r in rs]
+            out.append(f"| {label} | {shape} | {fmt(med([r['deliveries_per_s'] for r in rs]))} | "
+                       f"{fmt(med([r['msgs_per_s'] for r in rs]))} | {fmt(med([r['p50_ms'] for r in rs]), 2)} | "
+                       f"{fmt(med([r['p99_ms'] for r in rs]), 2)} | {fmt(med([r['max_ms'] for r in rs]), 1)} | "
+                       f"{sum(r['lost'] for r in rs)} | {sum(r['duplicated'] for r in rs)} | "
+                       f"{fmt(med([r['server_cpu_pct'] for r in rs]))} | {each} | "
+                       f"{fmt(med([r['gen_cpu_pct'] for r in rs]))} | {min(loads):.1f}-{max(loads):.1f} | {len(rs)} |")
+        out.append("")
     print("\n".join(out))
 
 
