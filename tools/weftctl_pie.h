@@ -3,6 +3,7 @@
  *   weftctl_xep0227.c  the document, accounts, roster, vCard, private XML,
  *                      offline messages, blocklist; the commands themselves
  *   weftctl_pie_pep.c  PEP nodes: configuration and items (mod_pep's records)
+ *   weftctl_pie_members.c  a PEP node's affiliations and subscriptions
  *   weftctl_pie_mam.c  the message archive (mod_mam's records)
  * An import runs in one transaction that any error rolls back; every error
  * names the file, line, user and element (pie_bad). */
@@ -20,7 +21,7 @@
 
 typedef struct counts {
     long users, roster, pending, vcards, privates, offline, blocked, skipped;
-    long pep_nodes, pep_items, archived;
+    long pep_nodes, pep_items, pep_affs, pep_subs, archived;
 } counts_t;
 
 typedef struct imp {
@@ -59,6 +60,17 @@ xml_node_t *pie_parse_record(exp_t *ex, const char *coll, const char *key, const
 int pie_import_pep(imp_t *im, const xml_node_t *user);
 /* Adds both <pubsub/> elements to user; -1 on a storage error. */
 int pie_export_pep(storage_t *st, exp_t *ex, const char *bare, xml_node_t *user);
+
+/* weftctl_pie_members.c: a node's <affiliations/> and <subscriptions/>
+ * (XEP-0060 owner elements) into n; the subscriptions are checked against
+ * n's configuration and affiliations, so read them after both. -1 after
+ * pie_bad. */
+struct pn_node;
+int pie_pep_import_affiliations(imp_t *im, struct pn_node *n, const xml_node_t *el);
+int pie_pep_import_subscriptions(imp_t *im, struct pn_node *n, const xml_node_t *el);
+/* Adds n's <affiliations/> (the account first, as owner) and
+ * <subscriptions/> to owner, each when n has any. */
+void pie_pep_export_members(exp_t *ex, const struct pn_node *n, xml_node_t *owner);
 
 /* weftctl_pie_mam.c: one <archive xmlns='urn:xmpp:pie:0#mam'>. */
 int pie_import_archive(imp_t *im, const xml_node_t *archive);

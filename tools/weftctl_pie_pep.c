@@ -5,7 +5,7 @@
  * prosody-migrator 0.12 writes for its "pep" store):
  *   <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>
  *     <configure node=N><x xmlns='jabber:x:data'>node_config fields</x></configure>
- *     [<affiliations node=N/>] [<subscriptions node=N/>]      (not kept: noted)
+ *     [<affiliations node=N/>] [<subscriptions node=N/>]   weftctl_pie_members.c
  *   </pubsub>
  *   <pubsub xmlns='http://jabber.org/protocol/pubsub'>
  *     <items node=N><item id=...>one payload</item>... oldest first</items>
@@ -49,6 +49,7 @@
 typedef struct pnode {
     pn_node_t *n;
     const xml_node_t *configure, *items;   /* where they were given */
+    const xml_node_t *affiliations, *subscriptions;
     int max_given;                         /* the form had pubsub#max_items */
 } pnode_t;
 
@@ -226,17 +227,53 @@ static int import_item(imp_t *im, pnode_t *p, const xml_node_t *it)
     return 0;
 }
 
-/* Collects the nodes of both <pubsub/> elements into ns. */
+/* The node named by el (<affiliations/>, <subscriptions/>, <items/>), added
+ * with weft's default configuration when the file has no <configure/> for
+ * it (XEP-0227 wants one per node; Prosody reads such a node too). */
+static pnode_t *node_of(imp_t *im, nodes_t *ns, const xml_node_t *el, const char *name)
+{
+    pnode_t *p = nodes_find(ns, name);
+    if (!p) {
+        pie_note(im, el, "node %s has no <configure/>: it gets weft's default configuration", name);
+        p = nodes_add(ns, name);
+    }
+    return p;
+}
+
+/* The owner elements of kind what ("affiliations", "subscriptions"), at most
+ * one per node, read into their nodes. */
+static int read_members(imp_t *im, const xml_node_t *owner, nodes_t *ns, const char *what)
+{
+    int affs = !strcmp(what, "affiliations");
+    for (xml_node_t *c = xml_child(owner, NS_PUBSUB_OWNER, what); c; c = xml_next(c, NS_PUBSUB_OWNER, what)) {
+        const char *name = node_name(im, c);
+        if (!name)
+            return -1;
+        pnode_t *p = node_of(im, ns, c, name);
+        const xml_node_t **seen = affs ? &p->affiliations : &p->subscriptions;
+        if (*seen)
+            return pie_bad(im, c, "the %s of node %s are given twice", what, name);
+        *seen = c;
+        if ((affs ? pie_pep_import_affiliations(im, p->n, c) : pie_pep_import_subscriptions(im, p->n, c)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Collects the nodes of both <pubsub/> elements into ns: configurations
+ * first, then affiliations, then subscriptions (which the two decide), then
+ * items, whatever their order in the file. */
 static int read_nodes(imp_t *im, const xml_node_t *owner, const xml_node_t *items, nodes_t *ns)
 {
     for (xml_node_t *c = owner ? xml_child(owner, NULL, NULL) : NULL; c; c = xml_next(c, NULL, NULL)) {
         const char *name = node_name(im, c);
         if (!name)
             return -1;
-        int conf = pie_ns_is(c, NS_PUBSUB_OWNER, "configure");
-        if (!conf) {
-            /* affiliations, subscriptions: PEP's are implicit in weft */
-            pie_note(im, c, "node %s: not kept (weft's PEP has no explicit %s)", name, c->name);
+        if (pie_ns_is(c, NS_PUBSUB_OWNER, "affiliations") || pie_ns_is(c, NS_PUBSUB_OWNER, "subscriptions"))
+            continue;
+        if (!pie_ns_is(c, NS_PUBSUB_OWNER, "configure")) {
+            pie_note(im, c, "node %s: not kept (not a node's configuration, affiliations or subscriptions)",
+                     name);
             im->n.skipped++;
             continue;
         }
@@ -248,20 +285,18 @@ static int read_nodes(imp_t *im, const xml_node_t *owner, const xml_node_t *item
         if (import_configure(im, c, name, &p->n->cfg, &p->max_given) < 0)
             return -1;
     }
+    if (owner && (read_members(im, owner, ns, "affiliations") < 0 ||
+                  read_members(im, owner, ns, "subscriptions") < 0))
+        return -1;
     for (xml_node_t *c = items ? xml_child(items, NULL, NULL) : NULL; c; c = xml_next(c, NULL, NULL)) {
         if (!pie_ns_is(c, NS_PUBSUB, "items"))
             return pie_bad(im, c, "only <items node='...'/> elements belong here");
         const char *name = node_name(im, c);
         if (!name)
             return -1;
-        pnode_t *p = nodes_find(ns, name);
-        if (p && p->items)
+        pnode_t *p = node_of(im, ns, c, name);
+        if (p->items)
             return pie_bad(im, c, "the items of node %s are given twice", name);
-        if (!p) {
-            /* XEP-0227 wants a <configure/> per node; Prosody reads such a node too. */
-            pie_note(im, c, "node %s has no <configure/>: it gets weft's default configuration", name);
-            p = nodes_add(ns, name);
-        }
         p->items = c;
         for (xml_node_t *it = xml_child(c, NULL, NULL); it; it = xml_next(it, NULL, NULL))
             if (import_item(im, p, it) < 0)
@@ -280,6 +315,8 @@ static int put_node(imp_t *im, const pnode_t *p)
 {
     const pn_node_t *n = p->n;
     const xml_node_t *where = p->configure ? p->configure : p->items;
+    if (!where)
+        where = p->affiliations ? p->affiliations : p->subscriptions;
     strbuf_t sb;
     strbuf_init(&sb);
     xml_node_t *r = pn_node_record(n);
@@ -304,6 +341,8 @@ static int put_node(imp_t *im, const pnode_t *p)
         return pie_bad(im, where, "node %s: storage error", n->name);
     im->n.pep_nodes++;
     im->n.pep_items += (long)n->nitems;
+    im->n.pep_affs += (long)n->affs.n;
+    im->n.pep_subs += (long)n->subs.n;
     return 0;
 }
 
@@ -408,6 +447,7 @@ int pie_export_pep(storage_t *st, exp_t *ex, const char *bare, xml_node_t *user)
             xml_node_t *conf = xml_add_child(owner, NS_PUBSUB_OWNER, "configure");
             xml_attr_set(conf, "node", n->name);
             xml_append(conf, pn_config_form(&n->cfg));
+            pie_pep_export_members(ex, n, owner);
             xml_node_t *its = xml_add_child(items, NS_PUBSUB, "items");
             xml_attr_set(its, "node", n->name);
             for (size_t k = 0; k < n->nitems; k++)

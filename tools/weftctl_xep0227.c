@@ -664,11 +664,11 @@ int weftctl_import(const char *url, char **files, int nfiles, int dry_run)
         goto out;
     }
     printf("%s users=%ld roster-items=%ld pending-subscriptions=%ld vcards=%ld "
-           "private=%ld offline=%ld blocked=%ld pep-nodes=%ld pep-items=%ld archived=%ld "
-           "skipped=%ld\n",
+           "private=%ld offline=%ld blocked=%ld pep-nodes=%ld pep-items=%ld pep-affiliations=%ld "
+           "pep-subscriptions=%ld archived=%ld skipped=%ld\n",
            dry_run ? "would import (dry run, nothing written)" : "imported", im.n.users,
            im.n.roster, im.n.pending, im.n.vcards, im.n.privates, im.n.offline, im.n.blocked,
-           im.n.pep_nodes, im.n.pep_items, im.n.archived, im.n.skipped);
+           im.n.pep_nodes, im.n.pep_items, im.n.pep_affs, im.n.pep_subs, im.n.archived, im.n.skipped);
     rc = fflush(stdout) == 0 ? XIT_OK : XIT_STORAGE;
 out:
     if (st)
@@ -988,9 +988,10 @@ int weftctl_export(const char *url, const char *file)
         goto out;
     fprintf(stderr, "exported users=%ld roster-items=%ld pending-subscriptions=%ld vcards=%ld "
                     "private=%ld offline=%ld blocked=%ld pep-nodes=%ld pep-items=%ld "
-                    "archived=%ld unreadable=%d\n",
+                    "pep-affiliations=%ld pep-subscriptions=%ld archived=%ld unreadable=%d\n",
             ex.n.users, ex.n.roster, ex.n.pending, ex.n.vcards, ex.n.privates, ex.n.offline,
-            ex.n.blocked, ex.n.pep_nodes, ex.n.pep_items, ex.n.archived, ex.bad);
+            ex.n.blocked, ex.n.pep_nodes, ex.n.pep_items, ex.n.pep_affs, ex.n.pep_subs, ex.n.archived,
+            ex.bad);
     rc = XIT_OK;
 out:
     for (size_t i = 0; i < nm.n; i++)

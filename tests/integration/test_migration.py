@@ -339,7 +339,8 @@ def test_plaintext_password_offline_blocklist_and_round_trip(tmp_path):
     r = weftctl("-d", db, "import", src)
     assert r.returncode == 0, r.stderr
     assert ("imported users=2 roster-items=1 pending-subscriptions=1 vcards=0 private=1 offline=1 "
-            "blocked=1 pep-nodes=0 pep-items=0 archived=0 skipped=0") in r.stdout
+            "blocked=1 pep-nodes=0 pep-items=0 pep-affiliations=0 pep-subscriptions=0 archived=0 skipped=0") \
+        in r.stdout
     assert "skipped" not in r.stderr    # an empty archive is an archive (test_migration_pep_mam.py)
 
     # export, then import into an empty storage: the same records.

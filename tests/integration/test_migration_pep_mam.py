@@ -11,6 +11,11 @@ with the messages).
 - weft to weft: export, import into an empty storage, and the same slixmpp
   queries (items as the owner and as a contact sees them, configurations, MAM
   pages, filters, metadata) get the same answers.
+- On both: a whitelist node with a member and an outcast, and a contact's
+  explicit subscriptions (XEP-0060 affiliations and subscriptions, in the
+  file's <affiliations/> and <subscriptions/>): after the import the member
+  reads the items, the outcast is refused (forbidden), and the subscriber,
+  whose client announces no caps, gets a notification of each new publish.
 - A file written by hand in the XEP's own format.
 - Errors name the user and element, and nothing is imported.
 """
@@ -37,6 +42,7 @@ import test_migration as tm  # noqa: E402  (Prosody on loopback, prosody-migrato
 WEFTCTL = os.path.join(BUILD, "tools", "weftctl")
 PS = "http://jabber.org/protocol/pubsub"
 PSO = PS + "#owner"
+PSE = PS + "#event"
 MAM = "urn:xmpp:mam:2"
 FWD = "urn:xmpp:forward:0"
 CLIENT = "jabber:client"
@@ -45,7 +51,9 @@ AVATAR_DATA = "urn:xmpp:avatar:data"
 AVATAR_META = "urn:xmpp:avatar:metadata"
 DEVICELIST = "eu.siacs.conversations.axolotl.devicelist"
 BOOKMARKS = "urn:xmpp:bookmarks:1"
-PW = {"alice": "alice-pep-pw", "bob": "bob-pep-pw"}
+PW = {"alice": "alice-pep-pw", "bob": "bob-pep-pw", "carol": "carol-pep-pw"}
+CLUB = "urn:example:club"          # whitelist: bob member, carol outcast; bob subscribed
+STATUS = "urn:example:status"      # presence (the default): bob, a contact, subscribed
 # Not a real PNG: the servers keep bytes, they do not decode images.
 AVATAR = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 AVATAR_ID = hashlib.sha1(AVATAR).hexdigest()
@@ -91,10 +99,13 @@ class Session:
         self.x = x
         self.results = []
         self.got = asyncio.Queue()
+        self.events = asyncio.Queue()
         x.register_handler(Callback("mam results", MatchXPath(f"{{{CLIENT}}}message/{{{MAM}}}result"),
                                     lambda m: self.results.append(copy.deepcopy(m.xml))))
         x.register_handler(Callback("chat", MatchXPath(f"{{{CLIENT}}}message/{{{CLIENT}}}body"),
                                     lambda m: self.got.put_nowait(m["body"])))
+        x.register_handler(Callback("pubsub events", MatchXPath(f"{{{CLIENT}}}message/{{{PSE}}}event"),
+                                    lambda m: self.events.put_nowait(copy.deepcopy(m.xml))))
 
     @classmethod
     async def open(cls, port, jid, password, mech):
@@ -149,6 +160,22 @@ class Session:
         x = r.xml.find(f"{{{PSO}}}pubsub/{{{PSO}}}configure/{{{XDATA}}}x")
         return {f.get("var"): [v.text for v in f.findall(f"{{{XDATA}}}value")]
                 for f in x.findall(f"{{{XDATA}}}field")}
+
+    async def owner_list(self, node, what):
+        """The owner's affiliations or subscriptions of node: {jid: value}."""
+        r = await self.iq(f"<pubsub xmlns='{PSO}'><{what} node='{node}'/></pubsub>", type_="get")
+        key = what[:-1]
+        return {c.get("jid"): c.get(key) for c in r.xml.findall(f"{{{PSO}}}pubsub/{{{PSO}}}{what}/{{{PSO}}}{key}")}
+
+    async def notified(self, wait=1.5):
+        """The notifications received within wait: sorted (node, [item ids])."""
+        await asyncio.sleep(wait)
+        out = []
+        while not self.events.empty():
+            its = self.events.get_nowait().find(f"{{{PSE}}}event/{{{PSE}}}items")
+            if its is not None:
+                out.append((its.get("node"), [i.get("id") for i in its.findall(f"{{{PSE}}}item")]))
+        return sorted(out)
 
     async def chat(self, to, body, peer):
         self.x.send_message(mto=to, mbody=body, mtype="chat")
@@ -209,6 +236,47 @@ async def publish_client_nodes(a):
     await a.publish(BOOKMARKS, "coffee@muc.localhost", bookmark("Coffee", "alice"), **opts)
 
 
+def note(node, text):
+    return f"<note xmlns='{node}'>{text}</note>"
+
+
+async def set_members(a, b):
+    """alice's whitelist node with bob as member and carol as outcast; bob
+    subscribes explicitly to it and to a presence node (he is a contact)."""
+    await a.publish(CLUB, "c1", note(CLUB, "club news"), access_model="whitelist")
+    await a.iq(f"<pubsub xmlns='{PSO}'><affiliations node='{CLUB}'>"
+               "<affiliation jid='bob@localhost' affiliation='member'/>"
+               "<affiliation jid='carol@localhost' affiliation='outcast'/></affiliations></pubsub>")
+    await a.publish(STATUS, "s1", note(STATUS, "at home"))
+    for n in (CLUB, STATUS):
+        await b.iq(f"<pubsub xmlns='{PS}'><subscribe node='{n}' jid='bob@localhost'/></pubsub>", to="alice@localhost")
+
+
+async def member_views(port, mech):
+    """What the affiliations and subscriptions decide: bob (member) reads the
+    whitelist node, carol (outcast) is refused, the owner's lists, and the
+    notifications bob (no caps: by his subscriptions only) gets of a new
+    publish on each node."""
+    a = await Session.open(port, "alice@localhost/m", PW["alice"], mech)
+    b = await Session.open(port, "bob@localhost/m", PW["bob"], mech)
+    c = await Session.open(port, "carol@localhost/m", PW["carol"], mech)
+    v = {}
+    affs = await a.owner_list(CLUB, "affiliations")
+    affs.pop("alice@localhost", None)      # the owner: listed by weft, not by Prosody
+    v["club-affiliations"] = affs
+    v["subscriptions"] = {n: await a.owner_list(n, "subscriptions") for n in (CLUB, STATUS)}
+    await b.notified(0.5)                  # a last item sent at login, if any
+    await a.publish(CLUB, "c2", note(CLUB, "club meets at five"))
+    await a.publish(STATUS, "s2", note(STATUS, "out"))
+    v["bob-notified"] = await b.notified()
+    v["carol-notified"] = await c.notified(0)
+    v["bob-club"] = await b.items("alice@localhost", CLUB)
+    v["carol-club"] = await c.error(f"<pubsub xmlns='{PS}'><items node='{CLUB}'/></pubsub>", to="alice@localhost")
+    for x in (a, b, c):
+        await x.close()
+    return v
+
+
 async def chat_a_while(a, b):
     """Five messages both ways; the last one more than a second later, so a
     'start' filter on its time (Prosody keeps whole seconds) finds it alone."""
@@ -267,11 +335,13 @@ def prosody_pep_mam(tmp_path_factory):
             b = await Session.open(p.port, "bob@localhost/pc", PW["bob"], "SCRAM-SHA-1")
             await befriend(a, b)
             await publish_client_nodes(a)
+            await set_members(a, b)
             await chat_a_while(a, b)
             await a.close()
             await b.close()
             seen.update(await views(p.port, "SCRAM-SHA-1", [AVATAR_DATA, AVATAR_META, DEVICELIST, BOOKMARKS],
                                     [AVATAR_DATA, AVATAR_META, DEVICELIST]))
+            seen.update(await member_views(p.port, "SCRAM-SHA-1"))
         run(fill())
     finally:
         p.stop()
@@ -281,14 +351,23 @@ def prosody_pep_mam(tmp_path_factory):
 
 def test_prosody_migrator_writes_pep_and_archive(prosody_pep_mam):
     files, seen = prosody_pep_mam
-    assert [f.name for f in files] == ["alice@localhost.xml", "bob@localhost.xml"]
+    assert [f.name for f in files] == ["alice@localhost.xml", "bob@localhost.xml", "carol@localhost.xml"]
     alice = ET.parse(files[0]).getroot().find("{urn:xmpp:pie:0}host/{urn:xmpp:pie:0}user")
     conf = alice.find(f"{{{PSO}}}pubsub")
     items = alice.find(f"{{{PS}}}pubsub")
     arch = alice.find("{urn:xmpp:pie:0#mam}archive")
     assert conf is not None and items is not None and arch is not None, ET.tostring(alice)
     assert {c.get("node") for c in conf.findall(f"{{{PSO}}}configure")} == {AVATAR_DATA, AVATAR_META, DEVICELIST,
-                                                                          BOOKMARKS}
+                                                                          BOOKMARKS, CLUB, STATUS}
+    # XEP-0060's owner elements, as prosody-migrator 0.12 writes them (the
+    # state in an attribute named 'subscribed', not 'subscription').
+    affs = conf.find(f"{{{PSO}}}affiliations[@node='{CLUB}']")
+    assert {a.get("jid"): a.get("affiliation") for a in affs} == {"bob@localhost": "member",
+                                                                  "carol@localhost": "outcast"}
+    for n in (CLUB, STATUS):
+        subs = conf.find(f"{{{PSO}}}subscriptions[@node='{n}']")
+        assert [(x.get("jid"), x.get("subscription") or x.get("subscribed")) for x in subs] == \
+            [("bob@localhost", "subscribed")], n
     assert [i.get("id") for i in items.find(f"{{{PS}}}items[@node='{BOOKMARKS}']")] == \
         ["tea@muc.localhost", "coffee@muc.localhost"]
     assert len(arch.findall(f"{{{MAM}}}result")) == 5
@@ -301,7 +380,9 @@ def test_prosody_pep_and_archive_served_by_weft(prosody_pep_mam, tmp_path):
     files, seen = prosody_pep_mam
     r = weftctl("--storage", sm_storage_url(tmp_path), "import", *files)
     assert r.returncode == 0, r.stderr
-    assert "users=2" in r.stdout and "pep-nodes=4 pep-items=5 archived=10" in r.stdout, r.stdout
+    assert "users=3" in r.stdout, r.stdout
+    assert "pep-nodes=6 pep-items=7 pep-affiliations=2 pep-subscriptions=2 archived=10" in r.stdout, r.stdout
+    assert "not kept" not in r.stderr, r.stderr
     s = Server(tmp_path)
     s.start(ibr=False)
     try:
@@ -310,6 +391,7 @@ def test_prosody_pep_and_archive_served_by_weft(prosody_pep_mam, tmp_path):
         async def check():
             got.update(await views(s.port, "SCRAM-SHA-1", [AVATAR_DATA, AVATAR_META, DEVICELIST, BOOKMARKS],
                                    [AVATAR_DATA, AVATAR_META, DEVICELIST]))
+            got.update(await member_views(s.port, "SCRAM-SHA-1"))
         run(check())
     finally:
         s.close()
@@ -332,6 +414,20 @@ def test_prosody_pep_and_archive_served_by_weft(prosody_pep_mam, tmp_path):
     assert got[f"config {BOOKMARKS}"]["pubsub#max_items"] == ["max"]
     assert got[f"config {BOOKMARKS}"]["pubsub#send_last_published_item"] == ["never"]
     assert seen["bob-bookmarks"] != "" and got["bob-bookmarks"] == "not-allowed"
+    # Affiliations and subscriptions: what Prosody did, weft does.
+    check_members(got)
+    for k in ("bob-club", "carol-club", "club-affiliations", "subscriptions", "bob-notified", "carol-notified"):
+        assert got[k] == seen[k], k
+
+
+def check_members(v):
+    """The member reads, the outcast is refused as an outcast (forbidden: a
+    mere stranger gets not-allowed), the subscriber is notified of both
+    publishes, carol of none."""
+    assert [i for i, _ in v["bob-club"]] and v["carol-club"] == "forbidden", v
+    assert v["club-affiliations"] == {"bob@localhost": "member", "carol@localhost": "outcast"}
+    assert v["subscriptions"] == {CLUB: {"bob@localhost": "subscribed"}, STATUS: {"bob@localhost": "subscribed"}}
+    assert v["bob-notified"] == [(CLUB, ["c2"]), (STATUS, ["s2"])] and v["carol-notified"] == []
 
 
 # ------------------------------------------------------------------ weft to weft
@@ -360,6 +456,7 @@ async def fill_weft(port):
     for i in range(3):
         await a.publish("urn:example:notes", f"n{i}", f"<note xmlns='urn:example:notes'>note {i}</note>")
     await a.iq(f"<pubsub xmlns='{PS}'><retract node='urn:example:notes'><item id='n1'/></retract></pubsub>")
+    await set_members(a, b)
     await chat_a_while(a, b)
     # A message to one's own account is archived once, as it arrives.
     a.x.send_message(mto="alice@localhost", mbody="note to self", mtype="chat")
@@ -379,6 +476,7 @@ async def weft_views(port):
     r = await a.iq(f"<metadata xmlns='{MAM}'/>", type_="get")
     v["alice-metadata"] = norm(r.xml.find(f"{{{MAM}}}metadata"))
     await a.close()
+    v.update(await member_views(port, "SCRAM-SHA-256"))
     return v
 
 
@@ -406,18 +504,27 @@ def test_weft_export_import_round_trip(tmp_path):
     assert before["config urn:example:notes"]["pubsub#title"] == ["My notes"]
     # a full JID: only what was exchanged with that resource (bob's replies)
     assert [m["body"] for m in before["alice-with-bob-full"]] == ["hi alice", "yes"]
+    check_members(before)
 
     out = tmp_path / "export.xml"
     r = weftctl("--storage", sm_storage_url(src), "export", out)
     assert r.returncode == 0, r.stderr
-    assert "pep-nodes=8 pep-items=" in r.stderr and "archived=11 unreadable=0" in r.stderr, r.stderr
+    assert "pep-nodes=10 pep-items=" in r.stderr and "archived=11 unreadable=0" in r.stderr, r.stderr
+    assert "pep-affiliations=2 pep-subscriptions=2" in r.stderr, r.stderr
     doc = ET.parse(out).getroot()
     alice = doc.find("{urn:xmpp:pie:0}host/{urn:xmpp:pie:0}user[@name='alice']")
     assert len(alice.find("{urn:xmpp:pie:0#mam}archive").findall(f"{{{MAM}}}result")) == 6
     assert alice.find(f"{{{PSO}}}pubsub/{{{PSO}}}configure[@node='urn:example:tune']") is not None
+    # XEP-0227 1.1: the owner elements of XEP-0060 beside the <configure/>
+    affs = alice.find(f"{{{PSO}}}pubsub/{{{PSO}}}affiliations[@node='{CLUB}']")
+    assert [(x.get("jid"), x.get("affiliation")) for x in affs] == \
+        [("alice@localhost", "owner"), ("bob@localhost", "member"), ("carol@localhost", "outcast")]
+    subs = alice.find(f"{{{PSO}}}pubsub/{{{PSO}}}subscriptions[@node='{STATUS}']")
+    assert [(x.get("jid"), x.get("subscription")) for x in subs] == [("bob@localhost", "subscribed")]
     r = weftctl("--storage", sm_storage_url(dst), "import", out)
     assert r.returncode == 0, r.stderr
-    assert "pep-nodes=8" in r.stdout and "archived=11" in r.stdout, r.stdout
+    assert "pep-nodes=10" in r.stdout and "pep-affiliations=2 pep-subscriptions=2 archived=11" in r.stdout, r.stdout
+    assert "not kept" not in r.stderr, r.stderr
     # A second export of the imported storage is the same document.
     again = tmp_path / "again.xml"
     assert weftctl("--storage", sm_storage_url(dst), "export", again).returncode == 0
@@ -515,9 +622,10 @@ def test_xep_example_file(tmp_path):
     f.write_text(XEP_FILE)
     r = weftctl("--storage", sm_storage_url(tmp_path), "import", f)
     assert r.returncode == 0, r.stderr
-    assert "users=2" in r.stdout and "pep-nodes=2 pep-items=3 archived=2 skipped=2" in r.stdout, r.stdout
-    # affiliations and subscriptions are named as not kept
-    assert "user romeo@localhost: <affiliations" in r.stderr and "<subscriptions" in r.stderr, r.stderr
+    assert "users=2" in r.stdout, r.stdout
+    assert "pep-nodes=2 pep-items=3 pep-affiliations=1 pep-subscriptions=1 archived=2 skipped=0" in r.stdout, \
+        r.stdout
+    assert "not kept" not in r.stderr, r.stderr
     s = Server(tmp_path).start(ibr=False)
     try:
         async def check():
@@ -538,8 +646,84 @@ def test_xep_example_file(tmp_path):
             assert nick[0][0] == "current" and nick[0][1][0][2] == "Romy"
             assert await jul.error(f"<pubsub xmlns='{PS}'><items node='{BOOKMARKS}'/></pubsub>",
                                    to="romeo@localhost") == "not-allowed"
+            # mercutio's membership and subscription (the subid dropped: one per JID)
+            assert await rom.owner_list(BOOKMARKS, "affiliations") == {"romeo@localhost": "owner",
+                                                                       "mercutio@example.net": "member"}
+            assert await rom.owner_list(BOOKMARKS, "subscriptions") == {"mercutio@example.net": "subscribed"}
             await rom.close()
             await jul.close()
+        run(check())
+    finally:
+        s.close()
+
+
+# ------------------------------------------------------------------ what weft has no room for
+
+LEFT_OUT_FILE = f"""<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'><user name='romeo' password='romeo-pw'>
+<query xmlns='jabber:iq:roster'><item jid='juliet@localhost' subscription='both'/>
+<item jid='nurse@localhost' subscription='to'/></query>
+<pubsub xmlns='{PSO}'>
+<subscriptions node='urn:example:mood'>
+<subscription jid='juliet@localhost/balcony' subscription='subscribed'/>
+<subscription jid='nurse@localhost' subscription='subscribed'/>
+<subscription jid='tybalt@localhost' subscription='pending'/>
+<subscription jid='paris@localhost' subscription='none'/>
+</subscriptions>
+<configure node='urn:example:mood'/>
+<configure node='urn:example:club'><x xmlns='jabber:x:data' type='submit'>
+<field var='pubsub#access_model'><value>whitelist</value></field></x></configure>
+<affiliations node='urn:example:club'>
+<affiliation jid='romeo@localhost' affiliation='member'/>
+<affiliation jid='paris@localhost' affiliation='publish-only'/>
+<affiliation jid='tybalt@localhost' affiliation='outcast'/>
+<affiliation jid='benvolio@localhost' affiliation='none'/>
+</affiliations>
+<subscriptions node='urn:example:club'>
+<subscription jid='tybalt@localhost' subscribed='subscribed'><options><x xmlns='jabber:x:data' type='submit'/>
+</options></subscription>
+<subscription jid='romeo@localhost/pc' subscribed='subscribed'><options><x xmlns='jabber:x:data' type='submit'/>
+</options></subscription>
+</subscriptions>
+</pubsub></user></host></server-data>
+"""
+
+
+def test_members_weft_has_no_room_for_are_left_out_with_a_notice(tmp_path):
+    """What XEP-0060 has and weft does not (publish-only, a pending
+    subscription, subscription options), a subscription the node would refuse
+    (a contact without a presence subscription on a presence node, an outcast
+    on a whitelist node) and a change of the account's own affiliation are
+    left out, each with a notice naming it; the rest is imported and the sm
+    serves it. Files are read whatever the order of <configure/> and the
+    owner lists."""
+    f = tmp_path / "left.xml"
+    f.write_text(LEFT_OUT_FILE)
+    r = weftctl("--storage", sm_storage_url(tmp_path), "import", f)
+    assert r.returncode == 0, r.stderr
+    assert "pep-nodes=2 pep-items=0 pep-affiliations=1 pep-subscriptions=2" in r.stdout, r.stdout
+    notes = [ln.split(": ", 4)[4] for ln in r.stderr.splitlines()]   # after file, user, element
+    assert sorted(notes) == sorted([
+        "node urn:example:mood: nurse@localhost not kept (access model 'presence' and the node's affiliations "
+        "do not let it subscribe)",
+        "node urn:example:mood: tybalt@localhost not kept (weft's subscriptions are 'subscribed' only, "
+        "not 'pending')",
+        "node urn:example:club: the account stays the owner of its node, not 'member'",
+        "node urn:example:club: paris@localhost not kept (weft has no publish-only affiliation: it gets what "
+        "the access model allows)",
+        "node urn:example:club: tybalt@localhost not kept (access model 'whitelist' and the node's "
+        "affiliations do not let it subscribe)",
+        "node urn:example:club: subscription options ignored (weft has none: every notification)",
+    ]), r.stderr
+    s = Server(tmp_path).start(ibr=False)
+    try:
+        async def check():
+            rom = await Session.open(s.port, "romeo@localhost/r", "romeo-pw", "SCRAM-SHA-256")
+            assert await rom.owner_list("urn:example:club", "affiliations") == {"romeo@localhost": "owner",
+                                                                               "tybalt@localhost": "outcast"}
+            assert await rom.owner_list("urn:example:club", "subscriptions") == {"romeo@localhost/pc": "subscribed"}
+            assert await rom.owner_list("urn:example:mood", "subscriptions") == \
+                {"juliet@localhost/balcony": "subscribed"}
+            await rom.close()
         run(check())
     finally:
         s.close()
@@ -558,9 +742,24 @@ def result(rid, stamp="2024-01-02T03:04:05Z", frm="zed@example.org/x"):
             f"to='bad@localhost' type='chat'><body>b</body></message></forwarded></result>")
 
 
-def node(name, fields="", items=""):
+def node(name, fields="", items="", owner=""):
     return (f"<pubsub xmlns='{PSO}'><configure node='{name}'><x xmlns='jabber:x:data' type='submit'>{fields}"
-            f"</x></configure></pubsub><pubsub xmlns='{PS}'><items node='{name}'>{items}</items></pubsub>")
+            f"</x></configure>{owner}</pubsub><pubsub xmlns='{PS}'><items node='{name}'>{items}</items></pubsub>")
+
+
+def affs(*pairs):
+    return ("<affiliations node='urn:example:n'>"
+            + "".join(f"<affiliation jid='{j}' affiliation='{a}'/>" for j, a in pairs) + "</affiliations>")
+
+
+def subs(*pairs):
+    return ("<subscriptions node='urn:example:n'>"
+            + "".join(f"<subscription jid='{j}' subscription='{s}'/>" for j, s in pairs) + "</subscriptions>")
+
+
+AFF_EL = f"<affiliation xmlns='{PSO}'>"
+SUB_EL = f"<subscription xmlns='{PSO}'>"
+OPEN = "<field var='pubsub#access_model'><value>open</value></field>"
 
 
 BAD = [
@@ -580,6 +779,27 @@ BAD = [
      "<item xmlns='http://jabber.org/protocol/pubsub'>", "over the 131072"),
     ("no-item-id", user("bad", node("urn:example:n", items="<item><a xmlns='x:a'/></item>")),
      "<item xmlns='http://jabber.org/protocol/pubsub'>", "needs an 'id'"),
+    ("bad-affiliation", user("bad", node("urn:example:n", owner=affs(("bob@localhost", "member"),
+                                                                    ("eve@localhost", "boss")))),
+     AFF_EL, "affiliation 'boss' of eve@localhost"),
+    ("affiliation-bad-jid", user("bad", node("urn:example:n", owner=affs(("bob@@localhost", "member")))),
+     AFF_EL, "affiliation of 'bob@@localhost': not a JID"),
+    ("affiliation-no-jid", user("bad", node("urn:example:n", owner="<affiliations node='urn:example:n'>"
+                                                                   "<affiliation affiliation='member'/>"
+                                                                   "</affiliations>")),
+     AFF_EL, "needs 'jid' and 'affiliation'"),
+    ("two-affiliations", user("bad", node("urn:example:n", owner=affs(("bob@localhost", "member"),
+                                                                     ("Bob@localhost/x", "outcast")))),
+     AFF_EL, "bob@localhost is given two affiliations, member and outcast"),
+    ("too-many-affiliations", user("bad", node("urn:example:n", owner=affs(*[(f"u{i}@localhost", "member")
+                                                                           for i in range(257)]))),
+     AFF_EL, "more than 256 affiliations"),
+    ("bad-subscription", user("bad", node("urn:example:n", OPEN, owner=subs(("bob@localhost", "maybe")))),
+     SUB_EL, "subscription 'maybe' of bob@localhost"),
+    ("subscription-bad-jid", user("bad", node("urn:example:n", OPEN, owner=subs(("bob@localhost/", "subscribed")))),
+     SUB_EL, "subscription of 'bob@localhost/': not a JID"),
+    ("affiliations-twice", user("bad", node("urn:example:n", owner=affs() + affs())),
+     f"<affiliations xmlns='{PSO}'>", "the affiliations of node urn:example:n are given twice"),
 ]
 
 
