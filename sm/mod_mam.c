@@ -386,6 +386,18 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     mam_flush();
 }
 
+/* The records that make a batch commit at once. On PostgreSQL each write
+ * is a round trip and the batch one transaction on the one connection, so
+ * a large batch would hold every other request of the sm behind it: capped
+ * there until the driver sends a batch as one statement. */
+#define MAM_BATCH_PG 512
+
+static size_t batch_max(void)
+{
+    size_t n = (size_t)cfg()->write_batch;
+    return storage_is_async(sm_storage) && n > MAM_BATCH_PG ? MAM_BATCH_PG : n;
+}
+
 /* Queues one record write (tag may be NULL); val is taken (malloc'd). */
 static void pend_put(const char *owner, const char *coll, const char *key, const char *tag,
                      char *val, size_t len)
@@ -401,7 +413,7 @@ static void pend_put(const char *owner, const char *coll, const char *key, const
     p->tag = tag ? xstrdup(tag) : NULL;
     p->val = val;
     p->len = len;
-    if (npend >= (size_t)cfg()->write_batch) {
+    if (npend >= batch_max()) {
         mam_flush();
     } else if (npend == 1) {
         if (!flush_ev)
@@ -844,10 +856,10 @@ static const cfg_option_t mam_options[] = {
      "Retention: archived messages older than this are deleted (0: kept forever)."},
     {"max-messages", CFG_INT, "0", 0, 1000000000, 1, offsetof(mam_cfg_t, max_messages), NULL,
      "Retention: each user's archive keeps its newest this many messages (0: no limit)."},
-    {"write-delay", CFG_SECONDS, "10ms", 0, 10, 1, offsetof(mam_cfg_t, write_delay), NULL,
+    {"write-delay", CFG_SECONDS, "1s", 0, 10, 1, offsetof(mam_cfg_t, write_delay), NULL,
      "How long archive writes wait to be committed together (0: until the end of the loop turn)."},
-    {"write-batch", CFG_INT, "512", 1, 100000, 1, offsetof(mam_cfg_t, write_batch), NULL,
-     "Archive writes that make a batch commit at once, before write-delay is up (bounds the memory they hold)."},
+    {"write-batch", CFG_INT, "20000", 1, 100000, 1, offsetof(mam_cfg_t, write_batch), NULL,
+     "Archive writes that make a batch commit at once, before write-delay is up (bounds the memory they hold; at most 512 on PostgreSQL)."},
     {"sweep-period", CFG_SECONDS, "1h", 1, 1e7, 1, offsetof(mam_cfg_t, sweep_period), NULL,
      "How often the retention limits are applied."},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, NULL},
