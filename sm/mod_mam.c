@@ -386,11 +386,20 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     mam_flush();
 }
 
-/* The records that make a batch commit at once. On PostgreSQL each write
- * is a round trip and the batch one transaction on the one connection, so
- * a large batch would hold every other request of the sm behind it: capped
+/* The records that make a batch commit at once, and how long they wait. On
+ * PostgreSQL each write is a round trip and the batch one transaction on
+ * the one connection, so a large batch would hold every other request of
+ * the sm behind it, and other sm instances sharing the database (a user
+ * handed back after a takeover) should see the archive soon: both capped
  * there until the driver sends a batch as one statement. */
 #define MAM_BATCH_PG 512
+#define MAM_DELAY_PG 0.01
+
+static double delay_max(void)
+{
+    double d = cfg()->write_delay;
+    return storage_is_async(sm_storage) && d > MAM_DELAY_PG ? MAM_DELAY_PG : d;
+}
 
 static size_t batch_max(void)
 {
@@ -418,7 +427,7 @@ static void pend_put(const char *owner, const char *coll, const char *key, const
     } else if (npend == 1) {
         if (!flush_ev)
             flush_ev = event_new(daemon_base(), -1, 0, flush_cb, NULL);
-        double d = cfg()->write_delay;
+        double d = delay_max();
         struct timeval tv = {(time_t)d, (suseconds_t)((d - (time_t)d) * 1e6)};
         if (d > 0)
             event_add(flush_ev, &tv);
@@ -857,7 +866,7 @@ static const cfg_option_t mam_options[] = {
     {"max-messages", CFG_INT, "0", 0, 1000000000, 1, offsetof(mam_cfg_t, max_messages), NULL,
      "Retention: each user's archive keeps its newest this many messages (0: no limit)."},
     {"write-delay", CFG_SECONDS, "1s", 0, 10, 1, offsetof(mam_cfg_t, write_delay), NULL,
-     "How long archive writes wait to be committed together (0: until the end of the loop turn)."},
+     "How long archive writes wait to be committed together (0: until the end of the loop turn; at most 10ms on PostgreSQL)."},
     {"write-batch", CFG_INT, "20000", 1, 100000, 1, offsetof(mam_cfg_t, write_batch), NULL,
      "Archive writes that make a batch commit at once, before write-delay is up (bounds the memory they hold; at most 512 on PostgreSQL)."},
     {"sweep-period", CFG_SECONDS, "1h", 1, 1e7, 1, offsetof(mam_cfg_t, sweep_period), NULL,
