@@ -205,6 +205,7 @@ void storage_res_clear(storage_res_t *res)
         free(res->recs[i].owner);
         free(res->recs[i].coll);
         free(res->recs[i].key);
+        free(res->recs[i].tag);
         free(res->recs[i].val);
     }
     free(res->recs);
@@ -293,6 +294,7 @@ void storage_req_done(storage_t *st, storage_req_t *r)
     free(r->owner);
     free(r->coll);
     free(r->key);
+    free(r->tag);
     free(r->sha256);
     free(r->sha1);
     free(r->val);
@@ -374,8 +376,10 @@ static storage_req_t *req_range(const char *owner, const char *coll, const stora
 {
     storage_req_t *r = req_oc(SOP_RANGE, "range", owner, coll, NULL, cb, arg);
     r->range = *q;
+    r->tag = dup_or_null(q->tag);
     r->after = dup_or_null(q->after);
     r->before = dup_or_null(q->before);
+    r->range.tag = r->tag;
     r->range.after = r->after;
     r->range.before = r->before;
     return r;
@@ -546,10 +550,19 @@ int storage_put(storage_t *st, const char *owner, const char *coll, const char *
     return req_status(st, req_value(SOP_PUT, "put", owner, coll, key, val, len, NULL, NULL));
 }
 
-int storage_put_at(storage_t *st, const char *owner, const char *coll, const char *key,
-                   const char *val, size_t len, int64_t stamp)
+int storage_put_tag(storage_t *st, const char *owner, const char *coll, const char *key,
+                    const char *tag, const char *val, size_t len)
 {
     storage_req_t *r = req_value(SOP_PUT, "put", owner, coll, key, val, len, NULL, NULL);
+    r->tag = dup_or_null(tag);
+    return req_status(st, r);
+}
+
+int storage_put_at(storage_t *st, const char *owner, const char *coll, const char *key,
+                   const char *tag, const char *val, size_t len, int64_t stamp)
+{
+    storage_req_t *r = req_value(SOP_PUT, "put", owner, coll, key, val, len, NULL, NULL);
+    r->tag = dup_or_null(tag);
     r->stamp = stamp;
     return req_status(st, r);
 }
@@ -624,6 +637,7 @@ int storage_import(storage_t *st, const char *owner, const char *coll, const sto
                                  NULL, NULL);
     r->seq = rec->seq;
     r->stamp = rec->stamp;
+    r->tag = dup_or_null(rec->tag);
     return req_status(st, r);
 }
 
@@ -651,11 +665,12 @@ void storage_put_async(storage_t *st, const char *owner, const char *coll, const
     req_submit(st, req_value(SOP_PUT, "put", owner, coll, key, val, len, cb, arg));
 }
 
-void storage_put_at_async(storage_t *st, const char *owner, const char *coll, const char *key,
-                          const char *val, size_t len, int64_t stamp, storage_cb cb, void *arg)
+void storage_put_tag_async(storage_t *st, const char *owner, const char *coll, const char *key,
+                           const char *tag, const char *val, size_t len, storage_cb cb,
+                           void *arg)
 {
     storage_req_t *r = req_value(SOP_PUT, "put", owner, coll, key, val, len, cb, arg);
-    r->stamp = stamp;
+    r->tag = dup_or_null(tag);
     req_submit(st, r);
 }
 

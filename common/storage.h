@@ -11,7 +11,10 @@
  * "roster", "offline", "vcard", ...). Each record has a key (unique in its
  * collection), an opaque value (bytes), a sequence number (insertion order,
  * unique in the database, never reused) and a stamp (microseconds since the
- * epoch of its last write).
+ * epoch of its last write). A record may also carry a tag (short text, e.g.
+ * the contact of an archived message): a range can be restricted to one tag
+ * through an index of its own, so one record serves both "the whole
+ * collection" and "the records tagged X" (docs/storage.md, "Tags").
  *
  * Every operation exists in two forms:
  *  - asynchronous, storage_X_async(..., cb, arg): cb(res, arg) runs once
@@ -46,6 +49,7 @@ typedef struct storage_rec {
     int64_t stamp;         /* microseconds since the epoch */
     char *owner, *coll;    /* set by scan only (NULL elsewhere) */
     char *key;
+    char *tag;             /* NULL when the record has none */
     char *val;
     size_t len;
 } storage_rec_t;
@@ -72,10 +76,13 @@ typedef void (*storage_cb)(storage_res_t *res, void *arg);
  * in that order (a key that names no record makes the range fail with 1);
  * since/until bound stamps inclusively (0: unbounded). reverse lists from the
  * end (newest first) — a page before X is {before = X, reverse = 1}. limit 0
- * is no limit. */
+ * is no limit. tag (non-NULL) keeps only the records with that tag; by_stamp
+ * ranges are then one index scan however large the rest of the collection
+ * is (by seq they are sorted after filtering). */
 typedef struct storage_range {
     int by_stamp;
     int reverse;
+    const char *tag;
     const char *after;
     const char *before;
     int64_t since, until;
@@ -136,14 +143,19 @@ void storage_user_count_async(storage_t *st, storage_cb cb, void *arg);
 /* Records. *val is malloc'd and NUL-terminated (len excludes it). */
 int storage_get(storage_t *st, const char *owner, const char *coll, const char *key,
                 char **val, size_t *len);
-/* Insert or replace; a replaced record keeps its seq and takes a new stamp. */
+/* Insert or replace; a replaced record keeps its seq and takes a new stamp
+ * (and loses any tag). */
 int storage_put(storage_t *st, const char *owner, const char *coll, const char *key,
                 const char *val, size_t len);
-/* storage_put with the record's stamp given (µs since the epoch) instead of
- * the time of the write: data that carries its own time, such as an imported
- * message archive (weftctl import), whose ranges by_stamp must follow it. */
+/* As storage_put, the record tagged with tag (NULL: none). */
+int storage_put_tag(storage_t *st, const char *owner, const char *coll, const char *key,
+                    const char *tag, const char *val, size_t len);
+/* storage_put_tag with the record's stamp given (µs since the epoch) instead
+ * of the time of the write: data that carries its own time, such as an
+ * imported message archive (weftctl import), whose ranges by_stamp must
+ * follow it. */
 int storage_put_at(storage_t *st, const char *owner, const char *coll, const char *key,
-                   const char *val, size_t len, int64_t stamp);
+                   const char *tag, const char *val, size_t len, int64_t stamp);
 int storage_del(storage_t *st, const char *owner, const char *coll, const char *key);
 int storage_del_all(storage_t *st, const char *owner, const char *coll);
 /* Appends with a fresh key: the record's sequence number as decimal text,
@@ -161,7 +173,7 @@ int storage_range(storage_t *st, const char *owner, const char *coll, const stor
 /* Every record of the database with seq > after_seq, in seq order, at most
  * limit (owner and coll set): how weftctl migrate pages through a database. */
 int storage_scan(storage_t *st, int64_t after_seq, size_t limit, storage_res_t *res);
-/* Writes a record exactly as given (seq, stamp, key): weftctl migrate, into
+/* Writes a record exactly as given (seq, stamp, key, tag): weftctl migrate, into
  * an empty database. storage_import_done then moves the driver's sequence
  * past every imported seq. */
 int storage_import(storage_t *st, const char *owner, const char *coll, const storage_rec_t *rec);
@@ -174,8 +186,9 @@ void storage_get_async(storage_t *st, const char *owner, const char *coll, const
                        storage_cb cb, void *arg);
 void storage_put_async(storage_t *st, const char *owner, const char *coll, const char *key,
                        const char *val, size_t len, storage_cb cb, void *arg);
-void storage_put_at_async(storage_t *st, const char *owner, const char *coll, const char *key,
-                          const char *val, size_t len, int64_t stamp, storage_cb cb, void *arg);
+void storage_put_tag_async(storage_t *st, const char *owner, const char *coll, const char *key,
+                           const char *tag, const char *val, size_t len, storage_cb cb,
+                           void *arg);
 void storage_del_async(storage_t *st, const char *owner, const char *coll, const char *key,
                        storage_cb cb, void *arg);
 void storage_del_all_async(storage_t *st, const char *owner, const char *coll, storage_cb cb,

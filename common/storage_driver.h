@@ -24,6 +24,7 @@ struct storage_req {
     const char *opname;     /* for log lines */
     /* Arguments, owned by the request. Accounts use owner for the bare JID. */
     char *owner, *coll, *key;
+    char *tag;              /* put, import: the record's tag; range: its filter */
     char *sha256, *sha1;
     char *val;
     size_t len;
@@ -31,7 +32,7 @@ struct storage_req {
     int64_t stamp;          /* put/append/import: the stamp to store */
     int64_t created;        /* user create/import */
     int64_t num;            /* scan: limit; ping: delay in ms */
-    storage_range_t range;  /* range: after/before point at after/before below */
+    storage_range_t range;  /* range: tag/after/before point at tag/after/before */
     char *after, *before;
     int step;               /* drivers' own progress through a request */
     int64_t a_seq, a_stamp, b_seq, b_stamp;   /* range: resolved after/before */

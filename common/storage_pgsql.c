@@ -34,7 +34,7 @@
 #define PG_BACKOFF_MIN 0.1
 #define PG_BACKOFF_MAX 10.0
 #define PG_MIGRATE_LOCK 0x77656674   /* "weft": the advisory lock of migrations */
-#define PG_MAX_PARAMS 9
+#define PG_MAX_PARAMS 10
 
 static const char *const pg_migrations[] = {
     /* v1: as SQLite's v2 (stamps included from the start). */
@@ -53,12 +53,26 @@ static const char *const pg_migrations[] = {
     "  UNIQUE (owner, coll, key));"
     "CREATE INDEX records_list ON records (owner, coll, seq);"
     "CREATE INDEX records_stamp ON records (owner, coll, stamp, seq);",
+    /* v2: as SQLite's v3, a tag per record, indexed where there is one; the
+     * per-contact copies of mod_mam's archive become the tags of its "mam"
+     * records (docs/mam.md). The index is built after the update. */
+    "ALTER TABLE records ADD COLUMN tag text;"
+    "UPDATE records r SET tag = substr(w.coll, 5) FROM records w"
+    "  WHERE r.coll = 'mam' AND w.owner = r.owner AND w.key = r.key"
+    "  AND substr(w.coll, 1, 4) = 'mam:';"
+    "DELETE FROM records WHERE substr(coll, 1, 4) = 'mam:';"
+    "CREATE INDEX records_tag ON records (owner, coll, tag, stamp, seq) WHERE tag IS NOT NULL;",
 };
 #define PG_VERSION ((int)(sizeof pg_migrations / sizeof pg_migrations[0]))
 
 /* Ranges: $3/$4 the after point (seq, stamp), $5/$6 the before point, $7/$8
- * the stamp bounds, $9 the limit (NULL: none). */
-#define PG_RANGE_HEAD "SELECT seq, stamp, key, value FROM records WHERE owner = $1 AND coll = $2" \
+ * the stamp bounds, $9 the limit (NULL: none), $10 the tag of a tag range
+ * ("tag = $10" lets the planner use the partial index records_tag). Rows:
+ * seq, stamp, key, value, tag (pg_rows). */
+#define PG_REC_COLS "SELECT seq, stamp, key, value, tag FROM records "
+#define PG_RANGE_HEAD PG_REC_COLS "WHERE owner = $1 AND coll = $2" \
+    " AND stamp >= $7::bigint AND stamp <= $8::bigint AND "
+#define PG_TAG_HEAD PG_REC_COLS "WHERE owner = $1 AND coll = $2 AND tag = $10" \
     " AND stamp >= $7::bigint AND stamp <= $8::bigint AND "
 #define PG_BY_SEQ "seq > $3::bigint AND seq < $5::bigint ORDER BY seq "
 #define PG_BY_STAMP "(stamp, seq) > ($4::bigint, $3::bigint) AND (stamp, seq) < ($6::bigint, $5::bigint)" \
@@ -212,9 +226,10 @@ static int pg_build(pg_t *p, storage_req_t *r, const char **sql, pg_params_t *pp
         *sql = "SELECT value FROM records WHERE owner = $1 AND coll = $2 AND key = $3";
         break;
     case SOP_PUT:
-        *sql = "INSERT INTO records (owner, coll, key, value, stamp) VALUES ($1, $2, $3, $4, $5)"
+        *sql = "INSERT INTO records (owner, coll, key, value, stamp, tag)"
+               " VALUES ($1, $2, $3, $4, $5, $6)"
                " ON CONFLICT (owner, coll, key) DO UPDATE SET value = excluded.value,"
-               " stamp = excluded.stamp";
+               " stamp = excluded.stamp, tag = excluded.tag";
         break;
     case SOP_DEL:
         *sql = "DELETE FROM records WHERE owner = $1 AND coll = $2 AND key = $3";
@@ -229,22 +244,24 @@ static int pg_build(pg_t *p, storage_req_t *r, const char **sql, pg_params_t *pp
                " SELECT n, $1, $2, n::text, $3, $4 FROM s RETURNING seq";
         break;
     case SOP_LIST:
-        *sql = "SELECT seq, stamp, key, value FROM records WHERE owner = $1 AND coll = $2"
-               " ORDER BY seq";
+        *sql = PG_REC_COLS "WHERE owner = $1 AND coll = $2 ORDER BY seq";
         break;
     case SOP_COUNT:
         *sql = "SELECT count(*) FROM records WHERE owner = $1 AND coll = $2";
         break;
     case SOP_RANGE:
         if (r->step == 0 && (q->after || q->before)) {
-            *sql = "SELECT (SELECT seq FROM records WHERE owner = $1 AND coll = $2 AND key = $3),"
-                   " (SELECT stamp FROM records WHERE owner = $1 AND coll = $2 AND key = $3),"
-                   " (SELECT seq FROM records WHERE owner = $1 AND coll = $2 AND key = $4),"
-                   " (SELECT stamp FROM records WHERE owner = $1 AND coll = $2 AND key = $4)";
+            /* In a tag range, a key without that tag is not in the set. */
+#define PG_KEY_POS(col, k) "(SELECT " col " FROM records WHERE owner = $1 AND coll = $2" \
+            " AND key = " k " AND ($5::text IS NULL OR tag = $5::text))"
+            *sql = "SELECT " PG_KEY_POS("seq", "$3") ", " PG_KEY_POS("stamp", "$3") ", "
+                   PG_KEY_POS("seq", "$4") ", " PG_KEY_POS("stamp", "$4");
+#undef PG_KEY_POS
             p_text(pp, r->owner);
             p_text(pp, r->coll);
             p_text(pp, q->after);
             p_text(pp, q->before);
+            p_text(pp, q->tag);
             return 0;
         }
         if (r->step == 0) {
@@ -253,10 +270,16 @@ static int pg_build(pg_t *p, storage_req_t *r, const char **sql, pg_params_t *pp
             r->b_seq = r->b_stamp = INT64_MAX;
             r->step = 1;
         }
-        *sql = q->by_stamp ? (q->reverse ? PG_RANGE_HEAD PG_BY_STAMP "DESC, seq DESC LIMIT $9"
-                                         : PG_RANGE_HEAD PG_BY_STAMP "ASC, seq ASC LIMIT $9")
-                           : (q->reverse ? PG_RANGE_HEAD PG_BY_SEQ "DESC LIMIT $9"
-                                         : PG_RANGE_HEAD PG_BY_SEQ "ASC LIMIT $9");
+        if (q->tag)
+            *sql = q->by_stamp ? (q->reverse ? PG_TAG_HEAD PG_BY_STAMP "DESC, seq DESC LIMIT $9"
+                                             : PG_TAG_HEAD PG_BY_STAMP "ASC, seq ASC LIMIT $9")
+                               : (q->reverse ? PG_TAG_HEAD PG_BY_SEQ "DESC LIMIT $9"
+                                             : PG_TAG_HEAD PG_BY_SEQ "ASC LIMIT $9");
+        else
+            *sql = q->by_stamp ? (q->reverse ? PG_RANGE_HEAD PG_BY_STAMP "DESC, seq DESC LIMIT $9"
+                                             : PG_RANGE_HEAD PG_BY_STAMP "ASC, seq ASC LIMIT $9")
+                               : (q->reverse ? PG_RANGE_HEAD PG_BY_SEQ "DESC LIMIT $9"
+                                             : PG_RANGE_HEAD PG_BY_SEQ "ASC LIMIT $9");
         p_text(pp, r->owner);
         p_text(pp, r->coll);
         p_int(pp, r->a_seq);
@@ -269,9 +292,11 @@ static int pg_build(pg_t *p, storage_req_t *r, const char **sql, pg_params_t *pp
             p_int(pp, (int64_t)q->limit);
         else
             p_text(pp, NULL);
+        if (q->tag)
+            p_text(pp, q->tag);
         return 0;
     case SOP_SCAN:
-        *sql = "SELECT seq, stamp, key, value, owner, coll FROM records WHERE seq > $1::bigint"
+        *sql = "SELECT seq, stamp, key, value, tag, owner, coll FROM records WHERE seq > $1::bigint"
                " ORDER BY seq LIMIT $2::bigint";
         p_int(pp, r->seq);
         if (r->num > 0)
@@ -280,8 +305,8 @@ static int pg_build(pg_t *p, storage_req_t *r, const char **sql, pg_params_t *pp
             p_text(pp, NULL);
         return 0;
     case SOP_IMPORT:
-        *sql = "INSERT INTO records (seq, owner, coll, key, value, stamp)"
-               " VALUES ($6, $1, $2, $3, $4, $5)";
+        *sql = "INSERT INTO records (seq, owner, coll, key, value, stamp, tag)"
+               " VALUES ($6, $1, $2, $3, $4, $5, $7)";
         break;
     case SOP_IMPORT_DONE:
         *sql = "SELECT setval(pg_get_serial_sequence('records', 'seq'),"
@@ -305,6 +330,7 @@ static int pg_build(pg_t *p, storage_req_t *r, const char **sql, pg_params_t *pp
         p_int(pp, r->stamp);
         if (r->op == SOP_IMPORT)
             p_int(pp, r->seq);
+        p_text(pp, r->tag);
         break;
     case SOP_APPEND:
         p_blob(pp, r->val, r->len);
@@ -316,7 +342,7 @@ static int pg_build(pg_t *p, storage_req_t *r, const char **sql, pg_params_t *pp
     return 0;
 }
 
-/* Reads rows (seq, stamp, key, value[, owner, coll]) into r's result. */
+/* Reads rows (seq, stamp, key, value, tag[, owner, coll]) into r's result. */
 static void pg_rows(const PGresult *res, storage_req_t *r, int with_owner)
 {
     int n = PQntuples(res);
@@ -328,9 +354,10 @@ static void pg_rows(const PGresult *res, storage_req_t *r, int with_owner)
         rec->val = pg_dup(res, i, 3, &rec->len);
         if (!rec->val)
             rec->val = storage_memdup("", 0);
+        rec->tag = pg_dup(res, i, 4, NULL);
         if (with_owner) {
-            rec->owner = pg_dup(res, i, 4, NULL);
-            rec->coll = pg_dup(res, i, 5, NULL);
+            rec->owner = pg_dup(res, i, 5, NULL);
+            rec->coll = pg_dup(res, i, 6, NULL);
         }
     }
 }

@@ -63,6 +63,20 @@ static const char *const sql_migrations[] = {
      * written before v2) for ranges by time. */
     "ALTER TABLE records ADD COLUMN stamp INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX records_stamp ON records (owner, coll, stamp, seq);",
+    /* v3: a tag per record, indexed where there is one (ranges of one tag).
+     * mod_mam kept each archived message twice, in "mam" and in
+     * "mam:<contact>"; the contact becomes the tag of the "mam" record and
+     * the copies go (docs/mam.md). A temporary table keyed like the join
+     * keeps this one pass over each side, whatever the archive's size. */
+    "ALTER TABLE records ADD COLUMN tag TEXT;"
+    "CREATE TEMP TABLE mam_tags AS SELECT owner, key, substr(coll, 5) AS tag FROM records"
+    "  WHERE substr(coll, 1, 4) = 'mam:';"
+    "CREATE INDEX temp.mam_tags_key ON mam_tags (owner, key);"
+    "UPDATE records SET tag = (SELECT t.tag FROM mam_tags t"
+    "  WHERE t.owner = records.owner AND t.key = records.key LIMIT 1) WHERE coll = 'mam';"
+    "DELETE FROM records WHERE substr(coll, 1, 4) = 'mam:';"
+    "DROP TABLE temp.mam_tags;"
+    "CREATE INDEX records_tag ON records (owner, coll, tag, stamp, seq) WHERE tag IS NOT NULL;",
 };
 #define SQL_VERSION ((int)(sizeof sql_migrations / sizeof sql_migrations[0]))
 
@@ -73,15 +87,22 @@ enum {
     Q_USER_EXISTS, Q_USER_LIST, Q_USER_COUNT,
     Q_GET, Q_PUT, Q_DEL, Q_DEL_ALL, Q_APPEND, Q_APPEND_KEY, Q_LIST, Q_COUNT,
     Q_KEY_POS, Q_RANGE_SEQ, Q_RANGE_SEQ_REV, Q_RANGE_STAMP, Q_RANGE_STAMP_REV,
+    Q_TAG_SEQ, Q_TAG_SEQ_REV, Q_TAG_STAMP, Q_TAG_STAMP_REV,
     Q_SCAN, Q_IMPORT,
     Q_COUNT_ALL
 };
 
 /* Ranges: ?3/?4 the after point (seq, stamp), ?5/?6 the before point, ?7/?8
- * the stamp bounds, ?9 the limit (-1: none). Absent bounds are the extremes. */
-#define RANGE_HEAD "SELECT seq, stamp, key, value FROM records WHERE owner = ?1 AND coll = ?2" \
+ * the stamp bounds, ?9 the limit (-1: none), ?10 the tag of a tag range (its
+ * own statements: "tag = ?10" is what lets SQLite use the partial index
+ * records_tag). Absent bounds are the extremes. Rows: seq, stamp, key,
+ * value, tag (sql_rows). */
+#define REC_COLS "SELECT seq, stamp, key, value, tag FROM records "
+#define RANGE_HEAD REC_COLS "WHERE owner = ?1 AND coll = ?2 AND stamp >= ?7 AND stamp <= ?8 AND "
+#define TAG_HEAD REC_COLS "WHERE owner = ?1 AND coll = ?2 AND tag = ?10" \
     " AND stamp >= ?7 AND stamp <= ?8 AND "
 #define RANGE_BY_SEQ "seq > ?3 AND seq < ?5 ORDER BY seq "
+#define RANGE_BY_STAMP "(stamp, seq) > (?4, ?3) AND (stamp, seq) < (?6, ?5) ORDER BY stamp "
 
 static const char *const sql_text[Q_COUNT_ALL] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
@@ -100,27 +121,29 @@ static const char *const sql_text[Q_COUNT_ALL] = {
     [Q_USER_LIST] = "SELECT bare FROM users ORDER BY bare",
     [Q_USER_COUNT] = "SELECT count(*) FROM users",
     [Q_GET] = "SELECT value FROM records WHERE owner = ?1 AND coll = ?2 AND key = ?3",
-    [Q_PUT] = "INSERT INTO records (owner, coll, key, value, stamp) VALUES (?1, ?2, ?3, ?4, ?5)"
+    [Q_PUT] = "INSERT INTO records (owner, coll, key, value, stamp, tag)"
+              " VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
               " ON CONFLICT (owner, coll, key) DO UPDATE SET value = excluded.value,"
-              " stamp = excluded.stamp",
+              " stamp = excluded.stamp, tag = excluded.tag",
     [Q_DEL] = "DELETE FROM records WHERE owner = ?1 AND coll = ?2 AND key = ?3",
     [Q_DEL_ALL] = "DELETE FROM records WHERE owner = ?1 AND coll = ?2",
     [Q_APPEND] = "INSERT INTO records (owner, coll, key, value, stamp) VALUES (?1, ?2, NULL, ?3, ?4)",
     [Q_APPEND_KEY] = "UPDATE records SET key = CAST(seq AS TEXT) WHERE seq = ?1",
-    [Q_LIST] = "SELECT seq, stamp, key, value FROM records WHERE owner = ?1 AND coll = ?2"
-               " ORDER BY seq",
+    [Q_LIST] = REC_COLS "WHERE owner = ?1 AND coll = ?2 ORDER BY seq",
     [Q_COUNT] = "SELECT count(*) FROM records WHERE owner = ?1 AND coll = ?2",
-    [Q_KEY_POS] = "SELECT seq, stamp FROM records WHERE owner = ?1 AND coll = ?2 AND key = ?3",
+    [Q_KEY_POS] = "SELECT seq, stamp, tag FROM records WHERE owner = ?1 AND coll = ?2 AND key = ?3",
     [Q_RANGE_SEQ] = RANGE_HEAD RANGE_BY_SEQ "ASC LIMIT ?9",
     [Q_RANGE_SEQ_REV] = RANGE_HEAD RANGE_BY_SEQ "DESC LIMIT ?9",
-    [Q_RANGE_STAMP] = RANGE_HEAD "(stamp, seq) > (?4, ?3) AND (stamp, seq) < (?6, ?5)"
-                      " ORDER BY stamp ASC, seq ASC LIMIT ?9",
-    [Q_RANGE_STAMP_REV] = RANGE_HEAD "(stamp, seq) > (?4, ?3) AND (stamp, seq) < (?6, ?5)"
-                          " ORDER BY stamp DESC, seq DESC LIMIT ?9",
-    [Q_SCAN] = "SELECT seq, stamp, key, value, owner, coll FROM records WHERE seq > ?1"
+    [Q_RANGE_STAMP] = RANGE_HEAD RANGE_BY_STAMP "ASC, seq ASC LIMIT ?9",
+    [Q_RANGE_STAMP_REV] = RANGE_HEAD RANGE_BY_STAMP "DESC, seq DESC LIMIT ?9",
+    [Q_TAG_SEQ] = TAG_HEAD RANGE_BY_SEQ "ASC LIMIT ?9",
+    [Q_TAG_SEQ_REV] = TAG_HEAD RANGE_BY_SEQ "DESC LIMIT ?9",
+    [Q_TAG_STAMP] = TAG_HEAD RANGE_BY_STAMP "ASC, seq ASC LIMIT ?9",
+    [Q_TAG_STAMP_REV] = TAG_HEAD RANGE_BY_STAMP "DESC, seq DESC LIMIT ?9",
+    [Q_SCAN] = "SELECT seq, stamp, key, value, tag, owner, coll FROM records WHERE seq > ?1"
                " ORDER BY seq LIMIT ?2",
-    [Q_IMPORT] = "INSERT INTO records (seq, owner, coll, key, value, stamp)"
-                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_IMPORT] = "INSERT INTO records (seq, owner, coll, key, value, stamp, tag)"
+                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 };
 
 typedef struct sql {
@@ -608,7 +631,7 @@ static int sql_put(sql_t *d, storage_req_t *r)
     sqlite3_stmt *s = d->q[Q_PUT];
     if (bind_oc(d, s, r) < 0 || bind_text(d, s, 3, r->key, r->opname) < 0 ||
         bind_blob(d, s, 4, r->val, r->len, r->opname) < 0 ||
-        bind_int(d, s, 5, r->stamp, r->opname) < 0)
+        bind_int(d, s, 5, r->stamp, r->opname) < 0 || bind_text(d, s, 6, r->tag, r->opname) < 0)
         return -1;
     return sql_exec(d, Q_PUT, r->opname);
 }
@@ -642,8 +665,8 @@ static int sql_append(sql_t *d, storage_req_t *r)
     return op_end(d, 1, op);
 }
 
-/* Collects the rows of s (bound; columns seq, stamp, key, value and, for a
- * scan, owner, coll) into the result. */
+/* Collects the rows of s (bound; columns seq, stamp, key, value, tag and,
+ * for a scan, owner, coll) into the result. */
 static int sql_rows(sql_t *d, sqlite3_stmt *s, storage_req_t *r, int with_owner)
 {
     int rc;
@@ -653,9 +676,11 @@ static int sql_rows(sql_t *d, sqlite3_stmt *s, storage_req_t *r, int with_owner)
         rec->stamp = sqlite3_column_int64(s, 1);
         rec->key = column_dup(s, 2, NULL);
         rec->val = column_dup(s, 3, &rec->len);
+        if (sqlite3_column_type(s, 4) != SQLITE_NULL)
+            rec->tag = column_dup(s, 4, NULL);
         if (with_owner) {
-            rec->owner = column_dup(s, 4, NULL);
-            rec->coll = column_dup(s, 5, NULL);
+            rec->owner = column_dup(s, 5, NULL);
+            rec->coll = column_dup(s, 6, NULL);
         }
     }
     if (rc < 0)
@@ -664,7 +689,8 @@ static int sql_rows(sql_t *d, sqlite3_stmt *s, storage_req_t *r, int with_owner)
     return 0;
 }
 
-/* Where the record named key sits: *seq, *stamp; 1 when there is none. */
+/* Where the record named key sits: *seq, *stamp; 1 when there is none (or,
+ * in a tag range, when it has not that tag: it is not in the range's set). */
 static int sql_key_pos(sql_t *d, storage_req_t *r, const char *key, int64_t *seq, int64_t *stamp)
 {
     sqlite3_stmt *s = d->q[Q_KEY_POS];
@@ -673,12 +699,16 @@ static int sql_key_pos(sql_t *d, storage_req_t *r, const char *key, int64_t *seq
     int rc = sql_step(d, s, r->opname);
     if (rc < 0)
         return -1;
-    if (rc == SQLITE_ROW) {
+    int found = rc == SQLITE_ROW;
+    if (found) {
         *seq = sqlite3_column_int64(s, 0);
         *stamp = sqlite3_column_int64(s, 1);
+        const char *tag = (const char *)sqlite3_column_text(s, 2);
+        if (r->range.tag && (!tag || strcmp(tag, r->range.tag) != 0))
+            found = 0;
     }
     sql_reset(s);
-    return rc == SQLITE_ROW ? 0 : 1;
+    return found ? 0 : 1;
 }
 
 static int sql_range(sql_t *d, storage_req_t *r)
@@ -692,6 +722,8 @@ static int sql_range(sql_t *d, storage_req_t *r)
         return rc;
     int which = q->by_stamp ? (q->reverse ? Q_RANGE_STAMP_REV : Q_RANGE_STAMP)
                             : (q->reverse ? Q_RANGE_SEQ_REV : Q_RANGE_SEQ);
+    if (q->tag)
+        which += Q_TAG_SEQ - Q_RANGE_SEQ;      /* the same four, with the tag */
     sqlite3_stmt *s = d->q[which];
     int64_t limit = q->limit ? (int64_t)q->limit : -1;
     if (bind_oc(d, s, r) < 0 || bind_int(d, s, 3, a_seq, r->opname) < 0 ||
@@ -699,7 +731,8 @@ static int sql_range(sql_t *d, storage_req_t *r)
         bind_int(d, s, 6, b_stamp, r->opname) < 0 ||
         bind_int(d, s, 7, q->since ? q->since : INT64_MIN, r->opname) < 0 ||
         bind_int(d, s, 8, q->until ? q->until : INT64_MAX, r->opname) < 0 ||
-        bind_int(d, s, 9, limit, r->opname) < 0)
+        bind_int(d, s, 9, limit, r->opname) < 0 ||
+        (q->tag && bind_text(d, s, 10, q->tag, r->opname) < 0))
         return -1;
     return sql_rows(d, s, r, 0);
 }
@@ -710,7 +743,7 @@ static int sql_import(sql_t *d, storage_req_t *r)
     if (bind_int(d, s, 1, r->seq, r->opname) < 0 || bind_text(d, s, 2, r->owner, r->opname) < 0 ||
         bind_text(d, s, 3, r->coll, r->opname) < 0 || bind_text(d, s, 4, r->key, r->opname) < 0 ||
         bind_blob(d, s, 5, r->val, r->len, r->opname) < 0 ||
-        bind_int(d, s, 6, r->stamp, r->opname) < 0)
+        bind_int(d, s, 6, r->stamp, r->opname) < 0 || bind_text(d, s, 7, r->tag, r->opname) < 0)
         return -1;
     return sql_exec(d, Q_IMPORT, r->opname);
 }

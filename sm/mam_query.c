@@ -2,9 +2,10 @@
  * the query form, queries (XEP-0313 section 4 with XEP-0059 paging both
  * ways), preferences (handed to mod_mam.c) and metadata (#extended).
  *
- * A query is answered from one range over one collection: "mam:<bare>" when
- * the 'with' filter names a bare JID or a full one (then the records are also
- * checked against the full JID, a page at a time), else "mam". The range is
+ * A query is answered from one range over the "mam" collection, restricted
+ * to the tag of the contact's bare JID when the 'with' filter names one (a
+ * full JID: the records are also checked against it, a page at a time). The
+ * range is
  * by (stamp, seq), so start/end bound the stamps, after-id/before-id and
  * RSM <after/>/<before/> bound by record, and a <before/> page reads from the
  * end. One more record than the page is asked for: when it is not there, the
@@ -38,7 +39,7 @@ typedef struct mq_hit {
 typedef struct mq {
     sm_iq_t *req;
     char *queryid;
-    char *coll;
+    char *with_bare;              /* the tag to range over, or NULL: everything */
     char *with_full;              /* filter on the stored full JID, or NULL */
     int64_t since, until;
     char *after, *before;         /* record bounds (keys) */
@@ -70,7 +71,7 @@ static void mq_free(mq_t *q)
     free(q->ids);
     free(q->hits);
     free(q->queryid);
-    free(q->coll);
+    free(q->with_bare);
     free(q->with_full);
     free(q->after);
     free(q->before);
@@ -147,10 +148,8 @@ static const char *parse_form(mq_t *q, const xml_node_t *x)
             if (jid_parse(val, &j) != JID_OK) {
                 err = "jid-malformed";
             } else {
-                free(q->coll);
-                size_t n = strlen(MAM_COLL_WITH) + strlen(j.bare) + 1;
-                q->coll = xmalloc(n);
-                snprintf(q->coll, n, "%s%s", MAM_COLL_WITH, j.bare);
+                free(q->with_bare);
+                q->with_bare = xstrdup(j.bare);
                 free(q->with_full);
                 q->with_full = j.resource ? xstrdup(j.full) : NULL;
                 jid_clear(&j);
@@ -416,8 +415,8 @@ static void mq_step(mq_t *q)
         r.since = q->since;
         r.until = q->until;
         r.limit = q->with_full ? FULL_CHUNK : q->max + 1;
-        storage_range_async(sm_storage, q->req->user->bare, q->coll ? q->coll : MAM_COLL, &r,
-                            mq_got_range, q);
+        r.tag = q->with_bare;
+        storage_range_async(sm_storage, q->req->user->bare, MAM_COLL, &r, mq_got_range, q);
     }
     q->in_step = 0;
     if (!q->inflight && q->exhausted)

@@ -18,11 +18,13 @@
  * headline, error, a message with <no-store/> or <no-permanent-store/>, a MAM
  * result, a carbon. The user's preferences then decide per contact.
  *
- * Writes use storage's asynchronous API without waiting (nothing is
- * acknowledged to a client by them), batched per loop turn in one
- * transaction; a query flushes the batch first and is submitted after it on
- * the same connection, so it sees every message archived before it. Preferences are read when the user is
- * loaded, holding the user until they are there.
+ * Each archived message is one storage record in the user's "mam"
+ * collection, tagged with the contact's bare JID. Writes use storage's
+ * asynchronous API without waiting (nothing is acknowledged to a client by
+ * them), batched (mam.write-delay, mam.write-batch) in one transaction; a
+ * query flushes the batch first and is submitted after it on the same
+ * connection, so it sees every message archived before it. Preferences are
+ * read when the user is loaded, holding the user until they are there.
  *
  * Retention (max-age, max-messages) is applied by the cron hook, a few
  * storage steps per second, over the users listed in the domain's
@@ -324,17 +326,19 @@ static int prefs_allow(sm_user_t *u, const jid_t *with)
 
 /* --- the write batch ----------------------------------------------------------
  *
- * Archive writes wait in this batch for mam.write-delay (10 ms; 0: the end of
- * the loop turn) or until MAM_BATCH records, then go to storage as one
- * transaction: one commit for many messages writes each touched page once
- * (SQLite's WAL gets whole pages per commit) instead of once per message
- * (docs/performance.md). A crash loses at most that window of the archive;
- * the messages themselves were delivered or stored offline by then. mam_flush submits the batch early: a query does so
- * first, so it sees every message archived before it. */
-#define MAM_BATCH 512
-
+ * Archive writes wait in this batch for mam.write-delay or until
+ * mam.write-batch records, then go to storage as one transaction. The cost
+ * of an SQLite commit is the pages it dirtied, each written whole to the
+ * WAL: archives are indexed by user, so a commit dirties about one leaf
+ * page per index per user that archived, whether that user archived one
+ * message or fifty. Fewer, larger commits write each page once for many
+ * messages (docs/performance.md, "What archiving costs the chat
+ * benchmark"). A crash loses at most that window of the archive; the
+ * messages themselves were delivered or stored offline by then. mam_flush
+ * submits the batch early: a query does so first, so it sees every message
+ * archived before it. */
 typedef struct pend {
-    char *owner, *coll, *key, *val;
+    char *owner, *coll, *key, *tag, *val;
     size_t len;
 } pend_t;
 
@@ -354,17 +358,20 @@ void mam_flush(void)
         return;
     size_t n = npend;
     npend = 0;
+    if (flush_ev)
+        event_del(flush_ev);
     /* Transactions do not nest: when another module's is open (it submitted
      * begin without commit yet), these writes simply join it. */
     if (n > 1)
         storage_begin_async(sm_storage, NULL, NULL);
     for (size_t i = 0; i < n; i++) {
         pend_t *p = &pend[i];
-        storage_put_async(sm_storage, p->owner, p->coll, p->key, p->val, p->len,
-                          n > 1 ? NULL : batch_done, (void *)(uintptr_t)1);
+        storage_put_tag_async(sm_storage, p->owner, p->coll, p->key, p->tag, p->val, p->len,
+                              n > 1 ? NULL : batch_done, (void *)(uintptr_t)1);
         free(p->owner);
         free(p->coll);
         free(p->key);
+        free(p->tag);
         free(p->val);
     }
     if (n > 1)
@@ -379,8 +386,30 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     mam_flush();
 }
 
-/* Queues one record write; val is taken (malloc'd). */
-static void pend_put(const char *owner, const char *coll, const char *key, char *val, size_t len)
+/* The records that make a batch commit at once, and how long they wait. On
+ * PostgreSQL each write is a round trip and the batch one transaction on
+ * the one connection, so a large batch would hold every other request of
+ * the sm behind it, and other sm instances sharing the database (a user
+ * handed back after a takeover) should see the archive soon: both capped
+ * there until the driver sends a batch as one statement. */
+#define MAM_BATCH_PG 512
+#define MAM_DELAY_PG 0.01
+
+static double delay_max(void)
+{
+    double d = cfg()->write_delay;
+    return storage_is_async(sm_storage) && d > MAM_DELAY_PG ? MAM_DELAY_PG : d;
+}
+
+static size_t batch_max(void)
+{
+    size_t n = (size_t)cfg()->write_batch;
+    return storage_is_async(sm_storage) && n > MAM_BATCH_PG ? MAM_BATCH_PG : n;
+}
+
+/* Queues one record write (tag may be NULL); val is taken (malloc'd). */
+static void pend_put(const char *owner, const char *coll, const char *key, const char *tag,
+                     char *val, size_t len)
 {
     if (npend == pend_cap) {
         pend_cap = pend_cap ? pend_cap * 2 : 64;
@@ -390,16 +419,15 @@ static void pend_put(const char *owner, const char *coll, const char *key, char 
     p->owner = xstrdup(owner);
     p->coll = xstrdup(coll);
     p->key = xstrdup(key);
+    p->tag = tag ? xstrdup(tag) : NULL;
     p->val = val;
     p->len = len;
-    if (npend >= MAM_BATCH) {
+    if (npend >= batch_max()) {
         mam_flush();
-        if (flush_ev)
-            event_del(flush_ev);
     } else if (npend == 1) {
         if (!flush_ev)
             flush_ev = event_new(daemon_base(), -1, 0, flush_cb, NULL);
-        double d = cfg()->write_delay;
+        double d = delay_max();
         struct timeval tv = {(time_t)d, (suseconds_t)((d - (time_t)d) * 1e6)};
         if (d > 0)
             event_add(flush_ev, &tv);
@@ -427,17 +455,14 @@ static void archive(sm_user_t *u, char dir, const jid_t *with, const xml_node_t 
     strbuf_puts(&sb, with->full);
     strbuf_puts(&sb, "\n");
     xml_serialize(msg, NULL, &sb);     /* declares the stanza's namespace */
-    size_t n = strlen(MAM_COLL_WITH) + strlen(with->bare) + 1;
-    char *coll = xmalloc(n);
-    snprintf(coll, n, "%s%s", MAM_COLL_WITH, with->bare);
-    pend_put(u->bare, MAM_COLL, id, dup_mem(sb.data, sb.len), sb.len);
-    pend_put(u->bare, coll, id, dup_mem(sb.data, sb.len), sb.len);
+    /* One record, tagged with the contact's bare JID: the tag's index
+     * answers "with X", the collection's "everything". */
+    pend_put(u->bare, MAM_COLL, id, with->bare, dup_mem(sb.data, sb.len), sb.len);
     mam_user_t *s = ustate(u);
     if (!s->listed && (cfg()->max_age > 0 || cfg()->max_messages > 0)) {
-        pend_put(sm_config->domain, MAM_COLL_USERS, u->bare, xstrdup(""), 0);
+        pend_put(sm_config->domain, MAM_COLL_USERS, u->bare, NULL, xstrdup(""), 0);
         s->listed = 1;
     }
-    free(coll);
     strbuf_free(&sb);
     log_debug("sm: event=mam-archived user=%s dir=%c with=%s id=%s", u->bare, dir, with->full, id);
 }
@@ -691,28 +716,11 @@ static void sweep_next_user(void)
     sweep.phase = sweep.cutoff ? SW_AGE : SW_COUNT;
 }
 
-/* Deletes the records of a range result from both of their collections. */
+/* Deletes the records of a range result. */
 static void sweep_delete(const char *owner, storage_res_t *res)
 {
     for (size_t k = 0; k < res->nrecs; k++) {
-        mam_rec_t r;
-        storage_rec_t *rec = &res->recs[k];
-        storage_del_async(sm_storage, owner, MAM_COLL, rec->key, NULL, NULL);
-        if (mam_rec_parse(rec->key, rec->val, rec->len, &r) == 0) {
-            char *wfull = xmalloc(r.with_len + 1);
-            memcpy(wfull, r.with, r.with_len);
-            wfull[r.with_len] = '\0';
-            char *wbare = jid_bare_of(wfull);
-            if (wbare) {
-                size_t n = strlen(MAM_COLL_WITH) + strlen(wbare) + 1;
-                char *coll = xmalloc(n);
-                snprintf(coll, n, "%s%s", MAM_COLL_WITH, wbare);
-                storage_del_async(sm_storage, owner, coll, rec->key, NULL, NULL);
-                free(coll);
-            }
-            free(wbare);
-            free(wfull);
-        }
+        storage_del_async(sm_storage, owner, MAM_COLL, res->recs[k].key, NULL, NULL);
         sweep.deleted++;
     }
 }
@@ -857,8 +865,10 @@ static const cfg_option_t mam_options[] = {
      "Retention: archived messages older than this are deleted (0: kept forever)."},
     {"max-messages", CFG_INT, "0", 0, 1000000000, 1, offsetof(mam_cfg_t, max_messages), NULL,
      "Retention: each user's archive keeps its newest this many messages (0: no limit)."},
-    {"write-delay", CFG_SECONDS, "10ms", 0, 1, 1, offsetof(mam_cfg_t, write_delay), NULL,
-     "How long archive writes wait to be committed together (0: until the end of the loop turn)."},
+    {"write-delay", CFG_SECONDS, "1s", 0, 10, 1, offsetof(mam_cfg_t, write_delay), NULL,
+     "How long archive writes wait to be committed together (0: until the end of the loop turn; at most 10ms on PostgreSQL)."},
+    {"write-batch", CFG_INT, "20000", 1, 100000, 1, offsetof(mam_cfg_t, write_batch), NULL,
+     "Archive writes that make a batch commit at once, before write-delay is up (bounds the memory they hold; at most 512 on PostgreSQL)."},
     {"sweep-period", CFG_SECONDS, "1h", 1, 1e7, 1, offsetof(mam_cfg_t, sweep_period), NULL,
      "How often the retention limits are applied."},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, NULL},

@@ -6,9 +6,9 @@
  * header joins them, and offers mod_carbons the one call it needs.
  *
  * Storage (owner = the user's bare JID), docs/mam.md:
- *   "mam"          every archived message, key = its archive id
- *   "mam:<bare>"   the same records for one contact's bare JID, so that "the
- *                  last 50 with X" is one range over an index
+ *   "mam"          every archived message, key = its archive id, tag = the
+ *                  contact's bare JID, so that "the last 50 with X" is one
+ *                  range over the tag's index (storage_range_t.tag)
  *   "mam-prefs"    key "": the XEP-0441 preferences, serialized <prefs/>
  * and, owned by the domain, "mam-users" (key = a user's bare JID): the users
  * that have an archive, walked by the retention sweep.
@@ -26,7 +26,6 @@
 #define MAM_NS_FORWARD "urn:xmpp:forward:0"
 #define MAM_NS_DELAY "urn:xmpp:delay"
 #define MAM_COLL "mam"
-#define MAM_COLL_WITH "mam:"          /* followed by the contact's bare JID */
 #define MAM_COLL_PREFS "mam-prefs"
 #define MAM_COLL_USERS "mam-users"
 
@@ -37,6 +36,7 @@ typedef struct mam_cfg {
     long max_messages;        /* retention: messages kept per user; 0 no limit */
     double sweep_period;      /* seconds between retention sweeps */
     double write_delay;       /* seconds archive writes wait to be committed together */
+    long write_batch;         /* records that make a batch commit at once */
     char *default_text;       /* always, never or roster (XEP-0441 default) */
 } mam_cfg_t;
 

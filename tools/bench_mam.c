@@ -2,9 +2,10 @@
  * archive, through libweft-storage (docs/performance.md, "MAM queries").
  *
  * Fills one user's archive with MESSAGES messages spread over CONTACTS
- * contacts, in mod_mam's layout (docs/mam.md: each message in "mam" and in
- * "mam:<contact>", with the same header line and a chat stanza of about
- * 300 bytes), unless the archive already holds them; then times the ranges
+ * contacts, in mod_mam's layout (docs/mam.md: one record per message in
+ * "mam", tagged with the contact's bare JID, keyed by a time-ordered id, with
+ * the header line and a chat stanza of about 300 bytes), unless the archive
+ * already holds them; then times the ranges
  * mod_mam submits for the common queries, QUERIES times each, with a
  * random contact each time:
  *   with-last50    the last 50 with one contact (RSM <before/>, max 50)
@@ -96,12 +97,13 @@ static void fill(storage_t *st, long messages, long contacts)
         if (i % BATCH == 0 && storage_begin(st) < 0)
             exit(1);
         long contact = (long)(rng() % (uint64_t)contacts);
-        char id[24], coll[64];
-        snprintf(id, sizeof id, "%016llx", (unsigned long long)(rng() ^ (uint64_t)i));
-        snprintf(coll, sizeof coll, "mam:contact%ld@localhost", contact);
+        char id[24], tag[64];
+        /* As mod_mam's ids: the time in µs first, then random digits. */
+        snprintf(id, sizeof id, "%013llx%03x", (unsigned long long)(stamp0 + i),
+                 (unsigned)(rng() & 0xfff));
+        snprintf(tag, sizeof tag, "contact%ld@localhost", contact);
         record(&sb, i, contact, stamp0 + i, id);
-        storage_put_async(st, OWNER, "mam", id, sb.data, sb.len, fail_cb, NULL);
-        storage_put_async(st, OWNER, coll, id, sb.data, sb.len, fail_cb, NULL);
+        storage_put_tag_async(st, OWNER, "mam", id, tag, sb.data, sb.len, fail_cb, NULL);
         if ((i + 1) % BATCH == 0 || i + 1 == messages) {
             if (storage_commit(st) < 0)
                 exit(1);
@@ -110,7 +112,7 @@ static void fill(storage_t *st, long messages, long contacts)
         }
     }
     strbuf_free(&sb);
-    fprintf(stderr, "filled %ld messages (%ld records) in %.1f s\n", messages, 2 * messages,
+    fprintf(stderr, "filled %ld messages (one record each) in %.1f s\n", messages,
             (now_ms() - t0) / 1e3);
 }
 
@@ -134,23 +136,20 @@ static void report(const char *label, const char *kind, double *t, double *c, si
 
 /* A key and stamp from the middle of a contact's history (for the
  * before/start queries). */
-static int middle_of(storage_t *st, const char *coll, char **key, int64_t *stamp)
+static int middle_of(storage_t *st, const char *tag, char **key, int64_t *stamp)
 {
     storage_range_t q = {0};
     q.by_stamp = 1;
-    int n = storage_count(st, OWNER, coll);
-    if (n <= 0)
-        return -1;
-    /* The record at about n/2: read a page of n/2+1 and keep the last.
-     * Done once per contact used, outside the timed part. */
-    q.limit = (size_t)n / 2 + 1;
+    q.tag = tag;
     storage_res_t res = {0};
-    if (storage_range(st, OWNER, coll, &q, &res) != 0 || res.nrecs == 0) {
+    if (storage_range(st, OWNER, "mam", &q, &res) != 0 || res.nrecs == 0) {
         storage_res_clear(&res);
         return -1;
     }
-    *key = strdup(res.recs[res.nrecs - 1].key);
-    *stamp = res.recs[res.nrecs - 1].stamp;
+    /* The record at about n/2, read outside the timed part. */
+    size_t mid = res.nrecs / 2;
+    *key = strdup(res.recs[mid].key);
+    *stamp = res.recs[mid].stamp;
     storage_res_clear(&res);
     return 0;
 }
@@ -209,14 +208,16 @@ int main(int argc, char **argv)
     for (int k = 0; k < 4; k++) {
         size_t recs = 0;
         for (long i = 0; i < queries; i++) {
-            char coll[64];
-            snprintf(coll, sizeof coll, "mam:contact%ld@localhost", (long)(rng() % (uint64_t)contacts));
+            char tag[64];
+            snprintf(tag, sizeof tag, "contact%ld@localhost", (long)(rng() % (uint64_t)contacts));
             storage_range_t q = {0};
             q.by_stamp = 1;
             q.limit = 51;
+            if (k != 1)
+                q.tag = tag;
             char *mid = NULL;
             int64_t mid_stamp = 0;
-            if (k >= 2 && middle_of(st, coll, &mid, &mid_stamp) < 0) {
+            if (k >= 2 && middle_of(st, tag, &mid, &mid_stamp) < 0) {
                 i--;
                 continue;
             }
@@ -228,7 +229,7 @@ int main(int argc, char **argv)
                 q.since = mid_stamp;
             storage_res_t res = {0};
             double t0 = now_ms(), c0 = cpu_ms();
-            int rc = storage_range(st, OWNER, k == 1 ? "mam" : coll, &q, &res);
+            int rc = storage_range(st, OWNER, "mam", &q, &res);
             t[i] = now_ms() - t0;
             c[i] = cpu_ms() - c0;
             if (rc != 0 || res.nrecs != 51) {

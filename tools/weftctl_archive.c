@@ -1,14 +1,12 @@
 /* weftctl_archive.c: `weftctl archive delete USER`, which empties a user's
  * message archive (mod_mam, docs/mam.md) in the database.
  *
- * The archive is the user's "mam" collection and one "mam:<contact bare JID>"
- * collection per contact holding the same records. Storage has no list of a
- * user's collections, so the contacts are read from the records of "mam"
- * (each record's header line names its contact), a page at a time; then
- * every one of those collections is emptied in one transaction. The user's
- * preferences (collection "mam-prefs") stay. Safe while the sm runs: a
- * message archived meanwhile may survive the delete (run it again), nothing
- * is half-deleted. */
+ * The archive is the user's "mam" collection, one record per message tagged
+ * with its contact's bare JID. Its records are read a page at a time to
+ * count the messages and contacts for the report, then the collection is
+ * emptied in one statement. The user's preferences (collection "mam-prefs")
+ * stay. Safe while the sm runs: a message archived meanwhile may survive the
+ * delete (run it again), nothing is half-deleted. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,27 +32,9 @@ static void names_add(names_t *s, const char *name)
     s->v[s->n++] = strdup(name);
 }
 
-/* The contact's bare JID from a record's header "<stamp> <i|o> <JID>\n...". */
-static char *record_contact(const char *val, size_t len)
-{
-    const char *nl = memchr(val, '\n', len);
-    const char *sp = nl ? memchr(val, ' ', (size_t)(nl - val)) : NULL;
-    if (!sp || nl - sp < 4)
-        return NULL;
-    size_t n = (size_t)(nl - (sp + 3));
-    char *full = malloc(n + 1);
-    if (!full)
-        abort();
-    memcpy(full, sp + 3, n);
-    full[n] = '\0';
-    char *bare = jid_bare_of(full);
-    free(full);
-    return bare;
-}
-
 static int archive_delete(storage_t *st, const char *bare)
 {
-    names_t colls = {0};
+    names_t contacts = {0};
     char *after = NULL;
     long total = 0;
     int rc = 0;
@@ -68,15 +48,9 @@ static int archive_delete(storage_t *st, const char *bare)
             rc = -1;
             break;
         }
-        for (size_t i = 0; i < res.nrecs; i++) {
-            char *c = record_contact(res.recs[i].val, res.recs[i].len);
-            if (c) {
-                char coll[3200];
-                snprintf(coll, sizeof coll, "mam:%s", c);
-                names_add(&colls, coll);
-                free(c);
-            }
-        }
+        for (size_t i = 0; i < res.nrecs; i++)
+            if (res.recs[i].tag)
+                names_add(&contacts, res.recs[i].tag);
         total += (long)res.nrecs;
         free(after);
         after = res.nrecs ? strdup(res.recs[res.nrecs - 1].key) : NULL;
@@ -86,23 +60,14 @@ static int archive_delete(storage_t *st, const char *bare)
             break;
     }
     free(after);
-    if (rc == 0 && storage_begin(st) == 0) {
-        for (size_t i = 0; i < colls.n && rc == 0; i++)
-            rc = storage_del_all(st, bare, colls.v[i]) < 0 ? -1 : 0;
-        if (rc == 0)
-            rc = storage_del_all(st, bare, "mam") < 0 ? -1 : 0;
-        if (rc == 0 && storage_commit(st) == 0) {
-            printf("deleted the archive of %s: %ld messages with %zu contacts\n", bare, total, colls.n);
-        } else {
-            storage_rollback(st);
-            rc = -1;
-        }
-    } else {
+    if (rc == 0 && storage_del_all(st, bare, "mam") == 0)
+        printf("deleted the archive of %s: %ld messages with %zu contacts\n", bare, total,
+               contacts.n);
+    else
         rc = -1;
-    }
-    for (size_t i = 0; i < colls.n; i++)
-        free(colls.v[i]);
-    free(colls.v);
+    for (size_t i = 0; i < contacts.n; i++)
+        free(contacts.v[i]);
+    free(contacts.v);
     return rc;
 }
 

@@ -49,24 +49,22 @@ typedef struct pie_msg {
 /* ------------------------------------------------------------ the storage layout */
 
 /* mod_mam (sm/mod_mam.h, docs/mam.md): collection "mam", key = archive id,
- * value "<µs> <i|o> <with>\n<message/>", stamp = the message's time; the same
- * record in "mam:<with bare JID>" (what a query 'with' a contact ranges
- * over); and the owner listed in its domain's "mam-users" (key = owner),
+ * tag = the contact's bare JID (what a query 'with' a contact ranges over),
+ * value "<µs> <i|o> <with>\n<message/>", stamp = the message's time; and the
+ * owner listed in its domain's "mam-users" (key = owner),
  * which the retention sweep walks. *listed: that entry is written already. */
 static int archive_store(storage_t *st, const char *owner, const pie_msg_t *m, int *listed)
 {
-    strbuf_t val, coll;
+    strbuf_t val;
     strbuf_init(&val);
-    strbuf_init(&coll);
     strbuf_printf(&val, "%lld %c ", m->stamp, m->dir);
     strbuf_append(&val, m->with, m->with_len);
     strbuf_putc(&val, '\n');
     strbuf_append(&val, m->xml, m->xml_len);
     char *with = xstrndup(m->with, m->with_len);
     char *bare = jid_bare_of(with);
-    strbuf_printf(&coll, "mam:%s", bare ? bare : with);
-    int rc = storage_put_at(st, owner, "mam", m->id, val.data, val.len, m->stamp) == 0 &&
-             storage_put_at(st, owner, coll.data, m->id, val.data, val.len, m->stamp) == 0 ? 0 : -1;
+    int rc = storage_put_at(st, owner, "mam", m->id, bare ? bare : with, val.data, val.len, m->stamp) == 0
+                 ? 0 : -1;
     const char *at = strchr(owner, '@');
     if (rc == 0 && !*listed && at) {
         rc = storage_put(st, at + 1, "mam-users", owner, "", 0) == 0 ? 0 : -1;
@@ -74,7 +72,6 @@ static int archive_store(storage_t *st, const char *owner, const pie_msg_t *m, i
     }
     free(bare);
     free(with);
-    strbuf_free(&coll);
     strbuf_free(&val);
     return rc;
 }

@@ -414,8 +414,8 @@ def test_preferences(server):
 
 def test_metadata_and_weftctl_delete(server, tmp_path):
     """#extended metadata names the first and last archived message; after
-    `weftctl archive delete bob@localhost` bob's archive (and his per-contact
-    index) is empty while alice's stays."""
+    `weftctl archive delete bob@localhost` bob's archive (also as seen through
+    'with', the contact's tag) is empty while alice's stays."""
     async def main():
         a = await connect(server, "alice@localhost/pc")
         b = await connect(server, "bob@localhost/pc")
@@ -447,8 +447,8 @@ def test_metadata_and_weftctl_delete(server, tmp_path):
 
 
 def test_retention_by_count_and_age(tmp_path):
-    """mam.max-messages keeps each archive's newest N (also in the per-contact
-    collections); mam.max-age then empties archives older than it, applied
+    """mam.max-messages keeps each archive's newest N (also as seen through
+    'with'); mam.max-age then empties archives older than it, applied
     by the sm's cron without any client action."""
     s = start(tmp_path, sm_extra="<mam><max-messages>4</max-messages><max-age>4s</max-age>"
                                  "<sweep-period>1s</sweep-period></mam>")

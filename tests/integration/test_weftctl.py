@@ -49,7 +49,7 @@ def dump(path):
     """Every account and record of an SQLite file, as tuples."""
     db = sqlite3.connect(path)
     users = db.execute("SELECT bare, sha256, sha1, created FROM users ORDER BY bare").fetchall()
-    recs = db.execute("SELECT seq, owner, coll, key, value, stamp FROM records ORDER BY seq").fetchall()
+    recs = db.execute("SELECT seq, owner, coll, key, value, stamp, tag FROM records ORDER BY seq").fetchall()
     db.close()
     return users, recs
 
@@ -102,7 +102,7 @@ def test_migrate_sqlite_postgresql_sqlite(tmp_path, pg):
         d = srv.login("dora", "pw")
         d.send("<message to='carl@localhost' type='chat'><body>kept across drivers</body></message>")
         assert wait_for(lambda: (tmp_path / "weft.db").exists() and
-                        dump(tmp_path / "weft.db")[1], 10)
+                        sum(r[2] == "mam" for r in dump(tmp_path / "weft.db")[1]) == 2, 10)
         d.close()
     finally:
         srv.close()
@@ -118,6 +118,10 @@ def test_migrate_sqlite_postgresql_sqlite(tmp_path, pg):
     users, recs = dump(src)
     # The sm's own records (offline message, last activity, ...) and ours.
     assert len(users) == 2 and len(recs) >= 4
+    # The message is archived for both, each record tagged with the other
+    # (mod_mam): tags must survive the round trip too.
+    assert sorted((r[1], r[6]) for r in recs if r[2] == "mam") == \
+        [("carl@localhost", "dora@localhost"), ("dora@localhost", "carl@localhost")]
     n = len(recs)
 
     url = fresh_pg_db(pg, "migrated")

@@ -171,7 +171,7 @@ static void test_open_creates(void **state)
     snprintf(dir, sizeof dir, "%s/db", f->dir);
     assert_int_equal(stat(dir, &sb), 0);
     assert_true(S_ISDIR(sb.st_mode));
-    assert_int_equal(peek_int(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(peek_int(f->path, "PRAGMA user_version"), 3);
     assert_int_equal(peek_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN"
                                        " ('users', 'records', 'records_list', 'records_stamp')"), 4);
     /* WAL is a property of the file: a fresh connection sees it. */
@@ -194,7 +194,7 @@ static void test_open_empty_file_migrates(void **state)
     assert_true(fd >= 0);
     close(fd);
     f->st = open_ok(f);
-    assert_int_equal(peek_int(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(peek_int(f->path, "PRAGMA user_version"), 3);
     assert_int_equal(storage_user_count(f->st), 0);
     /* An existing file readable by others is restricted to its owner. */
     struct stat sb;
@@ -203,7 +203,7 @@ static void test_open_empty_file_migrates(void **state)
     /* Opening again runs no migration and keeps the data. */
     assert_int_equal(storage_user_create(f->st, "a@x", "k", NULL), 0);
     reopen(f);
-    assert_int_equal(peek_int(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(peek_int(f->path, "PRAGMA user_version"), 3);
     assert_int_equal(storage_user_exists(f->st, "a@x"), 1);
 }
 
@@ -754,7 +754,7 @@ static void test_open_v1_migrates(void **state)
                   "INSERT INTO records (owner, coll, key, value) VALUES ('a', 'c', 'old', 'v');"
                   "PRAGMA user_version = 1;");
     f->st = open_ok(f);
-    assert_int_equal(peek_int(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(peek_int(f->path, "PRAGMA user_version"), 3);
     assert_int_equal(storage_put(f->st, "a", "c", "new", "w", 1), 0);
     storage_range_t q = {0};
     storage_res_t res;
@@ -764,6 +764,62 @@ static void test_open_v1_migrates(void **state)
     assert_int_equal(res.recs[0].stamp, 0);
     assert_true(res.recs[1].stamp > 1600000000LL * 1000000);
     storage_res_clear(&res);
+}
+
+/* SQLite v2 → v3, PostgreSQL v1 → v2: mod_mam's per-contact copies
+ * ("mam:<contact>") become the tags of its "mam" records and go; other
+ * collections are untouched. */
+static void test_open_mam_to_tags(void **state)
+{
+    fixture_t *f = *state;
+    if (!pg_url)
+        snprintf(f->path, sizeof f->path, "%s/v2.db", f->dir);
+    /* The schema before tags: SQLite's v2, PostgreSQL's v1. */
+    poke(f->path, pg_url ?
+                  "CREATE TABLE schema_version (version integer NOT NULL);"
+                  "INSERT INTO schema_version VALUES (1);"
+                  "CREATE TABLE users (bare text PRIMARY KEY NOT NULL, sha256 text, sha1 text,"
+                  " created bigint NOT NULL);"
+                  "CREATE TABLE records (seq bigserial PRIMARY KEY, owner text NOT NULL,"
+                  " coll text NOT NULL, key text, value bytea NOT NULL,"
+                  " stamp bigint NOT NULL DEFAULT 0, UNIQUE (owner, coll, key));"
+                  "CREATE INDEX records_list ON records (owner, coll, seq);"
+                  "CREATE INDEX records_stamp ON records (owner, coll, stamp, seq);"
+                  :
+                  "CREATE TABLE users (bare TEXT PRIMARY KEY NOT NULL, sha256 TEXT, sha1 TEXT,"
+                  " created INTEGER NOT NULL);"
+                  "CREATE TABLE records (seq INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL,"
+                  " coll TEXT NOT NULL, key TEXT, value BLOB NOT NULL, UNIQUE (owner, coll, key));"
+                  "CREATE INDEX records_list ON records (owner, coll, seq);"
+                  "ALTER TABLE records ADD COLUMN stamp INTEGER NOT NULL DEFAULT 0;"
+                  "CREATE INDEX records_stamp ON records (owner, coll, stamp, seq);"
+                  "PRAGMA user_version = 2;");
+    poke(f->path, "INSERT INTO records (owner, coll, key, value, stamp) VALUES"
+                  " ('a', 'mam', 'id1', 'to b', 1), ('a', 'mam:b@x', 'id1', 'to b', 1),"
+                  " ('a', 'mam', 'id2', 'to c', 2), ('a', 'mam:c@x', 'id2', 'to c', 2),"
+                  " ('a', 'mam', 'id3', 'to b again', 3), ('a', 'mam:b@x', 'id3', 'to b again', 3),"
+                  " ('b', 'mam', 'id1', 'from a', 1), ('b', 'mam:a@x', 'id1', 'from a', 1),"
+                  " ('a', 'mam-prefs', '', 'p', 4), ('a', 'roster', 'b@x', 'r', 5)");
+    f->st = open_ok(f);
+    assert_int_equal(peek_int(f->path, pg_url ? "SELECT version FROM schema_version"
+                                              : "PRAGMA user_version"), pg_url ? 2 : 3);
+    assert_int_equal(peek_int(f->path, "SELECT count(*) FROM records WHERE coll LIKE 'mam:%'"), 0);
+    assert_int_equal(peek_int(f->path, "SELECT count(*) FROM records"), 6);
+    storage_res_t res;
+    storage_range_t q = {.by_stamp = 1, .tag = "b@x"};
+    assert_int_equal(storage_range(f->st, "a", "mam", &q, &res), 0);
+    assert_int_equal(res.nrecs, 2);
+    assert_string_equal(res.recs[0].key, "id1");
+    assert_string_equal(res.recs[1].key, "id3");
+    assert_string_equal(res.recs[1].tag, "b@x");
+    storage_res_clear(&res);
+    q.tag = "a@x";
+    assert_int_equal(storage_range(f->st, "b", "mam", &q, &res), 0);
+    assert_int_equal(res.nrecs, 1);
+    storage_res_clear(&res);
+    char *v;
+    assert_int_equal(storage_get(f->st, "a", "roster", "b@x", &v, NULL), 0);
+    free(v);
 }
 
 /* ------------------------------------------------------------ sequences, ranges */
@@ -922,7 +978,7 @@ static void test_range_stamps(void **state)
 
     /* storage_put_at: the stamp given, not the time of the write, places the
      * record in stamp order and bounds. */
-    assert_int_equal(storage_put_at(st, "a", "arch", "old", "m0", 2, t0 - 5000000), 0);
+    assert_int_equal(storage_put_at(st, "a", "arch", "old", NULL, "m0", 2, t0 - 5000000), 0);
     by = (storage_range_t){.by_stamp = 1};
     expect_range(st, &by, 0, "m0,m2,m3,m1b,");
     q = (storage_range_t){.by_stamp = 1, .until = t0 - 1};
@@ -973,7 +1029,7 @@ static void test_scan_import(void **state)
     /* Import keeps seq, key and stamp; appends after it never reuse a seq. */
     assert_int_equal(storage_user_import(st, "imp@x", "K", NULL, 1234567), 0);
     storage_rec_t r = {.seq = 1000, .stamp = 42, .key = (char *)"1000", .val = (char *)"iv",
-                       .len = 2};
+                       .len = 2, .tag = (char *)"t@x"};
     assert_int_equal(storage_import(st, "imp@x", "c", &r), 0);
     assert_int_equal(storage_import_done(st), 0);
     int64_t seq;
@@ -986,6 +1042,13 @@ static void test_scan_import(void **state)
     assert_int_equal(res.recs[0].seq, 1000);
     assert_int_equal(res.recs[0].stamp, 42);
     assert_string_equal(res.recs[0].key, "1000");
+    assert_string_equal(res.recs[0].tag, "t@x");
+    assert_null(res.recs[1].tag);
+    storage_res_clear(&res);
+    /* A scan gives the tag too (weftctl migrate copies it). */
+    assert_int_equal(storage_scan(st, 999, 1, &res), 0);
+    assert_int_equal(res.nrecs, 1);
+    assert_string_equal(res.recs[0].tag, "t@x");
     storage_res_clear(&res);
 }
 
@@ -1166,6 +1229,63 @@ static void test_blocking_inside_callback(void **state)
     assert_int_equal(WTERMSIG(status), SIGABRT);
 }
 
+/* Tags: one record serves the whole collection and the range of its tag. */
+static void test_range_tags(void **state)
+{
+    fixture_t *f = *state;
+    f->st = open_ok(f);
+    storage_t *st = f->st;
+    const char *tags[] = {"b@x", "c@x", "b@x", NULL, "b@x", "c@x"};
+    for (int i = 0; i < 6; i++) {
+        char k[8], v[8];
+        snprintf(k, sizeof k, "k%d", i + 1);
+        snprintf(v, sizeof v, "m%d", i + 1);
+        assert_int_equal(storage_put_tag(st, "a", "arch", k, tags[i], v, strlen(v)), 0);
+    }
+    assert_int_equal(storage_put_tag(st, "z", "arch", "k9", "b@x", "other", 5), 0);
+    storage_range_t all = {.by_stamp = 1};
+    expect_range(st, &all, 0, "m1,m2,m3,m4,m5,m6,");
+    storage_range_t q = {.by_stamp = 1, .tag = "b@x"};
+    expect_range(st, &q, 0, "m1,m3,m5,");
+    q.reverse = 1;
+    q.limit = 2;
+    expect_range(st, &q, 0, "m5,m3,");                    /* the newest page of b@x */
+    q.before = "k3";
+    expect_range(st, &q, 0, "m1,");
+    q.before = "k2";                                        /* c@x's: not in b@x's set */
+    expect_range(st, &q, 1, "");
+    q.before = NULL;
+    q.reverse = 0;
+    q.limit = 0;
+    q.after = "k1";
+    expect_range(st, &q, 0, "m3,m5,");
+    storage_range_t byseq = {.tag = "c@x", .reverse = 1};
+    expect_range(st, &byseq, 0, "m6,m2,");
+    storage_range_t none = {.tag = "nobody@x"};
+    expect_range(st, &none, 0, "");
+    /* Rows carry their tag; a plain put replaces the record and its tag. */
+    storage_res_t res;
+    assert_int_equal(storage_range(st, "a", "arch", &all, &res), 0);
+    assert_string_equal(res.recs[0].tag, "b@x");
+    assert_null(res.recs[3].tag);
+    storage_res_clear(&res);
+    assert_int_equal(storage_put(st, "a", "arch", "k1", "m1b", 3), 0);
+    storage_range_t b = {.by_stamp = 1, .tag = "b@x"};
+    expect_range(st, &b, 0, "m3,m5,");
+    assert_int_equal(storage_put_tag(st, "a", "arch", "k4", "b@x", "m4b", 3), 0);
+    expect_range(st, &b, 0, "m3,m5,m4b,");
+    assert_int_equal(storage_del(st, "a", "arch", "k3"), 0);
+    expect_range(st, &b, 0, "m5,m4b,");
+    /* The asynchronous form, as mod_mam writes. */
+    acall_t a = {0};
+    storage_put_tag_async(st, "a", "arch", "k7", "c@x", "m7", 2, acall_cb, &a);
+    storage_drain(st);
+    assert_int_equal(a.done, 1);
+    assert_int_equal(a.status, 0);
+    storage_range_t c = {.by_stamp = 1, .tag = "c@x"};
+    expect_range(st, &c, 0, "m2,m6,m7,");
+}
+
 int main(void)
 {
     pg_url = getenv("WEFT_TEST_PGSQL");
@@ -1196,9 +1316,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reentry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_schemes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_v1_migrates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_mam_to_tags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_seq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_range_stamps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_range_tags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_query_loop_turns, setup, teardown),
