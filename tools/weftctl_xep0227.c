@@ -13,7 +13,7 @@
  *   "offline"     appended → <message xmlns='jabber:client'/> (mod_offline)
  *   "blocklist"   key prepared JID → empty value (mod_blocking)
  *   "pep-node", "pep-item"  PEP nodes and their items (mod_pep): weftctl_pie_pep.c
- *   "mam", "mam:<contact>"  the message archive (mod_mam): weftctl_pie_mam.c
+ *   "mam" (tagged)       the message archive (mod_mam): weftctl_pie_mam.c
  *
  * <xi:include href/> of a relative file is followed where a <host/> or a
  * <user/> may stand (ejabberd writes one file per host and per user).
