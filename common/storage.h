@@ -189,6 +189,9 @@ void storage_put_async(storage_t *st, const char *owner, const char *coll, const
 void storage_put_tag_async(storage_t *st, const char *owner, const char *coll, const char *key,
                            const char *tag, const char *val, size_t len, storage_cb cb,
                            void *arg);
+void storage_put_at_async(storage_t *st, const char *owner, const char *coll, const char *key,
+                          const char *tag, const char *val, size_t len, int64_t stamp,
+                          storage_cb cb, void *arg);
 void storage_del_async(storage_t *st, const char *owner, const char *coll, const char *key,
                        storage_cb cb, void *arg);
 void storage_del_all_async(storage_t *st, const char *owner, const char *coll, storage_cb cb,

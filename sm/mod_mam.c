@@ -340,6 +340,7 @@ static int prefs_allow(sm_user_t *u, const jid_t *with)
 typedef struct pend {
     char *owner, *coll, *key, *tag, *val;
     size_t len;
+    int64_t stamp;     /* when it was archived: a batch commits up to write-delay later */
 } pend_t;
 
 static pend_t *pend;
@@ -366,8 +367,8 @@ void mam_flush(void)
         storage_begin_async(sm_storage, NULL, NULL);
     for (size_t i = 0; i < n; i++) {
         pend_t *p = &pend[i];
-        storage_put_tag_async(sm_storage, p->owner, p->coll, p->key, p->tag, p->val, p->len,
-                              n > 1 ? NULL : batch_done, (void *)(uintptr_t)1);
+        storage_put_at_async(sm_storage, p->owner, p->coll, p->key, p->tag, p->val, p->len, p->stamp,
+                             n > 1 ? NULL : batch_done, (void *)(uintptr_t)1);
         free(p->owner);
         free(p->coll);
         free(p->key);
@@ -409,7 +410,7 @@ static size_t batch_max(void)
 
 /* Queues one record write (tag may be NULL); val is taken (malloc'd). */
 static void pend_put(const char *owner, const char *coll, const char *key, const char *tag,
-                     char *val, size_t len)
+                     char *val, size_t len, int64_t stamp)
 {
     if (npend == pend_cap) {
         pend_cap = pend_cap ? pend_cap * 2 : 64;
@@ -422,6 +423,7 @@ static void pend_put(const char *owner, const char *coll, const char *key, const
     p->tag = tag ? xstrdup(tag) : NULL;
     p->val = val;
     p->len = len;
+    p->stamp = stamp;
     if (npend >= batch_max()) {
         mam_flush();
     } else if (npend == 1) {
@@ -450,17 +452,18 @@ static void archive(sm_user_t *u, char dir, const jid_t *with, const xml_node_t 
     strbuf_t sb;
     strbuf_init(&sb);
     char head[64];
-    snprintf(head, sizeof head, "%lld %c ", (long long)storage_now_us(), dir);
+    int64_t now = storage_now_us();
+    snprintf(head, sizeof head, "%lld %c ", (long long)now, dir);
     strbuf_puts(&sb, head);
     strbuf_puts(&sb, with->full);
     strbuf_puts(&sb, "\n");
     xml_serialize(msg, NULL, &sb);     /* declares the stanza's namespace */
     /* One record, tagged with the contact's bare JID: the tag's index
      * answers "with X", the collection's "everything". */
-    pend_put(u->bare, MAM_COLL, id, with->bare, dup_mem(sb.data, sb.len), sb.len);
+    pend_put(u->bare, MAM_COLL, id, with->bare, dup_mem(sb.data, sb.len), sb.len, now);
     mam_user_t *s = ustate(u);
     if (!s->listed && (cfg()->max_age > 0 || cfg()->max_messages > 0)) {
-        pend_put(sm_config->domain, MAM_COLL_USERS, u->bare, NULL, xstrdup(""), 0);
+        pend_put(sm_config->domain, MAM_COLL_USERS, u->bare, NULL, xstrdup(""), 0, now);
         s->listed = 1;
     }
     strbuf_free(&sb);

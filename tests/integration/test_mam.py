@@ -332,6 +332,29 @@ def test_filters(server):
     run(main())
 
 
+def test_start_and_end_follow_each_message_time_within_one_write_batch(server):
+    """Archive writes are committed in batches (mam.write-delay, 1 s on
+    SQLite): start/end must still split two messages of one batch at the
+    time they were archived, not at the time the batch was written."""
+    async def main():
+        a = await connect(server, "alice@localhost/pc")
+        b = await connect(server, "bob@localhost/pc")
+        a.send("bob@localhost", "early")
+        await b.wait_msgs(1)
+        await asyncio.sleep(0.3)
+        mid = time.time()
+        await asyncio.sleep(0.1)
+        a.send("bob@localhost", "late")
+        await b.wait_msgs(2)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(mid)) + ".%03dZ" % int(mid % 1 * 1000)
+        res, _ = await b.query({"start": stamp})
+        assert [body(r[1]) for r in res] == ["late"]
+        res, _ = await b.query({"end": stamp})
+        assert [body(r[1]) for r in res] == ["early"]
+        await close(a, b)
+    run(main())
+
+
 def test_not_archived(server):
     """groupchat, <no-store/>, <no-permanent-store/> and bare chat states are
     not archived and get no stanza-id; <store/> archives a message without
