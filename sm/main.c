@@ -83,7 +83,10 @@ static int is_stanza_name(const char *n)
 }
 
 /* An element is acknowledged to the router once its processing and the
- * writes it caused are done (store.h): sm_ack_enter/leave around it. */
+ * writes it caused are done (store.h): sm_ack_enter/leave around it. While the
+ * link is above its high-water mark comp_client parks what the router
+ * delivers (comp_client.h), so a presence storm waits unread here instead of
+ * its fan-outs filling the link's buffer. */
 static void ack_done(unsigned long long token)
 {
     if (link_)
