@@ -114,6 +114,8 @@ struct comp_client {
     struct parked *parked, **parked_tail;
     size_t nparked;
     struct event *resume_ev;
+    struct event *stall_ev;    /* while above: checks that acks still come */
+    uint64_t stall_first;      /* first_seq at the last check */
     uint64_t cur_seq;          /* in_count of the stanza in on_stanza */
 };
 
@@ -129,6 +131,7 @@ typedef struct parked {
 } parked_t;
 
 #define CLOSE_WAIT 2.0
+#define STALL_CHECK 1   /* seconds without an ack before parked input goes on */
 
 static void cc_connect(comp_client_t *c);
 static void cc_drop(comp_client_t *c);
@@ -162,10 +165,40 @@ static void pressure_check(comp_client_t *c)
     if (c->above || evbuffer_get_length(c->retained) <= high_water(c))
         return;
     c->above = 1;
+    c->stall_first = c->first_seq;
+    struct timeval tv = {STALL_CHECK, 0};
+    evtimer_add(c->stall_ev, &tv);
     log_info("event=link-backpressure component=%s state=on buffered=%zu high=%zu", c->cfg.name,
              evbuffer_get_length(c->retained), high_water(c));
     if (c->cb.on_pressure)
         c->cb.on_pressure(c->ctx, 1);
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Two components above their marks can each wait for acks that only the
+ * other's parked input would produce (sm instances sending to each other,
+ * or a component to a name it serves itself). When no ack came for a whole
+ * check period, parked stanzas go on anyway, one at a time, while the buffer
+ * stays below three quarters: the last quarter stays room for their output. */
+static void stall_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    comp_client_t *c = arg;
+    if (!c->above)
+        return;
+    if (c->first_seq == c->stall_first && c->parked &&
+        evbuffer_get_length(c->retained) < max_buffer(c) / 4 * 3) {
+        log_warn("event=link-backpressure component=%s state=stalled buffered=%zu parked=%zu", c->cfg.name,
+                 evbuffer_get_length(c->retained), c->nparked);
+        resume_cb(-1, 0, c);
+    }
+    c->stall_first = c->first_seq;
+    if (c->above) {
+        struct timeval tv = {STALL_CHECK, 0};
+        evtimer_add(c->stall_ev, &tv);
+    }
 }
 
 static void parked_free(comp_client_t *c)
@@ -457,19 +490,24 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     comp_client_t *c = arg;
-    if (!c->above || evbuffer_get_length(c->retained) > low_water(c))
+    int stalled = what == 0;   /* from stall_cb: above, and no ack for a while */
+    if (!c->above || (!stalled && evbuffer_get_length(c->retained) > low_water(c)))
         return;
-    c->above = 0;
-    log_info("event=link-backpressure component=%s state=off buffered=%zu parked=%zu", c->cfg.name,
-             evbuffer_get_length(c->retained), c->nparked);
-    if (c->cb.on_pressure)
-        c->cb.on_pressure(c->ctx, 0);
+    if (!stalled) {
+        c->above = 0;
+        evtimer_del(c->stall_ev);
+        log_info("event=link-backpressure component=%s state=off buffered=%zu parked=%zu", c->cfg.name,
+                 evbuffer_get_length(c->retained), c->nparked);
+        if (c->cb.on_pressure)
+            c->cb.on_pressure(c->ctx, 0);
+    }
     /* A marker read for a stanza still in the parser stays its own. */
     char epoch[sizeof c->marker_epoch];
     memcpy(epoch, c->marker_epoch, sizeof epoch);
     uint64_t mseq = c->marker_seq;
     c->in_callback = 1;
-    while (c->parked && !c->above && !c->closing && !c->close_sent &&
+    while (c->parked && (!c->above || (stalled && evbuffer_get_length(c->retained) < max_buffer(c) / 4 * 3)) &&
+           !c->closing && !c->close_sent &&
            (c->state == CC_READY || c->state == CC_BINDING)) {
         parked_t *p = c->parked;
         c->parked = p->next;
@@ -1122,6 +1160,7 @@ comp_client_t *comp_client_new(struct event_base *base, const comp_client_cfg_t 
     c->retained = evbuffer_new();
     c->parked_tail = &c->parked;
     c->resume_ev = event_new(base, -1, 0, resume_cb, c);
+    c->stall_ev = evtimer_new(base, stall_cb, c);
     c->lim_stanza = COMP_FANOUT_DEFAULT_STANZA;
     c->lim_fan_bytes = COMP_FANOUT_DEFAULT_BYTES;
     c->lim_fan_recipients = COMP_FANOUT_DEFAULT_RECIPIENTS;
@@ -1184,6 +1223,7 @@ void comp_client_free(comp_client_t *c)
         SSL_CTX_free(c->tls_ctx);
     event_free(c->timer);
     event_free(c->resume_ev);
+    event_free(c->stall_ev);
     parked_free(c);
     evbuffer_free(c->retained);
     free(c->lens);

@@ -28,7 +28,7 @@ def srv(tmp_path, monkeypatch):
     make_certs(tmp_path)
     monkeypatch.setattr(muc_env, "MUC", muc_env.MUC.replace(
         "<name>router</name></router>", f"<name>router</name><buffer>{BUFFER}</buffer></router>"))
-    s = MucServer(tmp_path).start()
+    s = MucServer(tmp_path).start(c2s_extra="<limits><connections-per-ip>1000</connections-per-ip></limits>")
     yield s
     s.close()
 
