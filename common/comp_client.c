@@ -117,6 +117,7 @@ struct comp_client {
     struct event *stall_ev;    /* while above: checks that acks still come */
     uint64_t stall_first;      /* first_seq at the last check */
     uint64_t cur_seq;          /* in_count of the stanza in on_stanza */
+    int unstalling;            /* stall_cb is handing parked input on */
 };
 
 /* A stanza received while above the high-water mark, with what
@@ -475,7 +476,7 @@ size_t comp_client_buffered_bytes(const comp_client_t *c)
 
 int comp_client_above_high(const comp_client_t *c)
 {
-    return c->above;
+    return c->above && !c->unstalling;
 }
 
 size_t comp_client_parked(const comp_client_t *c)
@@ -505,6 +506,7 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
     char epoch[sizeof c->marker_epoch];
     memcpy(epoch, c->marker_epoch, sizeof epoch);
     uint64_t mseq = c->marker_seq;
+    c->unstalling = stalled;
     c->in_callback = 1;
     while (c->parked && (!c->above || (stalled && evbuffer_get_length(c->retained) < max_buffer(c) / 4 * 3)) &&
            !c->closing && !c->close_sent &&
@@ -522,6 +524,7 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
     }
     memcpy(c->marker_epoch, epoch, sizeof epoch);
     c->marker_seq = mseq;
+    c->unstalling = 0;
     c->in_callback = 0;
     if (c->bev)
         send_ack(c);
@@ -577,7 +580,7 @@ static uint64_t ack_take(comp_client_t *c)
 {
     if (c->in_count == c->in_acked || c->close_sent || (c->state != CC_READY && c->state != CC_BINDING))
         return 0;
-    uint64_t upto = c->in_count - c->nparked;   /* parked: not handled yet */
+    uint64_t upto = c->parked ? c->parked->seq - 1 : c->in_count;   /* parked: not handled yet */
     if (upto == c->in_acked)
         return 0;
     if (c->cfg.manual_ack) {

@@ -122,7 +122,8 @@ int comp_client_is_ready(const comp_client_t *c);
 size_t comp_client_unacked(const comp_client_t *c);
 size_t comp_client_buffered_bytes(const comp_client_t *c);
 /* 1 from the moment the buffer passed the high-water mark until it fell to
- * the low-water mark (on_pressure tells both). */
+ * the low-water mark (on_pressure tells both): input should wait. 0 while a
+ * stalled link hands parked input on (docs/component-protocol.md 10.1). */
 int comp_client_above_high(const comp_client_t *c);
 /* Stanzas received meanwhile and not yet given to on_stanza. */
 size_t comp_client_parked(const comp_client_t *c);
