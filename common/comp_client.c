@@ -180,8 +180,8 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg);
 /* Two components above their marks can each wait for acks that only the
  * other's parked input would produce (sm instances sending to each other,
  * or a component to a name it serves itself). When no ack came for a whole
- * check period, parked stanzas go on anyway, one at a time, while the buffer
- * stays below three quarters: the last quarter stays room for their output. */
+ * check period, parked stanzas go on anyway, one after another while the
+ * buffer stays below three quarters: the last quarter stays room for their output. */
 static void stall_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -189,16 +189,15 @@ static void stall_cb(evutil_socket_t fd, short what, void *arg)
     comp_client_t *c = arg;
     if (!c->above)
         return;
-    if (c->first_seq == c->stall_first && c->parked &&
-        evbuffer_get_length(c->retained) < max_buffer(c) / 4 * 3) {
+    int stalled = c->first_seq == c->stall_first && c->parked &&
+                  evbuffer_get_length(c->retained) < max_buffer(c) / 4 * 3;
+    c->stall_first = c->first_seq;
+    struct timeval tv = {STALL_CHECK, 0};
+    evtimer_add(c->stall_ev, &tv);
+    if (stalled) {
         log_warn("event=link-backpressure component=%s state=stalled buffered=%zu parked=%zu", c->cfg.name,
                  evbuffer_get_length(c->retained), c->nparked);
-        resume_cb(-1, 0, c);
-    }
-    c->stall_first = c->first_seq;
-    if (c->above) {
-        struct timeval tv = {STALL_CHECK, 0};
-        evtimer_add(c->stall_ev, &tv);
+        resume_cb(-1, 0, c);   /* last: may free c (free_pending) */
     }
 }
 
