@@ -93,3 +93,37 @@ def test_join_storm_drops_nothing(srv):
         assert "reason=buffer-full" not in srv.log(name), name
     # The storm did go past the high-water mark: the test provokes what it checks.
     assert "event=link-backpressure component=muc state=on" in srv.log("muc")
+
+
+def test_sm_burst_to_unacking_client_drops_nothing(tmp_path, monkeypatch):
+    """The sm's link: a XEP-0198 client that does not answer <r/> holds
+    c2s's acknowledgements of its deliveries (timeouts.delivery-ack), so
+    the sm's deliveries to it stay in the sm's buffer meanwhile. A burst of
+    messages to it many times router.buffer must all arrive, none dropped."""
+    import server
+    make_certs(tmp_path)
+    monkeypatch.setattr(server, "SM", server.SM.replace(
+        "<name>router</name></router>", f"<name>router</name><buffer>{BUFFER}</buffer></router>", 1))
+    s = server.Server(tmp_path).start(
+        c2s_extra="<timeouts><delivery-ack>2</delivery-ack></timeouts>")
+    try:
+        for u in ("sender", "sink"):
+            s.register(u, "pw-" + u)
+        sink = s.login("sink", "pw-sink")
+        sink.send("<enable xmlns='urn:xmpp:sm:3'/>")
+        sink.read_until(r"<enabled\b[^>]*>")
+        sink.send("<presence/>")
+        sink.read_until(r"<presence\b")
+        sender = s.login("sender", "pw-sender")
+        n, body = 300, "b" * 1000        # 300 KB: several times the buffer
+        for i in range(n):
+            sender.send(f"<message to='sink@localhost/r' type='chat' id='m{i}'><body>{i}:{body}</body></message>")
+        got = set()
+        while len(got) < n:              # read (the kernel never fills) but never answer <r/>
+            chunk = sink.read_until(r"</message>", timeout=60)
+            got.update(int(x) for x in re.findall(r"<body>(\d+):", chunk))
+        assert got == set(range(n))
+        assert "reason=buffer-full" not in s.log("sm")
+        assert "event=link-backpressure component=sm state=on" in s.log("sm")
+    finally:
+        s.close()
