@@ -1,11 +1,14 @@
-"""Backpressure on a component's router link (docs/component-protocol.md,
-"Backpressure"): weft-muc with a small router.buffer under a storm of
+"""Backpressure on a component's router link (docs/component-protocol.md
+10.1), provoked with router.buffer at its 64 KiB minimum. First weft-muc
+under a storm of
 concurrent joins to one room whose occupants carry long statuses. Every
 join's output (the joiner's broadcast and every occupant's presence to the
 joiner) is retained until the router acknowledges it; the storm's total is
 many times the buffer. The muc must take new input only as its buffer
 drains, never drop a stanza: each client sees every occupant's presence,
-its own self-presence included, and no log says buffer-full.
+its own self-presence included, and no log says buffer-full. Then the sm,
+with a burst of messages to a client whose acknowledgements it must wait
+for: every message arrives.
 """
 import re
 import threading
