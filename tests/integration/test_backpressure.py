@@ -1,7 +1,7 @@
 """Backpressure on a component's router link (docs/component-protocol.md
 10.1), provoked with router.buffer at its 64 KiB minimum. First weft-muc
-under a storm of
-concurrent joins to one room whose occupants carry long statuses. Every
+under a storm of concurrent joins to one room whose occupants carry long
+statuses. Every
 join's output (the joiner's broadcast and every occupant's presence to the
 joiner) is retained until the router acknowledges it; the storm's total is
 many times the buffer. The muc must take new input only as its buffer
