@@ -105,9 +105,34 @@ struct comp_client {
      * arrives is processed (the router gives it again) until the router's
      * own closing tag, EOF or CLOSE_WAIT seconds. */
     int close_sent;
+    /* Backpressure: above is set once `retained` passes the high-water mark
+     * and cleared when it falls to the low-water mark. Meanwhile stanzas the
+     * router delivers are parked in `parked` (in order, unacknowledged) and
+     * handed to on_stanza once below; control elements (the router's acks,
+     * which drain `retained`) are still read, so the link never stalls. */
+    int above;
+    struct parked *parked, **parked_tail;
+    size_t nparked;
+    struct event *resume_ev;
+    struct event *stall_ev;    /* while above: checks that acks still come */
+    uint64_t stall_first;      /* first_seq at the last check */
+    uint64_t cur_seq;          /* in_count of the stanza in on_stanza */
+    int unstalling;            /* stall_cb is handing parked input on */
 };
 
+/* A stanza received while above the high-water mark, with what
+ * comp_client_in_token and comp_client_in_origin must say for it. */
+typedef struct parked {
+    xml_node_t *st;
+    uint64_t seq;
+    int marker;
+    char epoch[40];
+    uint64_t marker_seq;
+    struct parked *next;
+} parked_t;
+
 #define CLOSE_WAIT 2.0
+#define STALL_CHECK 1   /* seconds without an ack before parked input goes on */
 
 static void cc_connect(comp_client_t *c);
 static void cc_drop(comp_client_t *c);
@@ -115,6 +140,85 @@ static void cc_read_cb(struct bufferevent *bev, void *arg);
 static void cc_event_cb(struct bufferevent *bev, short what, void *arg);
 static void mark_done(comp_client_t *c, uint64_t seq);
 static uint64_t ack_take(comp_client_t *c);
+static void send_ack(comp_client_t *c);
+
+static size_t max_buffer(const comp_client_t *c)
+{
+    return c->cfg.max_buffer ? c->cfg.max_buffer : 16u << 20;
+}
+
+/* The link's marks (docs/component-protocol.md, Backpressure): above half of
+ * the buffer new input waits; it goes on once a quarter is left. The other
+ * half is room for what the input element being handled still sends. */
+static size_t high_water(const comp_client_t *c)
+{
+    return max_buffer(c) / 2;
+}
+
+static size_t low_water(const comp_client_t *c)
+{
+    return max_buffer(c) / 4;
+}
+
+/* After anything was added to `retained`. */
+static void pressure_check(comp_client_t *c)
+{
+    if (c->above || evbuffer_get_length(c->retained) <= high_water(c))
+        return;
+    c->above = 1;
+    c->stall_first = c->first_seq;
+    struct timeval tv = {STALL_CHECK, 0};
+    evtimer_add(c->stall_ev, &tv);
+    log_info("event=link-backpressure component=%s state=on buffered=%zu high=%zu", c->cfg.name,
+             evbuffer_get_length(c->retained), high_water(c));
+    if (c->cb.on_pressure)
+        c->cb.on_pressure(c->ctx, 1);
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Two components above their marks can each wait for acks that only the
+ * other's parked input would produce (sm instances sending to each other,
+ * or a component to a name it serves itself). When no ack came for a whole
+ * check period, parked stanzas go on anyway, one after another while the
+ * buffer stays below three quarters: the last quarter stays room for their output. */
+static void stall_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    comp_client_t *c = arg;
+    if (!c->above)
+        return;
+    int stalled = c->first_seq == c->stall_first && c->parked &&
+                  evbuffer_get_length(c->retained) < max_buffer(c) / 4 * 3;
+    c->stall_first = c->first_seq;
+    struct timeval tv = {STALL_CHECK, 0};
+    evtimer_add(c->stall_ev, &tv);
+    if (stalled) {
+        log_warn("event=link-backpressure component=%s state=stalled buffered=%zu parked=%zu", c->cfg.name,
+                 evbuffer_get_length(c->retained), c->nparked);
+        resume_cb(-1, 0, c);   /* last: may free c (free_pending) */
+    }
+}
+
+static void parked_free(comp_client_t *c)
+{
+    while (c->parked) {
+        parked_t *p = c->parked;
+        c->parked = p->next;
+        xml_free(p->st);
+        free(p);
+    }
+    c->parked_tail = &c->parked;
+    c->nparked = 0;
+}
+
+static void deliver(comp_client_t *c, xml_node_t *st, uint64_t seq)
+{
+    c->cur_seq = seq;
+    c->cb.on_stanza(c->ctx, st);
+    c->cur_marker = 0;
+}
 
 static void cc_write(comp_client_t *c, const char *s, size_t n)
 {
@@ -166,6 +270,7 @@ static void cc_drop(comp_client_t *c)
         sasl_client_free(c->sasl);
     c->sasl = NULL;
     c->tls = 0;
+    parked_free(c);   /* unacknowledged: the router gives them again */
     c->have_marker = 0;
     c->marker_epoch[0] = '\0';
     c->close_sent = 0;
@@ -216,6 +321,8 @@ static void drop_acked(comp_client_t *c, uint64_t h)
     if (!c->lens_len)
         c->first_seq = c->next_seq;
     evbuffer_drain(c->retained, drain);
+    if (c->above && evbuffer_get_length(c->retained) <= low_water(c))
+        event_active(c->resume_ev, EV_TIMEOUT, 0);   /* not from inside the parser */
     if (c->closing && c->state == CC_READY)
         comp_client_close(c, 0);
 }
@@ -262,8 +369,7 @@ static void flush_retained(comp_client_t *c)
 
 int comp_client_send_raw(comp_client_t *c, const char *bytes, size_t len)
 {
-    size_t max = c->cfg.max_buffer ? c->cfg.max_buffer : 16u << 20;
-    if (c->state == CC_CLOSED || c->close_sent || evbuffer_get_length(c->retained) + len > max)
+    if (c->state == CC_CLOSED || c->close_sent || evbuffer_get_length(c->retained) + len > max_buffer(c))
         return -1;
     evbuffer_add(c->retained, bytes, len);
     lens_push(c, len, 0, 0);
@@ -272,6 +378,7 @@ int comp_client_send_raw(comp_client_t *c, const char *bytes, size_t len)
         cc_write(c, bytes, len);
         c->sent_upto = c->next_seq - 1;
     }
+    pressure_check(c);
     return 0;
 }
 
@@ -311,11 +418,10 @@ static void fanout_push(comp_client_t *c, const char *stanza, size_t len, const 
 int comp_client_send_fanout(comp_client_t *c, const char *stanza, size_t len, const char *const *to, size_t n,
                             uint64_t ack_token)
 {
-    size_t max = c->cfg.max_buffer ? c->cfg.max_buffer : 16u << 20;
     size_t total = len + 64;
     for (size_t i = 0; i < n; i++)
         total += comp_fanout_recipient_len(to[i]);
-    if (c->state == CC_CLOSED || c->close_sent || evbuffer_get_length(c->retained) + total > max)
+    if (c->state == CC_CLOSED || c->close_sent || evbuffer_get_length(c->retained) + total > max_buffer(c))
         return -1;
     /* The ack rides on the (last) element only on the link the token is of,
      * and only when that element is written now: a retained element goes
@@ -348,6 +454,7 @@ int comp_client_send_fanout(comp_client_t *c, const char *stanza, size_t len, co
         fanout_push(c, stanza, len, to + i, k, h);
         i += k;
     }
+    pressure_check(c);
     return 0;
 }
 
@@ -364,6 +471,70 @@ size_t comp_client_unacked(const comp_client_t *c)
 size_t comp_client_buffered_bytes(const comp_client_t *c)
 {
     return evbuffer_get_length(c->retained);
+}
+
+int comp_client_above_high(const comp_client_t *c)
+{
+    return c->above && !c->unstalling;
+}
+
+size_t comp_client_parked(const comp_client_t *c)
+{
+    return c->nparked;
+}
+
+/* Below the low-water mark again: the parked stanzas go to on_stanza in
+ * order, as long as the link stays below the high-water mark. */
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    comp_client_t *c = arg;
+    int stalled = what == 0;   /* from stall_cb: above, and no ack for a while */
+    if (!c->above || (!stalled && evbuffer_get_length(c->retained) > low_water(c)))
+        return;
+    if (!stalled) {
+        c->above = 0;
+        evtimer_del(c->stall_ev);
+        log_info("event=link-backpressure component=%s state=off buffered=%zu parked=%zu", c->cfg.name,
+                 evbuffer_get_length(c->retained), c->nparked);
+        if (c->cb.on_pressure)
+            c->cb.on_pressure(c->ctx, 0);
+    }
+    /* A marker read for a stanza still in the parser stays its own. */
+    char epoch[sizeof c->marker_epoch];
+    memcpy(epoch, c->marker_epoch, sizeof epoch);
+    uint64_t mseq = c->marker_seq;
+    c->unstalling = stalled;
+    c->in_callback = 1;
+    while (c->parked && (!c->above || (stalled && evbuffer_get_length(c->retained) < max_buffer(c) / 4 * 3)) &&
+           !c->closing && !c->close_sent &&
+           (c->state == CC_READY || c->state == CC_BINDING)) {
+        parked_t *p = c->parked;
+        c->parked = p->next;
+        if (!c->parked)
+            c->parked_tail = &c->parked;
+        c->nparked--;
+        c->cur_marker = p->marker;
+        memcpy(c->marker_epoch, p->epoch, sizeof c->marker_epoch);
+        c->marker_seq = p->marker_seq;
+        deliver(c, p->st, p->seq);
+        free(p);
+    }
+    memcpy(c->marker_epoch, epoch, sizeof epoch);
+    c->marker_seq = mseq;
+    c->unstalling = 0;
+    c->in_callback = 0;
+    if (c->bev)
+        send_ack(c);
+    if (c->bev && c->closing && !c->close_sent && c->state == CC_READY)
+        comp_client_close(c, 0);
+    if (c->dead_xs) {
+        xml_stream_free(c->dead_xs);
+        c->dead_xs = NULL;
+    }
+    if (c->free_pending)
+        comp_client_free(c);
 }
 
 /* --- incoming ---------------------------------------------------------------- */
@@ -408,7 +579,9 @@ static uint64_t ack_take(comp_client_t *c)
 {
     if (c->in_count == c->in_acked || c->close_sent || (c->state != CC_READY && c->state != CC_BINDING))
         return 0;
-    uint64_t upto = c->in_count;
+    uint64_t upto = c->parked ? c->parked->seq - 1 : c->in_count;   /* parked: not handled yet */
+    if (upto == c->in_acked)
+        return 0;
     if (c->cfg.manual_ack) {
         size_t n = 0, pending = (size_t)(c->in_count - c->in_acked);
         while (n < pending && c->done[n])
@@ -453,7 +626,7 @@ int comp_client_in_origin(const comp_client_t *c, const char **epoch, uint64_t *
 
 uint64_t comp_client_in_token(const comp_client_t *c)
 {
-    return (c->link_gen << 40) | c->in_count;
+    return (c->link_gen << 40) | c->cur_seq;
 }
 
 void comp_client_done(comp_client_t *c, uint64_t token)
@@ -842,9 +1015,21 @@ static void on_stanza(void *ctx, xml_node_t *st)
         if (dup) {
             log_debug("event=duplicate-dropped component=%s", c->cfg.name);
             mark_done(c, c->in_count);
-        } else if (c->cb.on_stanza) {
-            c->cb.on_stanza(c->ctx, st);
+        } else if (c->cb.on_stanza && (c->above || c->parked)) {
+            parked_t *p = xcalloc(1, sizeof *p);
+            p->st = st;
+            p->seq = c->in_count;
+            p->marker = c->cur_marker;
+            memcpy(p->epoch, c->marker_epoch, sizeof p->epoch);
+            p->marker_seq = c->marker_seq;
+            *c->parked_tail = p;
+            c->parked_tail = &p->next;
+            if (!c->nparked++)
+                log_debug("event=input-parked component=%s reason=backpressure", c->cfg.name);
             c->cur_marker = 0;
+            return;
+        } else if (c->cb.on_stanza) {
+            deliver(c, st, c->in_count);
             return;
         }
     }
@@ -975,6 +1160,9 @@ comp_client_t *comp_client_new(struct event_base *base, const comp_client_cfg_t 
     c->ctx = ctx;
     c->next_seq = c->first_seq = 1;
     c->retained = evbuffer_new();
+    c->parked_tail = &c->parked;
+    c->resume_ev = event_new(base, -1, 0, resume_cb, c);
+    c->stall_ev = evtimer_new(base, stall_cb, c);
     c->lim_stanza = COMP_FANOUT_DEFAULT_STANZA;
     c->lim_fan_bytes = COMP_FANOUT_DEFAULT_BYTES;
     c->lim_fan_recipients = COMP_FANOUT_DEFAULT_RECIPIENTS;
@@ -996,7 +1184,7 @@ comp_client_t *comp_client_new(struct event_base *base, const comp_client_cfg_t 
  * be stored by us and, unacknowledged, again by the next instance. */
 static int close_may_proceed(const comp_client_t *c)
 {
-    return !c->lens_len && !(c->cfg.manual_ack && c->in_acked < c->in_count);
+    return !c->lens_len && !(c->cfg.manual_ack && c->in_acked + c->nparked < c->in_count);
 }
 
 /* The final ack goes before the closing tag: without it the router would
@@ -1036,6 +1224,9 @@ void comp_client_free(comp_client_t *c)
     if (c->tls_ctx)
         SSL_CTX_free(c->tls_ctx);
     event_free(c->timer);
+    event_free(c->resume_ev);
+    event_free(c->stall_ev);
+    parked_free(c);
     evbuffer_free(c->retained);
     free(c->lens);
     free(c->seen);

@@ -8,7 +8,12 @@
  * destination acknowledged it), so a router restart loses nothing; after a
  * reconnect the unacknowledged ones are sent again and the receiving side drops
  * the duplicates by their origin marker. The buffer is bounded (max_buffer):
- * comp_client_send fails when it is full and the caller decides (bounce, wait). */
+ * comp_client_send fails when it is full and the caller decides (bounce, wait).
+ * Before that, backpressure: above half of max_buffer (the high-water mark)
+ * the stanzas the router delivers are parked, unacknowledged, and given to
+ * on_stanza only once the buffer fell to a quarter (the low-water mark); so
+ * the half above the mark is room for the output of the element being
+ * handled, and the hard limit is not reached in normal overload. */
 #ifndef WEFT_COMP_CLIENT_H
 #define WEFT_COMP_CLIENT_H
 #include <stddef.h>
@@ -58,7 +63,7 @@ typedef struct comp_link_cfg {
     {"router.tls-ca", CFG_STRING, "", 0, 0, 0, offsetof(type, link.tls_ca), NULL,                          \
      "CA bundle that verifies the router's certificate; empty: system default."},                        \
     {"router.buffer", CFG_SIZE, def_buffer, 65536, 1073741824, 0, offsetof(type, link.buffer), NULL,      \
-     "Bytes sent to the router and not yet acknowledged before sends fail."},                            \
+     "Bytes sent to the router and not yet acknowledged before sends fail; above half, input waits."},  \
     {"name", CFG_STRING, def_name, 0, 0, 0, offsetof(type, link.name), NULL,                              \
      "Component name of this instance (its <component> entry in router.xml)."},                          \
     {"secret", CFG_STRING, def_secret, 0, 0, 0, offsetof(type, link.secret), NULL,                        \
@@ -84,6 +89,10 @@ typedef struct comp_client_cb {
     /* A lost instance is back: finish with the users that move back to it,
      * then call comp_client_released. Unset: released at once. */
     void (*on_handback)(void *ctx, const char *name, const char *instance);
+    /* The link went above its high-water mark (above 1: on_stanza is not
+     * called until it is below its low-water mark again) or below (0). A
+     * component that queues input of its own stops taking from it too. */
+    void (*on_pressure)(void *ctx, int above);
 } comp_client_cb_t;
 
 typedef struct comp_client comp_client_t;
@@ -112,6 +121,12 @@ int comp_client_is_ready(const comp_client_t *c);
 /* Stanzas sent and not yet acknowledged (still in our buffer). */
 size_t comp_client_unacked(const comp_client_t *c);
 size_t comp_client_buffered_bytes(const comp_client_t *c);
+/* 1 from the moment the buffer passed the high-water mark until it fell to
+ * the low-water mark (on_pressure tells both): input should wait. 0 while a
+ * stalled link hands parked input on (docs/component-protocol.md 10.1). */
+int comp_client_above_high(const comp_client_t *c);
+/* Stanzas received meanwhile and not yet given to on_stanza. */
+size_t comp_client_parked(const comp_client_t *c);
 /* With manual_ack: inside on_stanza, the token of the stanza being delivered;
  * pass it to comp_client_done once the stanza is finished with (sent on,
  * bounced or dropped on purpose). Tokens of an earlier router link are

@@ -156,10 +156,14 @@ static void handle(xml_node_t *st, uint64_t token, char *id)
 }
 
 /* Room for a large broadcast, or half the socket's buffer when that is
- * smaller (a UNIX socket's is about 200 KiB). */
+ * smaller (a UNIX socket's is about 200 KiB); and the link below its
+ * high-water mark (comp_client.h): what waits here then waits for the router's
+ * acks like what comp_client parks, instead of filling the link's buffer. */
 static int has_room(void)
 {
     size_t room, cap;
+    if (link_ && comp_client_above_high(link_))
+        return 0;
     if (comp_client_write_room(link_, &room, &cap) < 0)
         return 1;
     return room >= (cap / 2 < ROOM_NEEDED ? cap / 2 : ROOM_NEEDED);
@@ -241,6 +245,14 @@ static void on_stanza(void *ctx, xml_node_t *st)
     xml_free(st);
 }
 
+/* Below the low-water mark again: what waits here goes first. */
+static void on_pressure(void *ctx, int above)
+{
+    (void)ctx;
+    if (!above && inq_head)
+        inq_run(-1, 0, NULL);
+}
+
 static void on_name(void *ctx, const char *name, const char *instance, int up)
 {
     (void)ctx;
@@ -285,6 +297,7 @@ static void loaded(void)
         .on_stanza = on_stanza,
         .on_name = on_name,
         .on_bind_error = on_bind_error,
+        .on_pressure = on_pressure,
     };
     link_ = comp_client_new(daemon_base(), &cc, &cb, NULL);
     if (!link_)

@@ -346,8 +346,10 @@ static void q_drain(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
-    /* Stanzas queued while draining are processed in the same run, in order. */
-    while (q_head) {
+    /* Stanzas queued while draining are processed in the same run, in order;
+     * the rest waits while the router link is above its high-water mark
+     * (sm_users_resume goes on). */
+    while (q_head && !sm_link_above()) {
         qitem_t *q = q_head;
         q_head = q->next;
         if (!q_head)
@@ -514,16 +516,16 @@ void sm_user_with(const char *bare, sm_user_fn fn, void *arg)
 
 static void user_inbound(user_ent_t *e, xml_node_t *st);
 
-/* Processes what waited, in order, until a stanza holds the user again. */
-void sm_user_release(sm_user_t *u)
+/* Processes what waited, in order, until a stanza holds the user again or
+ * the router link passes its high-water mark (backpressure: the rest waits
+ * for sm_users_resume, docs/component-protocol.md 10.1). */
+static void user_drain(user_ent_t *e)
 {
-    user_ent_t *e = (user_ent_t *)u;
-    if (e->holds)
-        e->holds--;
+    sm_user_t *u = &e->u;
     if (e->draining)
         return;
     e->draining = 1;
-    while (!e->holds && e->held) {
+    while (!e->holds && e->held && !sm_link_above()) {
         qitem_t *q = e->held;
         e->held = q->next;
         sm_ack_t *prev = sm_ack_swap(q->ack);
@@ -544,6 +546,38 @@ void sm_user_release(sm_user_t *u)
         qitem_free(q);
     }
     e->draining = 0;
+}
+
+void sm_user_release(sm_user_t *u)
+{
+    user_ent_t *e = (user_ent_t *)u;
+    if (e->holds)
+        e->holds--;
+    user_drain(e);
+}
+
+/* The link is below its low-water mark again: the local queue, then users
+ * whose waiting stanzas were left for it go on, until the mark is passed
+ * again. A drain may
+ * change a bucket's list, so the bucket is scanned again after each. */
+void sm_users_resume(void)
+{
+    if (q_head)
+        q_drain(-1, 0, NULL);
+    if (sm_link_above())
+        return;
+    for (size_t b = 0; b < USER_BUCKETS; b++) {
+    again:
+        for (sm_user_t *u = users[b]; u; u = u->next) {
+            user_ent_t *e = (user_ent_t *)u;
+            if (e->holds || !e->held || e->draining)
+                continue;
+            user_drain(e);
+            if (sm_link_above())
+                return;
+            goto again;
+        }
+    }
 }
 
 /* --- RFC 6121 8.5: inbound ---------------------------------------------------- */

@@ -43,6 +43,20 @@ int sm_link_send_raw(const char *bytes, size_t len)
     return 0;
 }
 
+/* Input waits while this is 1: comp_client parks what the router delivers,
+ * and core.c's per-user queues are not drained (sm_users_resume). */
+int sm_link_above(void)
+{
+    return link_ && comp_client_above_high(link_);
+}
+
+static void on_pressure(void *ctx, int above)
+{
+    (void)ctx;
+    if (!above)
+        sm_users_resume();
+}
+
 int sm_owns(const char *bare)
 {
     const char *self = sm_config->link.name;
@@ -83,7 +97,10 @@ static int is_stanza_name(const char *n)
 }
 
 /* An element is acknowledged to the router once its processing and the
- * writes it caused are done (store.h): sm_ack_enter/leave around it. */
+ * writes it caused are done (store.h): sm_ack_enter/leave around it. While the
+ * link is above its high-water mark comp_client parks what the router
+ * delivers (comp_client.h), so a presence storm waits unread here instead of
+ * its fan-outs filling the link's buffer. */
 static void ack_done(unsigned long long token)
 {
     if (link_)
@@ -245,6 +262,7 @@ static int sm_start(struct event_base *base, void *config)
         .on_bind_error = on_bind_error,
         .on_lost = on_lost,
         .on_handback = on_handback,
+        .on_pressure = on_pressure,
     };
     link_ = comp_client_new(base, &cc, &cb, NULL);
     return link_ ? 0 : -1;

@@ -117,6 +117,8 @@ int sm_module_section(void *target, const xml_node_t *el, const char *file, cfg_
 void sm_config_table_free(void);
 /* main.c: the router link and the set of sm instances serving our domain. */
 int sm_link_send_raw(const char *bytes, size_t len);  /* 0, or -1 when the buffer is full */
+int sm_link_above(void);                              /* router link above its high-water mark */
+void sm_users_resume(void);                           /* below it again: held stanzas go on */
 int sm_owns(const char *bare);                        /* 1 if this instance owns that user */
 /* core.c: what main.c hands it. Elements are borrowed. */
 void sm_core_init(struct event_base *base);
