@@ -23,33 +23,19 @@ static size_t escaped_len(const char *s)
     return n;
 }
 
-static int parse_dec(const char *s, uint64_t *out)
-{
-    if (!s || !*s)
-        return -1;
-    uint64_t v = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > UINT64_MAX / 10 - 10)
-            return -1;
-        v = v * 10 + (uint64_t)(*s - '0');
-    }
-    *out = v;
-    return 0;
-}
-
 int comp_fanout_parse(xml_node_t *el, comp_fanout_t *f, const char **why)
 {
     memset(f, 0, sizeof *f);
     strbuf_init(&f->tmpl);
     const char *h = xml_attr_get(el, "h"), *skip = xml_attr_get(el, "skip");
     if (h) {
-        if (parse_dec(h, &f->h) < 0) {
+        if (comp_proto_parse_u64(h, &f->h) < 0) {
             *why = "fanout with an h that is not decimal";
             return -1;
         }
         f->has_h = 1;
     }
-    if (skip && parse_dec(skip, &f->skip) < 0) {
+    if (skip && comp_proto_parse_u64(skip, &f->skip) < 0) {
         *why = "fanout with a skip that is not decimal";
         return -1;
     }

@@ -133,3 +133,17 @@ void comp_proto_random_hex(char *buf, size_t nbytes)
     }
     buf[2 * nbytes] = '\0';
 }
+
+int comp_proto_parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || !*s)
+        return -1;
+    uint64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > UINT64_MAX / 10 - 10)
+            return -1;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return 0;
+}

@@ -45,4 +45,7 @@ uint64_t comp_proto_partition_score(const char *key, size_t key_len, const char 
 /* Random hex string of 2*nbytes chars into buf (cap >= 2*nbytes+1). */
 void comp_proto_random_hex(char *buf, size_t nbytes);
 
+/* Decimal text to uint64 (digits only, no overflow); 0, or -1 when it is not one. */
+int comp_proto_parse_u64(const char *s, uint64_t *out);
+
 #endif

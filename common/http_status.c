@@ -23,7 +23,7 @@ const char *http_status_text(int status)
     case 426: return "Upgrade Required";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";     /* a method weft-upload does not serve */
+    case 501: return "Not Implemented";     /* RFC 9110 15.6.2's phrase: weft-upload's answer to an unknown method */
     case 503: return "Service Unavailable";
     case 505: return "HTTP Version Not Supported";
     case 507: return "Insufficient Storage";

@@ -469,25 +469,11 @@ static void reply_bind(link_t *l, const char *el, const char *name, const char *
     send_sb(l, &sb);
 }
 
-static int parse_u64(const char *s, uint64_t *out)
-{
-    if (!s || !*s)
-        return -1;
-    uint64_t v = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > UINT64_MAX / 10 - 10)
-            return -1;
-        v = v * 10 + (uint64_t)(*s - '0');
-    }
-    *out = v;
-    return 0;
-}
-
 /* <w:a h='N'/>, from the tree or straight from the scanner (on_raw). */
 static void handle_ack(link_t *l, const char *h_attr)
 {
     uint64_t h;
-    if (parse_u64(h_attr, &h) < 0) {
+    if (comp_proto_parse_u64(h_attr, &h) < 0) {
         link_close_error(l, "bad-format", "ack without a valid h");
         return;
     }
@@ -502,7 +488,7 @@ static void handle_control(link_t *l, xml_node_t *st)
         const char *epoch = xml_attr_get(st, "epoch");
         if (strcmp(n, "session") || !epoch || strlen(epoch) < 8 || strlen(epoch) > 32 ||
             strspn(epoch, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(epoch) ||
-            parse_u64(xml_attr_get(st, "next"), &next) < 0 || next == 0) {
+            comp_proto_parse_u64(xml_attr_get(st, "next"), &next) < 0 || next == 0) {
             link_close_error(l, "bad-format", "expected <w:session epoch='...' next='N'/>");
             return;
         }
@@ -699,6 +685,21 @@ static void feed_input(link_t *l, struct bufferevent *bev)
 #define READ_CHUNK 65536
 #define READ_BUDGET (4 * READ_CHUNK)
 
+/* One recv into the input buffer, which a socket bufferevent keeps frozen
+ * at its end except while it reads itself; the byte count, or <= 0. */
+static ssize_t link_recv_once(struct evbuffer *in, evutil_socket_t fd)
+{
+    struct evbuffer_iovec v;
+    ssize_t r = -1;
+    evbuffer_unfreeze(in, 0);
+    if (evbuffer_reserve_space(in, READ_CHUNK, &v, 1) >= 1 && (r = recv(fd, v.iov_base, v.iov_len, 0)) > 0) {
+        v.iov_len = (size_t)r;
+        evbuffer_commit_space(in, &v, 1);
+    }
+    evbuffer_freeze(in, 0);
+    return r;
+}
+
 static void link_read_cb(struct bufferevent *bev, void *arg)
 {
     link_t *l = arg;
@@ -707,17 +708,7 @@ static void link_read_cb(struct bufferevent *bev, void *arg)
     evutil_socket_t fd = bufferevent_getfd(bev);
     for (size_t got = 0; got < READ_BUDGET && !l->tls && fd >= 0 && l->bev == bev &&
                          l->state != LINK_CLOSING && !l->paused && !evbuffer_get_length(in);) {
-        /* A socket bufferevent keeps the end of its input frozen except
-         * while it reads itself. */
-        struct evbuffer_iovec v;
-        ssize_t r = -1;
-        evbuffer_unfreeze(in, 0);
-        if (evbuffer_reserve_space(in, READ_CHUNK, &v, 1) >= 1 &&
-            (r = recv(fd, v.iov_base, v.iov_len, 0)) > 0) {
-            v.iov_len = (size_t)r;
-            evbuffer_commit_space(in, &v, 1);
-        }
-        evbuffer_freeze(in, 0);
+        ssize_t r = link_recv_once(in, fd);
         if (r <= 0)
             break;
         got += (size_t)r;
@@ -756,15 +747,7 @@ static void link_drain(link_t *l)
     evutil_socket_t fd = bufferevent_getfd(l->bev);
     struct evbuffer *in = bufferevent_get_input(l->bev);
     for (size_t got = 0; got < DRAIN_MAX && !l->tls && fd >= 0 && l->state == LINK_READY;) {
-        struct evbuffer_iovec v;
-        ssize_t r = -1;
-        evbuffer_unfreeze(in, 0);
-        if (evbuffer_reserve_space(in, READ_CHUNK, &v, 1) >= 1 &&
-            (r = recv(fd, v.iov_base, v.iov_len, 0)) > 0) {
-            v.iov_len = (size_t)r;
-            evbuffer_commit_space(in, &v, 1);
-        }
-        evbuffer_freeze(in, 0);
+        ssize_t r = link_recv_once(in, fd);
         if (r <= 0)
             break;
         got += (size_t)r;

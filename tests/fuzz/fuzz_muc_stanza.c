@@ -82,8 +82,10 @@ static void fz_init(void)
     cfg_error_t err;
     if (cfg_load_buffer(table, muc_config, "fuzz.xml", doc, sizeof doc - 1, &err) < 0)
         abort();
-    snprintf(fz_dir, sizeof fz_dir, "%s",
-             access("/dev/shm", W_OK) == 0 ? "/dev/shm/weft-fuzz-muc-XXXXXX" : "/tmp/weft-fuzz-muc-XXXXXX");
+    /* mkdtemp's template: it replaces the six X with a unique suffix. In
+     * memory where the machine has it: the storage writes every run. */
+    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    snprintf(fz_dir, sizeof fz_dir, "%s/weft-fuzz-muc-XXXXXX", base);
     if (!mkdtemp(fz_dir))
         abort();
     atexit(fz_cleanup);
