@@ -1316,7 +1316,13 @@ def _slix_main(spec):
         xb.update_roster(ja, name="a")
         xb.send_presence(pto=ja, ptype="subscribe")
         end = time.time() + spec.get("timeout", 40)
-        while time.time() < end and not (jb in xa.avail and ja in xb.avail):
+        # presence can come a moment before the roster push that makes the
+        # subscription 'both': wait for both
+        def mutual():
+            return (jb in xa.avail and ja in xb.avail
+                    and xa.client_roster[jb]["subscription"] == "both"
+                    and xb.client_roster[ja]["subscription"] == "both")
+        while time.time() < end and not mutual():
             await asyncio.sleep(0.1)
         result["a_sees"], result["b_sees"] = xa.avail.get(jb), xb.avail.get(ja)
         step("presence seen" if jb in xa.avail and ja in xb.avail else "presence NOT seen")
