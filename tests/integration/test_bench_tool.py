@@ -3,6 +3,7 @@ their counts, against a real server: a registration the server refuses is
 reported with the server's own error condition (the condition was read from a
 stanza already freed, a heap use-after-free under the sanitizers, seen when the
 sm timed out under load)."""
+import re
 import json
 import os
 import subprocess
@@ -30,7 +31,8 @@ def test_refused_registration_reports_the_servers_condition(srv):
     assert "AddressSanitizer" not in r.stderr, r.stderr[-3000:]
     assert r.returncode == 1, r.stderr
     assert "ok=0 existing=0 failed=2" in r.stderr, r.stderr
-    assert "bad@user0: jid-malformed" in r.stderr, r.stderr
+    # the two registrations run at once: either may be the first to fail
+    assert re.search(r"first: bad@user[01]: jid-malformed", r.stderr), r.stderr
 
 
 def test_muc_scenario_counts_every_delivery(tmp_path):
