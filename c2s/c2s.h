@@ -66,6 +66,7 @@ typedef struct c2s_cfg {
     size_t rate;               /* bytes/s read per connection */
     size_t burst;
     size_t output_max;         /* bytes queued to a slow client before it is dropped */
+    long out_batch;            /* sessions written per pass of out_batch.c (0: off) */
     long conns_per_ip;
     long max_clients;
     long auth_fail_max;        /* SASL failures per IP per window */
@@ -172,6 +173,8 @@ struct client {
     double sm_r_unanswered;    /* when the oldest <r/> no <a/> answered yet went out, or 0 */
     int sm_r_due;              /* an <r/> should go out at the next cron */
     struct deliver *dl;        /* deliver.c: stanzas not yet in the kernel, or NULL */
+    struct evbuffer *ob;       /* out_batch.c: bytes for this loop turn's pass, or NULL */
+    size_t ob_idx;             /* its place in that pass + 1; 0: not in it */
     struct csi *csi;           /* csi.c: XEP-0352 state while inactive or holding, or NULL */
     client_t *hnext;           /* sid hash chain */
     client_t *lnext, *lprev;   /* list of all clients (cron) */
@@ -284,6 +287,26 @@ void server_caps_cron(double now);
 void server_caps_features(strbuf_t *out);
 void server_caps_free(void);
 
+/* out_batch.c: a session's output written straight to its socket once per
+ * loop turn, for every session written to in that turn at once, instead of
+ * through its bufferevent (an event armed and disarmed per write). */
+/* Where c's bytes go now (the pass's buffer when c is in it or may join
+ * it, else the bufferevent's output); joining it schedules the pass. */
+struct evbuffer *out_batch_buffer(client_t *c);
+/* c's buffer when c is in the pass, else the bufferevent's output (never
+ * joins: for bytes that must only keep their order, TLS records). */
+struct evbuffer *out_batch_current(client_t *c);
+int out_batch_takes(const client_t *c);   /* out_batch_buffer would give the pass's buffer */
+size_t out_batch_len(const client_t *c);
+/* The pass now, when it holds output.batch sessions (deliver.c, after each
+ * delivery). */
+void out_batch_check(void);
+void out_batch_flush(void);
+/* c leaves the pass: its bytes go to its bufferevent's output (close),
+ * or are dropped with the connection (drop = 1). */
+void out_batch_leave(client_t *c, int drop);
+void out_batch_free(void);
+
 /* deliver.c: deliveries to clients without XEP-0198, acknowledged to the
  * router once their bytes are in the kernel. */
 /* Writes st (a child of route, which deliver takes) to c; token is done once
@@ -294,6 +317,14 @@ void deliver_filter_gone(client_t *c);   /* before the TLS filter is freed */
  * the sm when the session is over (CL_CLOSED). */
 void deliver_conn_gone(client_t *c);
 void deliver_cron(client_t *c, double now);
+/* n bytes of c's output went straight to the kernel (out_batch.c). */
+void deliver_sent(client_t *c, size_t n);
+/* 1 when c has deliveries whose bytes are not all in the kernel yet. */
+int deliver_waiting(const client_t *c);
+/* Around a pass of out_batch.c: acknowledgements collect and go to the
+ * router once, at the end. */
+void deliver_pass_begin(void);
+void deliver_pass_end(void);
 /* Sends a delivery (route, taken) to c's client now: through the XEP-0198
  * queue when enabled, else deliver_write. On a closed client it goes back to
  * the sm (unacked). */

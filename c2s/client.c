@@ -124,6 +124,10 @@ void client_foreach(client_each_fn fn, void *arg)
  * three goes on its own. */
 static void client_release_conn(client_t *c)
 {
+    out_batch_leave(c, 1);
+    if (c->ob)
+        evbuffer_free(c->ob);
+    c->ob = NULL;
     deliver_conn_gone(c);
     if (c->bev && c->bev != c->raw) {
         SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
@@ -220,7 +224,7 @@ void client_send_bytes(client_t *c, const char *data, size_t len)
     if (!c->bev || c->detached || c->state == CL_CLOSED)
         return;
     c2s_metrics_bytes_out(len);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = out_batch_buffer(c);
     if (evbuffer_get_length(out) + len > c2s_config->output_max) {
         log_warn("event=client-dropped peer=%s sid=%s reason=output-buffer-full bytes=%zu", c->peer,
                  c->sid_str, evbuffer_get_length(out));
@@ -231,7 +235,7 @@ void client_send_bytes(client_t *c, const char *data, size_t len)
         return;
     }
     if (!c->rec) {
-        bufferevent_write(c->bev, data, len);
+        evbuffer_add(out, data, len);
     } else if (tls_record_seal(c->rec, data, len, out) < 0) {
         log_info("event=tls-failed peer=%s sid=%s reason=\"%s\"", c->peer, c->sid_str, tls_record_error(c->rec));
         c->output_full = 1;
@@ -367,6 +371,7 @@ void client_close(client_t *c, int how)
         ws_conn_end(c);   /* the close frame, while the client may still write */
     c->state = CL_CLOSED;
     c->closing_at = daemon_now();
+    out_batch_leave(c, 0);   /* its bytes drain through the bufferevent before the reap */
     if (c->bev) {
         bufferevent_disable(c->bev, EV_READ);
         /* A non-empty output buffer is drained first: client_write_cb reaps. */
@@ -465,6 +470,7 @@ void client_free_all(void)
 {
     while (client_list)
         client_free(client_list);
+    out_batch_free();
     if (takeover_ev) {
         event_free(takeover_ev);
         takeover_ev = NULL;
@@ -820,7 +826,7 @@ static int client_feed(client_t *c, const char *data, size_t n)
 static void client_read_records(client_t *c, struct evbuffer *in)
 {
     static strbuf_t plain;   /* shared: the parser copies what it keeps */
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = out_batch_current(c);   /* records stay in sequence */
     while (c->state != CL_CLOSED && !c->detached) {
         strbuf_reset(&plain);
         int rc = tls_record_open(c->rec, in, &plain, out);

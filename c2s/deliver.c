@@ -25,7 +25,10 @@
  * until its acknowledgement is out: the write does not wake the client's
  * reader, which could otherwise preempt c2s between the two calls. What is
  * corked is in the kernel all the same (sent at the latest when the socket
- * closes); cork holds nothing for more than that moment.
+ * closes); cork holds nothing for more than that moment. A session in a
+ * pass of out_batch.c (the usual case) skips all of this: its bytes go with
+ * MSG_MORE at the end of the loop turn, the pass's acknowledgements in one
+ * write, then the push (deliver_pass_begin/_end, deliver_sent).
  *
  * A token is not held for ever: acknowledgements are cumulative, so one
  * client that does not read would hold back every later acknowledgement of
@@ -61,6 +64,9 @@ struct deliver {
 };
 
 static void deliver_release(client_t *c);
+
+/* Inside a pass of out_batch.c: acknowledgements wait for its end. */
+static int in_pass, pass_acked;
 
 static void deliver_cork(client_t *c, int on)
 {
@@ -150,8 +156,37 @@ static void deliver_release(client_t *c)
     }
     if (d->head == d->len)
         d->head = d->len = 0;
-    if (any)
+    if (any && in_pass)
+        pass_acked = 1;
+    else if (any)
         sm_link_flush();
+}
+
+void deliver_pass_begin(void)
+{
+    in_pass = 1;
+    pass_acked = 0;
+}
+
+void deliver_pass_end(void)
+{
+    in_pass = 0;
+    if (pass_acked)
+        sm_link_flush();
+    pass_acked = 0;
+}
+
+void deliver_sent(client_t *c, size_t n)
+{
+    if (!c->dl)
+        return;
+    c->dl->out_done += n;
+    deliver_release(c);
+}
+
+int deliver_waiting(const client_t *c)
+{
+    return c->dl && c->dl->head < c->dl->len;
 }
 
 void deliver_write(client_t *c, xml_node_t *route, const xml_node_t *st, uint64_t token)
@@ -170,14 +205,22 @@ void deliver_write(client_t *c, xml_node_t *route, const xml_node_t *st, uint64_
     size_t idx = d->len++;
     d->q[idx] = (deliver_item_t){.end = UINT64_MAX, .token = token, .at = daemon_now(), .route = route};
     size_t queued = d->out_buf ? evbuffer_get_length(d->out_buf) : 0;
-    deliver_cork(c, 1);
+    /* In a pass of out_batch.c the bytes wait for the end of the loop turn
+     * (or of the pass), then go with MSG_MORE, held like a cork. */
+    int passed = out_batch_takes(c);
+    if (!passed)
+        deliver_cork(c, 1);
     client_write_node(c, st);
     if (c->state == CL_CLOSED || c->output_full || !c->bev)
         return;   /* not written: goes back to the sm with the connection */
     deliver_item_t *it = &d->q[idx];
     if (c->bev == c->raw) {
-        it->end = d->out_done + evbuffer_get_length(d->out_buf);
+        it->end = d->out_done + evbuffer_get_length(d->out_buf) + out_batch_len(c);
         it->mapped = 1;
+        if (passed) {
+            out_batch_check();
+            return;
+        }
     } else {
         /* libevent's filter may have encrypted it inside the write already */
         it->end = d->plain_done + evbuffer_get_length(d->plain_buf);

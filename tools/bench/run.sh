@@ -71,6 +71,7 @@ servers=${SERVERS:-weft prosody ejabberd}
 # Message archives (XEP-0313) on every server (weft's default), or off;
 # SERVERS may add weft-nomam, weft with its archive off, to the same run.
 # SM_EXTRA: more sm.xml for both weft rows (e.g. <database-cache>64M</database-cache>).
+# C2S_EXTRA: the same for c2s.xml (e.g. <output><batch>0</batch></output>).
 mam=${MAM:-on}
 scenarios=${SCENARIOS:-idle chat login fanout pep}
 transports=${TRANSPORTS:-tcp}
@@ -178,6 +179,7 @@ X
   <limits><rate>1073741824</rate><burst>1073741824</burst><connections-per-ip>1000000</connections-per-ip>
     <auth-failures>1000000</auth-failures></limits>
   <register><enabled>true</enabled><per-ip>1000000</per-ip><scram-iterations>$iter</scram-iterations></register>
+  ${C2S_EXTRA:-}
 </c2s>
 X
     # group chat: no per-occupant rate limit, history of 20 (as Prosody's and
