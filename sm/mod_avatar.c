@@ -9,7 +9,10 @@
  *   stores it): a PHOTO is published as XEP-0084 data (id = sha-1 of the
  *   image) and metadata on open nodes; no PHOTO publishes an empty
  *   <metadata/>.
- * - Presence: every available presence a session broadcasts carries
+ * - Presence: every available presence a session sends, broadcast or
+ *   directed (a MUC join: XEP-0398 asks for it there too, and clients that
+ *   see urn:xmpp:pep-vcard-conversion:0, Gajim, leave the hash to the
+ *   server), carries
  *   <x xmlns='vcard-temp:x:update'><photo>sha-1</photo></x> with the
  *   current avatar's hash, replacing what the client put there: the server
  *   knows which avatar is current. With no avatar, a client's <x/> gets an
@@ -161,8 +164,8 @@ static void on_user_load(sm_user_t *u)
 
 static sm_ret_t on_presence_out(sm_sess_t *s, xml_node_t *st)
 {
-    if (xml_attr_get(st, "to") || xml_attr_get(st, "type"))
-        return SM_PASS;
+    if (xml_attr_get(st, "type"))
+        return SM_PASS;               /* only available presence, with or without 'to' */
     avatar_user_t *a = state(s->user);
     xml_node_t *x = xml_child(st, NS_UPDATE, "x");
     if (!a->hash || (!*a->hash && !x))

@@ -544,6 +544,35 @@ def test_avatars_pep_and_vcard_both_ways(server):
     run(main())
 
 
+def test_avatar_hash_in_directed_presence(server):
+    """A directed available presence (what a MUC join is) carries the
+    avatar's hash too (XEP-0398 section 4): Gajim, seeing
+    urn:xmpp:pep-vcard-conversion:0, puts no vcard-temp:x:update in its
+    presence and leaves it to the server, so without it a Gajim user's
+    avatar never shows in a room. Its directed unavailable presence is left
+    alone."""
+    async def main():
+        a = await connect(server, "alice@localhost/pc")
+        e = await connect(server, "eve@localhost/pc")       # not alice's contact
+        pres = asyncio.Queue()
+        e.add_event_handler("presence_available",
+                            lambda p: pres.put_nowait(p) if p["from"].bare == "alice@localhost" else None)
+        gone = asyncio.Queue()
+        e.add_event_handler("presence_unavailable",
+                            lambda p: gone.put_nowait(p) if p["from"].bare == "alice@localhost" else None)
+        h = hashlib.sha1(IMG2).hexdigest()
+        await iq(a, f"<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>"
+                    f"{base64.b64encode(IMG2).decode()}</BINVAL></PHOTO></vCard>")
+        a.send_presence(pto="eve@localhost/pc", pstatus="directed")
+        p = await asyncio.wait_for(pres.get(), 5)
+        assert p["status"] == "directed" and photo_hash(p) == h, p
+        a.send_presence(pto="eve@localhost/pc", ptype="unavailable")
+        p = await asyncio.wait_for(gone.get(), 5)
+        assert photo_hash(p) is None, p
+        await close(a, e)
+    run(main())
+
+
 def test_caps_hash_asked_once_and_verified(server):
     """Two resources announcing the same caps hash cost one disco#info
     (the answer verified and cached by hash); a hash whose answer does not
