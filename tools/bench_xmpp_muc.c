@@ -460,6 +460,7 @@ int run_muc(void)
     loop_run(quiet_tick);
 
     /* send: 1 s warm-up, --seconds measured, then drain */
+    fprintf(stderr, "muc: joins quiet, sending\n");   /* a mark for profilers */
     running = 1;
     phase = 0;
     phase_t0 = bx_now_ns();
