@@ -8,9 +8,11 @@
  *   items (all, by id, the last N), create (with configure), owner
  *   configure get/set, default, delete, purge; subscriptions and
  *   affiliations (subscribe, unsubscribe, own and owner lists and changes)
- *   are pep_subs.c's. The owner writes (and a JID affiliated publisher or
- *   owner of a node); readers are checked against the node's access model
- *   (open, presence, roster, whitelist) and their affiliation.
+ *   are pep_subs.c's. The owner writes (and a JID affiliated publisher,
+ *   publish-only or owner of a node; publish-only retracts only its own
+ *   items, each item remembering a non-owner publisher); readers are
+ *   checked against their affiliation and the node's access model (open,
+ *   presence, roster with its roster_groups_allowed, whitelist).
  * - Notifications: a headline message from the owner's bare JID to each
  *   full JID that announced +notify for the node in its XEP-0115 caps (caps.c
  *   learns them) and may read it: the owner's own resources and contacts with
@@ -29,8 +31,8 @@
  * Storage (asynchronous API, docs/storage.md): collection "pep-node", key =
  * node name, value = <node xmlns='urn:xmpp:weft:pep:1' .../> (its config,
  * affiliations and explicit subscriptions);
- * collection "pep-item", key = node "\n" item id, value = <i node=...> around
- * the <item/>. A republished id is deleted and written again so that its
+ * collection "pep-item", key = node "\n" item id, value = <i node=... [by=...]>
+ * around the <item/> (by: a publisher other than the account). A republished id is deleted and written again so that its
  * sequence number (the load order) makes it the newest. A user's nodes are
  * read when the user is loaded (the user is held meanwhile); a request that
  * arrives before the read completes is deferred until it does. A write's

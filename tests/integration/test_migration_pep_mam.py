@@ -452,7 +452,7 @@ async def fill_weft(port):
     await a.publish("urn:example:mood", "current", "<mood xmlns='urn:example:mood'><happy/></mood>")
     await a.iq(f"<pubsub xmlns='{PS}'><create node='urn:example:notes'/><configure>"
                + form_xml("node_config", access_model="whitelist", title="My notes", max_items="max",
-                          notify_retract="0") + "</configure></pubsub>")
+                          notify_retract="0", roster_groups_allowed="Friends") + "</configure></pubsub>")
     for i in range(3):
         await a.publish("urn:example:notes", f"n{i}", f"<note xmlns='urn:example:notes'>note {i}</note>")
     await a.iq(f"<pubsub xmlns='{PS}'><retract node='urn:example:notes'><item id='n1'/></retract></pubsub>")
@@ -502,6 +502,7 @@ def test_weft_export_import_round_trip(tmp_path):
     assert [i for i, _ in before["alice-items urn:example:tune"]] == ["t3", "t4", "t2"]
     assert [i for i, _ in before["alice-items urn:example:notes"]] == ["n0", "n2"]
     assert before["config urn:example:notes"]["pubsub#title"] == ["My notes"]
+    assert before["config urn:example:notes"]["pubsub#roster_groups_allowed"] == ["Friends"]
     # a full JID: only what was exchanged with that resource (bob's replies)
     assert [m["body"] for m in before["alice-with-bob-full"]] == ["hi alice", "yes"]
     check_members(before)
