@@ -205,8 +205,9 @@ def test_items_and_access_models(server):
         assert await iq_error(b, f"<pubsub xmlns='{PS}'><items node='secret'/></pubsub>", "alice@localhost",
                               "get") == ("not-allowed", "closed-node")
         assert await items(a, None, "secret") == [("current", "mine")]
-        # roster: a contact in the roster reads, a stranger does not
-        await publish(a, "roster-node", "r", "rr", access_model="roster")
+        # roster: a contact in an allowed roster group reads, a stranger does not
+        await a.update_roster("bob@localhost", groups=["Friends"])
+        await publish(a, "roster-node", "r", "rr", access_model="roster", roster_groups_allowed="Friends")
         assert await items(b, "alice@localhost", "roster-node") == [("r", "rr")]
         assert (await iq_error(e, f"<pubsub xmlns='{PS}'><items node='roster-node'/></pubsub>",
                                "alice@localhost", "get"))[0] == "not-authorized"
