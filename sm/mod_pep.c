@@ -31,9 +31,10 @@
  * Storage (asynchronous API, docs/storage.md): collection "pep-node", key =
  * node name, value = <node xmlns='urn:xmpp:weft:pep:1' .../> (its config,
  * affiliations and explicit subscriptions);
- * collection "pep-item", key = node "\n" item id, value = <i node=... [by=...]>
- * around the <item/> (by: a publisher other than the account). A republished id is deleted and written again so that its
- * sequence number (the load order) makes it the newest. A user's nodes are
+ * collection "pep-item", key = node "\n" item id, value = <i node=...
+ * [by=...]> around the <item/> (by: a publisher other than the account). A
+ * republished id is deleted and written again so that its sequence number
+ * (the load order) makes it the newest. A user's nodes are
  * read when the user is loaded (the user is held meanwhile); a request that
  * arrives before the read completes is deferred until it does. A write's
  * answer leaves once every storage write of the request completed.
@@ -822,6 +823,16 @@ static void do_publish(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p, 
     const xml_node_t *opts = submitted_form(xml_child(req->payload, NS_PUBSUB, "publish-options"));
     const char *bad = NULL;
     pn_node_t *n = pep_node_find(p, name);
+    /* XEP-0060 4.1: publish-only may not replace (so remove) an item it did
+     * not publish, any more than it may retract one. */
+    const pn_item_t *old = n && xml_attr_get(item, "id") ? pn_node_find(n, xml_attr_get(item, "id")) : NULL;
+    if (old && !req->own && req->from_bare && pn_jidmap_get(&n->affs, req->from_bare) == PN_AFF_PUBLISH_ONLY &&
+        (!old->publisher || strcmp(old->publisher, req->from_bare))) {
+        log_info("event=pep-publish result=refused reason=not-its-item user=%s node=%s jid=%s", u->bare, name,
+                 req->from_bare);
+        sm_iq_error(req, "forbidden", "auth");
+        return;
+    }
     pn_config_t nc;
     pn_config_default(&nc);
     if (n && opts && !pn_config_matches(&n->cfg, opts, limit, &bad)) {

@@ -9,8 +9,8 @@
  * - Affiliations (by bare JID): member reads any node (a whitelist node's
  *   readers), publisher also publishes and retracts, owner also manages the
  *   node; publish-only publishes and retracts its own items but neither
- *   reads nor subscribes (XEP-0060 4.1); outcast is refused everything. The account itself is always the
- *   owner and cannot be changed.
+ *   reads nor subscribes (XEP-0060 4.1); outcast is refused everything.
+ *   The account itself is always the owner and cannot be changed.
  * - Both live in the node's storage record (pep_op_put_node), so they go
  *   with the node and with the account. A subscription the access model no
  *   longer allows (the contact's presence subscription ended, the model or

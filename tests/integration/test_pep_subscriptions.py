@@ -193,7 +193,8 @@ def test_whitelist_member_and_outcast(server):
 
 def test_publish_only_affiliation(server):
     """XEP-0060 4.1: a publish-only JID publishes to the owner's node and
-    retracts what it published, not the owner's items; it may neither read
+    retracts what it published, not the owner's items (nor replaces them by
+    publishing under their id); it may neither read
     the items nor subscribe (forbidden), even on an open node, and gets no
     notification. The affiliation is listed and advertised."""
     async def main():
@@ -214,6 +215,8 @@ def test_publish_only_affiliation(server):
         assert (await iq_error(b, sub_xml(NODE, "bob@localhost"), ALICE))[0] == "forbidden"
         retract = "<pubsub xmlns='{ps}'><retract node='{node}'><item id='{id}'/></retract></pubsub>"
         assert (await iq_error(b, retract.format(ps=PS, node=NODE, id="own"), ALICE))[0] == "forbidden"
+        # nor replace it by publishing under its id
+        assert (await iq_error(b, publish_xml(NODE, "own", "overwritten"), ALICE))[0] == "forbidden"
         await iq(b, retract.format(ps=PS, node=NODE, id="bobs"), to=ALICE)
         assert await items(a, None, NODE) == [("own", "the owner's")]
         # purge stays the owner's (4.1: No for publish-only)
