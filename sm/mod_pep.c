@@ -8,9 +8,11 @@
  *   items (all, by id, the last N), create (with configure), owner
  *   configure get/set, default, delete, purge; subscriptions and
  *   affiliations (subscribe, unsubscribe, own and owner lists and changes)
- *   are pep_subs.c's. The owner writes (and a JID affiliated publisher or
- *   owner of a node); readers are checked against the node's access model
- *   (open, presence, roster, whitelist) and their affiliation.
+ *   are pep_subs.c's. The owner writes (and a JID affiliated publisher,
+ *   publish-only or owner of a node; publish-only retracts only its own
+ *   items, each item remembering a non-owner publisher); readers are
+ *   checked against their affiliation and the node's access model (open,
+ *   presence, roster with its roster_groups_allowed, whitelist).
  * - Notifications: a headline message from the owner's bare JID to each
  *   full JID that announced +notify for the node in its XEP-0115 caps (caps.c
  *   learns them) and may read it: the owner's own resources and contacts with
@@ -29,9 +31,10 @@
  * Storage (asynchronous API, docs/storage.md): collection "pep-node", key =
  * node name, value = <node xmlns='urn:xmpp:weft:pep:1' .../> (its config,
  * affiliations and explicit subscriptions);
- * collection "pep-item", key = node "\n" item id, value = <i node=...> around
- * the <item/>. A republished id is deleted and written again so that its
- * sequence number (the load order) makes it the newest. A user's nodes are
+ * collection "pep-item", key = node "\n" item id, value = <i node=...
+ * [by=...]> around the <item/> (by: a publisher other than the account). A
+ * republished id is deleted and written again so that its sequence number
+ * (the load order) makes it the newest. A user's nodes are
  * read when the user is loaded (the user is held meanwhile); a request that
  * arrives before the read completes is deferred until it does. A write's
  * answer leaves once every storage write of the request completed.
@@ -136,6 +139,7 @@ static void node_drop(pep_user_t *p, pn_node_t *n)
 /* --- loading ----------------------------------------------------------------------------- */
 
 static void pep_iq_run(sm_iq_t *req, int deferred);
+static void send_last(sm_user_t *u, pep_user_t *p, const watcher_t *w, int presence);
 
 static xml_node_t *parse_record(const char *owner, const char *val, size_t len)
 {
@@ -172,6 +176,7 @@ static void got_items(storage_res_t *res, void *arg)
             char *idc = xstrdup(id);
             xml_detach(item);
             pn_node_put(n, idc, item);
+            pn_item_set_publisher(pn_node_find(n, idc), xml_attr_get(r, "by"));
             free(idc);
         }
         xml_free(r);
@@ -181,6 +186,14 @@ static void got_items(storage_res_t *res, void *arg)
         pn_node_trim(p->nodes[i], pn_config_keep(&p->nodes[i]->cfg, limit), NULL, NULL);
     p->loaded = 1;
     log_debug("event=pep-load user=%s nodes=%zu", u->bare, p->nnodes);
+    /* Resources whose interests became known before the nodes were read
+     * had their last items held back (watcher_seen, on_caps): they go now.
+     * The core holds the user while user_load's reads run, so the stanza
+     * that loads it waits for them and this finds none; it keeps the
+     * delivery if a state is ever made outside user_load. */
+    for (size_t i = 0; i < p->nw; i++)
+        if (p->w[i].known)
+            send_last(u, p, &p->w[i], 1);
     sm_iq_t **w = p->waiting;
     size_t nw = p->nwaiting;
     p->waiting = NULL;
@@ -298,6 +311,8 @@ static void op_put_item(pep_op_t *o, const char *owner, const char *node, const 
 {
     xml_node_t *r = xml_elem_new(NS_PEP_RECORD, "i");
     xml_attr_set(r, "node", node);
+    if (it->publisher)
+        xml_attr_set(r, "by", it->publisher);
     xml_append(r, xml_copy(it->item));
     strbuf_t sb;
     strbuf_init(&sb);
@@ -363,6 +378,16 @@ static void observe(sm_user_t *u, const char *node, const char *id, const xml_no
 
 /* --- access ---------------------------------------------------------------------------------- */
 
+/* 1 if contact is in one of the roster groups n allows (XEP-0060 4.5:
+ * the roster model). No group named: nobody (docs/pep.md). */
+static int in_allowed_group(sm_user_t *u, const pn_node_t *n, const char *contact)
+{
+    for (size_t i = 0; i < n->cfg.ngroups; i++)
+        if (sm_roster_in_group(u, contact, n->cfg.groups[i]))
+            return 1;
+    return 0;
+}
+
 /* 1 if from (bare JID) may read node n of u. */
 int pep_may_read(sm_user_t *u, const pn_node_t *n, const char *from)
 {
@@ -371,7 +396,7 @@ int pep_may_read(sm_user_t *u, const pn_node_t *n, const char *from)
     if (!from || sm_blocking_blocks(u, from))
         return 0;
     int aff = pn_jidmap_get(&n->affs, from);
-    if (aff == PN_AFF_OUTCAST)
+    if (aff == PN_AFF_OUTCAST || aff == PN_AFF_PUBLISH_ONLY)     /* XEP-0060 4.1: neither retrieves */
         return 0;
     if (aff == PN_AFF_OWNER || aff == PN_AFF_PUBLISHER || aff == PN_AFF_MEMBER)
         return 1;
@@ -382,7 +407,7 @@ int pep_may_read(sm_user_t *u, const pn_node_t *n, const char *from)
     case PN_PRESENCE:
         return sub >= 0 && (sub & SM_SUB_FROM);
     case PN_ROSTER:
-        return sub >= 0;
+        return sub >= 0 && in_allowed_group(u, n, from);
     case PN_WHITELIST:
         return 0;
     }
@@ -406,8 +431,9 @@ void pep_perr(sm_iq_t *req, const char *cond, const char *type, const char *app)
 
 void pep_deny(sm_iq_t *req, const pn_node_t *n)
 {
-    if (req->from_bare && pn_jidmap_get(&n->affs, req->from_bare) == PN_AFF_OUTCAST) {
-        sm_iq_error(req, "forbidden", "auth");           /* XEP-0060 6.1.3.8: blocked */
+    int aff = req->from_bare ? pn_jidmap_get(&n->affs, req->from_bare) : -1;
+    if (aff == PN_AFF_OUTCAST || aff == PN_AFF_PUBLISH_ONLY) {
+        sm_iq_error(req, "forbidden", "auth");           /* XEP-0060 6.1.3.8: blocked; 4.1 */
         return;
     }
     switch (n->cfg.access) {
@@ -797,6 +823,16 @@ static void do_publish(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p, 
     const xml_node_t *opts = submitted_form(xml_child(req->payload, NS_PUBSUB, "publish-options"));
     const char *bad = NULL;
     pn_node_t *n = pep_node_find(p, name);
+    /* XEP-0060 4.1: publish-only may not replace (so remove) an item it did
+     * not publish, any more than it may retract one. */
+    const pn_item_t *old = n && xml_attr_get(item, "id") ? pn_node_find(n, xml_attr_get(item, "id")) : NULL;
+    if (old && !req->own && req->from_bare && pn_jidmap_get(&n->affs, req->from_bare) == PN_AFF_PUBLISH_ONLY &&
+        (!old->publisher || strcmp(old->publisher, req->from_bare))) {
+        log_info("event=pep-publish result=refused reason=not-its-item user=%s node=%s jid=%s", u->bare, name,
+                 req->from_bare);
+        sm_iq_error(req, "forbidden", "auth");
+        return;
+    }
     pn_config_t nc;
     pn_config_default(&nc);
     if (n && opts && !pn_config_matches(&n->cfg, opts, limit, &bad)) {
@@ -834,6 +870,7 @@ static void do_publish(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p, 
     xml_node_t *copy = xml_copy(item);
     xml_attr_set(copy, "id", id);
     char *nname = xstrdup(name);
+    char *by = !req->own && req->from_bare && strcmp(req->from_bare, u->bare) ? xstrdup(req->from_bare) : NULL;
 
     pep_op_t *o = pep_op_begin(req, deferred);         /* req, pub, item are spent from here */
     if (!n) {
@@ -844,6 +881,8 @@ static void do_publish(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p, 
     pn_config_clear(&nc);
     int existed = pn_node_find(n, id) != NULL;
     pn_node_put(n, id, copy);
+    pn_item_set_publisher(pn_node_find(n, id), by);
+    free(by);
     trim_ctx_t t = {o, u->bare, n->name, n->cfg.persist};
     pn_node_trim(n, pn_config_keep(&n->cfg, limit), trim_cb, &t);
     pn_item_t *it = pn_node_find(n, id);
@@ -929,8 +968,17 @@ static void do_retract(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p, 
         return;
     }
     pn_node_t *n = pep_node_find(p, name);
-    if (!n || !pn_node_find(n, id)) {
+    pn_item_t *it = n ? pn_node_find(n, id) : NULL;
+    if (!it) {
         sm_iq_error(req, "item-not-found", "cancel");
+        return;
+    }
+    /* XEP-0060 4.1: publish-only retracts only what it published. */
+    if (!req->own && req->from_bare && pn_jidmap_get(&n->affs, req->from_bare) == PN_AFF_PUBLISH_ONLY &&
+        (!it->publisher || strcmp(it->publisher, req->from_bare))) {
+        log_info("event=pep-retract result=refused reason=not-its-item user=%s node=%s jid=%s", u->bare, name,
+                 req->from_bare);
+        sm_iq_error(req, "forbidden", "auth");
         return;
     }
     int notify = is_true(xml_attr_get(re, "notify")) || n->cfg.notify_retract;
@@ -1293,6 +1341,7 @@ static const char *const pep_account_features[] = {
     NS_PUBSUB "#persistent-items",
     NS_PUBSUB "#presence-notifications",
     NS_PUBSUB "#publish",
+    NS_PUBSUB "#publish-only-affiliation",
     NS_PUBSUB "#publish-options",
     NS_PUBSUB "#publisher-affiliation",
     NS_PUBSUB "#purge-nodes",

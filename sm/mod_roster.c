@@ -921,6 +921,20 @@ int sm_roster_sub(sm_user_t *u, const char *contact)
     return it && it->in_roster ? it->sub : -1;
 }
 
+int sm_roster_in_group(sm_user_t *u, const char *contact, const char *group)
+{
+    if (!sm_module_enabled(&sm_module_roster))
+        return 0;
+    ritem_t *it = item_find(roster_get(u), contact);
+    if (!it || !it->in_roster)
+        return 0;
+    const char *g = item_groups(it);
+    for (unsigned i = 0; i < it->ngroups; i++, g = group_next(g))
+        if (!strcmp(g, group))
+            return 1;
+    return 0;
+}
+
 void sm_roster_foreach(sm_user_t *u, sm_roster_fn fn, void *arg)
 {
     if (!sm_module_enabled(&sm_module_roster))

@@ -62,8 +62,9 @@ void pep_op_done(pep_op_t *o);
 /* Writes n's record (configuration, affiliations, subscriptions). */
 void pep_op_put_node(pep_op_t *o, const char *owner, const pn_node_t *n);
 
-/* 1 if from (a bare JID) may read n of u: the access model, then the
- * affiliation (owner/publisher/member read any node, outcast none). */
+/* 1 if from (a bare JID) may read n of u: the affiliation first
+ * (owner/publisher/member read any node, outcast and publish-only none),
+ * then the access model (roster: in one of n's roster_groups_allowed). */
 int pep_may_read(sm_user_t *u, const pn_node_t *n, const char *from);
 /* The error of XEP-0060 6.1.3 / 6.5.9 for a reader n refuses. */
 void pep_deny(sm_iq_t *req, const pn_node_t *n);

@@ -8,8 +8,9 @@
  *   item at once (6.1.7). One subscription per JID and node: no subid.
  * - Affiliations (by bare JID): member reads any node (a whitelist node's
  *   readers), publisher also publishes and retracts, owner also manages the
- *   node; outcast is refused everything. The account itself is always the
- *   owner and cannot be changed.
+ *   node; publish-only publishes and retracts its own items but neither
+ *   reads nor subscribes (XEP-0060 4.1); outcast is refused everything.
+ *   The account itself is always the owner and cannot be changed.
  * - Both live in the node's storage record (pep_op_put_node), so they go
  *   with the node and with the account. A subscription the access model no
  *   longer allows (the contact's presence subscription ended, the model or
@@ -33,7 +34,7 @@ int pep_subs_may_write(const sm_iq_t *req, pep_user_t *p, const xml_node_t *op, 
     int aff = pn_jidmap_get(&n->affs, req->from_bare);
     if (owner_ns)
         return aff == PN_AFF_OWNER && strcmp(op->name, "default");
-    return req->set && (aff == PN_AFF_OWNER || aff == PN_AFF_PUBLISHER) &&
+    return req->set && (aff == PN_AFF_OWNER || aff == PN_AFF_PUBLISHER || aff == PN_AFF_PUBLISH_ONLY) &&
            (!strcmp(op->name, "publish") || !strcmp(op->name, "retract"));
 }
 

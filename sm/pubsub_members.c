@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const aff_names[] = {"none", "owner", "publisher", "member", "outcast"};
+static const char *const aff_names[] = {"none", "owner", "publisher", "member", "outcast", "publish-only"};
 
 const char *pn_aff_name(pn_aff_t a)
 {

@@ -2,7 +2,9 @@
  *
  * The configuration fields understood are those PEP clients use
  * (pubsub#access_model, max_items, persist_items, send_last_published_item,
- * notify_retract, notify_delete, title); FORM_TYPE is skipped. Any other
+ * notify_retract, notify_delete, title, roster_groups_allowed); FORM_TYPE
+ * is skipped. roster_groups_allowed is list-multi: every <value/> is a
+ * group; the other fields read their first value. Any other
  * field is refused, so a client that asks for something we cannot do
  * learns it (precondition-not-met for publish-options, not-acceptable for a
  * configuration). Booleans read as XEP-0004 does: 1/true, 0/false. */
@@ -46,16 +48,63 @@ void pn_config_default(pn_config_t *c)
     c->notify_delete = 1;
 }
 
+static void groups_clear(pn_config_t *c)
+{
+    for (size_t i = 0; i < c->ngroups; i++)
+        free(c->groups[i]);
+    free(c->groups);
+    c->groups = NULL;
+    c->ngroups = 0;
+}
+
+int pn_config_has_group(const pn_config_t *c, const char *group)
+{
+    for (size_t i = 0; i < c->ngroups; i++)
+        if (!strcmp(c->groups[i], group))
+            return 1;
+    return 0;
+}
+
+/* Adds group unless it is there already; -1 past PN_GROUPS_MAX. */
+static int group_add(pn_config_t *c, const char *group)
+{
+    if (pn_config_has_group(c, group))
+        return 0;
+    if (c->ngroups >= PN_GROUPS_MAX)
+        return -1;
+    c->groups = xrealloc(c->groups, (c->ngroups + 1) * sizeof *c->groups);
+    c->groups[c->ngroups++] = xstrdup(group);
+    return 0;
+}
+
 void pn_config_copy(pn_config_t *dst, const pn_config_t *src)
 {
     *dst = *src;
     dst->title = src->title ? xstrdup(src->title) : NULL;
+    dst->groups = NULL;
+    dst->ngroups = 0;
+    for (size_t i = 0; i < src->ngroups; i++)
+        group_add(dst, src->groups[i]);
 }
 
 void pn_config_clear(pn_config_t *c)
 {
     free(c->title);
     c->title = NULL;
+    groups_clear(c);
+}
+
+int pn_config_equal(const pn_config_t *a, const pn_config_t *b)
+{
+    int same_title = (!a->title && !b->title) || (a->title && b->title && !strcmp(a->title, b->title));
+    if (a->access != b->access || a->max_items != b->max_items || a->persist != b->persist ||
+        a->slpi != b->slpi || a->notify_retract != b->notify_retract || a->notify_delete != b->notify_delete ||
+        !same_title || a->ngroups != b->ngroups)
+        return 0;
+    for (size_t i = 0; i < a->ngroups; i++)       /* no duplicates: one way is enough */
+        if (!pn_config_has_group(b, a->groups[i]))
+            return 0;
+    return 1;
 }
 
 size_t pn_config_keep(const pn_config_t *c, size_t limit)
@@ -92,11 +141,29 @@ static int parse_max(const char *v, size_t limit, long *out)
     return 0;
 }
 
-/* One field's value into c; -1 for an unknown field or a bad value. */
-static int apply_field(pn_config_t *c, const char *var, const char *v, size_t limit)
+/* Every <value/> of field f as c's roster groups (none: an empty list);
+ * -1 past PN_GROUPS_MAX. */
+static int apply_groups(pn_config_t *c, const xml_node_t *f)
+{
+    groups_clear(c);
+    for (xml_node_t *ve = xml_child(f, NS_DATA, "value"); ve; ve = xml_next(ve, NS_DATA, "value")) {
+        char *g = xml_text(ve);
+        int r = *g ? group_add(c, g) : 0;        /* an empty value names no group */
+        free(g);
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* One field f (named var, first value v) into c; -1 for an unknown field
+ * or a bad value. */
+static int apply_field(pn_config_t *c, const char *var, const xml_node_t *f, const char *v, size_t limit)
 {
     int b, i;
-    if (!strcmp(var, "pubsub#access_model")) {
+    if (!strcmp(var, "pubsub#roster_groups_allowed")) {
+        return apply_groups(c, f);
+    } else if (!strcmp(var, "pubsub#access_model")) {
         if ((i = name_index(access_names, 4, v)) < 0)
             return -1;
         c->access = (pn_access_t)i;
@@ -128,7 +195,8 @@ static int apply_field(pn_config_t *c, const char *var, const char *v, size_t li
 }
 
 /* Calls fn for each field of x but FORM_TYPE with its (first) value. */
-static int each_field(const xml_node_t *x, int (*fn)(const char *var, const char *v, void *arg), void *arg,
+static int each_field(const xml_node_t *x,
+                      int (*fn)(const char *var, const xml_node_t *f, const char *v, void *arg), void *arg,
                       const char **bad)
 {
     for (xml_node_t *f = xml_child(x, NS_DATA, "field"); f; f = xml_next(f, NS_DATA, "field")) {
@@ -137,7 +205,7 @@ static int each_field(const xml_node_t *x, int (*fn)(const char *var, const char
             continue;
         xml_node_t *ve = xml_child(f, NS_DATA, "value");
         char *v = ve ? xml_text(ve) : xstrdup("");
-        int r = fn(var, v, arg);
+        int r = fn(var, f, v, arg);
         free(v);
         if (r < 0) {
             *bad = xml_attr_get(f, "var");
@@ -153,10 +221,10 @@ typedef struct apply_ctx {
     const pn_config_t *cur;
 } apply_ctx_t;
 
-static int apply_cb(const char *var, const char *v, void *arg)
+static int apply_cb(const char *var, const xml_node_t *f, const char *v, void *arg)
 {
     apply_ctx_t *a = arg;
-    return apply_field(a->c, var, v, a->limit);
+    return apply_field(a->c, var, f, v, a->limit);
 }
 
 int pn_config_apply(pn_config_t *c, const xml_node_t *x, size_t limit, const char **bad)
@@ -175,20 +243,14 @@ int pn_config_apply(pn_config_t *c, const xml_node_t *x, size_t limit, const cha
 
 /* A field matches when applying it to a copy of the node's configuration
  * changes nothing. */
-static int match_cb(const char *var, const char *v, void *arg)
+static int match_cb(const char *var, const xml_node_t *f, const char *v, void *arg)
 {
     apply_ctx_t *a = arg;
     pn_config_t t;
     pn_config_copy(&t, a->cur);
-    int r = apply_field(&t, var, v, a->limit);
-    const pn_config_t *c = a->cur;
-    if (r == 0) {
-        int same_title = (!t.title && !c->title) || (t.title && c->title && !strcmp(t.title, c->title));
-        if (t.access != c->access || t.max_items != c->max_items || t.persist != c->persist ||
-            t.slpi != c->slpi || t.notify_retract != c->notify_retract ||
-            t.notify_delete != c->notify_delete || !same_title)
-            r = -1;
-    }
+    int r = apply_field(&t, var, f, v, a->limit);
+    if (r == 0 && !pn_config_equal(&t, a->cur))
+        r = -1;
     pn_config_clear(&t);
     return r;
 }
@@ -237,6 +299,14 @@ xml_node_t *pn_config_form(const pn_config_t *c)
     add_field(x, "pubsub#notify_retract", "boolean", c->notify_retract ? "1" : "0");
     add_field(x, "pubsub#notify_delete", "boolean", c->notify_delete ? "1" : "0");
     add_field(x, "pubsub#title", "text-single", c->title ? c->title : "");
+    /* list-multi with one <value/> per group (none: no value). The owner's
+     * roster groups are not offered as options: this file knows no roster,
+     * and a group not (yet) in the roster is a valid choice. */
+    xml_node_t *g = xml_add_child(x, NS_DATA, "field");
+    xml_attr_set(g, "var", "pubsub#roster_groups_allowed");
+    xml_attr_set(g, "type", "list-multi");
+    for (size_t i = 0; i < c->ngroups; i++)
+        xml_add_text(xml_add_child(g, NS_DATA, "value"), c->groups[i], strlen(c->groups[i]));
     return x;
 }
 
@@ -264,6 +334,8 @@ xml_node_t *pn_node_record(const pn_node_t *n)
     }
     for (size_t i = 0; i < n->subs.n; i++)
         xml_attr_set(xml_add_child(r, NS_PEP_RECORD, "sub"), "jid", n->subs.e[i].jid);
+    for (size_t i = 0; i < c->ngroups; i++)
+        xml_add_text(xml_add_child(r, NS_PEP_RECORD, "group"), c->groups[i], strlen(c->groups[i]));
     return r;
 }
 
@@ -294,6 +366,12 @@ pn_node_t *pn_node_from_record(const xml_node_t *rec)
     c.notify_delete = !is_zero(xml_attr_get(rec, "notify-delete"));
     const char *t = xml_attr_get(rec, "title");
     c.title = t ? xstrdup(t) : NULL;
+    for (xml_node_t *g = xml_child(rec, NS_PEP_RECORD, "group"); g; g = xml_next(g, NS_PEP_RECORD, "group")) {
+        char *name = xml_text(g);
+        if (*name)
+            group_add(&c, name);                 /* past PN_GROUPS_MAX: the rest is dropped */
+        free(name);
+    }
     pn_node_t *n = pn_node_new(name, &c);
     pn_config_clear(&c);
     for (xml_node_t *a = xml_child(rec, NS_PEP_RECORD, "aff"); a; a = xml_next(a, NS_PEP_RECORD, "aff")) {
@@ -324,6 +402,7 @@ void pn_node_purge(pn_node_t *n)
 {
     for (size_t i = 0; i < n->nitems; i++) {
         free(n->items[i].id);
+        free(n->items[i].publisher);
         xml_free(n->items[i].item);
     }
     n->nitems = 0;
@@ -358,6 +437,7 @@ pn_item_t *pn_node_last(pn_node_t *n)
 static void remove_at(pn_node_t *n, size_t i)
 {
     free(n->items[i].id);
+    free(n->items[i].publisher);
     xml_free(n->items[i].item);
     memmove(&n->items[i], &n->items[i + 1], (n->nitems - i - 1) * sizeof *n->items);
     n->nitems--;
@@ -383,7 +463,14 @@ void pn_node_put(pn_node_t *n, const char *id, xml_node_t *item)
     }
     n->items[n->nitems].id = xstrdup(id);
     n->items[n->nitems].item = item;
+    n->items[n->nitems].publisher = NULL;
     n->nitems++;
+}
+
+void pn_item_set_publisher(pn_item_t *it, const char *bare)
+{
+    free(it->publisher);
+    it->publisher = bare ? xstrdup(bare) : NULL;
 }
 
 void pn_node_trim(pn_node_t *n, size_t keep, void (*fn)(const char *id, void *arg), void *arg)

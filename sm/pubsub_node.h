@@ -29,12 +29,18 @@ typedef struct pn_config {
     int notify_retract;        /* pubsub#notify_retract */
     int notify_delete;         /* pubsub#notify_delete */
     char *title;               /* pubsub#title (owned), or NULL */
+    char **groups;             /* pubsub#roster_groups_allowed (owned, no duplicates), */
+    size_t ngroups;            /* read by the roster model; none: only owner and affiliates */
 } pn_config_t;
 #define PN_MAX_ITEMS_MAX (-1L)
+/* Roster groups a node may name: more is a bad value (not-acceptable). */
+#define PN_GROUPS_MAX 100
 
 typedef struct pn_item {
     char *id;
     xml_node_t *item;          /* <item xmlns=pubsub id=...>payload</item>, owned */
+    char *publisher;           /* bare JID of a publisher other than the account (owned), or
+                                * NULL: a publish-only entity retracts only its own items */
 } pn_item_t;
 
 typedef struct pn_node {
@@ -61,6 +67,10 @@ size_t pn_config_keep(const pn_config_t *c, size_t limit);
  * fields, bad values or a max_items above limit leave c unchanged and return
  * the field's name in *bad; 0 on success, -1 on failure. */
 int pn_config_apply(pn_config_t *c, const xml_node_t *x, size_t limit, const char **bad);
+/* 1 if group is one of c's roster_groups_allowed. */
+int pn_config_has_group(const pn_config_t *c, const char *group);
+/* 1 if a and b are the same configuration (groups in any order). */
+int pn_config_equal(const pn_config_t *a, const pn_config_t *b);
 /* 1 if every field of a publish-options form matches c (XEP-0060 7.1.5);
  * else 0 with the first mismatching field in *bad. */
 int pn_config_matches(const pn_config_t *c, const xml_node_t *x, size_t limit, const char **bad);
@@ -68,7 +78,9 @@ int pn_config_matches(const pn_config_t *c, const xml_node_t *x, size_t limit, c
 xml_node_t *pn_config_form(const pn_config_t *c);
 
 /* Storage form of a node: <node xmlns='urn:xmpp:weft:pep:1' .../> with an
- * <aff jid a/> child per affiliation and a <sub jid/> per subscription. */
+ * <aff jid a/> child per affiliation, a <sub jid/> per subscription and a
+ * <group>name</group> per roster group allowed (records written before
+ * groups existed have none: they read as an empty list). */
 xml_node_t *pn_node_record(const pn_node_t *n);
 /* A node from its record, or NULL when unreadable. */
 pn_node_t *pn_node_from_record(const xml_node_t *rec);
@@ -77,8 +89,11 @@ pn_node_t *pn_node_new(const char *name, const pn_config_t *cfg);
 void pn_node_free(pn_node_t *n);
 pn_item_t *pn_node_find(pn_node_t *n, const char *id);
 pn_item_t *pn_node_last(pn_node_t *n);
-/* Appends item (taken) under id, replacing an item of the same id. */
+/* Appends item (taken) under id, replacing an item of the same id; its
+ * publisher is NULL (the account). */
 void pn_node_put(pn_node_t *n, const char *id, xml_node_t *item);
+/* Sets the item's publisher (a bare JID, copied; NULL: the account). */
+void pn_item_set_publisher(pn_item_t *it, const char *bare);
 /* Removes the item of that id: 0, or -1 when there is none. */
 int pn_node_remove(pn_node_t *n, const char *id);
 /* Drops the oldest items beyond keep; calls fn(id, arg) for each before it

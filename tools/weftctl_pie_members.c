@@ -12,12 +12,13 @@
  * always the owner, subscriptions by the JID subscribed (bare or full), at
  * most max-affiliations / max-subscriptions per node. A bad JID, a value
  * XEP-0060 does not have, or a list past the limit is an error (nothing is
- * imported); what XEP-0060 has and weft does not (publish-only, pending or
- * unconfigured subscriptions, subscription options) is left out with a
- * notice, so an import never lets anyone read more than the old server did.
- * A subscription the node's access model and affiliations would refuse (as
- * the sm refuses it: outcast, whitelist, no roster entry or presence
- * subscription in the imported roster) is left out with a notice too.
+ * imported); what XEP-0060 has and weft does not (pending or unconfigured
+ * subscriptions, subscription options) is left out with a notice, so an
+ * import never lets anyone read more than the old server did. A
+ * subscription the node's access model and affiliations would refuse (as
+ * the sm refuses it: outcast, publish-only, whitelist, no roster entry,
+ * presence subscription or allowed roster group in the imported roster) is
+ * left out with a notice too.
  *
  * prosody-migrator 0.12 writes each subscription as <subscription jid
  * subscribed='subscribed'/> (its attribute misnamed; Prosody's own reader
@@ -43,7 +44,7 @@ int pie_pep_import_affiliations(imp_t *im, pn_node_t *n, const xml_node_t *el)
         if (!js || !as)
             return pie_bad(im, a, "node %s: an affiliation needs 'jid' and 'affiliation'", n->name);
         int aff = pn_aff_parse(as);
-        if (aff < 0 && strcmp(as, "publish-only"))
+        if (aff < 0)
             return pie_bad(im, a, "node %s: affiliation '%s' of %s is not owner, publisher, publish-only, "
                            "member, none or outcast", n->name, as, js);
         jid_t j;
@@ -55,9 +56,6 @@ int pie_pep_import_affiliations(imp_t *im, pn_node_t *n, const xml_node_t *el)
             /* mod_pep: the account owns its nodes whatever the list says */
             if (aff != PN_AFF_OWNER)
                 pie_note(im, a, "node %s: the account stays the owner of its node, not '%s'", n->name, as);
-        } else if (aff < 0) {
-            pie_note(im, a, "node %s: %s not kept (weft has no publish-only affiliation: it gets what "
-                     "the access model allows)", n->name, j.bare);
         } else if (had >= 0 && had != aff) {
             rc = pie_bad(im, a, "node %s: %s is given two affiliations, %s and %s", n->name, j.bare,
                          pn_aff_name((pn_aff_t)had), as);
@@ -76,8 +74,9 @@ int pie_pep_import_affiliations(imp_t *im, pn_node_t *n, const xml_node_t *el)
 
 /* The subscription of bare in the roster imported just before (the record
  * mod_roster keeps): -1 when bare is not in it, else 1 when the contact has
- * a presence subscription from the account (from, both), else 0. */
-static int roster_from(imp_t *im, const char *bare)
+ * a presence subscription from the account (from, both), else 0. With n
+ * (a roster node): -1 also when bare is in none of n's allowed groups. */
+static int roster_from(imp_t *im, const char *bare, const pn_node_t *n)
 {
     char *val = NULL;
     size_t len = 0;
@@ -89,8 +88,14 @@ static int roster_from(imp_t *im, const char *bare)
     free(val);
     const char *sub = it ? xml_attr_get(it, "subscription") : NULL;
     int from = sub && (!strcmp(sub, "from") || !strcmp(sub, "both"));
+    int grouped = !n;
+    for (xml_node_t *g = it && n ? xml_child(it, NULL, "group") : NULL; g && !grouped; g = xml_next(g, NULL, "group")) {
+        char *name = xml_text(g);
+        grouped = pn_config_has_group(&n->cfg, name);
+        free(name);
+    }
     xml_free(it);
-    return from;
+    return grouped ? from : -1;
 }
 
 /* 1 when the sm would let bare read n (sm/mod_pep.c pep_may_read, less the
@@ -100,7 +105,7 @@ static int may_read(imp_t *im, const pn_node_t *n, const char *bare)
     if (!strcmp(bare, im->user))
         return 1;
     int aff = pn_jidmap_get(&n->affs, bare);
-    if (aff == PN_AFF_OUTCAST)
+    if (aff == PN_AFF_OUTCAST || aff == PN_AFF_PUBLISH_ONLY)
         return 0;
     if (aff == PN_AFF_OWNER || aff == PN_AFF_PUBLISHER || aff == PN_AFF_MEMBER)
         return 1;
@@ -108,9 +113,9 @@ static int may_read(imp_t *im, const pn_node_t *n, const char *bare)
     case PN_OPEN:
         return 1;
     case PN_PRESENCE:
-        return roster_from(im, bare) == 1;
+        return roster_from(im, bare, NULL) == 1;
     case PN_ROSTER:
-        return roster_from(im, bare) >= 0;
+        return roster_from(im, bare, n) >= 0;
     case PN_WHITELIST:
         return 0;
     }

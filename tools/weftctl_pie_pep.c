@@ -21,10 +21,11 @@
  * refuses is an error naming the node and field; other fields are ignored
  * with one notice per node (XEP-0227: importers SHOULD ignore options they
  * do not know), unless their value is what weft does anyway (notifications
- * with payloads, as headlines, published by the owner). Two fields narrow who may read rather than be dropped, so an
- * import never opens a node wider than it was: access model 'authorize',
- * and 'roster' restricted to roster groups, both become 'whitelist' (only the
- * owner), with a notice. A node whose form gives no max_items and that has
+ * with payloads, as headlines, published by the owner). Access model
+ * 'authorize' narrows who may read rather than be dropped, so an import
+ * never opens a node wider than it was: it becomes 'whitelist' (only the
+ * owner), with a notice. 'roster' keeps its roster_groups_allowed (none:
+ * only the owner and affiliates, as in the sm). A node whose form gives no max_items and that has
  * more items than weft's default (1) keeps them all ('max'). The sm's limits
  * (max-nodes 100, max-item-size 128 KiB by default) are checked as the sm
  * checks a publish; a node keeps its newest max_items items. */
@@ -105,7 +106,7 @@ static int field_known(const char *var)
     static const char *const known[] = {
         "pubsub#access_model", "pubsub#max_items", "pubsub#persist_items",
         "pubsub#send_last_published_item", "pubsub#notify_retract", "pubsub#notify_delete",
-        "pubsub#title",
+        "pubsub#title", "pubsub#roster_groups_allowed",
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (!strcmp(var, known[i]))
@@ -160,7 +161,7 @@ static int import_configure(imp_t *im, const xml_node_t *conf, const char *node,
     const xml_node_t *x = xml_child(conf, NS_DATA, "x");
     strbuf_t ignored;
     strbuf_init(&ignored);
-    int groups = 0, authorize = 0, rc = 0;
+    int authorize = 0, rc = 0;
     for (xml_node_t *f = x ? xml_child(x, NS_DATA, "field") : NULL; f && rc == 0;
          f = xml_next(f, NS_DATA, "field")) {
         const char *var = xml_attr_get(f, "var");
@@ -168,10 +169,6 @@ static int import_configure(imp_t *im, const xml_node_t *conf, const char *node,
          * for each setting a node left at the default). */
         if (!var || !strcmp(var, "FORM_TYPE") || !xml_child(f, NS_DATA, "value"))
             continue;
-        if (!strcmp(var, "pubsub#roster_groups_allowed")) {
-            groups = xml_child(f, NS_DATA, "value") != NULL;
-            continue;
-        }
         char *v = field_value(f);
         if (!field_known(var)) {
             if (!field_as_weft(var, v))
@@ -186,9 +183,9 @@ static int import_configure(imp_t *im, const xml_node_t *conf, const char *node,
             rc = apply_one(im, conf, node, f, c);
         free(v);
     }
-    if (rc == 0 && (authorize || (groups && c->access == PN_ROSTER))) {
-        pie_note(im, conf, "node %s: access model '%s' is not one weft has: the node is "
-                 "'whitelist' (its owner only)", node, authorize ? "authorize" : "roster with groups");
+    if (rc == 0 && authorize) {
+        pie_note(im, conf, "node %s: access model 'authorize' is not one weft has: the node is "
+                 "'whitelist' (its owner only)", node);
         c->access = PN_WHITELIST;
     }
     if (rc == 0 && ignored.len)

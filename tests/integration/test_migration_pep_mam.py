@@ -452,7 +452,7 @@ async def fill_weft(port):
     await a.publish("urn:example:mood", "current", "<mood xmlns='urn:example:mood'><happy/></mood>")
     await a.iq(f"<pubsub xmlns='{PS}'><create node='urn:example:notes'/><configure>"
                + form_xml("node_config", access_model="whitelist", title="My notes", max_items="max",
-                          notify_retract="0") + "</configure></pubsub>")
+                          notify_retract="0", roster_groups_allowed="Friends") + "</configure></pubsub>")
     for i in range(3):
         await a.publish("urn:example:notes", f"n{i}", f"<note xmlns='urn:example:notes'>note {i}</note>")
     await a.iq(f"<pubsub xmlns='{PS}'><retract node='urn:example:notes'><item id='n1'/></retract></pubsub>")
@@ -502,6 +502,7 @@ def test_weft_export_import_round_trip(tmp_path):
     assert [i for i, _ in before["alice-items urn:example:tune"]] == ["t3", "t4", "t2"]
     assert [i for i, _ in before["alice-items urn:example:notes"]] == ["n0", "n2"]
     assert before["config urn:example:notes"]["pubsub#title"] == ["My notes"]
+    assert before["config urn:example:notes"]["pubsub#roster_groups_allowed"] == ["Friends"]
     # a full JID: only what was exchanged with that resource (bob's replies)
     assert [m["body"] for m in before["alice-with-bob-full"]] == ["hi alice", "yes"]
     check_members(before)
@@ -689,8 +690,8 @@ LEFT_OUT_FILE = f"""<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'><u
 
 
 def test_members_weft_has_no_room_for_are_left_out_with_a_notice(tmp_path):
-    """What XEP-0060 has and weft does not (publish-only, a pending
-    subscription, subscription options), a subscription the node would refuse
+    """What XEP-0060 has and weft does not (a pending subscription,
+    subscription options), a subscription the node would refuse
     (a contact without a presence subscription on a presence node, an outcast
     on a whitelist node) and a change of the account's own affiliation are
     left out, each with a notice naming it; the rest is imported and the sm
@@ -700,7 +701,7 @@ def test_members_weft_has_no_room_for_are_left_out_with_a_notice(tmp_path):
     f.write_text(LEFT_OUT_FILE)
     r = weftctl("--storage", sm_storage_url(tmp_path), "import", f)
     assert r.returncode == 0, r.stderr
-    assert "pep-nodes=2 pep-items=0 pep-affiliations=1 pep-subscriptions=2" in r.stdout, r.stdout
+    assert "pep-nodes=2 pep-items=0 pep-affiliations=2 pep-subscriptions=2" in r.stdout, r.stdout
     notes = [ln.split(": ", 4)[4] for ln in r.stderr.splitlines()]   # after file, user, element
     assert sorted(notes) == sorted([
         "node urn:example:mood: nurse@localhost not kept (access model 'presence' and the node's affiliations "
@@ -708,8 +709,6 @@ def test_members_weft_has_no_room_for_are_left_out_with_a_notice(tmp_path):
         "node urn:example:mood: tybalt@localhost not kept (weft's subscriptions are 'subscribed' only, "
         "not 'pending')",
         "node urn:example:club: the account stays the owner of its node, not 'member'",
-        "node urn:example:club: paris@localhost not kept (weft has no publish-only affiliation: it gets what "
-        "the access model allows)",
         "node urn:example:club: tybalt@localhost not kept (access model 'whitelist' and the node's "
         "affiliations do not let it subscribe)",
         "node urn:example:club: subscription options ignored (weft has none: every notification)",
@@ -718,8 +717,8 @@ def test_members_weft_has_no_room_for_are_left_out_with_a_notice(tmp_path):
     try:
         async def check():
             rom = await Session.open(s.port, "romeo@localhost/r", "romeo-pw", "SCRAM-SHA-256")
-            assert await rom.owner_list("urn:example:club", "affiliations") == {"romeo@localhost": "owner",
-                                                                               "tybalt@localhost": "outcast"}
+            assert await rom.owner_list("urn:example:club", "affiliations") == {
+                "romeo@localhost": "owner", "paris@localhost": "publish-only", "tybalt@localhost": "outcast"}
             assert await rom.owner_list("urn:example:club", "subscriptions") == {"romeo@localhost/pc": "subscribed"}
             assert await rom.owner_list("urn:example:mood", "subscriptions") == \
                 {"juliet@localhost/balcony": "subscribed"}

@@ -205,8 +205,9 @@ def test_items_and_access_models(server):
         assert await iq_error(b, f"<pubsub xmlns='{PS}'><items node='secret'/></pubsub>", "alice@localhost",
                               "get") == ("not-allowed", "closed-node")
         assert await items(a, None, "secret") == [("current", "mine")]
-        # roster: a contact in the roster reads, a stranger does not
-        await publish(a, "roster-node", "r", "rr", access_model="roster")
+        # roster: a contact in an allowed roster group reads, a stranger does not
+        await a.update_roster("bob@localhost", groups=["Friends"])
+        await publish(a, "roster-node", "r", "rr", access_model="roster", roster_groups_allowed="Friends")
         assert await items(b, "alice@localhost", "roster-node") == [("r", "rr")]
         assert (await iq_error(e, f"<pubsub xmlns='{PS}'><items node='roster-node'/></pubsub>",
                                "alice@localhost", "get"))[0] == "not-authorized"
@@ -379,6 +380,39 @@ def test_persistence_and_account_deletion(tmp_path):
         time.sleep(0.5)
         s.register("alice", PW)
         run(third())
+    finally:
+        s.close()
+
+
+def test_last_item_when_the_presence_loads_the_owner(tmp_path):
+    """The presence that brings the owner's PEP state into memory (after an
+    sm restart, the owner offline) still delivers the last item: on
+    PostgreSQL the nodes are read after the presence was handled, and the
+    delivery waits for them. The caps hash is known beforehand (eve's
+    resource announced the same interests), so nothing else sends it."""
+    s = start(tmp_path)
+
+    async def first():
+        a = await connect(s, "alice@localhost/pc")
+        b = await connect(s, "bob@localhost/pc", notify=[NODE])
+        await befriend(a, b)
+        await publish(a, NODE, "last", "the last one")
+        await close(a, b)
+
+    async def second():
+        e = await connect(s, "eve@localhost/pc", notify=[NODE])      # caches the caps hash
+        await asyncio.sleep(0.5)
+        b = await connect(s, "bob@localhost/pc", notify=[NODE])      # loads alice
+        _, _, ev = await next_event(b)
+        assert event_items(ev) == (NODE, [("last", "the last one")])
+        await no_event(b, 0.5)
+        await close(b, e)
+    try:
+        run(first())
+        s.sm.stop()
+        s.start_sm()
+        time.sleep(1.5)
+        run(second())
     finally:
         s.close()
 

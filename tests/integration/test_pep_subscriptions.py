@@ -16,7 +16,7 @@ pytest.importorskip("slixmpp")
 from slixmpp.exceptions import IqError  # noqa: E402
 
 from test_pep import (NODE, PS, PSE, PSO, befriend, close, connect, event_items, form, iq, iq_error,  # noqa: E402
-                      items, next_event, no_event, publish, run, start)
+                      items, next_event, no_event, publish, publish_xml, run, start)
 
 ALICE = "alice@localhost"
 
@@ -185,9 +185,105 @@ def test_whitelist_member_and_outcast(server):
             await set_affiliation(a, "w", ALICE, "member")
         assert ei.value.iq["error"]["condition"] == "not-acceptable"
         with pytest.raises(IqError) as ei:
-            await set_affiliation(a, "w", "bob@localhost", "publish-only")
+            await set_affiliation(a, "w", "bob@localhost", "admin")
         assert ei.value.iq["error"]["condition"] == "not-acceptable"
         await close(a, b)
+    run(main())
+
+
+def test_publish_only_affiliation(server):
+    """XEP-0060 4.1: a publish-only JID publishes to the owner's node and
+    retracts what it published, not the owner's items (nor replaces them by
+    publishing under their id); it may neither read
+    the items nor subscribe (forbidden), even on an open node, and gets no
+    notification. The affiliation is listed and advertised."""
+    async def main():
+        a = await connect(server, "alice@localhost/pc", notify=[NODE])
+        b = await connect(server, "bob@localhost/pc", notify=[NODE])
+        await befriend(a, b)
+        await publish(a, NODE, "own", "the owner's", access_model="open", max_items="10")
+        await next_event(a)
+        await next_event(b)
+        await set_affiliation(a, NODE, "bob@localhost", "publish-only")
+        assert await owner_list(a, NODE, "affiliations") == {ALICE: "owner", "bob@localhost": "publish-only"}
+        await iq(b, publish_xml(NODE, "bobs", "from bob"), to=ALICE)
+        _, _, ev = await next_event(a)
+        assert event_items(ev) == (NODE, [("bobs", "from bob")])
+        await no_event(b, 0.5)                     # not a reader: no notification
+        assert (await iq_error(b, f"<pubsub xmlns='{PS}'><items node='{NODE}'/></pubsub>", ALICE, "get"))[0] == \
+            "forbidden"
+        assert (await iq_error(b, sub_xml(NODE, "bob@localhost"), ALICE))[0] == "forbidden"
+        retract = "<pubsub xmlns='{ps}'><retract node='{node}'><item id='{id}'/></retract></pubsub>"
+        assert (await iq_error(b, retract.format(ps=PS, node=NODE, id="own"), ALICE))[0] == "forbidden"
+        # nor replace it by publishing under its id
+        assert (await iq_error(b, publish_xml(NODE, "own", "overwritten"), ALICE))[0] == "forbidden"
+        await iq(b, retract.format(ps=PS, node=NODE, id="bobs"), to=ALICE)
+        assert await items(a, None, NODE) == [("own", "the owner's")]
+        # purge stays the owner's (4.1: No for publish-only)
+        assert (await iq_error(b, f"<pubsub xmlns='{PSO}'><purge node='{NODE}'/></pubsub>", ALICE))[0] == \
+            "forbidden"
+        feats = (await a["xep_0030"].get_info(jid=ALICE))["disco_info"]["features"]
+        assert PS + "#publish-only-affiliation" in feats
+        await close(a, b)
+    run(main())
+
+
+def test_roster_groups_allowed(server):
+    """XEP-0060 4.5: a roster node lets in the contacts in its
+    roster_groups_allowed (list-multi in the configure form, stored, checked
+    as a publish-options precondition); a contact in another group is
+    refused (not-authorized + not-in-roster-group) and gets no notification
+    nor last item; with no group, only the owner reads. Moving the contact
+    into the group lets it in."""
+    async def main():
+        a = await connect(server, "alice@localhost/pc", notify=[NODE])
+        b = await connect(server, "bob@localhost/pc", notify=[NODE])
+        e = await connect(server, "eve@localhost/pc", notify=[NODE])
+        await befriend(a, b)
+        await befriend(a, e)
+        await a.update_roster("bob@localhost", groups=["Friends"])
+        await a.update_roster("eve@localhost", groups=["Work"])
+        await asyncio.sleep(0.5)
+        groups = ("<field var='pubsub#roster_groups_allowed'><value>Friends</value>"
+                  "<value>Family</value></field>")
+        cfg = form("node_config", access_model="roster").replace("</x>", groups + "</x>")
+        await iq(a, f"<pubsub xmlns='{PS}'><create node='{NODE}'/><configure>{cfg}</configure></pubsub>")
+        r = await iq(a, f"<pubsub xmlns='{PSO}'><configure node='{NODE}'/></pubsub>", type_="get")
+        f = [x for x in r.xml.iter("{jabber:x:data}field") if x.get("var") == "pubsub#roster_groups_allowed"]
+        assert f[0].get("type") == "list-multi"
+        assert sorted(v.text for v in f[0].findall("{jabber:x:data}value")) == ["Family", "Friends"]
+        await publish(a, NODE, "1", "for friends")
+        for x in (a, b):
+            _, _, ev = await next_event(x)
+            assert event_items(ev) == (NODE, [("1", "for friends")])
+        await no_event(e, 0.5)
+        assert await items(b, ALICE, NODE) == [("1", "for friends")]
+        assert await iq_error(e, f"<pubsub xmlns='{PS}'><items node='{NODE}'/></pubsub>", ALICE, "get") == \
+            ("not-authorized", "not-in-roster-group")
+        assert await iq_error(e, sub_xml(NODE, "eve@localhost"), ALICE) == ("not-authorized", "not-in-roster-group")
+        # publish-options: the groups are a precondition (any order)
+        po = form("publish-options", access_model="roster").replace(
+            "</x>", "<field var='pubsub#roster_groups_allowed'><value>Family</value><value>Friends</value>"
+                    "</field></x>")
+        await iq(a, f"<pubsub xmlns='{PS}'><publish node='{NODE}'><item id='2'><tune xmlns='{NODE}'>"
+                    f"<title>two</title></tune></item></publish><publish-options>{po}</publish-options></pubsub>")
+        await next_event(b)
+        assert await iq_error(a, publish_xml(NODE, "3", "x", access_model="roster", roster_groups_allowed="Work")) \
+            == ("conflict", "precondition-not-met")
+        # eve's client coming online again gets no last item; moved into Friends, she reads
+        await close(e)
+        e = await connect(server, "eve@localhost/pc", notify=[NODE])
+        await no_event(e, 0.5)
+        await a.update_roster("eve@localhost", groups=["Friends"])
+        await asyncio.sleep(0.5)
+        assert await items(e, ALICE, NODE) == [("2", "two")]
+        # no group at all: only the owner (and affiliates) read
+        await iq(a, f"<pubsub xmlns='{PSO}'><configure node='{NODE}'>"
+                    f"{form('node_config', roster_groups_allowed='')}</configure></pubsub>")
+        assert await iq_error(b, f"<pubsub xmlns='{PS}'><items node='{NODE}'/></pubsub>", ALICE, "get") == \
+            ("not-authorized", "not-in-roster-group")
+        assert await items(a, None, NODE) == [("2", "two")]
+        await close(a, b, e)
     run(main())
 
 
