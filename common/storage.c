@@ -684,6 +684,20 @@ void storage_put_at_async(storage_t *st, const char *owner, const char *coll, co
     req_submit(st, r);
 }
 
+void storage_put_take_async(storage_t *st, char *owner, char *coll, char *key, char *tag, char *val,
+                            size_t len, int64_t stamp, storage_cb cb, void *arg)
+{
+    storage_req_t *r = req_new(SOP_PUT, "put", cb, arg);
+    r->owner = owner;
+    r->coll = coll;
+    r->key = key;
+    r->tag = tag;
+    r->val = val ? val : storage_memdup("", 0);
+    r->len = val ? len : 0;
+    r->stamp = stamp;
+    req_submit(st, r);
+}
+
 void storage_del_async(storage_t *st, const char *owner, const char *coll, const char *key,
                        storage_cb cb, void *arg)
 {

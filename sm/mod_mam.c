@@ -38,12 +38,8 @@
 #include <strings.h>
 #include <time.h>
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
-#include "comp_proto.h"
 #include "log.h"
+#include "mam_id.h"
 #include "mod_mam.h"
 #include "mod_roster.h"
 #include "strbuf.h"
@@ -195,52 +191,20 @@ static int own_jid(const sm_user_t *u, const char *jid)
     return !strncasecmp(jid, u->bare, n) && (jid[n] == '\0' || jid[n] == '/');
 }
 
-/* Archive ids: 16 hex digits (the time in µs, 13 digits, then 3 random),
- * then 12 hex digits of an HMAC-SHA256 of the user's bare JID and those 16,
- * keyed with the sm's secret. Time first: a user's new records then land at
- * the end of the storage's key index, not on a random page of it (fewer
- * pages written per message). The tag makes ids unforgeable. The
- * tag tells a message this server already archived (one c2s hands back as
- * never acknowledged: docs/session-protocol.md, type='unacked') from one
- * carrying an id someone forged: the first keeps its id and is not archived
- * again, so the client sees one id whichever copy reaches it. */
-#define ID_RANDOM 16
-#define ID_TAG 12
-
-static void id_tag(const char *bare, const char *random, char *out)
+/* Archive ids (mam_id.c), keyed with the sm's secret. */
+static const char *id_key(void)
 {
-    const char *key = sm_config->link.secret ? sm_config->link.secret : "";
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    char data[3200];
-    int n = snprintf(data, sizeof data, "%s\n%.*s", bare, ID_RANDOM, random);
-    HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)data,
-         (size_t)(n < (int)sizeof data ? n : (int)sizeof data - 1), mac, &len);
-    for (int i = 0; i < ID_TAG / 2; i++)
-        snprintf(out + 2 * i, 3, "%02x", mac[i]);
+    return sm_config->link.secret ? sm_config->link.secret : "";
 }
 
 static void new_id(const char *bare, char *buf)
 {
-    static int64_t last;
-    int64_t us = storage_now_us();
-    if (us <= last)
-        us = last + 1;                 /* ids of one process only grow */
-    last = us;
-    char rnd[8];
-    comp_proto_random_hex(rnd, 2);
-    snprintf(buf, ID_RANDOM + 1, "%013llx%.3s", (unsigned long long)us & 0xfffffffffffffull, rnd);
-    id_tag(bare, buf, buf + ID_RANDOM);
-    buf[ID_RANDOM + ID_TAG] = '\0';
+    mam_id_new(id_key(), bare, storage_now_us(), buf);
 }
 
 static int id_genuine(const char *bare, const char *id)
 {
-    char tag[ID_TAG + 1];
-    if (!id || strlen(id) != ID_RANDOM + ID_TAG)
-        return 0;
-    id_tag(bare, id, tag);
-    return CRYPTO_memcmp(tag, id + ID_RANDOM, ID_TAG) == 0;
+    return mam_id_genuine(id_key(), bare, id);
 }
 
 /* Removes every <stanza-id/> whose by names the user's account: only this
@@ -361,22 +325,31 @@ void mam_flush(void)
     npend = 0;
     if (flush_ev)
         event_del(flush_ev);
+    /* A batch touches a few index leaves per user that archived, each many
+     * times: in a cache that holds them each is read once per batch, not
+     * once per record (plus the dirty pages spilled and read back in the
+     * middle of the transaction). Between batches the cache goes back to
+     * database-cache, so idle sessions do not pay for it (docs/performance.md,
+     * "What archiving costs the chat benchmark"). PostgreSQL ignores it. */
+    size_t wcache = cfg()->write_cache;
+    int raise = n > 1 && wcache > sm_config->database_cache;
+    if (raise)
+        storage_set_cache(sm_storage, wcache);
     /* Transactions do not nest: when another module's is open (it submitted
      * begin without commit yet), these writes simply join it. */
     if (n > 1)
         storage_begin_async(sm_storage, NULL, NULL);
     for (size_t i = 0; i < n; i++) {
-        pend_t *p = &pend[i];
-        storage_put_at_async(sm_storage, p->owner, p->coll, p->key, p->tag, p->val, p->len, p->stamp,
-                             n > 1 ? NULL : batch_done, (void *)(uintptr_t)1);
-        free(p->owner);
-        free(p->coll);
-        free(p->key);
-        free(p->tag);
-        free(p->val);
+        pend_t *p = &pend[i];          /* its strings go to storage as they are */
+        storage_put_take_async(sm_storage, p->owner, p->coll, p->key, p->tag, p->val, p->len, p->stamp,
+                               n > 1 ? NULL : batch_done, (void *)(uintptr_t)1);
     }
     if (n > 1)
         storage_commit_async(sm_storage, batch_done, (void *)(uintptr_t)n);
+    /* SQLite has committed by now (its driver finishes inside submit); the
+     * smaller size frees the clean pages beyond it. */
+    if (raise)
+        storage_set_cache(sm_storage, sm_config->database_cache);
 }
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -438,35 +411,32 @@ static void pend_put(const char *owner, const char *coll, const char *key, const
     }
 }
 
-static char *dup_mem(const char *s, size_t len)
-{
-    char *d = xmalloc(len + 1);
-    memcpy(d, s, len);
-    d[len] = '\0';
-    return d;
-}
+/* The record being made: kept between messages so that its serialization
+ * does not grow a new buffer every time (freed by mam_free). */
+static strbuf_t archive_buf;
+#define ARCHIVE_BUF_KEEP 65536
 
 /* Writes msg into u's archive under id; with is the contact's JID. */
 static void archive(sm_user_t *u, char dir, const jid_t *with, const xml_node_t *msg, const char *id)
 {
-    strbuf_t sb;
-    strbuf_init(&sb);
-    char head[64];
+    strbuf_t *sb = &archive_buf;
+    strbuf_reset(sb);
     int64_t now = storage_now_us();
-    snprintf(head, sizeof head, "%lld %c ", (long long)now, dir);
-    strbuf_puts(&sb, head);
-    strbuf_puts(&sb, with->full);
-    strbuf_puts(&sb, "\n");
-    xml_serialize(msg, NULL, &sb);     /* declares the stanza's namespace */
+    strbuf_printf(sb, "%lld %c %s\n", (long long)now, dir, with->full);
+    xml_serialize(msg, NULL, sb);      /* declares the stanza's namespace */
     /* One record, tagged with the contact's bare JID: the tag's index
-     * answers "with X", the collection's "everything". */
-    pend_put(u->bare, MAM_COLL, id, with->bare, dup_mem(sb.data, sb.len), sb.len, now);
+     * answers "with X", the collection's "everything". The batch holds an
+     * exact copy: archive_buf's slack is not kept 20,000 times. */
+    char *val = xmalloc(sb->len + 1);
+    memcpy(val, sb->data, sb->len + 1);
+    pend_put(u->bare, MAM_COLL, id, with->bare, val, sb->len, now);
+    if (sb->cap > ARCHIVE_BUF_KEEP)
+        strbuf_free(sb);               /* a rare large stanza: not kept for the next */
     mam_user_t *s = ustate(u);
     if (!s->listed && (cfg()->max_age > 0 || cfg()->max_messages > 0)) {
         pend_put(sm_config->domain, MAM_COLL_USERS, u->bare, NULL, xstrdup(""), 0, now);
         s->listed = 1;
     }
-    strbuf_free(&sb);
     log_debug("sm: event=mam-archived user=%s dir=%c with=%s id=%s", u->bare, dir, with->full, id);
 }
 
@@ -855,6 +825,8 @@ static void mam_free(void)
     sweep_free_users();
     memset(&sweep, 0, sizeof sweep);
     sent_msg = NULL;
+    mam_id_free();
+    strbuf_free(&archive_buf);
 }
 
 static const cfg_option_t mam_options[] = {
@@ -872,6 +844,8 @@ static const cfg_option_t mam_options[] = {
      "How long archive writes wait to be committed together (0: until the end of the loop turn; at most 10ms on PostgreSQL)."},
     {"write-batch", CFG_INT, "20000", 1, 100000, 1, offsetof(mam_cfg_t, write_batch), NULL,
      "Archive writes that make a batch commit at once, before write-delay is up (bounds the memory they hold; at most 512 on PostgreSQL)."},
+    {"write-cache", CFG_SIZE, "16M", 0, 1073741824, 1, offsetof(mam_cfg_t, write_cache), NULL,
+     "SQLite's page cache while an archive batch commits, back to database-cache after it (0: database-cache throughout)."},
     {"sweep-period", CFG_SECONDS, "1h", 1, 1e7, 1, offsetof(mam_cfg_t, sweep_period), NULL,
      "How often the retention limits are applied."},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, NULL},

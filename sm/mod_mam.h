@@ -37,6 +37,7 @@ typedef struct mam_cfg {
     double sweep_period;      /* seconds between retention sweeps */
     double write_delay;       /* seconds archive writes wait to be committed together */
     long write_batch;         /* records that make a batch commit at once */
+    size_t write_cache;       /* SQLite page cache while a batch commits; 0: database-cache */
     char *default_text;       /* always, never or roster (XEP-0441 default) */
 } mam_cfg_t;
 

@@ -136,6 +136,18 @@ int cpu_server_each(double *secs, char (*names)[16], int max)
     return n;
 }
 
+double loadavg_1m(void)
+{
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1)
+            l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
 /* Sum of VmRSS of the server's processes, in KiB. */
 static long rss_pid_kb(pid_t pid)
 {
@@ -637,6 +649,12 @@ static int chat_running, chat_measuring, chat_phase;
 static uint64_t chat_t0, chat_delivered, chat_errors, chat_gaps, chat_reorder;
 static lat_t chat_lat;
 static span_t chat_span;
+/* Each server process's CPU over the measured interval: what one message
+ * costs each of them (server_us_per_msg_each), which a throughput figure
+ * on a shared machine does not tell. */
+static double chat_cpu0[BX_MAX_PROCS], chat_cpu1[BX_MAX_PROCS], chat_load0, chat_load1;
+static char chat_names[BX_MAX_PROCS][16];
+static int chat_np;
 static char pad[1024];
 
 static void chat_send(peer_t *p, int idx)
@@ -702,12 +720,16 @@ static void chat_tick(void)
     if (chat_phase == 0 && t >= 1.0) {
         chat_phase = 1;
         chat_measuring = 1;
+        chat_load0 = loadavg_1m();
+        chat_np = cpu_server_each(chat_cpu0, chat_names, BX_MAX_PROCS);
         span_begin(&chat_span);
     } else if (chat_phase == 1 && t >= 1.0 + opt.seconds) {
         chat_phase = 2;
         chat_measuring = 0;
         chat_running = 0;
         span_end(&chat_span);
+        cpu_server_each(chat_cpu1, chat_names, BX_MAX_PROCS);
+        chat_load1 = loadavg_1m();
     } else if (chat_phase == 2) {
         uint64_t inflight = 0;
         for (int i = 0; i < n_peers; i++)
@@ -751,6 +773,11 @@ static int run_chat(void)
                   (unsigned long long)recvd, (long long)(sent - recvd),
                   (unsigned long long)chat_gaps, (unsigned long long)chat_reorder,
                   (unsigned long long)chat_errors);
+    strbuf_puts(&j, ",\"server_us_per_msg_each\":{");
+    for (int i = 0; i < chat_np; i++)
+        strbuf_printf(&j, "%s\"%s\":%.2f", i ? "," : "", chat_names[i],
+                      chat_delivered ? 1e6 * (chat_cpu1[i] - chat_cpu0[i]) / (double)chat_delivered : 0);
+    strbuf_printf(&j, "},\"loadavg_start\":%.2f,\"loadavg_end\":%.2f", chat_load0, chat_load1);
     json_common(&j, &chat_span);
     strbuf_puts(&j, "}");
     printf("%s\n", j.data);

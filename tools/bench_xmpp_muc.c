@@ -33,7 +33,6 @@
 #define NS_MUC_USER_BX NS_MUC_BX "#user"
 #define NS_MUC_OWNER_BX NS_MUC_BX "#owner"
 #define MUC_TIMEOUT_NS 10000000000ull   /* a message not everywhere after 10 s leaves the window */
-#define MUC_MAX_PROCS 16
 
 enum { MSG_PENDING = 0, MSG_DONE, MSG_RELEASED };
 
@@ -354,33 +353,21 @@ static void send_tick(void)
     }
 }
 
-static double loadavg_1m(void)
-{
-    double l = -1;
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fscanf(f, "%lf", &l) != 1)
-            l = -1;
-        fclose(f);
-    }
-    return l;
-}
-
 /* After the sessions are gone the server may still be sending the
  * departures (N leaves of a room of N is N squared presences): wait, at most
  * 60 s, until its processes use under 5% of a core, so the next server's run
  * does not share the core with this one's clean-up. */
 static void wait_server_idle(void)
 {
-    double secs[MUC_MAX_PROCS];
-    char names[MUC_MAX_PROCS][16];
+    double secs[BX_MAX_PROCS];
+    char names[BX_MAX_PROCS][16];
     for (int t = 0; t < 120; t++) {
         double a = 0, b = 0;
-        int np = cpu_server_each(secs, names, MUC_MAX_PROCS);
+        int np = cpu_server_each(secs, names, BX_MAX_PROCS);
         for (int i = 0; i < np; i++)
             a += secs[i];
         loop_for(0.5);
-        np = cpu_server_each(secs, names, MUC_MAX_PROCS);
+        np = cpu_server_each(secs, names, BX_MAX_PROCS);
         for (int i = 0; i < np; i++)
             b += secs[i];
         if (b - a < 0.025)
@@ -474,19 +461,19 @@ int run_muc(void)
                 send_msg(i);
     }
     loop_run(send_tick);
-    double cpu0[MUC_MAX_PROCS], cpu1[MUC_MAX_PROCS];
-    char names[MUC_MAX_PROCS][16];
+    double cpu0[BX_MAX_PROCS], cpu1[BX_MAX_PROCS];
+    char names[BX_MAX_PROCS][16];
     double load0 = loadavg_1m();
     span_t sp;
     span_begin(&sp);
-    int np = cpu_server_each(cpu0, names, MUC_MAX_PROCS);
+    int np = cpu_server_each(cpu0, names, BX_MAX_PROCS);
     phase = 1;
     measuring = 1;
     loop_run(send_tick);
     measuring = 0;
     running = 0;
     span_end(&sp);
-    cpu_server_each(cpu1, names, MUC_MAX_PROCS);
+    cpu_server_each(cpu1, names, BX_MAX_PROCS);
     double load1 = loadavg_1m();
     phase = 2;
     loop_run(send_tick);

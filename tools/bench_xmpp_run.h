@@ -49,6 +49,8 @@ void span_end(span_t *s);
 /* CPU seconds (utime+stime) of each --pids/--procs process, with its comm
  * name; returns how many were filled (at most max). */
 int cpu_server_each(double *secs, char (*names)[16], int max);
+#define BX_MAX_PROCS 16
+double loadavg_1m(void);                /* -1 when unknown */
 
 /* Latency samples in microseconds; lat_q: quantile in ms (sorts them). */
 typedef struct lat { uint32_t *v; size_t n, cap; } lat_t;
