@@ -31,7 +31,7 @@ fixed drain: on PostgreSQL the c2s row's receivers log in again only once
 the sm has worked off the writes it accepted while they were gone (MAM and
 offline storage, 3 writes per message, one connection, first in first out;
 their logins' reads wait behind them): the row recovered 3 s after the kill
-at load 5, 16-19 s at load 10-13, and at load 12-14 the fixed 25 s drain it
+at load 5, 16-30 s at load 10-15, and at load 12-14 the fixed 25 s drain it
 used to have ended runs in which nothing was wrong (issue 12). A login that
 never completes still fails, STALL s after the sm went idle.
 
