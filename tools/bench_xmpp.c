@@ -801,9 +801,13 @@ static int run_chat(void)
  * carries a XEP-0203 delay). After --seconds the senders stop and the run
  * drains for at most --drain seconds until every message arrived. SIGUSR1
  * marks the kill of a component, SIGUSR2 its restart; the recovery time is
- * from the mark until every pair has received a message sent after it. */
+ * from the mark until every pair has received a message sent after it.
+ * SIGTERM ends the run at once with the report as it stands ("cut_short"):
+ * a test that sees the server stop making progress ends the drain early
+ * instead of waiting out --drain, and still gets the figures. */
 
 static int steady_on, steady_phase;
+static int steady_cut;                 /* SIGTERM (a libevent signal event): report now */
 static unsigned steady_nonce;          /* tells this run's messages from older offline ones */
 static uint64_t steady_t0, steady_done_ns, steady_drain_ns, steady_kill_ns, steady_restart_ns;
 static uint64_t steady_bounced, steady_unparsed, steady_disconnects;
@@ -934,6 +938,11 @@ static void steady_signal(evutil_socket_t sig, short what, void *arg)
     (void)what;
     (void)arg;
     uint64_t now = bx_now_ns();
+    if (sig == SIGTERM) {
+        steady_cut = 1;
+        fprintf(stderr, "steady: SIGTERM at %.2f s, reporting now\n", (double)(now - steady_t0) / 1e9);
+        return;
+    }
     if (sig == SIGUSR1)
         steady_kill_ns = now;
     else
@@ -955,6 +964,10 @@ static void steady_totals(uint64_t *sent, uint64_t *uniq)
 static void steady_tick(void)
 {
     uint64_t now = bx_now_ns();
+    if (steady_cut) {
+        loop_stop();
+        return;
+    }
     for (int i = 0; i < n_peers; i++) {
         peer_t *p = &peers[i];
         if (!p->c && p->retry_ns && now >= p->retry_ns) {
@@ -1036,12 +1049,13 @@ static void steady_report(const span_t *s)
                   "\"delivered\":%llu,\"lost\":%lld,\"duplicated\":%llu,\"bounced\":%llu,"
                   "\"offline_delivered\":%llu,\"reordered\":%llu,\"unparsed\":%llu,"
                   "\"disconnected\":%d,\"disconnected_senders\":%d,\"disconnected_receivers\":%d,"
-                  "\"disconnects\":%llu,\"reconnected\":%d,\"still_disconnected\":%d",
+                  "\"disconnects\":%llu,\"reconnected\":%d,\"still_disconnected\":%d,\"cut_short\":%s",
                   opt.pairs, n_peers, opt.rate, opt.seconds, (unsigned long long)sent,
                   (unsigned long long)uniq, (long long)(sent - uniq), (unsigned long long)dups,
                   (unsigned long long)steady_bounced, (unsigned long long)delayed,
                   (unsigned long long)reordered, (unsigned long long)steady_unparsed, disc_s + disc_r,
-                  disc_s, disc_r, (unsigned long long)steady_disconnects, reconnected, down);
+                  disc_s, disc_r, (unsigned long long)steady_disconnects, reconnected, down,
+                  steady_cut ? "true" : "false");
     if (steady_kill_ns) {
         strbuf_printf(&j, ",\"kill_at_s\":%.3f,\"unrecovered_pairs\":%d", at_kill, unrecovered);
         if (recovered)
@@ -1100,8 +1114,10 @@ static int run_steady(void)
     }
     struct event *sig1 = evsignal_new(tgt.base, SIGUSR1, steady_signal, NULL);
     struct event *sig2 = evsignal_new(tgt.base, SIGUSR2, steady_signal, NULL);
+    struct event *sig3 = evsignal_new(tgt.base, SIGTERM, steady_signal, NULL);
     evsignal_add(sig1, NULL);
     evsignal_add(sig2, NULL);
+    evsignal_add(sig3, NULL);
     int rc = 0;
     if (ramp_to(n, BX_F_PRESENCE, &steady_h) != 0) {
         fprintf(stderr, "steady: only %d of %d sessions ready (%s)\n", n_ready, n, first_failure);
@@ -1129,6 +1145,7 @@ static int run_steady(void)
     close_all();
     event_free(sig1);
     event_free(sig2);
+    event_free(sig3);
     for (int i = 0; i < n; i++) {
         free(peers[i].to);
         free(peers[i].seen);
@@ -1387,7 +1404,8 @@ static void usage(void)
             "  --seconds S        chat, login: measured time (after 1 s warm-up); steady: sending time\n"
             "  --rate R --drain S --ready-file F   steady: messages/s per sender, seconds to wait\n"
             "                     for the rest, file created when sending starts;\n"
-            "                     SIGUSR1 marks a component kill, SIGUSR2 its restart\n"
+            "                     SIGUSR1 marks a component kill, SIGUSR2 its restart,\n"
+            "                     SIGTERM ends the run now with its report\n"
             "  --peer-host IP --peer-port N --peer-domain D   chat, steady: the second user of\n"
             "                     each pair logs in there (--register applies to both)\n"
             "  --concurrency C    login slots; connection ramp for the others\n"
