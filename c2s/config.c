@@ -56,7 +56,7 @@ const cfg_option_t c2s_options[] = {
         "Bytes per second read from one connection (reading pauses past it)."),
     OPT("limits.burst", CFG_SIZE, "512K", 1024, 1073741824, 0, burst,
         "Bytes one connection may send in a burst above limits.rate."),
-    OPT("output.batch", CFG_INT, "64", 0, 4096, 1, out_batch,
+    OPT("output.batch", CFG_INT, "0", 0, 4096, 1, out_batch,
         "Sessions whose output one pass writes straight to their sockets, once per loop turn, before the router gets the acknowledgement of what it delivered (0: each delivery written and acknowledged on its own, as before 2026-12); bounds how many deliveries a kill -9 of c2s can repeat."),
     OPT("limits.output-buffer", CFG_SIZE, "4M", 65536, 1073741824, 0, output_max,
         "Bytes queued to a client that does not read before its connection is dropped."),
