@@ -269,8 +269,8 @@ def test_output_batch_fans_out_each_stanza_once_in_order(srv):
         for n in names:
             bob.send(f"<message to='{n}@localhost' type='chat' id='f{k}'><body>m{k} x</body></message>")
     for c in rx:
-        c.read_until(r"<body>m4 x</body>", timeout=30)
-        assert ids(c.buf) == [0, 1, 2, 3, 4], c.buf[-2000:]
+        got = c.read_until(r"<body>m4 x</body>", timeout=30)
+        assert ids(got) == [0, 1, 2, 3, 4], got[-2000:]
     srv.c2s.kill9()
     restart_c2s(srv, killed=True)
     for n in names[:3]:
