@@ -674,16 +674,6 @@ void storage_put_tag_async(storage_t *st, const char *owner, const char *coll, c
     req_submit(st, r);
 }
 
-void storage_put_at_async(storage_t *st, const char *owner, const char *coll, const char *key,
-                          const char *tag, const char *val, size_t len, int64_t stamp,
-                          storage_cb cb, void *arg)
-{
-    storage_req_t *r = req_value(SOP_PUT, "put", owner, coll, key, val, len, cb, arg);
-    r->tag = dup_or_null(tag);
-    r->stamp = stamp;
-    req_submit(st, r);
-}
-
 void storage_put_take_async(storage_t *st, char *owner, char *coll, char *key, char *tag, char *val,
                             size_t len, int64_t stamp, storage_cb cb, void *arg)
 {

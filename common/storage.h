@@ -189,11 +189,8 @@ void storage_put_async(storage_t *st, const char *owner, const char *coll, const
 void storage_put_tag_async(storage_t *st, const char *owner, const char *coll, const char *key,
                            const char *tag, const char *val, size_t len, storage_cb cb,
                            void *arg);
-void storage_put_at_async(storage_t *st, const char *owner, const char *coll, const char *key,
-                          const char *tag, const char *val, size_t len, int64_t stamp,
-                          storage_cb cb, void *arg);
-/* storage_put_at_async without copies, for writers of many records (mod_mam's
- * archive batches): owner, coll, key, tag (may be NULL) and val are malloc'd
+/* storage_put_at, asynchronous, taking its strings instead of copying them
+ * (mod_mam's archive batches, the one writer of many records): owner, coll, key, tag (may be NULL) and val are malloc'd
  * by the caller and taken, freed by storage once the request is done; val
  * holds len bytes and a NUL after them. */
 void storage_put_take_async(storage_t *st, char *owner, char *coll, char *key, char *tag, char *val,
