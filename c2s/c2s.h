@@ -301,6 +301,10 @@ size_t out_batch_len(const client_t *c);
 /* The pass now, when it holds output.batch sessions (deliver.c, after each
  * delivery). */
 void out_batch_check(void);
+/* While on, every eligible session joins the pass whatever output.batch
+ * says, and the pass waits; off flushes it (sm_link.c: the sessions of one
+ * <deliver/> element go out in one pass). */
+void out_batch_force(int on);
 void out_batch_flush(void);
 /* c leaves the pass: its bytes go to its bufferevent's output (close),
  * or are dropped with the connection (drop = 1). */
@@ -386,6 +390,9 @@ void limits_free(void);
 void c2s_metrics_register(void);
 void c2s_metrics_login(const char *mech, int ok);      /* ok: 1 success, 0 failure */
 void c2s_metrics_stanza(int in, const char *name);     /* in: 1 from the client, 0 to it */
+/* n stanzas from the sm for one session each, in a <route/> (merged 0) or
+ * a <deliver/> (1). */
+void c2s_metrics_delivery(int merged, size_t n);
 void c2s_metrics_bytes_in(size_t n);
 void c2s_metrics_bytes_out(size_t n);
 void c2s_metrics_tls(int ok);                          /* a TLS handshake ended */
