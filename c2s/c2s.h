@@ -315,6 +315,17 @@ void out_batch_free(void);
  * router once their bytes are in the kernel. */
 /* Writes st (a child of route, which deliver takes) to c; token is done once
  * the bytes are in the kernel, or when the connection goes. */
+/* The stanza of a <deliver/> element, shared by the copies c2s wrote for
+ * it straight from bytes (sm_link.c): kept for the way back to the sm. */
+typedef struct deliver_shared {
+    xml_node_t *st;
+    unsigned refs;
+} deliver_shared_t;
+void deliver_shared_unref(deliver_shared_t *sh);
+/* One copy of sh's stanza for c, serialized with its 'to' (bytes): written
+ * and acknowledged as deliver_write does a route's. */
+void deliver_write_copy(client_t *c, deliver_shared_t *sh, const char *to, const char *bytes, size_t len,
+                        uint64_t token);
 void deliver_write(client_t *c, xml_node_t *route, const xml_node_t *st, uint64_t token);
 void deliver_filter_gone(client_t *c);   /* before the TLS filter is freed */
 /* Before the connection's buffers are freed: what is unwritten goes back to

@@ -235,6 +235,24 @@ static int sm_link_deliver(xml_node_t *route, uint64_t token, int *kept)
  * session that has gone), and the copies of every eligible session go out
  * in one pass of out_batch.c. The element's token is done with the last
  * copy. */
+/* A session its copy can go to straight from bytes: bound, written by c2s
+ * itself in the pass, no XEP-0198 queue, not inactive (csi.c may hold). */
+static int copy_direct(const client_t *c)
+{
+    return c->state == CL_SESSION && !c->sm_enabled && !c->ws && !csi_inactive(c) && out_batch_takes(c);
+}
+
+static void put_to(strbuf_t *out, const strbuf_t *tmpl, size_t name_end, const char *to)
+{
+    strbuf_append(out, tmpl->data, name_end);
+    if (to) {
+        strbuf_puts(out, " to='");
+        xml_escape(out, to, strlen(to), 1);
+        strbuf_puts(out, "'");
+    }
+    strbuf_append(out, tmpl->data + name_end, tmpl->len - name_end);
+}
+
 static void sm_link_deliver_many(xml_node_t *el, uint64_t token)
 {
     xml_node_t *st = NULL;
@@ -256,16 +274,38 @@ static void sm_link_deliver_many(xml_node_t *el, uint64_t token)
     c2s_metrics_delivery(1, n);
     uint64_t group = group_new(token, n);
     const char *from = xml_attr_get(el, "from");
+    /* The stanza serialized once without 'to', as client_write_node would
+     * (jabber:client the default): each direct copy puts its 'to' back in
+     * right after the name. */
+    xml_detach(st);
+    xml_attr_set(st, "to", NULL);
+    deliver_shared_t *sh = xcalloc(1, sizeof *sh);
+    sh->st = st;
+    sh->refs = 1;
+    strbuf_t tmpl, one;
+    strbuf_init(&tmpl);
+    strbuf_init(&one);
+    xml_serialize(st, NS_CLIENT, &tmpl);
+    size_t name_end = 1 + strlen(st->name);
     out_batch_force(1);
     for (xml_node_t *r = el->first_child; r; r = r->next) {
         if (!r->name || strcmp(r->ns, NS_WEFT_SESSION) || strcmp(r->name, "r"))
             continue;
+        const char *sid = xml_attr_get(r, "sid"), *to = xml_attr_get(r, "to");
+        client_t *c = client_find_str(sid);
+        if (c && copy_direct(c)) {
+            strbuf_reset(&one);
+            put_to(&one, &tmpl, name_end, to);
+            c2s_metrics_stanza(0, st->name);
+            deliver_write_copy(c, sh, to, one.data, one.len, group);
+            continue;
+        }
         xml_node_t *route = xml_elem_new(NS_WEFT_SESSION, "route");
         xml_attr_set(route, "to", c2s_config->instance);
         xml_attr_set(route, "from", from);
-        xml_attr_set(route, "sid", xml_attr_get(r, "sid"));
+        xml_attr_set(route, "sid", sid);
         xml_node_t *copy = xml_copy(st);
-        xml_attr_set(copy, "to", xml_attr_get(r, "to"));
+        xml_attr_set(copy, "to", to);
         xml_append(route, copy);
         int kept = 0;
         if (!sm_link_deliver(route, group, &kept)) {
@@ -275,6 +315,9 @@ static void sm_link_deliver_many(xml_node_t *el, uint64_t token)
         }
     }
     out_batch_force(0);
+    deliver_shared_unref(sh);
+    strbuf_free(&tmpl);
+    strbuf_free(&one);
 }
 
 static void sm_link_session_in(xml_node_t *el)
