@@ -103,8 +103,7 @@ static void handle(xml_node_t *st, uint64_t token, char *id)
  * smaller (a UNIX socket's is about 200 KiB); the link below its
  * high-water mark (comp_client.h): what waits here then waits for the router's
  * acks like what comp_client parks, instead of filling the link's buffer;
- * and outq.c holding less than limits.held-stanzas stanzas' output, none of
- * it waiting for a failed write to be retried. */
+ * and outq.c holding less than its bound of output (muc_outq_blocked). */
 static int has_room(void)
 {
     size_t room, cap;

@@ -312,8 +312,8 @@ void muc_outq_end(muc_journal_t *writes);
 /* One serialized stanza (bytes taken: *bytes is left empty), for each of
  * to[0..n) as a fan-out element, or as it is when to is NULL. */
 void muc_outq_add(strbuf_t *bytes, const char *const *to, size_t n);
-/* 1 while input should wait: limits.held-stanzas reached, or a failed write
- * waits to be submitted again. */
+/* 1 while input should wait: limits.held-stanzas reached, or a quarter of
+ * router.buffer in bytes, or a failed write waits to be submitted again. */
 int muc_outq_blocked(void);
 size_t muc_outq_held(void);
 void muc_outq_free(void);

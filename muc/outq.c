@@ -43,6 +43,7 @@ typedef struct item {
 
 typedef struct entry {
     uint64_t token;            /* of the stanza handled; 0: output outside a handler */
+    size_t bytes;              /* its elements and recipients */
     item_t *items, **items_tail;
     muc_journal_t *journal;    /* its writes, NULL when none */
     unsigned gen;              /* bumped when the journal is submitted again */
@@ -61,7 +62,7 @@ typedef struct ping {           /* a submission of an entry's journal */
 static comp_client_t **linkp;
 static entry_t *cur;                 /* the stanza being handled */
 static entry_t *head, **tail = &head;
-static size_t nheld;
+static size_t nheld, held_bytes;     /* entries in the FIFO, and their bytes */
 static struct event *room_timer, *retry_timer;
 static double backoff = RETRY_MIN;
 static int retrying;                 /* a failure waits for its retry */
@@ -124,10 +125,13 @@ static void append(entry_t *e, strbuf_t *bytes, const char *const *to, size_t n)
     item_t *i = xcalloc(1, sizeof *i);
     i->bytes = *bytes;
     strbuf_init(bytes);
+    e->bytes += i->bytes.len;
     if (to) {
         i->to = xmalloc((n ? n : 1) * sizeof *i->to);
-        for (size_t k = 0; k < n; k++)
+        for (size_t k = 0; k < n; k++) {
             i->to[k] = xstrdup(to[k]);
+            e->bytes += strlen(to[k]) + 16;
+        }
         i->n = n;
     }
     *e->items_tail = i;
@@ -139,6 +143,7 @@ static void push(entry_t *e)
     *tail = e;
     tail = &e->next;
     nheld++;
+    held_bytes += e->bytes;
 }
 
 void muc_outq_add(strbuf_t *bytes, const char *const *to, size_t n)
@@ -235,6 +240,7 @@ static void release(void)
         if (!head)
             tail = &head;
         nheld--;
+        held_bytes -= e->bytes;
         emit(e);
         e->gone = 1;
         if (!e->pings)
@@ -310,9 +316,11 @@ static void committed(storage_res_t *res, void *arg)
     release();
 }
 
+/* Also past a quarter of router.buffer in bytes: released, the output
+ * goes into the link's retained buffer, whose high-water mark is half. */
 int muc_outq_blocked(void)
 {
-    return retrying || nheld >= (size_t)muc_config->held_max;
+    return retrying || nheld >= (size_t)muc_config->held_max || held_bytes >= muc_config->link.buffer / 4;
 }
 
 size_t muc_outq_held(void)
@@ -336,7 +344,7 @@ void muc_outq_free(void)
             e->gone = 1;      /* a submission still names it */
     }
     tail = &head;
-    nheld = 0;
+    nheld = held_bytes = 0;
     if (room_timer)
         event_free(room_timer);
     if (retry_timer)
