@@ -32,7 +32,7 @@
 
 #define ROOM_NEEDED (1u << 19)
 #define RETRY_MIN 0.1
-#define RETRY_MAX 5.0
+#define RETRY_MAX 2.0
 
 typedef struct item {
     strbuf_t bytes;            /* one serialized stanza */

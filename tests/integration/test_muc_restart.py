@@ -326,7 +326,8 @@ def test_failed_write_is_retried_on_postgresql(tmp_path):
     archive records), nothing of the message goes out and it is not
     acknowledged: weft-muc submits the write again with a backoff, and the
     input behind it waits. Once the database takes it, the message reaches
-    everyone once, then the one sent after it: order kept, archive once."""
+    everyone once, then the one sent after it: order kept, archive once.
+    The same when the connection to the database is cut."""
     import sys
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
     from pg_server import PgServer
@@ -366,9 +367,23 @@ def test_failed_write_is_retried_on_postgresql(tmp_path):
         a.send(f"<message to='{room('f')}' type='groupchat'><body>four</body></message>")
         stanza(b, "four<")
         assert "two<" not in b.buf and "three<" not in b.buf
+        # The connection itself lost: the write in flight fails (its outcome
+        # unknown), the driver reconnects, the writes go again.
+        sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = 'weft' AND pid <> pg_backend_pid()")
+        a.send(f"<message to='{room('f')}' type='groupchat'><body>five</body></message>")
+        a.send(f"<message to='{room('f')}' type='groupchat'><body>six</body></message>")
+        assert "five<" in stanza(b, "five<|six<", timeout=15)
+        assert "six<" in stanza(b, "five<|six<", timeout=5)
+        try:
+            again = stanza(b, "five<|six<", timeout=1.0)
+        except TimeoutError:
+            again = None
+        assert again is None, again
         b.send(f"<iq type='set' to='{room('f')}' id='m'><query xmlns='urn:xmpp:mam:2'/></iq>")
         got = b.read_until(r"<iq[^>]*id='m'[\s\S]*?</iq>")
-        assert re.findall(r"<body>([^<]*)</body>", got) == ["one", "two", "three", "four"]
+        assert re.findall(r"<body>([^<]*)</body>", got) == ["one", "two", "three", "four", "five", "six"]
+        assert "connection-lost" in s.log("muc") or "database unavailable" in s.log("muc"), s.log("muc")[-2000:]
     finally:
         s.close()
         pg.stop()
