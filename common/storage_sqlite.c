@@ -216,7 +216,7 @@ static const char *const sql_text[Q_COUNT_ALL] = {
 
 /* ------------------------------------------------------------ helpers */
 
-void sql_log_err(sql_t *d, const char *op)
+static void sql_log_err(sql_t *d, const char *op)
 {
     log_error("storage: driver=sqlite op=%s code=%d error=\"%s\"", op,
               sqlite3_extended_errcode(d->db), sqlite3_errmsg(d->db));

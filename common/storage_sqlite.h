@@ -23,7 +23,6 @@ typedef struct sql {
 
 /* Helpers of storage_sqlite.c. Every bind_* and sql_step failure is logged
  * and resets the statement. */
-void sql_log_err(sql_t *d, const char *op);
 void sql_reset(sqlite3_stmt *s);
 int sql_step(sql_t *d, sqlite3_stmt *s, const char *op);   /* SQLITE_ROW, SQLITE_DONE, -1 */
 int sql_bind_text(sql_t *d, sqlite3_stmt *s, int i, const char *v, const char *op);
