@@ -10,7 +10,10 @@
  * order and stopping, append keys and sequence numbers, ranges (both
  * directions, after/before keys, limits, stamps), binary values,
  * transactions, scan and import, the asynchronous form (with the put that
- * takes its strings), and on PostgreSQL a
+ * takes its strings), the record tests again on log collections
+ * (storage_coll_is_log: SQLite's own table for archives, its v4 migration,
+ * sequence numbers across both tables, user delete, cached ids after a
+ * rollback or another connection's delete), and on PostgreSQL a
  * loop that keeps turning during a slow query and a reconnect after the
  * server dropped the connection. */
 #include <setjmp.h>
