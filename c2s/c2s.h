@@ -301,6 +301,10 @@ size_t out_batch_len(const client_t *c);
 /* The pass now, when it holds output.batch sessions (deliver.c, after each
  * delivery). */
 void out_batch_check(void);
+/* While on, every eligible session joins the pass whatever output.batch
+ * says, and the pass waits; off flushes it (sm_link.c: the sessions of one
+ * <deliver/> element go out in one pass). */
+void out_batch_force(int on);
 void out_batch_flush(void);
 /* c leaves the pass: its bytes go to its bufferevent's output (close),
  * or are dropped with the connection (drop = 1). */
@@ -311,6 +315,17 @@ void out_batch_free(void);
  * router once their bytes are in the kernel. */
 /* Writes st (a child of route, which deliver takes) to c; token is done once
  * the bytes are in the kernel, or when the connection goes. */
+/* The stanza of a <deliver/> element, shared by the copies c2s wrote for
+ * it straight from bytes (sm_link.c): kept for the way back to the sm. */
+typedef struct deliver_shared {
+    xml_node_t *st;
+    unsigned refs;
+} deliver_shared_t;
+void deliver_shared_unref(deliver_shared_t *sh);
+/* One copy of sh's stanza for c, serialized with its 'to' (bytes): written
+ * and acknowledged as deliver_write does a route's. */
+void deliver_write_copy(client_t *c, deliver_shared_t *sh, const char *to, const char *bytes, size_t len,
+                        uint64_t token);
 void deliver_write(client_t *c, xml_node_t *route, const xml_node_t *st, uint64_t token);
 void deliver_filter_gone(client_t *c);   /* before the TLS filter is freed */
 /* Before the connection's buffers are freed: what is unwritten goes back to
@@ -386,6 +401,9 @@ void limits_free(void);
 void c2s_metrics_register(void);
 void c2s_metrics_login(const char *mech, int ok);      /* ok: 1 success, 0 failure */
 void c2s_metrics_stanza(int in, const char *name);     /* in: 1 from the client, 0 to it */
+/* n stanzas from the sm for one session each, in a <route/> (merged 0) or
+ * a <deliver/> (1). */
+void c2s_metrics_delivery(int merged, size_t n);
 void c2s_metrics_bytes_in(size_t n);
 void c2s_metrics_bytes_out(size_t n);
 void c2s_metrics_tls(int ok);                          /* a TLS handshake ended */

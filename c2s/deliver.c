@@ -50,8 +50,42 @@ typedef struct deliver_item {
     uint64_t token;      /* router token; 0 once acknowledged */
     double at;
     xml_node_t *route;   /* owned: what goes back to the sm if never written */
+    deliver_shared_t *sh;   /* instead of route, a copy of a <deliver/>: its shared stanza */
+    char *to;               /* and this copy's 'to' (owned; NULL: none) */
     int mapped;
 } deliver_item_t;
+
+void deliver_shared_unref(deliver_shared_t *sh)
+{
+    if (sh && !--sh->refs) {
+        xml_free(sh->st);
+        free(sh);
+    }
+}
+
+static void item_free(deliver_item_t *it)
+{
+    xml_free(it->route);
+    it->route = NULL;
+    deliver_shared_unref(it->sh);
+    it->sh = NULL;
+    free(it->to);
+    it->to = NULL;
+}
+
+/* The stanza that goes back to the sm for it: the route's, or a copy of the
+ * shared one with this copy's 'to' (*tmp, the caller frees it). */
+static xml_node_t *item_stanza(const deliver_item_t *it, xml_node_t **tmp)
+{
+    *tmp = NULL;
+    if (it->route)
+        return xml_child(it->route, NULL, NULL);
+    if (!it->sh)
+        return NULL;
+    *tmp = xml_copy(it->sh->st);
+    xml_attr_set(*tmp, "to", it->to);
+    return *tmp;
+}
 
 struct deliver {
     deliver_item_t *q;
@@ -152,7 +186,7 @@ static void deliver_release(client_t *c)
         deliver_item_t *it = &d->q[d->head++];
         any |= it->token != 0;
         deliver_done(it);
-        xml_free(it->route);
+        item_free(it);
     }
     if (d->head == d->len)
         d->head = d->len = 0;
@@ -189,7 +223,8 @@ int deliver_waiting(const client_t *c)
     return c->dl && c->dl->head < c->dl->len;
 }
 
-void deliver_write(client_t *c, xml_node_t *route, const xml_node_t *st, uint64_t token)
+/* Queues item and writes the stanza: st serialized, or bytes as they are. */
+static void deliver_enqueue(client_t *c, deliver_item_t item, const xml_node_t *st, const char *bytes, size_t len)
 {
     struct deliver *d = deliver_state(c);
     if (d->len == d->cap) {
@@ -203,14 +238,17 @@ void deliver_write(client_t *c, xml_node_t *route, const xml_node_t *st, uint64_
         }
     }
     size_t idx = d->len++;
-    d->q[idx] = (deliver_item_t){.end = UINT64_MAX, .token = token, .at = daemon_now(), .route = route};
+    d->q[idx] = item;
     size_t queued = d->out_buf ? evbuffer_get_length(d->out_buf) : 0;
     /* In a pass of out_batch.c the bytes wait for the end of the loop turn
      * (or of the pass), then go with MSG_MORE, held like a cork. */
     int passed = out_batch_takes(c);
     if (!passed)
         deliver_cork(c, 1);
-    client_write_node(c, st);
+    if (st)
+        client_write_node(c, st);
+    else
+        client_write(c, bytes, len);
     if (c->state == CL_CLOSED || c->output_full || !c->bev)
         return;   /* not written: goes back to the sm with the connection */
     deliver_item_t *it = &d->q[idx];
@@ -235,6 +273,22 @@ void deliver_write(client_t *c, xml_node_t *route, const xml_node_t *st, uint64_
      * acknowledges and uncorks. */
     if (!queued && d->out_buf && evbuffer_get_length(d->out_buf))
         evbuffer_write(d->out_buf, bufferevent_getfd(c->raw));
+}
+
+void deliver_write(client_t *c, xml_node_t *route, const xml_node_t *st, uint64_t token)
+{
+    deliver_enqueue(c, (deliver_item_t){.end = UINT64_MAX, .token = token, .at = daemon_now(), .route = route}, st,
+                    NULL, 0);
+}
+
+void deliver_write_copy(client_t *c, deliver_shared_t *sh, const char *to, const char *bytes, size_t len,
+                        uint64_t token)
+{
+    sh->refs++;
+    deliver_enqueue(c,
+                    (deliver_item_t){.end = UINT64_MAX, .token = token, .at = daemon_now(), .sh = sh,
+                                     .to = to ? xstrdup(to) : NULL},
+                    NULL, bytes, len);
 }
 
 /* The TLS filter is about to go (record takeover, or the connection): a
@@ -264,7 +318,8 @@ void deliver_conn_gone(client_t *c)
     size_t returned = 0;
     for (size_t i = d->head; i < d->len; i++) {
         deliver_item_t *it = &d->q[i];
-        xml_node_t *st = xml_child(it->route, NULL, NULL);
+        xml_node_t *tmp;
+        xml_node_t *st = item_stanza(it, &tmp);
         const char *type = st ? xml_attr_get(st, "type") : NULL;
         if (c->state == CL_CLOSED && st && !(type && !strcmp(type, "error"))) {
             if (sm_link_route(c, st, "unacked") == 0)
@@ -274,7 +329,8 @@ void deliver_conn_gone(client_t *c)
                          c->jid.full ? c->jid.full : "-");
         }
         deliver_done(it);
-        xml_free(it->route);
+        item_free(it);
+        xml_free(tmp);
     }
     if (returned)
         log_info("event=delivery-returned reason=unwritten sid=%s jid=%s stanzas=%zu", c->sid_str,

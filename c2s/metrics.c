@@ -7,7 +7,7 @@
 #include "metrics.h"
 #include <string.h>
 
-static metrics_family_t *m_conns, *m_logins, *m_failures, *m_stanzas, *m_bytes, *m_tls;
+static metrics_family_t *m_conns, *m_logins, *m_failures, *m_stanzas, *m_bytes, *m_tls, *m_copies;
 
 static const char *c2s_metrics_state(const client_t *c)
 {
@@ -52,6 +52,12 @@ void c2s_metrics_register(void)
                              "XML stream bytes read from and written to clients (inside TLS).", "direction", NULL, 0);
     m_tls = metrics_family("weft_c2s_tls_handshakes_total", METRICS_COUNTER, "TLS handshakes with clients by result.",
                            "result", NULL, 0);
+    m_copies = metrics_family("weft_c2s_router_deliveries_total", METRICS_COUNTER,
+                              "Stanzas the sm handed over for one session, by the element that carried them: a "
+                              "route of its own, or a deliver element with the same stanza for several sessions.",
+                              "element", NULL, 0);
+    metrics_series(m_copies, "route", NULL);
+    metrics_series(m_copies, "deliver", NULL);
     static const char *const kinds[] = {"message", "presence", "iq"};
     for (size_t i = 0; i < 3; i++) {
         metrics_series(m_stanzas, "in", kinds[i]);
@@ -83,6 +89,11 @@ void c2s_metrics_stanza(int in, const char *name)
 {
     const char *kind = !strcmp(name, "message") ? "message" : !strcmp(name, "presence") ? "presence" : "iq";
     metrics_inc(m_stanzas, in ? "in" : "out", kind);
+}
+
+void c2s_metrics_delivery(int merged, size_t n)
+{
+    metrics_add(metrics_series(m_copies, merged ? "deliver" : "route", NULL), (double)n);
 }
 
 void c2s_metrics_bytes_in(size_t n)

@@ -21,6 +21,12 @@
  * delivery to one pass (at most output.batch sessions). docs/c2s.md,
  * "Delivery and acknowledgement".
  *
+ * The sessions of one <deliver/> element (one stanza the sm sends to
+ * several sessions: docs/session-protocol.md) always make one pass, whatever
+ * output.batch says (out_batch_force): the kill window is then that
+ * element's sessions, and a room message or a PEP notification to hundreds
+ * of sessions costs one sendmsg and one push each, and one acknowledgement.
+ *
  * Who joins: a bound session on a socket c2s writes itself (clear text or
  * after the TLS record takeover) whose bufferevent output is empty; a
  * session with bytes already waiting there keeps that path, so order holds.
@@ -39,10 +45,11 @@
 static client_t **pass;        /* the sessions of this turn's pass, in join order; NULL: left */
 static size_t npass, pass_cap;
 static struct event *pass_ev;
+static int forced;             /* out_batch_force: a <deliver/> element's sessions */
 
 static int eligible(const client_t *c)
 {
-    return c2s_config->out_batch > 0 && c->state == CL_SESSION && c->bev && c->bev == c->raw &&
+    return (c2s_config->out_batch > 0 || forced) && c->state == CL_SESSION && c->bev && c->bev == c->raw &&
            !c->starttls_pending && !c->detached && !c->output_full &&
            evbuffer_get_length(bufferevent_get_output(c->bev)) == 0;
 }
@@ -94,7 +101,14 @@ struct evbuffer *out_batch_buffer(client_t *c)
 
 void out_batch_check(void)
 {
-    if (npass >= (size_t)c2s_config->out_batch)
+    if (!forced && npass >= (size_t)c2s_config->out_batch)
+        out_batch_flush();
+}
+
+void out_batch_force(int on)
+{
+    forced = on;
+    if (!on)
         out_batch_flush();
 }
 

@@ -75,8 +75,10 @@ static xml_node_t *sm_link_session_el(client_t *c, const char *type)
 int sm_link_session(client_t *c, const char *type, int resync)
 {
     xml_node_t *s = sm_link_session_el(c, type);
-    if (!strcmp(type, "start"))
+    if (!strcmp(type, "start")) {
         xml_attr_set(s, "jid", c->jid.full);
+        xml_attr_set(s, "deliver", "1");   /* we take <deliver/> (docs/session-protocol.md) */
+    }
     if (resync) {
         xml_attr_set(s, "resync", "true");
         if (c->last_presence)
@@ -116,8 +118,43 @@ int sm_link_route(client_t *c, xml_node_t *stanza, const char *type)
     return rc;
 }
 
+/* A <deliver/> element is one router element for several sessions: its
+ * token is acknowledged once the copy of every session is done. Each copy
+ * carries a group token (GROUP_BIT | slot) that sm_link_done counts down;
+ * deliver.c, smacks.c and csi.c hold and give it like any other. */
+#define GROUP_BIT (1ULL << 63)
+typedef struct group {
+    uint64_t token;     /* the element's router token */
+    size_t left;        /* copies not done yet; 0: the slot is free */
+} group_t;
+static group_t *groups;
+static size_t ngroups;
+static size_t *group_free;   /* free slots (a stack) */
+static size_t ngroup_free;
+
+static uint64_t group_new(uint64_t token, size_t n)
+{
+    size_t i;
+    if (ngroup_free) {
+        i = group_free[--ngroup_free];
+    } else {
+        i = ngroups++;
+        groups = xrealloc(groups, ngroups * sizeof *groups);
+        group_free = xrealloc(group_free, ngroups * sizeof *group_free);
+    }
+    groups[i] = (group_t){.token = token, .left = n};
+    return GROUP_BIT | i;
+}
+
 void sm_link_done(uint64_t token)
 {
+    if (token & GROUP_BIT) {
+        size_t i = (size_t)(token & ~GROUP_BIT);
+        if (i >= ngroups || !groups[i].left || --groups[i].left)
+            return;
+        group_free[ngroup_free++] = i;
+        token = groups[i].token;
+    }
     if (router_link)
         comp_client_done(router_link, token);
 }
@@ -189,6 +226,98 @@ static int sm_link_deliver(xml_node_t *route, uint64_t token, int *kept)
     if (!csi_hold(c, route, st, token))
         deliver_send(c, route, token);
     return 1;
+}
+
+/* One stanza for several sessions (docs/session-protocol.md, "Delivering
+ * one stanza to several sessions"): each <r sid='...' to='...'/> gets its
+ * copy through sm_link_deliver as if it had come in a <route/> of its own
+ * (held for an inactive client, queued for XEP-0198, handed back for a
+ * session that has gone), and the copies of every eligible session go out
+ * in one pass of out_batch.c. The element's token is done with the last
+ * copy. */
+/* A session its copy can go to straight from bytes: bound, written by c2s
+ * itself in the pass, no XEP-0198 queue, not inactive (csi.c may hold). */
+static int copy_direct(const client_t *c)
+{
+    return c->state == CL_SESSION && !c->sm_enabled && !c->ws && !csi_inactive(c) && out_batch_takes(c);
+}
+
+static void put_to(strbuf_t *out, const strbuf_t *tmpl, size_t name_end, const char *to)
+{
+    strbuf_append(out, tmpl->data, name_end);
+    if (to) {
+        strbuf_puts(out, " to='");
+        xml_escape(out, to, strlen(to), 1);
+        strbuf_puts(out, "'");
+    }
+    strbuf_append(out, tmpl->data + name_end, tmpl->len - name_end);
+}
+
+static void sm_link_deliver_many(xml_node_t *el, uint64_t token)
+{
+    xml_node_t *st = NULL;
+    size_t n = 0;
+    for (xml_node_t *c = el->first_child; c; c = c->next) {
+        if (!c->name)
+            continue;
+        if (!strcmp(c->ns, NS_WEFT_SESSION) && !strcmp(c->name, "r"))
+            n++;
+        else
+            st = c;
+    }
+    if (!st || !n) {
+        log_warn("event=protocol-error reason=empty-deliver from=%s",
+                 xml_attr_get(el, "from") ? xml_attr_get(el, "from") : "-");
+        sm_link_done(token);
+        return;
+    }
+    c2s_metrics_delivery(1, n);
+    uint64_t group = group_new(token, n);
+    const char *from = xml_attr_get(el, "from");
+    /* The stanza serialized once without 'to', as client_write_node would
+     * (jabber:client the default): each direct copy puts its 'to' back in
+     * right after the name. */
+    xml_detach(st);
+    xml_attr_set(st, "to", NULL);
+    deliver_shared_t *sh = xcalloc(1, sizeof *sh);
+    sh->st = st;
+    sh->refs = 1;
+    strbuf_t tmpl, one;
+    strbuf_init(&tmpl);
+    strbuf_init(&one);
+    xml_serialize(st, NS_CLIENT, &tmpl);
+    size_t name_end = 1 + strlen(st->name);
+    out_batch_force(1);
+    for (xml_node_t *r = el->first_child; r; r = r->next) {
+        if (!r->name || strcmp(r->ns, NS_WEFT_SESSION) || strcmp(r->name, "r"))
+            continue;
+        const char *sid = xml_attr_get(r, "sid"), *to = xml_attr_get(r, "to");
+        client_t *c = client_find_str(sid);
+        if (c && copy_direct(c)) {
+            strbuf_reset(&one);
+            put_to(&one, &tmpl, name_end, to);
+            c2s_metrics_stanza(0, st->name);
+            deliver_write_copy(c, sh, to, one.data, one.len, group);
+            continue;
+        }
+        xml_node_t *route = xml_elem_new(NS_WEFT_SESSION, "route");
+        xml_attr_set(route, "to", c2s_config->instance);
+        xml_attr_set(route, "from", from);
+        xml_attr_set(route, "sid", sid);
+        xml_node_t *copy = xml_copy(st);
+        xml_attr_set(copy, "to", to);
+        xml_append(route, copy);
+        int kept = 0;
+        if (!sm_link_deliver(route, group, &kept)) {
+            if (!kept)
+                sm_link_done(group);
+            xml_free(route);
+        }
+    }
+    out_batch_force(0);
+    deliver_shared_unref(sh);
+    strbuf_free(&tmpl);
+    strbuf_free(&one);
 }
 
 static void sm_link_session_in(xml_node_t *el)
@@ -266,8 +395,12 @@ static void sm_link_on_stanza(void *ctx, xml_node_t *st)
     uint64_t token = comp_client_in_token(router_link);
     int kept = 0;
     if (!strcmp(st->ns, NS_WEFT_SESSION) && !strcmp(st->name, "route")) {
+        c2s_metrics_delivery(0, 1);
         if (sm_link_deliver(st, token, &kept))
             return;
+    } else if (!strcmp(st->ns, NS_WEFT_SESSION) && !strcmp(st->name, "deliver")) {
+        sm_link_deliver_many(st, token);
+        kept = 1;
     } else if (!strcmp(st->ns, NS_WEFT_SESSION) && !strcmp(st->name, "session")) {
         sm_link_session_in(st);
     } else if (!strcmp(st->ns, NS_WEFT_AUTHREG) && !strcmp(st->name, "authreg")) {
@@ -399,6 +532,11 @@ void sm_link_stop(void)
 
 void sm_link_free(void)
 {
+    free(groups);
+    groups = NULL;
+    free(group_free);
+    group_free = NULL;
+    ngroups = ngroup_free = 0;
     if (router_link)
         comp_client_free(router_link);
     router_link = NULL;

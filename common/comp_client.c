@@ -598,6 +598,8 @@ static uint64_t ack_take(comp_client_t *c)
 
 static void send_ack(comp_client_t *c)
 {
+    if (c->cb.before_ack)
+        c->cb.before_ack(c->ctx);
     uint64_t upto = ack_take(c);
     if (!upto)
         return;
@@ -638,6 +640,11 @@ void comp_client_done(comp_client_t *c, uint64_t token)
         send_ack(c);
     if (c->closing && !c->close_sent && c->state == CC_READY && !c->in_callback)
         comp_client_close(c, 0);
+}
+
+size_t comp_client_stanza_limit(const comp_client_t *c)
+{
+    return c->lim_stanza;
 }
 
 void comp_client_flush(comp_client_t *c)

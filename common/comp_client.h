@@ -93,6 +93,11 @@ typedef struct comp_client_cb {
      * called until it is below its low-water mark again) or below (0). A
      * component that queues input of its own stops taking from it too. */
     void (*on_pressure)(void *ctx, int above);
+    /* Right before an acknowledgement is written: a component that holds
+     * output back to merge it (the sm's deliver_batch.c) writes it now, so
+     * nothing it caused comes after the ack that lets the router forget its
+     * cause. */
+    void (*before_ack)(void *ctx);
 } comp_client_cb_t;
 
 typedef struct comp_client comp_client_t;
@@ -107,6 +112,9 @@ void comp_client_free(comp_client_t *c);
 int comp_client_send(comp_client_t *c, const xml_node_t *stanza);
 /* Same with an already serialized top-level element. */
 int comp_client_send_raw(comp_client_t *c, const char *bytes, size_t len);
+/* The largest element the router takes (its limits.stanza-bytes, learnt at
+ * the session; the default until then). */
+size_t comp_client_stanza_limit(const comp_client_t *c);
 /* One stanza to n recipients as fan-out elements (docs/component-protocol.md
  * 9.7): stanza is serialized without 'to' (the router adds each
  * recipient's). With manual_ack, ack_token (from comp_client_in_token, or 0)

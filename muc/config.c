@@ -32,6 +32,8 @@ static const cfg_option_t muc_options[] = {
         "Most archived messages returned by one MAM query page."),
     OPT("limits.sessions-per-nick", CFG_INT, "10", 1, 1000, 1, sessions_max,
         "Sessions (devices) of one bare JID that may share a nick in a room as one occupant; 1: a second one gets conflict."),
+    OPT("limits.held-stanzas", CFG_INT, "1000", 1, 1000000, 1, held_max,
+        "With PostgreSQL: stanzas whose output (broadcast, replies) waits for their writes to commit; at this many (or a quarter of router.buffer in bytes), input from the router waits."),
     OPT("create-rooms", CFG_BOOL, "true", 0, 0, 1, create_any,
         "Anyone may create a room by joining it; false: joining an unknown room gets not-allowed."),
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, NULL},

@@ -14,63 +14,28 @@
 static comp_client_t *link_;
 static int stopping;
 
-/* The last fan-out the stanza being handled caused, held back until the
- * handler sends something else (then it goes first, without the ack) or
- * returns (then it goes with the ack: handle). So the ack rides only on
- * what comes last, and nothing the handler sent after it can be lost to a
- * kill once the router has the ack. */
-static int in_handle;
-static int held;
-static strbuf_t held_st;
-static char **held_to;
-static size_t held_n;
-
-static void held_send(uint64_t token)
-{
-    if (!held)
-        return;
-    held = 0;
-    if (!link_ || comp_client_send_fanout(link_, held_st.data, held_st.len, (const char *const *)held_to,
-                                          held_n, token) < 0)
-        log_warn("event=router-send result=dropped reason=buffer-full bytes=%zu recipients=%zu",
-                 held_st.len, held_n);
-    for (size_t i = 0; i < held_n; i++)
-        free(held_to[i]);
-    free(held_to);
-    held_to = NULL;
-    held_n = 0;
-    strbuf_free(&held_st);
-}
-
-/* The fan-out output of dispatch.c (docs/component-protocol.md 9.7). */
+/* The fan-out output of dispatch.c (docs/component-protocol.md 9.7), held
+ * with the rest of the stanza's output by outq.c. */
 static void link_send_fanout(const xml_node_t *st, const char *const *to, size_t n)
 {
-    held_send(0);
     if (!n)
         return;
-    strbuf_init(&held_st);
-    xml_serialize(st, NS_CLIENT, &held_st);    /* reads as jabber:component:accept on the link */
-    held_to = xmalloc(n * sizeof *held_to);
-    for (size_t i = 0; i < n; i++)
-        held_to[i] = xstrdup(to[i]);
-    held_n = n;
-    held = 1;
-    if (!in_handle)
-        held_send(0);
-}
-
-/* The output of dispatch.c: the router link. */
-static int link_send(const xml_node_t *st)
-{
-    held_send(0);
     strbuf_t sb;
     strbuf_init(&sb);
     xml_serialize(st, NS_CLIENT, &sb);    /* reads as jabber:component:accept on the link */
-    int r = link_ ? comp_client_send_raw(link_, sb.data, sb.len) : -1;
-    if (r < 0)
-        log_warn("event=router-send result=dropped reason=buffer-full bytes=%zu", sb.len);
+    muc_outq_add(&sb, to, n);
     strbuf_free(&sb);
-    return r;
+}
+
+/* The output of dispatch.c: the router link, through outq.c. */
+static int link_send(const xml_node_t *st)
+{
+    strbuf_t sb;
+    strbuf_init(&sb);
+    xml_serialize(st, NS_CLIENT, &sb);    /* reads as jabber:component:accept on the link */
+    muc_outq_add(&sb, NULL, 0);
+    strbuf_free(&sb);
+    return link_ ? 0 : -1;
 }
 
 int muc_link_ready(void)
@@ -117,52 +82,34 @@ static size_t inq_len;
 static struct event *inq_timer;
 #define ROOM_NEEDED (1u << 19)
 
-/* Storage runs operations in submission order, so a ping submitted after a
- * stanza's writes completes after them: then the stanza is acknowledged
- * (docs/architecture.md: writes that acknowledge something are committed
- * first). SQLite completes at once, inside the call. */
-static void writes_done(storage_res_t *res, void *arg)
-{
-    (void)res;
-    uint64_t *token = arg;
-    if (link_) {
-        comp_client_done(link_, *token);
-        comp_client_flush(link_);
-    }
-    free(token);
-}
-
+/* On an asynchronous storage the stanza's writes are recorded, and outq.c
+ * holds its output until they are committed (docs/architecture.md: writes
+ * that acknowledge something are committed first); then the output goes
+ * with the acknowledgement, as on SQLite, where writes complete inside the
+ * call and the output goes at once. */
 static void handle(xml_node_t *st, uint64_t token, char *id)
 {
-    uint64_t before = muc_persist_writes();
-    in_handle = 1;
+    int async = storage_is_async(muc_storage);
+    if (async)
+        muc_persist_journal_begin();
+    muc_outq_begin(token);
     muc_dispatch(st, id);
-    in_handle = 0;
     free(id);
-    if (muc_persist_writes() != before && storage_is_async(muc_storage)) {
-        uint64_t *t = xmalloc(sizeof *t);
-        *t = token;
-        held_send(0);
-        comp_client_flush(link_);             /* the broadcast now, the ack once stored */
-        storage_ping_async(muc_storage, 0, writes_done, t);
-    } else {
-        /* The writes it caused are committed (SQLite completes inside the
-         * call): its last broadcast carries the ack, else a <w:a/> follows. */
-        held_send(token);
-        comp_client_done(link_, token);
-        comp_client_flush(link_);
-    }
+    muc_outq_end(async ? muc_persist_journal_end() : NULL);
     xml_free(st);
 }
 
 /* Room for a large broadcast, or half the socket's buffer when that is
- * smaller (a UNIX socket's is about 200 KiB); and the link below its
+ * smaller (a UNIX socket's is about 200 KiB); the link below its
  * high-water mark (comp_client.h): what waits here then waits for the router's
- * acks like what comp_client parks, instead of filling the link's buffer. */
+ * acks like what comp_client parks, instead of filling the link's buffer;
+ * and outq.c holding less than its bound of output (muc_outq_blocked). */
 static int has_room(void)
 {
     size_t room, cap;
     if (link_ && comp_client_above_high(link_))
+        return 0;
+    if (muc_outq_blocked())
         return 0;
     if (comp_client_write_room(link_, &room, &cap) < 0)
         return 1;
@@ -308,6 +255,7 @@ static int muc_start(struct event_base *base, void *config)
 {
     muc_config = config;
     muc_set_output(link_send, link_send_fanout);
+    muc_outq_init(&link_);
     char err[512];
     const char *url = *muc_config->storage ? muc_config->storage : muc_config->database;
     muc_storage = storage_open(url, base, err, sizeof err);
@@ -356,6 +304,7 @@ static void muc_cleanup(void)
     if (link_)
         comp_client_free(link_);
     link_ = NULL;
+    muc_outq_free();      /* never acknowledged: the router gives those stanzas again */
     if (muc_storage)
         storage_drain(muc_storage);
     muc_room_free_all();

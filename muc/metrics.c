@@ -8,7 +8,7 @@
 #include <string.h>
 
 static metrics_family_t *m_rooms, *m_occs, *m_sess, *m_stanzas, *m_mam, *m_gone, *m_restored,
-    *m_link, *m_unacked, *m_deferred;
+    *m_link, *m_unacked, *m_deferred, *m_held;
 
 /* Only the three stanza kinds: anything else the router gave is not one. */
 static const char *kind_of(const char *name)
@@ -66,6 +66,7 @@ static void muc_metrics_collect(void)
     metrics_gauge_set(m_link, NULL, NULL, muc_link_ready() ? 1 : 0);
     metrics_gauge_set(m_unacked, NULL, NULL, (double)muc_link_unacked());
     metrics_gauge_set(m_deferred, NULL, NULL, (double)muc_deferred_count());
+    metrics_gauge_set(m_held, NULL, NULL, (double)muc_outq_held());
 }
 
 void muc_metrics_register(void)
@@ -91,6 +92,9 @@ void muc_metrics_register(void)
     m_deferred = metrics_family("weft_muc_deferred_stanzas", METRICS_GAUGE,
                                 "Stanzas received and waiting for room on the router socket before being handled.",
                                 NULL, NULL, 0);
+    m_held = metrics_family("weft_muc_held_stanzas", METRICS_GAUGE,
+                            "Stanzas handled whose output waits for their storage writes to commit (PostgreSQL).",
+                            NULL, NULL, 0);
     static const char *const kinds[] = {"message", "presence", "iq"};
     for (size_t i = 0; i < 3; i++) {
         metrics_series(m_stanzas, "in", kinds[i]);

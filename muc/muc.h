@@ -10,6 +10,7 @@
  * Inside the process every stanza is in jabber:client (main.c renames what
  * the router delivers); muc_send serializes it for the link. Files:
  *   main.c      skeleton, router link, input queue and acknowledgements
+ *   outq.c      each stanza's output, held until its writes are committed
  *   dispatch.c  the entry point (by stanza kind) and the exit (muc_send)
  *   metrics.c   Prometheus metrics
  *   config.c    option table
@@ -67,6 +68,7 @@ typedef struct muc_cfg {
     long nick_max;       /* nickname length, bytes */
     long mam_max;        /* results per MAM page */
     long sessions_max;   /* sessions (devices) of one occupant; 1: none shared */
+    long held_max;       /* stanzas whose output waits for its writes (outq.c) */
 } muc_cfg_t;
 
 typedef enum { ROLE_NONE, ROLE_VISITOR, ROLE_PARTICIPANT, ROLE_MODERATOR } muc_role_t;
@@ -283,8 +285,37 @@ void muc_persist_aff(muc_room_t *r, muc_aff_ent_t *e, int del);
 void muc_persist_occ(muc_room_t *r, muc_occ_t *o, int del);   /* every session */
 void muc_persist_sess(muc_room_t *r, muc_occ_t *o, muc_sess_t *s, int del);
 void muc_persist_msg(muc_room_t *r, const char *id, const xml_node_t *msg);
-/* Writes submitted so far: main.c acknowledges a stanza to the router only
- * once the writes it caused are committed. */
+/* Writes submitted so far, and those that failed (counted as they
+ * complete; not the last write of a journal, whose callback is the caller's). */
 uint64_t muc_persist_writes(void);
+uint64_t muc_persist_failures(void);
+/* The writes of one stanza on an asynchronous storage. begin opens a
+ * journal: every write is recorded in it instead of being submitted; end
+ * closes it and hands it over (NULL when nothing was written). submit
+ * submits its writes in order, done called with the last one's result (every
+ * write before it has completed then; as many times as it is submitted). */
+typedef struct muc_journal muc_journal_t;
+void muc_persist_journal_begin(void);
+muc_journal_t *muc_persist_journal_end(void);
+void muc_persist_journal_submit(const muc_journal_t *j, storage_cb done, void *arg);
+void muc_persist_journal_free(muc_journal_t *j);
+
+/* outq.c: the output of each stanza handled, held on an asynchronous
+ * storage until the writes it caused are committed, then written with the
+ * stanza's acknowledgement; in stanza order (see the file). link: main.c's
+ * router link (may be NULL). */
+void muc_outq_init(comp_client_t **link);
+/* Around one stanza's handling: begin with its token (comp_client_in_token),
+ * end with the journal of its writes (taken; NULL: none, or SQLite). */
+void muc_outq_begin(uint64_t token);
+void muc_outq_end(muc_journal_t *writes);
+/* One serialized stanza (bytes taken: *bytes is left empty), for each of
+ * to[0..n) as a fan-out element, or as it is when to is NULL. */
+void muc_outq_add(strbuf_t *bytes, const char *const *to, size_t n);
+/* 1 while input should wait: limits.held-stanzas reached, or a quarter of
+ * router.buffer in bytes, or a failed write waits to be submitted again. */
+int muc_outq_blocked(void);
+size_t muc_outq_held(void);
+void muc_outq_free(void);
 
 #endif

@@ -11,8 +11,14 @@
  *           of one bare JID with one nick are one occupant)
  *   owner = room JID, coll muc-archive, key = stanza id: the message (MAM)
  * Writes are fire-and-forget in submission order (one connection, in order);
- * a failed write is logged by storage. The load at start reads all of it
- * back before the router link opens. */
+ * a failed write is logged by storage and counted (muc_persist_failures).
+ * On an asynchronous driver main.c has the writes of each stanza recorded
+ * in a journal instead, which outq.c submits when the handling ended, the
+ * last write with its own callback: the stanza's output waits until then
+ * and, when a write failed, outq.c submits the journal again (puts and
+ * deletes by key are idempotent, and every later stanza's journal is
+ * submitted again after it, so the last write of a record still wins). The load at start reads
+ * all of it back before the router link opens. */
 #include "muc.h"
 #include "comp_proto.h"
 #include "log.h"
@@ -26,7 +32,31 @@
 #define COLL_OCCS "muc-occs"
 #define COLL_ARCHIVE "muc-archive"
 
-static uint64_t writes;
+/* One write, as submitted: kept in a journal while one is open. */
+typedef enum { OP_PUT, OP_DEL, OP_DEL_ALL } op_kind_t;
+typedef struct op {
+    op_kind_t kind;
+    char *owner, *coll, *key;   /* key NULL for OP_DEL_ALL */
+    char *val;
+    size_t len;
+    struct op *next;
+} op_t;
+
+struct muc_journal {
+    op_t *head, **tail;
+};
+
+static uint64_t writes, failures;
+static muc_journal_t *journal;     /* open: the stanza being handled */
+
+/* Every write's completion: a failure is counted, so that whoever waits on
+ * a later ping (outq.c) learns that something before it was not stored. */
+static void written(storage_res_t *res, void *arg)
+{
+    (void)arg;
+    if (res->status < 0)
+        failures++;
+}
 
 static void ignore(storage_res_t *res, void *arg)
 {
@@ -39,13 +69,104 @@ uint64_t muc_persist_writes(void)
     return writes;
 }
 
+uint64_t muc_persist_failures(void)
+{
+    return failures;
+}
+
+static void op_submit(const op_t *o, storage_cb cb, void *arg)
+{
+    writes++;
+    switch (o->kind) {
+    case OP_PUT:
+        storage_put_async(muc_storage, o->owner, o->coll, o->key, o->val, o->len, cb, arg);
+        break;
+    case OP_DEL:
+        storage_del_async(muc_storage, o->owner, o->coll, o->key, cb, arg);
+        break;
+    case OP_DEL_ALL:
+        storage_del_all_async(muc_storage, o->owner, o->coll, cb, arg);
+        break;
+    }
+}
+
+static void op_free(op_t *o)
+{
+    free(o->owner);
+    free(o->coll);
+    free(o->key);
+    free(o->val);
+    free(o);
+}
+
+/* One write; takes val (malloc'd, or NULL for a delete). Submitted at once,
+ * or kept in the open journal to be submitted when the stanza's handling
+ * ends (muc_persist_journal_submit). */
+static void op_run(op_kind_t kind, const char *owner, const char *coll, const char *key, char *val,
+                   size_t len)
+{
+    if (!journal) {
+        op_t o = {kind, (char *)owner, (char *)coll, (char *)key, val, len, NULL};
+        op_submit(&o, written, NULL);
+        free(val);
+        return;
+    }
+    op_t *o = xcalloc(1, sizeof *o);
+    o->kind = kind;
+    o->owner = xstrdup(owner);
+    o->coll = xstrdup(coll);
+    o->key = key ? xstrdup(key) : NULL;
+    o->val = val;
+    o->len = len;
+    *journal->tail = o;
+    journal->tail = &o->next;
+}
+
+void muc_persist_journal_begin(void)
+{
+    if (journal)
+        muc_persist_journal_free(journal);
+    journal = xcalloc(1, sizeof *journal);
+    journal->tail = &journal->head;
+}
+
+muc_journal_t *muc_persist_journal_end(void)
+{
+    muc_journal_t *j = journal;
+    journal = NULL;
+    if (j && !j->head) {
+        muc_persist_journal_free(j);
+        j = NULL;
+    }
+    return j;
+}
+
+void muc_persist_journal_submit(const muc_journal_t *j, storage_cb done, void *arg)
+{
+    for (const op_t *o = j->head; o; o = o->next)
+        if (o->next)
+            op_submit(o, written, NULL);
+        else
+            op_submit(o, done, arg);
+}
+
+void muc_persist_journal_free(muc_journal_t *j)
+{
+    if (!j)
+        return;
+    while (j->head) {
+        op_t *o = j->head;
+        j->head = o->next;
+        op_free(o);
+    }
+    free(j);
+}
+
 static void put_el(const char *owner, const char *coll, const char *key, const xml_node_t *el)
 {
     size_t len;
     char *v = muc_serialize(el, &len);
-    writes++;
-    storage_put_async(muc_storage, owner, coll, key, v, len, ignore, NULL);
-    free(v);
+    op_run(OP_PUT, owner, coll, key, v, len);
 }
 
 static void set_int(xml_node_t *el, const char *name, long v)
@@ -128,18 +249,16 @@ static void room_from_xml(muc_room_t *r, const xml_node_t *el)
 
 void muc_persist_room_del(muc_room_t *r)
 {
-    writes++;
-    storage_del_async(muc_storage, muc_config->domain, COLL_ROOMS, r->jid, ignore, NULL);
-    storage_del_all_async(muc_storage, r->jid, COLL_AFFS, ignore, NULL);
-    storage_del_all_async(muc_storage, r->jid, COLL_OCCS, ignore, NULL);
-    storage_del_all_async(muc_storage, r->jid, COLL_ARCHIVE, ignore, NULL);
+    op_run(OP_DEL, muc_config->domain, COLL_ROOMS, r->jid, NULL, 0);
+    op_run(OP_DEL_ALL, r->jid, COLL_AFFS, NULL, NULL, 0);
+    op_run(OP_DEL_ALL, r->jid, COLL_OCCS, NULL, NULL, 0);
+    op_run(OP_DEL_ALL, r->jid, COLL_ARCHIVE, NULL, NULL, 0);
 }
 
 void muc_persist_aff(muc_room_t *r, muc_aff_ent_t *e, int del)
 {
     if (del) {
-        writes++;
-        storage_del_async(muc_storage, r->jid, COLL_AFFS, e->bare, ignore, NULL);
+        op_run(OP_DEL, r->jid, COLL_AFFS, e->bare, NULL, 0);
         return;
     }
     xml_node_t *el = xml_elem_new("urn:xmpp:weft:muc:0", "a");
@@ -158,8 +277,7 @@ void muc_persist_aff(muc_room_t *r, muc_aff_ent_t *e, int del)
 void muc_persist_sess(muc_room_t *r, muc_occ_t *o, muc_sess_t *s, int del)
 {
     if (del) {
-        writes++;
-        storage_del_async(muc_storage, r->jid, COLL_OCCS, s->jid, ignore, NULL);
+        op_run(OP_DEL, r->jid, COLL_OCCS, s->jid, NULL, 0);
         return;
     }
     xml_node_t *el = xml_elem_new("urn:xmpp:weft:muc:0", "o");

@@ -414,21 +414,9 @@ void sm_send(xml_node_t *st)
     }
 }
 
-void sm_deliver(sm_sess_t *s, xml_node_t *st)
+const char *sm_domain(void)
 {
-    strbuf_t sb;
-    strbuf_init(&sb);
-    strbuf_puts(&sb, "<route xmlns='" SM_NS_SESSION "' to='");
-    xml_escape(&sb, s->c2s, strlen(s->c2s), 1);
-    strbuf_puts(&sb, "' from='");
-    xml_escape(&sb, domain, strlen(domain), 1);
-    strbuf_puts(&sb, "' sid='");
-    xml_escape(&sb, s->sid, strlen(s->sid), 1);
-    strbuf_puts(&sb, "'>");
-    xml_serialize(st, COMP_NS_ACCEPT, &sb);
-    strbuf_puts(&sb, "</route>");
-    sm_link_send_raw(sb.data, sb.len);
-    strbuf_free(&sb);
+    return domain;
 }
 
 void sm_reply_error(xml_node_t *st, const char *condition, const char *type)
@@ -940,6 +928,7 @@ static void sess_create(sm_user_t *u, xml_node_t *el, const char *c2s, const cha
     s->sid = xstrdup(sid);
     s->jid = j;                               /* takes the parsed strings */
     s->roster_requested = is_resync;          /* a resynced client had its roster */
+    s->deliver_many = sm_streq(xml_attr_get(el, "deliver"), "1");
     sm_sess_t **pp = &u->sessions;
     while (*pp)
         pp = &(*pp)->next;
@@ -1096,6 +1085,35 @@ void sm_route_in(xml_node_t *el)
     }
     if (!hold_push(e->s.user, st, c2s, sid))
         sess_out(&e->s, st);
+}
+
+/* As sm_route_in does for a route of type error, once per session: the
+ * session is over and its copy is handled again as inbound. A <deliver/> is
+ * only ever seen here bounced (the sm writes them, c2s reads them). */
+void sm_deliver_bounced(xml_node_t *el)
+{
+    const char *c2s = xml_attr_get(el, "from");
+    if (!c2s || !sm_streq(xml_attr_get(el, "type"), "error")) {
+        log_warn("event=protocol-error reason=unexpected-deliver c2s=%s", c2s ? c2s : "-");
+        return;
+    }
+    xml_node_t *st = NULL;
+    for (xml_node_t *c = first_elem(el); c; c = c->next)
+        if (c->name && (!strcmp(c->name, "message") || !strcmp(c->name, "presence") || !strcmp(c->name, "iq")))
+            st = c;
+    if (!st)
+        return;
+    for (xml_node_t *r = first_elem(el); r; r = r->next) {
+        if (!r->name || strcmp(r->name, "r"))
+            continue;
+        sess_ent_t *e = sess_lookup(c2s, xml_attr_get(r, "sid"));
+        if (e)
+            sm_sess_end(&e->s, 0, "c2s-unreachable");
+        xml_node_t *copy = xml_copy(st);
+        xml_attr_set(copy, "to", xml_attr_get(r, "to"));
+        sm_inbound(copy);
+        xml_free(copy);
+    }
 }
 
 /* --- takeover and handback (docs/component-protocol.md 8.5) ------------------------- */

@@ -9,6 +9,7 @@
 #include "sm.h"
 #include "store.h"
 #include "comp_client.h"
+#include "comp_fanout.h"
 #include "comp_proto.h"
 #include "log.h"
 #include "module_run.h"
@@ -36,11 +37,23 @@ static size_t npeers;
 
 int sm_link_send_raw(const char *bytes, size_t len)
 {
+    sm_deliver_flush();   /* what deliver_batch.c holds goes first: order on the link */
     if (!link_ || comp_client_send_raw(link_, bytes, len) < 0) {
         log_warn("event=router-send result=dropped reason=buffer-full bytes=%zu", len);
         return -1;
     }
     return 0;
+}
+
+size_t sm_link_stanza_limit(void)
+{
+    return link_ ? comp_client_stanza_limit(link_) : COMP_FANOUT_DEFAULT_STANZA;
+}
+
+static void before_ack(void *ctx)
+{
+    (void)ctx;
+    sm_deliver_flush();
 }
 
 /* Input waits while this is 1: comp_client parks what the router delivers,
@@ -116,6 +129,8 @@ static void on_stanza(void *ctx, xml_node_t *st)
         sm_session_control(st);
     } else if (!strcmp(ns, SM_NS_SESSION) && !strcmp(st->name, "route")) {
         sm_route_in(st);
+    } else if (!strcmp(ns, SM_NS_SESSION) && !strcmp(st->name, "deliver")) {
+        sm_deliver_bounced(st);
     } else if (!strcmp(ns, SM_NS_AUTHREG) && !strcmp(st->name, "authreg")) {
         sm_authreg_handle(st);
     } else if ((!strcmp(ns, COMP_NS_ACCEPT) || !strcmp(ns, NS_CLIENT)) && is_stanza_name(st->name)) {
@@ -263,6 +278,7 @@ static int sm_start(struct event_base *base, void *config)
         .on_lost = on_lost,
         .on_handback = on_handback,
         .on_pressure = on_pressure,
+        .before_ack = before_ack,
     };
     link_ = comp_client_new(base, &cc, &cb, NULL);
     return link_ ? 0 : -1;
@@ -304,6 +320,7 @@ static void sm_cleanup(void)
         comp_client_free(link_);
     link_ = NULL;
     admin_free();
+    sm_deliver_batch_free();
     sm_core_free();
     sm_modules_free();
     if (sm_storage)

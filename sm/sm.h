@@ -32,6 +32,7 @@ struct sm_sess {
     int roster_requested;      /* did a roster get: receives roster pushes (RFC 6121 2.1.6) */
     int carbons;               /* XEP-0280 enabled */
     int hibernated;            /* XEP-0198: its client's connection is gone, c2s keeps the session */
+    int deliver_many;          /* its c2s takes <deliver/> (said so at the session start) */
     char **directed;           /* JIDs it sent directed presence to (RFC 6121 4.6) */
     size_t ndirected;
     sm_sess_t *next;           /* next session of the same user */
@@ -85,8 +86,19 @@ void sm_send(xml_node_t *st);
 /* Sends a non-stanza element (session protocol: <authreg/>, <session/>) to the
  * router as is. el is borrowed (serialized, not kept). */
 void sm_send_raw_element(xml_node_t *el);
-/* Delivers a stanza to one session's client (wrapped in a session route). */
+/* Delivers a stanza to one session's client (wrapped in a session route;
+ * deliver_batch.c merges consecutive deliveries of one stanza into one
+ * <deliver/> element per c2s). st is borrowed. */
 void sm_deliver(sm_sess_t *s, xml_node_t *st);
+/* Writes the deliveries deliver_batch.c still holds (before any other write
+ * to the router and before every acknowledgement). */
+void sm_deliver_flush(void);
+void sm_deliver_batch_free(void);
+/* A <deliver/> the router bounced (its c2s unreachable): each of its
+ * sessions is handled as for a bounced route (core.c). */
+void sm_deliver_bounced(xml_node_t *el);
+/* The domain the sm serves, prepared (core.c). */
+const char *sm_domain(void);
 /* Processes a stanza addressed to a local JID (bare or full), RFC 6121 8.5. */
 void sm_inbound(xml_node_t *st);
 /* Answers st with an error of that condition/type (never for errors/results). */
@@ -118,6 +130,7 @@ void sm_config_table_free(void);
 /* main.c: the router link and the set of sm instances serving our domain. */
 int sm_link_send_raw(const char *bytes, size_t len);  /* 0, or -1 when the buffer is full */
 int sm_link_above(void);                              /* router link above its high-water mark */
+size_t sm_link_stanza_limit(void);                    /* the router's limits.stanza-bytes */
 void sm_users_resume(void);                           /* below it again: held stanzas go on */
 int sm_owns(const char *bare);                        /* 1 if this instance owns that user */
 /* core.c: what main.c hands it. Elements are borrowed. */

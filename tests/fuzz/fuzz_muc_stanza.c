@@ -40,6 +40,11 @@ size_t muc_deferred_count(void)
     return 0;
 }
 
+size_t muc_outq_held(void)
+{
+    return 0;
+}
+
 static struct event_base *fz_base;
 static size_t fz_out_count;
 static char fz_dir[64];
