@@ -159,6 +159,13 @@ int64_t storage_now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* The one list of log collections (storage.h). A new name also needs a
+ * schema step in storage_sqlite.c moving that collection's records. */
+int storage_coll_is_log(const char *coll)
+{
+    return coll && (!strcmp(coll, "mam") || !strcmp(coll, "muc-archive"));
+}
+
 /* ------------------------------------------------------------ requests */
 
 char *storage_memdup(const void *p, size_t n)

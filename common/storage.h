@@ -209,6 +209,17 @@ void storage_range_async(storage_t *st, const char *owner, const char *coll,
                          const storage_range_t *q, storage_cb cb, void *arg);
 void storage_ping_async(storage_t *st, int delay_ms, storage_cb cb, void *arg);
 
+/* 1 when coll is a log collection, else 0. A log collection holds many
+ * records per owner, written mostly by appending (new keys, in batches) and
+ * read by ranges of stamps: a message archive. Today "mam" (sm/mod_mam.h)
+ * and "muc-archive" (muc/persist.c). Its records follow every rule above
+ * (same operations, same answers, seq unique in the database), but a driver
+ * may keep them apart from the other records, in storage laid out for that
+ * use: the SQLite driver does (docs/storage.md, "Log collections"). Adding a
+ * name here needs a schema step of the SQLite driver that moves the
+ * collection's existing records. */
+int storage_coll_is_log(const char *coll);
+
 /* Frees what a result holds and zeroes it. */
 void storage_res_clear(storage_res_t *res);
 

@@ -12,6 +12,13 @@
  * with synchronous=NORMAL takes microseconds (docs/storage.md has the
  * figures), less than handing it to a worker thread would cost.
  *
+ * Records of log collections (storage_coll_is_log: message archives) live in
+ * tables of their own, laid out for batches of appends and ranges by stamp;
+ * storage_sqlite_log.c owns them and every request on such a collection
+ * (sql_run hands them over). This file keeps the connection, the schema,
+ * transactions and the generic `records` table; storage_sqlite.h is what the
+ * two files share.
+ *
  * Invariants and choices:
  *  - At most one explicit transaction (storage_begin) at a time: a nested begin
  *    fails. Operations made of several statements (append, user delete) run in
@@ -19,18 +26,20 @@
  *    transaction (where they commit with it).
  *  - storage_put keeps a replaced record's sequence number: it stays where it
  *    was in its collection's list order (an upsert, not delete + insert).
+ *  - seq is unique across `records` and `logs`: each table's AUTOINCREMENT
+ *    counter, `records` taking max(both) + 1 (NEXT_SEQ) and a trigger
+ *    pushing logs' counter past it (schema step v4).
  *  - Records are not tied to accounts by a foreign key (an owner may be a
  *    domain or a service, not only an account); user delete removes an
  *    account's records explicitly, in the same transaction.
  *  - Not thread-safe: one storage_t belongs to one thread. */
-#include "storage_driver.h"
+#include "storage_sqlite.h"
 #include "log.h"
 #include "strbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +86,53 @@ static const char *const sql_migrations[] = {
     "DELETE FROM records WHERE substr(coll, 1, 4) = 'mam:';"
     "DROP TABLE temp.mam_tags;"
     "CREATE INDEX records_tag ON records (owner, coll, tag, stamp, seq) WHERE tag IS NOT NULL;",
+    /* v4: log collections (storage_coll_is_log: "mam", "muc-archive" when
+     * this step was written) move to a table of their own, `logs`, with the
+     * owner and collection as one integer (a row of log_streams) and the tag
+     * as another (log_tags): 4 B-trees per record keyed by integers and the
+     * time-ordered key, where `records` had 5 keyed by long text
+     * (docs/storage.md, "Log collections"). Records keep their seq (RSM
+     * after-points stay valid). log_streams is AUTOINCREMENT so that an id
+     * is never given to another stream, even after a user delete removed
+     * its row (an id cached by another process then names nothing).
+     * Sequence numbers stay unique across both tables: logs' AUTOINCREMENT
+     * starts above every seq `records` ever gave, records take theirs above
+     * both (Q_PUT, Q_APPEND) and push logs' past it (the trigger). */
+    "CREATE TABLE log_streams ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  owner TEXT NOT NULL,"
+    "  coll TEXT NOT NULL,"
+    "  UNIQUE (owner, coll));"
+    "CREATE TABLE log_tags ("
+    "  id INTEGER PRIMARY KEY,"
+    "  tag TEXT NOT NULL UNIQUE);"
+    "CREATE TABLE logs ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  stream INTEGER NOT NULL,"
+    "  stamp INTEGER NOT NULL,"
+    "  tag INTEGER,"
+    "  key TEXT,"
+    "  value BLOB NOT NULL);"
+    "INSERT INTO log_streams (owner, coll) SELECT DISTINCT owner, coll FROM records"
+    "  WHERE coll IN ('mam', 'muc-archive') ORDER BY owner, coll;"
+    "INSERT INTO log_tags (tag) SELECT DISTINCT tag FROM records"
+    "  WHERE coll IN ('mam', 'muc-archive') AND tag IS NOT NULL ORDER BY tag;"
+    "INSERT INTO logs (seq, stream, stamp, tag, key, value)"
+    "  SELECT r.seq, s.id, r.stamp, t.id, r.key, r.value FROM records r"
+    "  JOIN log_streams s ON s.owner = r.owner AND s.coll = r.coll"
+    "  LEFT JOIN log_tags t ON t.tag = r.tag"
+    "  WHERE r.coll IN ('mam', 'muc-archive') ORDER BY r.seq;"
+    "DELETE FROM records WHERE coll IN ('mam', 'muc-archive');"
+    "CREATE UNIQUE INDEX logs_key ON logs (key, stream);"
+    "CREATE INDEX logs_stamp ON logs (stream, stamp);"
+    "CREATE INDEX logs_tag ON logs (stream, tag, stamp) WHERE tag IS NOT NULL;"
+    "INSERT INTO sqlite_sequence (name, seq) SELECT 'logs', 0"
+    "  WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'logs');"
+    "UPDATE sqlite_sequence SET seq = (SELECT max(seq) FROM sqlite_sequence"
+    "  WHERE name IN ('records', 'logs')) WHERE name IN ('records', 'logs');"
+    "CREATE TRIGGER records_seq AFTER INSERT ON records BEGIN"
+    "  UPDATE sqlite_sequence SET seq = new.seq WHERE name = 'logs' AND seq < new.seq;"
+    "  END;",
 };
 #define SQL_VERSION ((int)(sizeof sql_migrations / sizeof sql_migrations[0]))
 
@@ -104,6 +160,14 @@ enum {
 #define RANGE_BY_SEQ "seq > ?3 AND seq < ?5 ORDER BY seq "
 #define RANGE_BY_STAMP "(stamp, seq) > (?4, ?3) AND (stamp, seq) < (?6, ?5) ORDER BY stamp "
 
+/* A new record's seq: above every seq either table has given (their
+ * AUTOINCREMENT counters), so that seq stays unique in the database (the
+ * trigger records_seq then moves logs' counter past it). The logs' own
+ * inserts, the many, need nothing of the sort: their counter is never below
+ * records'. */
+#define NEXT_SEQ "(SELECT coalesce(max(seq), 0) + 1 FROM sqlite_sequence" \
+    " WHERE name IN ('records', 'logs'))"
+
 static const char *const sql_text[Q_COUNT_ALL] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
@@ -121,13 +185,14 @@ static const char *const sql_text[Q_COUNT_ALL] = {
     [Q_USER_LIST] = "SELECT bare FROM users ORDER BY bare",
     [Q_USER_COUNT] = "SELECT count(*) FROM users",
     [Q_GET] = "SELECT value FROM records WHERE owner = ?1 AND coll = ?2 AND key = ?3",
-    [Q_PUT] = "INSERT INTO records (owner, coll, key, value, stamp, tag)"
-              " VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+    [Q_PUT] = "INSERT INTO records (seq, owner, coll, key, value, stamp, tag)"
+              " VALUES (" NEXT_SEQ ", ?1, ?2, ?3, ?4, ?5, ?6)"
               " ON CONFLICT (owner, coll, key) DO UPDATE SET value = excluded.value,"
               " stamp = excluded.stamp, tag = excluded.tag",
     [Q_DEL] = "DELETE FROM records WHERE owner = ?1 AND coll = ?2 AND key = ?3",
     [Q_DEL_ALL] = "DELETE FROM records WHERE owner = ?1 AND coll = ?2",
-    [Q_APPEND] = "INSERT INTO records (owner, coll, key, value, stamp) VALUES (?1, ?2, NULL, ?3, ?4)",
+    [Q_APPEND] = "INSERT INTO records (seq, owner, coll, key, value, stamp)"
+                 " VALUES (" NEXT_SEQ ", ?1, ?2, NULL, ?3, ?4)",
     [Q_APPEND_KEY] = "UPDATE records SET key = CAST(seq AS TEXT) WHERE seq = ?1",
     [Q_LIST] = REC_COLS "WHERE owner = ?1 AND coll = ?2 ORDER BY seq",
     [Q_COUNT] = "SELECT count(*) FROM records WHERE owner = ?1 AND coll = ?2",
@@ -141,16 +206,13 @@ static const char *const sql_text[Q_COUNT_ALL] = {
     [Q_TAG_STAMP] = TAG_HEAD RANGE_BY_STAMP "ASC, seq ASC LIMIT ?9",
     [Q_TAG_STAMP_REV] = TAG_HEAD RANGE_BY_STAMP "DESC, seq DESC LIMIT ?9",
     [Q_SCAN] = "SELECT seq, stamp, key, value, tag, owner, coll FROM records WHERE seq > ?1"
-               " ORDER BY seq LIMIT ?2",
+               " UNION ALL SELECT l.seq, l.stamp, l.key, l.value, t.tag, s.owner, s.coll"
+               " FROM logs l CROSS JOIN log_streams s ON s.id = l.stream"
+               " LEFT JOIN log_tags t ON t.id = l.tag WHERE l.seq > ?1"
+               " ORDER BY 1 LIMIT ?2",
     [Q_IMPORT] = "INSERT INTO records (seq, owner, coll, key, value, stamp, tag)"
                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 };
-
-typedef struct sql {
-    sqlite3 *db;
-    sqlite3_stmt *q[Q_COUNT_ALL];
-    int in_txn;         /* storage_begin done, not yet committed or rolled back */
-} sql_t;
 
 /* ------------------------------------------------------------ helpers */
 
@@ -160,14 +222,14 @@ static void sql_log_err(sql_t *d, const char *op)
               sqlite3_extended_errcode(d->db), sqlite3_errmsg(d->db));
 }
 
-static void sql_reset(sqlite3_stmt *s)
+void sql_reset(sqlite3_stmt *s)
 {
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
 }
 
 /* Steps s once: SQLITE_ROW, SQLITE_DONE, or -1 (logged; s is then reset). */
-static int sql_step(sql_t *d, sqlite3_stmt *s, const char *op)
+int sql_step(sql_t *d, sqlite3_stmt *s, const char *op)
 {
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW || rc == SQLITE_DONE)
@@ -186,7 +248,7 @@ static int sql_exec(sql_t *d, int q, const char *op)
     return 0;
 }
 
-static int bind_text(sql_t *d, sqlite3_stmt *s, int i, const char *v, const char *op)
+int sql_bind_text(sql_t *d, sqlite3_stmt *s, int i, const char *v, const char *op)
 {
     int rc = v ? sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(s, i);
     if (rc != SQLITE_OK) {
@@ -197,7 +259,7 @@ static int bind_text(sql_t *d, sqlite3_stmt *s, int i, const char *v, const char
     return 0;
 }
 
-static int bind_int(sql_t *d, sqlite3_stmt *s, int i, int64_t v, const char *op)
+int sql_bind_int(sql_t *d, sqlite3_stmt *s, int i, int64_t v, const char *op)
 {
     if (sqlite3_bind_int64(s, i, (sqlite3_int64)v) != SQLITE_OK) {
         sql_log_err(d, op);
@@ -207,7 +269,7 @@ static int bind_int(sql_t *d, sqlite3_stmt *s, int i, int64_t v, const char *op)
     return 0;
 }
 
-static int bind_blob(sql_t *d, sqlite3_stmt *s, int i, const char *v, size_t len, const char *op)
+int sql_bind_blob(sql_t *d, sqlite3_stmt *s, int i, const char *v, size_t len, const char *op)
 {
     /* A NULL pointer would bind SQL NULL: an empty value is an empty blob. */
     int rc = sqlite3_bind_blob64(s, i, v ? v : "", (sqlite3_uint64)len, SQLITE_STATIC);
@@ -222,12 +284,12 @@ static int bind_blob(sql_t *d, sqlite3_stmt *s, int i, const char *v, size_t len
 /* Binds owner and coll (?1, ?2), the start of most record statements. */
 static int bind_oc(sql_t *d, sqlite3_stmt *s, const storage_req_t *r)
 {
-    return bind_text(d, s, 1, r->owner, r->opname) < 0 ||
-                   bind_text(d, s, 2, r->coll, r->opname) < 0 ? -1 : 0;
+    return sql_bind_text(d, s, 1, r->owner, r->opname) < 0 ||
+                   sql_bind_text(d, s, 2, r->coll, r->opname) < 0 ? -1 : 0;
 }
 
 /* Copies column i of the current row into a new NUL-terminated string. */
-static char *column_dup(sqlite3_stmt *s, int i, size_t *len)
+char *sql_column_dup(sqlite3_stmt *s, int i, size_t *len)
 {
     const void *p = sqlite3_column_blob(s, i);
     size_t n = (size_t)sqlite3_column_bytes(s, i);
@@ -238,15 +300,19 @@ static char *column_dup(sqlite3_stmt *s, int i, size_t *len)
 
 /* Multi-statement operations run inside a savepoint: on their own it is a
  * transaction; inside storage_begin it nests and commits with the caller. */
-static int op_begin(sql_t *d, const char *op)
+int sql_op_begin(sql_t *d, const char *op)
 {
     return sql_exec(d, Q_SP_BEGIN, op);
 }
 
-static int op_end(sql_t *d, int ok, const char *op)
+int sql_op_end(sql_t *d, int ok, const char *op)
 {
-    if (ok && sql_exec(d, Q_SP_RELEASE, op) == 0)
+    if (ok && sql_exec(d, Q_SP_RELEASE, op) == 0) {
+        if (sqlite3_get_autocommit(d->db))
+            sql_log_settled(d, 1);      /* the savepoint was the transaction */
         return 0;
+    }
+    sql_log_settled(d, 0);
     /* Failure (or a failed release, e.g. a commit that could not write): undo
      * and leave the savepoint. These may fail too if SQLite already rolled the
      * whole transaction back; nothing else is left to undo then. */
@@ -409,6 +475,7 @@ static void sql_close(storage_t *st)
     }
     for (int i = 0; i < Q_COUNT_ALL; i++)
         sqlite3_finalize(d->q[i]);
+    sql_log_close(d);
     if (d->db) {
         /* Keeps the query planner's statistics fresh; cheap when nothing changed. */
         if (d->q[0])
@@ -429,7 +496,7 @@ static int sql_open(storage_t *st, const char *path, char *err, size_t errlen)
     if (sql_mkdirs(path, err, errlen) < 0 || sql_create_file(path, err, errlen) < 0)
         return -1;
 
-    sql_t *d = xcalloc(1, sizeof *d);
+    sql_t *d = xcalloc(1, sizeof *d + Q_COUNT_ALL * sizeof d->q[0]);
     st->drv_data = d;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &d->db, flags, NULL) != SQLITE_OK) {
@@ -468,6 +535,8 @@ static int sql_open(storage_t *st, const char *path, char *err, size_t errlen)
             goto fail;
         }
     }
+    if (sql_log_open(d, err, errlen) < 0)
+        goto fail;
     sql_restrict(path);
     return 0;
 
@@ -509,12 +578,16 @@ static int sql_commit(sql_t *d)
     d->in_txn = 0;
     if (sqlite3_get_autocommit(d->db)) {
         log_error("storage: driver=sqlite op=commit error=\"the transaction was already rolled back\"");
+        sql_log_settled(d, 0);
         return -1;
     }
-    if (sql_exec(d, Q_COMMIT, "commit") == 0)
+    if (sql_exec(d, Q_COMMIT, "commit") == 0) {
+        sql_log_settled(d, 1);
         return 0;
+    }
     if (!sqlite3_get_autocommit(d->db))
         sql_exec(d, Q_ROLLBACK, "rollback");
+    sql_log_settled(d, 0);
     return -1;
 }
 
@@ -523,6 +596,7 @@ static int sql_commit(sql_t *d)
 static int sql_rollback(sql_t *d)
 {
     d->in_txn = 0;
+    sql_log_settled(d, 0);
     if (sqlite3_get_autocommit(d->db))
         return 0;
     return sql_exec(d, Q_ROLLBACK, "rollback");
@@ -533,10 +607,10 @@ static int sql_rollback(sql_t *d)
 static int sql_user_create(sql_t *d, storage_req_t *r)
 {
     sqlite3_stmt *s = d->q[Q_USER_CREATE];
-    if (bind_text(d, s, 1, r->owner, r->opname) < 0 ||
-        bind_text(d, s, 2, r->sha256, r->opname) < 0 ||
-        bind_text(d, s, 3, r->sha1, r->opname) < 0 ||
-        bind_int(d, s, 4, r->created, r->opname) < 0 ||
+    if (sql_bind_text(d, s, 1, r->owner, r->opname) < 0 ||
+        sql_bind_text(d, s, 2, r->sha256, r->opname) < 0 ||
+        sql_bind_text(d, s, 3, r->sha1, r->opname) < 0 ||
+        sql_bind_int(d, s, 4, r->created, r->opname) < 0 ||
         sql_exec(d, Q_USER_CREATE, r->opname) < 0)
         return -1;
     return sqlite3_changes(d->db) == 0 ? 1 : 0;
@@ -545,16 +619,16 @@ static int sql_user_create(sql_t *d, storage_req_t *r)
 static int sql_user_get(sql_t *d, storage_req_t *r)
 {
     sqlite3_stmt *s = d->q[Q_USER_GET];
-    if (bind_text(d, s, 1, r->owner, r->opname) < 0)
+    if (sql_bind_text(d, s, 1, r->owner, r->opname) < 0)
         return -1;
     int rc = sql_step(d, s, r->opname);
     if (rc < 0)
         return -1;
     if (rc == SQLITE_ROW) {
         if (sqlite3_column_type(s, 0) != SQLITE_NULL)
-            r->res.sha256 = column_dup(s, 0, NULL);
+            r->res.sha256 = sql_column_dup(s, 0, NULL);
         if (sqlite3_column_type(s, 1) != SQLITE_NULL)
-            r->res.sha1 = column_dup(s, 1, NULL);
+            r->res.sha1 = sql_column_dup(s, 1, NULL);
         r->res.created = sqlite3_column_int64(s, 2);
     }
     sql_reset(s);
@@ -564,9 +638,9 @@ static int sql_user_get(sql_t *d, storage_req_t *r)
 static int sql_user_set(sql_t *d, storage_req_t *r)
 {
     sqlite3_stmt *s = d->q[Q_USER_SET];
-    if (bind_text(d, s, 1, r->owner, r->opname) < 0 ||
-        bind_text(d, s, 2, r->sha256, r->opname) < 0 ||
-        bind_text(d, s, 3, r->sha1, r->opname) < 0 || sql_exec(d, Q_USER_SET, r->opname) < 0)
+    if (sql_bind_text(d, s, 1, r->owner, r->opname) < 0 ||
+        sql_bind_text(d, s, 2, r->sha256, r->opname) < 0 ||
+        sql_bind_text(d, s, 3, r->sha1, r->opname) < 0 || sql_exec(d, Q_USER_SET, r->opname) < 0)
         return -1;
     return sqlite3_changes(d->db) == 0 ? 1 : 0;
 }
@@ -574,21 +648,21 @@ static int sql_user_set(sql_t *d, storage_req_t *r)
 static int sql_user_delete(sql_t *d, storage_req_t *r)
 {
     const char *op = r->opname;
-    if (op_begin(d, op) < 0)
+    if (sql_op_begin(d, op) < 0)
         return -1;
-    if (bind_text(d, d->q[Q_USER_DEL], 1, r->owner, op) < 0 || sql_exec(d, Q_USER_DEL, op) < 0)
-        return op_end(d, 0, op);
+    if (sql_bind_text(d, d->q[Q_USER_DEL], 1, r->owner, op) < 0 || sql_exec(d, Q_USER_DEL, op) < 0)
+        return sql_op_end(d, 0, op);
     int found = sqlite3_changes(d->db) > 0;
-    if (bind_text(d, d->q[Q_USER_DEL_RECORDS], 1, r->owner, op) < 0 ||
-        sql_exec(d, Q_USER_DEL_RECORDS, op) < 0)
-        return op_end(d, 0, op);
-    if (op_end(d, 1, op) < 0)
+    if (sql_bind_text(d, d->q[Q_USER_DEL_RECORDS], 1, r->owner, op) < 0 ||
+        sql_exec(d, Q_USER_DEL_RECORDS, op) < 0 || sql_log_user_delete(d, r->owner, op) < 0)
+        return sql_op_end(d, 0, op);
+    if (sql_op_end(d, 1, op) < 0)
         return -1;
     return found ? 0 : 1;
 }
 
 /* Reads one integer (count(*), or 1 for a row's existence) into res->n. */
-static int sql_one_int(sql_t *d, sqlite3_stmt *s, storage_req_t *r)
+int sql_one_int(sql_t *d, sqlite3_stmt *s, storage_req_t *r)
 {
     int rc = sql_step(d, s, r->opname);
     if (rc < 0)
@@ -615,13 +689,13 @@ static int sql_user_list(sql_t *d, storage_req_t *r)
 static int sql_get(sql_t *d, storage_req_t *r)
 {
     sqlite3_stmt *s = d->q[Q_GET];
-    if (bind_oc(d, s, r) < 0 || bind_text(d, s, 3, r->key, r->opname) < 0)
+    if (bind_oc(d, s, r) < 0 || sql_bind_text(d, s, 3, r->key, r->opname) < 0)
         return -1;
     int rc = sql_step(d, s, r->opname);
     if (rc < 0)
         return -1;
     if (rc == SQLITE_ROW)
-        r->res.val = column_dup(s, 0, &r->res.len);
+        r->res.val = sql_column_dup(s, 0, &r->res.len);
     sql_reset(s);
     return rc == SQLITE_ROW ? 0 : 1;
 }
@@ -629,9 +703,9 @@ static int sql_get(sql_t *d, storage_req_t *r)
 static int sql_put(sql_t *d, storage_req_t *r)
 {
     sqlite3_stmt *s = d->q[Q_PUT];
-    if (bind_oc(d, s, r) < 0 || bind_text(d, s, 3, r->key, r->opname) < 0 ||
-        bind_blob(d, s, 4, r->val, r->len, r->opname) < 0 ||
-        bind_int(d, s, 5, r->stamp, r->opname) < 0 || bind_text(d, s, 6, r->tag, r->opname) < 0)
+    if (bind_oc(d, s, r) < 0 || sql_bind_text(d, s, 3, r->key, r->opname) < 0 ||
+        sql_bind_blob(d, s, 4, r->val, r->len, r->opname) < 0 ||
+        sql_bind_int(d, s, 5, r->stamp, r->opname) < 0 || sql_bind_text(d, s, 6, r->tag, r->opname) < 0)
         return -1;
     return sql_exec(d, Q_PUT, r->opname);
 }
@@ -640,7 +714,7 @@ static int sql_put(sql_t *d, storage_req_t *r)
 static int sql_del(sql_t *d, storage_req_t *r, int q)
 {
     sqlite3_stmt *s = d->q[q];
-    if (bind_oc(d, s, r) < 0 || (q == Q_DEL && bind_text(d, s, 3, r->key, r->opname) < 0) ||
+    if (bind_oc(d, s, r) < 0 || (q == Q_DEL && sql_bind_text(d, s, 3, r->key, r->opname) < 0) ||
         sql_exec(d, q, r->opname) < 0)
         return -1;
     return q == Q_DEL && sqlite3_changes(d->db) == 0 ? 1 : 0;
@@ -652,35 +726,35 @@ static int sql_del(sql_t *d, storage_req_t *r, int q)
 static int sql_append(sql_t *d, storage_req_t *r)
 {
     const char *op = r->opname;
-    if (op_begin(d, op) < 0)
+    if (sql_op_begin(d, op) < 0)
         return -1;
     sqlite3_stmt *s = d->q[Q_APPEND];
-    if (bind_oc(d, s, r) < 0 || bind_blob(d, s, 3, r->val, r->len, op) < 0 ||
-        bind_int(d, s, 4, r->stamp, op) < 0 || sql_exec(d, Q_APPEND, op) < 0)
-        return op_end(d, 0, op);
+    if (bind_oc(d, s, r) < 0 || sql_bind_blob(d, s, 3, r->val, r->len, op) < 0 ||
+        sql_bind_int(d, s, 4, r->stamp, op) < 0 || sql_exec(d, Q_APPEND, op) < 0)
+        return sql_op_end(d, 0, op);
     r->res.n = sqlite3_last_insert_rowid(d->db);
-    if (bind_int(d, d->q[Q_APPEND_KEY], 1, r->res.n, op) < 0 ||
+    if (sql_bind_int(d, d->q[Q_APPEND_KEY], 1, r->res.n, op) < 0 ||
         sql_exec(d, Q_APPEND_KEY, op) < 0)
-        return op_end(d, 0, op);
-    return op_end(d, 1, op);
+        return sql_op_end(d, 0, op);
+    return sql_op_end(d, 1, op);
 }
 
 /* Collects the rows of s (bound; columns seq, stamp, key, value, tag and,
  * for a scan, owner, coll) into the result. */
-static int sql_rows(sql_t *d, sqlite3_stmt *s, storage_req_t *r, int with_owner)
+int sql_rows(sql_t *d, sqlite3_stmt *s, storage_req_t *r, int with_owner)
 {
     int rc;
     while ((rc = sql_step(d, s, r->opname)) == SQLITE_ROW) {
         storage_rec_t *rec = storage_res_add(&r->res);
         rec->seq = sqlite3_column_int64(s, 0);
         rec->stamp = sqlite3_column_int64(s, 1);
-        rec->key = column_dup(s, 2, NULL);
-        rec->val = column_dup(s, 3, &rec->len);
+        rec->key = sql_column_dup(s, 2, NULL);
+        rec->val = sql_column_dup(s, 3, &rec->len);
         if (sqlite3_column_type(s, 4) != SQLITE_NULL)
-            rec->tag = column_dup(s, 4, NULL);
+            rec->tag = sql_column_dup(s, 4, NULL);
         if (with_owner) {
-            rec->owner = column_dup(s, 5, NULL);
-            rec->coll = column_dup(s, 6, NULL);
+            rec->owner = sql_column_dup(s, 5, NULL);
+            rec->coll = sql_column_dup(s, 6, NULL);
         }
     }
     if (rc < 0)
@@ -694,7 +768,7 @@ static int sql_rows(sql_t *d, sqlite3_stmt *s, storage_req_t *r, int with_owner)
 static int sql_key_pos(sql_t *d, storage_req_t *r, const char *key, int64_t *seq, int64_t *stamp)
 {
     sqlite3_stmt *s = d->q[Q_KEY_POS];
-    if (bind_oc(d, s, r) < 0 || bind_text(d, s, 3, key, r->opname) < 0)
+    if (bind_oc(d, s, r) < 0 || sql_bind_text(d, s, 3, key, r->opname) < 0)
         return -1;
     int rc = sql_step(d, s, r->opname);
     if (rc < 0)
@@ -726,13 +800,13 @@ static int sql_range(sql_t *d, storage_req_t *r)
         which += Q_TAG_SEQ - Q_RANGE_SEQ;      /* the same four, with the tag */
     sqlite3_stmt *s = d->q[which];
     int64_t limit = q->limit ? (int64_t)q->limit : -1;
-    if (bind_oc(d, s, r) < 0 || bind_int(d, s, 3, a_seq, r->opname) < 0 ||
-        bind_int(d, s, 4, a_stamp, r->opname) < 0 || bind_int(d, s, 5, b_seq, r->opname) < 0 ||
-        bind_int(d, s, 6, b_stamp, r->opname) < 0 ||
-        bind_int(d, s, 7, q->since ? q->since : INT64_MIN, r->opname) < 0 ||
-        bind_int(d, s, 8, q->until ? q->until : INT64_MAX, r->opname) < 0 ||
-        bind_int(d, s, 9, limit, r->opname) < 0 ||
-        (q->tag && bind_text(d, s, 10, q->tag, r->opname) < 0))
+    if (bind_oc(d, s, r) < 0 || sql_bind_int(d, s, 3, a_seq, r->opname) < 0 ||
+        sql_bind_int(d, s, 4, a_stamp, r->opname) < 0 || sql_bind_int(d, s, 5, b_seq, r->opname) < 0 ||
+        sql_bind_int(d, s, 6, b_stamp, r->opname) < 0 ||
+        sql_bind_int(d, s, 7, q->since ? q->since : INT64_MIN, r->opname) < 0 ||
+        sql_bind_int(d, s, 8, q->until ? q->until : INT64_MAX, r->opname) < 0 ||
+        sql_bind_int(d, s, 9, limit, r->opname) < 0 ||
+        (q->tag && sql_bind_text(d, s, 10, q->tag, r->opname) < 0))
         return -1;
     return sql_rows(d, s, r, 0);
 }
@@ -740,10 +814,10 @@ static int sql_range(sql_t *d, storage_req_t *r)
 static int sql_import(sql_t *d, storage_req_t *r)
 {
     sqlite3_stmt *s = d->q[Q_IMPORT];
-    if (bind_int(d, s, 1, r->seq, r->opname) < 0 || bind_text(d, s, 2, r->owner, r->opname) < 0 ||
-        bind_text(d, s, 3, r->coll, r->opname) < 0 || bind_text(d, s, 4, r->key, r->opname) < 0 ||
-        bind_blob(d, s, 5, r->val, r->len, r->opname) < 0 ||
-        bind_int(d, s, 6, r->stamp, r->opname) < 0 || bind_text(d, s, 7, r->tag, r->opname) < 0)
+    if (sql_bind_int(d, s, 1, r->seq, r->opname) < 0 || sql_bind_text(d, s, 2, r->owner, r->opname) < 0 ||
+        sql_bind_text(d, s, 3, r->coll, r->opname) < 0 || sql_bind_text(d, s, 4, r->key, r->opname) < 0 ||
+        sql_bind_blob(d, s, 5, r->val, r->len, r->opname) < 0 ||
+        sql_bind_int(d, s, 6, r->stamp, r->opname) < 0 || sql_bind_text(d, s, 7, r->tag, r->opname) < 0)
         return -1;
     return sql_exec(d, Q_IMPORT, r->opname);
 }
@@ -751,6 +825,9 @@ static int sql_import(sql_t *d, storage_req_t *r)
 static int sql_run(sql_t *d, storage_req_t *r)
 {
     sqlite3_stmt *s;
+    /* Import names its collection too; scan covers both tables itself. */
+    if (r->coll && storage_coll_is_log(r->coll))
+        return sql_log_run(d, r);
     switch (r->op) {
     case SOP_BEGIN: return sql_begin(d);
     case SOP_COMMIT: return sql_commit(d);
@@ -761,7 +838,7 @@ static int sql_run(sql_t *d, storage_req_t *r)
     case SOP_USER_DELETE: return sql_user_delete(d, r);
     case SOP_USER_EXISTS:
         s = d->q[Q_USER_EXISTS];
-        return bind_text(d, s, 1, r->owner, r->opname) < 0 ? -1 : sql_one_int(d, s, r);
+        return sql_bind_text(d, s, 1, r->owner, r->opname) < 0 ? -1 : sql_one_int(d, s, r);
     case SOP_USER_LIST: return sql_user_list(d, r);
     case SOP_USER_COUNT: return sql_one_int(d, d->q[Q_USER_COUNT], r);
     case SOP_GET: return sql_get(d, r);
@@ -776,8 +853,8 @@ static int sql_run(sql_t *d, storage_req_t *r)
     case SOP_RANGE: return sql_range(d, r);
     case SOP_SCAN:
         s = d->q[Q_SCAN];
-        if (bind_int(d, s, 1, r->seq, r->opname) < 0 ||
-            bind_int(d, s, 2, r->num > 0 ? r->num : -1, r->opname) < 0)
+        if (sql_bind_int(d, s, 1, r->seq, r->opname) < 0 ||
+            sql_bind_int(d, s, 2, r->num > 0 ? r->num : -1, r->opname) < 0)
             return -1;
         return sql_rows(d, s, r, 1);
     case SOP_IMPORT: return sql_import(d, r);

@@ -49,7 +49,12 @@ def dump(path):
     """Every account and record of an SQLite file, as tuples."""
     db = sqlite3.connect(path)
     users = db.execute("SELECT bare, sha256, sha1, created FROM users ORDER BY bare").fetchall()
-    recs = db.execute("SELECT seq, owner, coll, key, value, stamp, tag FROM records ORDER BY seq").fetchall()
+    # Log collections (mam, muc-archive) have tables of their own
+    # (docs/storage.md, "Log collections"): read back as records.
+    recs = db.execute("SELECT seq, owner, coll, key, value, stamp, tag FROM records UNION ALL"
+                      " SELECT l.seq, s.owner, s.coll, l.key, l.value, l.stamp, t.tag FROM logs l"
+                      " JOIN log_streams s ON s.id = l.stream LEFT JOIN log_tags t ON t.id = l.tag"
+                      " ORDER BY 1").fetchall()
     db.close()
     return users, recs
 
