@@ -70,6 +70,9 @@ int xml_equal(const xml_node_t *a, const xml_node_t *b);
  * (e.g. the stream's default "jabber:client"); elements in it get no xmlns.
  * Escapes & < > " ' in attributes and & < > in text. */
 void xml_serialize(const xml_node_t *el, const char *default_ns, strbuf_t *out);
+/* The same without el's own attribute `omit` (no namespace), e.g. a stanza
+ * without its 'to' as a template for several recipients. */
+void xml_serialize_omit(const xml_node_t *el, const char *default_ns, const char *omit, strbuf_t *out);
 /* Escapes s (len bytes) for text (attr=0) or attribute values (attr=1). */
 void xml_escape(strbuf_t *out, const char *s, size_t len, int attr);
 

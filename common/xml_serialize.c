@@ -132,8 +132,9 @@ static void attr_write(strbuf_t *out, const char *prefix, unsigned no, const cha
     strbuf_putc(out, '\'');
 }
 
-/* Recursion depth is the tree's depth, which parsing bounds by max_depth. */
-static void serialize_elem(const xml_node_t *el, const char *scope_ns, strbuf_t *out)
+/* Recursion depth is the tree's depth, which parsing bounds by max_depth.
+ * omit: an attribute (no namespace) of el itself left out, or NULL. */
+static void serialize_elem(const xml_node_t *el, const char *scope_ns, const char *omit, strbuf_t *out)
 {
     if (!el->name) {
         xml_escape(out, el->text, el->text_len, 0);
@@ -158,7 +159,7 @@ static void serialize_elem(const xml_node_t *el, const char *scope_ns, strbuf_t 
     }
     for (unsigned i = 0; i < el->nattrs; i++) {
         const xml_attr_t *a = &el->attrs[i];
-        if (attr_skipped(a))
+        if (attr_skipped(a) || (omit && !(a->ns && *a->ns) && !strcmp(a->name, omit)))
             continue;
         if (attr_generic_ns(a))
             attr_write(out, "w", attr_prefix_no(el, i), a->name, a->value);
@@ -173,7 +174,7 @@ static void serialize_elem(const xml_node_t *el, const char *scope_ns, strbuf_t 
     }
     strbuf_putc(out, '>');
     for (const xml_node_t *c = el->first_child; c; c = c->next)
-        serialize_elem(c, ns, out);
+        serialize_elem(c, ns, NULL, out);
     strbuf_puts(out, "</");
     strbuf_puts(out, el->name);
     strbuf_putc(out, '>');
@@ -183,5 +184,12 @@ void xml_serialize(const xml_node_t *el, const char *default_ns, strbuf_t *out)
 {
     if (!el)
         return;
-    serialize_elem(el, default_ns ? default_ns : "", out);
+    serialize_elem(el, default_ns ? default_ns : "", NULL, out);
+}
+
+void xml_serialize_omit(const xml_node_t *el, const char *default_ns, const char *omit, strbuf_t *out)
+{
+    if (!el)
+        return;
+    serialize_elem(el, default_ns ? default_ns : "", omit, out);
 }

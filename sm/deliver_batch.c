@@ -30,9 +30,10 @@
 typedef struct rcpt {
     char *c2s, *sid, *to;    /* to: the stanza's 'to' for this session, NULL if it had none */
     int sent;                /* written at this flush already (grouping by c2s) */
-} rcpt_t;
+} rcpt_t;                    /* c2s is one allocation holding all three strings */
 
 static strbuf_t tmpl;        /* the stanza of the batch, serialized without 'to' */
+static strbuf_t cand;        /* the next delivery's, compared with tmpl (kept: no malloc each time) */
 static size_t tmpl_name_end; /* offset in tmpl right after "<name" */
 static rcpt_t *rcpts;
 static size_t nrcpt, rcpt_cap, rcpt_bytes;
@@ -121,11 +122,8 @@ void sm_deliver_flush(void)
         sm_link_send_raw(out.data, out.len);
     }
     strbuf_free(&out);
-    for (size_t i = 0; i < nrcpt; i++) {
+    for (size_t i = 0; i < nrcpt; i++)
         free(rcpts[i].c2s);
-        free(rcpts[i].sid);
-        free(rcpts[i].to);
-    }
     nrcpt = 0;
     rcpt_bytes = 0;
     flushing = 0;
@@ -162,34 +160,31 @@ void sm_deliver(sm_sess_t *s, xml_node_t *st)
         deliver_route(s, st);
         return;
     }
-    /* The stanza without 'to' (put back after: it moves to the end of the
-     * attributes, which no reader of the tree depends on). */
-    const char *to0 = xml_attr_get(st, "to");
-    char *to = to0 ? xstrdup(to0) : NULL;
-    strbuf_t sb;
-    strbuf_init(&sb);
-    if (to)
-        xml_attr_set(st, "to", NULL);
-    xml_serialize(st, COMP_NS_ACCEPT, &sb);
-    if (to)
-        xml_attr_set(st, "to", to);
-    size_t add = strlen(s->c2s) + strlen(s->sid) + (to ? strlen(to) : 0) + 32;
+    const char *to = xml_attr_get(st, "to");
+    strbuf_reset(&cand);
+    xml_serialize_omit(st, COMP_NS_ACCEPT, "to", &cand);
+    size_t lc = strlen(s->c2s) + 1, ls = strlen(s->sid) + 1, lt = to ? strlen(to) + 1 : 0;
+    size_t add = lc + ls + lt + 32;
     size_t limit = sm_link_stanza_limit() / 2;
-    if (nrcpt && (sb.len != tmpl.len || memcmp(sb.data, tmpl.data, sb.len) ||
+    if (nrcpt && (cand.len != tmpl.len || memcmp(cand.data, tmpl.data, cand.len) ||
                   tmpl.len + rcpt_bytes + add > limit))
         sm_deliver_flush();
     if (!nrcpt) {
-        strbuf_free(&tmpl);
-        tmpl = sb;
+        strbuf_t t = tmpl;
+        tmpl = cand;
+        cand = t;
         tmpl_name_end = name_end(&tmpl);
-    } else {
-        strbuf_free(&sb);
     }
     if (nrcpt == rcpt_cap) {
         rcpt_cap = rcpt_cap ? 2 * rcpt_cap : 64;
         rcpts = xrealloc(rcpts, rcpt_cap * sizeof *rcpts);
     }
-    rcpts[nrcpt++] = (rcpt_t){.c2s = xstrdup(s->c2s), .sid = xstrdup(s->sid), .to = to};
+    char *block = xmalloc(lc + ls + lt);
+    memcpy(block, s->c2s, lc);
+    memcpy(block + lc, s->sid, ls);
+    if (to)
+        memcpy(block + lc + ls, to, lt);
+    rcpts[nrcpt++] = (rcpt_t){.c2s = block, .sid = block + lc, .to = to ? block + lc + ls : NULL};
     rcpt_bytes += add;
     if (nrcpt == 1) {
         if (!flush_ev)
@@ -208,4 +203,5 @@ void sm_deliver_batch_free(void)
     rcpts = NULL;
     rcpt_cap = 0;
     strbuf_free(&tmpl);
+    strbuf_free(&cand);
 }
