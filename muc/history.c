@@ -305,6 +305,10 @@ static void mam_step(mam_q_t *q)
     while (!q->inflight && !q->exhausted) {
         q->inflight = 1;
         storage_range_t rq = {0};
+        /* By stamp: the archive's one index scan on SQLite (a range by seq
+         * sorts the room's index entries first: docs/storage.md). A room's
+         * records are written in time order, so the order is the same. */
+        rq.by_stamp = 1;
         rq.after = q->after && *q->after ? q->after : NULL;
         rq.before = q->before && *q->before ? q->before : NULL;
         rq.reverse = q->reverse;

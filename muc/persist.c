@@ -422,7 +422,8 @@ static void rooms_loaded(storage_res_t *res, void *arg)
         pending += 3;
         storage_list_async(muc_storage, bare, COLL_AFFS, affs_loaded, xstrdup(bare));
         storage_list_async(muc_storage, bare, COLL_OCCS, occs_loaded, xstrdup(bare));
-        storage_range_t q = {.reverse = 1, .limit = (size_t)(r->cfg.history_len > 0 ? r->cfg.history_len : 1)};
+        storage_range_t q = {.by_stamp = 1, .reverse = 1,   /* one index scan (see history.c) */
+                             .limit = (size_t)(r->cfg.history_len > 0 ? r->cfg.history_len : 1)};
         storage_range_async(muc_storage, bare, COLL_ARCHIVE, &q, archive_loaded, xstrdup(bare));
     }
     if (res->status < 0)

@@ -773,6 +773,7 @@ static void sweep_step(void)
             storage_count_async(sm_storage, user, MAM_COLL, sweep_done, NULL);
             break;
         case SW_TRIM:
+            q.by_stamp = 1;   /* the oldest first, in one index scan (docs/storage.md) */
             q.limit = sweep.trim < SWEEP_PAGE ? (size_t)sweep.trim : SWEEP_PAGE;
             storage_range_async(sm_storage, user, MAM_COLL, &q, sweep_done, NULL);
             break;
