@@ -46,6 +46,7 @@
  * item_groups/group_next; change them only with item_set. */
 typedef struct ritem {
     struct ritem *next;
+    struct ritem *hnext;       /* chain of its bucket in roster_t.hash (fits the same malloc chunk) */
     xml_node_t *pending;
     char *text;                /* "jid\0name\0groups...": see item_set */
     unsigned sub : 2;          /* sm_sub_t bits: SM_SUB_TO | SM_SUB_FROM */
@@ -61,7 +62,64 @@ typedef struct roster {
     ritem_t *items;
     size_t count;              /* in_roster items */
     unsigned long ver;
+    /* Items by JID once there are more than ROSTER_INDEX_MIN of them: PEP
+     * and presence ask "is X a contact?" once per contact, so a list scan
+     * made a publish to 1,000 contacts a million string compares (59 % of
+     * the sm's time in the PEP benchmark). */
+    ritem_t **hash;
+    size_t nbuckets;           /* a power of two; 0: no index yet */
+    size_t nitems;             /* every item, in the roster or only pending */
 } roster_t;
+
+#define ROSTER_INDEX_MIN 16
+
+static size_t jid_bucket(const roster_t *r, const char *jid)
+{
+    uint32_t h = 2166136261u;
+    for (; *jid; jid++)
+        h = (h ^ (unsigned char)*jid) * 16777619u;
+    return h & (r->nbuckets - 1);
+}
+
+static const char *item_jid(const ritem_t *it);
+static ritem_t *item_find(roster_t *r, const char *jid);
+
+static void index_put(roster_t *r, ritem_t *it)
+{
+    size_t b = jid_bucket(r, item_jid(it));
+    it->hnext = r->hash[b];
+    r->hash[b] = it;
+}
+
+/* Called after an item joins the list: builds or grows the index. */
+static void index_added(roster_t *r, ritem_t *it)
+{
+    r->nitems++;
+    if (r->nbuckets && r->nitems <= 2 * r->nbuckets) {
+        index_put(r, it);
+        return;
+    }
+    if (!r->nbuckets && r->nitems <= ROSTER_INDEX_MIN)
+        return;
+    free(r->hash);
+    r->nbuckets = r->nbuckets ? 4 * r->nbuckets : 64;
+    r->hash = xcalloc(r->nbuckets, sizeof *r->hash);
+    for (ritem_t *x = r->items; x; x = x->next)
+        index_put(r, x);
+}
+
+static void index_removed(roster_t *r, ritem_t *it)
+{
+    r->nitems--;
+    if (!r->nbuckets)
+        return;
+    for (ritem_t **pp = &r->hash[jid_bucket(r, item_jid(it))]; *pp; pp = &(*pp)->hnext) {
+        if (*pp == it) {
+            *pp = it->hnext;
+            return;
+        }
+    }
+}
 
 typedef struct roster_cfg {
     long max_items;            /* roster items per user */
@@ -195,6 +253,7 @@ static int load_item(const char *key, const char *val, size_t len, void *arg)
     xml_free(x);
     it->next = lc->r->items;
     lc->r->items = it;
+    index_added(lc->r, it);
     if (it->in_roster)
         lc->r->count++;
     return 0;
@@ -203,12 +262,10 @@ static int load_item(const char *key, const char *val, size_t len, void *arg)
 static int load_pending(const char *key, const char *val, size_t len, void *arg)
 {
     load_ctx_t *lc = arg;
-    for (ritem_t *it = lc->r->items; it; it = it->next) {
-        if (!strcmp(item_jid(it), key)) {
-            xml_free(it->pending);
-            it->pending = parse_stored(val, len);
-            return 0;
-        }
+    ritem_t *it = item_find(lc->r, key);
+    if (it) {
+        xml_free(it->pending);
+        it->pending = parse_stored(val, len);
     }
     return 0;
 }
@@ -282,6 +339,12 @@ static void on_user_load(sm_user_t *u)
 
 static ritem_t *item_find(roster_t *r, const char *jid)
 {
+    if (r->nbuckets) {
+        for (ritem_t *it = r->hash[jid_bucket(r, jid)]; it; it = it->hnext)
+            if (!strcmp(item_jid(it), jid))
+                return it;
+        return NULL;
+    }
     for (ritem_t *it = r->items; it; it = it->next)
         if (!strcmp(item_jid(it), jid))
             return it;
@@ -294,6 +357,7 @@ static ritem_t *item_new(roster_t *r, const char *jid)
     item_set(it, jid, NULL, NULL, 0);
     it->next = r->items;
     r->items = it;
+    index_added(r, it);
     return it;
 }
 
@@ -302,6 +366,7 @@ static void item_unlink(roster_t *r, ritem_t *it)
     for (ritem_t **pp = &r->items; *pp; pp = &(*pp)->next) {
         if (*pp == it) {
             *pp = it->next;
+            index_removed(r, it);
             return;
         }
     }
@@ -892,6 +957,7 @@ static void state_free(sm_user_t *u, void *state)
         r->items = it->next;
         item_free(it);
     }
+    free(r->hash);
     free(r);
 }
 

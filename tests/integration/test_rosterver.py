@@ -125,3 +125,46 @@ def test_slixmpp_uses_versions_when_advertised(srv):
     second = run(first["version"])
     assert second["ver_sent"] == first["version"]
     assert second["query"] is None                     # unchanged: an empty result
+
+
+def test_large_roster_add_remove_rename_and_reload(srv):
+    """A roster past the size where the sm indexes items by JID (16): 40
+    contacts added, 12 removed, 2 of those added again, 5 renamed; the roster
+    is exactly that set, with no item twice, before and after the sm restarts
+    and loads it from storage; a rename after the reload changes that one
+    item."""
+    a = Session(srv.login("alice", "pw", resource="phone"))
+    roster_get(a, "g0")
+    for i in range(40):
+        roster_set(a, f"a{i}", f"c{i}@example.org")
+    for i in range(12):
+        a.send(f"<iq type='set' id='r{i}'><query xmlns='{R}'>"
+               f"<item jid='c{i}@example.org' subscription='remove'/></query></iq>")
+        a.wait(lambda st, i=i: st.get("id") == f"r{i}" and st.get("type") == "result")
+    for i in (3, 7):
+        roster_set(a, f"b{i}", f"c{i}@example.org")
+    for i in range(20, 25):
+        a.send(f"<iq type='set' id='n{i}'><query xmlns='{R}'>"
+               f"<item jid='c{i}@example.org' name='friend {i}'/></query></iq>")
+        a.wait(lambda st, i=i: st.get("id") == f"n{i}" and st.get("type") == "result")
+    want = {f"c{i}@example.org" for i in range(12, 40)} | {"c3@example.org", "c7@example.org"}
+
+    def check(sess, iq_id, renamed):
+        items = list(roster_get(sess, iq_id))
+        jids = [i.get("jid") for i in items]
+        assert sorted(jids) == sorted(want) and len(jids) == len(set(jids)), jids
+        names = {i.get("jid"): i.get("name") for i in items}
+        for i in range(20, 25):
+            assert names[f"c{i}@example.org"] == renamed.get(i, f"friend {i}"), names
+
+    check(a, "g1", {})
+    a.close()
+    srv.sm.stop()
+    srv.start_sm()
+    b = Session(srv.login("alice", "pw", resource="desk"))
+    check(b, "g2", {})
+    b.send(f"<iq type='set' id='n99'><query xmlns='{R}'>"
+           f"<item jid='c22@example.org' name='renamed'/></query></iq>")
+    b.wait(lambda st: st.get("id") == "n99" and st.get("type") == "result")
+    check(b, "g3", {22: "renamed"})
+    b.close()
