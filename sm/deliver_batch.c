@@ -40,15 +40,6 @@ static size_t nrcpt, rcpt_cap, rcpt_bytes;
 static int flushing;
 static struct event *flush_ev;
 
-/* Where 'to' goes back in: right after the element's name. */
-static size_t name_end(const strbuf_t *sb)
-{
-    size_t i = 1;
-    while (i < sb->len && sb->data[i] != ' ' && sb->data[i] != '>' && sb->data[i] != '/')
-        i++;
-    return i;
-}
-
 static void put_attr(strbuf_t *out, const char *name, const char *value)
 {
     strbuf_printf(out, " %s='", name);
@@ -173,7 +164,7 @@ void sm_deliver(sm_sess_t *s, xml_node_t *st)
         strbuf_t t = tmpl;
         tmpl = cand;
         cand = t;
-        tmpl_name_end = name_end(&tmpl);
+        tmpl_name_end = 1 + strlen(st->name);   /* serialized as "<name..." */
     }
     if (nrcpt == rcpt_cap) {
         rcpt_cap = rcpt_cap ? 2 * rcpt_cap : 64;
