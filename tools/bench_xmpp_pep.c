@@ -200,7 +200,10 @@ int run_pep(void)
     double times[64];
     int nr = opt.rounds > 64 ? 64 : opt.rounds, complete = 0, missing = 0;
     span_t s;
+    double cpu0[BX_MAX_PROCS], cpu1[BX_MAX_PROCS];
+    char names[BX_MAX_PROCS][16];
     span_begin(&s);
+    int np = cpu_server_each(cpu0, names, BX_MAX_PROCS);
     for (int r = 0; r < nr; r++) {
         times[r] = round_ms(r);
         if (pep_seen >= k)
@@ -210,27 +213,38 @@ int run_pep(void)
         loop_for(0.3);
     }
     span_end(&s);
+    cpu_server_each(cpu1, names, BX_MAX_PROCS);
     qsort(times, (size_t)nr, sizeof(double), cmp_dbl);
     double med = times[nr / 2], mx = times[nr - 1];
     double p50 = lat_q(&pep_lat, 0.5), p99 = lat_q(&pep_lat, 0.99);
     double rate = med > 0 ? k / (med / 1000.0) : 0;
     close_all();
-    strbuf_t j;
+    /* Each server process's CPU per notification over the rounds (pauses
+     * included, when the servers idle): what one notification costs them. */
+    strbuf_t j, each;
     strbuf_init(&j);
+    strbuf_init(&each);
+    long long notified = (long long)nr * k - missing;
+    for (int i = 0; i < np; i++)
+        strbuf_printf(&each, "%s\"%s\":%.2f", i ? "," : "", names[i],
+                      notified > 0 ? 1e6 * (cpu1[i] - cpu0[i]) / (double)notified : 0);
     json_open(&j);
     strbuf_printf(&j,
                   ",\"contacts\":%d,\"rounds\":%d,\"all_ms_median\":%.2f,\"all_ms_max\":%.2f,"
                   "\"notifications_per_s\":%.0f,\"delivery_p50_ms\":%.2f,\"delivery_p99_ms\":%.2f,"
                   "\"warmup_ms\":%.2f,\"complete_rounds\":%d,\"missing\":%d",
                   k, nr, med, mx, rate, p50, p99, warm, complete, missing);
+    strbuf_printf(&j, ",\"server_us_per_notification_each\":{%s}", each.data ? each.data : "");
     json_common(&j, &s);
     strbuf_puts(&j, "}");
     printf("%s\n", j.data);
     fprintf(stderr,
             "pep %s: %d contacts: all notified after %.2f ms (median of %d rounds, max %.2f ms), "
-            "%.0f notifications/s, p50 %.2f ms, p99 %.2f ms, missing %d; gen cpu %.0f%%, server cpu %.0f%%\n",
-            opt.label, k, med, nr, mx, rate, p50, p99, missing, s.self_pct, s.srv_pct);
+            "%.0f notifications/s, p50 %.2f ms, p99 %.2f ms, missing %d; gen cpu %.0f%%, server cpu %.0f%%; "
+            "server us/notification {%s}\n",
+            opt.label, k, med, nr, mx, rate, p50, p99, missing, s.self_pct, s.srv_pct, each.data ? each.data : "");
     strbuf_free(&j);
+    strbuf_free(&each);
     free(pep_lat.v);
     return complete == nr ? 0 : 1;
 }

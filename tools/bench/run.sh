@@ -12,6 +12,8 @@
 # The pep scenario (one PEP publish fanned out to PEP_K online contacts,
 # XEP-0115-filtered) needs PEP on: mod_pep in Prosody, mod_pubsub's pep
 # plugin with mod_caps in ejabberd, weft's pep module (on by default).
+# PEP_ROUNDS (5, at most 64 counted) publishes are timed; each reports the
+# server processes' CPU per notification (server_us_per_notification_each).
 #
 # Group chat (XEP-0045) is on in every server: weft-muc (started with the
 # rest of weft), Prosody's muc component, ejabberd's mod_muc, each at
@@ -341,7 +343,7 @@ for run in $(seq "$runs"); do
                 chat) args=(--scenario chat --pairs "$chat_pairs" --window "$chat_window" --seconds "$chat_seconds") ;;
                 login) args=(--scenario login --users "$max_users" --concurrency "$login_conc" --seconds "$login_seconds") ;;
                 fanout) args=(--scenario fanout --contacts "$fanout_k" --rounds 5) ;;
-                pep:*) args=(--scenario pep --contacts "${sc#pep:}" --rounds 5 --concurrency 100) ;;
+                pep:*) args=(--scenario pep --contacts "${sc#pep:}" --rounds ${PEP_ROUNDS:-5} --concurrency 100) ;;
                 muc:*) sh=${sc#muc:}
                        args=(--scenario muc --rooms "${sh%x*}" --occupants "${sh#*x}" --senders "$muc_senders"
                              --window "$muc_window" --seconds "$muc_seconds" --concurrency "$muc_join_conc")
