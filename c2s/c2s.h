@@ -401,6 +401,7 @@ void limits_free(void);
 void c2s_metrics_register(void);
 void c2s_metrics_login(const char *mech, int ok);      /* ok: 1 success, 0 failure */
 void c2s_metrics_stanza(int in, const char *name);     /* in: 1 from the client, 0 to it */
+void c2s_metrics_stanzas(int in, const char *name, size_t n);   /* n of them at once */
 /* n stanzas from the sm for one session each, in a <route/> (merged 0) or
  * a <deliver/> (1). */
 void c2s_metrics_delivery(int merged, size_t n);

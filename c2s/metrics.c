@@ -85,10 +85,15 @@ void c2s_metrics_login(const char *mech, int ok)
     metrics_inc(ok ? m_logins : m_failures, c2s_metrics_mech(mech), NULL);
 }
 
-void c2s_metrics_stanza(int in, const char *name)
+void c2s_metrics_stanzas(int in, const char *name, size_t n)
 {
     const char *kind = !strcmp(name, "message") ? "message" : !strcmp(name, "presence") ? "presence" : "iq";
-    metrics_inc(m_stanzas, in ? "in" : "out", kind);
+    metrics_add(metrics_series(m_stanzas, in ? "in" : "out", kind), (double)n);
+}
+
+void c2s_metrics_stanza(int in, const char *name)
+{
+    c2s_metrics_stanzas(in, name, 1);
 }
 
 void c2s_metrics_delivery(int merged, size_t n)

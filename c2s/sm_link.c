@@ -286,7 +286,7 @@ static void sm_link_deliver_many(xml_node_t *el, uint64_t token)
     strbuf_init(&tmpl);
     strbuf_init(&one);
     xml_serialize(st, NS_CLIENT, &tmpl);
-    size_t name_end = 1 + strlen(st->name);
+    size_t name_end = 1 + strlen(st->name), direct = 0;
     out_batch_force(1);
     for (xml_node_t *r = el->first_child; r; r = r->next) {
         if (!r->name || strcmp(r->ns, NS_WEFT_SESSION) || strcmp(r->name, "r"))
@@ -296,7 +296,7 @@ static void sm_link_deliver_many(xml_node_t *el, uint64_t token)
         if (c && copy_direct(c)) {
             strbuf_reset(&one);
             put_to(&one, &tmpl, name_end, to);
-            c2s_metrics_stanza(0, st->name);
+            direct++;
             deliver_write_copy(c, sh, to, one.data, one.len, group);
             continue;
         }
@@ -315,6 +315,7 @@ static void sm_link_deliver_many(xml_node_t *el, uint64_t token)
         }
     }
     out_batch_force(0);
+    c2s_metrics_stanzas(0, st->name, direct);   /* one lookup of the series, not one per copy */
     deliver_shared_unref(sh);
     strbuf_free(&tmpl);
     strbuf_free(&one);

@@ -62,6 +62,7 @@ struct tls_record {
     unsigned char hs_len;   /* bytes of a partial post-handshake message */
     unsigned char hs[5];    /* only KeyUpdate (4 + 1 bytes) is accepted */
     const char *err;
+    uint64_t idle_wseq;     /* write seq at the last tls_record_idle */
 };
 
 /* Per-SSL bookkeeping until take (ex_data). */
@@ -378,10 +379,17 @@ void tls_record_free(tls_record_t *r)
 
 void tls_record_idle(tls_record_t *r)
 {
-    for (int d = 0; d < 2; d++) {
-        EVP_CIPHER_CTX_free(r->d[d].ctx);
-        r->d[d].ctx = NULL;
+    EVP_CIPHER_CTX_free(r->d[0].ctx);
+    r->d[0].ctx = NULL;
+    /* A client that only listens (a room's reader, a PEP contact) is quiet
+     * on the read side while records go out to it: its write context is
+     * dropped only once nothing was sealed since the last call, else every
+     * burst after a pause would pay for a key schedule per connection. */
+    if (r->d[1].seq == r->idle_wseq) {
+        EVP_CIPHER_CTX_free(r->d[1].ctx);
+        r->d[1].ctx = NULL;
     }
+    r->idle_wseq = r->d[1].seq;
 }
 
 const char *tls_record_error(const tls_record_t *r)

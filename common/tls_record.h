@@ -88,8 +88,9 @@ int tls_record_open(tls_record_t *r, struct evbuffer *in, strbuf_t *plain, struc
  * each at most) appended to out. 0, or -1 after a fatal error. */
 int tls_record_seal(tls_record_t *r, const void *data, size_t len, struct evbuffer *out);
 
-/* Frees the cipher contexts (~1 KB each) of a quiet connection; the next
- * record makes them again from the secrets. */
+/* Frees the cipher contexts (~1 KB each) of a connection quiet on its read
+ * side: the read one always, the write one when nothing was sealed since the
+ * previous call. The next record makes them again from the secrets. */
 void tls_record_idle(tls_record_t *r);
 
 /* Why the last TLSR_ERROR happened (static text). */

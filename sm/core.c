@@ -502,7 +502,7 @@ void sm_user_with(const char *bare, sm_user_fn fn, void *arg)
         fn(e->absent ? NULL : &e->u, arg);
 }
 
-static void user_inbound(user_ent_t *e, xml_node_t *st);
+static void user_inbound(user_ent_t *e, xml_node_t *st, const jid_t *to);
 
 /* Processes what waited, in order, until a stanza holds the user again or
  * the router link passes its high-water mark (backpressure: the rest waits
@@ -528,7 +528,7 @@ static void user_drain(user_ent_t *e)
             else
                 log_debug("event=held-stanza result=dropped reason=session-gone c2s=%s sid=%s", q->c2s, q->sid);
         } else {
-            user_inbound(e, q->st);
+            user_inbound(e, q->st, NULL);
         }
         sm_ack_swap(prev);
         qitem_free(q);
@@ -658,12 +658,17 @@ static void bare_inbound(sm_user_t *u, xml_node_t *st)
 }
 
 /* A stanza to a local account whose check is done: e->absent says whether
- * the account exists (RFC 6121 8.5.1) or not (8.5.2, 8.5.3). */
-static void user_inbound(user_ent_t *e, xml_node_t *st)
+ * the account exists (RFC 6121 8.5.1) or not (8.5.2, 8.5.3). to is st's
+ * 'to' parsed, or NULL (it waited in a queue: parsed again here). */
+static void user_inbound(user_ent_t *e, xml_node_t *st, const jid_t *to)
 {
-    jid_t j;
-    if (jid_parse(xml_attr_get(st, "to"), &j) != JID_OK)
-        return;                               /* parsed before it was queued */
+    jid_t parsed = {0};
+    if (!to) {
+        if (jid_parse(xml_attr_get(st, "to"), &parsed) != JID_OK)
+            return;                           /* parsed before it was queued */
+        to = &parsed;
+    }
+    const jid_t j = *to;
     sm_user_t *u = &e->u;
     const char *name = st->name, *type = xml_attr_get(st, "type");
     if (e->absent) {
@@ -692,7 +697,7 @@ static void user_inbound(user_ent_t *e, xml_node_t *st)
             sm_reply_error(st, "service-unavailable", "cancel");
         }
     }
-    jid_clear(&j);
+    jid_clear(&parsed);
 }
 
 void sm_inbound(xml_node_t *st)
@@ -722,7 +727,7 @@ void sm_inbound(xml_node_t *st)
         /* The account check may answer later: then st waits behind it. */
         user_ent_t *e = user_check(j.bare);
         if (!hold_push(&e->u, st, NULL, NULL))
-            user_inbound(e, st);
+            user_inbound(e, st, &j);
     }
     jid_clear(&j);
 }

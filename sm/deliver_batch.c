@@ -34,17 +34,21 @@ typedef struct rcpt {
 
 static strbuf_t tmpl;        /* the stanza of the batch, serialized without 'to' */
 static strbuf_t cand;        /* the next delivery's, compared with tmpl (kept: no malloc each time) */
+static strbuf_t out;         /* what a flush writes, one element at a time (kept, as cand) */
 static size_t tmpl_name_end; /* offset in tmpl right after "<name" */
 static rcpt_t *rcpts;
 static size_t nrcpt, rcpt_cap, rcpt_bytes;
 static int flushing;
 static struct event *flush_ev;
 
+/* " name='value'", escaped. */
 static void put_attr(strbuf_t *out, const char *name, const char *value)
 {
-    strbuf_printf(out, " %s='", name);
+    strbuf_putc(out, ' ');
+    strbuf_puts(out, name);
+    strbuf_append(out, "='", 2);
     xml_escape(out, value, strlen(value), 1);
-    strbuf_puts(out, "'");
+    strbuf_putc(out, '\'');
 }
 
 /* The stanza of the batch with r's 'to' put back. */
@@ -95,8 +99,6 @@ void sm_deliver_flush(void)
         return;
     flushing = 1;
     const char *domain = sm_domain();
-    strbuf_t out;
-    strbuf_init(&out);
     for (size_t i = 0; i < nrcpt; i++) {
         if (rcpts[i].sent)
             continue;
@@ -112,7 +114,10 @@ void sm_deliver_flush(void)
         }
         sm_link_send_raw(out.data, out.len);
     }
-    strbuf_free(&out);
+    if (out.cap > 1024 * 1024) {        /* one huge batch does not keep its buffer */
+        strbuf_free(&out);
+        strbuf_init(&out);
+    }
     for (size_t i = 0; i < nrcpt; i++)
         free(rcpts[i].c2s);
     nrcpt = 0;
@@ -195,4 +200,5 @@ void sm_deliver_batch_free(void)
     rcpt_cap = 0;
     strbuf_free(&tmpl);
     strbuf_free(&cand);
+    strbuf_free(&out);
 }
