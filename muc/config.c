@@ -36,6 +36,8 @@ static const cfg_option_t muc_options[] = {
         "With PostgreSQL: stanzas whose output (broadcast, replies) waits for their writes to commit; at this many (or a quarter of router.buffer in bytes), input from the router waits."),
     OPT("create-rooms", CFG_BOOL, "true", 0, 0, 1, create_any,
         "Anyone may create a room by joining it; false: joining an unknown room gets not-allowed."),
+    OPT("lock-timeout", CFG_SECONDS, "300", 0, 86400, 1, lock_timeout,
+        "How long a room created by a join with the MUC extension stays locked (XEP-0045 10.1.2: not there for others) while its owner sends no configuration, as Dino does; then it opens with the default configuration. 0: until configured."),
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, NULL},
 };
 

@@ -209,7 +209,7 @@ static void submit(xml_node_t *iq, muc_room_t *r, xml_node_t *x)
         muc_reply_error(iq, "not-acceptable", "modify", "a password-protected room needs a password");
         return;
     }
-    int was_locked = r->locked;
+    int was_locked = muc_room_locked(r);
     r->cfg = c;
     r->locked = 0;
     muc_persist_room(r);
@@ -308,7 +308,7 @@ void muc_owner_iq(xml_node_t *iq, muc_room_t *r)
         free(reason);
     } else if (x && xml_attr_get(x, "type") && !strcmp(xml_attr_get(x, "type"), "cancel")) {
         muc_send_free(muc_iq_result(iq));
-        if (r->locked)                      /* 10.1.2: a new room not configured goes */
+        if (muc_room_locked(r))             /* 10.1.2: a new room not configured goes */
             muc_room_destroy_notify(r, NULL, NULL);
     } else if (x) {
         submit(iq, r, x);

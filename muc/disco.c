@@ -49,7 +49,7 @@ static void service_items(xml_node_t *iq)
     xml_node_t *res = muc_iq_result(iq);
     xml_node_t *q = xml_add_child(res, NS_DISCO_ITEMS, "query");
     for (muc_room_t *r = muc_room_each(NULL); r; r = muc_room_each(r)) {
-        if (!r->cfg.public_ || r->locked)
+        if (!r->cfg.public_ || muc_room_locked(r))
             continue;
         xml_node_t *i = xml_add_child(q, NS_DISCO_ITEMS, "item");
         xml_attr_set(i, "jid", r->jid);
@@ -244,8 +244,9 @@ void muc_iq_in(xml_node_t *iq, jid_t *to)
             muc_reply_error(iq, "service-unavailable", "cancel", NULL);
         return;
     }
-    char *bare = r && r->locked ? jid_bare_of(xml_attr_get(iq, "from")) : NULL;
-    int hidden = r && r->locked && (!bare || muc_aff_of(r, bare) != AFF_OWNER);
+    int locked = r && muc_room_locked(r);
+    char *bare = locked ? jid_bare_of(xml_attr_get(iq, "from")) : NULL;
+    int hidden = locked && (!bare || muc_aff_of(r, bare) != AFF_OWNER);
     free(bare);
     if (!r || hidden) {                           /* 10.1.1: a locked room is not there for others */
         muc_reply_error(iq, "item-not-found", "cancel", NULL);

@@ -298,11 +298,13 @@ void muc_message_in(xml_node_t *st, jid_t *to)
         return;
     }
     muc_room_t *r = muc_room_get(to->bare);
-    if (!r || r->locked) {
+    muc_occ_t *o = r ? muc_occ_by_jid(r, xml_attr_get(st, "from")) : NULL;
+    /* A locked room is not there for others; its owner, the one occupant it
+     * can have, may already talk in it (Dino does before any configuration). */
+    if (!r || (!o && muc_room_locked(r))) {
         muc_reply_error(st, "item-not-found", "cancel", NULL);
         return;
     }
-    muc_occ_t *o = muc_occ_by_jid(r, xml_attr_get(st, "from"));
     xml_node_t *ux = xml_child(st, NS_MUC_USER, "x");
     xml_node_t *inv = ux ? xml_child(ux, NS_MUC_USER, "invite") : NULL;
     xml_node_t *dec = ux ? xml_child(ux, NS_MUC_USER, "decline") : NULL;

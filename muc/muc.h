@@ -69,6 +69,7 @@ typedef struct muc_cfg {
     long mam_max;        /* results per MAM page */
     long sessions_max;   /* sessions (devices) of one occupant; 1: none shared */
     long held_max;       /* stanzas whose output waits for its writes (outq.c) */
+    double lock_timeout; /* seconds a new room waits locked for its configuration; 0: forever */
 } muc_cfg_t;
 
 typedef enum { ROLE_NONE, ROLE_VISITOR, ROLE_PARTICIPANT, ROLE_MODERATOR } muc_role_t;
@@ -126,6 +127,7 @@ typedef struct muc_room {
     char *node;
     muc_room_cfg_t cfg;
     int locked;              /* created with the MUC namespace, awaiting configuration */
+    double unlock_at;        /* daemon_now() when a locked room opens by itself; 0: never */
     char *subject, *subject_from;
     muc_aff_ent_t *affs;
     muc_occ_t *occs;
@@ -197,6 +199,12 @@ xml_node_t *muc_parse(const char *val, size_t len);
 /* room.c */
 muc_room_t *muc_room_get(const char *bare);
 muc_room_t *muc_room_new(const char *bare, const char *node);
+/* Locks a room awaiting its owner's configuration (XEP-0045 10.1.2) for
+ * lock-timeout seconds from now. */
+void muc_room_lock(muc_room_t *r);
+/* Whether the room is still locked: a lock past its time is lifted here (the
+ * room becomes an instant room, stored so), so every check goes through it. */
+int muc_room_locked(muc_room_t *r);
 /* Removes the room, its records and every occupant without a word (callers
  * send what the XEP asks first). */
 void muc_room_destroy(muc_room_t *r);

@@ -275,7 +275,8 @@ static void join(muc_room_t *r, xml_node_t *st, jid_t *to, const jid_t *from)
             return;
         }
         r = muc_room_new(to->bare, to->node);
-        r->locked = xml_child(st, NS_MUC, "x") != NULL;   /* legacy join: an instant room */
+        if (xml_child(st, NS_MUC, "x"))       /* without it (a legacy join): an instant room */
+            muc_room_lock(r);
         muc_aff_set(r, from->bare, AFF_OWNER, NULL);
         muc_persist_room(r);
         created = 1;
@@ -287,7 +288,7 @@ static void join(muc_room_t *r, xml_node_t *st, jid_t *to, const jid_t *from)
     muc_aff_ent_t *mine = muc_aff_ent(r, from->bare);
     int taken;
     muc_occ_t *same = shared_occ(r, nick, from->bare, &taken);
-    if (r->locked && aff != AFF_OWNER)
+    if (muc_room_locked(r) && aff != AFF_OWNER)
         cond = "item-not-found", ctype = "cancel";
     else if (aff == AFF_OUTCAST)
         cond = "forbidden", ctype = "auth";

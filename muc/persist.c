@@ -223,7 +223,8 @@ static char *child_text(const xml_node_t *el, const char *name)
 static void room_from_xml(muc_room_t *r, const xml_node_t *el)
 {
     muc_room_cfg_t *c = &r->cfg;
-    r->locked = (int)get_int(el, "locked", 0);
+    if (get_int(el, "locked", 0))      /* the lock's time counts again from the load */
+        muc_room_lock(r);
     c->persistent = (int)get_int(el, "persistent", 0);
     c->public_ = (int)get_int(el, "public", 1);
     c->members_only = (int)get_int(el, "members-only", 0);

@@ -3,6 +3,7 @@
  * affiliations and its history ring; muc_room_destroy frees all of it and
  * deletes its records. */
 #include "muc.h"
+#include "log.h"
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,26 @@ muc_room_t *muc_room_new(const char *bare, const char *node)
     buckets[h] = r;
     nrooms++;
     return r;
+}
+
+/* Clients that create a room by joining it and never send the configuration
+ * form (Dino 0.4 does not) would otherwise hold a room nobody else can enter
+ * for as long as it lives; after lock-timeout it opens with its defaults. */
+void muc_room_lock(muc_room_t *r)
+{
+    r->locked = 1;
+    r->unlock_at = muc_config->lock_timeout > 0 ? daemon_now() + muc_config->lock_timeout : 0;
+}
+
+int muc_room_locked(muc_room_t *r)
+{
+    if (r->locked && r->unlock_at > 0 && daemon_now() >= r->unlock_at) {
+        r->locked = 0;
+        r->unlock_at = 0;
+        muc_persist_room(r);
+        log_info("event=room-unlocked room=%s reason=lock-timeout", r->jid);
+    }
+    return r->locked;
 }
 
 muc_room_t *muc_room_each(muc_room_t *prev)

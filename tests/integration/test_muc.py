@@ -85,6 +85,34 @@ def test_legacy_join_creates_instant_room(srv):
     assert "/A'" in out and 110 in codes(out)
 
 
+def test_unconfigured_room_owner_talks_and_lock_times_out(tmp_path):
+    """Dino 0.4 creates a room by joining it with the MUC extension and never
+    sends the configuration form. Its owner may talk in it at once, and after
+    lock-timeout the room opens to others with its default configuration."""
+    make_certs(tmp_path)
+    s = MucServer(tmp_path).start(muc_extra="<lock-timeout>1.5</lock-timeout>")
+    try:
+        a, b = s.user("alice"), s.user("bob")
+        assert 201 in codes(join(a, "dino", "Alice"))
+        a.send(f"<message to='{room('dino')}' type='groupchat' id='early'><body>before any config</body></message>")
+        echo = stanza(a, "id='early'")
+        assert "type='error'" not in echo and f"from='{room('dino')}/Alice'" in echo, echo
+        # Still locked for others: not there.
+        b.send(f"<presence to='{room('dino')}/Bob'><x xmlns='{MUC}'/></presence>")
+        assert error_of(stanza(b, "type='error'")) == ("item-not-found", "cancel")
+        b.send(f"<message to='{room('dino')}' type='groupchat' id='out'><body>x</body></message>")
+        assert error_of(stanza(b, "id='out'")) == ("item-not-found", "cancel")
+        time.sleep(1.7)
+        out = join(b, "dino", "Bob")
+        assert "/Alice'" in out and "before any config" in out, out   # in, with the history
+        assert "/Bob'" in stanza(a, "<presence[^>]*/Bob'")
+        b.send(f"<message to='{room('dino')}' type='groupchat' id='m2'><body>after the lock</body></message>")
+        assert f"from='{room('dino')}/Bob'" in stanza(a, "after the lock")
+        assert "event=room-unlocked room=dino@" in s.log("muc")
+    finally:
+        s.close()
+
+
 def test_nick_conflict_and_change(srv):
     a, b = srv.user("alice"), srv.user("bob")
     instant(a, "n", "Alice")
