@@ -21,6 +21,8 @@ const cfg_option_t sm_options[] = {
         "Client stanzas kept for sessions c2s has not re-announced yet after an sm restart (30 s at most)."),
     OPT("sessions.conflict-refuse", CFG_BOOL, "false", 0, 0, 1, conflict_refuse,
         "When a resource is taken: false, the new session wins and the old one gets the conflict stream error; true, the new bind fails with conflict."),
+    OPT("sessions.deliver-recipients", CFG_INT, "64", 1, 100000, 1, deliver_recipients,
+        "Most sessions one <deliver/> element to a c2s names (docs/session-protocol.md); a longer run of the same stanza goes in several, so c2s starts writing while the sm is still at it."),
     OPT("control", CFG_STRING, "", 0, 0, 0, control,
         "UNIX socket (created mode 0600) where weftctl lists sessions; empty: no socket."),
     {"module", CFG_SECTION, NULL, 0, 0, 0, 0, sm_module_section,

@@ -18,7 +18,11 @@
  * never acknowledged before the deliveries it caused are on the link, and
  * what goes to one c2s goes in the order it was handed over. What is left at
  * the end of a loop turn is written then. A batch never grows past half the
- * router's limit for one element. */
+ * router's limit for one element, nor past sessions.deliver-recipients
+ * sessions: c2s writes a batch's copies once it has read the whole element,
+ * so a PEP publish to 1,000 contacts in one element reached the first of
+ * them only after the sm had handled all 1,000 and c2s had queued them all
+ * (26.5 ms a round against 23.3 with 64 a batch, weft-bench-xmpp pep). */
 #include "sm.h"
 #include "comp_client.h"
 #include "comp_proto.h"
@@ -163,7 +167,7 @@ void sm_deliver(sm_sess_t *s, xml_node_t *st)
     size_t add = lc + ls + lt + 32;
     size_t limit = sm_link_stanza_limit() / 2;
     if (nrcpt && (cand.len != tmpl.len || memcmp(cand.data, tmpl.data, cand.len) ||
-                  tmpl.len + rcpt_bytes + add > limit))
+                  tmpl.len + rcpt_bytes + add > limit || (long)nrcpt >= sm_config->deliver_recipients))
         sm_deliver_flush();
     if (!nrcpt) {
         strbuf_t t = tmpl;

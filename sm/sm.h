@@ -55,6 +55,7 @@ typedef struct sm_cfg {
     size_t database_cache;    /* SQLite page cache bytes */
     long pending_max;         /* sessions.pending-max: routes held for sessions not yet re-announced */
     int conflict_refuse;      /* sessions.conflict-refuse: a taken resource refuses the new session */
+    long deliver_recipients;  /* sessions.deliver-recipients: most <r/> in one <deliver/> */
     char *control;            /* admin socket path (admin.c), empty: none */
     /* The modules' options follow in the same allocation (module_config.c). */
 } sm_cfg_t;

@@ -150,7 +150,7 @@ start_weft_as() { # label, storage element (empty: SQLite in its directory), ext
   <name>router</name>
   <listen>127.0.0.1:$rp</listen>
   <listen-unix>$d/router.sock</listen-unix>
-  <log><level>warn</level></log>
+  <log><level>${WEFT_LOG_LEVEL:-warn}</level></log>
   <component name="sm" secret="sm-secret" trusted-from="true"><bind>localhost</bind><bind>sm.localhost</bind></component>
   <component name="c2s" secret="c2s-secret" trusted-from="true"><bind>c2s.localhost</bind></component>
   <component name="muc" secret="muc-secret"><bind>conference.localhost</bind></component>
@@ -163,7 +163,7 @@ X
   <secret>sm-secret</secret>
   <domain>localhost</domain>
   $storage
-  <log><level>warn</level></log>
+  <log><level>${WEFT_LOG_LEVEL:-warn}</level></log>
   $smextra
   ${SM_EXTRA:-}
 </sm>
@@ -177,7 +177,7 @@ X
   <domain>localhost</domain>
   <listen><starttls>127.0.0.1:$p</starttls><tls>127.0.0.1:$tp</tls><websocket>127.0.0.1:$wp</websocket></listen>
   <tls><certificate>$out/certs/localhost.crt</certificate><key>$out/certs/localhost.key</key></tls>
-  <log><level>warn</level></log>
+  <log><level>${WEFT_LOG_LEVEL:-warn}</level></log>
   <limits><rate>1073741824</rate><burst>1073741824</burst><connections-per-ip>1000000</connections-per-ip>
     <auth-failures>1000000</auth-failures></limits>
   <register><enabled>true</enabled><per-ip>1000000</per-ip><scram-iterations>$iter</scram-iterations></register>
