@@ -14,6 +14,8 @@
 # plugin with mod_caps in ejabberd, weft's pep module (on by default).
 # PEP_ROUNDS (5, at most 64 counted) publishes are timed; each reports the
 # server processes' CPU per notification (server_us_per_notification_each).
+# WEFT_LOG_LEVEL (warn) is the log level of the weft processes (their logs
+# are in $OUT/weft*/).
 #
 # Group chat (XEP-0045) is on in every server: weft-muc (started with the
 # rest of weft), Prosody's muc component, ejabberd's mod_muc, each at
