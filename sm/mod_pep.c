@@ -483,18 +483,38 @@ static int by_caps(sm_user_t *u, const watcher_t *w, const pn_node_t *n)
     return wants(u, w, n) && !pep_subs_covers(n, w->jid, w->bare);
 }
 
+/* The watchers audience() found for a publish, kept for its fan_out: each
+ * check asks the roster (and the caps) once per watcher, and a publish to
+ * 1,000 contacts asked twice. Valid only for the publish that made it. */
+static struct {
+    const pep_user_t *p;
+    const pn_node_t *n;
+    size_t *idx, len, cap;
+} picked;
+
 /* Sends m to every watcher that wants node n and to every explicit
- * subscriber still allowed to read it; returns how many. */
-static size_t fan_out(sm_user_t *u, pep_user_t *p, const pn_node_t *n, xml_node_t *m)
+ * subscriber still allowed to read it; returns how many. use_picked: the
+ * publish just counted them with audience(). */
+static size_t fan_out(sm_user_t *u, pep_user_t *p, const pn_node_t *n, xml_node_t *m, int use_picked)
 {
     size_t sent = 0;
-    for (size_t i = 0; i < p->nw; i++) {
-        if (!by_caps(u, &p->w[i], n))
-            continue;
-        xml_attr_set(m, "to", p->w[i].jid);
-        sm_send(m);
-        sent++;
+    if (use_picked && picked.p == p && picked.n == n) {
+        for (size_t k = 0; k < picked.len; k++) {
+            xml_attr_set(m, "to", p->w[picked.idx[k]].jid);
+            sm_send(m);
+            sent++;
+        }
+    } else {
+        for (size_t i = 0; i < p->nw; i++) {
+            if (!by_caps(u, &p->w[i], n))
+                continue;
+            xml_attr_set(m, "to", p->w[i].jid);
+            sm_send(m);
+            sent++;
+        }
     }
+    picked.p = NULL;
+    picked.n = NULL;
     for (size_t i = 0; i < n->subs.n; i++) {
         if (!pep_subs_allowed(u, n, n->subs.e[i].jid))
             continue;
@@ -507,10 +527,19 @@ static size_t fan_out(sm_user_t *u, pep_user_t *p, const pn_node_t *n, xml_node_
 
 static size_t audience(sm_user_t *u, pep_user_t *p, const pn_node_t *n)
 {
-    size_t k = 0;
-    for (size_t i = 0; i < p->nw; i++)
-        k += by_caps(u, &p->w[i], n);
-    return k + n->subs.n;
+    picked.len = 0;
+    for (size_t i = 0; i < p->nw; i++) {
+        if (!by_caps(u, &p->w[i], n))
+            continue;
+        if (picked.len == picked.cap) {
+            picked.cap = picked.cap ? 2 * picked.cap : 64;
+            picked.idx = xrealloc(picked.idx, picked.cap * sizeof *picked.idx);
+        }
+        picked.idx[picked.len++] = i;
+    }
+    picked.p = p;
+    picked.n = n;
+    return picked.len + n->subs.n;
 }
 
 /* Takes n notifications from the user's budget: 0 when it is spent (the
@@ -529,13 +558,13 @@ static int budget_take(pep_user_t *p, size_t n)
     return 1;
 }
 
-static void notify_item(sm_user_t *u, pep_user_t *p, const pn_node_t *n, const pn_item_t *it)
+static void notify_item(sm_user_t *u, pep_user_t *p, const pn_node_t *n, const pn_item_t *it, int use_picked)
 {
     xml_node_t *ev, *m = event_message(u, &ev);
     xml_node_t *items = xml_add_child(ev, NS_PUBSUB_EVENT, "items");
     xml_attr_set(items, "node", n->name);
     xml_append(items, event_item(it));
-    size_t k = fan_out(u, p, n, m);
+    size_t k = fan_out(u, p, n, m, use_picked);
     log_debug("event=pep-publish user=%s node=%s notified=%zu", u->bare, n->name, k);
     xml_free(m);
 }
@@ -546,7 +575,7 @@ static void notify_retract(sm_user_t *u, pep_user_t *p, const pn_node_t *n, cons
     xml_node_t *items = xml_add_child(ev, NS_PUBSUB_EVENT, "items");
     xml_attr_set(items, "node", n->name);
     xml_attr_set(xml_add_child(items, NS_PUBSUB_EVENT, "retract"), "id", id);
-    fan_out(u, p, n, m);
+    fan_out(u, p, n, m, 0);
     xml_free(m);
 }
 
@@ -554,7 +583,7 @@ static void notify_node(sm_user_t *u, pep_user_t *p, const pn_node_t *n, const c
 {
     xml_node_t *ev, *m = event_message(u, &ev);
     xml_attr_set(xml_add_child(ev, NS_PUBSUB_EVENT, what), "node", n->name);
-    fan_out(u, p, n, m);
+    fan_out(u, p, n, m, 0);
     xml_free(m);
 }
 
@@ -892,7 +921,7 @@ static void do_publish(sm_iq_t *req, int deferred, sm_user_t *u, pep_user_t *p, 
         op_put_item(o, u->bare, n->name, it);
     }
     if (it)
-        notify_item(u, p, n, it);
+        notify_item(u, p, n, it, 1);   /* the watchers budget_take counted (an existing node's) */
     xml_node_t *r = xml_elem_new(NS_PUBSUB, "pubsub");
     xml_node_t *pe = xml_add_child(r, NS_PUBSUB, "publish");
     xml_attr_set(pe, "node", nname);
@@ -1217,7 +1246,7 @@ int pep_put(sm_user_t *u, const char *node, const char *id, const xml_node_t *pa
     }
     if (it) {
         budget_take(p, audience(u, p, n));
-        notify_item(u, p, n, it);
+        notify_item(u, p, n, it, 1);
     }
     pep_op_done(o);
     return 0;
@@ -1279,6 +1308,8 @@ static int pep_init(void)
 static void pep_free(void)
 {
     caps_free();
+    free(picked.idx);
+    memset(&picked, 0, sizeof picked);
 }
 
 static const cfg_option_t pep_options[] = {
