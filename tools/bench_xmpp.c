@@ -211,12 +211,15 @@ void span_begin(span_t *s)
     s->t0 = bx_now_ns();
     s->self0 = cpu_self_s();
     s->srv0 = cpu_server_s();
+    s->rx0 = bx_stanzas_in;
 }
 
 void span_end(span_t *s)
 {
     s->wall = (double)(bx_now_ns() - s->t0) / 1e9;
-    s->self_pct = s->wall > 0 ? 100.0 * (cpu_self_s() - s->self0) / s->wall : 0;
+    s->self_s = cpu_self_s() - s->self0;
+    s->rx = bx_stanzas_in - s->rx0;
+    s->self_pct = s->wall > 0 ? 100.0 * s->self_s / s->wall : 0;
     s->srv_pct = s->wall > 0 ? 100.0 * (cpu_server_s() - s->srv0) / s->wall : 0;
 }
 
@@ -533,6 +536,8 @@ void json_common(strbuf_t *j, const span_t *s)
 {
     strbuf_printf(j, ",\"gen_cpu_pct\":%.0f,\"server_cpu_pct\":%.0f,\"failures\":%d", s->self_pct,
                   s->srv_pct, failures);
+    strbuf_printf(j, ",\"gen_received\":%llu,\"gen_us_per_received\":%.2f", (unsigned long long)s->rx,
+                  s->rx ? 1e6 * s->self_s / (double)s->rx : 0);
     if (failures) {
         strbuf_t e;
         strbuf_init(&e);
@@ -783,10 +788,11 @@ static int run_chat(void)
     printf("%s\n", j.data);
     fprintf(stderr,
             "chat %s: %d pairs window %d: %.0f msg/s, latency p50 %.2f ms p99 %.2f ms max %.2f ms, "
-            "sent %llu received %llu lost %lld; gen cpu %.0f%%, server cpu %.0f%%, failures %d\n",
+            "sent %llu received %llu lost %lld; gen cpu %.0f%% (%.2f us/received), server cpu %.0f%%, "
+            "failures %d\n",
             opt.label, opt.pairs, opt.window, rate, p50, p99, mx, (unsigned long long)sent,
             (unsigned long long)recvd, (long long)(sent - recvd), chat_span.self_pct,
-            chat_span.srv_pct, failures);
+            chat_span.rx ? 1e6 * chat_span.self_s / (double)chat_span.rx : 0, chat_span.srv_pct, failures);
     strbuf_free(&j);
     return sent == recvd && failures == 0 ? 0 : 1;
 }

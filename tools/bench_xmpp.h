@@ -90,6 +90,8 @@ struct bx_conn {
 };
 
 extern int bx_trace;
+/* Top-level elements received on every connection so far (tree or raw). */
+extern uint64_t bx_stanzas_in;
 
 /* Monotonic time in nanoseconds. */
 uint64_t bx_now_ns(void);

@@ -35,6 +35,7 @@ enum {
 
 static void conn_read_cb(struct bufferevent *bev, void *arg);
 int bx_trace; /* WEFT_BENCH_TRACE=1: one stderr line per stanza received */
+uint64_t bx_stanzas_in;
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 
 uint64_t bx_now_ns(void)
@@ -450,6 +451,7 @@ static void on_iq_result(bx_conn_t *c, xml_node_t *st, const char *id, int ok)
 static void xs_on_stanza(void *ctx, xml_node_t *st)
 {
     bx_conn_t *c = ctx;
+    bx_stanzas_in++;
     if (c->dead) {
         xml_free(st);
         return;

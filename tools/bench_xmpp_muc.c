@@ -514,10 +514,10 @@ int run_muc(void)
     fprintf(stderr,
             "muc %s: %d rooms of %d, %d senders each: %.0f deliveries/s (%.1f msgs/s), latency p50 %.2f ms "
             "p99 %.2f ms max %.2f ms, sent %llu, lost %lld, duplicated %llu, errors %llu; joins %.1f s; "
-            "load %.2f-%.2f; gen cpu %.0f%%, server cpu %.0f%% (%s), failures %d\n",
+            "load %.2f-%.2f; gen cpu %.0f%% (%.2f us/received), server cpu %.0f%% (%s), failures %d\n",
             opt.label, k, n, opt.senders, dps, mps, p50, p99, mx, (unsigned long long)sent_total, lost,
             (unsigned long long)dups, (unsigned long long)errors, join_s, load0, load1, sp.self_pct,
-            sp.srv_pct, each.data ? each.data : "", failures);
+            sp.rx ? 1e6 * sp.self_s / (double)sp.rx : 0, sp.srv_pct, each.data ? each.data : "", failures);
     strbuf_free(&j);
     strbuf_free(&each);
     rc = lost == 0 && dups == 0 && failures == 0 ? 0 : 1;

@@ -240,9 +240,10 @@ int run_pep(void)
     printf("%s\n", j.data);
     fprintf(stderr,
             "pep %s: %d contacts: all notified after %.2f ms (median of %d rounds, max %.2f ms), "
-            "%.0f notifications/s, p50 %.2f ms, p99 %.2f ms, missing %d; gen cpu %.0f%%, server cpu %.0f%%; "
-            "server us/notification {%s}\n",
-            opt.label, k, med, nr, mx, rate, p50, p99, missing, s.self_pct, s.srv_pct, each.data ? each.data : "");
+            "%.0f notifications/s, p50 %.2f ms, p99 %.2f ms, missing %d; gen cpu %.0f%% (%.2f us/received), "
+            "server cpu %.0f%%; server us/notification {%s}\n",
+            opt.label, k, med, nr, mx, rate, p50, p99, missing, s.self_pct,
+            s.rx ? 1e6 * s.self_s / (double)s.rx : 0, s.srv_pct, each.data ? each.data : "");
     strbuf_free(&j);
     strbuf_free(&each);
     free(pep_lat.v);
