@@ -166,20 +166,17 @@ static void settle_msg(int si, uint32_t seq, int how)
         send_msg(si);
 }
 
-static void on_groupchat(bx_conn_t *c, mocc_t *o, xml_node_t *st)
+/* A groupchat message's body text, from the tree or from its bytes. */
+static void on_body(mocc_t *o, const char *from, const char *text)
 {
-    const xml_node_t *b = xml_child(st, NULL, "body");
-    if (!b || !b->first_child || !b->first_child->text)
-        return;                                 /* subject, status codes */
     int r, p;
     unsigned seq;
     unsigned long long ts;
-    if (sscanf(b->first_child->text, "%d %d %u %llu", &r, &p, &seq, &ts) != 4)
+    if (sscanf(text, "%d %d %u %llu", &r, &p, &seq, &ts) != 4)
         return;
     uint64_t now = bx_now_ns();
     int si = r * opt.occupants + p;
-    if (r != o->room || p < 0 || p >= opt.senders || !from_room(xml_attr_get(st, "from"), r) ||
-        seq >= occ[si].next_seq) {
+    if (r != o->room || p < 0 || p >= opt.senders || !from_room(from, r) || seq >= occ[si].next_seq) {
         stray++;
         return;
     }
@@ -203,10 +200,37 @@ static void on_groupchat(bx_conn_t *c, mocc_t *o, xml_node_t *st)
         delivered_measured++;
         lat_add(&lat, now - ts);
     }
-    (void)c;
     mocc_t *s = &occ[si];
     if (++s->got[seq] >= (uint32_t)opt.occupants)
         settle_msg(si, seq, MSG_DONE);
+}
+
+static void on_groupchat(mocc_t *o, xml_node_t *st)
+{
+    const xml_node_t *b = xml_child(st, NULL, "body");
+    if (!b || !b->first_child || !b->first_child->text)
+        return;                                 /* subject, status codes */
+    on_body(o, xml_attr_get(st, "from"), b->first_child->text);
+}
+
+/* Groupchat messages are read from their bytes (bench_xmpp_raw.c): the
+ * body's text is all they are needed for. */
+static int muc_raw_want(bx_conn_t *c, const char *name, const char **attrs)
+{
+    (void)c;
+    const char *type = xml_attrs_find(attrs, "type");
+    return !strcmp(name, "message") && type && !strcmp(type, "groupchat");
+}
+
+static int muc_raw(bx_conn_t *c, const char **attrs, const char *bytes, size_t len)
+{
+    char text[2048];
+    int r = bx_raw_child_text(bytes, len, "body", text, sizeof text);
+    if (r < 0)
+        return 0;                               /* the tree will tell */
+    if (r > 0)
+        on_body(&occ[c->idx], xml_attrs_find(attrs, "from"), text);
+    return 1;
 }
 
 static void on_error_reply(bx_conn_t *c, xml_node_t *st)
@@ -234,7 +258,7 @@ static void muc_stanza(bx_conn_t *c, xml_node_t *st)
         if (type && !strcmp(type, "error"))
             on_error_reply(c, st);
         else if (type && !strcmp(type, "groupchat"))
-            on_groupchat(c, o, st);
+            on_groupchat(o, st);
         return;
     }
     if (!strcmp(st->name, "iq")) {
@@ -285,8 +309,11 @@ static void muc_stanza(bx_conn_t *c, xml_node_t *st)
         configure(c->idx, 0);
 }
 
-static const bx_handler_t muc_h = {
-    .on_ready = sess_ready, .on_stanza = muc_stanza, .on_closed = sess_closed};
+static const bx_handler_t muc_h = {.on_ready = sess_ready,
+                                   .on_stanza = muc_stanza,
+                                   .raw_want = muc_raw_want,
+                                   .on_raw = muc_raw,
+                                   .on_closed = sess_closed};
 
 /* ---- phases, one tick function each */
 

@@ -47,7 +47,7 @@ extern int n_peers, n_ready;
  * received stanza (gen_us_per_received) shows how close it is to being the
  * bottleneck. */
 typedef struct span {
-    uint64_t t0, rx0, rx;
+    uint64_t t0, rx0, rx, raw0, raw;
     double self0, srv0, wall, self_pct, srv_pct, self_s;
 } span_t;
 void span_begin(span_t *s);
