@@ -1548,6 +1548,8 @@ int main(int argc, char **argv)
         usage();
     log_open("weft-bench-xmpp", "stderr", LOG_LVL_WARN);
     bx_trace = getenv("WEFT_BENCH_TRACE") != NULL;
+    bx_no_takeover = getenv("WEFT_BENCH_OPENSSL") != NULL;
+    bx_no_raw = getenv("WEFT_BENCH_TREES") != NULL;
     signal(SIGPIPE, SIG_IGN);
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {

@@ -111,6 +111,10 @@ extern uint64_t bx_stanzas_in;
 /* Of them, read raw (without a tree); sessions whose TLS moved to weft's
  * record layer, and those OpenSSL kept (bench_xmpp_io.c). */
 extern uint64_t bx_raw_in, bx_tls_taken, bx_tls_kept;
+/* WEFT_BENCH_OPENSSL=1 keeps every session with OpenSSL, WEFT_BENCH_TREES=1
+ * parses every stanza into a tree: to tell the generator's part in a change
+ * of figures. */
+extern int bx_no_takeover, bx_no_raw;
 
 /* Monotonic time in nanoseconds. */
 uint64_t bx_now_ns(void);

@@ -44,6 +44,7 @@ enum {
 static void conn_read_cb(struct bufferevent *bev, void *arg);
 int bx_trace; /* WEFT_BENCH_TRACE=1: one stderr line per stanza received */
 uint64_t bx_stanzas_in, bx_raw_in;
+int bx_no_takeover, bx_no_raw;
 
 uint64_t bx_now_ns(void)
 {
@@ -502,7 +503,7 @@ static void xs_on_stanza(void *ctx, xml_node_t *st)
 static int xs_classify(void *ctx, const char *ns, const char *name, const char **attrs)
 {
     bx_conn_t *c = ctx;
-    return c->state == ST_READY && !c->dead && c->h->raw_want && c->h->on_raw && !strcmp(ns, NS_CLIENT) &&
+    return c->state == ST_READY && !c->dead && !bx_no_raw && c->h->raw_want && c->h->on_raw && !strcmp(ns, NS_CLIENT) &&
                    c->h->raw_want(c, name, attrs)
                ? XS_RAW
                : XS_TREE;

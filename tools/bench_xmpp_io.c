@@ -165,7 +165,7 @@ static void takeover_cb(evutil_socket_t fd, short what, void *arg)
 
 void bx_io_takeover_soon(bx_conn_t *c)
 {
-    if (c->rec || c->tls_kept || !c->ssl || c->dead)
+    if (c->rec || c->tls_kept || !c->ssl || c->dead || bx_no_takeover)
         return;
     if (!c->takeover_ev)
         c->takeover_ev = event_new(c->t->base, -1, 0, takeover_cb, c);

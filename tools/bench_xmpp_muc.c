@@ -62,17 +62,18 @@ static int cfg_refused;    /* rooms whose form was refused (then made instant ro
 static lat_t lat;
 static char pad[1024];
 
+/* The rooms' JIDs, made once: every delivery is checked against one. */
+static char (*room_jids)[320];
+
 static void room_jid(int r, char *buf, size_t len)
 {
-    snprintf(buf, len, "bench%x-%d@%s", nonce, r, service);
+    snprintf(buf, len, "%s", room_jids[r]);
 }
 
 /* 1 if from is room r (bare) or one of its occupants. */
 static int from_room(const char *from, int r)
 {
-    char jid[320];
-    room_jid(r, jid, sizeof jid);
-    return from_is(from, jid);
+    return from_is(from, room_jids[r]);
 }
 
 static void join(int i)
@@ -416,6 +417,7 @@ static void free_all(void)
     }
     free(occ);
     free(lat.v);
+    free(room_jids);
 }
 
 int run_muc(void)
@@ -428,6 +430,9 @@ int run_muc(void)
     else
         snprintf(service, sizeof service, "conference.%s", tgt.domain);
     nonce = ((unsigned)time(NULL) ^ ((unsigned)getpid() << 12)) & 0xffffffu;
+    room_jids = xcalloc((size_t)k, sizeof *room_jids);
+    for (int r = 0; r < k; r++)
+        snprintf(room_jids[r], sizeof room_jids[r], "bench%x-%d@%s", nonce, r, service);
     size_t pl = (size_t)opt.body_bytes < sizeof pad - 1 ? (size_t)opt.body_bytes : sizeof pad - 1;
     memset(pad, 'x', pl);
     occ = xcalloc((size_t)n_occ, sizeof *occ);
