@@ -53,6 +53,13 @@ uint64_t bx_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static void ssl_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    SSL_free(arg);
+}
+
 static void conn_free(bx_conn_t *c)
 {
     const bx_handler_t *h = c->h;
@@ -64,8 +71,14 @@ static void conn_free(bx_conn_t *c)
         event_free(c->takeover_ev);
     if (c->bev && c->bev != c->raw)
         bufferevent_free(c->bev);
-    if (c->ssl)
-        SSL_free(c->ssl);      /* a filter's: it was made without CLOSE_ON_FREE */
+    if (c->ssl) {
+        /* A filter's (made without CLOSE_ON_FREE, for the takeover). We may
+         * be inside the filter's own callbacks, which can still look at its
+         * SSL after ours return: it goes on the next turn of the loop. */
+        struct timeval now = {0, 0};
+        if (event_base_once(c->t->base, -1, EV_TIMEOUT, ssl_free_cb, c->ssl, &now) < 0)
+            SSL_free(c->ssl);
+    }
     if (c->raw)
         bufferevent_free(c->raw);
     if (c->rec)
