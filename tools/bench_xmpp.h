@@ -4,7 +4,10 @@
  * shared event loop: TCP, STARTTLS or direct TLS (no certificate verification:
  * the servers under test use self-signed certificates), in-band registration
  * or SASL (common/sasl client side), bind, optional session, roster fetch and
- * initial presence, then stanzas are handed to the scenario. bench_xmpp.c
+ * initial presence, then stanzas are handed to the scenario (hot ones as
+ * their checked bytes, bench_xmpp_raw.c). bench_xmpp_io.c reads and writes
+ * a connection once it is set up (own reads; STARTTLS sessions on weft's
+ * TLS record layer). bench_xmpp.c
  * holds the command line, account provisioning, the scenarios and the
  * report. A connection is freed by this module only; the scenario learns of it
  * through on_closed and must drop its pointer there. A connection knows its
