@@ -1,4 +1,4 @@
-/* bench_xmpp: the pieces of weft-bench-xmpp shared between its two files.
+/* bench_xmpp: the pieces of weft-bench-xmpp shared between its files.
  *
  * bench_xmpp_conn.c is one XMPP client connection as a state machine on the
  * shared event loop: TCP, STARTTLS or direct TLS (no certificate verification:
