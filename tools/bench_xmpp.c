@@ -47,6 +47,7 @@
 #include "bench_xmpp_run.h"
 #include "log.h"
 #include "tls.h"
+#include "tls_record.h"
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -211,12 +212,17 @@ void span_begin(span_t *s)
     s->t0 = bx_now_ns();
     s->self0 = cpu_self_s();
     s->srv0 = cpu_server_s();
+    s->rx0 = bx_stanzas_in;
+    s->raw0 = bx_raw_in;
 }
 
 void span_end(span_t *s)
 {
     s->wall = (double)(bx_now_ns() - s->t0) / 1e9;
-    s->self_pct = s->wall > 0 ? 100.0 * (cpu_self_s() - s->self0) / s->wall : 0;
+    s->self_s = cpu_self_s() - s->self0;
+    s->rx = bx_stanzas_in - s->rx0;
+    s->raw = bx_raw_in - s->raw0;
+    s->self_pct = s->wall > 0 ? 100.0 * s->self_s / s->wall : 0;
     s->srv_pct = s->wall > 0 ? 100.0 * (cpu_server_s() - s->srv0) / s->wall : 0;
 }
 
@@ -533,6 +539,12 @@ void json_common(strbuf_t *j, const span_t *s)
 {
     strbuf_printf(j, ",\"gen_cpu_pct\":%.0f,\"server_cpu_pct\":%.0f,\"failures\":%d", s->self_pct,
                   s->srv_pct, failures);
+    strbuf_printf(j, ",\"gen_received\":%llu,\"gen_us_per_received\":%.2f", (unsigned long long)s->rx,
+                  s->rx ? 1e6 * s->self_s / (double)s->rx : 0);
+    /* how the generator read: stanzas without a tree, sessions on weft's
+     * TLS record layer or kept by OpenSSL (bench_xmpp_io.c) */
+    strbuf_printf(j, ",\"gen_received_raw\":%llu,\"gen_tls_taken\":%llu,\"gen_tls_kept\":%llu",
+                  (unsigned long long)s->raw, (unsigned long long)bx_tls_taken, (unsigned long long)bx_tls_kept);
     if (failures) {
         strbuf_t e;
         strbuf_init(&e);
@@ -672,21 +684,11 @@ static void chat_send(peer_t *p, int idx)
     p->sent++;
 }
 
-static void chat_stanza(bx_conn_t *c, xml_node_t *st)
+static void chat_body(bx_conn_t *c, const char *text)
 {
-    if (strcmp(st->name, "message") != 0)
-        return;
-    const char *type = xml_attr_get(st, "type");
-    if (type && strcmp(type, "error") == 0) {
-        chat_errors++;
-        return;
-    }
-    const xml_node_t *b = xml_child(st, NULL, "body");
-    if (!b || !b->first_child || !b->first_child->text)
-        return;
     unsigned seq;
     unsigned long long ts;
-    if (sscanf(b->first_child->text, "%u %llu", &seq, &ts) != 2)
+    if (sscanf(text, "%u %llu", &seq, &ts) != 2)
         return;
     uint64_t now = bx_now_ns();
     peer_t *r = c->ud;
@@ -711,8 +713,47 @@ static void chat_stanza(bx_conn_t *c, xml_node_t *st)
         chat_send(s, sidx);
 }
 
-static const bx_handler_t chat_h = {
-    .on_ready = sess_ready, .on_stanza = chat_stanza, .on_closed = sess_closed};
+static void chat_stanza(bx_conn_t *c, xml_node_t *st)
+{
+    if (strcmp(st->name, "message") != 0)
+        return;
+    const char *type = xml_attr_get(st, "type");
+    if (type && strcmp(type, "error") == 0) {
+        chat_errors++;
+        return;
+    }
+    const xml_node_t *b = xml_child(st, NULL, "body");
+    if (!b || !b->first_child || !b->first_child->text)
+        return;
+    chat_body(c, b->first_child->text);
+}
+
+/* Chat messages are read from their bytes (bench_xmpp_raw.c); errors and
+ * anything else as trees. */
+static int chat_raw_want(bx_conn_t *c, const char *name, const char **attrs)
+{
+    (void)c;
+    const char *type = xml_attrs_find(attrs, "type");
+    return !strcmp(name, "message") && type && !strcmp(type, "chat");
+}
+
+static int chat_raw(bx_conn_t *c, const char **attrs, const char *bytes, size_t len)
+{
+    (void)attrs;
+    char text[2048];
+    int r = bx_raw_child_text(bytes, len, "body", text, sizeof text);
+    if (r < 0)
+        return 0;                               /* the tree will tell */
+    if (r > 0)
+        chat_body(c, text);
+    return 1;
+}
+
+static const bx_handler_t chat_h = {.on_ready = sess_ready,
+                                    .on_stanza = chat_stanza,
+                                    .raw_want = chat_raw_want,
+                                    .on_raw = chat_raw,
+                                    .on_closed = sess_closed};
 
 static void chat_tick(void)
 {
@@ -783,10 +824,11 @@ static int run_chat(void)
     printf("%s\n", j.data);
     fprintf(stderr,
             "chat %s: %d pairs window %d: %.0f msg/s, latency p50 %.2f ms p99 %.2f ms max %.2f ms, "
-            "sent %llu received %llu lost %lld; gen cpu %.0f%%, server cpu %.0f%%, failures %d\n",
+            "sent %llu received %llu lost %lld; gen cpu %.0f%% (%.2f us/received), server cpu %.0f%%, "
+            "failures %d\n",
             opt.label, opt.pairs, opt.window, rate, p50, p99, mx, (unsigned long long)sent,
             (unsigned long long)recvd, (long long)(sent - recvd), chat_span.self_pct,
-            chat_span.srv_pct, failures);
+            chat_span.rx ? 1e6 * chat_span.self_s / (double)chat_span.rx : 0, chat_span.srv_pct, failures);
     strbuf_free(&j);
     return sent == recvd && failures == 0 ? 0 : 1;
 }
@@ -1506,6 +1548,8 @@ int main(int argc, char **argv)
         usage();
     log_open("weft-bench-xmpp", "stderr", LOG_LVL_WARN);
     bx_trace = getenv("WEFT_BENCH_TRACE") != NULL;
+    bx_no_takeover = getenv("WEFT_BENCH_OPENSSL") != NULL;
+    bx_no_raw = getenv("WEFT_BENCH_TREES") != NULL;
     signal(SIGPIPE, SIG_IGN);
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -1521,6 +1565,10 @@ int main(int argc, char **argv)
         tgt.ssl_ctx = tls_client_ctx_new(NULL, 0, err, sizeof err);
         if (!tgt.ssl_ctx)
             log_fatal("event=bench-tls-failed reason=\"%s\"", err);
+        /* STARTTLS sessions move to weft's record layer once set up
+         * (bench_xmpp_io.c); the context must be prepared before any SSL. */
+        if (tls_record_ctx_prepare(tgt.ssl_ctx) < 0)
+            log_fatal("event=bench-tls-failed reason=\"tls_record_ctx_prepare\"");
     }
     tgt.base = event_base_new();
     if (!tgt.base)

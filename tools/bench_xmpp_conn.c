@@ -1,16 +1,24 @@
 /* bench_xmpp_conn: one client connection of weft-bench-xmpp.
  *
  * Owns its bufferevent (a socket, a TLS socket, or a TLS filter over the
- * socket after STARTTLS), its xml_stream parser and its SASL client. Drives
- * the negotiation as a state machine and gives the scenario only the stanzas
- * it did not consume (bench_xmpp.h). Invariant: the connection is freed only
- * here, never while xml_stream_feed is on the stack (in_feed defers it), and
- * on_closed is called exactly once, just before the free. */
+ * socket after STARTTLS, until bench_xmpp_io.c takes the reading over), its
+ * parser and its SASL client. Drives the negotiation as a state machine and
+ * gives the scenario only the stanzas it did not consume (bench_xmpp.h).
+ *
+ * The parser is xml_scan_stream: weft's scanner frames and checks every
+ * element, and only what is not read raw goes on to expat and a tree. Once
+ * the session is ready, the scenario may take messages raw (raw_want), as
+ * the router takes what it forwards: no tree for the hot stanzas.
+ *
+ * Invariant: the connection is freed only here, never while the parser is
+ * on the stack (in_feed defers it), and on_closed is called exactly once,
+ * just before the free. */
 #include "bench_xmpp.h"
 #include "base64.h"
 #include "log.h"
 #include "sasl.h"
-#include "xml_stream.h"
+#include "tls_record.h"
+#include "xml_scan.h"
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -35,7 +43,8 @@ enum {
 
 static void conn_read_cb(struct bufferevent *bev, void *arg);
 int bx_trace; /* WEFT_BENCH_TRACE=1: one stderr line per stanza received */
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
+uint64_t bx_stanzas_in, bx_raw_in;
+int bx_no_takeover, bx_no_raw;
 
 uint64_t bx_now_ns(void)
 {
@@ -44,17 +53,44 @@ uint64_t bx_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static void ssl_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    SSL_free(arg);
+}
+
 static void conn_free(bx_conn_t *c)
 {
     const bx_handler_t *h = c->h;
     if (h->on_closed)
         h->on_closed(c, c->dead_clean, c->dead_why);
-    if (c->bev)
+    if (c->rd_ev)
+        event_free(c->rd_ev);
+    if (c->takeover_ev)
+        event_free(c->takeover_ev);
+    if (c->bev && c->bev != c->raw)
         bufferevent_free(c->bev);
+    if (c->ssl) {
+        /* A filter's (made without CLOSE_ON_FREE, for the takeover). We may
+         * be inside the filter's own callbacks, which can still look at its
+         * SSL after ours return: it goes on the next turn of the loop. */
+        struct timeval now = {0, 0};
+        if (event_base_once(c->t->base, -1, EV_TIMEOUT, ssl_free_cb, c->ssl, &now) < 0)
+            SSL_free(c->ssl);
+    }
+    if (c->raw)
+        bufferevent_free(c->raw);
+    if (c->rec)
+        tls_record_free(c->rec);
+    if (c->rin)
+        evbuffer_free(c->rin);
+    if (c->win)
+        evbuffer_free(c->win);
     if (c->close_timer)
         event_free(c->close_timer);
     if (c->xs)
-        xml_stream_free(c->xs);
+        xml_scan_stream_free(c->xs);
     if (c->sasl)
         sasl_client_free(c->sasl);
     free(c);
@@ -77,6 +113,17 @@ void bx_conn_abort(bx_conn_t *c, const char *why)
     conn_end(c, 0, why);
 }
 
+void bx_conn_lost(bx_conn_t *c, const char *why)
+{
+    conn_end(c, c->state == ST_CLOSING, why);
+}
+
+void bx_conn_reap(bx_conn_t *c)
+{
+    if (c->dead && !c->in_feed)
+        conn_free(c);
+}
+
 void bx_conn_send(bx_conn_t *c, const char *data, size_t len)
 {
     if (c->dead || !c->bev)
@@ -84,7 +131,7 @@ void bx_conn_send(bx_conn_t *c, const char *data, size_t len)
     if (c->t->ws_path)
         bx_ws_send(c, data, len);
     else
-        bufferevent_write(c->bev, data, len);
+        bx_io_write(c, data, len);
 }
 
 void bx_conn_sends(bx_conn_t *c, const char *s)
@@ -94,7 +141,7 @@ void bx_conn_sends(bx_conn_t *c, const char *s)
 
 size_t bx_conn_outq(const bx_conn_t *c)
 {
-    return c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+    return bx_io_outq(c);
 }
 
 static void close_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -293,8 +340,10 @@ static void on_features(bx_conn_t *c, xml_node_t *f)
     start_bind(c);
 }
 
-/* Swaps the plain socket bufferevent for a TLS filter on top of it. Called
- * after the parser returned, with the input buffer empty. */
+/* Puts a TLS filter over the plain socket bufferevent. Called after the
+ * parser returned, with the input buffer empty. Without CLOSE_ON_FREE, so
+ * that the takeover (bench_xmpp_io.c) can free the filter and its SSL and
+ * keep the socket's bufferevent. */
 static void start_tls(bx_conn_t *c)
 {
     SSL *ssl = SSL_new(c->t->ssl_ctx);
@@ -303,16 +352,18 @@ static void start_tls(bx_conn_t *c)
         return;
     }
     SSL_set_tlsext_host_name(ssl, c->t->domain);
-    struct bufferevent *tb = bufferevent_openssl_filter_new(
-        c->t->base, c->bev, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *tb =
+        bufferevent_openssl_filter_new(c->t->base, c->bev, ssl, BUFFEREVENT_SSL_CONNECTING, 0);
     if (!tb) {
         SSL_free(ssl);
         conn_end(c, 0, "TLS filter failed");
         return;
     }
+    c->raw = c->bev;
+    c->ssl = ssl;
     c->bev = tb;
     c->state = ST_TLS_HANDSHAKE;
-    bufferevent_setcb(tb, conn_read_cb, NULL, conn_event_cb, c);
+    bufferevent_setcb(tb, conn_read_cb, NULL, bx_conn_event_cb, c);
     bufferevent_enable(tb, EV_READ | EV_WRITE);
 }
 
@@ -365,7 +416,7 @@ static void on_sasl(bx_conn_t *c, xml_node_t *st, int success)
             conn_end(c, 0, "SASL success without verification");
             return;
         }
-        xml_stream_restart(c->xs);
+        xml_scan_stream_restart(c->xs);
         send_header(c);
         c->state = ST_FEATURES;
     }
@@ -447,13 +498,59 @@ static void on_iq_result(bx_conn_t *c, xml_node_t *st, const char *id, int ok)
         c->h->on_stanza(c, st);
 }
 
+static void xs_stanza(bx_conn_t *c, xml_node_t *st);
+
 static void xs_on_stanza(void *ctx, xml_node_t *st)
 {
     bx_conn_t *c = ctx;
+    bx_stanzas_in++;
     if (c->dead) {
         xml_free(st);
         return;
     }
+    xs_stanza(c, st);
+    xml_free(st);
+}
+
+/* Hot messages of a ready session go raw to the scenario. */
+static int xs_classify(void *ctx, const char *ns, const char *name, const char **attrs)
+{
+    bx_conn_t *c = ctx;
+    return c->state == ST_READY && !c->dead && !bx_no_raw && c->h->raw_want && c->h->on_raw && !strcmp(ns, NS_CLIENT) &&
+                   c->h->raw_want(c, name, attrs)
+               ? XS_RAW
+               : XS_TREE;
+}
+
+static void xs_on_raw(void *ctx, const char *ns, const char *name, const char **attrs, const char *bytes,
+                      size_t len)
+{
+    (void)ns;
+    bx_conn_t *c = ctx;
+    bx_stanzas_in++;
+    bx_raw_in++;
+    if (c->dead)
+        return;
+    if (bx_trace)
+        fprintf(stderr, "trace user=%s t_ms=%.1f state=%d got=%s raw\n", c->user,
+                (double)(bx_now_ns() - c->t_start) / 1e6, c->state, name);
+    if (c->h->on_raw(c, attrs, bytes, len))
+        return;
+    xml_node_t *st = bx_raw_tree(bytes, len);
+    if (!st) {
+        static int told;
+        if (!told++)
+            fprintf(stderr, "bench: %s: a %s could not be read alone; dropped\n", c->user, name);
+        return;
+    }
+    if (c->h->on_stanza)
+        c->h->on_stanza(c, st);
+    xml_free(st);
+}
+
+/* A stanza as a tree (the caller frees it). */
+static void xs_stanza(bx_conn_t *c, xml_node_t *st)
+{
     const char *ns = st->ns, *name = st->name;
     if (bx_trace)
         fprintf(stderr, "trace user=%s t_ms=%.1f state=%d got=%s\n", c->user,
@@ -469,7 +566,7 @@ static void xs_on_stanza(void *ctx, xml_node_t *st)
         }
     } else if (strcmp(ns, NS_TLS) == 0) {
         if (strcmp(name, "proceed") == 0 && c->state == ST_TLS_PROCEED) {
-            xml_stream_restart(c->xs);
+            xml_scan_stream_restart(c->xs);
             c->state = ST_TLS_HANDSHAKE; /* the read loop swaps the bufferevent */
         } else {
             conn_end(c, 0, "STARTTLS refused");
@@ -522,25 +619,38 @@ static void xs_on_stanza(void *ctx, xml_node_t *st)
     } else if (c->state >= ST_ROSTER && c->h->on_stanza) {
         c->h->on_stanza(c, st);
     }
-    xml_free(st);
 }
 
 static const xml_stream_cb_t xs_cb = {
     .on_open = xs_on_open,
+    .classify = xs_classify,
     .on_stanza = xs_on_stanza,
+    .on_raw = xs_on_raw,
     .on_close = xs_on_close,
 };
 
-/* One WebSocket message's XML for the parser; -1 ends the connection. */
-static int conn_feed_ws(bx_conn_t *c, const char *data, size_t len)
+/* XML for the parser (one WebSocket message, or bytes of the stream); -1
+ * ends the connection. */
+static int conn_feed_xml(bx_conn_t *c, const char *data, size_t len)
 {
-    xs_err_t e = xml_stream_feed(c->xs, data, len);
+    xs_err_t e = xml_scan_stream_feed(c->xs, data, len);
     if (e != XS_OK) {
         char why[160];
-        snprintf(why, sizeof why, "parse error: %s", xml_stream_error_text(c->xs));
+        snprintf(why, sizeof why, "parse error: %s", xml_scan_stream_error_text(c->xs));
         conn_end(c, 0, why);
         return -1;
     }
+    return c->dead ? -1 : 0;
+}
+
+int bx_conn_feed(bx_conn_t *c, const char *data, size_t len)
+{
+    if (!c->t->ws_path)
+        return conn_feed_xml(c, data, len);
+    char why[160];
+    evbuffer_add(c->win, data, len);
+    if (bx_ws_read(c, c->win, conn_feed_xml, why, sizeof why) < 0 && !c->dead)
+        conn_end(c, c->state == ST_CLOSING, why);
     return c->dead ? -1 : 0;
 }
 
@@ -551,7 +661,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     c->in_feed = 1;
     if (c->t->ws_path) {
         char why[160];
-        if (bx_ws_read(c, in, conn_feed_ws, why, sizeof why) < 0 && !c->dead)
+        if (bx_ws_read(c, in, conn_feed_xml, why, sizeof why) < 0 && !c->dead)
             conn_end(c, c->state == ST_CLOSING, why);
         c->in_feed = 0;
         if (c->dead)
@@ -562,14 +672,10 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;
-        xs_err_t e = xml_stream_feed(c->xs, v.iov_base, v.iov_len);
+        int e = conn_feed_xml(c, v.iov_base, v.iov_len);
         evbuffer_drain(in, v.iov_len);
-        if (e != XS_OK) {
-            char why[160];
-            snprintf(why, sizeof why, "parse error: %s", xml_stream_error_text(c->xs));
-            conn_end(c, 0, why);
+        if (e < 0)
             break;
-        }
         if (c->state == ST_TLS_HANDSHAKE && !c->tls_on) {
             c->tls_on = 1;
             c->in_feed = 0;
@@ -584,9 +690,11 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     c->in_feed = 0;
     if (c->dead)
         conn_free(c);
+    else if (c->ssl && c->tls_on)
+        bx_io_takeover_soon(c);   /* application data came through the filter */
 }
 
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+void bx_conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     bx_conn_t *c = arg;
@@ -598,6 +706,8 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         else
             send_header(c);
         c->state = ST_FEATURES;
+        if (c->t->tls == BX_TLS_NONE)
+            bx_io_start(c);     /* nothing left to negotiate below XMPP */
         return;
     }
     if (what & BEV_EVENT_EOF) {
@@ -631,7 +741,7 @@ bx_conn_t *bx_conn_start(const bx_target_t *t, const bx_handler_t *h, int idx, i
     snprintf(c->bare, sizeof c->bare, "%s@%s", c->user, t->domain);
     xml_limits_t lim;
     xml_limits_default(&lim);
-    c->xs = xml_stream_new(&xs_cb, c, &lim);
+    c->xs = xml_scan_stream_new(&xs_cb, c, &lim);
     if (t->tls == BX_TLS_DIRECT) {
         SSL *ssl = SSL_new(t->ssl_ctx);
         SSL_set_tlsext_host_name(ssl, t->domain);
@@ -642,11 +752,11 @@ bx_conn_t *bx_conn_start(const bx_target_t *t, const bx_handler_t *h, int idx, i
     }
     if (!c->bev) {
         log_warn("event=bench-conn-failed user=%s reason=bufferevent", c->user);
-        xml_stream_free(c->xs);
+        xml_scan_stream_free(c->xs);
         free(c);
         return NULL;
     }
-    bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
+    bufferevent_setcb(c->bev, conn_read_cb, NULL, bx_conn_event_cb, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     c->state = ST_CONNECTING;
     if (bufferevent_socket_connect(c->bev, (const struct sockaddr *)&t->addr.ss, (int)t->addr.len) <

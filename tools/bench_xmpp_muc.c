@@ -62,17 +62,18 @@ static int cfg_refused;    /* rooms whose form was refused (then made instant ro
 static lat_t lat;
 static char pad[1024];
 
+/* The rooms' JIDs, made once: every delivery is checked against one. */
+static char (*room_jids)[320];
+
 static void room_jid(int r, char *buf, size_t len)
 {
-    snprintf(buf, len, "bench%x-%d@%s", nonce, r, service);
+    snprintf(buf, len, "%s", room_jids[r]);
 }
 
 /* 1 if from is room r (bare) or one of its occupants. */
 static int from_room(const char *from, int r)
 {
-    char jid[320];
-    room_jid(r, jid, sizeof jid);
-    return from_is(from, jid);
+    return from_is(from, room_jids[r]);
 }
 
 static void join(int i)
@@ -166,20 +167,17 @@ static void settle_msg(int si, uint32_t seq, int how)
         send_msg(si);
 }
 
-static void on_groupchat(bx_conn_t *c, mocc_t *o, xml_node_t *st)
+/* A groupchat message's body text, from the tree or from its bytes. */
+static void on_body(mocc_t *o, const char *from, const char *text)
 {
-    const xml_node_t *b = xml_child(st, NULL, "body");
-    if (!b || !b->first_child || !b->first_child->text)
-        return;                                 /* subject, status codes */
     int r, p;
     unsigned seq;
     unsigned long long ts;
-    if (sscanf(b->first_child->text, "%d %d %u %llu", &r, &p, &seq, &ts) != 4)
+    if (sscanf(text, "%d %d %u %llu", &r, &p, &seq, &ts) != 4)
         return;
     uint64_t now = bx_now_ns();
     int si = r * opt.occupants + p;
-    if (r != o->room || p < 0 || p >= opt.senders || !from_room(xml_attr_get(st, "from"), r) ||
-        seq >= occ[si].next_seq) {
+    if (r != o->room || p < 0 || p >= opt.senders || !from_room(from, r) || seq >= occ[si].next_seq) {
         stray++;
         return;
     }
@@ -203,10 +201,37 @@ static void on_groupchat(bx_conn_t *c, mocc_t *o, xml_node_t *st)
         delivered_measured++;
         lat_add(&lat, now - ts);
     }
-    (void)c;
     mocc_t *s = &occ[si];
     if (++s->got[seq] >= (uint32_t)opt.occupants)
         settle_msg(si, seq, MSG_DONE);
+}
+
+static void on_groupchat(mocc_t *o, xml_node_t *st)
+{
+    const xml_node_t *b = xml_child(st, NULL, "body");
+    if (!b || !b->first_child || !b->first_child->text)
+        return;                                 /* subject, status codes */
+    on_body(o, xml_attr_get(st, "from"), b->first_child->text);
+}
+
+/* Groupchat messages are read from their bytes (bench_xmpp_raw.c): the
+ * body's text is all they are needed for. */
+static int muc_raw_want(bx_conn_t *c, const char *name, const char **attrs)
+{
+    (void)c;
+    const char *type = xml_attrs_find(attrs, "type");
+    return !strcmp(name, "message") && type && !strcmp(type, "groupchat");
+}
+
+static int muc_raw(bx_conn_t *c, const char **attrs, const char *bytes, size_t len)
+{
+    char text[2048];
+    int r = bx_raw_child_text(bytes, len, "body", text, sizeof text);
+    if (r < 0)
+        return 0;                               /* the tree will tell */
+    if (r > 0)
+        on_body(&occ[c->idx], xml_attrs_find(attrs, "from"), text);
+    return 1;
 }
 
 static void on_error_reply(bx_conn_t *c, xml_node_t *st)
@@ -234,7 +259,7 @@ static void muc_stanza(bx_conn_t *c, xml_node_t *st)
         if (type && !strcmp(type, "error"))
             on_error_reply(c, st);
         else if (type && !strcmp(type, "groupchat"))
-            on_groupchat(c, o, st);
+            on_groupchat(o, st);
         return;
     }
     if (!strcmp(st->name, "iq")) {
@@ -285,8 +310,11 @@ static void muc_stanza(bx_conn_t *c, xml_node_t *st)
         configure(c->idx, 0);
 }
 
-static const bx_handler_t muc_h = {
-    .on_ready = sess_ready, .on_stanza = muc_stanza, .on_closed = sess_closed};
+static const bx_handler_t muc_h = {.on_ready = sess_ready,
+                                   .on_stanza = muc_stanza,
+                                   .raw_want = muc_raw_want,
+                                   .on_raw = muc_raw,
+                                   .on_closed = sess_closed};
 
 /* ---- phases, one tick function each */
 
@@ -389,6 +417,7 @@ static void free_all(void)
     }
     free(occ);
     free(lat.v);
+    free(room_jids);
 }
 
 int run_muc(void)
@@ -401,6 +430,9 @@ int run_muc(void)
     else
         snprintf(service, sizeof service, "conference.%s", tgt.domain);
     nonce = ((unsigned)time(NULL) ^ ((unsigned)getpid() << 12)) & 0xffffffu;
+    room_jids = xcalloc((size_t)k, sizeof *room_jids);
+    for (int r = 0; r < k; r++)
+        snprintf(room_jids[r], sizeof room_jids[r], "bench%x-%d@%s", nonce, r, service);
     size_t pl = (size_t)opt.body_bytes < sizeof pad - 1 ? (size_t)opt.body_bytes : sizeof pad - 1;
     memset(pad, 'x', pl);
     occ = xcalloc((size_t)n_occ, sizeof *occ);
@@ -514,10 +546,10 @@ int run_muc(void)
     fprintf(stderr,
             "muc %s: %d rooms of %d, %d senders each: %.0f deliveries/s (%.1f msgs/s), latency p50 %.2f ms "
             "p99 %.2f ms max %.2f ms, sent %llu, lost %lld, duplicated %llu, errors %llu; joins %.1f s; "
-            "load %.2f-%.2f; gen cpu %.0f%%, server cpu %.0f%% (%s), failures %d\n",
+            "load %.2f-%.2f; gen cpu %.0f%% (%.2f us/received), server cpu %.0f%% (%s), failures %d\n",
             opt.label, k, n, opt.senders, dps, mps, p50, p99, mx, (unsigned long long)sent_total, lost,
             (unsigned long long)dups, (unsigned long long)errors, join_s, load0, load1, sp.self_pct,
-            sp.srv_pct, each.data ? each.data : "", failures);
+            sp.rx ? 1e6 * sp.self_s / (double)sp.rx : 0, sp.srv_pct, each.data ? each.data : "", failures);
     strbuf_free(&j);
     strbuf_free(&each);
     rc = lost == 0 && dups == 0 && failures == 0 ? 0 : 1;

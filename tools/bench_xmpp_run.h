@@ -42,8 +42,14 @@ typedef struct peer {
 extern peer_t *peers;
 extern int n_peers, n_ready;
 
-/* Measured interval: wall, own CPU, server CPU. */
-typedef struct span { uint64_t t0; double self0, srv0, wall, self_pct, srv_pct; } span_t;
+/* Measured interval: wall, own CPU, server CPU, and the stanzas all our
+ * connections received in it (bx_stanzas_in), so the generator's CPU per
+ * received stanza (gen_us_per_received) shows how close it is to being the
+ * bottleneck. */
+typedef struct span {
+    uint64_t t0, rx0, rx, raw0, raw;
+    double self0, srv0, wall, self_pct, srv_pct, self_s;
+} span_t;
 void span_begin(span_t *s);
 void span_end(span_t *s);
 /* CPU seconds (utime+stime) of each --pids/--procs process, with its comm

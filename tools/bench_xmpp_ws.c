@@ -25,7 +25,7 @@ void bx_ws_upgrade(bx_conn_t *c)
                      "Sec-WebSocket-Key: d2VmdC1iZW5jaC1rZXktMQ==\r\nSec-WebSocket-Version: 13\r\n"
                      "Sec-WebSocket-Protocol: xmpp\r\n\r\n",
                      c->t->ws_path, c->t->domain);
-    bufferevent_write(c->bev, req, (size_t)n);
+    bx_io_write(c, req, (size_t)n);
 }
 
 static void bx_ws_frame(bx_conn_t *c, int opcode, const char *data, size_t len)
@@ -34,8 +34,12 @@ static void bx_ws_frame(bx_conn_t *c, int opcode, const char *data, size_t len)
     size_t hl = ws_frame_header(hdr, opcode, len);
     hdr[1] |= 0x80;                  /* masked, key 0 */
     memset(hdr + hl, 0, 4);
-    bufferevent_write(c->bev, hdr, hl + 4);
-    bufferevent_write(c->bev, data, len);
+    /* one write: under TLS, one record per frame */
+    static strbuf_t f;
+    strbuf_reset(&f);
+    strbuf_append(&f, (const char *)hdr, hl + 4);
+    strbuf_append(&f, data, len);
+    bx_io_write(c, f.data, f.len);
 }
 
 /* A stanza whose start tag declares no default namespace. */
