@@ -201,10 +201,10 @@ static int jid_is_ascii(const char *s, size_t n)
     return 1;
 }
 
-/* STD3 host name rule for one ASCII label (already lowercased by nameprep). */
-static int jid_ldh_ok(const char *s)
+/* STD3 host name rule for one ASCII label of n bytes (already lowercased by
+ * nameprep). */
+static int jid_ldh_ok(const char *s, size_t n)
 {
-    size_t n = strlen(s);
     if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
         return 0;
     for (size_t i = 0; i < n; i++) {
@@ -224,7 +224,7 @@ static int jid_label_prep(const char *s, size_t n, strbuf_t *sb)
         size_t at = sb->len;
         for (size_t i = 0; i < n; i++)
             strbuf_putc(sb, (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] - 'A' + 'a') : s[i]);
-        if (jid_ldh_ok(sb->data + at))
+        if (jid_ldh_ok(sb->data + at, sb->len - at))
             return 0;
         sb->len = at;
         sb->data[at] = '\0';
@@ -256,7 +256,7 @@ static int jid_label_prep(const char *s, size_t n, strbuf_t *sb)
         strncasecmp(prepped, "xn--", 4) == 0)
         goto out;
     if (jid_is_ascii(prepped, strlen(prepped))) {
-        ok = jid_ldh_ok(prepped);
+        ok = jid_ldh_ok(prepped, strlen(prepped));
     } else {
         if (idna_to_ascii_8z(prepped, &ace, IDNA_USE_STD3_ASCII_RULES) != IDNA_SUCCESS || !ace)
             goto out;
@@ -264,7 +264,7 @@ static int jid_label_prep(const char *s, size_t n, strbuf_t *sb)
         for (char *p = ace; *p; p++)
             if (*p >= 'A' && *p <= 'Z')
                 *p = (char)(*p - 'A' + 'a');
-        ok = jid_ldh_ok(ace);
+        ok = jid_ldh_ok(ace, strlen(ace));
     }
     if (ok)
         strbuf_puts(sb, prepped);
@@ -284,19 +284,12 @@ static int jid_domain_is_prepared(const char *s, size_t n)
 {
     if (n > JID_PART_MAX)
         return 0;
-    size_t start = 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (i < n && s[i] != '.') {
-            char c = s[i];
-            if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
-                return 0;
-            continue;
-        }
-        size_t len = i - start;
-        if (len == 0 || len > 63 || s[start] == '-' || s[i - 1] == '-' ||
-            (len >= 4 && !memcmp(s + start, "xn--", 4)))
+    for (size_t start = 0; start <= n;) {
+        const char *dot = memchr(s + start, '.', n - start);
+        size_t len = dot ? (size_t)(dot - s) - start : n - start;
+        if (!jid_ldh_ok(s + start, len) || (len >= 4 && !memcmp(s + start, "xn--", 4)))
             return 0;
-        start = i + 1;
+        start += len + 1;
     }
     return 1;
 }
