@@ -221,3 +221,32 @@ def env(tmp_path):
     e = Env(tmp_path)
     yield e
     e.close()
+
+
+# A failure in CI is often seen once and its temporary directory is gone by
+# the time anyone looks (pytest keeps the last three). So a failed test's
+# report carries the end of every process log in its directory.
+LOG_TAIL_LINES = int(os.environ.get("WEFT_TEST_LOG_TAIL", "60"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when != "call" or not rep.failed or LOG_TAIL_LINES <= 0:
+        return
+    tmp = getattr(item, "funcargs", {}).get("tmp_path")
+    if tmp is None or not os.path.isdir(str(tmp)):
+        return
+    logs = []
+    for root, _dirs, files in os.walk(str(tmp)):
+        for f in sorted(files):
+            if f.endswith(".log"):
+                logs.append(os.path.join(root, f))
+    for path in sorted(logs)[:12]:
+        try:
+            with open(path, errors="replace") as fh:
+                lines = fh.readlines()[-LOG_TAIL_LINES:]
+        except OSError:
+            continue
+        rep.sections.append((f"log tail {os.path.relpath(path, str(tmp))}", "".join(lines)))
