@@ -13,8 +13,11 @@
  * the sockets pushed.
  *
  * Why the push comes last: a delivery's bytes are sent with MSG_MORE, which
- * holds them in the socket like TCP_CORK, so the client is not woken (and
- * cannot preempt c2s) before the router has the acknowledgement. A kill -9
+ * holds them in the socket, so the client is usually not woken (and cannot
+ * preempt c2s) before the router has the acknowledgement. Usually: with
+ * TCP_NODELAY an ACK from the client for earlier bytes sends what is held
+ * (the kernel pushes pending frames with the socket's own nagle setting,
+ * not the MSG_MORE of the call that queued them). A kill -9
  * between the sendmsg and the acknowledgement still leaves the bytes in the
  * kernel, which sends them when it closes the socket, and the router gives
  * the stanzas again: the window deliver.c documents, widened from one
