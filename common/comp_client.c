@@ -121,13 +121,17 @@ struct comp_client {
 };
 
 /* A stanza received while above the high-water mark, with what
- * comp_client_in_token and comp_client_in_origin must say for it. */
+ * comp_client_in_token and comp_client_in_origin must say for it; or the
+ * deliveries of a <w:fan/> (rc: nrc of them, their 'to' copied into one
+ * block, which rc owns; seq is the first's). */
 typedef struct parked {
     xml_node_t *st;
     uint64_t seq;
     int marker;
     char epoch[40];
     uint64_t marker_seq;
+    comp_fan_rcpt_t *rc;
+    size_t nrc;
     struct parked *next;
 } parked_t;
 
@@ -139,6 +143,7 @@ static void cc_drop(comp_client_t *c);
 static void cc_read_cb(struct bufferevent *bev, void *arg);
 static void cc_event_cb(struct bufferevent *bev, short what, void *arg);
 static void mark_done(comp_client_t *c, uint64_t seq);
+static void handle_fan(comp_client_t *c, xml_node_t *el);
 static uint64_t ack_take(comp_client_t *c);
 static void send_ack(comp_client_t *c);
 
@@ -207,6 +212,7 @@ static void parked_free(comp_client_t *c)
         parked_t *p = c->parked;
         c->parked = p->next;
         xml_free(p->st);
+        free(p->rc);
         free(p);
     }
     c->parked_tail = &c->parked;
@@ -218,6 +224,25 @@ static void deliver(comp_client_t *c, xml_node_t *st, uint64_t seq)
     c->cur_seq = seq;
     c->cb.on_stanza(c->ctx, st);
     c->cur_marker = 0;
+}
+
+/* The deliveries of a <w:fan/>: to on_fan at once, or (a component without
+ * it, which the router should not have sent one) one copy each to
+ * on_stanza. Takes st. */
+static void deliver_fan(comp_client_t *c, xml_node_t *st, const comp_fan_rcpt_t *rc, size_t n)
+{
+    c->cur_marker = 0;
+    if (c->cb.on_fan) {
+        c->cur_seq = rc[0].token & ((1ULL << 40) - 1);
+        c->cb.on_fan(c->ctx, st, rc, n);
+        return;
+    }
+    for (size_t i = 0; i < n && c->cb.on_stanza; i++) {
+        xml_node_t *one = xml_copy(st);
+        xml_attr_set(one, "to", rc[i].to);
+        deliver(c, one, rc[i].token & ((1ULL << 40) - 1));
+    }
+    xml_free(st);
 }
 
 static void cc_write(comp_client_t *c, const char *s, size_t n)
@@ -514,6 +539,13 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
         c->parked = p->next;
         if (!c->parked)
             c->parked_tail = &c->parked;
+        if (p->rc) {
+            c->nparked -= p->nrc;
+            deliver_fan(c, p->st, p->rc, p->nrc);
+            free(p->rc);
+            free(p);
+            continue;
+        }
         c->nparked--;
         c->cur_marker = p->marker;
         memcpy(c->marker_epoch, p->epoch, sizeof c->marker_epoch);
@@ -735,6 +767,8 @@ static void handle_control(comp_client_t *c, xml_node_t *st)
             c->marker_seq = strtoull(ns, NULL, 10);
             c->have_marker = 1;
         }
+    } else if (!strcmp(n, "fan")) {
+        handle_fan(c, st);
     } else if (!strcmp(n, "a")) {
         const char *h = xml_attr_get(st, "h");
         if (h)
@@ -878,8 +912,8 @@ static void handle_features(comp_client_t *c, xml_node_t *st)
     xml_node_t *mechs = xml_child(st, NS_SASL, "mechanisms");
     if (xml_child(st, COMP_NS, "session")) {
         char buf[128];
-        int n = snprintf(buf, sizeof buf, "<w:session epoch='%s' next='%llu'/>", c->epoch,
-                         (unsigned long long)c->first_seq);
+        int n = snprintf(buf, sizeof buf, "<w:session epoch='%s' next='%llu'%s/>", c->epoch,
+                         (unsigned long long)c->first_seq, c->cb.on_fan ? " fan='1'" : "");
         cc_write(c, buf, (size_t)n);
         c->state = CC_SESSION;
         c->in_count = c->in_acked = 0;
@@ -961,6 +995,107 @@ static void on_open(void *ctx, const xml_node_t *hdr, const char *default_ns)
     (void)ctx;
 }
 
+/* One more routed element (or delivery of a <w:fan/>) received on this
+ * link: counted for <w:a h/>, with room for its done flag (manual_ack). */
+static void count_in(comp_client_t *c)
+{
+    c->in_count++;
+    if (!c->cfg.manual_ack)
+        return;
+    size_t need = (size_t)(c->in_count - c->in_acked);
+    if (need > c->done_cap) {
+        size_t cap = c->done_cap ? c->done_cap * 2 : 256;
+        while (cap < need)
+            cap *= 2;
+        c->done = xrealloc(c->done, cap);
+        memset(c->done + c->done_cap, 0, cap - c->done_cap);
+        c->done_cap = cap;
+    }
+}
+
+/* Whether the element with marker (epoch, seq, via) for 'to' was accepted
+ * before (9.4); accepts it if not. */
+static int seen_dup(comp_client_t *c, const char *to, uint64_t seq)
+{
+    size_t dlen = 0;
+    const char *dom = to ? jid_domain_span(to, &dlen) : NULL;
+    seen_epoch_t *s = seen_get(c, c->marker_epoch, dom ? dom : "", dom ? dlen : 0, c->marker_via);
+    if (seq <= s->last)
+        return 1;
+    s->last = seq;
+    return 0;
+}
+
+/* A <w:fan/> (docs/component-protocol.md 9.8): each of its recipients is
+ * one delivery, counted and checked for duplicates as a routed element
+ * with its own marker would be; what is new goes to the component in one
+ * call (deliver_fan), or is parked as one entry under backpressure. */
+static void handle_fan(comp_client_t *c, xml_node_t *el)
+{
+    if (c->closing) {
+        c->have_marker = 0;    /* as a routed element: not taken, the router gives it again */
+        return;
+    }
+    if (c->state != CC_READY && c->state != CC_BINDING)
+        return;
+    comp_fanin_t f;
+    const char *why = NULL;
+    if (comp_fanin_parse(el, &f, &why) < 0) {
+        log_warn("event=router-protocol-error component=%s element=fan reason=\"%s\"", c->cfg.name, why);
+        cc_drop(c);
+        return;
+    }
+    if (f.epoch)
+        snprintf(c->marker_epoch, sizeof c->marker_epoch, "%s", f.epoch);
+    snprintf(c->marker_via, sizeof c->marker_via, "%s", f.via ? f.via : "");
+    c->have_marker = 0;
+    xml_node_t *st = f.stanza;
+    xml_detach(st);
+    comp_fan_rcpt_t *rc = xmalloc(f.nto * sizeof *rc);
+    size_t k = 0, strbytes = 0;
+    for (size_t i = 0; i < f.nto; i++) {
+        count_in(c);
+        if (c->marker_epoch[0] && seen_dup(c, f.to[i], f.n[i])) {
+            log_debug("event=duplicate-dropped component=%s", c->cfg.name);
+            mark_done(c, c->in_count);
+            continue;
+        }
+        rc[k].to = f.to[i];
+        rc[k++].token = (c->link_gen << 40) | c->in_count;
+        strbytes += strlen(f.to[i]) + 1;
+    }
+    if (!k) {
+        xml_free(st);
+    } else if (c->cb.on_stanza && (c->above || c->parked)) {
+        /* Parked as one entry; the recipients' JIDs (in el, freed after
+         * this) are copied behind the array. */
+        parked_t *p = xcalloc(1, sizeof *p);
+        p->rc = xmalloc(k * sizeof *rc + strbytes);
+        char *dst = (char *)(p->rc + k);
+        for (size_t i = 0; i < k; i++) {
+            size_t l = strlen(rc[i].to) + 1;
+            memcpy(dst, rc[i].to, l);
+            p->rc[i].to = dst;
+            p->rc[i].token = rc[i].token;
+            dst += l;
+        }
+        p->nrc = k;
+        p->st = st;
+        p->seq = rc[0].token & ((1ULL << 40) - 1);
+        *c->parked_tail = p;
+        c->parked_tail = &p->next;
+        if (!c->nparked)
+            log_debug("event=input-parked component=%s reason=backpressure", c->cfg.name);
+        c->nparked += k;
+    } else if (c->cb.on_stanza || c->cb.on_fan) {
+        deliver_fan(c, st, rc, k);
+    } else {
+        xml_free(st);
+    }
+    free(rc);
+    comp_fanin_clear(&f);
+}
+
 static void on_stanza(void *ctx, xml_node_t *st)
 {
     comp_client_t *c = ctx;
@@ -995,28 +1130,8 @@ static void on_stanza(void *ctx, xml_node_t *st)
     } else if (c->state == CC_READY || c->state == CC_BINDING) {
         /* Held stanzas may arrive as soon as a name is bound, before all
          * binds are answered. */
-        c->in_count++;
-        if (c->cfg.manual_ack) {
-            size_t need = (size_t)(c->in_count - c->in_acked);
-            if (need > c->done_cap) {
-                size_t cap = c->done_cap ? c->done_cap * 2 : 256;
-                while (cap < need)
-                    cap *= 2;
-                c->done = xrealloc(c->done, cap);
-                memset(c->done + c->done_cap, 0, cap - c->done_cap);
-                c->done_cap = cap;
-            }
-        }
-        int dup = 0;
-        if (c->have_marker) {
-            const char *to = xml_attr_get(st, "to");
-            size_t dlen = 0;
-            const char *dom = to ? jid_domain_span(to, &dlen) : NULL;
-            seen_epoch_t *s = seen_get(c, c->marker_epoch, dom ? dom : "", dom ? dlen : 0, c->marker_via);
-            dup = c->marker_seq <= s->last;
-            if (!dup)
-                s->last = c->marker_seq;
-        }
+        count_in(c);
+        int dup = c->have_marker && seen_dup(c, xml_attr_get(st, "to"), c->marker_seq);
         c->cur_marker = c->have_marker;
         c->have_marker = 0;
         if (dup) {

@@ -76,10 +76,24 @@ void comp_link_cfg_apply(comp_client_cfg_t *cc, const comp_link_cfg_t *l);
  * strings are freed with old). */
 void comp_link_cfg_keep(comp_link_cfg_t *fresh, comp_link_cfg_t *old);
 
+/* One delivery of a grouped <w:fan/> (on_fan). */
+typedef struct comp_fan_rcpt {
+    const char *to;            /* the recipient's JID, valid during the call */
+    uint64_t token;            /* as comp_client_in_token gives in on_stanza */
+} comp_fan_rcpt_t;
+
 typedef struct comp_client_cb {
     void (*on_ready)(void *ctx);                          /* authenticated and names bound */
     void (*on_down)(void *ctx);                           /* link lost; reconnecting */
     void (*on_stanza)(void *ctx, xml_node_t *stanza);     /* callee owns stanza */
+    /* Several deliveries of one stanza that the router sent as one <w:fan/>
+     * element (docs/component-protocol.md 9.8): the stanza parsed once,
+     * without 'to' (callee owns it), and its n recipients in delivery
+     * order, each one delivery with its own token (with manual_ack, each
+     * goes to comp_client_done). Duplicates (9.4) are left out already.
+     * Set, it makes the component ask for <w:fan/> at session time; unset,
+     * the router sends plain routed elements. */
+    void (*on_fan)(void *ctx, xml_node_t *stanza, const comp_fan_rcpt_t *r, size_t n);
     void (*on_name)(void *ctx, const char *name, const char *instance, int up);
     void (*on_bind_error)(void *ctx, const char *name, const char *condition);
     /* An instance of a partitioned name was taken over (state='lost'; on_name

@@ -60,4 +60,38 @@ void comp_fanout_write_body(strbuf_t *out, const char *stanza, size_t len, const
 /* Bytes one recipient adds to that body. */
 size_t comp_fanout_recipient_len(const char *to);
 
+/* --- router to component: several deliveries of one fan-out as one element.
+ *
+ *   <w:fan e='EPOCH' n='7'><w:r to='a@x/1'/><w:r to='b@x/2' n='9'/><message
+ *       from='room@muc/n' type='groupchat'>...</message></w:fan>
+ *
+ * (docs/component-protocol.md 9.8.) Each <w:r/> is one delivery with its own
+ * origin seq: the element's n for the first, one more than the previous
+ * for the next, unless the <w:r/> names its own n (always larger). e and p
+ * are those of the origin marker (9.1). Only a component that asked for it
+ * at session time (<w:session fan='1'/>) gets it. The router writes it
+ * (comp_fanin_write), comp_client reads it (comp_fanin_parse). */
+typedef struct comp_fanin {
+    const char *epoch;         /* e, or NULL: the previous marker's */
+    const char *via;           /* p, or NULL */
+    const char **to;           /* per delivery, in order (point into the tree) */
+    uint64_t *n;               /* its origin seq */
+    size_t nto;
+    xml_node_t *stanza;        /* the stanza child, still in the tree */
+} comp_fanin_t;
+
+/* Reads a <w:fan/> tree (el must outlive f). 0, or -1 with *why set: no
+ * recipient, no stanza or more than one, an unknown child, a <w:r/>
+ * without 'to', an n missing on the element, not decimal, 0, or not larger
+ * than the one before. */
+int comp_fanin_parse(xml_node_t *el, comp_fanin_t *f, const char **why);
+void comp_fanin_clear(comp_fanin_t *f);
+/* Appends one <w:fan/> element: e when epoch is not NULL, p when via is
+ * not NULL, the k recipients to[] with their seqs n[] (increasing), then
+ * tmpl (a stanza serialized without 'to', tlen bytes). */
+void comp_fanin_write(strbuf_t *out, const char *epoch, const char *via, const char *const *to,
+                      const uint64_t *n, size_t k, const char *tmpl, size_t tlen);
+/* Bytes one more recipient adds to that element (at most: with its own n). */
+size_t comp_fanin_recipient_len(const char *to, uint64_t n);
+
 #endif

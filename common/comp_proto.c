@@ -58,7 +58,10 @@ static void bounce_on_stanza(void *ctx, xml_node_t *st)
 
 xml_node_t *comp_proto_parse(const char *bytes, size_t len)
 {
-    static const char hdr[] = "<stream:stream xmlns='" COMP_NS_ACCEPT "' xmlns:stream='" XML_NS_STREAM "'>";
+    /* w: declared as on a component stream: the router parses its own
+     * <w:fan/> elements again when it requeues their deliveries. */
+    static const char hdr[] = "<stream:stream xmlns='" COMP_NS_ACCEPT "' xmlns:stream='" XML_NS_STREAM
+                              "' xmlns:w='" COMP_NS "'>";
     xml_stream_cb_t cb = {0};
     cb.on_stanza = bounce_on_stanza;
     bounce_ctx_t b = {NULL};

@@ -13,6 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Bumped by every change made through this file's functions (xml_changes). */
+static unsigned long changes;
+
+unsigned long xml_changes(void)
+{
+    return changes;
+}
+
 xml_node_t *xml_elem_new(const char *ns, const char *name)
 {
     xml_node_t *n = xcalloc(1, sizeof(*n));
@@ -23,6 +31,7 @@ xml_node_t *xml_elem_new(const char *ns, const char *name)
 
 void xml_append(xml_node_t *parent, xml_node_t *child)
 {
+    changes++;
     child->parent = parent;
     child->next = NULL;
     if (parent->last_child)
@@ -45,6 +54,7 @@ void xml_add_text(xml_node_t *parent, const char *text, size_t len)
 {
     if (len == 0)
         return;
+    changes++;
     xml_node_t *last = parent->last_child;
     if (last && !last->name) {
         last->text = xrealloc(last->text, last->text_len + len + 1);
@@ -64,6 +74,7 @@ void xml_detach(xml_node_t *node)
     xml_node_t *p = node->parent;
     if (!p)
         return;
+    changes++;
     xml_node_t *prev = NULL;
     for (xml_node_t *c = p->first_child; c && c != node; c = c->next)
         prev = c;
@@ -175,6 +186,7 @@ const char *xml_attr_get(const xml_node_t *el, const char *name)
 void xml_attr_set_ns(xml_node_t *el, const char *ns, const char *name, const char *value)
 {
     xml_attr_t *a = attr_find(el, ns, name);
+    changes++;
     if (!value) {
         if (!a)
             return;
@@ -339,6 +351,7 @@ void xml_rename_ns(xml_node_t *n, const char *from, const char *to)
     if (!n->name)
         return;
     if (n->ns && !strcmp(n->ns, from)) {
+        changes++;
         free(n->ns);
         n->ns = xstrdup(to);
     }

@@ -34,11 +34,12 @@ static void write_stats(strbuf_t *out)
     for (link_t *l = link_list(); l; l = l->next) {
         strbuf_printf(out,
                       "link id=%llu component=%s protocol=%s peer=%s tls=%d state=%s stanzas_in=%llu "
-                      "stanzas_out=%llu bytes_in=%llu bytes_out=%llu unacked=%zu paused=%d\n",
+                      "stanzas_out=%llu bytes_in=%llu bytes_out=%llu unacked=%zu paused=%d fan=%d fan_elements=%llu\n",
                       (unsigned long long)l->id, l->acl ? l->acl->name : "-", l->internal ? "internal" : "xep0114",
                       l->peer, l->tls, link_state_word(l->state), (unsigned long long)l->c.stanzas_in,
                       (unsigned long long)l->c.stanzas_out, (unsigned long long)l->c.bytes_in,
-                      (unsigned long long)l->c.bytes_out, l->fifo_len, l->paused);
+                      (unsigned long long)l->c.bytes_out, l->fifo_len, l->paused, l->fan_ok,
+                      (unsigned long long)l->c.fan_elements);
     }
     names_stats(out);
 }

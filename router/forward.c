@@ -156,7 +156,8 @@ void forward_cron(void)
     }
 }
 
-static void fifo_push(link_t *l, origin_t *o, uint64_t seq, slot_t *s, const char *via, size_t len, size_t mlen)
+static void fifo_push(link_t *l, origin_t *o, uint64_t seq, slot_t *s, const char *via, size_t len, size_t mlen,
+                      uint32_t fan_n, uint32_t fan_i)
 {
     if (l->fifo_len == l->fifo_cap) {
         size_t ncap = l->fifo_cap ? l->fifo_cap * 2 : 256;
@@ -175,6 +176,8 @@ static void fifo_push(link_t *l, origin_t *o, uint64_t seq, slot_t *s, const cha
     f->via = via;
     f->len = len;
     f->mlen = mlen;
+    f->fan_n = fan_n;
+    f->fan_i = fan_i;
     l->fifo_len++;
     origin_ref(o);
 }
@@ -230,6 +233,17 @@ static size_t format_marker(link_t *d, const origin_t *o, uint64_t seq, const ch
     return n;
 }
 
+/* d's ring has new bytes: they go to the output at the end of this turn. */
+static void flush_later(link_t *d)
+{
+    if (!d->flush_pending) {
+        d->flush_pending = 1;
+        d->flush_next = flush_list;
+        flush_list = d;
+        daemon_defer(&flush_event, flush_cb);
+    }
+}
+
 /* Delivers to the slot's link, or holds while the slot's instance is away. */
 void forward_to_slot(slot_t *s, origin_t *o, uint64_t seq, const char *via, const char *bytes, size_t len)
 {
@@ -247,13 +261,8 @@ void forward_to_slot(slot_t *s, origin_t *o, uint64_t seq, const char *via, cons
         size_t mlen = format_marker(d, o, seq, via, p);
         memcpy(p + mlen, bytes, len);
         d->rtail += mlen + len;
-        if (!d->flush_pending) {
-            d->flush_pending = 1;
-            d->flush_next = flush_list;
-            flush_list = d;
-            daemon_defer(&flush_event, flush_cb);
-        }
-        fifo_push(d, o, seq, s, via, len, mlen);
+        flush_later(d);
+        fifo_push(d, o, seq, s, via, len, mlen, 0, 0);
         d->out_count++;
     } else {
         bufferevent_write(d->bev, bytes, len);
@@ -415,31 +424,50 @@ static int from_allowed(link_t *from, const char *fromattr)
     return 0;
 }
 
-/* Routes one element (seq of o, already counted) by its 'to': forwarded,
- * held, bounced or dropped (8.1 steps 2-6), and flow control for from. */
-static void route(link_t *from, origin_t *o, uint64_t seq, int stanza_ns, const char *name,
-                  const char *type, const char *to, const char *user, const char *bytes, size_t len)
+/* What a delivery that has no slot becomes: bounced with condition when
+ * its kind is answered, else done. A fan-out's delivery has no bytes yet
+ * (bytes NULL): make builds them into the strbuf it gets. */
+typedef void (*bytes_fn)(void *arg, strbuf_t *sb);
+
+static void unroutable(origin_t *o, uint64_t seq, const char *name, const char *type, const char *bytes,
+                       size_t len, bytes_fn make, void *arg, const char *condition)
+{
+    if (!comp_proto_bounceable(name, type)) {
+        origin_done(o, seq);
+        return;
+    }
+    strbuf_t sb;
+    strbuf_init(&sb);
+    if (!bytes) {
+        make(arg, &sb);
+        bytes = sb.data;
+        len = sb.len;
+    }
+    forward_bounce(o, seq, bytes, len, condition, "cancel");
+    strbuf_free(&sb);
+}
+
+/* The slot an element (seq of o, already counted) goes to by its 'to'
+ * (8.1 steps 2-6), the forwarding left to the caller; NULL when it was
+ * bounced or dropped instead. */
+static slot_t *route_pick(origin_t *o, uint64_t seq, int stanza_ns, const char *name, const char *type,
+                          const char *to, const char *user, const char *bytes, size_t len,
+                          bytes_fn make, void *arg)
 {
     char dom[1024];
     size_t dl = to ? domain_key(to, dom, sizeof dom) : 0;
     if (dl == 0) {
-        if (comp_proto_bounceable(name, type))
-            forward_bounce(o, seq, bytes, len, to ? "jid-malformed" : "service-unavailable", "cancel");
-        else
-            origin_done(o, seq);
-        return;
+        unroutable(o, seq, name, type, bytes, len, make, arg, to ? "jid-malformed" : "service-unavailable");
+        return NULL;
     }
     route_name_t *rn = names_lookup(dom, dl);
     if (!rn || !rn->slots) {
         rn = names_default();
         if (!rn->slots) {
-            if (comp_proto_bounceable(name, type))
-                forward_bounce(o, seq, bytes, len, "remote-server-not-found", "cancel");
-            else {
+            if (!comp_proto_bounceable(name, type))
                 log_info("event=drop reason=no-route to=%s type=error", to);
-                origin_done(o, seq);
-            }
-            return;
+            unroutable(o, seq, name, type, bytes, len, make, arg, "remote-server-not-found");
+            return NULL;
         }
     }
     /* The key picks among the instances of a partitioned name only. */
@@ -456,18 +484,29 @@ static void route(link_t *from, origin_t *o, uint64_t seq, int stanza_ns, const 
     }
     slot_t *s = names_pick(rn, key, keylen);
     if (!s->link && s->down_since > 0 && daemon_now() - s->down_since >= router_config->hold_seconds) {
-        if (comp_proto_bounceable(name, type))
-            forward_bounce(o, seq, bytes, len, "service-unavailable", "cancel");
-        else
-            origin_done(o, seq);
+        unroutable(o, seq, name, type, bytes, len, make, arg, "service-unavailable");
+        return NULL;
+    }
+    return s;
+}
+
+/* Flow control for from after something went to d. */
+static void after_forward(link_t *from, link_t *d)
+{
+    if (d && d != from && forward_output_length(d) > router_config->output_high)
+        wait_on(from, d);
+}
+
+/* Routes one element (seq of o, already counted) by its 'to': forwarded,
+ * held, bounced or dropped (8.1 steps 2-6), and flow control for from. */
+static void route(link_t *from, origin_t *o, uint64_t seq, int stanza_ns, const char *name,
+                  const char *type, const char *to, const char *user, const char *bytes, size_t len)
+{
+    slot_t *s = route_pick(o, seq, stanza_ns, name, type, to, user, bytes, len, NULL, NULL);
+    if (!s)
         return;
-    }
     forward_to_slot(s, o, seq, NULL, bytes, len);
-    link_t *d = s->link;
-    if (d && d != from) {
-        if (forward_output_length(d) > router_config->output_high)
-            wait_on(from, d);
-    }
+    after_forward(from, s->link);
 }
 
 void forward_raw(link_t *from, const char *ns, const char *name, const char **attrs,
@@ -529,6 +568,113 @@ static void fanout_refuse(link_t *from, origin_t *o, size_t n, const char *condi
     link_send(from, buf, (size_t)len);
 }
 
+/* A delivery of a fan-out to a link that takes <w:fan/>, written after
+ * the loop with the others to the same link. */
+typedef struct fan_item {
+    link_t *d;
+    slot_t *s;
+    uint64_t seq;
+    const char *to;
+    int taken;
+} fan_item_t;
+
+typedef struct delivery_arg {
+    const comp_fanout_t *f;
+    const char *to;
+} delivery_arg_t;
+
+static void delivery_bytes(void *arg, strbuf_t *sb)
+{
+    const delivery_arg_t *a = arg;
+    comp_fanout_delivery(a->f, a->to, sb);
+}
+
+/* One plain routed element for a delivery (a fan-out's to a link that does
+ * not take <w:fan/>, or a group of one). */
+static void fan_plain(link_t *from, const comp_fanout_t *f, slot_t *s, origin_t *o, uint64_t seq, const char *to)
+{
+    strbuf_t sb;
+    strbuf_init(&sb);
+    comp_fanout_delivery(f, to, &sb);
+    forward_to_slot(s, o, seq, NULL, sb.data, sb.len);
+    strbuf_free(&sb);
+    after_forward(from, s->link);
+}
+
+/* Writes items[0..k) (all for link d, seqs increasing) as one <w:fan/>
+ * element into d's ring: one in-flight entry per delivery, the element's
+ * bytes counted on the last (see inflight_t). */
+static void fan_write(link_t *d, origin_t *o, const comp_fanout_t *f, fan_item_t **items, size_t k)
+{
+    const char **to = xmalloc(k * sizeof *to);
+    uint64_t *n = xmalloc(k * sizeof *n);
+    for (size_t i = 0; i < k; i++) {
+        to[i] = items[i]->to;
+        n[i] = items[i]->seq;
+    }
+    strbuf_t sb;
+    strbuf_init(&sb);
+    comp_fanin_write(&sb, d->last_marker != o ? o->epoch : NULL, NULL, to, n, k, f->tmpl.data, f->tmpl.len);
+    d->last_marker = o;
+    char *p = retained_room(d, sb.len);
+    memcpy(p, sb.data, sb.len);
+    d->rtail += sb.len;
+    flush_later(d);
+    for (size_t i = 0; i < k; i++)
+        fifo_push(d, o, n[i], items[i]->s, NULL, i + 1 == k ? sb.len : 0, 0, (uint32_t)k, (uint32_t)i);
+    d->out_count += k;
+    d->c.stanzas_out += k;
+    d->c.bytes_out += sb.len;
+    d->c.fan_elements++;
+    strbuf_free(&sb);
+    free(to);
+    free(n);
+}
+
+/* The deliveries collected for <w:fan/> links, per link in delivery order,
+ * as elements no larger than limits.stanza-bytes (what any routed element
+ * may be). A link that went meanwhile, or a slot that left it, gets its
+ * deliveries one by one (held like any). */
+static void fan_flush(link_t *from, origin_t *o, const comp_fanout_t *f, fan_item_t *items, size_t n)
+{
+    fan_item_t **group = xmalloc((n ? n : 1) * sizeof *group);
+    size_t base = 96 + strlen(o->epoch) + f->tmpl.len;   /* <w:fan e='' n=''>, </w:fan> and the stanza */
+    for (size_t j = 0; j < n; j++) {
+        if (items[j].taken)
+            continue;
+        link_t *d = items[j].d;
+        size_t k = 0, bytes = base;
+        for (size_t i = j; i < n; i++) {
+            fan_item_t *it = &items[i];
+            if (it->taken || it->d != d)
+                continue;
+            it->taken = 1;
+            if (d->torn_down || d->state == LINK_CLOSING || it->s->link != d || it->s->fenced) {
+                fan_plain(from, f, it->s, o, it->seq, it->to);
+                continue;
+            }
+            size_t rl = comp_fanin_recipient_len(it->to, it->seq);
+            if (k && bytes + rl > router_config->stanza_bytes) {
+                if (k == 1)
+                    fan_plain(from, f, group[0]->s, o, group[0]->seq, group[0]->to);
+                else
+                    fan_write(d, o, f, group, k);
+                k = 0;
+                bytes = base;
+            }
+            group[k++] = it;
+            bytes += rl;
+        }
+        if (k == 1)
+            fan_plain(from, f, group[0]->s, o, group[0]->seq, group[0]->to);
+        else if (k)
+            fan_write(d, o, f, group, k);
+        if (!d->torn_down)
+            after_forward(from, d);
+    }
+    free(group);
+}
+
 void forward_fanout(link_t *from, xml_node_t *el)
 {
     comp_fanout_t f;
@@ -555,18 +701,29 @@ void forward_fanout(link_t *from, xml_node_t *el)
     } else if (expand > router_config->fanout_bytes) {
         fanout_refuse(from, o, n, "too-large", "its deliveries are larger than limits.fanout-bytes");
     } else {
-        strbuf_t sb;
-        strbuf_init(&sb);
+        /* Each delivery takes its seq and is routed in order; those for a
+         * link that takes <w:fan/> wait in items and go out grouped per
+         * link once every seq is taken (9.8): one element, parsed once by
+         * the receiver, instead of one per recipient. */
+        fan_item_t *items = xmalloc((n ? n : 1) * sizeof *items);
+        size_t nitems = 0;
         for (size_t i = (size_t)f.skip; i < f.nto && from->state != LINK_CLOSING; i++) {
             origin_reserve(o);
             uint64_t seq = o->next_seq++;
-            strbuf_reset(&sb);
-            comp_fanout_delivery(&f, f.to[i], &sb);
             from->c.stanzas_in++;
-            from->c.bytes_in += sb.len;
-            route(from, o, seq, stanza_ns, f.name, f.type, f.to[i], f.user, sb.data, sb.len);
+            from->c.bytes_in += comp_fanout_delivery_len(&f, f.to[i]);
+            delivery_arg_t a = {&f, f.to[i]};
+            slot_t *s = route_pick(o, seq, stanza_ns, f.name, f.type, f.to[i], f.user, NULL, 0, delivery_bytes, &a);
+            if (!s)
+                continue;
+            link_t *d = s->link;
+            if (d && !s->fenced && d->internal && d->fan_ok)
+                items[nitems++] = (fan_item_t){d, s, seq, f.to[i], 0};
+            else
+                fan_plain(from, &f, s, o, seq, f.to[i]);
         }
-        strbuf_free(&sb);
+        fan_flush(from, o, &f, items, nitems);
+        free(items);
     }
     /* The ack last: the router has taken every delivery before it forgets
      * (and the sender's epoch learns as done) what it acknowledges. */

@@ -494,6 +494,9 @@ static void handle_control(link_t *l, xml_node_t *st)
         }
         l->origin = origin_attach(epoch, next, l);
         l->state = LINK_READY;
+        /* It reads grouped deliveries of a fan-out (9.8). */
+        const char *fan = xml_attr_get(st, "fan");
+        l->fan_ok = fan && (!strcmp(fan, "1") || !strcmp(fan, "true"));
         /* The limits a component needs to size its fan-out elements (9.7). */
         char buf[200];
         int len = snprintf(buf, sizeof buf,

@@ -8,7 +8,7 @@
 #include "router.h"
 #include "metrics.h"
 
-static metrics_family_t *m_links, *m_queue, *m_stanzas, *m_bytes, *m_held;
+static metrics_family_t *m_links, *m_queue, *m_stanzas, *m_bytes, *m_held, *m_fan;
 
 static const char *router_metrics_state(link_state_t st)
 {
@@ -31,6 +31,7 @@ static void router_metrics_collect(void)
     metrics_reset(m_queue);
     metrics_reset(m_stanzas);
     metrics_reset(m_bytes);
+    metrics_reset(m_fan);
     for (const link_t *l = link_list(); l; l = l->next) {
         const char *comp = l->acl ? l->acl->name : "-";
         metrics_add(metrics_series(m_links, router_metrics_state(l->state), NULL), 1);
@@ -39,6 +40,7 @@ static void router_metrics_collect(void)
         metrics_add(metrics_series(m_stanzas, comp, "out"), (double)l->c.stanzas_out);
         metrics_add(metrics_series(m_bytes, comp, "in"), (double)l->c.bytes_in);
         metrics_add(metrics_series(m_bytes, comp, "out"), (double)l->c.bytes_out);
+        metrics_add(metrics_series(m_fan, comp, NULL), (double)l->c.fan_elements);
     }
     metrics_gauge_set(m_held, NULL, NULL, (double)names_held_total());
 }
@@ -55,6 +57,9 @@ void router_metrics_register(void)
     m_bytes = metrics_family("weft_router_link_bytes_total", METRICS_COUNTER,
                              "Bytes received from (in) and sent to (out) components over their current links.",
                              "component,direction", NULL, 0);
+    m_fan = metrics_family("weft_router_link_fan_elements_total", METRICS_COUNTER,
+                           "Grouped <w:fan/> elements sent to a component (each carries several deliveries).",
+                           "component", NULL, 0);
     m_held = metrics_family("weft_router_held_stanzas", METRICS_GAUGE,
                             "Stanzas held for names whose component is not bound (hold.seconds, hold.bytes).", NULL,
                             NULL, 0);

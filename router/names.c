@@ -8,6 +8,7 @@
  * Invariant: a held_t is referenced by exactly one slot queue and holds one
  * origin reference. */
 #include "router.h"
+#include "comp_fanout.h"
 #include "comp_proto.h"
 #include "log.h"
 #include <stdio.h>
@@ -248,6 +249,57 @@ void names_unbind(link_t *l, const char *name)
     }
 }
 
+/* The deliveries of a <w:fan/> element at the front of a lost link's fifo
+ * (those of it not acknowledged: the group's last entry holds the element's
+ * bytes) leave the fifo and the ring, and go back to their slots one by one
+ * as plain routed elements (docs/component-protocol.md 9.5): the element is
+ * parsed again for them, which happens only here. */
+static void requeue_fan(link_t *l)
+{
+    inflight_t first = l->fifo[l->fifo_head];
+    size_t k = first.fan_n - first.fan_i;
+    inflight_t *ents = xmalloc(k * sizeof *ents);
+    for (size_t i = 0; i < k; i++) {
+        ents[i] = l->fifo[l->fifo_head];
+        l->fifo_head = (l->fifo_head + 1) % l->fifo_cap;
+        l->fifo_len--;
+    }
+    size_t len = ents[k - 1].len;
+    xml_node_t *el = comp_proto_parse(l->rbuf + l->rhead, len);
+    l->rhead += len;
+    if (l->rout < l->rhead)
+        l->rout = l->rhead;     /* not sent, and never will be */
+    comp_fanin_t fi;
+    const char *why = NULL;
+    int ok = el && comp_fanin_parse(el, &fi, &why) == 0 && fi.nto == first.fan_n;
+    if (ok)
+        xml_attr_set(fi.stanza, "to", NULL);
+    strbuf_t sb;
+    strbuf_init(&sb);
+    for (size_t i = 0; i < k; i++) {
+        inflight_t *f = &ents[i];
+        if (!ok) {
+            /* Our own element: cannot happen; logged, never silent. */
+            log_error("event=fan-requeue-failed component=%s seq=%llu", l->acl ? l->acl->name : "-",
+                      (unsigned long long)f->seq);
+            origin_done(f->origin, f->seq);
+        } else if (f->slot) {
+            strbuf_reset(&sb);
+            xml_attr_set(fi.stanza, "to", fi.to[f->fan_i]);
+            xml_serialize(fi.stanza, COMP_NS_ACCEPT, &sb);
+            names_hold(f->slot, f->origin, f->seq, f->via, sb.data, sb.len);
+        } else {
+            origin_done(f->origin, f->seq);
+        }
+        origin_unref(f->origin);
+    }
+    strbuf_free(&sb);
+    if (ok)
+        comp_fanin_clear(&fi);
+    xml_free(el);
+    free(ents);
+}
+
 void names_link_lost(link_t *l)
 {
     double now = daemon_now();
@@ -259,6 +311,10 @@ void names_link_lost(link_t *l)
      * resume a sender whose input is then forwarded, still to this link,
      * which appends to both; those entries are requeued in turn. */
     while (l->fifo_len) {
+        if (l->fifo[l->fifo_head].fan_n) {
+            requeue_fan(l);
+            continue;
+        }
         inflight_t f = l->fifo[l->fifo_head];
         l->fifo_head = (l->fifo_head + 1) % l->fifo_cap;
         l->fifo_len--;

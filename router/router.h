@@ -68,7 +68,11 @@ typedef struct origin origin_t;
 
 /* A stanza forwarded to an internal component and not yet acknowledged by it.
  * Its bytes are in the link's retained ring: mlen bytes of origin marker,
- * then the len bytes of the stanza. */
+ * then the len bytes of the stanza. A delivery that went out in a grouped
+ * <w:fan/> element (fan_n deliveries, this one number fan_i) has mlen 0 and
+ * len 0, except the group's last, whose len is the whole element's: the
+ * bytes leave the ring when every delivery of the group is acknowledged,
+ * and a lost link parses the element again to requeue each on its own. */
 typedef struct inflight {
     origin_t *origin;
     uint64_t seq;
@@ -76,6 +80,7 @@ typedef struct inflight {
     const char *via;           /* takeover.c: the lost instance it was held for, or NULL */
     size_t len;
     size_t mlen;
+    uint32_t fan_n, fan_i;     /* 0, 0: a plain element */
 } inflight_t;
 
 typedef enum link_state {
@@ -88,6 +93,7 @@ typedef enum link_state {
 
 typedef struct link_counters {
     uint64_t stanzas_in, stanzas_out, bytes_in, bytes_out, bounced;
+    uint64_t fan_elements;     /* <w:fan/> elements written (each several of stanzas_out) */
 } link_counters_t;
 
 struct link {
@@ -97,6 +103,7 @@ struct link {
     char peer[64];
     int local;                 /* loopback or UNIX peer */
     int internal;              /* internal protocol (else XEP-0114) */
+    int fan_ok;                /* said fan='1' in <w:session/>: takes <w:fan/> (9.8) */
     int tls;
     int starttls_pending;      /* <proceed/> sent; TLS starts after the parser returns */
     int torn_down;             /* removed from routing (link_teardown ran) */

@@ -44,6 +44,12 @@ static rcpt_t *rcpts;
 static size_t nrcpt, rcpt_cap, rcpt_bytes;
 static int flushing;
 static struct event *flush_ev;
+/* sm_deliver_shared: the fan-out's tree, the xml_changes() count at which it
+ * was declared, and its generation; tmpl_gen is the generation tmpl was
+ * made from (0: none of them). */
+static const xml_node_t *shared_st;
+static unsigned long shared_mark;
+static unsigned long shared_gen, tmpl_gen;
 
 /* " name='value'", escaped. */
 static void put_attr(strbuf_t *out, const char *name, const char *value)
@@ -161,19 +167,27 @@ void sm_deliver(sm_sess_t *s, xml_node_t *st)
         return;
     }
     const char *to = xml_attr_get(st, "to");
-    strbuf_reset(&cand);
-    xml_serialize_omit(st, COMP_NS_ACCEPT, "to", &cand);
+    /* A fan-out's shared tree, unchanged since tmpl was made from it: tmpl
+     * is its serialization already (a room message to 500 occupants is
+     * serialized once, not 500 times). */
+    int shared = st == shared_st && xml_changes() == shared_mark;
+    int reuse = shared && tmpl_gen == shared_gen;
+    if (!reuse) {
+        strbuf_reset(&cand);
+        xml_serialize_omit(st, COMP_NS_ACCEPT, "to", &cand);
+    }
     size_t lc = strlen(s->c2s) + 1, ls = strlen(s->sid) + 1, lt = to ? strlen(to) + 1 : 0;
     size_t add = lc + ls + lt + 32;
     size_t limit = sm_link_stanza_limit() / 2;
-    if (nrcpt && (cand.len != tmpl.len || memcmp(cand.data, tmpl.data, cand.len) ||
+    if (nrcpt && ((!reuse && (cand.len != tmpl.len || memcmp(cand.data, tmpl.data, cand.len))) ||
                   tmpl.len + rcpt_bytes + add > limit || (long)nrcpt >= sm_config->deliver_recipients))
         sm_deliver_flush();
-    if (!nrcpt) {
+    if (!nrcpt && !reuse) {
         strbuf_t t = tmpl;
         tmpl = cand;
         cand = t;
         tmpl_name_end = 1 + strlen(st->name);   /* serialized as "<name..." */
+        tmpl_gen = shared ? shared_gen : 0;
     }
     if (nrcpt == rcpt_cap) {
         rcpt_cap = rcpt_cap ? 2 * rcpt_cap : 64;
@@ -193,6 +207,14 @@ void sm_deliver(sm_sess_t *s, xml_node_t *st)
     }
 }
 
+void sm_deliver_shared(const xml_node_t *st, int fresh)
+{
+    if (fresh || st != shared_st)
+        shared_gen++;
+    shared_st = st;
+    shared_mark = xml_changes();
+}
+
 void sm_deliver_batch_free(void)
 {
     sm_deliver_flush();
@@ -203,6 +225,8 @@ void sm_deliver_batch_free(void)
     rcpts = NULL;
     rcpt_cap = 0;
     strbuf_free(&tmpl);
+    tmpl_gen = 0;
+    shared_st = NULL;
     strbuf_free(&cand);
     strbuf_free(&out);
 }

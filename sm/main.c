@@ -120,10 +120,11 @@ static void ack_done(unsigned long long token)
         comp_client_done(link_, token);
 }
 
-static void on_stanza(void *ctx, xml_node_t *st)
+/* One element the router delivered, acknowledged with token once done;
+ * takes st. */
+static void handle_element(xml_node_t *st, uint64_t token)
 {
-    (void)ctx;
-    sm_ack_enter(comp_client_in_token(link_));
+    sm_ack_enter(token);
     const char *ns = st->ns ? st->ns : "";
     if (!strcmp(ns, SM_NS_SESSION) && !strcmp(st->name, "session")) {
         sm_session_control(st);
@@ -143,6 +144,58 @@ static void on_stanza(void *ctx, xml_node_t *st)
     }
     xml_free(st);
     sm_ack_leave();
+}
+
+static void on_stanza(void *ctx, xml_node_t *st)
+{
+    (void)ctx;
+    handle_element(st, comp_client_in_token(link_));
+}
+
+/* Deliveries of one stanza to n recipients that the router sent as one
+ * <w:fan/> (a room message to its local occupants, docs/component-protocol.md
+ * 9.8), parsed once. Each recipient is its own delivery with its own
+ * acknowledgement, handled as on_stanza handles a routed stanza, on the
+ * same tree with only 'to' set anew. The inbound rules seldom change a
+ * stanza, but some do (mod_mam adds its stanza-id to what it archives,
+ * mod_carbons strips <private/>, a module of a third party may do more):
+ * when anything changed through the xml API while one recipient was
+ * handled, the next gets a fresh copy of the stanza as it came. Nothing in
+ * the inbound path keeps the tree past the call (what waits is copied). */
+static void on_fan(void *ctx, xml_node_t *st, const comp_fan_rcpt_t *r, size_t n)
+{
+    (void)ctx;
+    const char *ns = st->ns ? st->ns : "";
+    if (!((!strcmp(ns, COMP_NS_ACCEPT) || !strcmp(ns, NS_CLIENT)) && is_stanza_name(st->name))) {
+        for (size_t i = 0; i < n; i++) {     /* not a stanza: as on_stanza, one copy each */
+            xml_node_t *one = xml_copy(st);
+            xml_attr_set(one, "to", r[i].to);
+            handle_element(one, r[i].token);
+        }
+        xml_free(st);
+        return;
+    }
+    xml_rename_ns(st, COMP_NS_ACCEPT, NS_CLIENT);
+    xml_attr_set(st, "to", NULL);
+    xml_node_t *orig = n > 1 ? xml_copy(st) : NULL;
+    int fresh = 1;
+    for (size_t i = 0; i < n; i++) {
+        sm_ack_enter(r[i].token);
+        xml_attr_set(st, "to", r[i].to);
+        unsigned long before = xml_changes();
+        sm_deliver_shared(st, fresh);
+        fresh = 0;
+        sm_inbound(st);
+        if (orig && i + 1 < n && xml_changes() != before) {
+            xml_free(st);
+            st = xml_copy(orig);
+            fresh = 1;
+        }
+        sm_ack_leave();
+    }
+    sm_deliver_shared(NULL, 1);
+    xml_free(orig);
+    xml_free(st);
 }
 
 static void on_name(void *ctx, const char *name, const char *instance, int up)
@@ -273,6 +326,7 @@ static int sm_start(struct event_base *base, void *config)
         .on_ready = on_ready,
         .on_down = on_down,
         .on_stanza = on_stanza,
+        .on_fan = on_fan,
         .on_name = on_name,
         .on_bind_error = on_bind_error,
         .on_lost = on_lost,

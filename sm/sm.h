@@ -95,6 +95,13 @@ void sm_deliver(sm_sess_t *s, xml_node_t *st);
  * to the router and before every acknowledgement). */
 void sm_deliver_flush(void);
 void sm_deliver_batch_free(void);
+/* main.c's fan-out loop (one stanza tree for several recipients, only 'to'
+ * set anew for each): st is that tree as the next recipient gets it; fresh
+ * says it is a new tree (or a new copy) whose serialization nothing has
+ * seen. As long as nothing changes any tree (xml_changes), sm_deliver
+ * reuses st's serialization without 'to' instead of making it again.
+ * NULL when the loop is over. */
+void sm_deliver_shared(const xml_node_t *st, int fresh);
 /* A <deliver/> the router bounced (its c2s unreachable): each of its
  * sessions is handled as for a bounced route (core.c). */
 void sm_deliver_bounced(xml_node_t *el);
