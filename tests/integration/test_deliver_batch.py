@@ -130,3 +130,56 @@ def test_kill_after_merged_chat_gives_nothing_twice(tmp_path):
         assert not bodies(drain(again, 1.5), "tick"), again.buf[-1500:]
     finally:
         s.close()
+
+
+def router_fan(port):
+    fams = scrape(port)
+    return (value(fams, "weft_router_link_fan_elements_total", component="sm"),
+            value(fams, "weft_router_link_stanzas_total", component="sm", direction="out"))
+
+
+def test_room_message_reaches_the_sm_as_one_element_and_survives_an_sm_kill(tmp_path):
+    """A room of 12 local occupants: each room message reaches the sm as one
+    grouped <w:fan/> element (docs/component-protocol.md 9.8; the router's
+    weft_router_link_fan_elements_total), not 12 routed elements, and every
+    occupant gets it once, in order, addressed to its own full JID. Then the
+    sm is killed with SIGKILL right after a message went to the room and
+    started again: c2s keeps every client, and each occupant has every
+    message, before, around and after the kill, exactly once."""
+    rport = free_port()
+    s = MucServer(tmp_path).start(router_extra=metrics_xml(rport))
+    try:
+        n_occ = 12
+        users = [s.user(f"fan{i}") for i in range(n_occ)]
+        instant(users[0], "fanroom", "n0")
+        for i, u in enumerate(users[1:], 1):
+            join(u, "fanroom", f"n{i}")
+        time.sleep(0.5)
+        fan0, out0 = router_fan(rport)
+        for k in range(10):
+            users[1].send(f"<message to='{room('fanroom')}' type='groupchat' id='f{k}'><body>fan {k}</body></message>")
+        got = {}
+        for i, u in enumerate(users):
+            got[i] = u.read_until(r"<body>fan 9</body>", timeout=20) + drain(u, 0.3)
+            u.buf = ""
+            assert bodies(got[i], "fan") == list(range(10)), f"fan{i}: {got[i][-1500:]}"
+            for m in re.findall(r"<message\b[^>]*type=['\"]groupchat['\"][^>]*>", got[i]):
+                assert re.search(rf"to=['\"]fan{i}@localhost/r['\"]", m), m
+        fan1, out1 = router_fan(rport)
+        # One element per message (and the deliveries in it counted one by one).
+        assert fan1 - fan0 >= 10 and out1 - out0 >= 10 * n_occ, (fan1 - fan0, out1 - out0)
+        assert fan1 - fan0 <= 12, fan1 - fan0
+        # The kill, right after message 10 went to the room.
+        users[1].send(f"<message to='{room('fanroom')}' type='groupchat' id='f10'><body>fan 10</body></message>")
+        time.sleep(0.01)
+        s.sm.kill9()
+        s.start_sm()
+        assert wait_for(lambda: s.log("sm").count("resync=1") >= n_occ, 30), s.log("sm")[-3000:]
+        for k in range(11, 20):
+            users[1].send(f"<message to='{room('fanroom')}' type='groupchat' id='f{k}'><body>fan {k}</body></message>")
+        for i, u in enumerate(users):
+            rest = u.read_until(r"<body>fan 19</body>", timeout=30) + drain(u, 0.5)
+            seen = bodies(got[i] + rest, "fan")
+            assert seen == list(range(20)), f"fan{i}: {seen}"
+    finally:
+        s.close()
