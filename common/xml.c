@@ -29,9 +29,9 @@ xml_node_t *xml_elem_new(const char *ns, const char *name)
     return n;
 }
 
-void xml_append(xml_node_t *parent, xml_node_t *child)
+/* xml_append without counting a change: xml_copy builds a new tree. */
+static void append_node(xml_node_t *parent, xml_node_t *child)
 {
-    changes++;
     child->parent = parent;
     child->next = NULL;
     if (parent->last_child)
@@ -39,6 +39,12 @@ void xml_append(xml_node_t *parent, xml_node_t *child)
     else
         parent->first_child = child;
     parent->last_child = child;
+}
+
+void xml_append(xml_node_t *parent, xml_node_t *child)
+{
+    changes++;
+    append_node(parent, child);
 }
 
 xml_node_t *xml_add_child(xml_node_t *parent, const char *ns, const char *name)
@@ -137,7 +143,7 @@ xml_node_t *xml_copy(const xml_node_t *node)
         n->nattrs = node->nattrs;
     }
     for (const xml_node_t *c = node->first_child; c; c = c->next)
-        xml_append(n, xml_copy(c));
+        append_node(n, xml_copy(c));
     return n;
 }
 

@@ -397,6 +397,39 @@ static void test_round_trip_parsed(void **state)
     xml_free(t);
 }
 
+/* xml_changes moves with every change through the API, not with reads,
+ * copies or serialization (the sm's shared fan-out stanza relies on it). */
+static void test_changes_counted(void **state)
+{
+    (void)state;
+    xml_node_t *m = xml_elem_new("jabber:client", "message");
+    xml_node_t *body = xml_add_child(m, "jabber:client", "body");
+    xml_add_text(body, "hi", 2);
+    unsigned long c = xml_changes();
+    xml_node_t *cp = xml_copy(m);
+    strbuf_t sb;
+    strbuf_init(&sb);
+    xml_serialize(m, "jabber:client", &sb);
+    (void)xml_attr_get(m, "to");
+    (void)xml_child(m, NULL, "body");
+    assert_true(xml_changes() == c);
+    xml_attr_set(m, "to", "a@b");
+    assert_true(xml_changes() > c);
+    c = xml_changes();
+    xml_detach(body);
+    assert_true(xml_changes() > c);
+    c = xml_changes();
+    xml_add_child(cp, "urn:xmpp:sid:0", "stanza-id");
+    assert_true(xml_changes() > c);
+    c = xml_changes();
+    xml_rename_ns(cp, "jabber:client", "jabber:component:accept");
+    assert_true(xml_changes() > c);
+    strbuf_free(&sb);
+    xml_free(body);
+    xml_free(m);
+    xml_free(cp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -409,6 +442,7 @@ int main(void)
         cmocka_unit_test(test_serialize_text_node),
         cmocka_unit_test(test_round_trip_random),
         cmocka_unit_test(test_round_trip_parsed),
+        cmocka_unit_test(test_changes_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
