@@ -631,6 +631,16 @@ static void fan_write(link_t *d, origin_t *o, const comp_fanout_t *f, fan_item_t
     free(n);
 }
 
+/* A group of one is a plain routed element. */
+static void fan_group_out(link_t *from, link_t *d, origin_t *o, const comp_fanout_t *f, fan_item_t **group,
+                          size_t k)
+{
+    if (k == 1)
+        fan_plain(from, f, group[0]->s, o, group[0]->seq, group[0]->to);
+    else
+        fan_write(d, o, f, group, k);
+}
+
 /* The deliveries collected for <w:fan/> links, per link in delivery order,
  * as elements no larger than limits.stanza-bytes (what any routed element
  * may be). A link that went meanwhile, or a slot that left it, gets its
@@ -649,26 +659,23 @@ static void fan_flush(link_t *from, origin_t *o, const comp_fanout_t *f, fan_ite
             if (it->taken || it->d != d)
                 continue;
             it->taken = 1;
-            if (d->torn_down || d->state == LINK_CLOSING || it->s->link != d || it->s->fenced) {
-                fan_plain(from, f, it->s, o, it->seq, it->to);
-                continue;
-            }
+            int plain = d->torn_down || d->state == LINK_CLOSING || it->s->link != d || it->s->fenced;
             size_t rl = comp_fanin_recipient_len(it->to, it->seq);
-            if (k && bytes + rl > router_config->stanza_bytes) {
-                if (k == 1)
-                    fan_plain(from, f, group[0]->s, o, group[0]->seq, group[0]->to);
-                else
-                    fan_write(d, o, f, group, k);
+            /* What is grouped goes first: seqs reach d in order. */
+            if (k && (plain || bytes + rl > router_config->stanza_bytes)) {
+                fan_group_out(from, d, o, f, group, k);
                 k = 0;
                 bytes = base;
+            }
+            if (plain) {
+                fan_plain(from, f, it->s, o, it->seq, it->to);
+                continue;
             }
             group[k++] = it;
             bytes += rl;
         }
-        if (k == 1)
-            fan_plain(from, f, group[0]->s, o, group[0]->seq, group[0]->to);
-        else if (k)
-            fan_write(d, o, f, group, k);
+        if (k)
+            fan_group_out(from, d, o, f, group, k);
         if (!d->torn_down)
             after_forward(from, d);
     }
