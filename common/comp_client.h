@@ -13,7 +13,10 @@
  * the stanzas the router delivers are parked, unacknowledged, and given to
  * on_stanza only once the buffer fell to a quarter (the low-water mark); so
  * the half above the mark is room for the output of the element being
- * handled, and the hard limit is not reached in normal overload. */
+ * handled, and the hard limit is not reached in normal overload.
+ * A component that sets on_fan gets the router's grouped deliveries of one
+ * fan-out (<w:fan/>, docs/component-protocol.md 9.8) as one call: one parse
+ * for many recipients, each still its own delivery and token. */
 #ifndef WEFT_COMP_CLIENT_H
 #define WEFT_COMP_CLIENT_H
 #include <stddef.h>
