@@ -183,3 +183,44 @@ def test_room_message_reaches_the_sm_as_one_element_and_survives_an_sm_kill(tmp_
             assert seen == list(range(20)), f"fan{i}: {seen}"
     finally:
         s.close()
+
+
+def test_room_messages_in_fan_elements_survive_a_router_kill(tmp_path):
+    """The router is killed with SIGKILL right after 5 room messages for a
+    room of 12 local occupants went to the room, and started again:
+    weft-muc sends its unacknowledged fan-outs again, the sm may get
+    deliveries it had (same epoch and seqs) in new <w:fan/> elements, which
+    comp_client drops per recipient (docs/component-protocol.md 9.4, 9.8;
+    test_router_fan.py checks that step alone). Each occupant has every
+    message exactly once, in order."""
+    rport = free_port()
+    s = MucServer(tmp_path).start(router_extra=metrics_xml(rport))
+    try:
+        n_occ = 12
+        users = [s.user(f"rk{i}") for i in range(n_occ)]
+        instant(users[0], "rkroom", "n0")
+        for i, u in enumerate(users[1:], 1):
+            join(u, "rkroom", f"n{i}")
+        time.sleep(0.5)
+        for k in range(5):
+            users[1].send(f"<message to='{room('rkroom')}' type='groupchat' id='r{k}'><body>rk {k}</body></message>")
+        got = {i: u.read_until(r"<body>rk 4</body>", timeout=20) for i, u in enumerate(users)}
+        for u in users:
+            u.buf = ""
+        assert router_fan(rport)[0] >= 5
+        for k in range(5, 10):
+            users[1].send(f"<message to='{room('rkroom')}' type='groupchat' id='r{k}'><body>rk {k}</body></message>")
+        time.sleep(0.005)
+        s.router.kill9()
+        time.sleep(0.3)
+        ready = {n: s.log(n).count("event=router-linked") for n in ("sm", "muc", "c2s")}
+        s.router = s._spawn(s.router.args, "router.log")
+        assert wait_for(lambda: all(s.log(n).count("event=router-linked") > ready[n] for n in ready), 30), ready
+        for k in range(10, 15):
+            users[1].send(f"<message to='{room('rkroom')}' type='groupchat' id='r{k}'><body>rk {k}</body></message>")
+        for i, u in enumerate(users):
+            rest = u.read_until(r"<body>rk 14</body>", timeout=30) + drain(u, 0.5)
+            seen = bodies(got[i] + rest, "rk")
+            assert seen == list(range(15)), f"rk{i}: {seen}"
+    finally:
+        s.close()

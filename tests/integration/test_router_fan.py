@@ -12,6 +12,7 @@ import re
 import socket
 import time
 
+from conftest import wait_for
 from test_router_fanout import ACCEPT, EPOCH_A, EPOCH_B, W, acked, collect, connect, fanout
 from weftproto import Link, NS_SASL
 
@@ -154,3 +155,35 @@ def test_groups_are_split_at_the_stanza_limit(env):
     assert len(fans(ctl)) >= 6
     sizes = [len(m) for m in re.findall(rb"<w:fan\b.*?</w:fan>", b.raw, re.S)]
     assert sizes and max(sizes) <= 2048, sizes
+
+
+def test_comp_client_drops_grouped_deliveries_it_had_after_a_router_restart(env):
+    """testcomp (comp_client with on_fan) gets a fan-out's five deliveries in
+    one <w:fan/> and acknowledges them; the router is killed and started
+    again, and a (same epoch, as a component that never heard the router's
+    ack) sends the fan-out again: the router gives testcomp the same seqs in
+    a new <w:fan/>, and comp_client drops all five as duplicates (9.4). A
+    new fan-out then arrives in one call again."""
+    env.start_router()
+    b = env.comp("b", "secret-b", "--bind", "b.test", "--fan")
+    a, _ = connect(env, "a", "secret-a", ["a.test"], EPOCH_A)
+    to = [f"u{i}@b.test/r" for i in range(5)]
+    first = fanout(to, body="seq:0", sid="d0")
+    a.send(first)
+    _, ctl = collect(a, lambda r, c: 5 in acked(c))
+    assert 5 in acked(ctl), "testcomp did not acknowledge the five deliveries"
+    assert "fan=1 fan_elements=1" in stats_line(env, "b")
+    env.router.kill9()
+    b.ready_file.unlink()
+    env.start_router()
+    assert wait_for(b.ready_file.exists, 15), "testcomp did not come back"
+    a2, _ = connect(env, "a", "secret-a", ["a.test"], EPOCH_A)
+    a2.send(first)
+    _, ctl = collect(a2, lambda r, c: 5 in acked(c))
+    assert 5 in acked(ctl)
+    assert "fan=1 fan_elements=1" in stats_line(env, "b")     # it went as one element again
+    a2.send(fanout(to, body="seq:1", sid="d1"))
+    _, ctl = collect(a2, lambda r, c: 10 in acked(c))
+    report = b.report()
+    assert report["received"] == 10, report
+    assert report["fan_calls"] == 2, report

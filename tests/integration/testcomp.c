@@ -7,7 +7,9 @@
  *
  *   testcomp --router ADDR --name N --secret S [--bind NAME]... [--default]
  *            [--to TEMPLATE [--to2 TEMPLATE] --count N --rate PER_SEC --users K --from JID]
- *            [--echo] [--expect N] [--timeout SECONDS] [--ready-file PATH]
+ *            [--echo] [--expect N] [--timeout SECONDS] [--ready-file PATH] [--fan]
+ * --fan: it asks the router for grouped deliveries (<w:fan/>, on_fan) and
+ * counts the calls (fan_calls); each recipient is handled as a stanza.
  * TEMPLATE may hold %d, replaced by the message number modulo --users. */
 #include "comp_client.h"
 #include "comp_proto.h"
@@ -28,7 +30,8 @@ static const char *to_tmpl, *to_tmpl2, *from_jid = NULL, *ready_file;
 static long count, users = 1, expect;
 static double rate = 1000;
 static int echo;
-static long sent, unique, dups, errors, received, send_failures;
+static long sent, unique, dups, errors, received, send_failures, fan_calls;
+static int want_fan;
 static unsigned char *seen;      /* seen[seq] for numbered messages */
 static char **users_seen;
 static size_t nusers_seen;
@@ -37,8 +40,8 @@ static struct event *send_ev;
 static void report_and_exit(void)
 {
     printf("{\"received\": %ld, \"unique\": %ld, \"dups\": %ld, \"errors\": %ld, \"sent\": %ld, "
-           "\"send_failures\": %ld, \"unacked\": %zu, \"users\": [",
-           received, unique, dups, errors, sent, send_failures, comp_client_unacked(cc));
+           "\"send_failures\": %ld, \"unacked\": %zu, \"fan_calls\": %ld, \"users\": [",
+           received, unique, dups, errors, sent, send_failures, comp_client_unacked(cc), fan_calls);
     for (size_t i = 0; i < nusers_seen; i++)
         printf("%s\"%s\"", i ? ", " : "", users_seen[i]);
     printf("]}\n");
@@ -132,6 +135,18 @@ static void on_stanza(void *ctx, xml_node_t *st)
         expect_reached();
 }
 
+/* --fan: the deliveries of a <w:fan/>, each handled as on_stanza does one. */
+static void on_fan(void *ctx, xml_node_t *st, const comp_fan_rcpt_t *r, size_t n)
+{
+    fan_calls++;
+    for (size_t i = 0; i < n; i++) {
+        xml_node_t *one = xml_copy(st);
+        xml_attr_set(one, "to", r[i].to);
+        on_stanza(ctx, one);
+    }
+    xml_free(st);
+}
+
 static void send_some(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -203,6 +218,10 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--fan")) {
+            want_fan = 1;
+            continue;
+        }
         if (!strcmp(a, "--echo")) {
             echo = 1;
             continue;
@@ -272,7 +291,7 @@ int main(int argc, char **argv)
     seen = xcalloc(MAX_SEEN, 1);
     signal(SIGPIPE, SIG_IGN);
     base = event_base_new();
-    comp_client_cb_t cb = {.on_ready = on_ready, .on_stanza = on_stanza};
+    comp_client_cb_t cb = {.on_ready = on_ready, .on_stanza = on_stanza, .on_fan = want_fan ? on_fan : NULL};
     cc = comp_client_new(base, &cfg, &cb, NULL);
     send_ev = event_new(base, -1, EV_PERSIST, send_some, NULL);
     struct event *sig = evsignal_new(base, SIGTERM, on_signal, NULL);
