@@ -43,6 +43,10 @@ void xml_add_text(xml_node_t *parent, const char *text, size_t len);
 void xml_detach(xml_node_t *node);
 void xml_free(xml_node_t *node);
 xml_node_t *xml_copy(const xml_node_t *node);
+/* How many changes the functions here have made to any tree so far: a
+ * caller that hands a tree to code that should leave it alone can tell
+ * whether it did (the sm's fan-out reuses one copy while it does). */
+unsigned long xml_mutations(void);
 
 /* Unqualified attributes. set replaces; value NULL removes. */
 const char *xml_attr_get(const xml_node_t *el, const char *name);
