@@ -13,14 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Bumped by every change made through this file's functions (xml_changes). */
-static unsigned long changes;
-
-unsigned long xml_changes(void)
-{
-    return changes;
-}
-
 xml_node_t *xml_elem_new(const char *ns, const char *name)
 {
     xml_node_t *n = xcalloc(1, sizeof(*n));
@@ -29,8 +21,15 @@ xml_node_t *xml_elem_new(const char *ns, const char *name)
     return n;
 }
 
-/* xml_append without counting a change: xml_copy builds a new tree. */
-static void append_node(xml_node_t *parent, xml_node_t *child)
+/* Every change to a tree through this API counts (xml_mutations). */
+static unsigned long mutations;
+
+unsigned long xml_mutations(void)
+{
+    return mutations;
+}
+
+static void link_child(xml_node_t *parent, xml_node_t *child)
 {
     child->parent = parent;
     child->next = NULL;
@@ -43,8 +42,8 @@ static void append_node(xml_node_t *parent, xml_node_t *child)
 
 void xml_append(xml_node_t *parent, xml_node_t *child)
 {
-    changes++;
-    append_node(parent, child);
+    mutations++;
+    link_child(parent, child);
 }
 
 xml_node_t *xml_add_child(xml_node_t *parent, const char *ns, const char *name)
@@ -60,7 +59,7 @@ void xml_add_text(xml_node_t *parent, const char *text, size_t len)
 {
     if (len == 0)
         return;
-    changes++;
+    mutations++;
     xml_node_t *last = parent->last_child;
     if (last && !last->name) {
         last->text = xrealloc(last->text, last->text_len + len + 1);
@@ -80,7 +79,7 @@ void xml_detach(xml_node_t *node)
     xml_node_t *p = node->parent;
     if (!p)
         return;
-    changes++;
+    mutations++;
     xml_node_t *prev = NULL;
     for (xml_node_t *c = p->first_child; c && c != node; c = c->next)
         prev = c;
@@ -143,7 +142,7 @@ xml_node_t *xml_copy(const xml_node_t *node)
         n->nattrs = node->nattrs;
     }
     for (const xml_node_t *c = node->first_child; c; c = c->next)
-        append_node(n, xml_copy(c));
+        link_child(n, xml_copy(c));   /* a new tree: not a change to any (xml_mutations) */
     return n;
 }
 
@@ -191,8 +190,8 @@ const char *xml_attr_get(const xml_node_t *el, const char *name)
 
 void xml_attr_set_ns(xml_node_t *el, const char *ns, const char *name, const char *value)
 {
+    mutations++;
     xml_attr_t *a = attr_find(el, ns, name);
-    changes++;
     if (!value) {
         if (!a)
             return;
@@ -356,8 +355,8 @@ void xml_rename_ns(xml_node_t *n, const char *from, const char *to)
 {
     if (!n->name)
         return;
+    mutations++;
     if (n->ns && !strcmp(n->ns, from)) {
-        changes++;
         free(n->ns);
         n->ns = xstrdup(to);
     }

@@ -43,14 +43,10 @@ void xml_add_text(xml_node_t *parent, const char *text, size_t len);
 void xml_detach(xml_node_t *node);
 void xml_free(xml_node_t *node);
 xml_node_t *xml_copy(const xml_node_t *node);
-
-/* How many changes were made so far, to any tree, through the functions
- * above and below (appends, text, detaches, attribute sets, namespace
- * renames; xml_free and xml_copy are not changes). A caller that hands one
- * tree to code that might modify it compares the count before and after:
- * unchanged means that tree is as it was (the sm's shared fan-out stanza).
- * Code that writes a node's fields directly is not seen. */
-unsigned long xml_changes(void);
+/* How many changes the functions here have made to any tree so far: a
+ * caller that hands a tree to code that should leave it alone can tell
+ * whether it did (the sm's fan-out reuses one copy while it does). */
+unsigned long xml_mutations(void);
 
 /* Unqualified attributes. set replaces; value NULL removes. */
 const char *xml_attr_get(const xml_node_t *el, const char *name);

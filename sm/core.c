@@ -40,6 +40,8 @@ typedef struct qitem {
     sm_user_fn fn;              /* set: a call waiting for the user (sm_user_with) */
     void *arg;
     sm_ack_t *ack;              /* the router element it came from (store.h) */
+    char **tos;                 /* local queue: st goes to each of these (sm_send_each) */
+    size_t ntos;
     struct qitem *next;
 } qitem_t;
 
@@ -111,6 +113,9 @@ sm_user_t *sm_user_get(const char *bare)
 
 static void qitem_free(qitem_t *q)
 {
+    for (size_t i = 0; i < q->ntos; i++)
+        free(q->tos[i]);
+    free(q->tos);
     sm_ack_drop(q->ack);
     xml_free(q->st);
     free(q->c2s);
@@ -341,6 +346,32 @@ void sm_c2s_down(const char *instance)
 
 /* --- sending ------------------------------------------------------------------- */
 
+/* One stanza to several local JIDs (sm_send_each): each is handled inbound
+ * as if it came alone, on one working copy of q->st while nothing changes
+ * it. Handling a stanza may change it (an archive adds its stanza-id, for
+ * one); when anything changed any tree meanwhile (xml_mutations) the next
+ * recipient gets a fresh copy, so none sees what another's handling did. */
+static void inbound_each(qitem_t *q)
+{
+    xml_node_t *w = NULL;
+    size_t copies = 0;
+    for (size_t i = 0; i < q->ntos; i++) {
+        if (!w) {
+            w = xml_copy(q->st);
+            copies++;
+        }
+        xml_attr_set(w, "to", q->tos[i]);
+        unsigned long before = xml_mutations();
+        sm_inbound(w);
+        if (xml_mutations() != before) {
+            xml_free(w);
+            w = NULL;
+        }
+    }
+    xml_free(w);
+    log_debug("event=local-fanout recipients=%zu copies=%zu", q->ntos, copies);
+}
+
 static void q_drain(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -354,9 +385,12 @@ static void q_drain(evutil_socket_t fd, short what, void *arg)
         q_head = q->next;
         if (!q_head)
             q_tail = NULL;
-        q_len--;
+        q_len -= q->tos ? q->ntos : 1;
         sm_ack_t *prev = sm_ack_swap(q->ack);
-        sm_inbound(q->st);
+        if (q->tos)
+            inbound_each(q);
+        else
+            sm_inbound(q->st);
         sm_ack_swap(prev);
         qitem_free(q);
     }
@@ -377,6 +411,31 @@ static void q_push(const xml_node_t *st)
         q_head = q;
     q_tail = q;
     q_len++;
+    if (q_event)
+        event_active(q_event, EV_TIMEOUT, 0);
+}
+
+/* Queues st (copied) for local handling to each of tos[0..n) (taken). */
+static void q_push_each(const xml_node_t *st, char **tos, size_t n)
+{
+    if (q_len + n > LOCAL_QUEUE_MAX) {
+        log_warn("event=local-queue-full result=dropped recipients=%zu", n);
+        for (size_t i = 0; i < n; i++)
+            free(tos[i]);
+        free(tos);
+        return;
+    }
+    qitem_t *q = xcalloc(1, sizeof *q);
+    q->st = xml_copy(st);
+    q->tos = tos;
+    q->ntos = n;
+    q->ack = sm_ack_take();
+    if (q_tail)
+        q_tail->next = q;
+    else
+        q_head = q;
+    q_tail = q;
+    q_len += n;
     if (q_event)
         event_active(q_event, EV_TIMEOUT, 0);
 }
@@ -412,6 +471,41 @@ void sm_send(xml_node_t *st)
     } else if (link_send_stanza(st) < 0) {
         sm_reply_error(st, "resource-constraint", "wait");
     }
+}
+
+void sm_send_each(xml_node_t *st, const char *const *to, size_t n)
+{
+    char **local = NULL;
+    size_t nlocal = 0;
+    for (size_t i = 0; i < n; i++) {
+        jid_t j;
+        if (jid_parse(to[i], &j) != JID_OK) {
+            xml_attr_set(st, "to", to[i]);
+            sm_reply_error(st, "jid-malformed", "modify");
+            continue;
+        }
+        int here = sm_is_local(j.domain) && (!j.node || sm_owns(j.bare));
+        jid_clear(&j);
+        if (here) {
+            if (!local)
+                local = xmalloc(n * sizeof *local);
+            local[nlocal++] = xstrdup(to[i]);
+            continue;
+        }
+        /* What is queued before goes first: local ones so far, then this. */
+        if (nlocal) {
+            q_push_each(st, local, nlocal);
+            local = NULL;
+            nlocal = 0;
+        }
+        xml_attr_set(st, "to", to[i]);
+        if (link_send_stanza(st) < 0)
+            sm_reply_error(st, "resource-constraint", "wait");
+    }
+    if (nlocal)
+        q_push_each(st, local, nlocal);
+    else
+        free(local);
 }
 
 const char *sm_domain(void)
@@ -1219,8 +1313,13 @@ void sm_core_forget_all(void)
     while (q_head) {
         qitem_t *q = q_head;
         q_head = q->next;
-        q_len--;
-        link_send_stanza(q->st);
+        q_len -= q->tos ? q->ntos : 1;
+        for (size_t i = 0; i < q->ntos; i++) {
+            xml_attr_set(q->st, "to", q->tos[i]);
+            link_send_stanza(q->st);
+        }
+        if (!q->tos)
+            link_send_stanza(q->st);
         qitem_free(q);
         n++;
     }

@@ -44,7 +44,7 @@ static rcpt_t *rcpts;
 static size_t nrcpt, rcpt_cap, rcpt_bytes;
 static int flushing;
 static struct event *flush_ev;
-/* sm_deliver_shared: the fan-out's tree, the xml_changes() count at which it
+/* sm_deliver_shared: the fan-out's tree, the xml_mutations() count at which it
  * was declared, and its generation; tmpl_gen is the generation tmpl was
  * made from (0: none of them). */
 static const xml_node_t *shared_st;
@@ -170,7 +170,7 @@ void sm_deliver(sm_sess_t *s, xml_node_t *st)
     /* A fan-out's shared tree, unchanged since tmpl was made from it: tmpl
      * is its serialization already (a room message to 500 occupants is
      * serialized once, not 500 times). */
-    int shared = st == shared_st && xml_changes() == shared_mark;
+    int shared = st == shared_st && xml_mutations() == shared_mark;
     int reuse = shared && tmpl_gen == shared_gen;
     if (!reuse) {
         strbuf_reset(&cand);
@@ -212,7 +212,7 @@ void sm_deliver_shared(const xml_node_t *st, int fresh)
     if (fresh || st != shared_st)
         shared_gen++;
     shared_st = st;
-    shared_mark = xml_changes();
+    shared_mark = xml_mutations();
 }
 
 void sm_deliver_batch_free(void)

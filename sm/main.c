@@ -182,11 +182,11 @@ static void on_fan(void *ctx, xml_node_t *st, const comp_fan_rcpt_t *r, size_t n
     for (size_t i = 0; i < n; i++) {
         sm_ack_enter(r[i].token);
         xml_attr_set(st, "to", r[i].to);
-        unsigned long before = xml_changes();
+        unsigned long before = xml_mutations();
         sm_deliver_shared(st, fresh);
         fresh = 0;
         sm_inbound(st);
-        if (orig && i + 1 < n && xml_changes() != before) {
+        if (orig && i + 1 < n && xml_mutations() != before) {
             xml_free(st);
             st = xml_copy(orig);
             fresh = 1;

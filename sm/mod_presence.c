@@ -136,9 +136,18 @@ static void broadcast(sm_user_t *u, sm_sess_t *s, xml_node_t *st, int unavailabl
     contacts_t from = {NULL, 0, SM_SUB_FROM};
     sm_roster_foreach(u, collect, &from);
     if (s->available || !unavailable) {
+        const char **to = xmalloc((from.n + 1) * sizeof *to);
+        size_t n = 0;
         for (size_t i = 0; i < from.n; i++)
             if (!sm_blocking_blocks(u, from.jids[i]))
-                send_copy(st, s->jid.full, from.jids[i]);
+                to[n++] = from.jids[i];
+        if (n) {
+            xml_node_t *p = xml_copy(st);
+            xml_attr_set(p, "from", s->jid.full);
+            sm_send_each(p, to, n);   /* one queued copy for the local contacts */
+            xml_free(p);
+        }
+        free(to);
     }
     if (unavailable) {
         for (size_t i = 0; i < s->ndirected; i++) {

@@ -7,6 +7,7 @@
 #include "caps.h"
 #include "module.h"
 #include "pubsub_node.h"
+#include "store.h"
 
 typedef struct pep_cfg {
     long max_nodes;
@@ -48,6 +49,7 @@ typedef struct pep_op {
     xml_node_t *reply;
     xml_node_t *after;
     int pending, failed;
+    sm_batch_t *batch;    /* its writes, committed together (pep_op_done) */
 } pep_op_t;
 
 const pep_cfg_t *pep_cfg(void);

@@ -84,6 +84,10 @@ int sm_is_local(const char *domain);                 /* domain is the one we ser
  * processed inbound at once; anything else goes to the router. The stanza is
  * borrowed (serialized, not kept). */
 void sm_send(xml_node_t *st);
+/* sm_send of st to each of to[0..n) (st's own 'to' is not used, and is left
+ * set to one of them): the same rules and order, one queued copy for the
+ * local ones (a PEP notification to every contact). */
+void sm_send_each(xml_node_t *st, const char *const *to, size_t n);
 /* Sends a non-stanza element (session protocol: <authreg/>, <session/>) to the
  * router as is. el is borrowed (serialized, not kept). */
 void sm_send_raw_element(xml_node_t *el);
@@ -98,7 +102,7 @@ void sm_deliver_batch_free(void);
 /* main.c's fan-out loop (one stanza tree for several recipients, only 'to'
  * set anew for each): st is that tree as the next recipient gets it; fresh
  * says it is a new tree (or a new copy) whose serialization nothing has
- * seen. As long as nothing changes any tree (xml_changes), sm_deliver
+ * seen. As long as nothing changes any tree (xml_mutations), sm_deliver
  * reuses st's serialization without 'to' instead of making it again.
  * NULL when the loop is over. */
 void sm_deliver_shared(const xml_node_t *st, int fresh);
