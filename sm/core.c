@@ -356,18 +356,21 @@ static void inbound_each(qitem_t *q)
     xml_node_t *w = NULL;
     size_t copies = 0;
     for (size_t i = 0; i < q->ntos; i++) {
+        int fresh = !w;
         if (!w) {
             w = xml_copy(q->st);
             copies++;
         }
         xml_attr_set(w, "to", q->tos[i]);
         unsigned long before = xml_mutations();
+        sm_deliver_shared(w, fresh);   /* serialized once while unchanged (deliver_batch.c) */
         sm_inbound(w);
         if (xml_mutations() != before) {
             xml_free(w);
             w = NULL;
         }
     }
+    sm_deliver_shared(NULL, 1);
     xml_free(w);
     log_debug("event=local-fanout recipients=%zu copies=%zu", q->ntos, copies);
 }
