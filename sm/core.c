@@ -399,31 +399,15 @@ static void q_drain(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void q_push(const xml_node_t *st)
-{
-    if (q_len >= LOCAL_QUEUE_MAX) {
-        log_warn("event=local-queue-full result=dropped to=%s", xml_attr_get(st, "to"));
-        return;
-    }
-    qitem_t *q = xcalloc(1, sizeof *q);
-    q->st = xml_copy(st);
-    q->ack = sm_ack_take();
-    if (q_tail)
-        q_tail->next = q;
-    else
-        q_head = q;
-    q_tail = q;
-    q_len++;
-    if (q_event)
-        event_active(q_event, EV_TIMEOUT, 0);
-}
-
-/* Queues st (copied) for local handling to each of tos[0..n) (taken). */
+/* Queues st (copied) for local handling: to its own 'to' (tos NULL), or to
+ * each of tos[0..n) (taken), counted as n stanzas against the bound. */
 static void q_push_each(const xml_node_t *st, char **tos, size_t n)
 {
-    if (q_len + n > LOCAL_QUEUE_MAX) {
-        log_warn("event=local-queue-full result=dropped recipients=%zu", n);
-        for (size_t i = 0; i < n; i++)
+    size_t count = tos ? n : 1;
+    if (q_len + count > LOCAL_QUEUE_MAX) {
+        log_warn("event=local-queue-full result=dropped to=%s recipients=%zu",
+                 tos ? tos[0] : xml_attr_get(st, "to"), count);
+        for (size_t i = 0; tos && i < n; i++)
             free(tos[i]);
         free(tos);
         return;
@@ -431,16 +415,21 @@ static void q_push_each(const xml_node_t *st, char **tos, size_t n)
     qitem_t *q = xcalloc(1, sizeof *q);
     q->st = xml_copy(st);
     q->tos = tos;
-    q->ntos = n;
+    q->ntos = tos ? n : 0;
     q->ack = sm_ack_take();
     if (q_tail)
         q_tail->next = q;
     else
         q_head = q;
     q_tail = q;
-    q_len += n;
+    q_len += count;
     if (q_event)
         event_active(q_event, EV_TIMEOUT, 0);
+}
+
+static void q_push(const xml_node_t *st)
+{
+    q_push_each(st, NULL, 0);
 }
 
 /* Stanzas inside the sm are in jabber:client; serialized with that as the
@@ -455,6 +444,18 @@ static int link_send_stanza(const xml_node_t *st)
     return r;
 }
 
+/* 1: to names an account this sm handles itself (or the domain), 0: it
+ * goes to the router, -1: not a JID. */
+static int to_local(const char *to)
+{
+    jid_t j;
+    if (jid_parse(to, &j) != JID_OK)
+        return -1;
+    int local = sm_is_local(j.domain) && (!j.node || sm_owns(j.bare));
+    jid_clear(&j);
+    return local;
+}
+
 void sm_send(xml_node_t *st)
 {
     const char *to = xml_attr_get(st, "to");
@@ -462,13 +463,11 @@ void sm_send(xml_node_t *st)
         log_debug("event=send result=dropped reason=no-to element=%s", st->name);
         return;
     }
-    jid_t j;
-    if (jid_parse(to, &j) != JID_OK) {
+    int local = to_local(to);
+    if (local < 0) {
         sm_reply_error(st, "jid-malformed", "modify");
         return;
     }
-    int local = sm_is_local(j.domain) && (!j.node || sm_owns(j.bare));
-    jid_clear(&j);
     if (local) {
         q_push(st);
     } else if (link_send_stanza(st) < 0) {
@@ -481,14 +480,12 @@ void sm_send_each(xml_node_t *st, const char *const *to, size_t n)
     char **local = NULL;
     size_t nlocal = 0;
     for (size_t i = 0; i < n; i++) {
-        jid_t j;
-        if (jid_parse(to[i], &j) != JID_OK) {
+        int here = to_local(to[i]);
+        if (here < 0) {
             xml_attr_set(st, "to", to[i]);
             sm_reply_error(st, "jid-malformed", "modify");
             continue;
         }
-        int here = sm_is_local(j.domain) && (!j.node || sm_owns(j.bare));
-        jid_clear(&j);
         if (here) {
             if (!local)
                 local = xmalloc(n * sizeof *local);
