@@ -346,33 +346,43 @@ void sm_c2s_down(const char *instance)
 
 /* --- sending ------------------------------------------------------------------- */
 
-/* One stanza to several local JIDs (sm_send_each): each is handled inbound
- * as if it came alone, on one working copy of q->st while nothing changes
- * it. Handling a stanza may change it (an archive adds its stanza-id, for
- * one); when anything changed any tree meanwhile (xml_mutations) the next
- * recipient gets a fresh copy, so none sees what another's handling did. */
-static void inbound_each(qitem_t *q)
+/* sm.h. Handling a stanza may change it (an archive adds its stanza-id,
+ * mod_carbons strips <private/>, a third party's module may do more), so a
+ * change to any tree while one recipient was handled gives the next a fresh
+ * copy: none sees what another's handling did. Nothing on the inbound path
+ * keeps the tree past the call (what waits is copied). */
+void sm_inbound_each(xml_node_t *st, size_t n, const char *(*to)(size_t i, void *arg),
+                     void (*around)(size_t i, int enter, void *arg), void *arg)
 {
-    xml_node_t *w = NULL;
-    size_t copies = 0;
-    for (size_t i = 0; i < q->ntos; i++) {
-        int fresh = !w;
-        if (!w) {
-            w = xml_copy(q->st);
-            copies++;
-        }
-        xml_attr_set(w, "to", q->tos[i]);
+    xml_node_t *orig = n > 1 ? xml_copy(st) : NULL;
+    size_t copies = orig ? 1 : 0;
+    int fresh = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (around)
+            around(i, 1, arg);
+        xml_attr_set(st, "to", to(i, arg));
         unsigned long before = xml_mutations();
-        sm_deliver_shared(w, fresh);   /* serialized once while unchanged (deliver_batch.c) */
-        sm_inbound(w);
-        if (xml_mutations() != before) {
-            xml_free(w);
-            w = NULL;
+        sm_deliver_shared(st, fresh);  /* serialized once while unchanged (deliver_batch.c) */
+        fresh = 0;
+        sm_inbound(st);
+        if (orig && i + 1 < n && xml_mutations() != before) {
+            xml_free(st);
+            st = xml_copy(orig);
+            copies++;
+            fresh = 1;
         }
+        if (around)
+            around(i, 0, arg);
     }
     sm_deliver_shared(NULL, 1);
-    xml_free(w);
-    log_debug("event=local-fanout recipients=%zu copies=%zu", q->ntos, copies);
+    xml_free(orig);
+    xml_free(st);
+    log_debug("event=local-fanout recipients=%zu copies=%zu", n, copies);
+}
+
+static const char *qitem_to(size_t i, void *arg)
+{
+    return ((qitem_t *)arg)->tos[i];
 }
 
 static void q_drain(evutil_socket_t fd, short what, void *arg)
@@ -390,10 +400,13 @@ static void q_drain(evutil_socket_t fd, short what, void *arg)
             q_tail = NULL;
         q_len -= q->tos ? q->ntos : 1;
         sm_ack_t *prev = sm_ack_swap(q->ack);
-        if (q->tos)
-            inbound_each(q);
-        else
+        if (q->tos) {
+            xml_node_t *st = q->st;    /* taken: the queue item keeps its recipients */
+            q->st = NULL;
+            sm_inbound_each(st, q->ntos, qitem_to, NULL, q);
+        } else {
             sm_inbound(q->st);
+        }
         sm_ack_swap(prev);
         qitem_free(q);
     }

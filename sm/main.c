@@ -155,13 +155,21 @@ static void on_stanza(void *ctx, xml_node_t *st)
 /* Deliveries of one stanza to n recipients that the router sent as one
  * <w:fan/> (a room message to its local occupants, docs/component-protocol.md
  * 9.8), parsed once. Each recipient is its own delivery with its own
- * acknowledgement, handled as on_stanza handles a routed stanza, on the
- * same tree with only 'to' set anew. The inbound rules seldom change a
- * stanza, but some do (mod_mam adds its stanza-id to what it archives,
- * mod_carbons strips <private/>, a module of a third party may do more):
- * when anything changed through the xml API while one recipient was
- * handled, the next gets a fresh copy of the stanza as it came. Nothing in
- * the inbound path keeps the tree past the call (what waits is copied). */
+ * acknowledgement, handled as on_stanza handles a routed stanza, on one tree
+ * with only 'to' set anew while nothing changes it (sm_inbound_each). */
+static const char *fan_to(size_t i, void *arg)
+{
+    return ((const comp_fan_rcpt_t *)arg)[i].to;
+}
+
+static void fan_ack(size_t i, int enter, void *arg)
+{
+    if (enter)
+        sm_ack_enter(((const comp_fan_rcpt_t *)arg)[i].token);
+    else
+        sm_ack_leave();
+}
+
 static void on_fan(void *ctx, xml_node_t *st, const comp_fan_rcpt_t *r, size_t n)
 {
     (void)ctx;
@@ -176,26 +184,7 @@ static void on_fan(void *ctx, xml_node_t *st, const comp_fan_rcpt_t *r, size_t n
         return;
     }
     xml_rename_ns(st, COMP_NS_ACCEPT, NS_CLIENT);
-    xml_attr_set(st, "to", NULL);
-    xml_node_t *orig = n > 1 ? xml_copy(st) : NULL;
-    int fresh = 1;
-    for (size_t i = 0; i < n; i++) {
-        sm_ack_enter(r[i].token);
-        xml_attr_set(st, "to", r[i].to);
-        unsigned long before = xml_mutations();
-        sm_deliver_shared(st, fresh);
-        fresh = 0;
-        sm_inbound(st);
-        if (orig && i + 1 < n && xml_mutations() != before) {
-            xml_free(st);
-            st = xml_copy(orig);
-            fresh = 1;
-        }
-        sm_ack_leave();
-    }
-    sm_deliver_shared(NULL, 1);
-    xml_free(orig);
-    xml_free(st);
+    sm_inbound_each(st, n, fan_to, fan_ack, (void *)r);
 }
 
 static void on_name(void *ctx, const char *name, const char *instance, int up)

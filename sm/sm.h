@@ -113,6 +113,14 @@ void sm_deliver_bounced(xml_node_t *el);
 const char *sm_domain(void);
 /* Processes a stanza addressed to a local JID (bare or full), RFC 6121 8.5. */
 void sm_inbound(xml_node_t *st);
+/* sm_inbound once per recipient i < n, with 'to' set to to(i, arg): the
+ * local fan-out of sm_send_each, and a room message the router delivered as
+ * one <w:fan/> (main.c). One working tree serves while nothing changes any
+ * tree (xml_mutations); after a change the next recipient gets a fresh copy
+ * of st as it came. around(i, 1, arg) and around(i, 0, arg), when not NULL,
+ * bracket recipient i (main.c: each delivery's acknowledgement). Takes st. */
+void sm_inbound_each(xml_node_t *st, size_t n, const char *(*to)(size_t i, void *arg),
+                     void (*around)(size_t i, int enter, void *arg), void *arg);
 /* Answers st with an error of that condition/type (never for errors/results). */
 void sm_reply_error(xml_node_t *st, const char *condition, const char *type);
 /* Sends a reply to the session that asked (s), or on its way when the

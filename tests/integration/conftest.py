@@ -5,6 +5,7 @@ kernel), and every process it starts is stopped at teardown.
 """
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -79,6 +80,30 @@ def wait_for(pred, timeout=10.0, step=0.05):
             return True
         time.sleep(step)
     return pred()
+
+
+def router_control(ctl, command="stats"):
+    """The router's answer to one command on its control socket at path ctl
+    (docs/component-protocol.md, 14)."""
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(str(ctl))
+        s.sendall(command.encode() + b"\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data.decode()
+            data += chunk
+    finally:
+        s.close()
+
+
+def router_unacked(ctl, component):
+    """Deliveries the router has written to component's link and not had
+    acknowledged (None while it has no link)."""
+    m = re.search(rf"component={component} [^\n]* unacked=(\d+)", router_control(ctl))
+    return int(m.group(1)) if m else None
 
 
 def selfsigned_cert(crt, key, domain):
@@ -193,17 +218,7 @@ class Env:
         return p
 
     def stats(self):
-        s = socket.socket(socket.AF_UNIX)
-        s.connect(str(self.dir / "router.ctl"))
-        s.sendall(b"stats\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
-        return data.decode()
+        return router_control(self.dir / "router.ctl")
 
     def router_log(self):
         return (self.dir / "router.log").read_text(errors="replace")

@@ -31,7 +31,7 @@ import time
 
 import pytest
 
-from conftest import wait_for
+from conftest import router_control, router_unacked, wait_for
 from server import RawClient, Server
 
 BODY = 100_000           # bytes of padding per message
@@ -86,27 +86,6 @@ def read_rest(client, timeout=30):
             break
         data += chunk
     return client.buf + data.decode(errors="replace")
-
-
-def router_stats(ctl):
-    """The router's stats over its control socket (docs/component-protocol.md, 14)."""
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(str(ctl))
-    s.sendall(b"stats\n")
-    out = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            s.close()
-            return out.decode()
-        out += d
-
-
-def router_unacked(ctl, component):
-    """Deliveries the router has written to component's link and not had
-    acknowledged (None while it has no link)."""
-    m = re.search(rf"component={component} [^\n]* unacked=(\d+)", router_stats(ctl))
-    return int(m.group(1)) if m else None
 
 
 def ids(text):
@@ -299,7 +278,7 @@ def test_output_batch_fans_out_each_stanza_once_in_order(srv):
     for c in rx:
         got = c.read_until(r"<body>m4 x</body>", timeout=30)
         assert ids(got) == [0, 1, 2, 3, 4], got[-2000:]
-    assert wait_for(lambda: router_unacked(ctl, "c2s") == 0, 10), router_stats(ctl)
+    assert wait_for(lambda: router_unacked(ctl, "c2s") == 0, 10), router_control(ctl)
     srv.c2s.kill9()
     restart_c2s(srv, killed=True)
     for n in names[:3]:

@@ -22,7 +22,8 @@ from xml.sax.saxutils import escape as xml_escape
 
 import pytest
 
-from conftest import BUILD, Proc, free_port, selfsigned_cert, wait_for, wait_port
+from conftest import (BUILD, Proc, free_port, router_control, router_unacked, selfsigned_cert,
+                      wait_for, wait_port)
 from server import RawClient
 
 TAKEOVER = 3
@@ -163,21 +164,10 @@ class Loopback:
         self.procs[name].kill9()
 
     def stats(self):
-        """The router's stats (docs/component-protocol.md, 14)."""
-        s = socket.socket(socket.AF_UNIX)
-        s.connect(str(self.dir / "router.ctl"))
-        s.sendall(b"stats\n")
-        out = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                s.close()
-                return out.decode()
-            out += d
+        return router_control(self.dir / "router.ctl")
 
     def unacked(self, component):
-        m = re.search(rf"component={component} [^\n]* unacked=(\d+)", self.stats())
-        return int(m.group(1)) if m else None
+        return router_unacked(self.dir / "router.ctl", component)
 
     def log(self, name):
         p = self.dir / f"{name}.log"
@@ -561,15 +551,7 @@ def test_router_takeover_and_handback_on_the_wire(tmp_path):
     wait_port(port)
 
     def stats():
-        s = socket.socket(socket.AF_UNIX)
-        s.connect(str(ctl))
-        s.sendall(b"stats\n")
-        out = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                return out.decode()
-            out += d
+        return router_control(ctl)
 
     try:
         users = [f"w{i}@p.test" for i in range(40)]
