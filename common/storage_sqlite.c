@@ -51,14 +51,6 @@
  * before the call fails. */
 #define SQL_BUSY_MS 5000
 
-/* The page size of a new file (an existing one keeps its own: docs/storage.md,
- * "The file"). Each page a commit dirtied is written whole to the WAL with
- * its own system calls and copied again by the checkpoint; the archive's
- * appends fill many pages per batch, and 16 KiB pages cut the sm's CPU per
- * archived chat message by about 14 % against SQLite's 4 KiB
- * (docs/performance.md, "Larger pages"). */
-#define SQL_PAGE_SIZE 16384
-
 /* The schema, one step per version: step i brings a file from version i to
  * i + 1. Steps are never edited once released; a change is a new step. */
 static const char *const sql_migrations[] = {
@@ -513,13 +505,6 @@ static int sql_open(storage_t *st, const char *path, char *err, size_t errlen)
     }
     sqlite3_extended_result_codes(d->db, 1);
     sqlite3_busy_timeout(d->db, SQL_BUSY_MS);
-
-    /* Only a file with no page yet takes it; must come before journal_mode,
-     * which writes the first. */
-    char page_size[48];
-    snprintf(page_size, sizeof page_size, "PRAGMA page_size = %d", SQL_PAGE_SIZE);
-    if (sql_exec_text(d->db, page_size, path, err, errlen) < 0)
-        goto fail;
 
     /* journal_mode answers with the mode in force: anything but "wal" means
      * the file could not be switched (read-only, or not a database). */

@@ -9,10 +9,12 @@
  * line and a chat stanza of about 300 bytes, the page cache raised to
  * mam.write-cache (16 MiB) while a batch commits. Prints one JSON line:
  * records, this thread's CPU µs per record (with SQLite the whole write runs
- * here), wall µs per record. Not a test: nothing asserts.
+ * here), wall µs per record. Not a test: nothing asserts. Run again on the
+ * same file, it adds to what is there: how the cost grows with the archive.
  *
  *   weft-bench-archive --storage sqlite:/tmp/arch.db [--records 200000]
- *                      [--owners 400] [--batch 20000] [--label before] */
+ *                      [--owners 400] [--batch 20000] [--label before]
+ *                      [--write-cache BYTES] (mam.write-cache, default 16 MiB) */
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,7 +26,7 @@
 #include "storage.h"
 #include "strbuf.h"
 
-#define WRITE_CACHE (16u << 20)
+#define WRITE_CACHE_DEFAULT (16u << 20)
 #define IDLE_CACHE (512u << 10)
 
 static double clock_us(clockid_t id)
@@ -71,7 +73,7 @@ static void fail_cb(storage_res_t *res, void *arg)
 static void usage(void)
 {
     fprintf(stderr, "usage: weft-bench-archive --storage URL [--records N] [--owners N]"
-                    " [--batch N] [--label TEXT]\n");
+                    " [--batch N] [--label TEXT] [--write-cache BYTES]\n");
     exit(2);
 }
 
@@ -79,10 +81,12 @@ int main(int argc, char **argv)
 {
     const char *url = NULL, *label = "";
     long records = 200000, owners = 400, batch = 20000;
+    size_t write_cache = WRITE_CACHE_DEFAULT;
     static const struct option opts[] = {
         {"storage", required_argument, NULL, 's'}, {"records", required_argument, NULL, 'n'},
         {"owners", required_argument, NULL, 'o'},  {"batch", required_argument, NULL, 'b'},
-        {"label", required_argument, NULL, 'l'},   {NULL, 0, NULL, 0},
+        {"label", required_argument, NULL, 'l'},   {"write-cache", required_argument, NULL, 'w'},
+        {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -92,6 +96,7 @@ int main(int argc, char **argv)
         case 'o': owners = atol(optarg); break;
         case 'b': batch = atol(optarg); break;
         case 'l': label = optarg; break;
+        case 'w': write_cache = (size_t)atol(optarg); break;
         default: usage();
         }
     }
@@ -130,7 +135,7 @@ int main(int argc, char **argv)
             len[j] = strlen(val[j]);
         }
         double c0 = clock_us(CLOCK_THREAD_CPUTIME_ID), w0 = clock_us(CLOCK_MONOTONIC);
-        storage_set_cache(st, WRITE_CACHE);
+        storage_set_cache(st, write_cache);
         storage_begin_async(st, fail_cb, NULL);
         for (long j = 0; j < n; j++)
             storage_put_take_async(st, own[j], fmt("mam"), key[j], tag[j], val[j],
