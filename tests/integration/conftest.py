@@ -240,7 +240,10 @@ def env(tmp_path):
 
 # A failure in CI is often seen once and its temporary directory is gone by
 # the time anyone looks (pytest keeps the last three). So a failed test's
-# report carries the end of every process log in its directory.
+# report carries the end of every process log in its directory; a test whose
+# processes live in a module fixture's directory (the federation tests'
+# fed.py worlds) has no tmp_path of its own, and gets the logs under the
+# session's base directory that were written while it ran.
 LOG_TAIL_LINES = int(os.environ.get("WEFT_TEST_LOG_TAIL", "60"))
 
 
@@ -251,13 +254,24 @@ def pytest_runtest_makereport(item, call):
     if rep.when != "call" or not rep.failed or LOG_TAIL_LINES <= 0:
         return
     tmp = getattr(item, "funcargs", {}).get("tmp_path")
-    if tmp is None or not os.path.isdir(str(tmp)):
+    since = 0
+    if tmp is None:
+        try:
+            tmp = item.config._tmp_path_factory.getbasetemp()
+        except (AttributeError, OSError):
+            return
+        since = call.start - 1
+    if not os.path.isdir(str(tmp)):
         return
     logs = []
     for root, _dirs, files in os.walk(str(tmp)):
         for f in sorted(files):
-            if f.endswith(".log"):
-                logs.append(os.path.join(root, f))
+            path = os.path.join(root, f)
+            try:
+                if f.endswith(".log") and os.path.getmtime(path) >= since:
+                    logs.append(path)
+            except OSError:
+                continue
     for path in sorted(logs)[:12]:
         try:
             with open(path, errors="replace") as fh:
