@@ -826,6 +826,8 @@ void sm_inbound(xml_node_t *st)
     sm_user_t *held = j.node ? sm_user_get(j.bare) : NULL;
     if (!sm_is_local(j.domain)) {
         log_warn("event=inbound result=dropped reason=not-our-domain to=%s", to);
+    } else if (sm_resync_waits(st, &j)) {
+        ;                                     /* for a session not re-announced yet */
     } else if (held && hold_push(held, st, NULL, NULL)) {
         ;                                     /* processed when the user's holds are gone */
     } else if (!j.node) {
@@ -979,6 +981,8 @@ static void sess_start(xml_node_t *el)
     st->sid = xstrdup(sid);
     st->j = j;                                /* takes the parsed strings */
     st->resync = is_resync;
+    if (is_resync)
+        sm_resync_seen();
     st->next = starting;
     starting = st;
     char *bare = xstrdup(j.bare);
@@ -1295,6 +1299,7 @@ size_t sm_core_release(int all)
             return 1;
     }
     pending_send_away(all);
+    sm_resync_send_away(all, link_send_stanza);
     for (size_t b = 0; b < USER_BUCKETS; b++) {
         for (sm_user_t *u = users[b], *next; u; u = next) {
             next = u->next;
@@ -1405,6 +1410,7 @@ void sm_core_free(void)
             user_free(users[b]);
         }
     }
+    sm_resync_free();
     pending_tail = &pending_head;
     while (pending_head) {
         pending_t *p = pending_head;

@@ -217,6 +217,7 @@ static void on_lost(void *ctx, const char *name, const char *instance)
     if (!strcmp(instance, sm_config->link.name)) {
         log_warn("event=taken-over name=%s", name);
         sm_core_forget_all();
+        sm_resync_open("taken-over");        /* c2s re-announces our users' sessions */
         return;
     }
     for (size_t i = 0; i < npeers; i++) {
@@ -227,6 +228,7 @@ static void on_lost(void *ctx, const char *name, const char *instance)
         }
     }
     log_notice("event=sm-instance instance=%s state=lost", instance);
+    sm_resync_open("takeover");              /* its users are ours now, sessions to come */
 }
 
 /* A handback: released once no user going back has storage work under way
@@ -269,7 +271,13 @@ static void on_handback(void *ctx, const char *name, const char *instance)
 static void on_ready(void *ctx)
 {
     (void)ctx;
+    static int was_ready;
     log_notice("event=ready domain=%s", sm_config->domain);
+    /* The first time: what the router held for us comes next, before c2s's
+     * re-announcements. Later (a router restart) we still know the sessions. */
+    if (!was_ready)
+        sm_resync_open("start");
+    was_ready = 1;
 }
 
 static void on_down(void *ctx)

@@ -56,6 +56,8 @@ typedef struct sm_cfg {
     long pending_max;         /* sessions.pending-max: routes held for sessions not yet re-announced */
     int conflict_refuse;      /* sessions.conflict-refuse: a taken resource refuses the new session */
     long deliver_recipients;  /* sessions.deliver-recipients: most <r/> in one <deliver/> */
+    double resync_wait;       /* sessions.resync-wait: seconds the resync window lasts (resync_wait.c) */
+    long resync_max;          /* sessions.resync-max: most stanzas waiting in it */
     char *control;            /* admin socket path (admin.c), empty: none */
     /* The modules' options follow in the same allocation (module_config.c). */
 } sm_cfg_t;
@@ -113,6 +115,15 @@ void sm_deliver_bounced(xml_node_t *el);
 const char *sm_domain(void);
 /* Processes a stanza addressed to a local JID (bare or full), RFC 6121 8.5. */
 void sm_inbound(xml_node_t *st);
+
+/* resync_wait.c: the window after the sm starts or gains users, during which
+ * stanzas for sessions c2s has not re-announced yet wait (docs/sm.md). */
+void sm_resync_open(const char *why);
+void sm_resync_seen(void);                  /* a re-announcement came: it lasts longer */
+int sm_resync_waits(const xml_node_t *st, const jid_t *to);   /* 1: st (copied) waits */
+void sm_resync_send_away(int all, int (*send)(const xml_node_t *st));
+size_t sm_resync_waiting(void);
+void sm_resync_free(void);
 /* sm_inbound once per recipient i < n, with 'to' set to to(i, arg): the
  * local fan-out of sm_send_each, and a room message the router delivered as
  * one <w:fan/> (main.c). One working tree serves while nothing changes any
