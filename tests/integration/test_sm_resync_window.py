@@ -8,6 +8,7 @@ full JIDs while the sm is down."""
 import re
 import time
 
+from conftest import wait_for
 from server import Server
 from test_iq_rules import component
 
@@ -59,3 +60,51 @@ def test_stanzas_held_during_an_sm_restart_reach_the_sessions_not_an_error(tmp_p
         assert "event=resync-window state=closed" in srv.log("sm"), srv.log("sm")[-2000:]
     finally:
         srv.close()
+
+
+def test_stanzas_held_for_a_lost_instance_reach_its_users_on_the_new_owner(tmp_path):
+    """Two sm instances partition localhost (docs/component-protocol.md 8.5);
+    sm1 is killed and, past takeover.seconds, sm2 serves its users. What a
+    component sent to an sm1 user's full JID meanwhile (held by the router,
+    then routed to sm2 right after the takeover, before c2s's
+    re-announcements) reaches the client: a groupchat message, a directed
+    presence and an IQ, none answered with an error."""
+    from test_sm_takeover import TAKEOVER, Loopback, login, owner, register
+    d = Loopback(tmp_path, f"sqlite:{tmp_path}/weft.db")
+    try:
+        d.setup()
+        router_xml = d.dir / "router.xml"
+        router_xml.write_text(router_xml.read_text().replace("<partition>", BOT + "<partition>"))
+        for n in ("router", "sm1", "sm2", "c2s"):
+            d.start(n)
+        assert wait_for(lambda: all("event=ready" in d.log(n) for n in ("sm1", "sm2")), 20)
+        user = next(f"u{i}" for i in range(100) if owner(f"u{i}") == "sm1")
+        register(d, user)
+        c = login(d, user)
+        c.read_until(r"<presence[^>]*/?>", timeout=20)
+        bot = component(d.router_port, "bot.localhost", "bot-secret")
+        d.kill9("sm1")
+        full = f"{user}@localhost/r"
+        for k in range(3):
+            bot.raw.send(f"<message from='room@bot.localhost/x' to='{full}' type='groupchat' id='t{k}'>"
+                         f"<body>lost {k}</body></message>")
+        bot.raw.send(f"<presence from='room@bot.localhost/y' to='{full}'/>")
+        bot.raw.send(f"<iq from='room@bot.localhost/x' to='{full}' type='get' id='ping-t'>"
+                     "<ping xmlns='urn:xmpp:ping'/></iq>")
+        got = c.read_until(r"<iq[^>]*id=['\"]ping-t['\"]", timeout=TAKEOVER + 30)
+        assert re.findall(r"<body>lost (\d)</body>", got) == ["0", "1", "2"], got
+        assert re.search(r"<presence[^>]*from=['\"]room@bot.localhost/y['\"]", got), got
+        assert "event=resync-window state=open reason=takeover" in d.log("sm2"), d.log("sm2")[-3000:]
+        c.send("<iq to='room@bot.localhost/x' type='result' id='ping-t'/>")
+        answers = ""
+        deadline = time.time() + 15
+        while time.time() < deadline and not re.search(r"<iq[^>]*type=['\"]result['\"]", answers):
+            bot.raw.sock.settimeout(0.5)
+            try:
+                answers += bot.raw.sock.recv(65536).decode(errors="replace")
+            except OSError:
+                pass
+        assert re.search(r"<iq[^>]*type=['\"]result['\"]", answers), answers
+        assert "type='error'" not in answers and 'type="error"' not in answers, answers
+    finally:
+        d.close()
