@@ -194,7 +194,7 @@ PROCESS_FAMILIES = ["process_cpu_seconds_total", "process_resident_memory_bytes"
 FAMILIES = {
     "router": ["weft_router_links", "weft_router_link_queue_depth", "weft_router_link_stanzas_total",
                "weft_router_link_bytes_total", "weft_router_held_stanzas"],
-    "sm": ["weft_sm_sessions", "weft_storage_request_seconds"],
+    "sm": ["weft_sm_sessions", "weft_sm_resync_waiting", "weft_storage_request_seconds"],
     "c2s": ["weft_c2s_connections", "weft_c2s_logins_total", "weft_c2s_login_failures_total",
             "weft_c2s_stanzas_total", "weft_c2s_bytes_total", "weft_c2s_tls_handshakes_total"],
     "s2s": ["weft_s2s_streams", "weft_s2s_routes", "weft_s2s_tls_handshakes_total", "weft_s2s_stanzas_total",
