@@ -8,9 +8,9 @@
  * resource: a groupchat message answered with an error (on which a room
  * removes the occupant, XEP-0045 status 333), a directed presence or an IQ
  * lost. So while the window is open stanzas for full JIDs the sm does not
- * know wait here, in order, and
- * are handled as if they had just arrived when it closes: sessions.resync-wait
- * seconds after it opened and after the last re-announcement.
+ * know wait here, in order, and are handled as if they had just arrived
+ * when it closes: sessions.resync-wait seconds after it opened and after
+ * the last re-announcement.
  *
  * Per user order is kept: once a user has a stanza waiting, every later one
  * for that user waits too. Past sessions.resync-max waiting stanzas, a
@@ -44,6 +44,8 @@ static user_count_t *counts[WAIT_BUCKETS];
 static double until;            /* the window is open while now < until */
 static struct event *timer;
 static int warned_full;
+static size_t drained;          /* handled since the window closed */
+static int replaying;           /* sm_inbound of a waiting stanza: it does not wait again */
 
 static unsigned bucket_of(const char *bare)
 {
@@ -82,30 +84,44 @@ static void count_drop(const char *bare)
 }
 
 static void arm(void);
+static void arm_in(double seconds);
 
-/* The window closed: everything that waited is handled, oldest first. */
+/* The window closed: what waited is handled, oldest first, while the router
+ * link takes it (backpressure, docs/component-protocol.md 10.1); the rest
+ * goes on from a short timer, and a user's later stanzas still queue behind
+ * its own (sm_resync_waits), so its order holds. */
 static void replay(void)
 {
-    waiting_t *list = head;
-    size_t n = nwaiting;
-    head = NULL;
-    tail = &head;
-    nwaiting = 0;
-    warned_full = 0;
-    if (n)
-        log_notice("event=resync-window state=closed waited=%zu", n);
-    while (list) {
-        waiting_t *w = list;
-        list = w->next;
+    size_t n = 0;
+    while (head && !sm_link_above()) {
+        waiting_t *w = head;
+        head = w->next;
+        if (!head)
+            tail = &head;
+        nwaiting--;
+        n++;
         count_drop(w->bare);
         sm_ack_t *prev = sm_ack_swap(w->ack);
+        replaying = 1;
         sm_inbound(w->st);
+        replaying = 0;
         sm_ack_swap(prev);
         sm_ack_drop(w->ack);
         xml_free(w->st);
         free(w->bare);
         free(w);
     }
+    drained += n;
+    if (head) {
+        log_debug("event=resync-window state=draining handled=%zu left=%zu", drained, nwaiting);
+    } else {
+        log_notice("event=resync-window state=closed handled=%zu", drained);
+        drained = 0;
+    }
+    if (head)
+        arm_in(0.01);
+    else
+        warned_full = 0;
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -113,7 +129,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
-    if (daemon_now() < until) {
+    if (until > 0 && daemon_now() < until) {
         arm();                                /* a re-announcement moved the end */
         return;
     }
@@ -121,15 +137,19 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     replay();
 }
 
-static void arm(void)
+static void arm_in(double seconds)
 {
     if (!timer)
         timer = evtimer_new(daemon_base(), on_timer, NULL);
-    double left = until - daemon_now();
-    if (left < 0)
-        left = 0;
-    struct timeval tv = {(time_t)left, (suseconds_t)((left - (time_t)left) * 1e6)};
+    if (seconds < 0)
+        seconds = 0;
+    struct timeval tv = {(time_t)seconds, (suseconds_t)((seconds - (time_t)seconds) * 1e6)};
     evtimer_add(timer, &tv);
+}
+
+static void arm(void)
+{
+    arm_in(until - daemon_now());
 }
 
 void sm_resync_open(const char *why)
@@ -166,9 +186,11 @@ static int unmatched(const jid_t *to)
 
 int sm_resync_waits(const xml_node_t *st, const jid_t *to)
 {
-    if (until <= 0 || !to->node)
+    if ((until <= 0 && !head) || replaying || !to->node)
         return 0;
-    if (!*count_find(to->bare) && !unmatched(to))
+    /* Open: a stanza for a session not known yet waits. Draining after the
+     * close: only those behind a stanza of their user's still waiting. */
+    if (!*count_find(to->bare) && (until <= 0 || !unmatched(to)))
         return 0;
     if (nwaiting >= (size_t)sm_config->resync_max) {
         if (!warned_full)
@@ -233,8 +255,9 @@ void sm_resync_free(void)
         free(w);
     }
     tail = &head;
-    nwaiting = 0;
+    nwaiting = drained = 0;
     until = 0;
+    replaying = 0;
     if (timer)
         event_free(timer);
     timer = NULL;
