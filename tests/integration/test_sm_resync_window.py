@@ -15,6 +15,41 @@ from test_iq_rules import component
 BOT = "<component name='bot.localhost' secret='bot-secret' protocol='xep0114'/>"
 
 
+def room_traffic(bot, to, tag, n):
+    """What a room sends an occupant: n groupchat messages, a directed
+    presence and a ping (id ping-TAG), from the component bot."""
+    for k in range(n):
+        bot.raw.send(f"<message from='room@bot.localhost/x' to='{to}' type='groupchat' id='{tag}{k}'>"
+                     f"<body>{tag} {k}</body></message>")
+    bot.raw.send(f"<presence from='room@bot.localhost/y' to='{to}'/>")
+    bot.raw.send(f"<iq from='room@bot.localhost/x' to='{to}' type='get' id='ping-{tag}'>"
+                 "<ping xmlns='urn:xmpp:ping'/></iq>")
+
+
+def got_room_traffic(c, tag, n):
+    """c got all of room_traffic in order, and answers the ping."""
+    got = c.read_until(rf"<iq[^>]*id=['\"]ping-{tag}['\"]", timeout=30)
+    assert re.findall(rf"<body>{tag} (\d+)</body>", got) == [str(k) for k in range(n)], got
+    assert re.search(r"<presence[^>]*from=['\"]room@bot.localhost/y['\"]", got), got
+    c.send(f"<iq to='room@bot.localhost/x' type='result' id='ping-{tag}'/>")
+
+
+def assert_answers_without_error(bot, results):
+    """The component gets that many IQ results back, and no error at all
+    (it listens for a second at least)."""
+    answers = bot.raw.buf
+    start = time.time()
+    while time.time() < start + 15 and (time.time() < start + 1 or
+                                        len(re.findall(r"<iq[^>]*type=['\"]result['\"]", answers)) < results):
+        bot.raw.sock.settimeout(0.5)
+        try:
+            answers += bot.raw.sock.recv(65536).decode(errors="replace")
+        except OSError:
+            pass
+    assert len(re.findall(r"<iq[^>]*type=['\"]result['\"]", answers)) == results, answers
+    assert "type='error'" not in answers and 'type="error"' not in answers, answers
+
+
 def online(srv, name, resource):
     srv.register(name, "pw")
     c = srv.login(name, "pw", resource=resource)
@@ -24,6 +59,10 @@ def online(srv, name, resource):
 
 
 def test_stanzas_held_during_an_sm_restart_reach_the_sessions_not_an_error(tmp_path):
+    """While the sm is down a component sends two users' sessions room
+    traffic; after the restart each client gets all of it in order, the
+    component gets both IQ answers and no error, and all 14 stanzas waited
+    in the window."""
     srv = Server(tmp_path)
     try:
         srv.start(router_extra=BOT)
@@ -32,31 +71,13 @@ def test_stanzas_held_during_an_sm_restart_reach_the_sessions_not_an_error(tmp_p
         bot = component(srv.router_port, "bot.localhost", "bot-secret")
         srv.sm.kill9()
         time.sleep(0.3)
-        for who, to in (("alice", "alice@localhost/phone"), ("bob", "bob@localhost/pc")):
-            for k in range(5):
-                bot.raw.send(f"<message from='room@bot.localhost/x' to='{to}' type='groupchat' id='{who}{k}'>"
-                             f"<body>{who} {k}</body></message>")
-            bot.raw.send(f"<presence from='room@bot.localhost/y' to='{to}'/>")
-            bot.raw.send(f"<iq from='room@bot.localhost/x' to='{to}' type='get' id='ping-{who}'>"
-                         "<ping xmlns='urn:xmpp:ping'/></iq>")
+        room_traffic(bot, "alice@localhost/phone", "alice", 5)
+        room_traffic(bot, "bob@localhost/pc", "bob", 5)
         time.sleep(0.3)
         srv.start_sm()
-        for c, who in ((alice, "alice"), (bob, "bob")):
-            got = c.read_until(rf"<iq[^>]*id=['\"]ping-{who}['\"]", timeout=20)
-            assert re.findall(rf"<body>{who} (\d)</body>", got) == [str(k) for k in range(5)], got
-            assert re.search(r"<presence[^>]*from=['\"]room@bot.localhost/y['\"]", got), got
-            c.send(f"<iq to='room@bot.localhost/x' type='result' id='ping-{who}'/>")
-        # The component hears the two answers and no error at all.
-        answers = bot.raw.buf
-        deadline = time.time() + 15
-        while time.time() < deadline and answers.count("type='result'") + answers.count('type="result"') < 2:
-            bot.raw.sock.settimeout(0.5)
-            try:
-                answers += bot.raw.sock.recv(65536).decode(errors="replace")
-            except OSError:
-                pass
-        assert len(re.findall(r"<iq[^>]*type=['\"]result['\"]", answers)) == 2, answers
-        assert "type='error'" not in answers and 'type="error"' not in answers, answers
+        got_room_traffic(alice, "alice", 5)
+        got_room_traffic(bob, "bob", 5)
+        assert_answers_without_error(bot, 2)
         # all 14 waited for the window (none was handled before c2s's resync)
         handled = re.findall(r"event=resync-window state=closed handled=(\d+)", srv.log("sm"))
         assert handled and int(handled[-1]) >= 14, srv.log("sm")[-2000:]
@@ -71,7 +92,7 @@ def test_stanzas_held_for_a_lost_instance_reach_its_users_on_the_new_owner(tmp_p
     then routed to sm2 right after the takeover, before c2s's
     re-announcements) reaches the client: a groupchat message, a directed
     presence and an IQ, none answered with an error."""
-    from test_sm_takeover import TAKEOVER, Loopback, login, owner, register
+    from test_sm_takeover import Loopback, login, owner, register
     d = Loopback(tmp_path, f"sqlite:{tmp_path}/weft.db")
     try:
         d.setup()
@@ -86,28 +107,10 @@ def test_stanzas_held_for_a_lost_instance_reach_its_users_on_the_new_owner(tmp_p
         c.read_until(r"<presence[^>]*/?>", timeout=20)
         bot = component(d.router_port, "bot.localhost", "bot-secret")
         d.kill9("sm1")
-        full = f"{user}@localhost/r"
-        for k in range(3):
-            bot.raw.send(f"<message from='room@bot.localhost/x' to='{full}' type='groupchat' id='t{k}'>"
-                         f"<body>lost {k}</body></message>")
-        bot.raw.send(f"<presence from='room@bot.localhost/y' to='{full}'/>")
-        bot.raw.send(f"<iq from='room@bot.localhost/x' to='{full}' type='get' id='ping-t'>"
-                     "<ping xmlns='urn:xmpp:ping'/></iq>")
-        got = c.read_until(r"<iq[^>]*id=['\"]ping-t['\"]", timeout=TAKEOVER + 30)
-        assert re.findall(r"<body>lost (\d)</body>", got) == ["0", "1", "2"], got
-        assert re.search(r"<presence[^>]*from=['\"]room@bot.localhost/y['\"]", got), got
+        room_traffic(bot, f"{user}@localhost/r", "lost", 3)
+        got_room_traffic(c, "lost", 3)
         assert "event=resync-window state=open reason=takeover" in d.log("sm2"), d.log("sm2")[-3000:]
-        c.send("<iq to='room@bot.localhost/x' type='result' id='ping-t'/>")
-        answers = ""
-        deadline = time.time() + 15
-        while time.time() < deadline and not re.search(r"<iq[^>]*type=['\"]result['\"]", answers):
-            bot.raw.sock.settimeout(0.5)
-            try:
-                answers += bot.raw.sock.recv(65536).decode(errors="replace")
-            except OSError:
-                pass
-        assert re.search(r"<iq[^>]*type=['\"]result['\"]", answers), answers
-        assert "type='error'" not in answers and 'type="error"' not in answers, answers
+        assert_answers_without_error(bot, 1)
     finally:
         d.close()
 
@@ -149,11 +152,6 @@ def test_a_large_window_drains_under_backpressure_in_order(tmp_path):
         assert "event=resync-window state=draining" in log, log[-3000:]
         closed = re.findall(r"event=resync-window state=closed handled=(\d+)", log)
         assert closed and int(closed[-1]) >= n, log[-3000:]
-        bot.raw.sock.settimeout(1)
-        try:
-            answers = bot.raw.sock.recv(65536).decode(errors="replace")
-        except OSError:
-            answers = ""
-        assert "type='error'" not in answers and 'type="error"' not in answers, answers
+        assert_answers_without_error(bot, 0)
     finally:
         srv.close()
