@@ -651,12 +651,15 @@ void sm_user_release(sm_user_t *u)
     user_drain(e);
 }
 
-/* The link is below its low-water mark again: the local queue, then users
- * whose waiting stanzas were left for it go on, until the mark is passed
- * again. A drain may
- * change a bucket's list, so the bucket is scanned again after each. */
+/* The link is below its low-water mark again: what the resync window left
+ * (resync_wait.c), the local queue, then users whose waiting stanzas were
+ * left for it go on, until the mark is passed again. A drain may change a
+ * bucket's list, so the bucket is scanned again after each. */
 void sm_users_resume(void)
 {
+    sm_resync_resume();                       /* the oldest: what waited for c2s's resync */
+    if (sm_link_above())
+        return;
     if (q_head)
         q_drain(-1, 0, NULL);
     if (sm_link_above())

@@ -83,13 +83,22 @@ static void count_drop(const char *bare)
     }
 }
 
-static void arm(void);
-static void arm_in(double seconds);
+/* Unlinked already: its count, acknowledgement and memory go. */
+static void waiting_free(waiting_t *w)
+{
+    count_drop(w->bare);
+    sm_ack_drop(w->ack);
+    xml_free(w->st);
+    free(w->bare);
+    free(w);
+    nwaiting--;
+}
 
 /* The window closed: what waited is handled, oldest first, while the router
- * link takes it (backpressure, docs/component-protocol.md 10.1); the rest
- * goes on from a short timer, and a user's later stanzas still queue behind
- * its own (sm_resync_waits), so its order holds. */
+ * link takes it (backpressure, docs/component-protocol.md 10.1). The rest
+ * goes on when the link is below its low-water mark again (sm_resync_resume,
+ * from sm_users_resume, as the users' own queues do); meanwhile a user's
+ * later stanzas queue behind its own (sm_resync_waits), so its order holds. */
 static void replay(void)
 {
     size_t n = 0;
@@ -98,30 +107,41 @@ static void replay(void)
         head = w->next;
         if (!head)
             tail = &head;
-        nwaiting--;
-        n++;
-        count_drop(w->bare);
         sm_ack_t *prev = sm_ack_swap(w->ack);
         replaying = 1;
         sm_inbound(w->st);
         replaying = 0;
         sm_ack_swap(prev);
-        sm_ack_drop(w->ack);
-        xml_free(w->st);
-        free(w->bare);
-        free(w);
+        waiting_free(w);
+        n++;
     }
     drained += n;
     if (head) {
         log_debug("event=resync-window state=draining handled=%zu left=%zu", drained, nwaiting);
-    } else {
-        log_notice("event=resync-window state=closed handled=%zu", drained);
-        drained = 0;
+        return;
     }
-    if (head)
-        arm_in(0.01);
-    else
-        warned_full = 0;
+    log_notice("event=resync-window state=closed handled=%zu", drained);
+    drained = 0;
+    warned_full = 0;
+}
+
+void sm_resync_resume(void)
+{
+    if (until <= 0 && head)
+        replay();
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg);
+
+static void arm(void)
+{
+    if (!timer)
+        timer = evtimer_new(daemon_base(), on_timer, NULL);
+    double left = until - daemon_now();
+    if (left < 0)
+        left = 0;
+    struct timeval tv = {(time_t)left, (suseconds_t)((left - (time_t)left) * 1e6)};
+    evtimer_add(timer, &tv);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -129,27 +149,12 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
-    if (until > 0 && daemon_now() < until) {
+    if (daemon_now() < until) {
         arm();                                /* a re-announcement moved the end */
         return;
     }
     until = 0;
     replay();
-}
-
-static void arm_in(double seconds)
-{
-    if (!timer)
-        timer = evtimer_new(daemon_base(), on_timer, NULL);
-    if (seconds < 0)
-        seconds = 0;
-    struct timeval tv = {(time_t)seconds, (suseconds_t)((seconds - (time_t)seconds) * 1e6)};
-    evtimer_add(timer, &tv);
-}
-
-static void arm(void)
-{
-    arm_in(until - daemon_now());
 }
 
 void sm_resync_open(const char *why)
@@ -222,12 +227,7 @@ void sm_resync_send_away(int all, int (*send)(const xml_node_t *st))
         }
         *pp = w->next;
         send(w->st);
-        count_drop(w->bare);
-        sm_ack_drop(w->ack);
-        xml_free(w->st);
-        free(w->bare);
-        free(w);
-        nwaiting--;
+        waiting_free(w);
         n++;
     }
     tail = &head;
@@ -248,14 +248,10 @@ void sm_resync_free(void)
     while (head) {
         waiting_t *w = head;
         head = w->next;
-        count_drop(w->bare);
-        sm_ack_drop(w->ack);
-        xml_free(w->st);
-        free(w->bare);
-        free(w);
+        waiting_free(w);
     }
     tail = &head;
-    nwaiting = drained = 0;
+    drained = 0;
     until = 0;
     replaying = 0;
     if (timer)

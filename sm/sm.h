@@ -122,6 +122,7 @@ void sm_resync_open(const char *why);
 void sm_resync_seen(void);                  /* a re-announcement came: it lasts longer */
 int sm_resync_waits(const xml_node_t *st, const jid_t *to);   /* 1: st (copied) waits */
 void sm_resync_send_away(int all, int (*send)(const xml_node_t *st));
+void sm_resync_resume(void);               /* the link is below its low-water mark again */
 size_t sm_resync_waiting(void);
 void sm_resync_free(void);
 /* sm_inbound once per recipient i < n, with 'to' set to to(i, arg): the
