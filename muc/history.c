@@ -25,11 +25,13 @@ void muc_hist_clear(muc_room_t *r)
     r->hist_n = r->hist_head = r->hist_cap = 0;
 }
 
-void muc_hist_add(muc_room_t *r, const char *id, int64_t stamp_us, const xml_node_t *msg)
+void muc_hist_add(muc_room_t *r, const char *id, int64_t stamp_us, xml_node_t *msg)
 {
     size_t cap = (size_t)r->cfg.history_len;
-    if (cap == 0)
+    if (cap == 0) {
+        xml_free(msg);
         return;
+    }
     if (cap != r->hist_cap) {                     /* first use, or the size changed */
         muc_hist_t *n = xcalloc(cap, sizeof *n);
         size_t keep = r->hist_n < cap ? r->hist_n : cap;
@@ -54,7 +56,7 @@ void muc_hist_add(muc_room_t *r, const char *id, int64_t stamp_us, const xml_nod
         muc_hist_t *h = &r->hist[(r->hist_head + i) % r->hist_cap];
         if (!strcmp(h->id, id)) {
             xml_free(h->msg);
-            h->msg = xml_copy(msg);
+            h->msg = msg;
             xml_attr_set(h->msg, "to", NULL);
             return;
         }
@@ -69,7 +71,7 @@ void muc_hist_add(muc_room_t *r, const char *id, int64_t stamp_us, const xml_nod
     muc_hist_t *h = &r->hist[(r->hist_head + r->hist_n) % r->hist_cap];
     h->id = xstrdup(id);
     h->stamp_us = stamp_us;
-    h->msg = xml_copy(msg);
+    h->msg = msg;
     xml_attr_set(h->msg, "to", NULL);
     r->hist_n++;
 }

@@ -34,9 +34,7 @@ static xml_node_t *room_copy(muc_room_t *r, muc_occ_t *o, const xml_node_t *st)
             continue;
         xml_append(m, xml_copy(c));
     }
-    char oid[65];
-    muc_occupant_id(r, o->bare, oid);
-    xml_attr_set(xml_add_child(m, NS_OCCUPANT_ID, "occupant-id"), "id", oid);
+    xml_attr_set(xml_add_child(m, NS_OCCUPANT_ID, "occupant-id"), "id", muc_occ_id(r, o));
     return m;
 }
 
@@ -115,12 +113,13 @@ static void groupchat(muc_room_t *r, muc_occ_t *o, xml_node_t *st)
     muc_broadcast_message(r, m);
     if (!subj || has_body_or_content(st)) {
         int64_t now = storage_now_us();
-        muc_hist_add(r, id, now, m);
         if (r->cfg.logging)
             muc_persist_msg(r, id, m);
+        muc_hist_add(r, id, now, m);   /* takes m */
+    } else {
+        xml_free(m);
     }
     free(id);
-    xml_free(m);
 }
 
 static void private_message(muc_room_t *r, muc_occ_t *o, xml_node_t *st, const char *nick)

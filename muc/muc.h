@@ -93,6 +93,8 @@ typedef struct muc_occ {
     size_t nsess;
     double rate_t;           /* token bucket for msg_rate */
     double rate_tokens;
+    char oid[33];            /* occupant id (XEP-0421), computed at first use */
+    unsigned oid_salt;       /* the salt generation oid was computed with */
     struct muc_occ *next;
 } muc_occ_t;
 
@@ -191,6 +193,9 @@ char *muc_stamp(int64_t us, char *buf, size_t len);   /* XEP-0082 UTC */
 int64_t muc_stamp_parse(const char *s);               /* -1 if bad */
 char *muc_new_id(void);                               /* 16 hex digits, caller frees */
 char *muc_derived_id(const char *epoch, uint64_t seq);  /* 16 hex digits of a hash */
+/* The first `bytes` bytes of SHA-256(data) as hex into hex (2 * bytes + 1). */
+void muc_sha256_hex(const void *data, size_t len, char *hex, size_t bytes);
+void muc_sha256_free(void);     /* at exit */
 /* A stored element: serialized with its namespace declared, parsed back
  * (NULL, logged, when unreadable). Caller frees. */
 char *muc_serialize(const xml_node_t *el, size_t *len);
@@ -230,8 +235,9 @@ void muc_aff_set(muc_room_t *r, const char *bare, muc_aff_t a, const char *reaso
 const char *muc_registered_nick_owner(muc_room_t *r, const char *nick);
 /* The role an affiliation gets on joining this room. */
 muc_role_t muc_default_role(muc_room_t *r, muc_aff_t a);
-/* XEP-0421: stable per (room, real bare JID); written into buf (65 bytes). */
-void muc_occupant_id(muc_room_t *r, const char *bare, char *buf);
+/* XEP-0421: o's occupant id, stable per (room, real bare JID): 32 hex
+ * digits of a salted hash, kept in o until the salt changes. */
+const char *muc_occ_id(muc_room_t *r, muc_occ_t *o);
 void muc_set_salt(const char *salt);
 
 /* occupant.c */
@@ -268,7 +274,8 @@ void muc_room_cfg_clear(muc_room_cfg_t *c);
 void muc_room_destroy_notify(muc_room_t *r, const char *alt, const char *reason);
 
 /* history.c */
-void muc_hist_add(muc_room_t *r, const char *id, int64_t stamp_us, const xml_node_t *msg);
+/* Adds msg (taken) to r's history; an entry with the same id is replaced. */
+void muc_hist_add(muc_room_t *r, const char *id, int64_t stamp_us, xml_node_t *msg);
 void muc_hist_clear(muc_room_t *r);
 /* Sends the discussion history to a new occupant per its <history/>. */
 void muc_hist_send(muc_room_t *r, const char *to, const xml_node_t *history);

@@ -38,9 +38,7 @@ static xml_node_t *presence_for(muc_room_t *r, muc_occ_t *o, const muc_sess_t *s
                 continue;
             xml_append(p, xml_copy(c));
         }
-    char oid[65];
-    muc_occupant_id(r, o->bare, oid);
-    xml_attr_set(xml_add_child(p, NS_OCCUPANT_ID, "occupant-id"), "id", oid);
+    xml_attr_set(xml_add_child(p, NS_OCCUPANT_ID, "occupant-id"), "id", muc_occ_id(r, o));
     xml_node_t *x = xml_add_child(p, NS_MUC_USER, "x");
     const char *aff = muc_aff_name(muc_aff_of(r, o->bare));
     const char *role = muc_role_name(unavailable ? ROLE_NONE : o->role);

@@ -398,7 +398,6 @@ static void archive_loaded(storage_res_t *res, void *arg)
         xml_node_t *m = muc_parse(rec->val, rec->len);
         if (m)
             muc_hist_add(r, rec->key, rec->stamp, m);
-        xml_free(m);
     }
     free(arg);
     load_step_done();

@@ -4,7 +4,6 @@
  * deletes its records. */
 #include "muc.h"
 #include "log.h"
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,6 +207,7 @@ void muc_room_free_all(void)
     nrooms = 0;
     free(salt);
     salt = NULL;
+    muc_sha256_free();
 }
 
 muc_occ_t *muc_occ_by_nick(muc_room_t *r, const char *nick)
@@ -291,21 +291,31 @@ muc_role_t muc_default_role(muc_room_t *r, muc_aff_t a)
     return ROLE_PARTICIPANT;
 }
 
+static unsigned salt_gen = 1;     /* changes with the salt: cached occupant ids go stale */
+
 void muc_set_salt(const char *s)
 {
     free(salt);
     salt = xstrdup(s);
+    salt_gen++;
 }
 
-void muc_occupant_id(muc_room_t *r, const char *bare, char *buf)
+static void occupant_id(muc_room_t *r, const char *bare, char *buf)
 {
     strbuf_t sb;
     strbuf_init(&sb);
     strbuf_printf(&sb, "%s%c%s%c%s", salt ? salt : "", 0, r->jid, 0, bare);
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)sb.data, sb.len, md);
+    muc_sha256_hex(sb.data, sb.len, buf, 16);
     strbuf_free(&sb);
-    for (int i = 0; i < 16; i++)
-        sprintf(buf + 2 * i, "%02x", md[i]);
-    buf[32] = 0;
+}
+
+/* Every message an occupant sends carries its occupant id: hashed once per
+ * occupant (and salt), not once per message. */
+const char *muc_occ_id(muc_room_t *r, muc_occ_t *o)
+{
+    if (o->oid_salt != salt_gen) {
+        occupant_id(r, o->bare, o->oid);
+        o->oid_salt = salt_gen;
+    }
+    return o->oid;
 }
