@@ -1171,11 +1171,11 @@ static const xml_stream_cb_t parser_cb = {
     .on_close = on_close,
 };
 
-static void cc_read_cb(struct bufferevent *bev, void *arg)
+/* Parses what the input buffer holds; 0 once the link changed under it
+ * (dropped, or TLS starting): nothing more may be read now. */
+static int cc_feed(comp_client_t *c, struct bufferevent *bev)
 {
-    comp_client_t *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
-    c->in_callback = 1;
     while (c->bev == bev && evbuffer_get_length(in)) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
@@ -1185,16 +1185,55 @@ static void cc_read_cb(struct bufferevent *bev, void *arg)
         /* libevent keeps bev (and in) alive until this callback returns. */
         evbuffer_drain(in, n);
         if (c->bev != bev)
-            break; /* dropped from inside a callback */
+            return 0; /* dropped from inside a callback */
         if (c->starttls_pending && e == XS_OK) {
             start_tls(c);
-            break;
+            return 0;
         }
         if (e != XS_OK) {
             log_warn("event=router-bad-xml component=%s detail=\"%s\"", c->cfg.name, xml_stream_error_text(c->xs));
             cc_drop(c);
-            break;
+            return 0;
         }
+    }
+    return c->bev == bev;
+}
+
+/* libevent reads at most 4096 bytes per read event, so a busy link (a c2s's
+ * <deliver/> elements, an sm's fan-outs) cost an event loop turn, a FIONREAD
+ * and a readv per 4 KiB, and each turn's output went to the router as a
+ * write of its own. On a plain socket the link reads on by itself, up to
+ * READ_CHUNK at a time and READ_BUDGET per event, as the router does on its
+ * side (router/link.c). End of file and errors are left for libevent's next
+ * read to report. */
+#define READ_CHUNK 65536
+#define READ_BUDGET (4 * READ_CHUNK)
+
+static ssize_t cc_recv_once(struct evbuffer *in, evutil_socket_t fd)
+{
+    struct evbuffer_iovec v;
+    ssize_t r = -1;
+    evbuffer_unfreeze(in, 0);   /* a socket bufferevent keeps its input's end frozen */
+    if (evbuffer_reserve_space(in, READ_CHUNK, &v, 1) >= 1 && (r = recv(fd, v.iov_base, v.iov_len, 0)) > 0) {
+        v.iov_len = (size_t)r;
+        evbuffer_commit_space(in, &v, 1);
+    }
+    evbuffer_freeze(in, 0);
+    return r;
+}
+
+static void cc_read_cb(struct bufferevent *bev, void *arg)
+{
+    comp_client_t *c = arg;
+    c->in_callback = 1;
+    int more = cc_feed(c, bev);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    for (size_t got = 0; more && got < READ_BUDGET && !c->tls && fd >= 0 && !c->closing;) {
+        ssize_t r = cc_recv_once(bufferevent_get_input(bev), fd);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        more = cc_feed(c, bev);
     }
     if (c->bev)
         send_ack(c);
