@@ -1209,19 +1209,6 @@ static int cc_feed(comp_client_t *c, struct bufferevent *bev)
 #define READ_CHUNK 65536
 #define READ_BUDGET (4 * READ_CHUNK)
 
-static ssize_t cc_recv_once(struct evbuffer *in, evutil_socket_t fd)
-{
-    struct evbuffer_iovec v;
-    ssize_t r = -1;
-    evbuffer_unfreeze(in, 0);   /* a socket bufferevent keeps its input's end frozen */
-    if (evbuffer_reserve_space(in, READ_CHUNK, &v, 1) >= 1 && (r = recv(fd, v.iov_base, v.iov_len, 0)) > 0) {
-        v.iov_len = (size_t)r;
-        evbuffer_commit_space(in, &v, 1);
-    }
-    evbuffer_freeze(in, 0);
-    return r;
-}
-
 static void cc_read_cb(struct bufferevent *bev, void *arg)
 {
     comp_client_t *c = arg;
@@ -1229,7 +1216,7 @@ static void cc_read_cb(struct bufferevent *bev, void *arg)
     int more = cc_feed(c, bev);
     evutil_socket_t fd = bufferevent_getfd(bev);
     for (size_t got = 0; more && got < READ_BUDGET && !c->tls && fd >= 0 && !c->closing;) {
-        ssize_t r = cc_recv_once(bufferevent_get_input(bev), fd);
+        ssize_t r = net_recv_more(bufferevent_get_input(bev), fd, READ_CHUNK);
         if (r <= 0)
             break;
         got += (size_t)r;

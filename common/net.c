@@ -166,3 +166,16 @@ void net_tune_accepted(evutil_socket_t fd, const struct sockaddr *sa)
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
+
+ssize_t net_recv_more(struct evbuffer *in, evutil_socket_t fd, size_t chunk)
+{
+    struct evbuffer_iovec v;
+    ssize_t r = -1;
+    evbuffer_unfreeze(in, 0);
+    if (evbuffer_reserve_space(in, (ev_ssize_t)chunk, &v, 1) >= 1 && (r = recv(fd, v.iov_base, v.iov_len, 0)) > 0) {
+        v.iov_len = (size_t)r;
+        evbuffer_commit_space(in, &v, 1);
+    }
+    evbuffer_freeze(in, 0);
+    return r;
+}

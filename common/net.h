@@ -41,4 +41,11 @@ struct bufferevent *net_connect(struct event_base *base, const net_addr_t *addr)
  * ran: a closing connection is freed only once this is 0. 0 for NULL. */
 int net_bev_output_pending(struct bufferevent *bev);
 
+/* libevent 2.1 reads at most 4 KiB per read event; a busy internal link
+ * reads on by itself past that. One recv() of up to `chunk` bytes from fd
+ * into `in`, the input buffer of fd's socket bufferevent (which keeps the
+ * buffer's end frozen except while it reads itself); the byte count, or
+ * <= 0 (end of file and errors are left for libevent's next read to report). */
+ssize_t net_recv_more(struct evbuffer *in, evutil_socket_t fd, size_t chunk);
+
 #endif

@@ -688,21 +688,6 @@ static void feed_input(link_t *l, struct bufferevent *bev)
 #define READ_CHUNK 65536
 #define READ_BUDGET (4 * READ_CHUNK)
 
-/* One recv into the input buffer, which a socket bufferevent keeps frozen
- * at its end except while it reads itself; the byte count, or <= 0. */
-static ssize_t link_recv_once(struct evbuffer *in, evutil_socket_t fd)
-{
-    struct evbuffer_iovec v;
-    ssize_t r = -1;
-    evbuffer_unfreeze(in, 0);
-    if (evbuffer_reserve_space(in, READ_CHUNK, &v, 1) >= 1 && (r = recv(fd, v.iov_base, v.iov_len, 0)) > 0) {
-        v.iov_len = (size_t)r;
-        evbuffer_commit_space(in, &v, 1);
-    }
-    evbuffer_freeze(in, 0);
-    return r;
-}
-
 static void link_read_cb(struct bufferevent *bev, void *arg)
 {
     link_t *l = arg;
@@ -711,7 +696,7 @@ static void link_read_cb(struct bufferevent *bev, void *arg)
     evutil_socket_t fd = bufferevent_getfd(bev);
     for (size_t got = 0; got < READ_BUDGET && !l->tls && fd >= 0 && l->bev == bev &&
                          l->state != LINK_CLOSING && !l->paused && !evbuffer_get_length(in);) {
-        ssize_t r = link_recv_once(in, fd);
+        ssize_t r = net_recv_more(in, fd, READ_CHUNK);
         if (r <= 0)
             break;
         got += (size_t)r;
@@ -750,7 +735,7 @@ static void link_drain(link_t *l)
     evutil_socket_t fd = bufferevent_getfd(l->bev);
     struct evbuffer *in = bufferevent_get_input(l->bev);
     for (size_t got = 0; got < DRAIN_MAX && !l->tls && fd >= 0 && l->state == LINK_READY;) {
-        ssize_t r = link_recv_once(in, fd);
+        ssize_t r = net_recv_more(in, fd, READ_CHUNK);
         if (r <= 0)
             break;
         got += (size_t)r;
