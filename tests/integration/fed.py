@@ -499,7 +499,19 @@ class Deployment:
         return {p.stem: p.stat().st_size for p in self.dir.glob("*.log")}
 
     def client(self, user, password="pw", resource="r", available=True):
-        c = Client(self, user, password, resource)
+        try:
+            c = Client(self, user, password, resource)
+        except EOFError as e:
+            # jabberd2's c2s once answered a PLAIN login with a stream
+            # error (internal-server-error) in the same second as the
+            # user's previous session ended in its sm (CI, 2026-12-07);
+            # logging in to the peer is this harness's set-up, not what a
+            # test checks, so a peer's refusal gets one more try.
+            if self.kind != "jabberd2" or "internal-server-error" not in str(e):
+                raise
+            print(f"{self.domain}: login of {user} refused by jabberd2 ({e}); trying once more")
+            time.sleep(1)
+            c = Client(self, user, password, resource)
         if available:
             c.available()
         return c
