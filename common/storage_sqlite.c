@@ -133,8 +133,30 @@ static const char *const sql_migrations[] = {
     "CREATE TRIGGER records_seq AFTER INSERT ON records BEGIN"
     "  UPDATE sqlite_sequence SET seq = new.seq WHERE name = 'logs' AND seq < new.seq;"
     "  END;",
+    /* v5: log records are listed by stream and by tag in blocks of entries
+     * (log_index, storage_sqlite_logidx.c) instead of the indexes logs_stamp
+     * and logs_tag: an archive batch writes a block per list that grew, not
+     * an index entry per record (docs/storage.md, "Log collections"). The
+     * blocks are built by logidx_build (sql_migration_code below), which
+     * drops the two indexes once it has read the records through them. */
+    "CREATE TABLE log_index ("
+    "  stream INTEGER NOT NULL,"
+    "  tag INTEGER NOT NULL,"
+    "  first_stamp INTEGER NOT NULL,"
+    "  first_seq INTEGER NOT NULL,"
+    "  last_stamp INTEGER NOT NULL,"
+    "  min_seq INTEGER NOT NULL,"
+    "  max_seq INTEGER NOT NULL,"
+    "  n INTEGER NOT NULL,"
+    "  data BLOB NOT NULL,"
+    "  PRIMARY KEY (stream, tag, first_stamp, first_seq)) WITHOUT ROWID;",
 };
 #define SQL_VERSION ((int)(sizeof sql_migrations / sizeof sql_migrations[0]))
+
+/* Steps that need code after their SQL, by the version they bring a file to. */
+static int (*const sql_migration_code[SQL_VERSION + 1])(sqlite3 *, char *, size_t) = {
+    [5] = logidx_build,
+};
 
 enum {
     Q_BEGIN, Q_COMMIT, Q_ROLLBACK,
@@ -455,6 +477,8 @@ static int sql_migrate(sqlite3 *db, const char *path, char *err, size_t errlen)
         char set[64];
         snprintf(set, sizeof set, "PRAGMA user_version = %d", version + 1);
         if (sql_exec_text(db, sql_migrations[version], path, err, errlen) < 0 ||
+            (sql_migration_code[version + 1] &&
+             sql_migration_code[version + 1](db, err, errlen) < 0) ||
             sql_exec_text(db, set, path, err, errlen) < 0 ||
             sql_exec_text(db, "COMMIT", path, err, errlen) < 0) {
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -581,7 +605,7 @@ static int sql_commit(sql_t *d)
         sql_log_settled(d, 0);
         return -1;
     }
-    if (sql_exec(d, Q_COMMIT, "commit") == 0) {
+    if (sql_log_flush(d, "commit") == 0 && sql_exec(d, Q_COMMIT, "commit") == 0) {
         sql_log_settled(d, 1);
         return 0;
     }
@@ -648,7 +672,9 @@ static int sql_user_set(sql_t *d, storage_req_t *r)
 static int sql_user_delete(sql_t *d, storage_req_t *r)
 {
     const char *op = r->opname;
-    if (sql_op_begin(d, op) < 0)
+    /* The log index's queue is written first, outside the savepoint: a
+     * savepoint rolled back would take entries of rows it does not undo. */
+    if (sql_log_flush(d, op) < 0 || sql_op_begin(d, op) < 0)
         return -1;
     if (sql_bind_text(d, d->q[Q_USER_DEL], 1, r->owner, op) < 0 || sql_exec(d, Q_USER_DEL, op) < 0)
         return sql_op_end(d, 0, op);

@@ -58,5 +58,50 @@ int sql_log_user_delete(sql_t *d, const char *owner, const char *op);
  * interned inside a rolled-back one may name no row (or, later, another
  * one): the caches forget them. */
 void sql_log_settled(sql_t *d, int committed);
+/* Before a commit: writes what the transaction queued for the log index. */
+int sql_log_flush(sql_t *d, const char *op);
+
+/* storage_sqlite_logidx.c: the log records' index by stream and by tag, in
+ * blocks of entries (stamp, seq) (log_index, schema v5). tag 0 is the
+ * stream's whole list. */
+typedef struct logidx logidx_t;
+typedef struct lx_ent {
+    int64_t stamp, seq;
+} lx_ent_t;
+typedef struct lx_set {      /* entries a read found, in the order asked */
+    lx_ent_t *e;
+    size_t n, cap;
+} lx_set_t;
+
+logidx_t *logidx_open(sql_t *d, char *err, size_t errlen);
+void logidx_close(logidx_t *x);
+/* Queues an entry of a record written in the open transaction (or operation). */
+void logidx_add(logidx_t *x, int64_t stream, int64_t tag, int64_t stamp, int64_t seq);
+/* How many are queued: logidx_undo(x, mark) forgets those queued since. */
+size_t logidx_mark(const logidx_t *x);
+void logidx_undo(logidx_t *x, size_t mark);
+/* Writes the queued entries into their blocks; forgets them either way. */
+int logidx_flush(sql_t *d, logidx_t *x, const char *op);
+/* Forgets the queued entries (their transaction rolled back). */
+void logidx_discard(logidx_t *x);
+/* Takes one entry out of a list (flushed first); absent: nothing to do. */
+int logidx_remove(sql_t *d, logidx_t *x, int64_t stream, int64_t tag, int64_t stamp, int64_t seq,
+                  const char *op);
+/* Deletes every list of a stream. */
+int logidx_drop_stream(sql_t *d, logidx_t *x, int64_t stream, const char *op);
+int logidx_count(sql_t *d, logidx_t *x, int64_t stream, int64_t tag, int64_t *n, const char *op);
+/* The entries strictly between lo and hi in (stamp, seq) order, descending
+ * with reverse, at most limit (0: all), added to out. */
+int logidx_span(sql_t *d, logidx_t *x, int64_t stream, int64_t tag, lx_ent_t lo, lx_ent_t hi,
+                int reverse, size_t limit, lx_set_t *out, const char *op);
+/* The entries with since <= stamp <= until and after_seq < seq < before_seq,
+ * the limit (0: all) first in seq order (descending with reverse), into out
+ * in that order. */
+int logidx_by_seq(sql_t *d, logidx_t *x, int64_t stream, int64_t tag, int64_t since,
+                  int64_t until, int64_t after_seq, int64_t before_seq, int reverse, size_t limit,
+                  lx_set_t *out, const char *op);
+void logidx_set_free(lx_set_t *set);
+/* Schema step v5: fills log_index from logs, drops the v4 indexes. */
+int logidx_build(sqlite3 *db, char *err, size_t errlen);
 
 #endif

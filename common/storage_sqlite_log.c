@@ -5,13 +5,13 @@
  *   log_streams (id, owner, coll)  one row per owner and log collection
  *   log_tags    (id, tag)          one row per tag ever written
  *   logs (seq, stream, stamp, tag, key, value)  the records
- * with the indexes logs_key (key, stream) — key first: mod_mam's ids start
- * with the time, so new keys land at the end of the index —, logs_stamp
- * (stream, stamp[, seq]) and logs_tag (stream, tag, stamp[, seq]) where there
- * is a tag. A record costs 4 B-trees keyed by integers and its key where the
- * generic `records` table costs 5 keyed by long text (docs/storage.md, "Log
- * collections"). Answers are those of `records`: same seq, stamp, key, tag,
- * value, same statuses.
+ * with the index logs_key (key, stream) — key first: mod_mam's ids start
+ * with the time, so new keys land at the end of the index. The lists of a
+ * stream's records and of its records with one tag are log_index's blocks
+ * (v5, storage_sqlite_logidx.c): a write queues the record's entries there,
+ * a read of the lists flushes the queue first, and so does the commit.
+ * Answers are those of `records`: same seq, stamp, key, tag, value, same
+ * statuses.
  *
  * Owns the caches of ids: owner + coll → stream id, tag → tag id, each a
  * direct-mapped table of LOG_SLOTS entries (a colliding name replaces the
@@ -41,46 +41,14 @@
 
 enum {
     L_STREAM_GET, L_STREAM_ADD, L_TAG_GET, L_TAG_ADD, L_DATA_VERSION,
-    L_GET, L_PUT, L_DEL, L_DEL_ALL, L_APPEND, L_APPEND_KEY, L_LIST, L_COUNT, L_KEY_POS,
-    L_RANGE_SEQ, L_RANGE_SEQ_REV, L_RANGE_STAMP, L_RANGE_STAMP_REV,
-    L_TAG_SEQ, L_TAG_SEQ_REV, L_TAG_STAMP, L_TAG_STAMP_REV,
-    L_IMPORT, L_USER_DEL, L_USER_DEL_STREAMS,
+    L_GET, L_INSERT, L_UPDATE, L_DEL_SEQ, L_APPEND, L_APPEND_KEY, L_KEY_POS, L_ROW,
+    L_IMPORT, L_USER_STREAMS, L_USER_DEL_STREAMS,
     L_COUNT_ALL
 };
 
-/* Ranges bind as storage_sqlite.c's: ?1 the stream, ?3/?4 the after point
- * (seq, stamp), ?5/?6 the before point, ?7/?8 the stamp bounds, ?9 the limit,
- * ?10 the tag id. By stamp a range is one scan of logs_stamp or logs_tag in
- * (stamp, seq) order. By seq there is no (stream, seq) index: it would be a
- * fifth B-tree per record (+3 µs of the 7.5 an archived record costs, with
- * weft-bench-archive) for the rarer order. Instead the stream's (or the
- * tag's) index entries within the stamp bounds are read, filtered by seq and
- * sorted, in a subquery that touches the index only (seq is its rowid); only
- * the page's rows are then read from the table. "+" keeps SQLite from walking
- * the whole table in seq order instead. Cost: that owner's (or tag's)
- * entries, ~0.2 µs each (a page of 20 by seq in a 100,000-message room: 19
- * ms, against 81 ms sorting whole rows and 0.05 ms by stamp). weft-muc's
- * history and queries, and mod_mam's retention by count, range by seq. The
- * tag's text comes from log_tags.
- *
- * The index is named (INDEXED BY), not left to the planner: statements are
- * prepared once, at open, and in a new file (no ANALYZE statistics yet)
- * SQLite chose logs_stamp for a tag range and read every record of the
- * stream (weft-bench-mam: 41 ms for the last 50 with one contact of 200,000
- * records, against 0.3 ms through logs_tag). */
-#define L_COLS(ix) "SELECT l.seq, l.stamp, l.key, l.value, t.tag FROM logs l" ix \
-    " LEFT JOIN log_tags t ON t.id = l.tag "
-#define L_BY_STREAM " INDEXED BY logs_stamp"
-#define L_BY_TAG " INDEXED BY logs_tag"
-#define L_RANGE_HEAD L_COLS(L_BY_STREAM) \
-    "WHERE l.stream = ?1 AND l.stamp >= ?7 AND l.stamp <= ?8 AND "
-#define L_TAG_HEAD L_COLS(L_BY_TAG) "WHERE l.stream = ?1 AND l.tag = ?10" \
-    " AND l.stamp >= ?7 AND l.stamp <= ?8 AND "
-#define L_SEQ_SUB(ix, tag, dir) L_COLS("") "WHERE l.seq IN (SELECT seq FROM logs" ix \
-    " WHERE stream = ?1" tag " AND stamp >= ?7 AND stamp <= ?8 AND +seq > ?3 AND +seq < ?5" \
-    " ORDER BY seq " dir " LIMIT ?9) ORDER BY l.seq " dir
-#define L_BY_STAMP "(l.stamp, l.seq) > (?4, ?3) AND (l.stamp, l.seq) < (?6, ?5) ORDER BY l.stamp "
-
+/* Rows are found by seq (their rowid) and by key (logs_key); by stream and
+ * by tag through log_index (storage_sqlite_logidx.c), which gives the seqs
+ * of a range, whose rows L_ROW then reads one by one. */
 static const char *const log_sql[L_COUNT_ALL] = {
     [L_STREAM_GET] = "SELECT id FROM log_streams WHERE owner = ?1 AND coll = ?2",
     [L_STREAM_ADD] = "INSERT INTO log_streams (owner, coll) VALUES (?1, ?2)"
@@ -89,27 +57,18 @@ static const char *const log_sql[L_COUNT_ALL] = {
     [L_TAG_ADD] = "INSERT INTO log_tags (tag) VALUES (?1) ON CONFLICT (tag) DO NOTHING",
     [L_DATA_VERSION] = "PRAGMA data_version",
     [L_GET] = "SELECT value FROM logs WHERE key = ?2 AND stream = ?1",
-    [L_PUT] = "INSERT INTO logs (stream, stamp, tag, key, value) VALUES (?1, ?2, ?3, ?4, ?5)"
-              " ON CONFLICT (key, stream) DO UPDATE SET stamp = excluded.stamp,"
-              " tag = excluded.tag, value = excluded.value",
-    [L_DEL] = "DELETE FROM logs WHERE key = ?2 AND stream = ?1",
-    [L_DEL_ALL] = "DELETE FROM logs WHERE stream = ?1",
+    [L_INSERT] = "INSERT INTO logs (stream, stamp, tag, key, value) VALUES (?1, ?2, ?3, ?4, ?5)"
+                 " ON CONFLICT (key, stream) DO NOTHING",
+    [L_UPDATE] = "UPDATE logs SET stamp = ?2, tag = ?3, value = ?4 WHERE seq = ?1",
+    [L_DEL_SEQ] = "DELETE FROM logs WHERE seq = ?1",
     [L_APPEND] = "INSERT INTO logs (stream, stamp, key, value) VALUES (?1, ?2, NULL, ?3)",
     [L_APPEND_KEY] = "UPDATE logs SET key = CAST(seq AS TEXT) WHERE seq = ?1",
-    [L_LIST] = L_COLS(L_BY_STREAM) "WHERE l.stream = ?1 ORDER BY +l.seq",
-    [L_COUNT] = "SELECT count(*) FROM logs" L_BY_STREAM " WHERE stream = ?1",
     [L_KEY_POS] = "SELECT seq, stamp, tag FROM logs WHERE key = ?2 AND stream = ?1",
-    [L_RANGE_SEQ] = L_SEQ_SUB(L_BY_STREAM, "", "ASC"),
-    [L_RANGE_SEQ_REV] = L_SEQ_SUB(L_BY_STREAM, "", "DESC"),
-    [L_RANGE_STAMP] = L_RANGE_HEAD L_BY_STAMP "ASC, l.seq ASC LIMIT ?9",
-    [L_RANGE_STAMP_REV] = L_RANGE_HEAD L_BY_STAMP "DESC, l.seq DESC LIMIT ?9",
-    [L_TAG_SEQ] = L_SEQ_SUB(L_BY_TAG, " AND tag = ?10", "ASC"),
-    [L_TAG_SEQ_REV] = L_SEQ_SUB(L_BY_TAG, " AND tag = ?10", "DESC"),
-    [L_TAG_STAMP] = L_TAG_HEAD L_BY_STAMP "ASC, l.seq ASC LIMIT ?9",
-    [L_TAG_STAMP_REV] = L_TAG_HEAD L_BY_STAMP "DESC, l.seq DESC LIMIT ?9",
+    [L_ROW] = "SELECT l.seq, l.stamp, l.key, l.value, t.tag FROM logs l"
+              " LEFT JOIN log_tags t ON t.id = l.tag WHERE l.seq = ?1",
     [L_IMPORT] = "INSERT INTO logs (seq, stream, stamp, tag, key, value)"
                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [L_USER_DEL] = "DELETE FROM logs WHERE stream IN (SELECT id FROM log_streams WHERE owner = ?1)",
+    [L_USER_STREAMS] = "SELECT id FROM log_streams WHERE owner = ?1",
     [L_USER_DEL_STREAMS] = "DELETE FROM log_streams WHERE owner = ?1",
 };
 
@@ -127,6 +86,7 @@ typedef struct log_cache {
 
 struct sql_log {
     sqlite3_stmt *q[L_COUNT_ALL];
+    logidx_t *idx;          /* the rows' index by stream and tag */
     log_cache_t streams, tags;
     int tentative;          /* ids interned in a transaction not yet settled */
     int version_read;       /* data_version read in the current transaction */
@@ -182,6 +142,10 @@ void sql_log_settled(sql_t *d, int committed)
     sql_log_t *L = d->log;
     if (!L)
         return;
+    /* A rolled-back transaction (not a savepoint inside one that goes on)
+     * takes its rows: their queued entries go too. */
+    if (!committed && (!d->in_txn || sqlite3_get_autocommit(d->db)))
+        logidx_discard(L->idx);
     if (!committed && L->tentative)
         log_forget(L);
     else if (sqlite3_get_autocommit(d->db))
@@ -290,6 +254,46 @@ static int log_exec(sql_t *d, sqlite3_stmt *s, const char *op)
     return 0;
 }
 
+/* Writes the queued index entries. When that fails inside a transaction,
+ * the transaction is rolled back: its rows would otherwise commit without
+ * their entries (the commit then reports it). */
+static int log_flush(sql_t *d, const char *op)
+{
+    if (logidx_flush(d, d->log->idx, op) == 0)
+        return 0;
+    if (!sqlite3_get_autocommit(d->db)) {
+        sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
+        sql_log_settled(d, 0);
+    }
+    return -1;
+}
+
+int sql_log_flush(sql_t *d, const char *op)
+{
+    return d->log ? log_flush(d, op) : 0;
+}
+
+/* An operation of several statements runs in a savepoint. Outside
+ * storage_begin it writes its index entries before it ends; inside, they
+ * wait for the commit (one flush for the whole batch). A failed one forgets
+ * the entries it queued (since mark). */
+static int op_finish(sql_t *d, int ok, size_t mark, const char *op)
+{
+    if (ok && !d->in_txn && logidx_flush(d, d->log->idx, op) < 0)
+        ok = 0;
+    if (!ok)
+        logidx_undo(d->log->idx, mark);
+    return sql_op_end(d, ok, op);
+}
+
+/* The entries of a record: its stream's list and, tagged, its tag's. */
+static void log_index_add(sql_t *d, int64_t stream, int64_t tag, int64_t stamp, int64_t seq)
+{
+    logidx_add(d->log->idx, stream, 0, stamp, seq);
+    if (tag)
+        logidx_add(d->log->idx, stream, tag, stamp, seq);
+}
+
 /* The request's stream without creating it: 0, or 1 when there is none. */
 static int log_find(sql_t *d, const storage_req_t *r, int64_t *stream)
 {
@@ -312,38 +316,152 @@ static int log_get(sql_t *d, storage_req_t *r)
     return rc == SQLITE_ROW ? 0 : 1;
 }
 
-/* put (an upsert by key: a replaced record keeps its seq) and import (seq
- * given) both intern the stream and the tag. */
-static int log_write(sql_t *d, storage_req_t *r, int import)
+/* Where the record named key sits: *seq, *stamp, *tag (0: none); 1 when
+ * there is none. */
+static int log_key_pos(sql_t *d, const char *op, int64_t stream, const char *key, int64_t *seq,
+                       int64_t *stamp, int64_t *tag)
+{
+    sqlite3_stmt *s = d->log->q[L_KEY_POS];
+    if (sql_bind_int(d, s, 1, stream, op) < 0 || sql_bind_text(d, s, 2, key, op) < 0)
+        return -1;
+    int rc = sql_step(d, s, op);
+    if (rc < 0)
+        return -1;
+    int found = rc == SQLITE_ROW;
+    if (found) {
+        *seq = sqlite3_column_int64(s, 0);
+        *stamp = sqlite3_column_int64(s, 1);
+        *tag = sqlite3_column_type(s, 2) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 2);
+    }
+    sql_reset(s);
+    return found ? 0 : 1;
+}
+
+/* Inserts a new record and queues its entries: 0; 1 when its key is taken. */
+static int log_insert(sql_t *d, storage_req_t *r, int64_t stream, int64_t tag)
+{
+    const char *op = r->opname;
+    sqlite3_stmt *s = d->log->q[L_INSERT];
+    if (sql_bind_int(d, s, 1, stream, op) < 0 || sql_bind_int(d, s, 2, r->stamp, op) < 0 ||
+        (tag ? sql_bind_int(d, s, 3, tag, op) : sql_bind_text(d, s, 3, NULL, op)) < 0 ||
+        sql_bind_text(d, s, 4, r->key, op) < 0 ||
+        sql_bind_blob(d, s, 5, r->val, r->len, op) < 0 || log_exec(d, s, op) < 0)
+        return -1;
+    if (sqlite3_changes(d->db) == 0)
+        return 1;
+    log_index_add(d, stream, tag, r->stamp, sqlite3_last_insert_rowid(d->db));
+    return 0;
+}
+
+/* A put on a key that names a record: it keeps its seq and takes the new
+ * stamp, tag and value; its entries move (queue flushed first). */
+static int log_replace(sql_t *d, storage_req_t *r, int64_t stream, int64_t tag)
+{
+    const char *op = r->opname;
+    int64_t seq, stamp, old_tag;
+    if (log_key_pos(d, op, stream, r->key, &seq, &stamp, &old_tag) != 0)
+        return -1;
+    sqlite3_stmt *s = d->log->q[L_UPDATE];
+    if (sql_bind_int(d, s, 1, seq, op) < 0 || sql_bind_int(d, s, 2, r->stamp, op) < 0 ||
+        (tag ? sql_bind_int(d, s, 3, tag, op) : sql_bind_text(d, s, 3, NULL, op)) < 0 ||
+        sql_bind_blob(d, s, 4, r->val, r->len, op) < 0 || log_exec(d, s, op) < 0 ||
+        logidx_remove(d, d->log->idx, stream, 0, stamp, seq, op) < 0 ||
+        (old_tag && logidx_remove(d, d->log->idx, stream, old_tag, stamp, seq, op) < 0))
+        return -1;
+    log_index_add(d, stream, tag, r->stamp, seq);
+    return 0;
+}
+
+/* put: an upsert by key. Inside a transaction (mod_mam's batches) a new
+ * record is one statement and two queued entries, no savepoint. */
+static int log_put(sql_t *d, storage_req_t *r)
 {
     const char *op = r->opname;
     int64_t stream, tag = 0;
     if (log_stream(d, r->owner, r->coll, 1, &stream, op) < 0 ||
         (r->tag && log_tag(d, r->tag, 1, &tag, op) < 0))
         return -1;
-    sqlite3_stmt *s = d->log->q[import ? L_IMPORT : L_PUT];
-    int i = 1;
-    if (import && sql_bind_int(d, s, i++, r->seq, op) < 0)
+    int rc = 1;
+    if (d->in_txn) {
+        if ((rc = log_insert(d, r, stream, tag)) != 1)
+            return rc;
+        if (log_flush(d, op) < 0)      /* the record's old entries are in blocks */
+            return -1;
+    }
+    size_t mark = logidx_mark(d->log->idx);
+    if (sql_op_begin(d, op) < 0)
         return -1;
-    if (sql_bind_int(d, s, i, stream, op) < 0 || sql_bind_int(d, s, i + 1, r->stamp, op) < 0 ||
-        (r->tag ? sql_bind_int(d, s, i + 2, tag, op) : sql_bind_text(d, s, i + 2, NULL, op)) < 0 ||
-        sql_bind_text(d, s, i + 3, r->key, op) < 0 ||
-        sql_bind_blob(d, s, i + 4, r->val, r->len, op) < 0)
+    if (!d->in_txn)
+        rc = log_insert(d, r, stream, tag);
+    if (rc == 1)
+        rc = log_replace(d, r, stream, tag);
+    return op_finish(d, rc == 0, mark, op);
+}
+
+/* import: a record with its seq given (weftctl migrate). */
+static int log_import(sql_t *d, storage_req_t *r)
+{
+    const char *op = r->opname;
+    int64_t stream, tag = 0;
+    if (log_stream(d, r->owner, r->coll, 1, &stream, op) < 0 ||
+        (r->tag && log_tag(d, r->tag, 1, &tag, op) < 0))
         return -1;
-    return log_exec(d, s, op);
+    size_t mark = logidx_mark(d->log->idx);
+    if (sql_op_begin(d, op) < 0)
+        return -1;
+    sqlite3_stmt *s = d->log->q[L_IMPORT];
+    int ok = sql_bind_int(d, s, 1, r->seq, op) == 0 && sql_bind_int(d, s, 2, stream, op) == 0 &&
+             sql_bind_int(d, s, 3, r->stamp, op) == 0 &&
+             (tag ? sql_bind_int(d, s, 4, tag, op) : sql_bind_text(d, s, 4, NULL, op)) == 0 &&
+             sql_bind_text(d, s, 5, r->key, op) == 0 &&
+             sql_bind_blob(d, s, 6, r->val, r->len, op) == 0 && log_exec(d, s, op) == 0;
+    if (ok)
+        log_index_add(d, stream, tag, r->stamp, r->seq);
+    return op_finish(d, ok, mark, op);
+}
+
+static int log_del_row(sql_t *d, int64_t seq, const char *op)
+{
+    sqlite3_stmt *s = d->log->q[L_DEL_SEQ];
+    return sql_bind_int(d, s, 1, seq, op) < 0 ? -1 : log_exec(d, s, op);
+}
+
+/* Every record of a stream, and its lists (inside the caller's savepoint). */
+static int log_drop_stream(sql_t *d, int64_t stream, const char *op)
+{
+    lx_set_t all = {0};
+    lx_ent_t lo = {INT64_MIN, INT64_MIN}, hi = {INT64_MAX, INT64_MAX};
+    int ok = logidx_span(d, d->log->idx, stream, 0, lo, hi, 0, 0, &all, op) == 0;
+    for (size_t i = 0; ok && i < all.n; i++)
+        ok = log_del_row(d, all.e[i].seq, op) == 0;
+    logidx_set_free(&all);
+    return ok ? logidx_drop_stream(d, d->log->idx, stream, op) : -1;
 }
 
 static int log_del(sql_t *d, storage_req_t *r, int all)
 {
+    const char *op = r->opname;
     int64_t stream;
     int rc = log_find(d, r, &stream);
     if (rc != 0)
         return rc < 0 ? -1 : all ? 0 : 1;
-    sqlite3_stmt *s = d->log->q[all ? L_DEL_ALL : L_DEL];
-    if (sql_bind_int(d, s, 1, stream, r->opname) < 0 ||
-        (!all && sql_bind_text(d, s, 2, r->key, r->opname) < 0) || log_exec(d, s, r->opname) < 0)
+    if (log_flush(d, op) < 0)
         return -1;
-    return !all && sqlite3_changes(d->db) == 0 ? 1 : 0;
+    size_t mark = logidx_mark(d->log->idx);
+    if (sql_op_begin(d, op) < 0)
+        return -1;
+    int64_t seq, stamp, tag;
+    if (all) {
+        rc = log_drop_stream(d, stream, op);
+    } else if ((rc = log_key_pos(d, op, stream, r->key, &seq, &stamp, &tag)) == 0) {
+        if (log_del_row(d, seq, op) < 0 ||
+            logidx_remove(d, d->log->idx, stream, 0, stamp, seq, op) < 0 ||
+            (tag && logidx_remove(d, d->log->idx, stream, tag, stamp, seq, op) < 0))
+            rc = -1;
+    }
+    if (op_finish(d, rc >= 0, mark, op) < 0)
+        return -1;
+    return rc;
 }
 
 /* As records' append: inserted with no key, then given its seq as key, in
@@ -352,17 +470,32 @@ static int log_append(sql_t *d, storage_req_t *r)
 {
     const char *op = r->opname;
     int64_t stream;
-    if (log_stream(d, r->owner, r->coll, 1, &stream, op) < 0 || sql_op_begin(d, op) < 0)
+    if (log_stream(d, r->owner, r->coll, 1, &stream, op) < 0)
+        return -1;
+    size_t mark = logidx_mark(d->log->idx);
+    if (sql_op_begin(d, op) < 0)
         return -1;
     sqlite3_stmt *s = d->log->q[L_APPEND];
-    if (sql_bind_int(d, s, 1, stream, op) < 0 || sql_bind_int(d, s, 2, r->stamp, op) < 0 ||
-        sql_bind_blob(d, s, 3, r->val, r->len, op) < 0 || log_exec(d, s, op) < 0)
-        return sql_op_end(d, 0, op);
-    r->res.n = sqlite3_last_insert_rowid(d->db);
-    s = d->log->q[L_APPEND_KEY];
-    if (sql_bind_int(d, s, 1, r->res.n, op) < 0 || log_exec(d, s, op) < 0)
-        return sql_op_end(d, 0, op);
-    return sql_op_end(d, 1, op);
+    int ok = sql_bind_int(d, s, 1, stream, op) == 0 && sql_bind_int(d, s, 2, r->stamp, op) == 0 &&
+             sql_bind_blob(d, s, 3, r->val, r->len, op) == 0 && log_exec(d, s, op) == 0;
+    if (ok) {
+        r->res.n = sqlite3_last_insert_rowid(d->db);
+        s = d->log->q[L_APPEND_KEY];
+        ok = sql_bind_int(d, s, 1, r->res.n, op) == 0 && log_exec(d, s, op) == 0;
+    }
+    if (ok)
+        log_index_add(d, stream, 0, r->stamp, r->res.n);
+    return op_finish(d, ok, mark, op);
+}
+
+/* The rows of the entries, in their order, into the result. */
+static int log_rows(sql_t *d, storage_req_t *r, const lx_set_t *set)
+{
+    sqlite3_stmt *s = d->log->q[L_ROW];
+    for (size_t i = 0; i < set->n; i++)
+        if (sql_bind_int(d, s, 1, set->e[i].seq, r->opname) < 0 || sql_rows(d, s, r, 0) < 0)
+            return -1;
+    return 0;
 }
 
 /* list and count: a stream that does not exist is an empty collection. */
@@ -372,67 +505,76 @@ static int log_whole(sql_t *d, storage_req_t *r, int count)
     int rc = log_find(d, r, &stream);
     if (rc != 0)
         return rc < 0 ? -1 : 0;
-    sqlite3_stmt *s = d->log->q[count ? L_COUNT : L_LIST];
-    if (sql_bind_int(d, s, 1, stream, r->opname) < 0)
+    if (log_flush(d, r->opname) < 0)
         return -1;
-    return count ? sql_one_int(d, s, r) : sql_rows(d, s, r, 0);
+    if (count)
+        return logidx_count(d, d->log->idx, stream, 0, &r->res.n, r->opname);
+    lx_set_t all = {0};
+    rc = logidx_by_seq(d, d->log->idx, stream, 0, INT64_MIN, INT64_MAX, INT64_MIN, INT64_MAX, 0,
+                       0, &all, r->opname);
+    if (rc == 0)
+        rc = log_rows(d, r, &all);
+    logidx_set_free(&all);
+    return rc;
 }
 
-/* Where the record named key sits: *seq, *stamp; 1 when there is none (or,
- * in a tag range, when it has not that tag: tag_id, -1 for a tag no record
- * has). */
-static int log_key_pos(sql_t *d, storage_req_t *r, int64_t stream, int64_t tag_id,
-                       const char *key, int64_t *seq, int64_t *stamp)
+static lx_ent_t ent_max(lx_ent_t a, lx_ent_t b)
 {
-    sqlite3_stmt *s = d->log->q[L_KEY_POS];
-    if (sql_bind_int(d, s, 1, stream, r->opname) < 0 ||
-        sql_bind_text(d, s, 2, key, r->opname) < 0)
-        return -1;
-    int rc = sql_step(d, s, r->opname);
-    if (rc < 0)
-        return -1;
-    int found = rc == SQLITE_ROW;
-    if (found) {
-        *seq = sqlite3_column_int64(s, 0);
-        *stamp = sqlite3_column_int64(s, 1);
-        if (r->range.tag && (sqlite3_column_type(s, 2) == SQLITE_NULL ||
-                             sqlite3_column_int64(s, 2) != tag_id))
-            found = 0;
-    }
-    sql_reset(s);
-    return found ? 0 : 1;
+    return a.stamp > b.stamp || (a.stamp == b.stamp && a.seq > b.seq) ? a : b;
+}
+
+static lx_ent_t ent_min(lx_ent_t a, lx_ent_t b)
+{
+    return a.stamp < b.stamp || (a.stamp == b.stamp && a.seq < b.seq) ? a : b;
+}
+
+/* A key bound of a range: 0 with its entry; 1 when the key names no record
+ * (or, in a tag range, one without that tag: it is not in the range's set). */
+static int log_bound(sql_t *d, storage_req_t *r, int64_t stream, int64_t tag_id, const char *key,
+                     lx_ent_t *at)
+{
+    int64_t tag;
+    int rc = log_key_pos(d, r->opname, stream, key, &at->seq, &at->stamp, &tag);
+    if (rc == 0 && r->range.tag && tag != tag_id)
+        rc = 1;
+    return rc;
 }
 
 static int log_range(sql_t *d, storage_req_t *r)
 {
     const storage_range_t *q = &r->range;
     const char *op = r->opname;
-    int64_t stream, tag_id = -1;
+    int64_t stream, tag_id = 0;
     int rc = log_find(d, r, &stream);
     if (rc != 0)        /* no such stream: a key names no record, else nothing */
         return rc < 0 ? -1 : q->after || q->before ? 1 : 0;
     if (q->tag && (rc = log_tag(d, q->tag, 0, &tag_id, op)) < 0)
         return -1;
-    int64_t a_seq = -1, a_stamp = INT64_MIN, b_seq = INT64_MAX, b_stamp = INT64_MAX;
-    if (q->after && (rc = log_key_pos(d, r, stream, tag_id, q->after, &a_seq, &a_stamp)) != 0)
+    if (q->tag && rc == 1)
+        tag_id = -1;    /* a tag no record has: an empty list */
+    lx_ent_t a = {INT64_MIN, -1}, b = {INT64_MAX, INT64_MAX};
+    if (q->after && (rc = log_bound(d, r, stream, tag_id, q->after, &a)) != 0)
         return rc;
-    if (q->before && (rc = log_key_pos(d, r, stream, tag_id, q->before, &b_seq, &b_stamp)) != 0)
+    if (q->before && (rc = log_bound(d, r, stream, tag_id, q->before, &b)) != 0)
         return rc;
-    int which = q->by_stamp ? (q->reverse ? L_RANGE_STAMP_REV : L_RANGE_STAMP)
-                            : (q->reverse ? L_RANGE_SEQ_REV : L_RANGE_SEQ);
-    if (q->tag)
-        which += L_TAG_SEQ - L_RANGE_SEQ;
-    sqlite3_stmt *s = d->log->q[which];
-    int64_t limit = q->limit ? (int64_t)q->limit : -1;
-    if (sql_bind_int(d, s, 1, stream, op) < 0 || sql_bind_int(d, s, 3, a_seq, op) < 0 ||
-        sql_bind_int(d, s, 4, a_stamp, op) < 0 || sql_bind_int(d, s, 5, b_seq, op) < 0 ||
-        sql_bind_int(d, s, 6, b_stamp, op) < 0 ||
-        sql_bind_int(d, s, 7, q->since ? q->since : INT64_MIN, op) < 0 ||
-        sql_bind_int(d, s, 8, q->until ? q->until : INT64_MAX, op) < 0 ||
-        sql_bind_int(d, s, 9, limit, op) < 0 ||
-        (q->tag && sql_bind_int(d, s, 10, tag_id, op) < 0))
+    if (log_flush(d, op) < 0)
         return -1;
-    return sql_rows(d, s, r, 0);
+    int64_t since = q->since ? q->since : INT64_MIN, until = q->until ? q->until : INT64_MAX;
+    int64_t list = q->tag ? tag_id : 0;
+    lx_set_t set = {0};
+    if (q->by_stamp) {
+        /* since and until as exclusive bounds in (stamp, seq) order */
+        lx_ent_t lo = ent_max(a, (lx_ent_t){since, INT64_MIN});
+        lx_ent_t hi = ent_min(b, (lx_ent_t){until, INT64_MAX});
+        rc = logidx_span(d, d->log->idx, stream, list, lo, hi, q->reverse, q->limit, &set, op);
+    } else {
+        rc = logidx_by_seq(d, d->log->idx, stream, list, since, until, a.seq, b.seq, q->reverse,
+                           q->limit, &set, op);
+    }
+    if (rc == 0)
+        rc = log_rows(d, r, &set);
+    logidx_set_free(&set);
+    return rc;
 }
 
 int sql_log_run(sql_t *d, storage_req_t *r)
@@ -441,8 +583,8 @@ int sql_log_run(sql_t *d, storage_req_t *r)
         return -1;
     switch (r->op) {
     case SOP_GET: return log_get(d, r);
-    case SOP_PUT: return log_write(d, r, 0);
-    case SOP_IMPORT: return log_write(d, r, 1);
+    case SOP_PUT: return log_put(d, r);
+    case SOP_IMPORT: return log_import(d, r);
     case SOP_DEL: return log_del(d, r, 0);
     case SOP_DEL_ALL: return log_del(d, r, 1);
     case SOP_APPEND: return log_append(d, r);
@@ -456,6 +598,7 @@ int sql_log_run(sql_t *d, storage_req_t *r)
     }
 }
 
+/* Inside storage_sqlite.c's savepoint, after sql_log_flush. */
 int sql_log_user_delete(sql_t *d, const char *owner, const char *op)
 {
     sql_log_t *L = d->log;
@@ -463,9 +606,26 @@ int sql_log_user_delete(sql_t *d, const char *owner, const char *op)
         return -1;
     /* Forgotten first: whatever the outcome, no deleted id stays cached. */
     cache_forget(&L->streams);
-    if (sql_bind_text(d, L->q[L_USER_DEL], 1, owner, op) < 0 ||
-        log_exec(d, L->q[L_USER_DEL], op) < 0 ||
-        sql_bind_text(d, L->q[L_USER_DEL_STREAMS], 1, owner, op) < 0 ||
+    sqlite3_stmt *s = L->q[L_USER_STREAMS];
+    if (sql_bind_text(d, s, 1, owner, op) < 0)
+        return -1;
+    int64_t *ids = NULL;
+    size_t n = 0;
+    int rc;
+    while ((rc = sql_step(d, s, op)) == SQLITE_ROW) {
+        ids = xrealloc(ids, (n + 1) * sizeof *ids);
+        ids[n++] = sqlite3_column_int64(s, 0);
+    }
+    if (rc < 0) {
+        free(ids);
+        return -1;
+    }
+    sql_reset(s);
+    int ok = 1;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = log_drop_stream(d, ids[i], op) == 0;
+    free(ids);
+    if (!ok || sql_bind_text(d, L->q[L_USER_DEL_STREAMS], 1, owner, op) < 0 ||
         log_exec(d, L->q[L_USER_DEL_STREAMS], op) < 0)
         return -1;
     return 0;
@@ -485,6 +645,8 @@ int sql_log_open(sql_t *d, char *err, size_t errlen)
             return -1;
         }
     }
+    if (!(L->idx = logidx_open(d, err, errlen)))
+        return -1;
     return log_fresh(d, "open");
 }
 
@@ -497,6 +659,7 @@ void sql_log_close(sql_t *d)
         sqlite3_finalize(L->q[i]);
     cache_free(&L->streams);
     cache_free(&L->tags);
+    logidx_close(L->idx);
     free(L);
     d->log = NULL;
 }

@@ -54,7 +54,7 @@ static const char *pg_url;
 #define SQLITE_ONLY() do { if (pg_url) skip(); } while (0)
 
 /* The SQLite schema version this build makes (storage_sqlite.c). */
-#define SQLITE_VERSION_NOW 4
+#define SQLITE_VERSION_NOW 5
 
 /* Set by setup_log: the record tests run again with their collections
  * mapped to log collections (storage_coll_is_log), which the SQLite driver
@@ -213,7 +213,10 @@ static void test_open_creates(void **state)
     assert_int_equal(peek_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN"
                                        " ('users', 'records', 'records_list', 'records_stamp',"
                                        " 'logs', 'log_streams', 'log_tags', 'logs_key',"
-                                       " 'logs_stamp', 'logs_tag')"), 10);
+                                       " 'log_index')"), 9);
+    /* v5 lists log records in log_index blocks, not in these indexes */
+    assert_int_equal(peek_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN"
+                                       " ('logs_stamp', 'logs_tag')"), 0);
     /* WAL is a property of the file: a fresh connection sees it. */
     sqlite3 *db;
     sqlite3_stmt *s;
@@ -1378,6 +1381,64 @@ static void test_range_tags(void **state)
  * stamp, key, tag and value; RSM points made before the migration still
  * work; records written afterwards, in either table, take seqs above every
  * seq given before (even those of deleted records) and never share one. */
+/* Schema step v5 builds the log index's blocks from an archive already
+ * there: lists of several blocks, stamps that run against seq. */
+static void test_open_v4_builds_blocks(void **state)
+{
+    SQLITE_ONLY();
+    fixture_t *f = *state;
+    snprintf(f->path, sizeof f->path, "%s/v3b.db", f->dir);
+    poke(f->path, "CREATE TABLE users (bare TEXT PRIMARY KEY NOT NULL, sha256 TEXT, sha1 TEXT,"
+                  " created INTEGER NOT NULL);"
+                  "CREATE TABLE records (seq INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL,"
+                  " coll TEXT NOT NULL, key TEXT, value BLOB NOT NULL, UNIQUE (owner, coll, key));"
+                  "CREATE INDEX records_list ON records (owner, coll, seq);"
+                  "ALTER TABLE records ADD COLUMN stamp INTEGER NOT NULL DEFAULT 0;"
+                  "CREATE INDEX records_stamp ON records (owner, coll, stamp, seq);"
+                  "ALTER TABLE records ADD COLUMN tag TEXT;"
+                  "CREATE INDEX records_tag ON records (owner, coll, tag, stamp, seq)"
+                  " WHERE tag IS NOT NULL;"
+                  "PRAGMA user_version = 3;");
+    /* 1,000 records of a@x: seq i, stamp 5000 - i (newest seq oldest
+     * stamp), every third tagged c@x; 10 of b@x. */
+    poke(f->path, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)"
+                  " INSERT INTO records (seq, owner, coll, key, value, stamp, tag)"
+                  " SELECT i, 'a@x', 'mam', 'k' || i, 'v', 5000 - i,"
+                  " CASE WHEN i % 3 = 0 THEN 'c@x' END FROM n;"
+                  "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10)"
+                  " INSERT INTO records (seq, owner, coll, key, value, stamp)"
+                  " SELECT 2000 + i, 'b@x', 'mam', 'b' || i, 'w', i FROM n;");
+    f->st = open_ok(f);
+    storage_t *st = f->st;
+    assert_true(peek_int(f->path, "SELECT count(*) FROM log_index") > 8);
+    assert_int_equal(storage_count(st, "a@x", "mam"), 1000);
+    assert_int_equal(storage_count(st, "b@x", "mam"), 10);
+    storage_res_t res;
+    storage_range_t q = {.by_stamp = 1, .limit = 3};    /* the oldest: the last seqs */
+    assert_int_equal(storage_range(st, "a@x", "mam", &q, &res), 0);
+    assert_int_equal(res.nrecs, 3);
+    assert_string_equal(res.recs[0].key, "k1000");
+    assert_string_equal(res.recs[2].key, "k998");
+    storage_res_clear(&res);
+    q = (storage_range_t){.reverse = 1, .limit = 2};    /* by seq, newest first */
+    assert_int_equal(storage_range(st, "a@x", "mam", &q, &res), 0);
+    assert_int_equal(res.nrecs, 2);
+    assert_string_equal(res.recs[0].key, "k1000");
+    assert_string_equal(res.recs[1].key, "k999");
+    storage_res_clear(&res);
+    q = (storage_range_t){.tag = "c@x", .by_stamp = 1, .reverse = 1, .after = "k600"};
+    assert_int_equal(storage_range(st, "a@x", "mam", &q, &res), 0);
+    assert_int_equal(res.nrecs, 199);                   /* 3, 6, ... 597 */
+    assert_string_equal(res.recs[0].key, "k3");
+    assert_string_equal(res.recs[198].key, "k597");
+    storage_res_clear(&res);
+    q = (storage_range_t){.since = 4001, .until = 4010};
+    assert_int_equal(storage_range(st, "a@x", "mam", &q, &res), 0);
+    assert_int_equal(res.nrecs, 10);
+    assert_string_equal(res.recs[0].key, "k990");
+    storage_res_clear(&res);
+}
+
 static void test_open_v3_moves_logs(void **state)
 {
     SQLITE_ONLY();
@@ -1530,6 +1591,235 @@ static void test_user_delete_logs(void **state)
     assert_int_equal(storage_count(st, "b@x", "mam"), 2);
 }
 
+/* A log collection against a model of it: thousands of random puts (new and
+ * replaced keys, stamps out of order and tied, tags changing), deletes,
+ * appends, in transactions that commit or roll back and outside any, then
+ * ranges of every kind compared with the model's answer. Lists long enough
+ * to fill many of the SQLite driver's index blocks (storage_sqlite_logidx.c)
+ * and to insert into the middle of them. */
+typedef struct model_rec {
+    char key[16];
+    int64_t stamp, order;       /* order: insertion order, as seq */
+    int tag;                    /* 0: none, else "t<tag>@x" */
+    int alive;
+} model_rec_t;
+
+#define MODEL_MAX 4000
+
+static model_rec_t model[MODEL_MAX], model_saved[MODEL_MAX];
+static size_t nmodel, nmodel_saved;
+static int64_t model_order, model_order_saved;
+
+static uint32_t model_rng = 12345;
+static uint32_t rnd(uint32_t n)
+{
+    model_rng = model_rng * 1103515245u + 12345u;
+    return (model_rng >> 8) % n;
+}
+
+static model_rec_t *model_find(const char *key)
+{
+    for (size_t i = 0; i < nmodel; i++)
+        if (model[i].alive && !strcmp(model[i].key, key))
+            return &model[i];
+    return NULL;
+}
+
+static int model_cmp_stamp(const model_rec_t *a, const model_rec_t *b)
+{
+    if (a->stamp != b->stamp)
+        return a->stamp < b->stamp ? -1 : 1;
+    return a->order < b->order ? -1 : a->order > b->order;
+}
+
+/* The model's answer to q: keys in order into out (status as storage's). */
+static int model_range(const storage_range_t *q, const model_rec_t **out, size_t *nout)
+{
+    int tag = q->tag ? atoi(q->tag + 1) : 0;
+    const model_rec_t *a = NULL, *b = NULL;
+    if (q->after && (!(a = model_find(q->after)) || (tag && a->tag != tag)))
+        return 1;
+    if (q->before && (!(b = model_find(q->before)) || (tag && b->tag != tag)))
+        return 1;
+    size_t n = 0;
+    for (size_t i = 0; i < nmodel; i++) {
+        const model_rec_t *m = &model[i];
+        if (!m->alive || (tag && m->tag != tag) || (q->since && m->stamp < q->since) ||
+            (q->until && m->stamp > q->until))
+            continue;
+        if (q->by_stamp ? (a && model_cmp_stamp(m, a) <= 0) || (b && model_cmp_stamp(m, b) >= 0)
+                        : (a && m->order <= a->order) || (b && m->order >= b->order))
+            continue;
+        out[n++] = m;
+    }
+    /* insertion sort: in the order asked */
+    for (size_t i = 1; i < n; i++) {
+        for (size_t j = i; j > 0; j--) {
+            const model_rec_t *x = out[j - 1], *y = out[j];
+            int c = q->by_stamp ? model_cmp_stamp(x, y) : (x->order < y->order ? -1 : 1);
+            if (q->reverse ? c > 0 : c < 0)
+                break;
+            out[j - 1] = y;
+            out[j] = x;
+        }
+    }
+    if (q->limit && n > q->limit)
+        n = q->limit;
+    *nout = n;
+    return 0;
+}
+
+static void model_check(storage_t *st, const char *owner)
+{
+    static const model_rec_t *want[MODEL_MAX];
+    int alive = 0;
+    for (size_t i = 0; i < nmodel; i++)
+        alive += model[i].alive;
+    assert_int_equal(storage_count(st, owner, "mam"), alive);
+    for (int t = 0; t < 40; t++) {
+        storage_range_t q = {.by_stamp = rnd(2), .reverse = rnd(2)};
+        char tag[16], after[16], before[16];
+        if (rnd(2)) {
+            snprintf(tag, sizeof tag, "t%u@x", rnd(4) + 1);
+            q.tag = tag;
+        }
+        const model_rec_t *pick = nmodel ? &model[rnd((uint32_t)nmodel)] : NULL;
+        if (pick && rnd(3) == 0) {
+            snprintf(after, sizeof after, "%s", pick->key);
+            q.after = after;
+        }
+        pick = nmodel ? &model[rnd((uint32_t)nmodel)] : NULL;
+        if (pick && rnd(3) == 0) {
+            snprintf(before, sizeof before, "%s", pick->key);
+            q.before = before;
+        }
+        if (rnd(3) == 0)
+            q.since = rnd(60) + 1;
+        if (rnd(3) == 0)
+            q.until = rnd(60) + 1;
+        q.limit = rnd(3) ? rnd(60) : 0;
+        size_t nwant = 0;
+        int status = model_range(&q, want, &nwant);
+        storage_res_t res;
+        int got = storage_range(st, owner, "mam", &q, &res);
+        if (got != status)
+            fail_msg("range by_stamp=%d reverse=%d tag=%s after=%s before=%s since=%lld until=%lld "
+                     "limit=%zu: status %d, the model says %d", q.by_stamp, q.reverse,
+                     q.tag ? q.tag : "-", q.after ? q.after : "-", q.before ? q.before : "-",
+                     (long long)q.since, (long long)q.until, q.limit, got, status);
+        if (status == 0) {
+            if (res.nrecs != nwant)
+                fail_msg("range by_stamp=%d reverse=%d tag=%s after=%s before=%s since=%lld "
+                         "until=%lld limit=%zu: %zu records, the model says %zu", q.by_stamp,
+                         q.reverse, q.tag ? q.tag : "-", q.after ? q.after : "-",
+                         q.before ? q.before : "-", (long long)q.since, (long long)q.until,
+                         q.limit, res.nrecs, nwant);
+            for (size_t i = 0; i < nwant; i++) {
+                assert_string_equal(res.recs[i].key, want[i]->key);
+                assert_int_equal(res.recs[i].stamp, want[i]->stamp);
+                if (want[i]->tag) {
+                    char t2[16];
+                    snprintf(t2, sizeof t2, "t%d@x", want[i]->tag);
+                    assert_non_null(res.recs[i].tag);
+                    assert_string_equal(res.recs[i].tag, t2);
+                } else {
+                    assert_null(res.recs[i].tag);
+                }
+            }
+        }
+        storage_res_clear(&res);
+    }
+}
+
+static void test_log_model(void **state)
+{
+    fixture_t *f = *state;
+    f->st = open_ok(f);
+    storage_t *st = f->st;
+    const char *owner = "m@x";
+    int ops = pg_url ? 1500 : 6000;
+    int in_txn = 0;
+    nmodel = 0;
+    model_order = 0;
+    for (int op = 0; op < ops; op++) {
+        uint32_t what = rnd(100);
+        if (!in_txn && what < 3) {
+            assert_int_equal(storage_begin(st), 0);
+            memcpy(model_saved, model, nmodel * sizeof *model);
+            nmodel_saved = nmodel;
+            model_order_saved = model_order;
+            in_txn = 1;
+        } else if (in_txn && what < 5) {
+            if (rnd(4) == 0) {
+                assert_int_equal(storage_rollback(st), 0);
+                memcpy(model, model_saved, nmodel_saved * sizeof *model);
+                nmodel = nmodel_saved;
+                model_order = model_order_saved;
+            } else {
+                assert_int_equal(storage_commit(st), 0);
+            }
+            in_txn = 0;
+        } else if (what < 12 && nmodel) {
+            model_rec_t *m = model_find(model[rnd((uint32_t)nmodel)].key);
+            const char *key = m ? m->key : "k-none";
+            assert_int_equal(storage_del(st, owner, "mam", key), m ? 0 : 1);
+            if (m)
+                m->alive = 0;
+        } else if (what < 15 && nmodel < MODEL_MAX) {
+            int64_t seq;
+            int64_t before = storage_now_us();
+            assert_int_equal(storage_append(st, owner, "mam", "a", 1, &seq), 0);
+            model_rec_t *m = &model[nmodel++];
+            snprintf(m->key, sizeof m->key, "%lld", (long long)seq);
+            /* an append is stamped with the time of the write */
+            storage_res_t res;
+            storage_range_t one = {.by_stamp = 1, .since = before, .reverse = 1};
+            assert_int_equal(storage_range(st, owner, "mam", &one, &res), 0);
+            m->stamp = 0;
+            for (size_t i = 0; i < res.nrecs; i++)
+                if (!strcmp(res.recs[i].key, m->key))
+                    m->stamp = res.recs[i].stamp;
+            storage_res_clear(&res);
+            assert_true(m->stamp >= before);
+            m->order = ++model_order;
+            m->tag = 0;
+            m->alive = 1;
+        } else if (nmodel < MODEL_MAX) {
+            /* a put: a key seen before a third of the time */
+            char key[16];
+            if (nmodel && rnd(3) == 0)
+                snprintf(key, sizeof key, "%s", model[rnd((uint32_t)nmodel)].key);
+            else
+                snprintf(key, sizeof key, "k%d", op);
+            int64_t stamp = rnd(10) ? (int64_t)(op / 100) + rnd(5) + 1 : (int64_t)rnd(60) + 1;
+            int tag = rnd(5);
+            char tagtext[16];
+            snprintf(tagtext, sizeof tagtext, "t%d@x", tag);
+            assert_int_equal(storage_put_at(st, owner, "mam", key, tag ? tagtext : NULL, "v", 1,
+                                            stamp), 0);
+            model_rec_t *m = model_find(key);
+            if (!m) {
+                m = &model[nmodel++];
+                snprintf(m->key, sizeof m->key, "%s", key);
+                m->order = ++model_order;
+                m->alive = 1;
+            }
+            m->stamp = stamp;
+            m->tag = tag;
+        }
+        if (!in_txn && op % 500 == 499)
+            model_check(st, owner);
+    }
+    if (in_txn)
+        assert_int_equal(storage_commit(st), 0);
+    model_check(st, owner);
+    /* Another owner's archive is untouched by all of it; del_all empties. */
+    assert_int_equal(storage_put(st, "other@x", "mam", "k1", "v", 1), 0);
+    assert_int_equal(storage_del_all(st, owner, "mam"), 0);
+    assert_int_equal(storage_count(st, owner, "mam"), 0);
+    assert_int_equal(storage_count(st, "other@x", "mam"), 1);
+}
+
 /* Ids the SQLite driver interns (the owner's stream, a tag) inside a
  * transaction that rolls back are not used afterwards: the next stream
  * created may take the same number, and records must still land in their
@@ -1646,6 +1936,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_user_delete_logs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_rollback_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_other_handle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_v4_builds_blocks, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     log_close();
