@@ -37,6 +37,7 @@ typedef struct metrics_coll {
 } metrics_coll_t;
 
 static metrics_family_t *families, **families_tail = &families;
+static unsigned registry_epoch;       /* bumped by metrics_free */
 static metrics_coll_t *collectors, **collectors_tail = &collectors;
 
 metrics_family_t *metrics_family(const char *name, metrics_type_t type, const char *help, const char *labels,
@@ -252,8 +253,14 @@ void metrics_render(strbuf_t *out)
     }
 }
 
+unsigned metrics_epoch(void)
+{
+    return registry_epoch;
+}
+
 void metrics_free(void)
 {
+    registry_epoch++;
     while (families) {
         metrics_family_t *f = families;
         families = f->next;

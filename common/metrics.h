@@ -54,5 +54,8 @@ void metrics_render(strbuf_t *out);
 
 /* Frees the registry (at exit; valgrind-clean). */
 void metrics_free(void);
+/* Changes whenever metrics_free has run: a pointer into the registry kept
+ * by a hot path (storage's per-request series) is good while it is the same. */
+unsigned metrics_epoch(void);
 
 #endif

@@ -271,10 +271,38 @@ metrics_family_t *storage_metrics_register(void)
                           sizeof bounds / sizeof bounds[0]);
 }
 
+/* Every request observes one series: found by pointer among those of the
+ * operation names seen (opname is a fixed string per operation), not by
+ * walking the registry's families and series by name each time (an
+ * archive batch is thousands of requests). */
+#define OBSERVE_CACHE 48
+
 static void storage_observe(const storage_req_t *r)
 {
-    metrics_observe(metrics_series(storage_metrics_register(), r->opname, NULL),
-                    (double)(storage_mono_us() - r->submitted_us) / 1e6);
+    static struct {
+        const char *opname;
+        metrics_series_t *series;
+    } cache[OBSERVE_CACHE];
+    static size_t ncache;
+    static unsigned epoch;
+    if (epoch != metrics_epoch()) {
+        ncache = 0;
+        epoch = metrics_epoch();
+    }
+    metrics_series_t *s = NULL;
+    size_t i = 0;
+    while (i < ncache && cache[i].opname != r->opname)
+        i++;
+    if (i < ncache) {
+        s = cache[i].series;
+    } else {
+        s = metrics_series(storage_metrics_register(), r->opname, NULL);
+        if (ncache < OBSERVE_CACHE) {
+            cache[ncache].opname = r->opname;
+            cache[ncache++].series = s;
+        }
+    }
+    metrics_observe(s, (double)(storage_mono_us() - r->submitted_us) / 1e6);
 }
 
 static void req_submit(storage_t *st, storage_req_t *r)

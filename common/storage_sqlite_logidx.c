@@ -66,19 +66,33 @@ static const char *const lx_sql[X_COUNT_ALL] = {
     [X_DROP] = "DELETE FROM log_index WHERE stream = ?1",
 };
 
-typedef struct lx_pend {
-    int64_t stream, tag, stamp, seq;
-} lx_pend_t;
+/* The queued entries of one list, in the order written (usually already
+ * in (stamp, seq) order: appended records are stamped with the time). */
+typedef struct lx_list {
+    int64_t stream, tag;
+    lx_ent_t *e;
+    size_t n, cap;
+    int unsorted;
+} lx_list_t;
 
 struct logidx {
     sqlite3_stmt *q[X_COUNT_ALL];
-    lx_pend_t *pend;            /* queued entries of the open transaction */
-    size_t npend, pend_cap;
+    /* The queue of the open transaction: a list per (stream, tag) found
+     * through an open-addressing table of indexes into lists (-1: free);
+     * added holds each queued entry's list, in order, for logidx_undo. */
+    lx_list_t *lists;
+    size_t nlists, lists_cap;
+    int32_t *slots;
+    size_t nslots;              /* a power of two, at least twice nlists */
+    uint32_t *added;
+    size_t nadded, added_cap;
     lx_ent_t *work;             /* a block's entries while one is rewritten */
     size_t work_cap;
 };
 
-#define PEND_KEEP 65536         /* queue capacity kept after a flush */
+/* Queue sizes kept after a flush; beyond them its memory is given back. */
+#define QUEUE_KEEP_ENTRIES 65536
+#define QUEUE_KEEP_LISTS 4096
 
 /* ------------------------------------------------------------ encoding */
 
@@ -244,57 +258,121 @@ static int floor_block(sql_t *d, logidx_t *x, int64_t stream, int64_t tag, lx_en
 
 /* ------------------------------------------------------------ writes */
 
+static size_t list_hash(int64_t stream, int64_t tag)
+{
+    uint64_t h = (uint64_t)stream * 0x9e3779b97f4a7c15ull ^ (uint64_t)tag * 0xc2b2ae3d27d4eb4full;
+    return (size_t)(h ^ h >> 29);
+}
+
+/* The table of slots, made again for at least want lists. */
+static void slots_rebuild(logidx_t *x, size_t want)
+{
+    size_t n = 64;
+    while (n < 2 * want)
+        n *= 2;
+    free(x->slots);
+    x->slots = xmalloc(n * sizeof *x->slots);
+    memset(x->slots, 0xff, n * sizeof *x->slots);
+    x->nslots = n;
+    for (size_t i = 0; i < x->nlists; i++) {
+        size_t j = list_hash(x->lists[i].stream, x->lists[i].tag) & (n - 1);
+        while (x->slots[j] >= 0)
+            j = (j + 1) & (n - 1);
+        x->slots[j] = (int32_t)i;
+    }
+}
+
+static size_t list_of(logidx_t *x, int64_t stream, int64_t tag)
+{
+    if (2 * (x->nlists + 1) > x->nslots)
+        slots_rebuild(x, x->nlists + 1);
+    size_t j = list_hash(stream, tag) & (x->nslots - 1);
+    for (; x->slots[j] >= 0; j = (j + 1) & (x->nslots - 1)) {
+        lx_list_t *l = &x->lists[x->slots[j]];
+        if (l->stream == stream && l->tag == tag)
+            return (size_t)x->slots[j];
+    }
+    grow((void **)&x->lists, &x->lists_cap, x->nlists + 1, sizeof *x->lists);
+    x->lists[x->nlists] = (lx_list_t){.stream = stream, .tag = tag};
+    x->slots[j] = (int32_t)x->nlists;
+    return x->nlists++;
+}
+
 void logidx_add(logidx_t *x, int64_t stream, int64_t tag, int64_t stamp, int64_t seq)
 {
-    grow((void **)&x->pend, &x->pend_cap, x->npend + 1, sizeof *x->pend);
-    x->pend[x->npend++] = (lx_pend_t){stream, tag, stamp, seq};
+    size_t i = list_of(x, stream, tag);
+    lx_list_t *l = &x->lists[i];
+    lx_ent_t e = {stamp, seq};
+    grow((void **)&l->e, &l->cap, l->n + 1, sizeof *l->e);
+    if (l->n && ent_cmp(l->e[l->n - 1], e) > 0)
+        l->unsorted = 1;
+    l->e[l->n++] = e;
+    grow((void **)&x->added, &x->added_cap, x->nadded + 1, sizeof *x->added);
+    x->added[x->nadded++] = (uint32_t)i;
 }
 
 size_t logidx_mark(const logidx_t *x)
 {
-    return x->npend;
+    return x->nadded;
 }
 
 void logidx_undo(logidx_t *x, size_t mark)
 {
-    if (mark < x->npend)
-        x->npend = mark;
+    while (x->nadded > mark) {
+        lx_list_t *l = &x->lists[x->added[--x->nadded]];
+        l->n--;
+        l->unsorted = 1;        /* conservative: sorted again at the flush */
+    }
 }
 
-static void pend_reset(logidx_t *x)
+/* Empties the queue; a large one gives its memory back. */
+static void queue_reset(logidx_t *x)
 {
-    x->npend = 0;
-    if (x->pend_cap > PEND_KEEP) {
-        free(x->pend);
-        x->pend = NULL;
-        x->pend_cap = 0;
+    int big = x->nadded > QUEUE_KEEP_ENTRIES || x->nlists > QUEUE_KEEP_LISTS;
+    for (size_t i = 0; i < x->nlists; i++)
+        free(x->lists[i].e);
+    x->nlists = 0;
+    x->nadded = 0;
+    if (big) {
+        free(x->lists);
+        free(x->added);
+        free(x->slots);
+        x->lists = NULL;
+        x->added = NULL;
+        x->slots = NULL;
+        x->lists_cap = x->added_cap = x->nslots = 0;
+    } else if (x->slots) {
+        memset(x->slots, 0xff, x->nslots * sizeof *x->slots);
     }
 }
 
 void logidx_discard(logidx_t *x)
 {
-    pend_reset(x);
+    queue_reset(x);
 }
 
-static int pend_cmp(const void *a, const void *b)
+static int ent_qcmp(const void *a, const void *b)
 {
-    const lx_pend_t *p = a, *q = b;
+    return ent_cmp(*(const lx_ent_t *)a, *(const lx_ent_t *)b);
+}
+
+/* Lists in (stream, tag) order: blocks written in the order of the table. */
+static int list_qcmp(const void *a, const void *b)
+{
+    const lx_list_t *p = a, *q = b;
     if (p->stream != q->stream)
         return p->stream < q->stream ? -1 : 1;
-    if (p->tag != q->tag)
-        return p->tag < q->tag ? -1 : 1;
-    return ent_cmp((lx_ent_t){p->stamp, p->seq}, (lx_ent_t){q->stamp, q->seq});
+    return p->tag < q->tag ? -1 : p->tag > q->tag;
 }
 
 /* Merges the queued entries p[0..np) of one list (sorted) into its blocks;
  * *used: how many it took (those before the next block). */
-static int flush_some(sql_t *d, logidx_t *x, const lx_pend_t *p, size_t np, size_t *used,
-                      const char *op)
+static int flush_some(sql_t *d, logidx_t *x, int64_t stream, int64_t tag, const lx_ent_t *p,
+                      size_t np, size_t *used, const char *op)
 {
-    int64_t stream = p[0].stream, tag = p[0].tag;
-    lx_ent_t e0 = {p[0].stamp, p[0].seq}, first = {INT64_MIN, INT64_MIN};
+    lx_ent_t first = {INT64_MIN, INT64_MIN};
     size_t n;
-    int rc = floor_block(d, x, stream, tag, e0, &first, &n, op);
+    int rc = floor_block(d, x, stream, tag, p[0], &first, &n, op);
     if (rc < 0)
         return -1;
     int have = rc == 0;
@@ -308,7 +386,7 @@ static int flush_some(sql_t *d, logidx_t *x, const lx_pend_t *p, size_t np, size
         next = (lx_ent_t){sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1)};
     sql_reset(s);
     size_t m = 0;
-    while (m < np && (!bounded || ent_cmp((lx_ent_t){p[m].stamp, p[m].seq}, next) < 0))
+    while (m < np && (!bounded || ent_cmp(p[m], next) < 0))
         m++;
     /* Merge: the block's entries are in x->work[0..n); the merged list
      * goes after them and is written from there. */
@@ -320,17 +398,16 @@ static int flush_some(sql_t *d, logidx_t *x, const lx_pend_t *p, size_t np, size
             out[k++] = w[i++];
             continue;
         }
-        lx_ent_t pe = {p[j].stamp, p[j].seq};
-        int c = i == n ? 1 : ent_cmp(w[i], pe);
+        int c = i == n ? 1 : ent_cmp(w[i], p[j]);
         if (c < 0) {
             out[k++] = w[i++];
             continue;
         }
-        j++;
         if (c == 0)
             i++;            /* the same entry again: listed once */
-        if (k == 0 || ent_cmp(out[k - 1], pe) != 0)
-            out[k++] = pe;
+        if (k == 0 || ent_cmp(out[k - 1], p[j]) != 0)
+            out[k++] = p[j];
+        j++;
     }
     *used = m;
     return store(d, x, stream, tag, out, k, have ? &first : NULL, op);
@@ -338,26 +415,23 @@ static int flush_some(sql_t *d, logidx_t *x, const lx_pend_t *p, size_t np, size
 
 int logidx_flush(sql_t *d, logidx_t *x, const char *op)
 {
-    if (x->npend == 0)
+    if (x->nadded == 0)
         return 0;
-    qsort(x->pend, x->npend, sizeof *x->pend, pend_cmp);
-    size_t i = 0;
-    while (i < x->npend) {
-        size_t j = i + 1;
-        while (j < x->npend && x->pend[j].stream == x->pend[i].stream &&
-               x->pend[j].tag == x->pend[i].tag)
-            j++;
-        while (i < j) {
+    /* The slots index the lists: sorting the lists drops them (reset below). */
+    qsort(x->lists, x->nlists, sizeof *x->lists, list_qcmp);
+    int rc = 0;
+    for (size_t li = 0; rc == 0 && li < x->nlists; li++) {
+        lx_list_t *l = &x->lists[li];
+        if (l->unsorted)
+            qsort(l->e, l->n, sizeof *l->e, ent_qcmp);
+        for (size_t i = 0; rc == 0 && i < l->n;) {
             size_t used;
-            if (flush_some(d, x, x->pend + i, j - i, &used, op) < 0) {
-                pend_reset(x);
-                return -1;
-            }
+            rc = flush_some(d, x, l->stream, l->tag, l->e + i, l->n - i, &used, op);
             i += used;
         }
     }
-    pend_reset(x);
-    return 0;
+    queue_reset(x);
+    return rc;
 }
 
 int logidx_remove(sql_t *d, logidx_t *x, int64_t stream, int64_t tag, int64_t stamp, int64_t seq,
@@ -635,7 +709,10 @@ void logidx_close(logidx_t *x)
         return;
     for (int i = 0; i < X_COUNT_ALL; i++)
         sqlite3_finalize(x->q[i]);
-    free(x->pend);
+    queue_reset(x);
+    free(x->lists);
+    free(x->added);
+    free(x->slots);
     free(x->work);
     free(x);
 }

@@ -422,7 +422,18 @@ static void archive(sm_user_t *u, char dir, const jid_t *with, const xml_node_t 
     strbuf_t *sb = &archive_buf;
     strbuf_reset(sb);
     int64_t now = storage_now_us();
-    strbuf_printf(sb, "%lld %c %s\n", (long long)now, dir, with->full);
+    /* "%lld %c %s\n" by hand: the printf was 4 % of the archiving sm. */
+    char head[32];
+    size_t hn = 0;
+    uint64_t v = now < 0 ? 0 : (uint64_t)now;
+    do
+        head[sizeof head - 1 - hn++] = (char)('0' + v % 10);
+    while ((v /= 10) && hn < 20);
+    strbuf_append(sb, head + sizeof head - hn, hn);
+    char mid[3] = {' ', dir, ' '};
+    strbuf_append(sb, mid, 3);
+    strbuf_puts(sb, with->full);
+    strbuf_putc(sb, '\n');
     xml_serialize(msg, NULL, sb);      /* declares the stanza's namespace */
     /* One record, tagged with the contact's bare JID: the tag's index
      * answers "with X", the collection's "everything". The batch holds an
