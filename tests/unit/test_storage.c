@@ -1376,18 +1376,11 @@ static void test_range_tags(void **state)
 
 /* ------------------------------------------------------------ log collections */
 
-/* A file of schema v3 whose archives ("mam", "muc-archive") are rows of
- * records migrates to v4: they move to the log table with the same seq,
- * stamp, key, tag and value; RSM points made before the migration still
- * work; records written afterwards, in either table, take seqs above every
- * seq given before (even those of deleted records) and never share one. */
-/* Schema step v5 builds the log index's blocks from an archive already
- * there: lists of several blocks, stamps that run against seq. */
-static void test_open_v4_builds_blocks(void **state)
+/* A file at schema version 3 (before log collections had tables of their
+ * own), empty, at f->path. */
+static void make_v3_file(fixture_t *f, const char *name)
 {
-    SQLITE_ONLY();
-    fixture_t *f = *state;
-    snprintf(f->path, sizeof f->path, "%s/v3b.db", f->dir);
+    snprintf(f->path, sizeof f->path, "%s/%s", f->dir, name);
     poke(f->path, "CREATE TABLE users (bare TEXT PRIMARY KEY NOT NULL, sha256 TEXT, sha1 TEXT,"
                   " created INTEGER NOT NULL);"
                   "CREATE TABLE records (seq INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL,"
@@ -1399,6 +1392,15 @@ static void test_open_v4_builds_blocks(void **state)
                   "CREATE INDEX records_tag ON records (owner, coll, tag, stamp, seq)"
                   " WHERE tag IS NOT NULL;"
                   "PRAGMA user_version = 3;");
+}
+
+/* Schema step v5 builds the log index's blocks from an archive already
+ * there: lists of several blocks, stamps that run against seq. */
+static void test_open_v4_builds_blocks(void **state)
+{
+    SQLITE_ONLY();
+    fixture_t *f = *state;
+    make_v3_file(f, "v3b.db");
     /* 1,000 records of a@x: seq i, stamp 5000 - i (newest seq oldest
      * stamp), every third tagged c@x; 10 of b@x. */
     poke(f->path, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)"
@@ -1439,22 +1441,16 @@ static void test_open_v4_builds_blocks(void **state)
     storage_res_clear(&res);
 }
 
+/* A file of schema v3 whose archives ("mam", "muc-archive") are rows of
+ * records migrates to v4: they move to the log table with the same seq,
+ * stamp, key, tag and value; RSM points made before the migration still
+ * work; records written afterwards, in either table, take seqs above every
+ * seq given before (even those of deleted records) and never share one. */
 static void test_open_v3_moves_logs(void **state)
 {
     SQLITE_ONLY();
     fixture_t *f = *state;
-    snprintf(f->path, sizeof f->path, "%s/v3.db", f->dir);
-    poke(f->path, "CREATE TABLE users (bare TEXT PRIMARY KEY NOT NULL, sha256 TEXT, sha1 TEXT,"
-                  " created INTEGER NOT NULL);"
-                  "CREATE TABLE records (seq INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL,"
-                  " coll TEXT NOT NULL, key TEXT, value BLOB NOT NULL, UNIQUE (owner, coll, key));"
-                  "CREATE INDEX records_list ON records (owner, coll, seq);"
-                  "ALTER TABLE records ADD COLUMN stamp INTEGER NOT NULL DEFAULT 0;"
-                  "CREATE INDEX records_stamp ON records (owner, coll, stamp, seq);"
-                  "ALTER TABLE records ADD COLUMN tag TEXT;"
-                  "CREATE INDEX records_tag ON records (owner, coll, tag, stamp, seq)"
-                  " WHERE tag IS NOT NULL;"
-                  "PRAGMA user_version = 3;");
+    make_v3_file(f, "v3.db");
     poke(f->path, "INSERT INTO records (seq, owner, coll, key, value, stamp, tag) VALUES"
                   " (10, 'a@x', 'mam', 'id10', 'to b', 100, 'b@x'),"
                   " (11, 'a@x', 'roster', 'b@x', 'r', 101, NULL),"
