@@ -351,6 +351,13 @@ void logidx_discard(logidx_t *x)
     queue_reset(x);
 }
 
+/* qsort, for arrays that may be empty (and NULL, which qsort may not take). */
+static void sort_array(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+    if (n > 1)
+        qsort(base, n, size, cmp);
+}
+
 static int ent_qcmp(const void *a, const void *b)
 {
     return ent_cmp(*(const lx_ent_t *)a, *(const lx_ent_t *)b);
@@ -418,12 +425,12 @@ int logidx_flush(sql_t *d, logidx_t *x, const char *op)
     if (x->nadded == 0)
         return 0;
     /* The slots index the lists: sorting the lists drops them (reset below). */
-    qsort(x->lists, x->nlists, sizeof *x->lists, list_qcmp);
+    sort_array(x->lists, x->nlists, sizeof *x->lists, list_qcmp);
     int rc = 0;
     for (size_t li = 0; rc == 0 && li < x->nlists; li++) {
         lx_list_t *l = &x->lists[li];
         if (l->unsorted)
-            qsort(l->e, l->n, sizeof *l->e, ent_qcmp);
+            sort_array(l->e, l->n, sizeof *l->e, ent_qcmp);
         for (size_t i = 0; rc == 0 && i < l->n;) {
             size_t used;
             rc = flush_some(d, x, l->stream, l->tag, l->e + i, l->n - i, &used, op);
@@ -589,12 +596,12 @@ int logidx_by_seq(sql_t *d, logidx_t *x, int64_t stream, int64_t tag, int64_t si
         return -1;
     }
     sql_reset(s);
-    qsort(m, nm, sizeof *m, reverse ? meta_by_max_desc : meta_by_min);
+    sort_array(m, nm, sizeof *m, reverse ? meta_by_max_desc : meta_by_min);
     int (*order)(const void *, const void *) = reverse ? seq_desc : seq_asc;
     int res = 0;
     for (size_t b = 0; b < nm; b++) {
         if (limit && out->n >= limit) {
-            qsort(out->e, out->n, sizeof *out->e, order);
+            sort_array(out->e, out->n, sizeof *out->e, order);
             out->n = limit;
             int64_t worst = out->e[limit - 1].seq;
             if (reverse ? m[b].max_seq < worst : m[b].min_seq > worst)
@@ -622,7 +629,7 @@ int logidx_by_seq(sql_t *d, logidx_t *x, int64_t stream, int64_t tag, int64_t si
     free(m);
     if (res < 0)
         return -1;
-    qsort(out->e, out->n, sizeof *out->e, order);
+    sort_array(out->e, out->n, sizeof *out->e, order);
     if (limit && out->n > limit)
         out->n = limit;
     return 0;
