@@ -41,14 +41,19 @@
 
 enum {
     L_STREAM_GET, L_STREAM_ADD, L_TAG_GET, L_TAG_ADD, L_DATA_VERSION,
-    L_GET, L_INSERT, L_UPDATE, L_DEL_SEQ, L_APPEND, L_APPEND_KEY, L_KEY_POS, L_ROW,
+    L_GET, L_INSERT, L_UPDATE, L_DEL_SEQ, L_APPEND, L_APPEND_KEY, L_KEY_POS, L_ROWS,
     L_IMPORT, L_USER_STREAMS, L_USER_DEL_STREAMS,
     L_COUNT_ALL
 };
 
 /* Rows are found by seq (their rowid) and by key (logs_key); by stream and
  * by tag through log_index (storage_sqlite_logidx.c), which gives the seqs
- * of a range, whose rows L_ROW then reads one by one. */
+ * of a range, whose rows L_ROWS then reads, up to LOG_ROWS_AT_ONCE a
+ * statement (one statement per row cost about 6 µs a row on the benchmark
+ * machine: a third of a MAM query's time). */
+#define LOG_ROWS_AT_ONCE 64
+#define L_P8 "?, ?, ?, ?, ?, ?, ?, ?"
+#define L_P64 L_P8 ", " L_P8 ", " L_P8 ", " L_P8 ", " L_P8 ", " L_P8 ", " L_P8 ", " L_P8
 static const char *const log_sql[L_COUNT_ALL] = {
     [L_STREAM_GET] = "SELECT id FROM log_streams WHERE owner = ?1 AND coll = ?2",
     [L_STREAM_ADD] = "INSERT INTO log_streams (owner, coll) VALUES (?1, ?2)"
@@ -64,8 +69,8 @@ static const char *const log_sql[L_COUNT_ALL] = {
     [L_APPEND] = "INSERT INTO logs (stream, stamp, key, value) VALUES (?1, ?2, NULL, ?3)",
     [L_APPEND_KEY] = "UPDATE logs SET key = CAST(seq AS TEXT) WHERE seq = ?1",
     [L_KEY_POS] = "SELECT seq, stamp, tag FROM logs WHERE key = ?2 AND stream = ?1",
-    [L_ROW] = "SELECT l.seq, l.stamp, l.key, l.value, t.tag FROM logs l"
-              " LEFT JOIN log_tags t ON t.id = l.tag WHERE l.seq = ?1",
+    [L_ROWS] = "SELECT l.seq, l.stamp, l.key, l.value, t.tag FROM logs l"
+               " LEFT JOIN log_tags t ON t.id = l.tag WHERE l.seq IN (" L_P64 ")",
     [L_IMPORT] = "INSERT INTO logs (seq, stream, stamp, tag, key, value)"
                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [L_USER_STREAMS] = "SELECT id FROM log_streams WHERE owner = ?1",
@@ -488,13 +493,67 @@ static int log_append(sql_t *d, storage_req_t *r)
     return op_finish(d, ok, mark, op);
 }
 
-/* The rows of the entries, in their order, into the result. */
+/* A row read by log_rows, with where its entry is in the set. */
+typedef struct row_at {
+    size_t at;
+    storage_rec_t rec;
+} row_at_t;
+
+static int row_at_cmp(const void *a, const void *b)
+{
+    const row_at_t *p = a, *q = b;
+    return p->at < q->at ? -1 : p->at > q->at;
+}
+
+/* A seq of the set and where it is in the set. */
+typedef struct seq_at {
+    int64_t seq;
+    size_t at;
+} seq_at_t;
+
+static int seq_at_cmp(const void *a, const void *b)
+{
+    const seq_at_t *p = a, *q = b;
+    return p->seq < q->seq ? -1 : p->seq > q->seq;
+}
+
+/* The rows of the entries, in their order, into the result. They come from
+ * SQLite in seq order; a set in another order (by stamp, or newest first)
+ * is restored with a copy of the set sorted by seq (where each entry was). */
 static int log_rows(sql_t *d, storage_req_t *r, const lx_set_t *set)
 {
-    sqlite3_stmt *s = d->log->q[L_ROW];
-    for (size_t i = 0; i < set->n; i++)
-        if (sql_bind_int(d, s, 1, set->e[i].seq, r->opname) < 0 || sql_rows(d, s, r, 0) < 0)
+    sqlite3_stmt *s = d->log->q[L_ROWS];
+    size_t first = r->res.nrecs;
+    for (size_t i = 0; i < set->n; i += LOG_ROWS_AT_ONCE) {
+        for (int j = 0; j < LOG_ROWS_AT_ONCE; j++) {
+            int rc = i + (size_t)j < set->n
+                         ? sql_bind_int(d, s, j + 1, set->e[i + (size_t)j].seq, r->opname)
+                         : sql_bind_text(d, s, j + 1, NULL, r->opname);
+            if (rc < 0)
+                return -1;
+        }
+        if (sql_rows(d, s, r, 0) < 0)
             return -1;
+    }
+    size_t n = r->res.nrecs - first;
+    if (n < 2)
+        return 0;
+    seq_at_t *by_seq = xmalloc(set->n * sizeof *by_seq);
+    for (size_t i = 0; i < set->n; i++)
+        by_seq[i] = (seq_at_t){set->e[i].seq, i};
+    qsort(by_seq, set->n, sizeof *by_seq, seq_at_cmp);
+    row_at_t *rows = xmalloc(n * sizeof *rows);
+    for (size_t i = 0; i < n; i++) {
+        storage_rec_t *rec = &r->res.recs[first + i];
+        seq_at_t key = {rec->seq, 0};
+        const seq_at_t *e = bsearch(&key, by_seq, set->n, sizeof *by_seq, seq_at_cmp);
+        rows[i] = (row_at_t){e ? e->at : SIZE_MAX, *rec};
+    }
+    qsort(rows, n, sizeof *rows, row_at_cmp);
+    for (size_t i = 0; i < n; i++)
+        r->res.recs[first + i] = rows[i].rec;
+    free(rows);
+    free(by_seq);
     return 0;
 }
 
