@@ -73,6 +73,8 @@ typedef struct lx_set {      /* entries a read found, in the order asked */
     size_t n, cap;
 } lx_set_t;
 
+/* Entries in (stamp, seq) order: <0, 0, >0. */
+int logidx_ent_cmp(lx_ent_t a, lx_ent_t b);
 logidx_t *logidx_open(sql_t *d, char *err, size_t errlen);
 void logidx_close(logidx_t *x);
 /* Queues an entry of a record written in the open transaction (or operation). */

@@ -579,12 +579,12 @@ static int log_whole(sql_t *d, storage_req_t *r, int count)
 
 static lx_ent_t ent_max(lx_ent_t a, lx_ent_t b)
 {
-    return a.stamp > b.stamp || (a.stamp == b.stamp && a.seq > b.seq) ? a : b;
+    return logidx_ent_cmp(a, b) > 0 ? a : b;
 }
 
 static lx_ent_t ent_min(lx_ent_t a, lx_ent_t b)
 {
-    return a.stamp < b.stamp || (a.stamp == b.stamp && a.seq < b.seq) ? a : b;
+    return logidx_ent_cmp(a, b) < 0 ? a : b;
 }
 
 /* A key bound of a range: 0 with its entry; 1 when the key names no record

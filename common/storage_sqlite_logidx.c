@@ -96,7 +96,7 @@ struct logidx {
 
 /* ------------------------------------------------------------ encoding */
 
-static int ent_cmp(lx_ent_t a, lx_ent_t b)
+int logidx_ent_cmp(lx_ent_t a, lx_ent_t b)
 {
     if (a.stamp != b.stamp)
         return a.stamp < b.stamp ? -1 : 1;
@@ -187,7 +187,7 @@ static int corrupt(const char *op)
 static int store(sql_t *d, logidx_t *x, int64_t stream, int64_t tag, const lx_ent_t *e, size_t n,
                  const lx_ent_t *old, const char *op)
 {
-    if (old && (n == 0 || ent_cmp(*old, e[0]) != 0)) {
+    if (old && (n == 0 || logidx_ent_cmp(*old, e[0]) != 0)) {
         sqlite3_stmt *s = x->q[X_DEL];
         if (sql_bind_int(d, s, 1, stream, op) < 0 || sql_bind_int(d, s, 2, tag, op) < 0 ||
             sql_bind_int(d, s, 3, old->stamp, op) < 0 || sql_bind_int(d, s, 4, old->seq, op) < 0 ||
@@ -304,7 +304,7 @@ void logidx_add(logidx_t *x, int64_t stream, int64_t tag, int64_t stamp, int64_t
     lx_list_t *l = &x->lists[i];
     lx_ent_t e = {stamp, seq};
     grow((void **)&l->e, &l->cap, l->n + 1, sizeof *l->e);
-    if (l->n && ent_cmp(l->e[l->n - 1], e) > 0)
+    if (l->n && logidx_ent_cmp(l->e[l->n - 1], e) > 0)
         l->unsorted = 1;
     l->e[l->n++] = e;
     grow((void **)&x->added, &x->added_cap, x->nadded + 1, sizeof *x->added);
@@ -360,7 +360,7 @@ static void sort_array(void *base, size_t n, size_t size, int (*cmp)(const void 
 
 static int ent_qcmp(const void *a, const void *b)
 {
-    return ent_cmp(*(const lx_ent_t *)a, *(const lx_ent_t *)b);
+    return logidx_ent_cmp(*(const lx_ent_t *)a, *(const lx_ent_t *)b);
 }
 
 /* Lists in (stream, tag) order: blocks written in the order of the table. */
@@ -393,7 +393,7 @@ static int flush_some(sql_t *d, logidx_t *x, int64_t stream, int64_t tag, const 
         next = (lx_ent_t){sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1)};
     sql_reset(s);
     size_t m = 0;
-    while (m < np && (!bounded || ent_cmp(p[m], next) < 0))
+    while (m < np && (!bounded || logidx_ent_cmp(p[m], next) < 0))
         m++;
     /* Merge: the block's entries are in x->work[0..n); the merged list
      * goes after them and is written from there. */
@@ -405,14 +405,14 @@ static int flush_some(sql_t *d, logidx_t *x, int64_t stream, int64_t tag, const 
             out[k++] = w[i++];
             continue;
         }
-        int c = i == n ? 1 : ent_cmp(w[i], p[j]);
+        int c = i == n ? 1 : logidx_ent_cmp(w[i], p[j]);
         if (c < 0) {
             out[k++] = w[i++];
             continue;
         }
         if (c == 0)
             i++;            /* the same entry again: listed once */
-        if (k == 0 || ent_cmp(out[k - 1], p[j]) != 0)
+        if (k == 0 || logidx_ent_cmp(out[k - 1], p[j]) != 0)
             out[k++] = p[j];
         j++;
     }
@@ -450,7 +450,7 @@ int logidx_remove(sql_t *d, logidx_t *x, int64_t stream, int64_t tag, int64_t st
     if (rc != 0)
         return rc < 0 ? -1 : 0;
     size_t at = 0;
-    while (at < n && ent_cmp(x->work[at], e) != 0)
+    while (at < n && logidx_ent_cmp(x->work[at], e) != 0)
         at++;
     if (at == n)
         return 0;      /* not listed: nothing to take away */
@@ -525,9 +525,9 @@ int logidx_span(sql_t *d, logidx_t *x, int64_t stream, int64_t tag, lx_ent_t lo,
         }
         for (size_t i = 0; i < n && !done; i++) {
             lx_ent_t e = x->work[reverse ? n - 1 - i : i];
-            if (reverse ? ent_cmp(e, hi) >= 0 : ent_cmp(e, lo) <= 0)
+            if (reverse ? logidx_ent_cmp(e, hi) >= 0 : logidx_ent_cmp(e, lo) <= 0)
                 continue;
-            if (reverse ? ent_cmp(e, lo) <= 0 : ent_cmp(e, hi) >= 0) {
+            if (reverse ? logidx_ent_cmp(e, lo) <= 0 : logidx_ent_cmp(e, hi) >= 0) {
                 done = 1;
                 break;
             }
