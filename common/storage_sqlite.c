@@ -32,8 +32,12 @@
  *  - Records are not tied to accounts by a foreign key (an owner may be a
  *    domain or a service, not only an account); user delete removes an
  *    account's records explicitly, in the same transaction.
- *  - Not thread-safe: one storage_t belongs to one thread. */
+ *  - Not thread-safe: one storage_t belongs to one thread. The one other
+ *    thread is the WAL's checkpointer, with a connection of its own
+ *    (storage_sqlite_ckpt.c): the writing thread never waits for a
+ *    checkpoint's fsyncs. */
 #include "storage_sqlite.h"
+#include "storage_sqlite_ckpt.h"
 #include "log.h"
 #include "strbuf.h"
 
@@ -497,6 +501,7 @@ static void sql_close(storage_t *st)
         log_warn("storage: driver=sqlite event=close-in-transaction action=rollback");
         sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
     }
+    sql_ckpt_stop(d->ckpt, d->db);
     for (int i = 0; i < Q_COUNT_ALL; i++)
         sqlite3_finalize(d->q[i]);
     sql_log_close(d);
@@ -559,7 +564,7 @@ static int sql_open(storage_t *st, const char *path, char *err, size_t errlen)
             goto fail;
         }
     }
-    if (sql_log_open(d, err, errlen) < 0)
+    if (sql_log_open(d, err, errlen) < 0 || !(d->ckpt = sql_ckpt_start(d->db, path, err, errlen)))
         goto fail;
     sql_restrict(path);
     return 0;
@@ -599,13 +604,17 @@ static int sql_commit(sql_t *d)
         log_error("storage: driver=sqlite op=commit error=\"no transaction\"");
         return -1;
     }
-    d->in_txn = 0;
     if (sqlite3_get_autocommit(d->db)) {
+        d->in_txn = 0;
         log_error("storage: driver=sqlite op=commit error=\"the transaction was already rolled back\"");
         sql_log_settled(d, 0);
         return -1;
     }
-    if (sql_log_flush(d, "commit") == 0 && sql_exec(d, Q_COMMIT, "commit") == 0) {
+    /* The queued puts and index entries are written inside the transaction
+     * (in_txn still set: a put whose key is taken replaces in a savepoint). */
+    int flushed = sql_log_flush(d, "commit") == 0;
+    d->in_txn = 0;
+    if (flushed && sql_exec(d, Q_COMMIT, "commit") == 0) {
         sql_log_settled(d, 1);
         return 0;
     }

@@ -18,6 +18,7 @@ typedef struct sql {
     sqlite3 *db;
     int in_txn;         /* storage_begin done, not yet committed or rolled back */
     sql_log_t *log;     /* storage_sqlite_log.c's statements and id caches */
+    struct sql_ckpt *ckpt; /* the WAL's checkpoint thread (storage_sqlite_ckpt.c) */
     sqlite3_stmt *q[];  /* storage_sqlite.c's statements, prepared at open */
 } sql_t;
 

@@ -1396,6 +1396,43 @@ static void make_v3_file(fixture_t *f, const char *name)
 
 /* Schema step v5 builds the log index's blocks from an archive already
  * there: lists of several blocks, stamps that run against seq. */
+/* The WAL is checkpointed by the driver's thread: 24 MiB written in
+ * batches leave a WAL of a few batches at most (the writer's own automatic
+ * checkpoint is replaced by the thread's hook: were the thread not
+ * checkpointing, the WAL would hold all 24 MiB), and a close leaves no WAL
+ * behind and every record in the file. */
+static void test_wal_checkpointed_by_thread(void **state)
+{
+    SQLITE_ONLY();
+    fixture_t *f = *state;
+    f->st = open_ok(f);
+    char wal[600];
+    snprintf(wal, sizeof wal, "%s-wal", f->path);
+    char *val = xmalloc(1024);
+    memset(val, 'v', 1024);
+    for (int batch = 0; batch < 24; batch++) {
+        assert_int_equal(storage_begin(f->st), 0);
+        for (int i = 0; i < 1024; i++) {
+            char key[32];
+            snprintf(key, sizeof key, "b%02d-%04d", batch, i);
+            assert_int_equal(storage_put(f->st, "w@x", "mam", key, val, 1024), 0);
+        }
+        assert_int_equal(storage_commit(f->st), 0);
+        usleep(50000);      /* the batches' spacing: the thread's turn */
+    }
+    free(val);
+    struct stat sb;
+    assert_int_equal(stat(wal, &sb), 0);
+    print_message("WAL after 24 MiB in 24 batches: %lld bytes\n", (long long)sb.st_size);
+    assert_true(sb.st_size < 12 << 20);
+    assert_int_equal(storage_count(f->st, "w@x", "mam"), 24 * 1024);
+    storage_close(f->st);
+    f->st = NULL;
+    assert_int_equal(stat(wal, &sb), -1);
+    f->st = open_ok(f);
+    assert_int_equal(storage_count(f->st, "w@x", "mam"), 24 * 1024);
+}
+
 static void test_open_v4_builds_blocks(void **state)
 {
     SQLITE_ONLY();
@@ -1780,28 +1817,33 @@ static void test_log_model(void **state)
             m->order = ++model_order;
             m->tag = 0;
             m->alive = 1;
-        } else if (nmodel < MODEL_MAX) {
-            /* a put: a key seen before a third of the time */
-            char key[16];
-            if (nmodel && rnd(3) == 0)
-                snprintf(key, sizeof key, "%s", model[rnd((uint32_t)nmodel)].key);
-            else
-                snprintf(key, sizeof key, "k%d", op);
-            int64_t stamp = rnd(10) ? (int64_t)(op / 100) + rnd(5) + 1 : (int64_t)rnd(60) + 1;
-            int tag = rnd(5);
-            char tagtext[16];
-            snprintf(tagtext, sizeof tagtext, "t%d@x", tag);
-            assert_int_equal(storage_put_at(st, owner, "mam", key, tag ? tagtext : NULL, "v", 1,
-                                            stamp), 0);
-            model_rec_t *m = model_find(key);
-            if (!m) {
-                m = &model[nmodel++];
-                snprintf(m->key, sizeof m->key, "%s", key);
-                m->order = ++model_order;
-                m->alive = 1;
+        } else {
+            /* a put: a key seen before a third of the time; now and then,
+             * inside a transaction, a burst of new keys (the SQLite driver
+             * inserts those 16 a statement, mod_mam's batches) */
+            int burst = in_txn && rnd(40) == 0 ? 16 + (int)rnd(40) : 1;
+            for (int b = 0; b < burst && nmodel < MODEL_MAX; b++) {
+                char key[16];
+                if (burst == 1 && nmodel && rnd(3) == 0)
+                    snprintf(key, sizeof key, "%s", model[rnd((uint32_t)nmodel)].key);
+                else
+                    snprintf(key, sizeof key, "k%d.%d", op, b);
+                int64_t stamp = rnd(10) ? (int64_t)(op / 100) + rnd(5) + 1 : (int64_t)rnd(60) + 1;
+                int tag = rnd(5);
+                char tagtext[16];
+                snprintf(tagtext, sizeof tagtext, "t%d@x", tag);
+                assert_int_equal(storage_put_at(st, owner, "mam", key, tag ? tagtext : NULL, "v",
+                                                1, stamp), 0);
+                model_rec_t *m = model_find(key);
+                if (!m) {
+                    m = &model[nmodel++];
+                    snprintf(m->key, sizeof m->key, "%s", key);
+                    m->order = ++model_order;
+                    m->alive = 1;
+                }
+                m->stamp = stamp;
+                m->tag = tag;
             }
-            m->stamp = stamp;
-            m->tag = tag;
         }
         if (!in_txn && op % 500 == 499)
             model_check(st, owner);
@@ -1934,6 +1976,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_log_other_handle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_v4_builds_blocks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wal_checkpointed_by_thread, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     log_close();
