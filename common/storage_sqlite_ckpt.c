@@ -19,10 +19,13 @@
  * checkpoint syncs the WAL before it writes the database, and the database
  * after (synchronous = NORMAL on both connections).
  *
- * Should the thread fall behind (a reader holding an old snapshot keeps a
- * checkpoint from completing), the WAL grows; past SQL_CKPT_HARD_PAGES the
- * writer checkpoints itself, as SQLite would have, so the file stays
- * bounded.
+ * The WAL starts again from its beginning only when a write transaction
+ * begins with every frame checkpointed. Transactions back to back (a bulk
+ * import) leave the thread always a commit behind, and a reader holding an
+ * old snapshot keeps a checkpoint from completing: the WAL grows. Past
+ * SQL_CKPT_HARD_PAGES the writer checkpoints itself after its commit, as
+ * SQLite would have (the thread has copied most frames by then), so the
+ * file stays bounded.
  *
  * Owns: the thread, its connection and the mutex and condition between the
  * two. The writing connection is used only by its own thread, the
@@ -39,8 +42,8 @@
 /* SQLite's own automatic checkpoint threshold: the WAL is as large as it
  * was before this thread, only checkpointed elsewhere. */
 #define SQL_CKPT_PAGES 1000
-/* When the writer checkpoints itself (about 256 MiB of 4 KiB pages). */
-#define SQL_CKPT_HARD_PAGES 65536
+/* When the writer checkpoints itself (64 MiB of 4 KiB pages). */
+#define SQL_CKPT_HARD_PAGES 16384
 #define SQL_CKPT_BUSY_MS 5000
 
 struct sql_ckpt {
@@ -80,8 +83,9 @@ static int ckpt_hook(void *arg, sqlite3 *db, const char *schema, int pages)
 {
     sql_ckpt_t *c = arg;
     if (pages >= SQL_CKPT_HARD_PAGES) {
-        sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-        log_warn("storage: driver=sqlite event=checkpoint-behind wal-pages=%d", pages);
+        int rc = sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        log_info("storage: driver=sqlite event=checkpoint-in-writer wal-pages=%d result=%s", pages,
+                 rc == SQLITE_OK ? "done" : rc == SQLITE_BUSY ? "busy" : "failed");
         return SQLITE_OK;
     }
     if (pages >= SQL_CKPT_PAGES) {
