@@ -505,6 +505,12 @@ static int log_put(sql_t *d, storage_req_t *r)
         return -1;
     if (!d->in_txn)
         return log_write(d, &w, op);
+    /* A transaction SQLite has already rolled back (a failed flush): the
+     * put must not reach the table outside it. */
+    if (sqlite3_get_autocommit(d->db)) {
+        log_error("storage: driver=sqlite op=%s error=\"the transaction was rolled back\"", op);
+        return -1;
+    }
     sql_log_t *L = d->log;
     if (L->nrows == L->rows_cap) {
         L->rows_cap = L->rows_cap ? L->rows_cap * 2 : 64;
