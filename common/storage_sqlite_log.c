@@ -9,7 +9,10 @@
  * with the time, so new keys land at the end of the index. The lists of a
  * stream's records and of its records with one tag are log_index's blocks
  * (v5, storage_sqlite_logidx.c): a write queues the record's entries there,
- * a read of the lists flushes the queue first, and so does the commit.
+ * a read of the lists flushes the queue first, and so does the commit. A
+ * put inside a transaction queues the row itself too, written
+ * LOG_INSERT_ROWS a statement before any other log request and before the
+ * commit (rows_flush).
  * Answers are those of `records`: same seq, stamp, key, tag, value, same
  * statuses.
  *
