@@ -74,6 +74,26 @@ def clients(w, request):
         c.close()
 
 
+def reachable(sender, receiver, timeout=20):
+    """Waits until a message from sender reaches receiver. After a restart of
+    either server, weft's s2s may still be in the pause that follows a
+    connect which found the peer down, and bounces what is sent then
+    (remote-server-not-found): a test that restarts servers checks the way
+    is open before it counts on a delivery."""
+    end = time.time() + timeout
+    n = 0
+    while time.time() < end:
+        n += 1
+        body = f"reachable-{n}"
+        sender.message(receiver.jid, body)
+        try:
+            receiver.wait_message(body, timeout=2)
+            return True
+        except TimeoutError:
+            continue
+    return False
+
+
 def from_(jid):
     return r"from=['\"]" + re.escape(jid) + r"['\"]"
 
@@ -202,6 +222,7 @@ def test_ca_signed_certificates_sasl_external_both_ways(w, clients):
         a.restart("s2s")
         p.restart()
         carol, quinn = clients()
+        assert reachable(carol, quinn)
         carol.message(quinn.jid, "external to prosody")
         quinn.wait_message("external to prosody", timeout=20)
         quinn.message(carol.jid, "external to weft")
@@ -228,6 +249,7 @@ def test_ca_signed_certificates_sasl_external_both_ways(w, clients):
 def test_restart_weft_s2s_and_prosody_mid_conversation(w, clients):
     a, p = w.a, w.p
     carol, quinn = clients()
+    assert reachable(carol, quinn)     # the test before restarted both servers
     carol.message(quinn.jid, "before")
     quinn.wait_message("before", timeout=20)
     quinn.message(carol.jid, "before-back")
