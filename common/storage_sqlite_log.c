@@ -114,8 +114,8 @@ typedef struct log_row {
 struct sql_log {
     sqlite3_stmt *q[L_COUNT_ALL];
     logidx_t *idx;          /* the rows' index by stream and tag */
-    log_row_t *rows;        /* puts of the open transaction not yet inserted */
-    size_t nrows, rows_cap;
+    log_row_t rows[LOG_INSERT_ROWS]; /* puts of the open transaction not yet inserted */
+    size_t nrows;
     log_cache_t streams, tags;
     int tentative;          /* ids interned in a transaction not yet settled */
     int version_read;       /* data_version read in the current transaction */
@@ -297,15 +297,18 @@ static int log_exec(sql_t *d, sqlite3_stmt *s, const char *op)
 /* Writes the queued index entries. When that fails inside a transaction,
  * the transaction is rolled back: its rows would otherwise commit without
  * their entries (the commit then reports it). */
-static int log_flush(sql_t *d, const char *op)
+static int txn_abort(sql_t *d)
 {
-    if (logidx_flush(d, d->log->idx, op) == 0)
-        return 0;
     if (!sqlite3_get_autocommit(d->db)) {
         sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
         sql_log_settled(d, 0);
     }
     return -1;
+}
+
+static int log_flush(sql_t *d, const char *op)
+{
+    return logidx_flush(d, d->log->idx, op) == 0 ? 0 : txn_abort(d);
 }
 
 /* An operation of several statements runs in a savepoint. Outside
@@ -475,21 +478,13 @@ static int rows_flush(sql_t *d, const char *op)
     sql_log_t *L = d->log;
     if (L->nrows == 0)
         return 0;
-    int rc = 0;
-    size_t i = 0;
-    for (; rc == 0 && L->nrows - i >= LOG_INSERT_ROWS; i += LOG_INSERT_ROWS) {
-        rc = rows_insert_many(d, &L->rows[i], op);
-        if (rc == 1)
-            rc = rows_write_each(d, &L->rows[i], LOG_INSERT_ROWS, op);
-    }
-    if (rc == 0)
-        rc = rows_write_each(d, &L->rows[i], L->nrows - i, op);
+    /* A full queue in one statement; a part of one (at the commit, or
+     * before another request) one by one, as after a taken key. */
+    int rc = L->nrows == LOG_INSERT_ROWS ? rows_insert_many(d, L->rows, op) : 1;
+    if (rc == 1)
+        rc = rows_write_each(d, L->rows, L->nrows, op);
     rows_discard(L);
-    if (rc < 0 && !sqlite3_get_autocommit(d->db)) {
-        sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
-        sql_log_settled(d, 0);
-    }
-    return rc < 0 ? -1 : 0;
+    return rc < 0 ? txn_abort(d) : 0;
 }
 
 int sql_log_flush(sql_t *d, const char *op)
@@ -515,15 +510,9 @@ static int log_put(sql_t *d, storage_req_t *r)
         return -1;
     }
     sql_log_t *L = d->log;
-    if (L->nrows == L->rows_cap) {
-        L->rows_cap = L->rows_cap ? L->rows_cap * 2 : 64;
-        L->rows = xrealloc(L->rows, L->rows_cap * sizeof *L->rows);
-    }
     L->rows[L->nrows++] = w;
     r->key = r->val = NULL;
-    if (L->nrows >= LOG_INSERT_ROWS)
-        return rows_flush(d, op);
-    return 0;
+    return L->nrows == LOG_INSERT_ROWS ? rows_flush(d, op) : 0;
 }
 
 /* import: a record with its seq given (weftctl migrate). */
@@ -843,7 +832,6 @@ void sql_log_close(sql_t *d)
     for (int i = 0; i < L_COUNT_ALL; i++)
         sqlite3_finalize(L->q[i]);
     rows_discard(L);
-    free(L->rows);
     cache_free(&L->streams);
     cache_free(&L->tags);
     logidx_close(L->idx);
