@@ -4,11 +4,12 @@
  * Archiving happens in this module's message hooks, which run before
  * mod_carbons and mod_offline (the module order of sm/meson.build), so the
  * one <stanza-id by='user@domain' id=.../> given to a message reaches every
- * copy of it: the live delivery, the <received/> carbons, the offline store
- * and the archive. What a session sends is archived in its user's archive
- * without a stanza-id on the outgoing stanza (the id is the sender's archive's
- * own business); its <sent/> carbons carry it (mam_mark_sent_copy, called by
- * mod_carbons). A <stanza-id/> claiming to be by the user's own JID that comes
+ * copy of it: the live delivery, the <received/> carbons and the offline
+ * store; the archive keeps the message as it arrived, under that id as its
+ * key (a query's <result id=.../>). What a session sends is archived in its
+ * user's archive without a stanza-id on the outgoing stanza (the id is the
+ * sender's archive's own business); its <sent/> carbons carry it
+ * (mam_mark_sent_copy, called by mod_carbons). A <stanza-id/> claiming to be by the user's own JID that comes
  * from outside is removed before anyone sees it (XEP-0359 section 4).
  *
  * What is archived (XEP-0313 section 5, XEP-0334): type chat or normal (or
@@ -465,10 +466,13 @@ static sm_ret_t mam_message_in(sm_user_t *u, sm_sess_t *to, xml_node_t *msg)
     if (prefs_allow(u, &with)) {
         char id[40];
         new_id(u->bare, id);
+        /* Archived as it arrived, before its stanza-id: the id is the
+         * record's key, which a query's <result id=.../> gives, so a copy
+         * inside the record would only be bytes written twice. */
+        archive(u, 'i', &with, msg, id);
         xml_node_t *sid = xml_add_child(msg, MAM_NS_SID, "stanza-id");
         xml_attr_set(sid, "by", u->bare);
         xml_attr_set(sid, "id", id);
-        archive(u, 'i', &with, msg, id);
     }
     jid_clear(&with);
     return SM_PASS;

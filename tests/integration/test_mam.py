@@ -189,6 +189,9 @@ def test_one_id_for_live_carbon_and_archive(server):
         assert fin.get("complete") == "true"
         assert [(r[0], body(r[1])) for r in res] == [(ids[0][1], "hello bob")]
         assert res[0][1].get("from") == "alice@localhost/phone"
+        # The id comes once, as the result's: the archived message is the
+        # one that arrived, without a stanza-id of bob's inside.
+        assert [i for i in sids(res[0][1]) if i[0] == "bob@localhost"] == [], ET.tostring(res[0][1])
         res, _ = await a1.query()
         assert [(r[0], body(r[1])) for r in res] == [(sent_ids[0][1], "hello bob")]
         # RSM first/last name the page's ids.
