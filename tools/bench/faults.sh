@@ -47,18 +47,7 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
 fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-# A free port this run has not handed out yet (two probes in a row may get
-# the same one from the kernel); kept in a file, as $(...) is a subshell.
-free_port() {
-    local p
-    while :; do
-        p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-        grep -qx "$p" "$out/.ports" 2>/dev/null && continue
-        echo "$p" >>"$out/.ports"
-        echo "$p"
-        return
-    done
-}
+. "$repo/tools/bench/ports.sh"
 wait_port() {
     for _ in $(seq 300); do
         if (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; then return 0; fi

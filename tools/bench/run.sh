@@ -103,21 +103,7 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
 fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-# A port nothing listens on and that this run has not handed out yet: the
-# kernel may give the same ephemeral port to two probes in a row, and a
-# router and a c2s started on one port made a run fail at registration
-# (the generator reached the router: invalid-namespace). Called in $(...),
-# so the ports handed out are kept in a file, not a variable.
-free_port() {
-    local p
-    while :; do
-        p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-        grep -qx "$p" "$out/.ports" 2>/dev/null && continue
-        echo "$p" >>"$out/.ports"
-        echo "$p"
-        return
-    done
-}
+. "$repo/tools/bench/ports.sh"
 wait_port() {
     for _ in $(seq 300); do
         if (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; then return 0; fi
