@@ -294,9 +294,9 @@ static int log_exec(sql_t *d, sqlite3_stmt *s, const char *op)
     return 0;
 }
 
-/* Writes the queued index entries. When that fails inside a transaction,
- * the transaction is rolled back: its rows would otherwise commit without
- * their entries (the commit then reports it). */
+/* After a failed write of a queue inside a transaction: rolls it back (its
+ * rows would otherwise commit without their entries, or the other way
+ * round; the commit then reports it). Returns -1. */
 static int txn_abort(sql_t *d)
 {
     if (!sqlite3_get_autocommit(d->db)) {
@@ -306,6 +306,7 @@ static int txn_abort(sql_t *d)
     return -1;
 }
 
+/* Writes the queued index entries. */
 static int log_flush(sql_t *d, const char *op)
 {
     return logidx_flush(d, d->log->idx, op) == 0 ? 0 : txn_abort(d);

@@ -9,8 +9,9 @@
  * key (a query's <result id=.../>). What a session sends is archived in its
  * user's archive without a stanza-id on the outgoing stanza (the id is the
  * sender's archive's own business); its <sent/> carbons carry it
- * (mam_mark_sent_copy, called by mod_carbons). A <stanza-id/> claiming to be by the user's own JID that comes
- * from outside is removed before anyone sees it (XEP-0359 section 4).
+ * (mam_mark_sent_copy, called by mod_carbons). A <stanza-id/> claiming to
+ * be by the user's own JID that comes from outside is removed before anyone
+ * sees it (XEP-0359 section 4).
  *
  * What is archived (XEP-0313 section 5, XEP-0334): type chat or normal (or
  * none) with a <body/> or an end-to-end encrypted payload (OMEMO, OpenPGP
@@ -315,7 +316,7 @@ typedef struct pend {
  * separate allocations (five per record, 20,000 records, half a second)
  * they were interleaved with the stanzas' short-lived ones, and every
  * malloc of the sm got slower: on the archiving sm, the work outside
- * mod_mam cost 5.9 µs more per message than with mod_mam off, 2.5 of them
+ * mod_mam cost 5.9 µs more per message than with mod_mam off, 2.6 of them
  * in malloc (docs/performance.md, "The batch in one buffer"). Copied at the
  * flush, each lives only until its row is written. */
 static strbuf_t pend_arena;

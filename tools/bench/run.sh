@@ -104,14 +104,6 @@ fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 . "$repo/tools/bench/ports.sh"
-wait_port() {
-    for _ in $(seq 300); do
-        if (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "port $1 did not open" >&2
-    return 1
-}
 
 started=()          # PIDs to stop at exit
 cleanup() {
