@@ -309,6 +309,8 @@ static void req_submit(storage_t *st, storage_req_t *r)
 {
     st->pending++;
     r->submitted_us = storage_mono_us();
+    if (r->op == SOP_PUT)
+        r->put_no = ++st->puts;
     const char *why = req_invalid(r);
     if (why) {
         log_error("storage: op=%s error=\"%s\"", r->opname, why);
@@ -710,7 +712,8 @@ void storage_put_tag_async(storage_t *st, const char *owner, const char *coll, c
 }
 
 void storage_put_take_async(storage_t *st, char *owner, char *coll, char *key, char *tag, char *val,
-                            size_t len, int64_t stamp, storage_cb cb, void *arg)
+                            size_t len, int64_t stamp, const storage_share_t *share,
+                            storage_cb cb, void *arg)
 {
     storage_req_t *r = req_new(SOP_PUT, "put", cb, arg);
     r->owner = owner;
@@ -720,6 +723,8 @@ void storage_put_take_async(storage_t *st, char *owner, char *coll, char *key, c
     r->val = val ? val : storage_memdup("", 0);
     r->len = val ? len : 0;
     r->stamp = stamp;
+    if (share && share->back && share->self_at <= r->len)
+        r->share = *share;
     req_submit(st, r);
 }
 

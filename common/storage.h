@@ -189,12 +189,27 @@ void storage_put_async(storage_t *st, const char *owner, const char *coll, const
 void storage_put_tag_async(storage_t *st, const char *owner, const char *coll, const char *key,
                            const char *tag, const char *val, size_t len, storage_cb cb,
                            void *arg);
+/* A put's value may repeat the end of another's: a chat between two users
+ * of one sm is archived whole in both archives. A share says that the bytes
+ * of the value from self_at on are the bytes of the value of the put
+ * submitted `back` puts before this one on the same storage (any owner or
+ * collection), from base_at on, to its end. It is a hint: a driver may keep
+ * those bytes once (the SQLite driver does, for a log collection inside a
+ * transaction: docs/storage.md, "Shared tails") or ignore it; every read
+ * gives the whole value either way. */
+typedef struct storage_share {
+    size_t back;            /* 0: no share */
+    size_t self_at, base_at;
+} storage_share_t;
+
 /* storage_put_at, asynchronous, taking its strings instead of copying them
- * (mod_mam's archive batches, the one writer of many records): owner, coll, key, tag (may be NULL) and val are malloc'd
- * by the caller and taken, freed by storage once the request is done; val
- * holds len bytes and a NUL after them. */
+ * (mod_mam's archive batches, the one writer of many records): owner, coll,
+ * key, tag (may be NULL) and val are malloc'd by the caller and taken, freed
+ * by storage once the request is done; val holds len bytes and a NUL after
+ * them. share may be NULL. */
 void storage_put_take_async(storage_t *st, char *owner, char *coll, char *key, char *tag, char *val,
-                            size_t len, int64_t stamp, storage_cb cb, void *arg);
+                            size_t len, int64_t stamp, const storage_share_t *share,
+                            storage_cb cb, void *arg);
 void storage_del_async(storage_t *st, const char *owner, const char *coll, const char *key,
                        storage_cb cb, void *arg);
 void storage_del_all_async(storage_t *st, const char *owner, const char *coll, storage_cb cb,

@@ -30,6 +30,8 @@ struct storage_req {
     size_t len;
     int64_t seq;            /* import: the record's seq; scan: after this seq */
     int64_t stamp;          /* put/append/import: the stamp to store */
+    uint64_t put_no;        /* put: its number among this storage's puts */
+    storage_share_t share;  /* put: the hint of storage_put_take_async */
     int64_t created;        /* user create/import */
     int64_t num;            /* scan: limit; ping: delay in ms */
     storage_range_t range;  /* range: tag/after/before point at tag/after/before */
@@ -61,6 +63,7 @@ struct storage {
     struct event_base *base;
     int own_base;
     unsigned pending;       /* submitted, not yet done */
+    uint64_t puts;          /* puts submitted: their numbers (put_no) */
 };
 
 /* Finishes r: runs its callback with r->res, then frees r and the result. */

@@ -154,6 +154,24 @@ static const char *const sql_migrations[] = {
     "  n INTEGER NOT NULL,"
     "  data BLOB NOT NULL,"
     "  PRIMARY KEY (stream, tag, first_stamp, first_seq)) WITHOUT ROWID;",
+    /* v6: shared tails (docs/storage.md, "Shared tails"). A log row with a
+     * base keeps only the head of its value; the rest is the base row's
+     * value from byte base_at + 1 on (a base row always holds its whole
+     * value). When a base row is deleted, or its value replaced, the rows
+     * that share its tail take their bytes back (from old.value): every path that removes a
+     * row (a record's delete, a stream's, a user's, weftctl on the file)
+     * goes through these triggers, so no row can lose its tail. */
+    "ALTER TABLE logs ADD COLUMN base INTEGER;"
+    "ALTER TABLE logs ADD COLUMN base_at INTEGER;"
+    "CREATE INDEX logs_base ON logs (base) WHERE base IS NOT NULL;"
+    "CREATE TRIGGER logs_base_delete AFTER DELETE ON logs BEGIN"
+    "  UPDATE logs SET value = CAST(value || substr(old.value, base_at + 1) AS BLOB),"
+    "    base = NULL, base_at = NULL WHERE base = old.seq;"
+    "  END;"
+    "CREATE TRIGGER logs_base_update AFTER UPDATE OF value ON logs BEGIN"
+    "  UPDATE logs SET value = CAST(value || substr(old.value, base_at + 1) AS BLOB),"
+    "    base = NULL, base_at = NULL WHERE base = old.seq;"
+    "  END;",
 };
 #define SQL_VERSION ((int)(sizeof sql_migrations / sizeof sql_migrations[0]))
 
@@ -232,9 +250,10 @@ static const char *const sql_text[Q_COUNT_ALL] = {
     [Q_TAG_STAMP] = TAG_HEAD RANGE_BY_STAMP "ASC, seq ASC LIMIT ?9",
     [Q_TAG_STAMP_REV] = TAG_HEAD RANGE_BY_STAMP "DESC, seq DESC LIMIT ?9",
     [Q_SCAN] = "SELECT seq, stamp, key, value, tag, owner, coll FROM records WHERE seq > ?1"
-               " UNION ALL SELECT l.seq, l.stamp, l.key, l.value, t.tag, s.owner, s.coll"
+               " UNION ALL SELECT l.seq, l.stamp, l.key, " SQL_LOG_VALUE ", t.tag, s.owner, s.coll"
                " FROM logs l CROSS JOIN log_streams s ON s.id = l.stream"
-               " LEFT JOIN log_tags t ON t.id = l.tag WHERE l.seq > ?1"
+               " LEFT JOIN log_tags t ON t.id = l.tag"
+               " LEFT JOIN logs b ON b.seq = l.base WHERE l.seq > ?1"
                " ORDER BY 1 LIMIT ?2",
     [Q_IMPORT] = "INSERT INTO records (seq, owner, coll, key, value, stamp, tag)"
                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

@@ -46,6 +46,12 @@ int sql_op_end(sql_t *d, int ok, const char *op);
 
 /* storage_sqlite_log.c. */
 
+/* A log row's whole value, in a statement over `logs l LEFT JOIN logs b ON
+ * b.seq = l.base`: its own bytes, then its base's from base_at on (schema
+ * step v6, docs/storage.md "Shared tails"). */
+#define SQL_LOG_VALUE "CASE WHEN l.base IS NULL THEN l.value" \
+    " ELSE CAST(l.value || substr(b.value, l.base_at + 1) AS BLOB) END"
+
 /* Prepares its statements once the schema is current; -1 with err set. */
 int sql_log_open(sql_t *d, char *err, size_t errlen);
 void sql_log_close(sql_t *d);

@@ -4,7 +4,7 @@
  * Owns the statements on three tables (schema step v4 in storage_sqlite.c):
  *   log_streams (id, owner, coll)  one row per owner and log collection
  *   log_tags    (id, tag)          one row per tag ever written
- *   logs (seq, stream, stamp, tag, key, value)  the records
+ *   logs (seq, stream, stamp, tag, key, value, base, base_at)  the records
  * with the index logs_key (key, stream) — key first: mod_mam's ids start
  * with the time, so new keys land at the end of the index. The lists of a
  * stream's records and of its records with one tag are log_index's blocks
@@ -13,6 +13,11 @@
  * put inside a transaction queues the row itself too, written
  * LOG_INSERT_ROWS a statement before any other log request and before the
  * commit (rows_flush).
+ * A put whose hint (storage_share_t) names a row an earlier put of the same
+ * transaction wrote whole keeps only its head, with that row as its base
+ * (base, base_at: schema step v6); every read joins the base back on
+ * (SQL_LOG_VALUE), and the schema's triggers give a row its bytes back when
+ * its base goes or changes.
  * Answers are those of `records`: same seq, stamp, key, tag, value, same
  * statuses.
  *
@@ -63,7 +68,8 @@ enum {
  * record was 40 % of the insert's cost on the benchmark machine (the VDBE's
  * start and end, the AUTOINCREMENT counter read and written each time). */
 #define LOG_INSERT_ROWS 16
-#define L_V1 "(?, ?, ?, ?, ?)"
+#define L_COLS 7         /* parameters per row: stream, stamp, tag, key, value, base, base_at */
+#define L_V1 "(?, ?, ?, ?, ?, ?, ?)"
 #define L_V4 L_V1 ", " L_V1 ", " L_V1 ", " L_V1
 #define L_V16 L_V4 ", " L_V4 ", " L_V4 ", " L_V4
 static const char *const log_sql[L_COUNT_ALL] = {
@@ -73,23 +79,27 @@ static const char *const log_sql[L_COUNT_ALL] = {
     [L_TAG_GET] = "SELECT id FROM log_tags WHERE tag = ?1",
     [L_TAG_ADD] = "INSERT INTO log_tags (tag) VALUES (?1) ON CONFLICT (tag) DO NOTHING",
     [L_DATA_VERSION] = "PRAGMA data_version",
-    [L_GET] = "SELECT value FROM logs WHERE key = ?2 AND stream = ?1",
-    [L_INSERT] = "INSERT INTO logs (stream, stamp, tag, key, value) VALUES (?1, ?2, ?3, ?4, ?5)"
-                 " ON CONFLICT (key, stream) DO NOTHING",
-    [L_UPDATE] = "UPDATE logs SET stamp = ?2, tag = ?3, value = ?4 WHERE seq = ?1",
+    [L_GET] = "SELECT " SQL_LOG_VALUE " FROM logs l LEFT JOIN logs b ON b.seq = l.base"
+              " WHERE l.key = ?2 AND l.stream = ?1",
+    [L_INSERT] = "INSERT INTO logs (stream, stamp, tag, key, value, base, base_at)"
+                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (key, stream) DO NOTHING",
+    [L_UPDATE] = "UPDATE logs SET stamp = ?2, tag = ?3, value = ?4, base = NULL, base_at = NULL"
+                 " WHERE seq = ?1",
     [L_DEL_SEQ] = "DELETE FROM logs WHERE seq = ?1",
     [L_APPEND] = "INSERT INTO logs (stream, stamp, key, value) VALUES (?1, ?2, NULL, ?3)",
     [L_APPEND_KEY] = "UPDATE logs SET key = CAST(seq AS TEXT) WHERE seq = ?1",
     [L_KEY_POS] = "SELECT seq, stamp, tag FROM logs WHERE key = ?2 AND stream = ?1",
-    [L_ROWS] = "SELECT l.seq, l.stamp, l.key, l.value, t.tag FROM logs l"
-               " LEFT JOIN log_tags t ON t.id = l.tag WHERE l.seq IN (" L_P64 ")",
+    [L_ROWS] = "SELECT l.seq, l.stamp, l.key, " SQL_LOG_VALUE ", t.tag FROM logs l"
+               " LEFT JOIN log_tags t ON t.id = l.tag LEFT JOIN logs b ON b.seq = l.base"
+               " WHERE l.seq IN (" L_P64 ")",
     [L_IMPORT] = "INSERT INTO logs (seq, stream, stamp, tag, key, value)"
                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [L_USER_STREAMS] = "SELECT id FROM log_streams WHERE owner = ?1",
     [L_USER_DEL_STREAMS] = "DELETE FROM log_streams WHERE owner = ?1",
     /* No conflict clause: a key already there fails the whole statement
      * (SQLite undoes its rows) and its records go one by one instead. */
-    [L_INSERT_MANY] = "INSERT INTO logs (stream, stamp, tag, key, value) VALUES " L_V16,
+    [L_INSERT_MANY] = "INSERT INTO logs (stream, stamp, tag, key, value, base, base_at) VALUES "
+                      L_V16,
 };
 
 /* One cached id. name: for a stream "owner\0coll", for a tag the tag; len
@@ -109,7 +119,23 @@ typedef struct log_row {
     int64_t stream, tag, stamp;   /* tag 0: none */
     char *key, *val;
     size_t len;
+    uint64_t put_no;              /* the put's number (storage.c) */
+    storage_share_t share;        /* its hint; back 0: none */
 } log_row_t;
+
+/* Shared tails (schema step v6, docs/storage.md "Shared tails"): the rows
+ * written by the puts of the open transaction, by put number, so that a
+ * later put whose hint names one of them (back puts before it) keeps only
+ * its head and the base's seq. A slot counts only in its generation: a
+ * transaction's end, a rollback to a savepoint and every request that may
+ * delete or replace a row start a new one, so a base is always a row
+ * written in this transaction and still there. */
+#define LOG_SHARE_SLOTS 32768     /* a power of two: how far back a hint may reach */
+typedef struct log_base {
+    uint64_t put_no, gen;
+    int64_t seq;                  /* 0: not usable as a base (it shares a tail itself) */
+    size_t len;
+} log_base_t;
 
 struct sql_log {
     sqlite3_stmt *q[L_COUNT_ALL];
@@ -120,6 +146,8 @@ struct sql_log {
     int tentative;          /* ids interned in a transaction not yet settled */
     int version_read;       /* data_version read in the current transaction */
     int64_t data_version;
+    log_base_t *bases;      /* LOG_SHARE_SLOTS, allocated at the first shared put */
+    uint64_t gen;           /* the generation of bases (starts at 1) */
 };
 
 /* ------------------------------------------------------------ id caches */
@@ -186,6 +214,10 @@ void sql_log_settled(sql_t *d, int committed)
         rows_discard(L);
         logidx_discard(L->idx);
     }
+    /* Rows of a rolled-back savepoint are gone, and a finished transaction's
+     * rows are no base for the next one's puts. */
+    if (!committed || sqlite3_get_autocommit(d->db))
+        L->gen++;
     if (!committed && L->tentative)
         log_forget(L);
     else if (sqlite3_get_autocommit(d->db))
@@ -376,18 +408,68 @@ static int log_key_pos(sql_t *d, const char *op, int64_t stream, const char *key
     return found ? 0 : 1;
 }
 
+/* The seq of the row whose tail w's hint names, when it can be shared: a
+ * row written whole by a put of this transaction's generation, with as many
+ * bytes after base_at as w has after self_at. 0 otherwise (w is written
+ * whole). */
+static int64_t base_of(const sql_log_t *L, const log_row_t *w)
+{
+    uint64_t back = w->share.back;
+    if (!back || !L->bases || back >= LOG_SHARE_SLOTS || back >= w->put_no)
+        return 0;
+    const log_base_t *b = &L->bases[(w->put_no - back) & (LOG_SHARE_SLOTS - 1)];
+    if (b->gen != L->gen || b->put_no != w->put_no - back || b->seq <= 0 ||
+        w->share.base_at > b->len || w->share.self_at == 0 ||
+        b->len - w->share.base_at != w->len - w->share.self_at)
+        return 0;
+    return b->seq;
+}
+
+/* Notes the row w's put wrote (at seq), a base for later puts of the
+ * transaction unless it shares a tail itself. */
+static void base_note(sql_t *d, const log_row_t *w, int64_t seq, int shared)
+{
+    sql_log_t *L = d->log;
+    if (!d->in_txn || !w->put_no)
+        return;
+    if (!L->bases)
+        L->bases = xcalloc(LOG_SHARE_SLOTS, sizeof *L->bases);
+    L->bases[w->put_no & (LOG_SHARE_SLOTS - 1)] =
+        (log_base_t){w->put_no, L->gen, shared ? 0 : seq, w->len};
+}
+
+/* Binds a row's L_COLS parameters from p on: its head only and its base
+ * when base is not 0. */
+static int bind_row(sql_t *d, sqlite3_stmt *s, int p, const log_row_t *w, int64_t base,
+                    const char *op)
+{
+    if (sql_bind_int(d, s, p, w->stream, op) < 0 || sql_bind_int(d, s, p + 1, w->stamp, op) < 0 ||
+        (w->tag ? sql_bind_int(d, s, p + 2, w->tag, op) : sql_bind_text(d, s, p + 2, NULL, op)) < 0 ||
+        sql_bind_text(d, s, p + 3, w->key, op) < 0 ||
+        sql_bind_blob(d, s, p + 4, w->val, base ? w->share.self_at : w->len, op) < 0)
+        return -1;
+    if (!base)
+        return sql_bind_text(d, s, p + 5, NULL, op) < 0 || sql_bind_text(d, s, p + 6, NULL, op) < 0
+                   ? -1
+                   : 0;
+    return sql_bind_int(d, s, p + 5, base, op) < 0 ||
+                   sql_bind_int(d, s, p + 6, (int64_t)w->share.base_at, op) < 0
+               ? -1
+               : 0;
+}
+
 /* Inserts a new record and queues its entries: 0; 1 when its key is taken. */
 static int log_insert(sql_t *d, const log_row_t *w, const char *op)
 {
     sqlite3_stmt *s = d->log->q[L_INSERT];
-    if (sql_bind_int(d, s, 1, w->stream, op) < 0 || sql_bind_int(d, s, 2, w->stamp, op) < 0 ||
-        (w->tag ? sql_bind_int(d, s, 3, w->tag, op) : sql_bind_text(d, s, 3, NULL, op)) < 0 ||
-        sql_bind_text(d, s, 4, w->key, op) < 0 ||
-        sql_bind_blob(d, s, 5, w->val, w->len, op) < 0 || log_exec(d, s, op) < 0)
+    int64_t base = base_of(d->log, w);
+    if (bind_row(d, s, 1, w, base, op) < 0 || log_exec(d, s, op) < 0)
         return -1;
     if (sqlite3_changes(d->db) == 0)
         return 1;
-    log_index_add(d, w->stream, w->tag, w->stamp, sqlite3_last_insert_rowid(d->db));
+    int64_t seq = sqlite3_last_insert_rowid(d->db);
+    log_index_add(d, w->stream, w->tag, w->stamp, seq);
+    base_note(d, w, seq, base != 0);
     return 0;
 }
 
@@ -406,6 +488,10 @@ static int log_replace(sql_t *d, const log_row_t *w, const char *op)
         (old_tag && logidx_remove(d, d->log->idx, w->stream, old_tag, stamp, seq, op) < 0))
         return -1;
     log_index_add(d, w->stream, w->tag, w->stamp, seq);
+    /* The row's old value may be the base an earlier put of this
+     * transaction noted: no later hint may name it. */
+    d->log->gen++;
+    base_note(d, w, seq, 0);
     return 0;
 }
 
@@ -435,14 +521,10 @@ static int log_write(sql_t *d, const log_row_t *w, const char *op)
 static int rows_insert_many(sql_t *d, const log_row_t *w, const char *op)
 {
     sqlite3_stmt *s = d->log->q[L_INSERT_MANY];
+    int64_t base[LOG_INSERT_ROWS];
     for (int i = 0; i < LOG_INSERT_ROWS; i++) {
-        int p = i * 5;
-        if (sql_bind_int(d, s, p + 1, w[i].stream, op) < 0 ||
-            sql_bind_int(d, s, p + 2, w[i].stamp, op) < 0 ||
-            (w[i].tag ? sql_bind_int(d, s, p + 3, w[i].tag, op)
-                      : sql_bind_text(d, s, p + 3, NULL, op)) < 0 ||
-            sql_bind_text(d, s, p + 4, w[i].key, op) < 0 ||
-            sql_bind_blob(d, s, p + 5, w[i].val, w[i].len, op) < 0)
+        base[i] = base_of(d->log, &w[i]);
+        if (bind_row(d, s, i * L_COLS + 1, &w[i], base[i], op) < 0)
             return -1;
     }
     /* Stepped here, not by sql_step: a taken key is no error to log. */
@@ -457,8 +539,10 @@ static int rows_insert_many(sql_t *d, const log_row_t *w, const char *op)
     /* The rows of one statement take consecutive seqs (AUTOINCREMENT: each
      * the one before plus one), the last of them last_insert_rowid. */
     int64_t seq = sqlite3_last_insert_rowid(d->db) - (LOG_INSERT_ROWS - 1);
-    for (int i = 0; i < LOG_INSERT_ROWS; i++)
+    for (int i = 0; i < LOG_INSERT_ROWS; i++) {
         log_index_add(d, w[i].stream, w[i].tag, w[i].stamp, seq + i);
+        base_note(d, &w[i], seq + i, base[i] != 0);
+    }
     return 0;
 }
 
@@ -498,7 +582,8 @@ int sql_log_flush(sql_t *d, const char *op)
 static int log_put(sql_t *d, storage_req_t *r)
 {
     const char *op = r->opname;
-    log_row_t w = {.stamp = r->stamp, .key = r->key, .val = r->val, .len = r->len};
+    log_row_t w = {.stamp = r->stamp, .key = r->key, .val = r->val, .len = r->len,
+                   .put_no = r->put_no, .share = r->share};
     if (log_stream(d, r->owner, r->coll, 1, &w.stream, op) < 0 ||
         (r->tag && log_tag(d, r->tag, 1, &w.tag, op) < 0))
         return -1;
@@ -756,6 +841,9 @@ int sql_log_run(sql_t *d, storage_req_t *r)
     /* Every other request sees the queued puts as rows: written first. */
     if (!(r->op == SOP_PUT && d->in_txn) && rows_flush(d, r->opname) < 0)
         return -1;
+    /* A row deleted here may be a base an earlier put noted. */
+    if (r->op == SOP_DEL || r->op == SOP_DEL_ALL)
+        d->log->gen++;
     switch (r->op) {
     case SOP_GET: return log_get(d, r);
     case SOP_PUT: return log_put(d, r);
@@ -779,8 +867,10 @@ int sql_log_user_delete(sql_t *d, const char *owner, const char *op)
     sql_log_t *L = d->log;
     if (log_fresh(d, op) < 0)
         return -1;
-    /* Forgotten first: whatever the outcome, no deleted id stays cached. */
+    /* Forgotten first: whatever the outcome, no deleted id stays cached
+     * and no deleted row is a base. */
     cache_forget(&L->streams);
+    L->gen++;
     sqlite3_stmt *s = L->q[L_USER_STREAMS];
     if (sql_bind_text(d, s, 1, owner, op) < 0)
         return -1;
@@ -822,6 +912,7 @@ int sql_log_open(sql_t *d, char *err, size_t errlen)
     }
     if (!(L->idx = logidx_open(d, err, errlen)))
         return -1;
+    L->gen = 1;
     return log_fresh(d, "open");
 }
 
@@ -835,6 +926,7 @@ void sql_log_close(sql_t *d)
     rows_discard(L);
     cache_free(&L->streams);
     cache_free(&L->tags);
+    free(L->bases);
     logidx_close(L->idx);
     free(L);
     d->log = NULL;

@@ -25,7 +25,10 @@
  * asynchronous API without waiting (nothing is acknowledged to a client by
  * them), batched (mam.write-delay, mam.write-batch) in one transaction; a
  * query flushes the batch first and is submitted after it on the same
- * connection, so it sees every message archived before it. Preferences are
+ * connection, so it sees every message archived before it. A received
+ * record whose stanza a sent record of the batch holds too (a chat between
+ * two users of this sm) is handed over with a share of it: SQLite stores
+ * the stanza once (docs/mam.md, "One stanza, two archives"). Preferences are
  * read when the user is loaded, holding the user until they are there.
  *
  * Retention (max-age, max-messages) is applied by the cron hook, a few
@@ -308,8 +311,11 @@ typedef struct pend {
     size_t owner, key, tag, val;      /* offsets in pend_arena; tag NO_TAG: none */
     size_t len;
     int64_t stamp;     /* when it was archived: a batch commits up to write-delay later */
+    size_t head;       /* an archived message: its first line's bytes (the stanza follows) */
+    size_t twin;       /* the record of the batch with the same stanza, or NO_TWIN */
 } pend_t;
 #define NO_TAG ((size_t)-1)
+#define NO_TWIN ((size_t)-1)
 
 /* The batch's strings and values, one after another (each NUL-terminated)
  * in one buffer until the flush copies them out for storage. Held as
@@ -325,6 +331,77 @@ static strbuf_t pend_arena;
 static pend_t *pend;
 static size_t npend, pend_cap;
 static struct event *flush_ev;
+
+/* A chat between two users of this sm is archived twice, the same stanza
+ * after two different first lines: the sender's copy when it leaves, the
+ * receiver's when it comes back from the router, both in one batch. The
+ * stanzas sent in this batch are found by a hash of their bytes, and the
+ * receiver's record is handed to storage with a share of the sender's
+ * (storage_share_t): the SQLite driver keeps the stanza once
+ * (docs/mam.md, "One stanza, two archives"). A slot holds a record's index
+ * plus one, valid in the batch numbered gen only (no clearing per batch). */
+typedef struct sent_slot {
+    uint32_t idx1;
+    uint32_t gen;
+} sent_slot_t;
+static sent_slot_t *sent_tab;
+static size_t sent_cap;              /* a power of two, at least twice the batch */
+static uint32_t sent_gen = 1;
+static uint64_t *pend_hash;          /* per record of the batch: its stanza's hash */
+
+static uint64_t stanza_hash(const char *p, size_t n)
+{
+    uint64_t h = 0x9e3779b97f4a7c15u ^ n;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdu;
+        h ^= h >> 32;
+    }
+    while (n--)
+        h = (h ^ (unsigned char)*p++) * 0x100000001b3u;
+    return h ^ (h >> 29);
+}
+
+/* The slots for a batch of up to max records (kept between batches). */
+static void sent_reserve(size_t max)
+{
+    size_t need = 64;
+    while (need < 2 * max)
+        need *= 2;
+    if (sent_cap >= need)
+        return;
+    free(sent_tab);
+    sent_tab = xcalloc(need, sizeof *sent_tab);
+    sent_cap = need;
+}
+
+/* Record i of the batch is a sent stanza (hash h): findable by later ones. */
+static void sent_add(size_t i, uint64_t h)
+{
+    size_t mask = sent_cap - 1;
+    for (size_t at = (size_t)h & mask;; at = (at + 1) & mask) {
+        if (sent_tab[at].gen != sent_gen) {
+            sent_tab[at] = (sent_slot_t){(uint32_t)i + 1, sent_gen};
+            return;
+        }
+    }
+}
+
+/* The sent record of the batch whose stanza is the len bytes at xml, or
+ * NO_TWIN. */
+static size_t sent_find(uint64_t h, const char *xml, size_t len)
+{
+    size_t mask = sent_cap - 1;
+    for (size_t at = (size_t)h & mask; sent_tab[at].gen == sent_gen; at = (at + 1) & mask) {
+        size_t k = sent_tab[at].idx1 - 1;
+        const pend_t *q = &pend[k];
+        if (pend_hash[k] == h && q->len - q->head == len &&
+            !memcmp(pend_arena.data + q->val + q->head, xml, len))
+            return k;
+    }
+    return NO_TWIN;
+}
 
 static size_t arena_add(const char *s)
 {
@@ -366,9 +443,18 @@ void mam_flush(void)
         pend_t *p = &pend[i];
         char *val = xmalloc(p->len + 1);
         memcpy(val, a + p->val, p->len + 1);
+        /* Each record is one put, submitted one after another: the twin's
+         * put is i - twin puts before this one. */
+        storage_share_t share = {0};
+        if (p->twin != NO_TWIN)
+            share = (storage_share_t){i - p->twin, p->head, pend[p->twin].head};
         storage_put_take_async(sm_storage, xstrdup(a + p->owner), xstrdup(p->coll), xstrdup(a + p->key),
                                p->tag == NO_TAG ? NULL : xstrdup(a + p->tag), val, p->len, p->stamp,
-                               n > 1 ? NULL : batch_done, (void *)(uintptr_t)1);
+                               &share, n > 1 ? NULL : batch_done, (void *)(uintptr_t)1);
+    }
+    if (++sent_gen == 0) {             /* wrapped: no slot may look current */
+        memset(sent_tab, 0, sent_cap * sizeof *sent_tab);
+        sent_gen = 1;
     }
     if (pend_arena.cap > PEND_ARENA_KEEP)
         strbuf_free(&pend_arena);
@@ -411,17 +497,33 @@ static size_t batch_max(void)
     return storage_is_async(sm_storage) && n > MAM_BATCH_PG ? MAM_BATCH_PG : n;
 }
 
+/* An archived message's place in its record: the first line's length, the
+ * record of the batch with the same stanza (or NO_TWIN), the stanza's hash,
+ * and whether it was sent (findable by the receiver's record). */
+typedef struct rec_msg {
+    size_t head, twin;
+    uint64_t hash;
+    int sent;
+} rec_msg_t;
+
 /* Queues one record write (tag may be NULL) whose value is the len bytes
- * at offset val of pend_arena (and a NUL). */
+ * at offset val of pend_arena (and a NUL); m: when it is a message. */
 static void pend_put(const char *owner, const char *coll, const char *key, const char *tag,
-                     size_t val, size_t len, int64_t stamp)
+                     size_t val, size_t len, int64_t stamp, const rec_msg_t *m)
 {
     if (npend == pend_cap) {
         pend_cap = pend_cap ? pend_cap * 2 : 64;
         pend = xrealloc(pend, pend_cap * sizeof *pend);
+        pend_hash = xrealloc(pend_hash, pend_cap * sizeof *pend_hash);
     }
+    size_t i = npend;
     pend_t *p = &pend[npend++];
     p->coll = coll;
+    p->head = m ? m->head : 0;
+    p->twin = m ? m->twin : NO_TWIN;
+    pend_hash[i] = m ? m->hash : 0;
+    if (m && m->sent)
+        sent_add(i, m->hash);
     p->owner = arena_add(owner);
     p->key = arena_add(key);
     p->tag = tag ? arena_add(tag) : NO_TAG;
@@ -461,15 +563,20 @@ static void archive(sm_user_t *u, char dir, const jid_t *with, const xml_node_t 
     strbuf_append(sb, mid, 3);
     strbuf_puts(sb, with->full);
     strbuf_putc(sb, '\n');
+    rec_msg_t m = {sb->len - at, NO_TWIN, 0, dir == 'o'};
     xml_serialize(msg, NULL, sb);      /* declares the stanza's namespace */
     size_t len = sb->len - at;
     strbuf_append(sb, "", 1);          /* its NUL */
+    sent_reserve(batch_max());
+    m.hash = stanza_hash(sb->data + at + m.head, len - m.head);
+    if (dir == 'i')
+        m.twin = sent_find(m.hash, sb->data + at + m.head, len - m.head);
     /* One record, tagged with the contact's bare JID: the tag's index
      * answers "with X", the collection's "everything". */
-    pend_put(u->bare, MAM_COLL, id, with->bare, at, len, now);
+    pend_put(u->bare, MAM_COLL, id, with->bare, at, len, now, &m);
     mam_user_t *s = ustate(u);
     if (!s->listed && (cfg()->max_age > 0 || cfg()->max_messages > 0)) {
-        pend_put(sm_config->domain, MAM_COLL_USERS, u->bare, NULL, arena_add(""), 0, now);
+        pend_put(sm_config->domain, MAM_COLL_USERS, u->bare, NULL, arena_add(""), 0, now, NULL);
         s->listed = 1;
     }
     log_debug("sm: event=mam-archived user=%s dir=%c with=%s id=%s", u->bare, dir, with->full, id);
@@ -857,7 +964,12 @@ static void mam_free(void)
     mam_flush();                       /* storage_close waits for it */
     free(pend);
     pend = NULL;
+    free(pend_hash);
+    pend_hash = NULL;
     pend_cap = 0;
+    free(sent_tab);
+    sent_tab = NULL;
+    sent_cap = 0;
     if (flush_ev)
         event_free(flush_ev);
     flush_ev = NULL;

@@ -140,7 +140,7 @@ int main(int argc, char **argv)
         storage_begin_async(st, fail_cb, NULL);
         for (long j = 0; j < n; j++)
             storage_put_take_async(st, own[j], fmt("mam"), key[j], tag[j], val[j],
-                                   len[j], t0 + i + j, fail_cb, NULL);
+                                   len[j], t0 + i + j, NULL, fail_cb, NULL);
         storage_commit_async(st, fail_cb, NULL);
         storage_drain(st);
         storage_set_cache(st, IDLE_CACHE);

@@ -535,3 +535,50 @@ def test_unacked_delivery_keeps_its_id(server):
         assert [r[0] for r in res] == live + [sids(got[3])[0][1]]
         await close(a, b)
     run(main())
+
+
+def test_one_stanza_in_two_archives(server, tmp_path):
+    """A chat between two users of one sm is archived whole in both archives;
+    on SQLite the receiver's record keeps only its first line and shares
+    the stanza with the sender's (docs/mam.md, "One stanza, two archives").
+    The receiver's archive reads the same before and after the sender's
+    archive is deleted (`weftctl archive delete`), which gives the shared
+    records their bytes back."""
+    import sqlite3
+    from conftest import STORAGE
+
+    def shared():
+        db = sqlite3.connect(str(tmp_path / "weft.db"))
+        try:
+            return db.execute("SELECT count(*) FROM logs WHERE base IS NOT NULL").fetchone()[0]
+        finally:
+            db.close()
+
+    def as_text(res):
+        return [(i, ET.tostring(m), stamp) for i, m, stamp in res]
+
+    async def main():
+        a = await connect(server, "alice@localhost/pc")
+        b = await connect(server, "bob@localhost/pc")
+        for i in range(40):
+            a.send("bob@localhost", f"m{i:02} caf\u00e9 \u2713 " + "x" * 100)
+        await b.wait_msgs(40)
+        before, fin = await b.query(rsm=f"<set xmlns='{RSM}'><max>100</max></set>")
+        assert fin.get("complete") == "true"
+        assert [body(r[1]) for r in before] == [f"m{i:02} caf\u00e9 \u2713 " + "x" * 100 for i in range(40)]
+        assert all(r[1].get("from") == "alice@localhost/pc" for r in before)
+        sent, _ = await a.query(rsm=f"<set xmlns='{RSM}'><max>100</max></set>")
+        assert [body(r[1]) for r in sent] == [body(r[1]) for r in before]
+        if STORAGE != "postgresql":
+            assert shared() > 0
+        r = subprocess.run([WEFTCTL, "--storage", sm_storage_url(tmp_path), "archive", "delete", "alice@localhost"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        res, _ = await a.query()
+        assert res == []
+        after, fin = await b.query(rsm=f"<set xmlns='{RSM}'><max>100</max></set>")
+        assert as_text(after) == as_text(before)
+        if STORAGE != "postgresql":
+            assert shared() == 0
+        await close(a, b)
+    run(main())

@@ -50,11 +50,14 @@ def dump(path):
     db = sqlite3.connect(path)
     users = db.execute("SELECT bare, sha256, sha1, created FROM users ORDER BY bare").fetchall()
     # Log collections (mam, muc-archive) have tables of their own
-    # (docs/storage.md, "Log collections"): read back as records.
+    # (docs/storage.md, "Log collections"): read back as records, a row
+    # that shares its base's tail with it joined on ("Shared tails").
     recs = db.execute("SELECT seq, owner, coll, key, value, stamp, tag FROM records UNION ALL"
-                      " SELECT l.seq, s.owner, s.coll, l.key, l.value, l.stamp, t.tag FROM logs l"
+                      " SELECT l.seq, s.owner, s.coll, l.key, CASE WHEN l.base IS NULL THEN l.value"
+                      " ELSE CAST(l.value || substr(b.value, l.base_at + 1) AS BLOB) END,"
+                      " l.stamp, t.tag FROM logs l"
                       " JOIN log_streams s ON s.id = l.stream LEFT JOIN log_tags t ON t.id = l.tag"
-                      " ORDER BY 1").fetchall()
+                      " LEFT JOIN logs b ON b.seq = l.base ORDER BY 1").fetchall()
     db.close()
     return users, recs
 

@@ -54,7 +54,7 @@ static const char *pg_url;
 #define SQLITE_ONLY() do { if (pg_url) skip(); } while (0)
 
 /* The SQLite schema version this build makes (storage_sqlite.c). */
-#define SQLITE_VERSION_NOW 5
+#define SQLITE_VERSION_NOW 6
 
 /* Set by setup_log: the record tests run again with their collections
  * mapped to log collections (storage_coll_is_log), which the SQLite driver
@@ -1166,8 +1166,8 @@ static void test_put_take(void **state)
     memset(a, 0, sizeof a);
     storage_begin_async(st, NULL, NULL);
     storage_put_take_async(st, xstrdup("u@x"), xstrdup("mam"), xstrdup("k1"), xstrdup("v@x"),
-                           xstrdup("one"), 3, 1234, acall_cb, &a[0]);
-    storage_put_take_async(st, xstrdup("u@x"), xstrdup("mam"), xstrdup("k2"), NULL, NULL, 0, 5678,
+                           xstrdup("one"), 3, 1234, NULL, acall_cb, &a[0]);
+    storage_put_take_async(st, xstrdup("u@x"), xstrdup("mam"), xstrdup("k2"), NULL, NULL, 0, 5678, NULL,
                            acall_cb, &a[1]);
     storage_commit_async(st, acall_cb, &a[2]);
     storage_drain(st);
@@ -1193,6 +1193,170 @@ static void test_put_take(void **state)
     assert_int_equal(res.recs[1].stamp, 5678);
     assert_int_equal(res.recs[1].len, 0);
     storage_res_clear(&res);
+}
+
+/* Shared tails (storage_share_t, docs/storage.md "Shared tails"), as
+ * mod_mam uses them: the sender's copy of a stanza, then, some puts later in
+ * the same transaction, the receiver's with a hint naming it. */
+#define SHARE_PAIRS 40
+static uint64_t share_puts;      /* puts this test submitted: their numbers */
+
+static char *share_tail(int p)
+{
+    char *t = xmalloc(301);
+    for (int i = 0; i < 300; i++)
+        t[i] = (char)('a' + (p * 7 + i) % 26);
+    t[300] = '\0';
+    return t;
+}
+
+static char *share_value(const char *head, int p, size_t *len, size_t *head_len)
+{
+    char *tail = share_tail(p);
+    char *v = xmalloc(strlen(head) + 302);
+    *head_len = (size_t)sprintf(v, "%s\n", head);
+    *len = *head_len + (size_t)sprintf(v + *head_len, "%s", tail);
+    free(tail);
+    return v;
+}
+
+/* A put of head + pair p's tail; back: its hint (0 none). Returns its number. */
+static uint64_t share_put(storage_t *st, const char *owner, const char *key, const char *head,
+                          int p, uint64_t back, size_t base_head)
+{
+    size_t len, hl;
+    char *v = share_value(head, p, &len, &hl);
+    storage_share_t sh = {back, hl, base_head};
+    storage_put_take_async(st, xstrdup(owner), xstrdup("mam"), xstrdup(key), NULL, v, len, 1000 + p,
+                           back ? &sh : NULL, NULL, NULL);
+    return ++share_puts;
+}
+
+static void share_expect(storage_t *st, const char *owner, const char *key, const char *head, int p)
+{
+    size_t len, hl, got_len = 0;
+    char *want = share_value(head, p, &len, &hl), *got = NULL;
+    assert_int_equal(storage_get(st, owner, "mam", key, &got, &got_len), 0);
+    assert_int_equal(got_len, len);
+    assert_memory_equal(got, want, len);
+    free(got);
+    free(want);
+}
+
+static long long shared_rows(fixture_t *f)
+{
+    return pg_url ? 0 : peek_int(f->path, "SELECT count(*) FROM logs WHERE base IS NOT NULL");
+}
+
+/* Every pair written: a@x's copies whole, b@x's with hints (16 or more puts
+ * apart, as mod_mam's are), a few with hints that name nothing usable. */
+static void share_write(storage_t *st, const char *a, const char *b)
+{
+    uint64_t at[SHARE_PAIRS];
+    char key[32], head[64];
+    storage_begin_async(st, NULL, NULL);
+    for (int p = 0; p < SHARE_PAIRS; p++) {
+        snprintf(key, sizeof key, "a%d", p);
+        snprintf(head, sizeof head, "%d o %s", p, b);
+        at[p] = share_put(st, a, key, head, p, 0, 0);
+    }
+    for (int p = 0; p < SHARE_PAIRS; p++) {
+        snprintf(key, sizeof key, "b%d", p);
+        snprintf(head, sizeof head, "%d i %s/with-a-longer-head", p, a);
+        uint64_t back = share_puts + 1 - at[p];
+        size_t base_head = (size_t)snprintf(NULL, 0, "%d o %s\n", p, b);
+        if (p == 0)
+            back = 1;             /* the put just before: another tail */
+        else if (p == 1)
+            back = 1u << 20;      /* further back than any driver keeps */
+        else if (p == 2)
+            base_head += 1;       /* the tails' lengths disagree */
+        share_put(st, b, key, head, p, back, base_head);
+    }
+    storage_commit_async(st, NULL, NULL);
+    storage_drain(st);
+}
+
+static void share_expect_all(storage_t *st, const char *a, const char *b, int from)
+{
+    char key[32], head[64];
+    for (int p = from; p < SHARE_PAIRS; p++) {
+        snprintf(key, sizeof key, "b%d", p);
+        snprintf(head, sizeof head, "%d i %s/with-a-longer-head", p, a);
+        share_expect(st, b, key, head, p);
+    }
+}
+
+static void test_log_shared_tails(void **state)
+{
+    fixture_t *f = *state;
+    f->st = open_ok(f);
+    storage_t *st = f->st;
+    share_puts = 0;
+    share_write(st, "a@x", "b@x");
+    /* Read back whole, by get, by range and by scan. */
+    share_expect_all(st, "a@x", "b@x", 0);
+    storage_res_t res;
+    storage_range_t all = {.by_stamp = 1};
+    assert_int_equal(storage_range(st, "b@x", "mam", &all, &res), 0);
+    assert_int_equal(res.nrecs, SHARE_PAIRS);
+    for (size_t i = 0; i < res.nrecs; i++) {
+        char *tail = share_tail((int)i);
+        assert_int_equal(res.recs[i].len, strchr(res.recs[i].val, '\n') + 1 - res.recs[i].val + 300);
+        assert_string_equal(strchr(res.recs[i].val, '\n') + 1, tail);
+        free(tail);
+    }
+    storage_res_clear(&res);
+    assert_int_equal(storage_scan(st, 0, 1000, &res), 0);
+    assert_int_equal(res.nrecs, 2 * SHARE_PAIRS);
+    for (size_t i = 0; i < res.nrecs; i++)
+        assert_int_equal(res.recs[i].len, strchr(res.recs[i].val, '\n') + 1 - res.recs[i].val + 300);
+    storage_res_clear(&res);
+    /* On SQLite the hints that name a usable row are kept: the three bad
+     * ones are not. */
+    if (!pg_url)
+        assert_int_equal(shared_rows(f), SHARE_PAIRS - 3);
+    /* The base goes, or changes: the copy keeps its bytes. */
+    assert_int_equal(storage_del(st, "a@x", "mam", "a3"), 0);
+    assert_int_equal(storage_put(st, "a@x", "mam", "a4", "new", 3), 0);
+    share_expect_all(st, "a@x", "b@x", 0);
+    if (!pg_url)
+        assert_int_equal(shared_rows(f), SHARE_PAIRS - 5);
+    /* The copy itself replaced: its new value only. */
+    assert_int_equal(storage_put(st, "b@x", "mam", "b5", "mine", 4), 0);
+    char *v = NULL;
+    size_t len = 0;
+    assert_int_equal(storage_get(st, "b@x", "mam", "b5", &v, &len), 0);
+    assert_int_equal(len, 4);
+    assert_memory_equal(v, "mine", 4);
+    free(v);
+    /* The whole collection of the sender, then a sender's account. */
+    assert_int_equal(storage_del_all(st, "a@x", "mam"), 0);
+    share_expect_all(st, "a@x", "b@x", 6);
+    assert_int_equal(storage_user_create(st, "c@x", "k", "k"), 0);
+    share_write(st, "c@x", "d@x");
+    assert_int_equal(storage_user_delete(st, "c@x"), 0);
+    share_expect_all(st, "c@x", "d@x", 0);
+    assert_int_equal(shared_rows(f), 0);
+    /* A hint naming a put of a transaction rolled back: written whole. */
+    size_t hl, vlen;
+    char *full = share_value("x", 9, &vlen, &hl);
+    free(full);
+    storage_begin_async(st, NULL, NULL);
+    share_put(st, "e@x", "e1", "x", 9, 0, 0);
+    storage_rollback_async(st, NULL, NULL);
+    storage_begin_async(st, NULL, NULL);
+    for (int i = 0; i < 20; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "g%d", i);
+        share_put(st, "g@x", key, "filler", i, 0, 0);
+    }
+    share_put(st, "f@x", "f1", "y", 9, 21, hl);
+    storage_commit_async(st, NULL, NULL);
+    storage_drain(st);
+    share_expect(st, "f@x", "f1", "y", 9);
+    assert_int_equal(storage_count(st, "e@x", "mam"), 0);
+    assert_int_equal(shared_rows(f), 0);
 }
 
 typedef struct ticker {
@@ -1955,6 +2119,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scan_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_take, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_shared_tails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_query_loop_turns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blocking_inside_callback, setup, teardown),
