@@ -19,7 +19,9 @@
  *
  *   weft-bench-mam --storage sqlite:/tmp/mam.db [--messages 1000000]
  *                  [--contacts 1000] [--queries 2000] [--label sqlite]
- *                  [--cache BYTES] (SQLite's page cache, as sm.xml database-cache) */
+ *                  [--cache BYTES] (SQLite's page cache, as sm.xml database-cache)
+ *                  [--twins] (each received message also in its sender's archive, the
+ *                             owner's record sharing its stanza: see fill) */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,33 +89,82 @@ static void record(strbuf_t *sb, long i, long contact, int64_t stamp, const char
     strbuf_puts(sb, buf);
 }
 
-static void fill(storage_t *st, long messages, long contacts)
+/* A malloc'd copy of n bytes and a NUL (storage takes it). */
+static char *bytes_dup(const char *p, size_t n)
+{
+    char *c = xmalloc(n + 1);
+    memcpy(c, p, n);
+    c[n] = '\0';
+    return c;
+}
+
+/* With twins, each message the owner received is also in its contact's
+ * archive as sent, written earlier in the same transaction, and the owner's
+ * record goes with a share of it (storage_share_t): the layout mod_mam
+ * makes for a chat between two users of one sm (docs/mam.md, "One stanza,
+ * two archives"), whose rows the queries join back on. */
+static void fill(storage_t *st, long messages, long contacts, int twins)
 {
     strbuf_t sb;
     strbuf_init(&sb);
     double t0 = now_ms();
     int64_t stamp0 = storage_now_us();
-    for (long i = 0; i < messages; i++) {
-        if (i % BATCH == 0 && storage_begin(st) < 0)
+    long *contact = xmalloc(BATCH * sizeof *contact);
+    char (*id)[24] = xmalloc(BATCH * sizeof *id);
+    size_t *twin_put = xmalloc(BATCH * sizeof *twin_put);
+    for (long i0 = 0; i0 < messages; i0 += BATCH) {
+        long n = messages - i0 < BATCH ? messages - i0 : BATCH;
+        if (storage_begin(st) < 0)
             exit(1);
-        long contact = (long)(rng() % (uint64_t)contacts);
-        char id[24], tag[64];
-        /* As mod_mam's ids: the time in µs first, then random digits. */
-        snprintf(id, sizeof id, "%013llx%03x", (unsigned long long)(stamp0 + i),
-                 (unsigned)(rng() & 0xfff));
-        snprintf(tag, sizeof tag, "contact%ld@localhost", contact);
-        record(&sb, i, contact, stamp0 + i, id);
-        storage_put_tag_async(st, OWNER, "mam", id, tag, sb.data, sb.len, fail_cb, NULL);
-        if ((i + 1) % BATCH == 0 || i + 1 == messages) {
-            if (storage_commit(st) < 0)
-                exit(1);
-            if ((i + 1) % 100000 == 0)
-                fprintf(stderr, "filled %ld messages in %.0f s\n", i + 1, (now_ms() - t0) / 1e3);
+        for (long j = 0; j < n; j++) {
+            contact[j] = (long)(rng() % (uint64_t)contacts);
+            /* As mod_mam's ids: the time in µs first, then random digits. */
+            snprintf(id[j], sizeof id[j], "%013llx%03x", (unsigned long long)(stamp0 + i0 + j),
+                     (unsigned)(rng() & 0xfff));
         }
+        size_t puts = 0;
+        for (long j = 0; twins && j < n; j++) {
+            if ((i0 + j) % 2)
+                continue;             /* sent by the owner: no twin */
+            record(&sb, i0 + j, contact[j], stamp0 + i0 + j, id[j]);
+            const char *stanza = strchr(sb.data, '\n') + 1;
+            char *val = xmalloc(sb.len + 64);
+            int hl = sprintf(val, "%lld o " OWNER "\n", (long long)(stamp0 + i0 + j));
+            strcpy(val + hl, stanza);
+            char *owner = xmalloc(64), *key = xmalloc(32);
+            snprintf(owner, 64, "contact%ld@localhost", contact[j]);
+            snprintf(key, 32, "%sc", id[j]);
+            storage_put_take_async(st, owner, xstrdup("mam"), key, xstrdup(OWNER), val,
+                                   strlen(val), storage_now_us(), NULL, fail_cb, NULL);
+            twin_put[j] = puts++;
+        }
+        for (long j = 0; j < n; j++) {
+            char tag[64];
+            snprintf(tag, sizeof tag, "contact%ld@localhost", contact[j]);
+            record(&sb, i0 + j, contact[j], stamp0 + i0 + j, id[j]);
+            storage_share_t share = {0};
+            if (twins && (i0 + j) % 2 == 0) {
+                size_t self_at = (size_t)(strchr(sb.data, '\n') + 1 - sb.data);
+                share = (storage_share_t){puts - twin_put[j], self_at,
+                                          (size_t)snprintf(NULL, 0, "%lld o " OWNER "\n",
+                                                           (long long)(stamp0 + i0 + j))};
+            }
+            storage_put_take_async(st, xstrdup(OWNER), xstrdup("mam"), xstrdup(id[j]), xstrdup(tag),
+                                   bytes_dup(sb.data, sb.len), sb.len, storage_now_us(),
+                                   &share, fail_cb, NULL);
+            puts++;
+        }
+        if (storage_commit(st) < 0)
+            exit(1);
+        if ((i0 + n) % 100000 == 0)
+            fprintf(stderr, "filled %ld messages in %.0f s\n", i0 + n, (now_ms() - t0) / 1e3);
     }
+    free(contact);
+    free(id);
+    free(twin_put);
     strbuf_free(&sb);
-    fprintf(stderr, "filled %ld messages (one record each) in %.1f s\n", messages,
-            (now_ms() - t0) / 1e3);
+    fprintf(stderr, "filled %ld messages (one record each%s) in %.1f s\n", messages,
+            twins ? ", the received ones also in their sender's archive" : "", (now_ms() - t0) / 1e3);
 }
 
 static int dcmp(const void *a, const void *b)
@@ -159,11 +210,12 @@ int main(int argc, char **argv)
     const char *url = NULL, *label = "weft";
     long messages = 1000000, contacts = 1000, queries = 2000;
     size_t cache = 0;                  /* SQLite page cache bytes; 0: the driver's default */
+    int twins = 0;
     static const struct option opts[] = {
         {"storage", required_argument, NULL, 's'}, {"messages", required_argument, NULL, 'm'},
         {"contacts", required_argument, NULL, 'c'}, {"queries", required_argument, NULL, 'q'},
         {"label", required_argument, NULL, 'l'}, {"cache", required_argument, NULL, 'C'},
-        {NULL, 0, NULL, 0},
+        {"twins", no_argument, NULL, 't'},          {NULL, 0, NULL, 0},
     };
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -173,6 +225,7 @@ int main(int argc, char **argv)
         case 'c': contacts = atol(optarg); break;
         case 'q': queries = atol(optarg); break;
         case 'l': label = optarg; break;
+        case 't': twins = 1; break;
         case 'C': cache = (size_t)atol(optarg); break;
         default: return 2;
         }
@@ -198,7 +251,7 @@ int main(int argc, char **argv)
                             "storage\n", have, messages);
             return 1;
         }
-        fill(st, messages, contacts);
+        fill(st, messages, contacts, twins);
     } else {
         fprintf(stderr, "archive already holds %d messages\n", have);
     }
