@@ -15,7 +15,9 @@
  *
  *   weft-bench-archive --storage sqlite:/tmp/arch.db [--records 200000]
  *                      [--owners 400] [--batch 20000] [--label before]
- *                      [--write-cache BYTES] (mam.write-cache, default 16 MiB) */
+ *                      [--write-cache BYTES] (mam.write-cache, default 16 MiB)
+ *                      [--twins] (every received record after the batch's 33rd
+ *                                 holds a sent one's stanza, with a share hint) */
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -74,7 +76,7 @@ static void fail_cb(storage_res_t *res, void *arg)
 static void usage(void)
 {
     fprintf(stderr, "usage: weft-bench-archive --storage URL [--records N] [--owners N]"
-                    " [--batch N] [--label TEXT] [--write-cache BYTES]\n");
+                    " [--batch N] [--label TEXT] [--write-cache BYTES] [--twins]\n");
     exit(2);
 }
 
@@ -83,11 +85,12 @@ int main(int argc, char **argv)
     const char *url = NULL, *label = "";
     long records = 200000, owners = 400, batch = 20000;
     size_t write_cache = WRITE_CACHE_DEFAULT;
+    int twins = 0;
     static const struct option opts[] = {
         {"storage", required_argument, NULL, 's'}, {"records", required_argument, NULL, 'n'},
         {"owners", required_argument, NULL, 'o'},  {"batch", required_argument, NULL, 'b'},
         {"label", required_argument, NULL, 'l'},   {"write-cache", required_argument, NULL, 'w'},
-        {NULL, 0, NULL, 0},
+        {"twins", no_argument, NULL, 't'},         {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -98,6 +101,7 @@ int main(int argc, char **argv)
         case 'b': batch = atol(optarg); break;
         case 'l': label = optarg; break;
         case 'w': write_cache = (size_t)atol(optarg); break;
+        case 't': twins = 1; break;
         default: usage();
         }
     }
@@ -119,6 +123,7 @@ int main(int argc, char **argv)
         char **own = malloc((size_t)n * sizeof *own), **key = malloc((size_t)n * sizeof *key);
         char **tag = malloc((size_t)n * sizeof *tag), **val = malloc((size_t)n * sizeof *val);
         size_t *len = malloc((size_t)n * sizeof *len);
+        storage_share_t *share = malloc((size_t)n * sizeof *share);
         for (long j = 0; j < n; j++) {
             long r = i + j, o = r % owners;
             own[j] = fmt("user%ld@localhost", o);
@@ -134,13 +139,28 @@ int main(int argc, char **argv)
                 (long long)(t0 + r), r % 2 ? 'o' : 'i', (o + 1) % owners, o, (o + 1) % owners,
                 r, r, o, key[j]);
             len[j] = strlen(val[j]);
+            /* --twins: a received record holds the stanza of a sent one 33
+             * puts before it (as mod_mam's twins, docs/mam.md "One stanza,
+             * two archives") and says so. */
+            share[j] = (storage_share_t){0};
+            if (twins && r % 2 == 0 && j >= 33) {
+                const char *nl = strchr(val[j], '\n') + 1, *bnl = strchr(val[j - 33], '\n') + 1;
+                size_t hl = (size_t)(nl - val[j]), bl = (size_t)(bnl - val[j - 33]);
+                char *v = xmalloc(hl + strlen(bnl) + 1);
+                memcpy(v, val[j], hl);
+                strcpy(v + hl, bnl);
+                free(val[j]);
+                val[j] = v;
+                len[j] = strlen(v);
+                share[j] = (storage_share_t){33, hl, bl};
+            }
         }
         double c0 = clock_us(CLOCK_PROCESS_CPUTIME_ID), w0 = clock_us(CLOCK_MONOTONIC);
         storage_set_cache(st, write_cache);
         storage_begin_async(st, fail_cb, NULL);
         for (long j = 0; j < n; j++)
             storage_put_take_async(st, own[j], fmt("mam"), key[j], tag[j], val[j],
-                                   len[j], t0 + i + j, NULL, fail_cb, NULL);
+                                   len[j], t0 + i + j, &share[j], fail_cb, NULL);
         storage_commit_async(st, fail_cb, NULL);
         storage_drain(st);
         storage_set_cache(st, IDLE_CACHE);
@@ -151,6 +171,7 @@ int main(int argc, char **argv)
         free(tag);
         free(val);
         free(len);
+        free(share);
         i += n;
     }
     /* The close checkpoints what the WAL still holds: the last batches'
