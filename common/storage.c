@@ -337,6 +337,7 @@ void storage_req_done(storage_t *st, storage_req_t *r)
     free(r->val);
     free(r->after);
     free(r->before);
+    free(r->sharer);
     free(r);
 }
 
@@ -723,8 +724,12 @@ void storage_put_take_async(storage_t *st, char *owner, char *coll, char *key, c
     r->val = val ? val : storage_memdup("", 0);
     r->len = val ? len : 0;
     r->stamp = stamp;
-    if (share && share->back && share->self_at <= r->len)
+    if (share && share->back && share->self_at <= r->len) {
         r->share = *share;
+        r->share.sharer = NULL;
+    }
+    if (share && share->sharer)
+        r->sharer = xstrdup(share->sharer);
     req_submit(st, r);
 }
 

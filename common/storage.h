@@ -190,16 +190,20 @@ void storage_put_tag_async(storage_t *st, const char *owner, const char *coll, c
                            const char *tag, const char *val, size_t len, storage_cb cb,
                            void *arg);
 /* A put's value may repeat the end of another's: a chat between two users
- * of one sm is archived whole in both archives. A share says that the bytes
- * of the value from self_at on are the bytes of the value of the put
- * submitted `back` puts before this one on the same storage (any owner or
- * collection), from base_at on, to its end. It is a hint: a driver may keep
- * those bytes once (the SQLite driver does, for a log collection inside a
- * transaction: docs/storage.md, "Shared tails") or ignore it; every read
- * gives the whole value either way. */
+ * of one sm is archived whole in both archives. A share says so, from both
+ * sides, inside one transaction:
+ *  - on the first put (the base), sharer is the key of the record whose put
+ *    will share this value's tail (NULL: none);
+ *  - on the later put, back > 0: the bytes of its value from self_at on are
+ *    the bytes of the value of the put submitted back puts before it on the
+ *    same storage, from base_at on, to its end.
+ * It is a hint: a driver may keep those bytes once (the SQLite driver does,
+ * for log collections: docs/storage.md, "Shared tails") or ignore it; every
+ * read gives the whole value either way. */
 typedef struct storage_share {
-    size_t back;            /* 0: no share */
+    size_t back;            /* 0: this put shares nothing */
     size_t self_at, base_at;
+    const char *sharer;     /* copied */
 } storage_share_t;
 
 /* storage_put_at, asynchronous, taking its strings instead of copying them

@@ -31,7 +31,8 @@ struct storage_req {
     int64_t seq;            /* import: the record's seq; scan: after this seq */
     int64_t stamp;          /* put/append/import: the stamp to store */
     uint64_t put_no;        /* put: its number among this storage's puts */
-    storage_share_t share;  /* put: the hint of storage_put_take_async */
+    storage_share_t share;  /* put: the hint of storage_put_take_async (sharer NULL) */
+    char *sharer;           /* put: the hint's sharer, owned */
     int64_t created;        /* user create/import */
     int64_t num;            /* scan: limit; ping: delay in ms */
     storage_range_t range;  /* range: tag/after/before point at tag/after/before */

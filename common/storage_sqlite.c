@@ -157,20 +157,23 @@ static const char *const sql_migrations[] = {
     /* v6: shared tails (docs/storage.md, "Shared tails"). A log row with a
      * base keeps only the head of its value; the rest is the base row's
      * value from byte base_at + 1 on (a base row always holds its whole
-     * value). When a base row is deleted, or its value replaced, the rows
-     * that share its tail take their bytes back (from old.value): every path that removes a
-     * row (a record's delete, a stream's, a user's, weftctl on the file)
-     * goes through these triggers, so no row can lose its tail. */
+     * value). A base row names the key of the row that shares its tail
+     * (twin), so that when it is deleted, or its value replaced, that row
+     * takes its bytes back (from old.value) through the key index, with no
+     * index of its own: every path that removes a row (a record's delete,
+     * a stream's, a user's, weftctl on the file) goes through these
+     * triggers, so no row can lose its tail. */
     "ALTER TABLE logs ADD COLUMN base INTEGER;"
     "ALTER TABLE logs ADD COLUMN base_at INTEGER;"
-    "CREATE INDEX logs_base ON logs (base) WHERE base IS NOT NULL;"
-    "CREATE TRIGGER logs_base_delete AFTER DELETE ON logs BEGIN"
+    "ALTER TABLE logs ADD COLUMN twin TEXT;"
+    "CREATE TRIGGER logs_base_delete AFTER DELETE ON logs WHEN old.twin IS NOT NULL BEGIN"
     "  UPDATE logs SET value = CAST(value || substr(old.value, base_at + 1) AS BLOB),"
-    "    base = NULL, base_at = NULL WHERE base = old.seq;"
+    "    base = NULL, base_at = NULL WHERE key = old.twin AND base = old.seq;"
     "  END;"
-    "CREATE TRIGGER logs_base_update AFTER UPDATE OF value ON logs BEGIN"
+    "CREATE TRIGGER logs_base_update AFTER UPDATE OF value ON logs WHEN old.twin IS NOT NULL"
+    "  BEGIN"
     "  UPDATE logs SET value = CAST(value || substr(old.value, base_at + 1) AS BLOB),"
-    "    base = NULL, base_at = NULL WHERE base = old.seq;"
+    "    base = NULL, base_at = NULL WHERE key = old.twin AND base = old.seq;"
     "  END;",
 };
 #define SQL_VERSION ((int)(sizeof sql_migrations / sizeof sql_migrations[0]))

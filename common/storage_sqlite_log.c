@@ -4,7 +4,7 @@
  * Owns the statements on three tables (schema step v4 in storage_sqlite.c):
  *   log_streams (id, owner, coll)  one row per owner and log collection
  *   log_tags    (id, tag)          one row per tag ever written
- *   logs (seq, stream, stamp, tag, key, value, base, base_at)  the records
+ *   logs (seq, stream, stamp, tag, key, value, base, base_at, twin)  the records
  * with the index logs_key (key, stream) — key first: mod_mam's ids start
  * with the time, so new keys land at the end of the index. The lists of a
  * stream's records and of its records with one tag are log_index's blocks
@@ -14,10 +14,10 @@
  * LOG_INSERT_ROWS a statement before any other log request and before the
  * commit (rows_flush).
  * A put whose hint (storage_share_t) names a row an earlier put of the same
- * transaction wrote whole keeps only its head, with that row as its base
- * (base, base_at: schema step v6); every read joins the base back on
- * (SQL_LOG_VALUE), and the schema's triggers give a row its bytes back when
- * its base goes or changes.
+ * transaction wrote whole, naming it as its sharer (twin), keeps only its
+ * head, with that row as its base (base, base_at: schema step v6); every
+ * read joins the base back on (SQL_LOG_VALUE), and the schema's triggers
+ * give a row its bytes back when its base goes or changes.
  * Answers are those of `records`: same seq, stamp, key, tag, value, same
  * statuses.
  *
@@ -68,8 +68,8 @@ enum {
  * record was 40 % of the insert's cost on the benchmark machine (the VDBE's
  * start and end, the AUTOINCREMENT counter read and written each time). */
 #define LOG_INSERT_ROWS 16
-#define L_COLS 7         /* parameters per row: stream, stamp, tag, key, value, base, base_at */
-#define L_V1 "(?, ?, ?, ?, ?, ?, ?)"
+#define L_COLS 8         /* parameters per row: stream, stamp, tag, key, value, base, base_at, twin */
+#define L_V1 "(?, ?, ?, ?, ?, ?, ?, ?)"
 #define L_V4 L_V1 ", " L_V1 ", " L_V1 ", " L_V1
 #define L_V16 L_V4 ", " L_V4 ", " L_V4 ", " L_V4
 static const char *const log_sql[L_COUNT_ALL] = {
@@ -81,10 +81,10 @@ static const char *const log_sql[L_COUNT_ALL] = {
     [L_DATA_VERSION] = "PRAGMA data_version",
     [L_GET] = "SELECT " SQL_LOG_VALUE " FROM logs l LEFT JOIN logs b ON b.seq = l.base"
               " WHERE l.key = ?2 AND l.stream = ?1",
-    [L_INSERT] = "INSERT INTO logs (stream, stamp, tag, key, value, base, base_at)"
-                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (key, stream) DO NOTHING",
-    [L_UPDATE] = "UPDATE logs SET stamp = ?2, tag = ?3, value = ?4, base = NULL, base_at = NULL"
-                 " WHERE seq = ?1",
+    [L_INSERT] = "INSERT INTO logs (stream, stamp, tag, key, value, base, base_at, twin)"
+                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (key, stream) DO NOTHING",
+    [L_UPDATE] = "UPDATE logs SET stamp = ?2, tag = ?3, value = ?4, base = NULL, base_at = NULL,"
+                 " twin = NULL WHERE seq = ?1",
     [L_DEL_SEQ] = "DELETE FROM logs WHERE seq = ?1",
     [L_APPEND] = "INSERT INTO logs (stream, stamp, key, value) VALUES (?1, ?2, NULL, ?3)",
     [L_APPEND_KEY] = "UPDATE logs SET key = CAST(seq AS TEXT) WHERE seq = ?1",
@@ -98,8 +98,8 @@ static const char *const log_sql[L_COUNT_ALL] = {
     [L_USER_DEL_STREAMS] = "DELETE FROM log_streams WHERE owner = ?1",
     /* No conflict clause: a key already there fails the whole statement
      * (SQLite undoes its rows) and its records go one by one instead. */
-    [L_INSERT_MANY] = "INSERT INTO logs (stream, stamp, tag, key, value, base, base_at) VALUES "
-                      L_V16,
+    [L_INSERT_MANY] = "INSERT INTO logs (stream, stamp, tag, key, value, base, base_at, twin)"
+                      " VALUES " L_V16,
 };
 
 /* One cached id. name: for a stream "owner\0coll", for a tag the tag; len
@@ -121,20 +121,23 @@ typedef struct log_row {
     size_t len;
     uint64_t put_no;              /* the put's number (storage.c) */
     storage_share_t share;        /* its hint; back 0: none */
+    char *twin;                   /* its hint's sharer (taken), or NULL */
 } log_row_t;
 
 /* Shared tails (schema step v6, docs/storage.md "Shared tails"): the rows
- * written by the puts of the open transaction, by put number, so that a
- * later put whose hint names one of them (back puts before it) keeps only
- * its head and the base's seq. A slot counts only in its generation: a
+ * written by the puts of the open transaction that named a sharer, by put
+ * number, so that the sharer's put (back puts later) keeps only its head
+ * and the base's seq. A slot counts only in its generation: a
  * transaction's end, a rollback to a savepoint and every request that may
  * delete or replace a row start a new one, so a base is always a row
  * written in this transaction and still there. */
-#define LOG_SHARE_SLOTS 32768     /* a power of two: how far back a hint may reach */
+#define LOG_SHARE_SLOTS 8192      /* a power of two: how far back a hint may reach */
+#define LOG_TWIN_MAX 48           /* a sharer's key, NUL included: mod_mam's are 29 */
 typedef struct log_base {
     uint64_t put_no, gen;
-    int64_t seq;                  /* 0: not usable as a base (it shares a tail itself) */
+    int64_t seq;
     size_t len;
+    char twin[LOG_TWIN_MAX];      /* the key of the row that may share it */
 } log_base_t;
 
 struct sql_log {
@@ -199,6 +202,7 @@ static void rows_discard(sql_log_t *L)
     for (size_t i = 0; i < L->nrows; i++) {
         free(L->rows[i].key);
         free(L->rows[i].val);
+        free(L->rows[i].twin);
     }
     L->nrows = 0;
 }
@@ -409,33 +413,35 @@ static int log_key_pos(sql_t *d, const char *op, int64_t stream, const char *key
 }
 
 /* The seq of the row whose tail w's hint names, when it can be shared: a
- * row written whole by a put of this transaction's generation, with as many
- * bytes after base_at as w has after self_at. 0 otherwise (w is written
- * whole). */
+ * row written whole by a put of this transaction's generation that named
+ * w's key as its sharer, with as many bytes after base_at as w has after
+ * self_at. 0 otherwise (w is written whole). */
 static int64_t base_of(const sql_log_t *L, const log_row_t *w)
 {
     uint64_t back = w->share.back;
-    if (!back || !L->bases || back >= LOG_SHARE_SLOTS || back >= w->put_no)
+    if (!back || !L->bases || back >= LOG_SHARE_SLOTS || back >= w->put_no || !w->key)
         return 0;
     const log_base_t *b = &L->bases[(w->put_no - back) & (LOG_SHARE_SLOTS - 1)];
-    if (b->gen != L->gen || b->put_no != w->put_no - back || b->seq <= 0 ||
+    if (b->gen != L->gen || b->put_no != w->put_no - back || strcmp(b->twin, w->key) ||
         w->share.base_at > b->len || w->share.self_at == 0 ||
         b->len - w->share.base_at != w->len - w->share.self_at)
         return 0;
     return b->seq;
 }
 
-/* Notes the row w's put wrote (at seq), a base for later puts of the
- * transaction unless it shares a tail itself. */
-static void base_note(sql_t *d, const log_row_t *w, int64_t seq, int shared)
+/* Notes the row w's put wrote (at seq), whole, as a base for the put of
+ * its sharer later in the transaction. */
+static void base_note(sql_t *d, const log_row_t *w, int64_t seq)
 {
     sql_log_t *L = d->log;
-    if (!d->in_txn || !w->put_no)
+    size_t n = w->twin ? strlen(w->twin) : 0;
+    if (!d->in_txn || !w->put_no || n == 0 || n >= LOG_TWIN_MAX)
         return;
     if (!L->bases)
         L->bases = xcalloc(LOG_SHARE_SLOTS, sizeof *L->bases);
-    L->bases[w->put_no & (LOG_SHARE_SLOTS - 1)] =
-        (log_base_t){w->put_no, L->gen, shared ? 0 : seq, w->len};
+    log_base_t *b = &L->bases[w->put_no & (LOG_SHARE_SLOTS - 1)];
+    *b = (log_base_t){w->put_no, L->gen, seq, w->len, {0}};
+    memcpy(b->twin, w->twin, n + 1);
 }
 
 /* Binds a row's L_COLS parameters from p on: its head only and its base
@@ -447,6 +453,9 @@ static int bind_row(sql_t *d, sqlite3_stmt *s, int p, const log_row_t *w, int64_
         (w->tag ? sql_bind_int(d, s, p + 2, w->tag, op) : sql_bind_text(d, s, p + 2, NULL, op)) < 0 ||
         sql_bind_text(d, s, p + 3, w->key, op) < 0 ||
         sql_bind_blob(d, s, p + 4, w->val, base ? w->share.self_at : w->len, op) < 0)
+        return -1;
+    /* A row that shares a tail is no base itself: its sharer is dropped. */
+    if (sql_bind_text(d, s, p + 7, base ? NULL : w->twin, op) < 0)
         return -1;
     if (!base)
         return sql_bind_text(d, s, p + 5, NULL, op) < 0 || sql_bind_text(d, s, p + 6, NULL, op) < 0
@@ -469,7 +478,8 @@ static int log_insert(sql_t *d, const log_row_t *w, const char *op)
         return 1;
     int64_t seq = sqlite3_last_insert_rowid(d->db);
     log_index_add(d, w->stream, w->tag, w->stamp, seq);
-    base_note(d, w, seq, base != 0);
+    if (!base)
+        base_note(d, w, seq);
     return 0;
 }
 
@@ -491,7 +501,6 @@ static int log_replace(sql_t *d, const log_row_t *w, const char *op)
     /* The row's old value may be the base an earlier put of this
      * transaction noted: no later hint may name it. */
     d->log->gen++;
-    base_note(d, w, seq, 0);
     return 0;
 }
 
@@ -541,7 +550,8 @@ static int rows_insert_many(sql_t *d, const log_row_t *w, const char *op)
     int64_t seq = sqlite3_last_insert_rowid(d->db) - (LOG_INSERT_ROWS - 1);
     for (int i = 0; i < LOG_INSERT_ROWS; i++) {
         log_index_add(d, w[i].stream, w[i].tag, w[i].stamp, seq + i);
-        base_note(d, &w[i], seq + i, base[i] != 0);
+        if (!base[i])
+            base_note(d, &w[i], seq + i);
     }
     return 0;
 }
@@ -583,7 +593,7 @@ static int log_put(sql_t *d, storage_req_t *r)
 {
     const char *op = r->opname;
     log_row_t w = {.stamp = r->stamp, .key = r->key, .val = r->val, .len = r->len,
-                   .put_no = r->put_no, .share = r->share};
+                   .put_no = r->put_no, .share = r->share, .twin = r->sharer};
     if (log_stream(d, r->owner, r->coll, 1, &w.stream, op) < 0 ||
         (r->tag && log_tag(d, r->tag, 1, &w.tag, op) < 0))
         return -1;
@@ -597,7 +607,7 @@ static int log_put(sql_t *d, storage_req_t *r)
     }
     sql_log_t *L = d->log;
     L->rows[L->nrows++] = w;
-    r->key = r->val = NULL;
+    r->key = r->val = r->sharer = NULL;
     return L->nrows == LOG_INSERT_ROWS ? rows_flush(d, op) : 0;
 }
 

@@ -312,7 +312,8 @@ typedef struct pend {
     size_t len;
     int64_t stamp;     /* when it was archived: a batch commits up to write-delay later */
     size_t head;       /* an archived message: its first line's bytes (the stanza follows) */
-    size_t twin;       /* the record of the batch with the same stanza, or NO_TWIN */
+    size_t twin;       /* received: the sent record of the batch with the same stanza */
+    size_t sharer;     /* sent: the received record that shares its stanza */
 } pend_t;
 #define NO_TAG ((size_t)-1)
 #define NO_TWIN ((size_t)-1)
@@ -388,15 +389,15 @@ static void sent_add(size_t i, uint64_t h)
     }
 }
 
-/* The sent record of the batch whose stanza is the len bytes at xml, or
- * NO_TWIN. */
+/* The sent record of the batch whose stanza is the len bytes at xml and
+ * that no received record shares yet, or NO_TWIN. */
 static size_t sent_find(uint64_t h, const char *xml, size_t len)
 {
     size_t mask = sent_cap - 1;
     for (size_t at = (size_t)h & mask; sent_tab[at].gen == sent_gen; at = (at + 1) & mask) {
         size_t k = sent_tab[at].idx1 - 1;
         const pend_t *q = &pend[k];
-        if (pend_hash[k] == h && q->len - q->head == len &&
+        if (pend_hash[k] == h && q->sharer == NO_TWIN && q->len - q->head == len &&
             !memcmp(pend_arena.data + q->val + q->head, xml, len))
             return k;
     }
@@ -447,7 +448,9 @@ void mam_flush(void)
          * put is i - twin puts before this one. */
         storage_share_t share = {0};
         if (p->twin != NO_TWIN)
-            share = (storage_share_t){i - p->twin, p->head, pend[p->twin].head};
+            share = (storage_share_t){i - p->twin, p->head, pend[p->twin].head, NULL};
+        else if (p->sharer != NO_TWIN)
+            share.sharer = a + pend[p->sharer].key;
         storage_put_take_async(sm_storage, xstrdup(a + p->owner), xstrdup(p->coll), xstrdup(a + p->key),
                                p->tag == NO_TAG ? NULL : xstrdup(a + p->tag), val, p->len, p->stamp,
                                &share, n > 1 ? NULL : batch_done, (void *)(uintptr_t)1);
@@ -521,6 +524,9 @@ static void pend_put(const char *owner, const char *coll, const char *key, const
     p->coll = coll;
     p->head = m ? m->head : 0;
     p->twin = m ? m->twin : NO_TWIN;
+    p->sharer = NO_TWIN;
+    if (p->twin != NO_TWIN)
+        pend[p->twin].sharer = i;
     pend_hash[i] = m ? m->hash : 0;
     if (m && m->sent)
         sent_add(i, m->hash);

@@ -152,7 +152,8 @@ int main(int argc, char **argv)
                 free(val[j]);
                 val[j] = v;
                 len[j] = strlen(v);
-                share[j] = (storage_share_t){33, hl, bl};
+                share[j] = (storage_share_t){33, hl, bl, NULL};
+                share[j - 33].sharer = key[j];
             }
         }
         double c0 = clock_us(CLOCK_PROCESS_CPUTIME_ID), w0 = clock_us(CLOCK_MONOTONIC);

@@ -134,8 +134,9 @@ static void fill(storage_t *st, long messages, long contacts, int twins)
             char *owner = xmalloc(64), *key = xmalloc(32);
             snprintf(owner, 64, "contact%ld@localhost", contact[j]);
             snprintf(key, 32, "%sc", id[j]);
+            storage_share_t base = {0, 0, 0, id[j]};     /* the owner's record shares it */
             storage_put_take_async(st, owner, xstrdup("mam"), key, xstrdup(OWNER), val,
-                                   strlen(val), storage_now_us(), NULL, fail_cb, NULL);
+                                   strlen(val), storage_now_us(), &base, fail_cb, NULL);
             twin_put[j] = puts++;
         }
         for (long j = 0; j < n; j++) {
@@ -147,7 +148,8 @@ static void fill(storage_t *st, long messages, long contacts, int twins)
                 size_t self_at = (size_t)(strchr(sb.data, '\n') + 1 - sb.data);
                 share = (storage_share_t){puts - twin_put[j], self_at,
                                           (size_t)snprintf(NULL, 0, "%lld o " OWNER "\n",
-                                                           (long long)(stamp0 + i0 + j))};
+                                                           (long long)(stamp0 + i0 + j)),
+                                          NULL};
             }
             storage_put_take_async(st, xstrdup(OWNER), xstrdup("mam"), xstrdup(id[j]), xstrdup(tag),
                                    bytes_dup(sb.data, sb.len), sb.len, storage_now_us(),

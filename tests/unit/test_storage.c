@@ -1220,15 +1220,16 @@ static char *share_value(const char *head, int p, size_t *len, size_t *head_len)
     return v;
 }
 
-/* A put of head + pair p's tail; back: its hint (0 none). Returns its number. */
+/* A put of head + pair p's tail; back: its hint (0 none); sharer: the key
+ * that will share it (NULL none). Returns its number. */
 static uint64_t share_put(storage_t *st, const char *owner, const char *key, const char *head,
-                          int p, uint64_t back, size_t base_head)
+                          int p, uint64_t back, size_t base_head, const char *sharer)
 {
     size_t len, hl;
     char *v = share_value(head, p, &len, &hl);
-    storage_share_t sh = {back, hl, base_head};
+    storage_share_t sh = {back, hl, base_head, sharer};
     storage_put_take_async(st, xstrdup(owner), xstrdup("mam"), xstrdup(key), NULL, v, len, 1000 + p,
-                           back ? &sh : NULL, NULL, NULL);
+                           back || sharer ? &sh : NULL, NULL, NULL);
     return ++share_puts;
 }
 
@@ -1256,9 +1257,11 @@ static void share_write(storage_t *st, const char *a, const char *b)
     char key[32], head[64];
     storage_begin_async(st, NULL, NULL);
     for (int p = 0; p < SHARE_PAIRS; p++) {
+        char sharer[32];
         snprintf(key, sizeof key, "a%d", p);
+        snprintf(sharer, sizeof sharer, "b%d", p);
         snprintf(head, sizeof head, "%d o %s", p, b);
-        at[p] = share_put(st, a, key, head, p, 0, 0);
+        at[p] = share_put(st, a, key, head, p, 0, 0, sharer);
     }
     for (int p = 0; p < SHARE_PAIRS; p++) {
         snprintf(key, sizeof key, "b%d", p);
@@ -1266,12 +1269,12 @@ static void share_write(storage_t *st, const char *a, const char *b)
         uint64_t back = share_puts + 1 - at[p];
         size_t base_head = (size_t)snprintf(NULL, 0, "%d o %s\n", p, b);
         if (p == 0)
-            back = 1;             /* the put just before: another tail */
+            back = 1;             /* the put just before: another sharer, another tail */
         else if (p == 1)
             back = 1u << 20;      /* further back than any driver keeps */
         else if (p == 2)
             base_head += 1;       /* the tails' lengths disagree */
-        share_put(st, b, key, head, p, back, base_head);
+        share_put(st, b, key, head, p, back, base_head, NULL);
     }
     storage_commit_async(st, NULL, NULL);
     storage_drain(st);
@@ -1343,15 +1346,15 @@ static void test_log_shared_tails(void **state)
     char *full = share_value("x", 9, &vlen, &hl);
     free(full);
     storage_begin_async(st, NULL, NULL);
-    share_put(st, "e@x", "e1", "x", 9, 0, 0);
+    share_put(st, "e@x", "e1", "x", 9, 0, 0, "f1");
     storage_rollback_async(st, NULL, NULL);
     storage_begin_async(st, NULL, NULL);
     for (int i = 0; i < 20; i++) {
         char key[16];
         snprintf(key, sizeof key, "g%d", i);
-        share_put(st, "g@x", key, "filler", i, 0, 0);
+        share_put(st, "g@x", key, "filler", i, 0, 0, NULL);
     }
-    share_put(st, "f@x", "f1", "y", 9, 21, hl);
+    share_put(st, "f@x", "f1", "y", 9, 21, hl, NULL);
     storage_commit_async(st, NULL, NULL);
     storage_drain(st);
     share_expect(st, "f@x", "f1", "y", 9);
