@@ -68,7 +68,8 @@ enum {
  * record was 40 % of the insert's cost on the benchmark machine (the VDBE's
  * start and end, the AUTOINCREMENT counter read and written each time). */
 #define LOG_INSERT_ROWS 16
-#define L_COLS 8         /* parameters per row: stream, stamp, tag, key, value, base, base_at, twin */
+/* Parameters per row: stream, stamp, tag, key, value, base, base_at, twin. */
+#define L_COLS 8
 #define L_V1 "(?, ?, ?, ?, ?, ?, ?, ?)"
 #define L_V4 L_V1 ", " L_V1 ", " L_V1 ", " L_V1
 #define L_V16 L_V4 ", " L_V4 ", " L_V4 ", " L_V4
@@ -149,7 +150,7 @@ struct sql_log {
     int tentative;          /* ids interned in a transaction not yet settled */
     int version_read;       /* data_version read in the current transaction */
     int64_t data_version;
-    log_base_t *bases;      /* LOG_SHARE_SLOTS, allocated at the first shared put */
+    log_base_t *bases;      /* LOG_SHARE_SLOTS, allocated at the first base noted */
     uint64_t gen;           /* the generation of bases (starts at 1) */
 };
 
@@ -450,7 +451,8 @@ static int bind_row(sql_t *d, sqlite3_stmt *s, int p, const log_row_t *w, int64_
                     const char *op)
 {
     if (sql_bind_int(d, s, p, w->stream, op) < 0 || sql_bind_int(d, s, p + 1, w->stamp, op) < 0 ||
-        (w->tag ? sql_bind_int(d, s, p + 2, w->tag, op) : sql_bind_text(d, s, p + 2, NULL, op)) < 0 ||
+        (w->tag ? sql_bind_int(d, s, p + 2, w->tag, op)
+                : sql_bind_text(d, s, p + 2, NULL, op)) < 0 ||
         sql_bind_text(d, s, p + 3, w->key, op) < 0 ||
         sql_bind_blob(d, s, p + 4, w->val, base ? w->share.self_at : w->len, op) < 0)
         return -1;

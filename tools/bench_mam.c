@@ -166,7 +166,8 @@ static void fill(storage_t *st, long messages, long contacts, int twins)
     free(twin_put);
     strbuf_free(&sb);
     fprintf(stderr, "filled %ld messages (one record each%s) in %.1f s\n", messages,
-            twins ? ", the received ones also in their sender's archive" : "", (now_ms() - t0) / 1e3);
+            twins ? ", the received ones also in their sender's archive" : "",
+            (now_ms() - t0) / 1e3);
 }
 
 static int dcmp(const void *a, const void *b)

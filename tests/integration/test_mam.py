@@ -560,19 +560,20 @@ def test_one_stanza_in_two_archives(server, tmp_path):
     async def main():
         a = await connect(server, "alice@localhost/pc")
         b = await connect(server, "bob@localhost/pc")
-        for i in range(40):
-            a.send("bob@localhost", f"m{i:02} caf\u00e9 \u2713 " + "x" * 100)
+        texts = [f"m{i:02} caf\u00e9 \u2713 " + "x" * 100 for i in range(40)]
+        for t in texts:
+            a.send("bob@localhost", t)
         await b.wait_msgs(40)
         before, fin = await b.query(rsm=f"<set xmlns='{RSM}'><max>100</max></set>")
         assert fin.get("complete") == "true"
-        assert [body(r[1]) for r in before] == [f"m{i:02} caf\u00e9 \u2713 " + "x" * 100 for i in range(40)]
+        assert [body(r[1]) for r in before] == texts
         assert all(r[1].get("from") == "alice@localhost/pc" for r in before)
         sent, _ = await a.query(rsm=f"<set xmlns='{RSM}'><max>100</max></set>")
         assert [body(r[1]) for r in sent] == [body(r[1]) for r in before]
         if STORAGE != "postgresql":
             assert shared() > 0
-        r = subprocess.run([WEFTCTL, "--storage", sm_storage_url(tmp_path), "archive", "delete", "alice@localhost"],
-                           capture_output=True, text=True, timeout=30)
+        r = subprocess.run([WEFTCTL, "--storage", sm_storage_url(tmp_path), "archive", "delete",
+                            "alice@localhost"], capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr
         res, _ = await a.query()
         assert res == []

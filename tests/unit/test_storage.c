@@ -1167,8 +1167,8 @@ static void test_put_take(void **state)
     storage_begin_async(st, NULL, NULL);
     storage_put_take_async(st, xstrdup("u@x"), xstrdup("mam"), xstrdup("k1"), xstrdup("v@x"),
                            xstrdup("one"), 3, 1234, NULL, acall_cb, &a[0]);
-    storage_put_take_async(st, xstrdup("u@x"), xstrdup("mam"), xstrdup("k2"), NULL, NULL, 0, 5678, NULL,
-                           acall_cb, &a[1]);
+    storage_put_take_async(st, xstrdup("u@x"), xstrdup("mam"), xstrdup("k2"), NULL, NULL, 0, 5678,
+                           NULL, acall_cb, &a[1]);
     storage_commit_async(st, acall_cb, &a[2]);
     storage_drain(st);
     for (int i = 0; i < 3; i++) {
@@ -1244,6 +1244,12 @@ static void share_expect(storage_t *st, const char *owner, const char *key, cons
     free(want);
 }
 
+/* The length a value of head + "\n" + a 300-byte tail has. */
+static size_t share_len(const char *v)
+{
+    return (size_t)(strchr(v, '\n') + 1 - v) + 300;
+}
+
 static long long shared_rows(fixture_t *f)
 {
     return pg_url ? 0 : peek_int(f->path, "SELECT count(*) FROM logs WHERE base IS NOT NULL");
@@ -1305,7 +1311,7 @@ static void test_log_shared_tails(void **state)
     assert_int_equal(res.nrecs, SHARE_PAIRS);
     for (size_t i = 0; i < res.nrecs; i++) {
         char *tail = share_tail((int)i);
-        assert_int_equal(res.recs[i].len, strchr(res.recs[i].val, '\n') + 1 - res.recs[i].val + 300);
+        assert_int_equal(res.recs[i].len, share_len(res.recs[i].val));
         assert_string_equal(strchr(res.recs[i].val, '\n') + 1, tail);
         free(tail);
     }
@@ -1313,7 +1319,7 @@ static void test_log_shared_tails(void **state)
     assert_int_equal(storage_scan(st, 0, 1000, &res), 0);
     assert_int_equal(res.nrecs, 2 * SHARE_PAIRS);
     for (size_t i = 0; i < res.nrecs; i++)
-        assert_int_equal(res.recs[i].len, strchr(res.recs[i].val, '\n') + 1 - res.recs[i].val + 300);
+        assert_int_equal(res.recs[i].len, share_len(res.recs[i].val));
     storage_res_clear(&res);
     /* On SQLite the hints that name a usable row are kept: the three bad
      * ones are not. */
