@@ -120,6 +120,11 @@ int storage_is_async(const storage_t *st)
     return st->drv->async;
 }
 
+int storage_shares_tails(const storage_t *st)
+{
+    return st->drv->shares_tails;
+}
+
 struct event_base *storage_base(const storage_t *st)
 {
     return st->base;

@@ -205,6 +205,9 @@ typedef struct storage_share {
     size_t self_at, base_at;
     const char *sharer;     /* copied */
 } storage_share_t;
+/* 1 when the driver uses shares (SQLite), 0 when it ignores them: a caller
+ * need not look for shared bytes then. */
+int storage_shares_tails(const storage_t *st);
 
 /* storage_put_at, asynchronous, taking its strings instead of copying them
  * (mod_mam's archive batches, the one writer of many records): owner, coll,

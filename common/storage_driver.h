@@ -49,6 +49,7 @@ struct storage_req {
 typedef struct storage_driver {
     const char *name;
     int async;
+    int shares_tails;       /* keeps a storage_share_t's bytes once (storage.h) */
     /* target: the URL without its scheme for sqlite (a path), the whole
      * setting for postgresql. Fills st->drv. Runs before the loop: it may
      * block (connect, migrations). */

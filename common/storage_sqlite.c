@@ -57,6 +57,11 @@
 
 /* The schema, one step per version: step i brings a file from version i to
  * i + 1. Steps are never edited once released; a change is a new step. */
+/* v6's triggers: the row that shares old's tail takes its bytes back. */
+#define LOGS_GIVE_TAIL_BACK \
+    "  UPDATE logs SET value = CAST(value || substr(old.value, base_at + 1) AS BLOB)," \
+    "    base = NULL, base_at = NULL WHERE key = old.twin AND base = old.seq;"
+
 static const char *const sql_migrations[] = {
     /* v1 */
     "CREATE TABLE users ("
@@ -167,13 +172,11 @@ static const char *const sql_migrations[] = {
     "ALTER TABLE logs ADD COLUMN base_at INTEGER;"
     "ALTER TABLE logs ADD COLUMN twin TEXT;"
     "CREATE TRIGGER logs_base_delete AFTER DELETE ON logs WHEN old.twin IS NOT NULL BEGIN"
-    "  UPDATE logs SET value = CAST(value || substr(old.value, base_at + 1) AS BLOB),"
-    "    base = NULL, base_at = NULL WHERE key = old.twin AND base = old.seq;"
+    LOGS_GIVE_TAIL_BACK
     "  END;"
     "CREATE TRIGGER logs_base_update AFTER UPDATE OF value ON logs WHEN old.twin IS NOT NULL"
     "  BEGIN"
-    "  UPDATE logs SET value = CAST(value || substr(old.value, base_at + 1) AS BLOB),"
-    "    base = NULL, base_at = NULL WHERE key = old.twin AND base = old.seq;"
+    LOGS_GIVE_TAIL_BACK
     "  END;",
 };
 #define SQL_VERSION ((int)(sizeof sql_migrations / sizeof sql_migrations[0]))
@@ -929,6 +932,7 @@ static void sql_submit(storage_t *st, storage_req_t *r)
 const storage_driver_t storage_sqlite_driver = {
     .name = "sqlite",
     .async = 0,
+    .shares_tails = 1,
     .open = sql_open,
     .close = sql_close,
     .submit = sql_submit,

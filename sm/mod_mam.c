@@ -43,10 +43,13 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/rand.h>
+
 #include "log.h"
 #include "mam_id.h"
 #include "mod_mam.h"
 #include "mod_roster.h"
+#include "siphash.h"
 #include "strbuf.h"
 #include "xml_stream.h"
 
@@ -314,6 +317,7 @@ typedef struct pend {
     size_t head;       /* an archived message: its first line's bytes (the stanza follows) */
     size_t twin;       /* received: the sent record of the batch with the same stanza */
     size_t sharer;     /* sent: the received record that shares its stanza */
+    uint64_t hash;     /* an archived message: its stanza's (stanza_hash) */
 } pend_t;
 #define NO_TAG ((size_t)-1)
 #define NO_TWIN ((size_t)-1)
@@ -340,7 +344,10 @@ static struct event *flush_ev;
  * receiver's record is handed to storage with a share of the sender's
  * (storage_share_t): the SQLite driver keeps the stanza once
  * (docs/mam.md, "One stanza, two archives"). A slot holds a record's index
- * plus one, valid in the batch numbered gen only (no clearing per batch). */
+ * plus one, valid in the batch numbered gen only (no clearing per batch).
+ * The stanzas come from the network: the hash is keyed (SipHash, a random
+ * key) and a probe goes at most SENT_PROBES slots, so no sender can make
+ * the table slow by choosing stanzas that collide. */
 typedef struct sent_slot {
     uint32_t idx1;
     uint32_t gen;
@@ -348,23 +355,16 @@ typedef struct sent_slot {
 static sent_slot_t *sent_tab;
 static size_t sent_cap;              /* a power of two, at least twice the batch */
 static uint32_t sent_gen = 1;
-static uint64_t *pend_hash;          /* per record of the batch: its stanza's hash */
+static unsigned char sent_key[16];
+#define SENT_PROBES 8
 
 static uint64_t stanza_hash(const char *p, size_t n)
 {
-    uint64_t h = 0x9e3779b97f4a7c15u ^ n;
-    for (; n >= 8; p += 8, n -= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdu;
-        h ^= h >> 32;
-    }
-    while (n--)
-        h = (h ^ (unsigned char)*p++) * 0x100000001b3u;
-    return h ^ (h >> 29);
+    return siphash24(sent_key, p, n);
 }
 
-/* The slots for a batch of up to max records (kept between batches). */
+/* The slots for a batch of up to max records (kept between batches), and
+ * the hash's key, drawn with the first ones. */
 static void sent_reserve(size_t max)
 {
     size_t need = 64;
@@ -372,16 +372,19 @@ static void sent_reserve(size_t max)
         need *= 2;
     if (sent_cap >= need)
         return;
+    if (!sent_tab && RAND_bytes(sent_key, sizeof sent_key) != 1)
+        log_warn("sm: event=mam-share-key error=\"RAND_bytes failed\"");
     free(sent_tab);
     sent_tab = xcalloc(need, sizeof *sent_tab);
     sent_cap = need;
 }
 
-/* Record i of the batch is a sent stanza (hash h): findable by later ones. */
+/* Record i of the batch is a sent stanza (hash h): findable by later ones,
+ * unless its probe finds no free slot. */
 static void sent_add(size_t i, uint64_t h)
 {
-    size_t mask = sent_cap - 1;
-    for (size_t at = (size_t)h & mask;; at = (at + 1) & mask) {
+    size_t mask = sent_cap - 1, at = (size_t)h & mask;
+    for (int n = 0; n < SENT_PROBES; n++, at = (at + 1) & mask) {
         if (sent_tab[at].gen != sent_gen) {
             sent_tab[at] = (sent_slot_t){(uint32_t)i + 1, sent_gen};
             return;
@@ -393,11 +396,13 @@ static void sent_add(size_t i, uint64_t h)
  * that no received record shares yet, or NO_TWIN. */
 static size_t sent_find(uint64_t h, const char *xml, size_t len)
 {
-    size_t mask = sent_cap - 1;
-    for (size_t at = (size_t)h & mask; sent_tab[at].gen == sent_gen; at = (at + 1) & mask) {
+    if (npend == 0)
+        return NO_TWIN;                /* a new batch: nothing to find, table maybe unmade */
+    size_t mask = sent_cap - 1, at = (size_t)h & mask;
+    for (int n = 0; n < SENT_PROBES && sent_tab[at].gen == sent_gen; n++, at = (at + 1) & mask) {
         size_t k = sent_tab[at].idx1 - 1;
         const pend_t *q = &pend[k];
-        if (pend_hash[k] == h && q->sharer == NO_TWIN && q->len - q->head == len &&
+        if (q->hash == h && q->sharer == NO_TWIN && q->len - q->head == len &&
             !memcmp(pend_arena.data + q->val + q->head, xml, len))
             return k;
     }
@@ -517,7 +522,6 @@ static void pend_put(const char *owner, const char *coll, const char *key, const
     if (npend == pend_cap) {
         pend_cap = pend_cap ? pend_cap * 2 : 64;
         pend = xrealloc(pend, pend_cap * sizeof *pend);
-        pend_hash = xrealloc(pend_hash, pend_cap * sizeof *pend_hash);
     }
     size_t i = npend;
     pend_t *p = &pend[npend++];
@@ -527,7 +531,9 @@ static void pend_put(const char *owner, const char *coll, const char *key, const
     p->sharer = NO_TWIN;
     if (p->twin != NO_TWIN)
         pend[p->twin].sharer = i;
-    pend_hash[i] = m ? m->hash : 0;
+    p->hash = m ? m->hash : 0;
+    if (i == 0)
+        sent_reserve(batch_max());     /* once a batch, not once a stanza */
     if (m && m->sent)
         sent_add(i, m->hash);
     p->owner = arena_add(owner);
@@ -569,14 +575,17 @@ static void archive(sm_user_t *u, char dir, const jid_t *with, const xml_node_t 
     strbuf_append(sb, mid, 3);
     strbuf_puts(sb, with->full);
     strbuf_putc(sb, '\n');
-    rec_msg_t m = {sb->len - at, NO_TWIN, 0, dir == 'o'};
+    /* Looked for only where a driver keeps a shared stanza once. */
+    int share = storage_shares_tails(sm_storage);
+    rec_msg_t m = {sb->len - at, NO_TWIN, 0, share && dir == 'o'};
     xml_serialize(msg, NULL, sb);      /* declares the stanza's namespace */
     size_t len = sb->len - at;
     strbuf_append(sb, "", 1);          /* its NUL */
-    sent_reserve(batch_max());
-    m.hash = stanza_hash(sb->data + at + m.head, len - m.head);
-    if (dir == 'i')
-        m.twin = sent_find(m.hash, sb->data + at + m.head, len - m.head);
+    if (share) {
+        m.hash = stanza_hash(sb->data + at + m.head, len - m.head);
+        if (dir == 'i')
+            m.twin = sent_find(m.hash, sb->data + at + m.head, len - m.head);
+    }
     /* One record, tagged with the contact's bare JID: the tag's index
      * answers "with X", the collection's "everything". */
     pend_put(u->bare, MAM_COLL, id, with->bare, at, len, now, &m);
@@ -970,8 +979,6 @@ static void mam_free(void)
     mam_flush();                       /* storage_close waits for it */
     free(pend);
     pend = NULL;
-    free(pend_hash);
-    pend_hash = NULL;
     pend_cap = 0;
     free(sent_tab);
     sent_tab = NULL;
