@@ -237,6 +237,26 @@ static storage_req_t *req_new(storage_op_t op, const char *opname, storage_cb cb
     return r;
 }
 
+/* A record of a put_many whose strings or value are not inside the buffer,
+ * or not NUL-terminated there. */
+static int put_rec_outside(const char *buf, size_t size, size_t at)
+{
+    return at >= size || !memchr(buf + at, '\0', size - at);
+}
+
+static const char *put_many_invalid(const storage_req_t *r)
+{
+    for (size_t i = 0; i < (size_t)r->num; i++) {
+        const storage_put_rec_t *p = &r->many[i];
+        if (put_rec_outside(r->val, r->len, p->owner) || put_rec_outside(r->val, r->len, p->coll) ||
+            put_rec_outside(r->val, r->len, p->key) ||
+            (p->tag != STORAGE_NO_TAG && put_rec_outside(r->val, r->len, p->tag)) ||
+            p->val > r->len || p->len >= r->len - p->val || r->val[p->val + p->len] != '\0')
+            return "a record outside its buffer";
+    }
+    return NULL;
+}
+
 /* Arguments every driver would otherwise check: refused here, logged. */
 static const char *req_invalid(const storage_req_t *r)
 {
@@ -250,6 +270,8 @@ static const char *req_invalid(const storage_req_t *r)
         /* fall through */
     case SOP_DEL_ALL: case SOP_APPEND: case SOP_LIST: case SOP_COUNT: case SOP_RANGE:
         return r->owner && r->coll ? NULL : "missing owner or collection";
+    case SOP_PUT_MANY:
+        return put_many_invalid(r);
     default:
         return NULL;
     }
@@ -316,6 +338,10 @@ static void req_submit(storage_t *st, storage_req_t *r)
     r->submitted_us = storage_mono_us();
     if (r->op == SOP_PUT)
         r->put_no = ++st->puts;
+    if (r->op == SOP_PUT_MANY) {
+        r->put_no = st->puts + 1;
+        st->puts += (uint64_t)r->num;
+    }
     const char *why = req_invalid(r);
     if (why) {
         log_error("storage: op=%s error=\"%s\"", r->opname, why);
@@ -342,7 +368,7 @@ void storage_req_done(storage_t *st, storage_req_t *r)
     free(r->val);
     free(r->after);
     free(r->before);
-    free(r->sharer);
+    free(r->many);
     free(r);
 }
 
@@ -718,7 +744,7 @@ void storage_put_tag_async(storage_t *st, const char *owner, const char *coll, c
 }
 
 void storage_put_take_async(storage_t *st, char *owner, char *coll, char *key, char *tag, char *val,
-                            size_t len, int64_t stamp, const storage_share_t *share,
+                            size_t len, int64_t stamp, const storage_hint_t *hint,
                             storage_cb cb, void *arg)
 {
     storage_req_t *r = req_new(SOP_PUT, "put", cb, arg);
@@ -729,13 +755,41 @@ void storage_put_take_async(storage_t *st, char *owner, char *coll, char *key, c
     r->val = val ? val : storage_memdup("", 0);
     r->len = val ? len : 0;
     r->stamp = stamp;
-    if (share && share->back && share->self_at <= r->len) {
-        r->share = *share;
-        r->share.sharer = NULL;
+    if (hint) {
+        r->hint = *hint;
+        if (hint->self_at > r->len)
+            r->hint.back = 0;            /* names bytes it does not have: no share */
     }
-    if (share && share->sharer)
-        r->sharer = xstrdup(share->sharer);
     req_submit(st, r);
+}
+
+void storage_put_many_take_async(storage_t *st, char *buf, size_t size, storage_put_rec_t *recs,
+                                 size_t n, storage_cb cb, void *arg)
+{
+    storage_req_t *r = req_new(SOP_PUT_MANY, "put_many", cb, arg);
+    r->val = buf;
+    r->len = size;
+    r->many = recs;
+    r->num = (int64_t)n;
+    if (st->drv->put_many || put_many_invalid(r)) {
+        req_submit(st, r);             /* a bad record fails it there */
+        return;
+    }
+    if (n == 0 && cb)
+        storage_ping_async(st, 0, cb, arg);   /* answered 0, after what is queued */
+    /* One put each; the last carries cb (requests finish in order). */
+    for (size_t i = 0; i < n; i++) {
+        const storage_put_rec_t *p = &recs[i];
+        int last = i + 1 == n;
+        storage_put_take_async(st, xstrdup(buf + p->owner), xstrdup(buf + p->coll),
+                               xstrdup(buf + p->key),
+                               p->tag == STORAGE_NO_TAG ? NULL : xstrdup(buf + p->tag),
+                               storage_memdup(buf + p->val, p->len), p->len, p->stamp, &p->hint,
+                               last ? cb : NULL, last ? arg : NULL);
+    }
+    free(buf);
+    free(recs);
+    free(r);
 }
 
 void storage_del_async(storage_t *st, const char *owner, const char *coll, const char *key,

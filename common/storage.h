@@ -189,34 +189,64 @@ void storage_put_async(storage_t *st, const char *owner, const char *coll, const
 void storage_put_tag_async(storage_t *st, const char *owner, const char *coll, const char *key,
                            const char *tag, const char *val, size_t len, storage_cb cb,
                            void *arg);
-/* A put's value may repeat the end of another's: a chat between two users
- * of one sm is archived whole in both archives. A share says so, from both
- * sides, inside one transaction:
- *  - on the first put (the base), sharer is the key of the record whose put
- *    will share this value's tail (NULL: none);
- *  - on the later put, back > 0: the bytes of its value from self_at on are
- *    the bytes of the value of the put submitted back puts before it on the
- *    same storage, from base_at on, to its end.
- * It is a hint: a driver may keep those bytes once (the SQLite driver does,
- * for log collections: docs/storage.md, "Shared tails") or ignore it; every
- * read gives the whole value either way. */
-typedef struct storage_share {
+/* What a put may tell the driver about itself, so that it can store the
+ * record for less; a driver may use any part or none, and every read gives
+ * the same answers either way.
+ *
+ * Shared tails. A put's value may repeat the end of another's: a chat
+ * between two users of one sm is archived whole in both archives. Both
+ * sides say so, inside one transaction:
+ *  - on the first put (the base), ahead > 0: the put submitted ahead puts
+ *    after it on the same storage will share this value's tail;
+ *  - on that later put, back > 0 (the same distance): the bytes of its
+ *    value from self_at on are the bytes of the base's value from base_at
+ *    on, to its end.
+ * The SQLite driver keeps those bytes once, for log collections
+ * (docs/storage.md, "Shared tails").
+ *
+ * Stamped keys. stamped = 1 promises that no record of the collection has
+ * this put's key, and that the key begins with the put's stamp as 13
+ * lowercase hex digits (mod_mam's ids, sm/mam_id.c). The SQLite driver then
+ * finds the record by key through its list at that stamp and keeps it out
+ * of its key index (docs/storage.md, "Stamped keys"); a key that does not
+ * begin with its stamp is indexed as any other. */
+typedef struct storage_hint {
     size_t back;            /* 0: this put shares nothing */
     size_t self_at, base_at;
-    const char *sharer;     /* copied */
-} storage_share_t;
-/* 1 when the driver uses shares (SQLite), 0 when it ignores them: a caller
- * need not look for shared bytes then. */
+    size_t ahead;           /* 0: no later put shares this one's tail */
+    int stamped;
+} storage_hint_t;
+/* 1 when the driver uses shared tails (SQLite), 0 when it ignores them: a
+ * caller need not look for shared bytes then. */
 int storage_shares_tails(const storage_t *st);
 
 /* storage_put_at, asynchronous, taking its strings instead of copying them
  * (mod_mam's archive batches, the one writer of many records): owner, coll,
  * key, tag (may be NULL) and val are malloc'd by the caller and taken, freed
  * by storage once the request is done; val holds len bytes and a NUL after
- * them. share may be NULL. */
+ * them. hint may be NULL. */
 void storage_put_take_async(storage_t *st, char *owner, char *coll, char *key, char *tag, char *val,
-                            size_t len, int64_t stamp, const storage_share_t *share,
+                            size_t len, int64_t stamp, const storage_hint_t *hint,
                             storage_cb cb, void *arg);
+/* One record of storage_put_many_take_async: where its strings are in the
+ * request's buffer (offsets of NUL-terminated strings; tag STORAGE_NO_TAG:
+ * none), its value (len bytes at val, a NUL after them), stamp and hint. */
+typedef struct storage_put_rec {
+    size_t owner, coll, key, tag;
+    size_t val, len;
+    int64_t stamp;
+    storage_hint_t hint;
+} storage_put_rec_t;
+#define STORAGE_NO_TAG ((size_t)-1)
+/* n storage_put_take_async in one request, in order (mod_mam's batches): the
+ * same records, answers and hints (each record counts as one put for a
+ * hint's back and ahead), without a request, five strings and a value
+ * allocated, copied and freed per record. buf (size bytes) and recs are
+ * malloc'd by the caller and taken. cb gets status 0 when every record was
+ * written, -1 when one failed (logged; the rest are not written). A driver
+ * without a batch form of its own gets the records as single puts. */
+void storage_put_many_take_async(storage_t *st, char *buf, size_t size, storage_put_rec_t *recs,
+                                 size_t n, storage_cb cb, void *arg);
 void storage_del_async(storage_t *st, const char *owner, const char *coll, const char *key,
                        storage_cb cb, void *arg);
 void storage_del_all_async(storage_t *st, const char *owner, const char *coll, storage_cb cb,

@@ -15,7 +15,7 @@ typedef enum storage_op {
     SOP_USER_CREATE, SOP_USER_GET, SOP_USER_SET, SOP_USER_DELETE, SOP_USER_EXISTS,
     SOP_USER_LIST, SOP_USER_COUNT, SOP_USER_IMPORT,
     SOP_GET, SOP_PUT, SOP_DEL, SOP_DEL_ALL, SOP_APPEND, SOP_LIST, SOP_COUNT, SOP_RANGE,
-    SOP_SCAN, SOP_IMPORT, SOP_IMPORT_DONE, SOP_PING,
+    SOP_SCAN, SOP_IMPORT, SOP_IMPORT_DONE, SOP_PING, SOP_PUT_MANY,
 } storage_op_t;
 
 typedef struct storage_req storage_req_t;
@@ -30,11 +30,14 @@ struct storage_req {
     size_t len;
     int64_t seq;            /* import: the record's seq; scan: after this seq */
     int64_t stamp;          /* put/append/import: the stamp to store */
-    uint64_t put_no;        /* put: its number among this storage's puts */
-    storage_share_t share;  /* put: the hint of storage_put_take_async (sharer NULL) */
-    char *sharer;           /* put: the hint's sharer, owned */
+    uint64_t put_no;        /* put: its number among this storage's puts; put_many: its
+                             * first record's */
+    storage_put_rec_t *many;   /* put_many: num records in val (len bytes), owned */
+    int borrowed;           /* a put made by a driver from a put_many record: key and
+                             * val point into that request's buffer, not to be taken */
+    storage_hint_t hint;    /* put: the hint of storage_put_take_async (zero: none) */
     int64_t created;        /* user create/import */
-    int64_t num;            /* scan: limit; ping: delay in ms */
+    int64_t num;            /* scan: limit; ping: delay in ms; put_many: records */
     storage_range_t range;  /* range: tag/after/before point at tag/after/before */
     char *after, *before;
     int step;               /* drivers' own progress through a request */
@@ -49,7 +52,8 @@ struct storage_req {
 typedef struct storage_driver {
     const char *name;
     int async;
-    int shares_tails;       /* keeps a storage_share_t's bytes once (storage.h) */
+    int shares_tails;       /* keeps a storage_hint_t's shared bytes once (storage.h) */
+    int put_many;           /* runs SOP_PUT_MANY itself (else storage.c splits it) */
     /* target: the URL without its scheme for sqlite (a path), the whole
      * setting for postgresql. Fills st->drv. Runs before the loop: it may
      * block (connect, migrations). */

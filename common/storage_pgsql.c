@@ -316,6 +316,10 @@ static int pg_build(pg_t *p, storage_req_t *r, const char **sql, pg_params_t *pp
         *sql = "SELECT pg_sleep($1::float8 / 1000)";
         p_int(pp, r->num > 0 ? r->num : 0);
         return 0;
+    case SOP_PUT_MANY:          /* storage.c splits it into puts for this driver */
+        log_error("storage: driver=postgresql op=put_many error=\"not a request of this driver\"");
+        r->res.status = -1;
+        return 1;
     }
     /* Record statements: $1 owner, $2 coll, then key / value / stamp. */
     p_text(pp, r->owner);

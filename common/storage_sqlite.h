@@ -67,6 +67,8 @@ int sql_log_user_delete(sql_t *d, const char *owner, const char *op);
 void sql_log_settled(sql_t *d, int committed);
 /* Before a commit: writes what the transaction queued for the log index. */
 int sql_log_flush(sql_t *d, const char *op);
+/* Writes the queued puts' rows (their index entries stay queued). */
+int sql_log_rows_flush(sql_t *d, const char *op);
 
 /* storage_sqlite_logidx.c: the log records' index by stream and by tag, in
  * blocks of entries (stamp, seq) (log_index, schema v5). tag 0 is the

@@ -4,26 +4,32 @@
  * Owns the statements on three tables (schema step v4 in storage_sqlite.c):
  *   log_streams (id, owner, coll)  one row per owner and log collection
  *   log_tags    (id, tag)          one row per tag ever written
- *   logs (seq, stream, stamp, tag, key, value, base, base_at, twin)  the records
- * with the index logs_key (key, stream) — key first: mod_mam's ids start
- * with the time, so new keys land at the end of the index. The lists of a
+ *   logs (seq, stream, stamp, tag, key, value, base, base_at, twin_after,
+ *         stamped)  the records
+ * with the index logs_key (key, stream) of the rows not stamped. A stamped
+ * row (schema step v7: a put with storage_hint_t.stamped whose key begins
+ * with its stamp in 13 hex digits, mod_mam's ids) is found by key through
+ * its stream's list at that stamp instead (stamped_find), so that an
+ * archived message costs no B-tree insert into logs_key. The lists of a
  * stream's records and of its records with one tag are log_index's blocks
  * (v5, storage_sqlite_logidx.c): a write queues the record's entries there,
  * a read of the lists flushes the queue first, and so does the commit. A
  * put inside a transaction queues the row itself too, written
  * LOG_INSERT_ROWS a statement before any other log request and before the
  * commit (rows_flush).
- * A put whose hint (storage_share_t) names a row an earlier put of the same
- * transaction wrote whole, naming it as its sharer (twin), keeps only its
- * head, with that row as its base (base, base_at: schema step v6); every
- * read joins the base back on (SQL_LOG_VALUE), and the schema's triggers
- * give a row its bytes back when its base goes or changes.
+ * A put whose hint (storage_hint_t) names a row an earlier put of the same
+ * transaction wrote whole, that announced it (ahead), keeps only its head,
+ * with that row as its base (base, base_at: schema step v6); every read
+ * joins the base back on (SQL_LOG_VALUE). The base row says how many seqs
+ * after it its sharer sits (twin_after, v7), and the schema's triggers give
+ * that row its bytes back when its base goes or changes.
  * Answers are those of `records`: same seq, stamp, key, tag, value, same
  * statuses.
  *
  * Owns the caches of ids: owner + coll → stream id, tag → tag id, each a
- * direct-mapped table of LOG_SLOTS entries (a colliding name replaces the
- * slot's: memory stays bounded however many users). Invariants that make a
+ * table of LOG_SLOTS entries in pairs (a name whose pair is full replaces
+ * the one used longest ago: memory stays bounded however many users).
+ * Invariants that make a
  * cached id right:
  *  - a tag row is never deleted, and no id is ever given to two names
  *    (log_streams is AUTOINCREMENT, so even an id freed by a user delete is
@@ -50,11 +56,12 @@
 enum {
     L_STREAM_GET, L_STREAM_ADD, L_TAG_GET, L_TAG_ADD, L_DATA_VERSION,
     L_GET, L_INSERT, L_UPDATE, L_DEL_SEQ, L_APPEND, L_APPEND_KEY, L_KEY_POS, L_ROWS,
-    L_IMPORT, L_USER_STREAMS, L_USER_DEL_STREAMS, L_INSERT_MANY,
+    L_IMPORT, L_USER_STREAMS, L_USER_DEL_STREAMS, L_INSERT_MANY, L_STAMPED_KEY, L_SET_TWIN,
     L_COUNT_ALL
 };
 
-/* Rows are found by seq (their rowid) and by key (logs_key); by stream and
+/* Rows are found by seq (their rowid) and by key (logs_key, or their list
+ * when stamped); by stream and
  * by tag through log_index (storage_sqlite_logidx.c), which gives the seqs
  * of a range, whose rows L_ROWS then reads, up to LOG_ROWS_AT_ONCE a
  * statement (one statement per row cost about 6 µs a row on the benchmark
@@ -68,9 +75,10 @@ enum {
  * record was 40 % of the insert's cost on the benchmark machine (the VDBE's
  * start and end, the AUTOINCREMENT counter read and written each time). */
 #define LOG_INSERT_ROWS 16
-/* Parameters per row: stream, stamp, tag, key, value, base, base_at, twin. */
-#define L_COLS 8
-#define L_V1 "(?, ?, ?, ?, ?, ?, ?, ?)"
+/* Parameters per row: stream, stamp, tag, key, value, base, base_at,
+ * twin_after, stamped. */
+#define L_COLS 9
+#define L_V1 "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 #define L_V4 L_V1 ", " L_V1 ", " L_V1 ", " L_V1
 #define L_V16 L_V4 ", " L_V4 ", " L_V4 ", " L_V4
 static const char *const log_sql[L_COUNT_ALL] = {
@@ -81,15 +89,19 @@ static const char *const log_sql[L_COUNT_ALL] = {
     [L_TAG_ADD] = "INSERT INTO log_tags (tag) VALUES (?1) ON CONFLICT (tag) DO NOTHING",
     [L_DATA_VERSION] = "PRAGMA data_version",
     [L_GET] = "SELECT " SQL_LOG_VALUE " FROM logs l LEFT JOIN logs b ON b.seq = l.base"
-              " WHERE l.key = ?2 AND l.stream = ?1",
-    [L_INSERT] = "INSERT INTO logs (stream, stamp, tag, key, value, base, base_at, twin)"
-                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (key, stream) DO NOTHING",
+              " WHERE l.seq = ?1",
+    [L_INSERT] = "INSERT INTO logs (stream, stamp, tag, key, value, base, base_at, twin_after,"
+                 " stamped) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                 " ON CONFLICT (key, stream) WHERE stamped IS NULL DO NOTHING",
+    /* A replaced row takes a new stamp: it is no longer stamped, and
+     * enters logs_key (no other row there has its key: it was looked for). */
     [L_UPDATE] = "UPDATE logs SET stamp = ?2, tag = ?3, value = ?4, base = NULL, base_at = NULL,"
-                 " twin = NULL WHERE seq = ?1",
+                 " twin_after = NULL, stamped = NULL WHERE seq = ?1",
     [L_DEL_SEQ] = "DELETE FROM logs WHERE seq = ?1",
     [L_APPEND] = "INSERT INTO logs (stream, stamp, key, value) VALUES (?1, ?2, NULL, ?3)",
     [L_APPEND_KEY] = "UPDATE logs SET key = CAST(seq AS TEXT) WHERE seq = ?1",
-    [L_KEY_POS] = "SELECT seq, stamp, tag FROM logs WHERE key = ?2 AND stream = ?1",
+    [L_KEY_POS] = "SELECT seq, stamp, tag FROM logs WHERE key = ?2 AND stream = ?1"
+                  " AND stamped IS NULL",
     [L_ROWS] = "SELECT l.seq, l.stamp, l.key, " SQL_LOG_VALUE ", t.tag FROM logs l"
                " LEFT JOIN log_tags t ON t.id = l.tag LEFT JOIN logs b ON b.seq = l.base"
                " WHERE l.seq IN (" L_P64 ")",
@@ -99,8 +111,12 @@ static const char *const log_sql[L_COUNT_ALL] = {
     [L_USER_DEL_STREAMS] = "DELETE FROM log_streams WHERE owner = ?1",
     /* No conflict clause: a key already there fails the whole statement
      * (SQLite undoes its rows) and its records go one by one instead. */
-    [L_INSERT_MANY] = "INSERT INTO logs (stream, stamp, tag, key, value, base, base_at, twin)"
-                      " VALUES " L_V16,
+    [L_INSERT_MANY] = "INSERT INTO logs (stream, stamp, tag, key, value, base, base_at,"
+                      " twin_after, stamped) VALUES " L_V16,
+    [L_STAMPED_KEY] = "SELECT key, tag FROM logs WHERE seq = ?1 AND stamped IS NOT NULL",
+    /* The sharer did not land where its base said: another insert took a
+     * seq between them (a records put in the same transaction). */
+    [L_SET_TWIN] = "UPDATE logs SET twin_after = ?2 WHERE seq = ?1",
 };
 
 /* One cached id. name: for a stream "owner\0coll", for a tag the tag; len
@@ -121,24 +137,25 @@ typedef struct log_row {
     char *key, *val;
     size_t len;
     uint64_t put_no;              /* the put's number (storage.c) */
-    storage_share_t share;        /* its hint; back 0: none */
-    char *twin;                   /* its hint's sharer (taken), or NULL */
+    storage_hint_t hint;          /* zero: none */
+    int stamped;                  /* written stamped (row_stamped) */
+    int owned;                    /* key and val taken from the put (else borrowed:
+                                   * written before its put_many ends) */
 } log_row_t;
 
 /* Shared tails (schema step v6, docs/storage.md "Shared tails"): the rows
- * written by the puts of the open transaction that named a sharer, by put
- * number, so that the sharer's put (back puts later) keeps only its head
- * and the base's seq. A slot counts only in its generation: a
+ * written by the puts of the open transaction that announced a sharer
+ * (ahead), by put number, so that the sharer's put (back = ahead puts
+ * later) keeps only its head and the base's seq. A slot counts only in its generation: a
  * transaction's end, a rollback to a savepoint and every request that may
  * delete or replace a row start a new one, so a base is always a row
  * written in this transaction and still there. */
 #define LOG_SHARE_SLOTS 8192      /* a power of two: how far back a hint may reach */
-#define LOG_TWIN_MAX 48           /* a sharer's key, NUL included: mod_mam's are 29 */
 typedef struct log_base {
     uint64_t put_no, gen;
     int64_t seq;
     size_t len;
-    char twin[LOG_TWIN_MAX];      /* the key of the row that may share it */
+    size_t ahead;                 /* its put's hint: where its sharer's put is */
 } log_base_t;
 
 struct sql_log {
@@ -152,6 +169,7 @@ struct sql_log {
     int64_t data_version;
     log_base_t *bases;      /* LOG_SHARE_SLOTS, allocated at the first base noted */
     uint64_t gen;           /* the generation of bases (starts at 1) */
+    int stamped_queued;     /* a stamped row's entries may be queued, not in blocks */
 };
 
 /* ------------------------------------------------------------ id caches */
@@ -172,23 +190,42 @@ static void cache_free(log_cache_t *c)
     c->slots = NULL;
 }
 
-/* The slot where name (len bytes) belongs (FNV-1a). */
-static log_slot_t *cache_slot(log_cache_t *c, const char *name, size_t len)
+/* The two slots where name (len bytes) may be (FNV-1a), the one used last
+ * first: two names of one hash both stay cached (one way alone, 400 users'
+ * streams missed 7 % of lookups, each a statement). */
+static log_slot_t *cache_pair(log_cache_t *c, const char *name, size_t len)
 {
     if (!c->slots)
         c->slots = xcalloc(LOG_SLOTS, sizeof c->slots[0]);
     uint32_t h = 2166136261u;
     for (size_t i = 0; i < len; i++)
         h = (h ^ (unsigned char)name[i]) * 16777619u;
-    return &c->slots[h & (LOG_SLOTS - 1)];
+    return &c->slots[h & (LOG_SLOTS - 2)];
 }
 
-static void cache_set(log_slot_t *slot, const char *name, size_t len, int64_t id)
+/* name's id from its pair: 0, or 1 when neither slot holds it. */
+static int cache_get(log_slot_t *pair, const char *name, size_t len, int64_t *id)
 {
-    free(slot->name);
-    slot->name = storage_memdup(name, len);
-    slot->len = len;
-    slot->id = id;
+    for (int w = 0; w < 2; w++) {
+        if (pair[w].name && pair[w].len == len && !memcmp(pair[w].name, name, len)) {
+            if (w) {
+                log_slot_t t = pair[0];
+                pair[0] = pair[1];
+                pair[1] = t;
+            }
+            *id = pair[0].id;
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* name first in its pair; the slot used longest ago gives way. */
+static void cache_set(log_slot_t *pair, const char *name, size_t len, int64_t id)
+{
+    free(pair[1].name);
+    pair[1] = pair[0];
+    pair[0] = (log_slot_t){storage_memdup(name, len), len, id};
 }
 
 static void log_forget(sql_log_t *L)
@@ -201,9 +238,10 @@ static void log_forget(sql_log_t *L)
 static void rows_discard(sql_log_t *L)
 {
     for (size_t i = 0; i < L->nrows; i++) {
-        free(L->rows[i].key);
-        free(L->rows[i].val);
-        free(L->rows[i].twin);
+        if (L->rows[i].owned) {
+            free(L->rows[i].key);
+            free(L->rows[i].val);
+        }
     }
     L->nrows = 0;
 }
@@ -218,6 +256,7 @@ void sql_log_settled(sql_t *d, int committed)
     if (!committed && (!d->in_txn || sqlite3_get_autocommit(d->db))) {
         rows_discard(L);
         logidx_discard(L->idx);
+        L->stamped_queued = 0;
     }
     /* Rows of a rolled-back savepoint are gone, and a finished transaction's
      * rows are no base for the next one's puts. */
@@ -264,11 +303,9 @@ static int log_intern(sql_t *d, log_cache_t *c, const char *name, size_t len, co
                       const char *b, int qget, int qadd, int add, int64_t *id, const char *op)
 {
     sql_log_t *L = d->log;
-    log_slot_t *slot = cache_slot(c, name, len);
-    if (slot->name && slot->len == len && !memcmp(slot->name, name, len)) {
-        *id = slot->id;
+    log_slot_t *slot = cache_pair(c, name, len);
+    if (cache_get(slot, name, len, id) == 0)
         return 0;
-    }
     for (int pass = 0; pass < 2; pass++) {
         sqlite3_stmt *s = L->q[qget];
         if (sql_bind_text(d, s, 1, a, op) < 0 || (b && sql_bind_text(d, s, 2, b, op) < 0))
@@ -346,7 +383,10 @@ static int txn_abort(sql_t *d)
 /* Writes the queued index entries. */
 static int log_flush(sql_t *d, const char *op)
 {
-    return logidx_flush(d, d->log->idx, op) == 0 ? 0 : txn_abort(d);
+    if (logidx_flush(d, d->log->idx, op) != 0)
+        return txn_abort(d);
+    d->log->stamped_queued = 0;
+    return 0;
 }
 
 /* An operation of several statements runs in a savepoint. Outside
@@ -363,8 +403,10 @@ static int op_finish(sql_t *d, int ok, size_t mark, const char *op)
 }
 
 /* The entries of a record: its stream's list and, tagged, its tag's. */
-static void log_index_add(sql_t *d, int64_t stream, int64_t tag, int64_t stamp, int64_t seq)
+static void log_index_add(sql_t *d, int64_t stream, int64_t tag, int64_t stamp, int64_t seq,
+                          int stamped)
 {
+    d->log->stamped_queued |= stamped;
     logidx_add(d->log->idx, stream, 0, stamp, seq);
     if (tag)
         logidx_add(d->log->idx, stream, tag, stamp, seq);
@@ -376,20 +418,108 @@ static int log_find(sql_t *d, const storage_req_t *r, int64_t *stream)
     return log_stream(d, r->owner, r->coll, 0, stream, r->opname);
 }
 
+static int log_key_pos(sql_t *d, const char *op, int64_t stream, const char *key, int64_t *seq,
+                       int64_t *stamp, int64_t *tag);
+
 static int log_get(sql_t *d, storage_req_t *r)
 {
-    int64_t stream;
+    int64_t stream, seq, stamp, tag;
     int rc = log_find(d, r, &stream);
+    if (rc == 0)
+        rc = log_key_pos(d, r->opname, stream, r->key, &seq, &stamp, &tag);
     if (rc != 0)
         return rc;
     sqlite3_stmt *s = d->log->q[L_GET];
-    if (sql_bind_int(d, s, 1, stream, r->opname) < 0 ||
-        sql_bind_text(d, s, 2, r->key, r->opname) < 0 || (rc = sql_step(d, s, r->opname)) < 0)
+    if (sql_bind_int(d, s, 1, seq, r->opname) < 0 || (rc = sql_step(d, s, r->opname)) < 0)
         return -1;
     if (rc == SQLITE_ROW)
         r->res.val = sql_column_dup(s, 0, &r->res.len);
     sql_reset(s);
     return rc == SQLITE_ROW ? 0 : 1;
+}
+
+/* A stamped key's shape (storage.h): LOG_STAMPED_KEY_LEN lowercase hex
+ * digits, the first 13 its stamp. */
+#define LOG_STAMPED_KEY_LEN 28
+
+/* The stamp a key of that shape begins with: 0, or -1 for another shape. */
+static int key_stamp(const char *key, int64_t *stamp)
+{
+    uint64_t v = 0;
+    int i;
+    for (i = 0; key[i]; i++) {
+        char c = key[i];
+        unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
+                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                                            : 16;
+        if (d == 16 || i == LOG_STAMPED_KEY_LEN)
+            return -1;
+        if (i < 13)
+            v = v << 4 | d;
+    }
+    if (i != LOG_STAMPED_KEY_LEN)
+        return -1;
+    *stamp = (int64_t)v;
+    return 0;
+}
+
+/* 1 when w's row is to be written stamped: its hint says so and its key
+ * begins with its stamp (log_put keeps the answer in w->stamped). */
+static int row_stamped(const log_row_t *w)
+{
+    int64_t at;
+    return w->hint.stamped && w->key && key_stamp(w->key, &at) == 0 && at == w->stamp;
+}
+
+/* 1 when w's key may name a stamped row already: a put without the hint
+ * (which promises a new key) of a key shaped as stamped ones. */
+static int may_name_stamped(const log_row_t *w)
+{
+    int64_t at;
+    return !w->hint.stamped && w->key && key_stamp(w->key, &at) == 0;
+}
+
+/* The stamped row of stream with this key, through the stream's list at
+ * the stamp the key begins with (every stamped row has its key's stamp:
+ * a replaced row is no longer stamped). 0 with *seq, *stamp, *tag; 1 when
+ * there is none. */
+static int stamped_find(sql_t *d, const char *op, int64_t stream, const char *key, int64_t *seq,
+                        int64_t *stamp, int64_t *tag)
+{
+    int64_t at;
+    if (key_stamp(key, &at) < 0 || at == INT64_MAX)
+        return 1;
+    /* Stamped rows of the open transaction are found only once their
+     * entries are in blocks (not needed for the other rows: an import
+     * into a live server puts many keys of this shape, unhinted, and would
+     * rewrite a block per record). */
+    if (d->log->stamped_queued && log_flush(d, op) < 0)
+        return -1;
+    lx_set_t set = {0};
+    if (logidx_span(d, d->log->idx, stream, 0, (lx_ent_t){at - 1, INT64_MAX},
+                    (lx_ent_t){at + 1, INT64_MIN}, 0, 0, &set, op) < 0) {
+        logidx_set_free(&set);
+        return -1;
+    }
+    int rc = 1;
+    sqlite3_stmt *s = d->log->q[L_STAMPED_KEY];
+    for (size_t i = 0; i < set.n && rc == 1; i++) {
+        if (sql_bind_int(d, s, 1, set.e[i].seq, op) < 0 || (rc = sql_step(d, s, op)) < 0) {
+            rc = -1;
+            break;
+        }
+        const unsigned char *k = rc == SQLITE_ROW ? sqlite3_column_text(s, 0) : NULL;
+        rc = 1;
+        if (k && !strcmp((const char *)k, key)) {
+            *seq = set.e[i].seq;
+            *stamp = set.e[i].stamp;
+            *tag = sqlite3_column_type(s, 1) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 1);
+            rc = 0;
+        }
+        sql_reset(s);
+    }
+    logidx_set_free(&set);
+    return rc;
 }
 
 /* Where the record named key sits: *seq, *stamp, *tag (0: none); 1 when
@@ -410,24 +540,38 @@ static int log_key_pos(sql_t *d, const char *op, int64_t stream, const char *key
         *tag = sqlite3_column_type(s, 2) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 2);
     }
     sql_reset(s);
-    return found ? 0 : 1;
+    return found ? 0 : stamped_find(d, op, stream, key, seq, stamp, tag);
 }
 
 /* The seq of the row whose tail w's hint names, when it can be shared: a
- * row written whole by a put of this transaction's generation that named
- * w's key as its sharer, with as many bytes after base_at as w has after
- * self_at. 0 otherwise (w is written whole). */
+ * row written whole by a put of this transaction's generation that
+ * announced w's put as its sharer, with as many bytes after base_at as w
+ * has after self_at. 0 otherwise (w is written whole). */
 static int64_t base_of(const sql_log_t *L, const log_row_t *w)
 {
-    uint64_t back = w->share.back;
-    if (!back || !L->bases || back >= LOG_SHARE_SLOTS || back >= w->put_no || !w->key)
+    uint64_t back = w->hint.back;
+    if (!back || !L->bases || back >= LOG_SHARE_SLOTS || back >= w->put_no)
         return 0;
     const log_base_t *b = &L->bases[(w->put_no - back) & (LOG_SHARE_SLOTS - 1)];
-    if (b->gen != L->gen || b->put_no != w->put_no - back || strcmp(b->twin, w->key) ||
-        w->share.base_at > b->len || w->share.self_at == 0 ||
-        b->len - w->share.base_at != w->len - w->share.self_at)
+    if (b->gen != L->gen || b->put_no != w->put_no - back || b->ahead != back ||
+        w->hint.base_at > b->len || w->hint.self_at == 0 ||
+        b->len - w->hint.base_at != w->len - w->hint.self_at)
         return 0;
     return b->seq;
+}
+
+/* w's row landed at seq, sharing the tail of the row at base, which said
+ * its sharer would be w->hint.back seqs after it: when another insert took
+ * a seq between them, the base is told where its sharer really is. */
+static int base_point(sql_t *d, const log_row_t *w, int64_t base, int64_t seq, const char *op)
+{
+    if (seq - base == (int64_t)w->hint.back)
+        return 0;
+    sqlite3_stmt *s = d->log->q[L_SET_TWIN];
+    return sql_bind_int(d, s, 1, base, op) < 0 || sql_bind_int(d, s, 2, seq - base, op) < 0 ||
+                   log_exec(d, s, op) < 0
+               ? -1
+               : 0;
 }
 
 /* Notes the row w's put wrote (at seq), whole, as a base for the put of
@@ -435,14 +579,12 @@ static int64_t base_of(const sql_log_t *L, const log_row_t *w)
 static void base_note(sql_t *d, const log_row_t *w, int64_t seq)
 {
     sql_log_t *L = d->log;
-    size_t n = w->twin ? strlen(w->twin) : 0;
-    if (!d->in_txn || !w->put_no || n == 0 || n >= LOG_TWIN_MAX)
+    if (!d->in_txn || !w->put_no || !w->hint.ahead || w->hint.ahead >= LOG_SHARE_SLOTS)
         return;
     if (!L->bases)
         L->bases = xcalloc(LOG_SHARE_SLOTS, sizeof *L->bases);
     log_base_t *b = &L->bases[w->put_no & (LOG_SHARE_SLOTS - 1)];
-    *b = (log_base_t){w->put_no, L->gen, seq, w->len, {0}};
-    memcpy(b->twin, w->twin, n + 1);
+    *b = (log_base_t){w->put_no, L->gen, seq, w->len, w->hint.ahead};
 }
 
 /* Binds a row's L_COLS parameters from p on: its head only and its base
@@ -454,17 +596,21 @@ static int bind_row(sql_t *d, sqlite3_stmt *s, int p, const log_row_t *w, int64_
         (w->tag ? sql_bind_int(d, s, p + 2, w->tag, op)
                 : sql_bind_text(d, s, p + 2, NULL, op)) < 0 ||
         sql_bind_text(d, s, p + 3, w->key, op) < 0 ||
-        sql_bind_blob(d, s, p + 4, w->val, base ? w->share.self_at : w->len, op) < 0)
+        sql_bind_blob(d, s, p + 4, w->val, base ? w->hint.self_at : w->len, op) < 0)
         return -1;
     /* A row that shares a tail is no base itself: its sharer is dropped. */
-    if (sql_bind_text(d, s, p + 7, base ? NULL : w->twin, op) < 0)
+    size_t ahead = base ? 0 : w->hint.ahead;
+    if ((ahead && ahead < LOG_SHARE_SLOTS ? sql_bind_int(d, s, p + 7, (int64_t)ahead, op)
+                                          : sql_bind_text(d, s, p + 7, NULL, op)) < 0 ||
+        (w->stamped ? sql_bind_int(d, s, p + 8, 1, op)
+                        : sql_bind_text(d, s, p + 8, NULL, op)) < 0)
         return -1;
     if (!base)
         return sql_bind_text(d, s, p + 5, NULL, op) < 0 || sql_bind_text(d, s, p + 6, NULL, op) < 0
                    ? -1
                    : 0;
     return sql_bind_int(d, s, p + 5, base, op) < 0 ||
-                   sql_bind_int(d, s, p + 6, (int64_t)w->share.base_at, op) < 0
+                   sql_bind_int(d, s, p + 6, (int64_t)w->hint.base_at, op) < 0
                ? -1
                : 0;
 }
@@ -472,6 +618,14 @@ static int bind_row(sql_t *d, sqlite3_stmt *s, int p, const log_row_t *w, int64_
 /* Inserts a new record and queues its entries: 0; 1 when its key is taken. */
 static int log_insert(sql_t *d, const log_row_t *w, const char *op)
 {
+    /* A key shaped like a stamped one may name a stamped row, which
+     * logs_key does not hold: looked for through its list. */
+    int64_t old_seq, old_stamp, old_tag;
+    if (may_name_stamped(w)) {
+        int rc = stamped_find(d, op, w->stream, w->key, &old_seq, &old_stamp, &old_tag);
+        if (rc <= 0)
+            return rc < 0 ? -1 : 1;
+    }
     sqlite3_stmt *s = d->log->q[L_INSERT];
     int64_t base = base_of(d->log, w);
     if (bind_row(d, s, 1, w, base, op) < 0 || log_exec(d, s, op) < 0)
@@ -479,9 +633,11 @@ static int log_insert(sql_t *d, const log_row_t *w, const char *op)
     if (sqlite3_changes(d->db) == 0)
         return 1;
     int64_t seq = sqlite3_last_insert_rowid(d->db);
-    log_index_add(d, w->stream, w->tag, w->stamp, seq);
+    log_index_add(d, w->stream, w->tag, w->stamp, seq, w->stamped);
     if (!base)
         base_note(d, w, seq);
+    else if (base_point(d, w, base, seq, op) < 0)
+        return -1;
     return 0;
 }
 
@@ -499,7 +655,7 @@ static int log_replace(sql_t *d, const log_row_t *w, const char *op)
         logidx_remove(d, d->log->idx, w->stream, 0, stamp, seq, op) < 0 ||
         (old_tag && logidx_remove(d, d->log->idx, w->stream, old_tag, stamp, seq, op) < 0))
         return -1;
-    log_index_add(d, w->stream, w->tag, w->stamp, seq);
+    log_index_add(d, w->stream, w->tag, w->stamp, seq, 0);
     /* The row's old value may be the base an earlier put of this
      * transaction noted: no later hint may name it. */
     d->log->gen++;
@@ -551,9 +707,11 @@ static int rows_insert_many(sql_t *d, const log_row_t *w, const char *op)
      * the one before plus one), the last of them last_insert_rowid. */
     int64_t seq = sqlite3_last_insert_rowid(d->db) - (LOG_INSERT_ROWS - 1);
     for (int i = 0; i < LOG_INSERT_ROWS; i++) {
-        log_index_add(d, w[i].stream, w[i].tag, w[i].stamp, seq + i);
+        log_index_add(d, w[i].stream, w[i].tag, w[i].stamp, seq + i, w[i].stamped);
         if (!base[i])
             base_note(d, &w[i], seq + i);
+        else if (base_point(d, &w[i], base[i], seq + i, op) < 0)
+            return -1;
     }
     return 0;
 }
@@ -584,6 +742,11 @@ static int rows_flush(sql_t *d, const char *op)
     return rc < 0 ? txn_abort(d) : 0;
 }
 
+int sql_log_rows_flush(sql_t *d, const char *op)
+{
+    return !d->log ? 0 : rows_flush(d, op);
+}
+
 int sql_log_flush(sql_t *d, const char *op)
 {
     return !d->log ? 0 : rows_flush(d, op) < 0 ? -1 : log_flush(d, op);
@@ -595,12 +758,15 @@ static int log_put(sql_t *d, storage_req_t *r)
 {
     const char *op = r->opname;
     log_row_t w = {.stamp = r->stamp, .key = r->key, .val = r->val, .len = r->len,
-                   .put_no = r->put_no, .share = r->share, .twin = r->sharer};
+                   .put_no = r->put_no, .hint = r->hint};
+    w.stamped = row_stamped(&w);
     if (log_stream(d, r->owner, r->coll, 1, &w.stream, op) < 0 ||
         (r->tag && log_tag(d, r->tag, 1, &w.tag, op) < 0))
         return -1;
-    if (!d->in_txn)
-        return log_write(d, &w, op);
+    /* Not queued: written now, so that it can replace a stamped row its
+     * key may name (log_insert looks). */
+    if (!d->in_txn || may_name_stamped(&w))
+        return rows_flush(d, op) < 0 ? -1 : log_write(d, &w, op);
     /* A transaction SQLite has already rolled back (a failed flush): the
      * put must not reach the table outside it. */
     if (sqlite3_get_autocommit(d->db)) {
@@ -608,8 +774,10 @@ static int log_put(sql_t *d, storage_req_t *r)
         return -1;
     }
     sql_log_t *L = d->log;
+    w.owned = !r->borrowed;
     L->rows[L->nrows++] = w;
-    r->key = r->val = r->sharer = NULL;
+    if (w.owned)
+        r->key = r->val = NULL;
     return L->nrows == LOG_INSERT_ROWS ? rows_flush(d, op) : 0;
 }
 
@@ -631,7 +799,7 @@ static int log_import(sql_t *d, storage_req_t *r)
              sql_bind_text(d, s, 5, r->key, op) == 0 &&
              sql_bind_blob(d, s, 6, r->val, r->len, op) == 0 && log_exec(d, s, op) == 0;
     if (ok)
-        log_index_add(d, stream, tag, r->stamp, r->seq);
+        log_index_add(d, stream, tag, r->stamp, r->seq, 0);
     return op_finish(d, ok, mark, op);
 }
 
@@ -699,7 +867,7 @@ static int log_append(sql_t *d, storage_req_t *r)
         ok = sql_bind_int(d, s, 1, r->res.n, op) == 0 && log_exec(d, s, op) == 0;
     }
     if (ok)
-        log_index_add(d, stream, 0, r->stamp, r->res.n);
+        log_index_add(d, stream, 0, r->stamp, r->res.n, 0);
     return op_finish(d, ok, mark, op);
 }
 

@@ -161,7 +161,7 @@ static unsigned id_random12(void)
     return ((unsigned)id_pool[id_pool_left] << 8 | id_pool[id_pool_left + 1]) & 0xfff;
 }
 
-void mam_id_new(const char *key, const char *bare, int64_t us, char *buf)
+int64_t mam_id_new(const char *key, const char *bare, int64_t us, char *buf)
 {
     if (us <= id_last)
         us = id_last + 1;               /* ids of one process only grow */
@@ -178,6 +178,7 @@ void mam_id_new(const char *key, const char *bare, int64_t us, char *buf)
     buf[15] = hex[r & 15];
     (void)id_tag(key, bare, buf, buf + MAM_ID_RANDOM);   /* unique by time even if it failed */
     buf[MAM_ID_LEN] = '\0';
+    return (int64_t)((uint64_t)us & 0xfffffffffffffull);
 }
 
 int mam_id_genuine(const char *key, const char *bare, const char *id)

@@ -205,9 +205,10 @@ static const char *id_key(void)
     return sm_config->link.secret ? sm_config->link.secret : "";
 }
 
-static void new_id(const char *bare, char *buf)
+/* Returns the time the id begins with: its record's stamp. */
+static int64_t new_id(const char *bare, char *buf)
 {
-    mam_id_new(id_key(), bare, storage_now_us(), buf);
+    return mam_id_new(id_key(), bare, storage_now_us(), buf);
 }
 
 static int id_genuine(const char *bare, const char *id)
@@ -310,7 +311,7 @@ static int prefs_allow(sm_user_t *u, const jid_t *with)
  * submits the batch early: a query does so first, so it sees every message
  * archived before it. */
 typedef struct pend {
-    const char *coll;                 /* MAM_COLL or MAM_COLL_USERS */
+    int users;                        /* 1: MAM_COLL_USERS, 0: MAM_COLL */
     size_t owner, key, tag, val;      /* offsets in pend_arena; tag NO_TAG: none */
     size_t len;
     int64_t stamp;     /* when it was archived: a batch commits up to write-delay later */
@@ -323,15 +324,14 @@ typedef struct pend {
 #define NO_TWIN ((size_t)-1)
 
 /* The batch's strings and values, one after another (each NUL-terminated)
- * in one buffer until the flush copies them out for storage. Held as
- * separate allocations (five per record, 20,000 records, half a second)
- * they were interleaved with the stanzas' short-lived ones, and every
- * malloc of the sm got slower: on the archiving sm, the work outside
+ * in one buffer, which the flush hands to storage whole
+ * (storage_put_many_take_async): one request for the batch, nothing copied.
+ * Held as separate allocations (five per record, 20,000 records, half a
+ * second) they were interleaved with the stanzas' short-lived ones, and
+ * every malloc of the sm got slower: on the archiving sm, the work outside
  * mod_mam cost 5.9 µs more per message than with mod_mam off, 2.6 of them
- * in malloc (docs/performance.md, "The batch in one buffer"). Copied at the
- * flush, each lives only until its row is written. */
+ * in malloc (docs/performance.md, "The batch in one buffer"). */
 static strbuf_t pend_arena;
-#define PEND_ARENA_KEEP (1u << 20)    /* kept between batches up to this */
 
 static pend_t *pend;
 static size_t npend, pend_cap;
@@ -444,30 +444,35 @@ void mam_flush(void)
      * begin without commit yet), these writes simply join it. */
     if (n > 1)
         storage_begin_async(sm_storage, NULL, NULL);
-    const char *a = pend_arena.data;
+    /* The batch goes to storage as one request that takes the buffer its
+     * records already sit in: no copy, no allocation per record. */
+    size_t coll_at[2] = {arena_add(MAM_COLL), arena_add(MAM_COLL_USERS)};
+    storage_put_rec_t *recs = xmalloc(n * sizeof *recs);
     for (size_t i = 0; i < n; i++) {
         pend_t *p = &pend[i];
-        char *val = xmalloc(p->len + 1);
-        memcpy(val, a + p->val, p->len + 1);
-        /* Each record is one put, submitted one after another: the twin's
-         * put is i - twin puts before this one. */
-        storage_share_t share = {0};
-        if (p->twin != NO_TWIN)
-            share = (storage_share_t){i - p->twin, p->head, pend[p->twin].head, NULL};
-        else if (p->sharer != NO_TWIN)
-            share.sharer = a + pend[p->sharer].key;
-        storage_put_take_async(sm_storage, xstrdup(a + p->owner), xstrdup(p->coll), xstrdup(a + p->key),
-                               p->tag == NO_TAG ? NULL : xstrdup(a + p->tag), val, p->len, p->stamp,
-                               &share, n > 1 ? NULL : batch_done, (void *)(uintptr_t)1);
+        storage_put_rec_t *w = &recs[i];
+        *w = (storage_put_rec_t){p->owner, coll_at[p->users], p->key,
+                                 p->tag == NO_TAG ? STORAGE_NO_TAG : p->tag, p->val, p->len,
+                                 p->stamp, {0}};
+        /* An archived message (it has a first line) is keyed by its id,
+         * which begins with its stamp: no index entry on SQLite. Each
+         * record is one put: the twin's put is i - twin puts before. */
+        w->hint.stamped = p->head > 0;
+        if (p->twin != NO_TWIN) {
+            w->hint.back = i - p->twin;
+            w->hint.self_at = p->head;
+            w->hint.base_at = pend[p->twin].head;
+        } else if (p->sharer != NO_TWIN) {
+            w->hint.ahead = p->sharer - i;
+        }
     }
+    size_t size = pend_arena.len;
+    storage_put_many_take_async(sm_storage, strbuf_steal(&pend_arena), size, recs, n,
+                                n > 1 ? NULL : batch_done, (void *)(uintptr_t)1);
     if (++sent_gen == 0) {             /* wrapped: no slot may look current */
         memset(sent_tab, 0, sent_cap * sizeof *sent_tab);
         sent_gen = 1;
     }
-    if (pend_arena.cap > PEND_ARENA_KEEP)
-        strbuf_free(&pend_arena);
-    else
-        strbuf_reset(&pend_arena);
     if (n > 1)
         storage_commit_async(sm_storage, batch_done, (void *)(uintptr_t)n);
     /* SQLite has committed by now (its driver finishes inside submit); the
@@ -515,8 +520,9 @@ typedef struct rec_msg {
 } rec_msg_t;
 
 /* Queues one record write (tag may be NULL) whose value is the len bytes
- * at offset val of pend_arena (and a NUL); m: when it is a message. */
-static void pend_put(const char *owner, const char *coll, const char *key, const char *tag,
+ * at offset val of pend_arena (and a NUL), into MAM_COLL_USERS when users,
+ * else MAM_COLL; m: when it is a message. */
+static void pend_put(const char *owner, int users, const char *key, const char *tag,
                      size_t val, size_t len, int64_t stamp, const rec_msg_t *m)
 {
     if (npend == pend_cap) {
@@ -525,7 +531,7 @@ static void pend_put(const char *owner, const char *coll, const char *key, const
     }
     size_t i = npend;
     pend_t *p = &pend[npend++];
-    p->coll = coll;
+    p->users = users;
     p->head = m ? m->head : 0;
     p->twin = m ? m->twin : NO_TWIN;
     p->sharer = NO_TWIN;
@@ -556,13 +562,14 @@ static void pend_put(const char *owner, const char *coll, const char *key, const
     }
 }
 
-/* Writes msg into u's archive under id; with is the contact's JID. The
+/* Writes msg into u's archive under id, stamped now (the time id begins
+ * with: a stamped key, storage_hint_t); with is the contact's JID. The
  * record is made in place, at the end of the batch's buffer. */
-static void archive(sm_user_t *u, char dir, const jid_t *with, const xml_node_t *msg, const char *id)
+static void archive(sm_user_t *u, char dir, const jid_t *with, const xml_node_t *msg, const char *id,
+                    int64_t now)
 {
     strbuf_t *sb = &pend_arena;
     size_t at = sb->len;
-    int64_t now = storage_now_us();
     /* "%lld %c %s\n" by hand: the printf was 4 % of the archiving sm. */
     char head[32];
     size_t hn = 0;
@@ -588,10 +595,10 @@ static void archive(sm_user_t *u, char dir, const jid_t *with, const xml_node_t 
     }
     /* One record, tagged with the contact's bare JID: the tag's index
      * answers "with X", the collection's "everything". */
-    pend_put(u->bare, MAM_COLL, id, with->bare, at, len, now, &m);
+    pend_put(u->bare, 0, id, with->bare, at, len, now, &m);
     mam_user_t *s = ustate(u);
     if (!s->listed && (cfg()->max_age > 0 || cfg()->max_messages > 0)) {
-        pend_put(sm_config->domain, MAM_COLL_USERS, u->bare, NULL, arena_add(""), 0, now, NULL);
+        pend_put(sm_config->domain, 1, u->bare, NULL, arena_add(""), 0, now, NULL);
         s->listed = 1;
     }
     log_debug("sm: event=mam-archived user=%s dir=%c with=%s id=%s", u->bare, dir, with->full, id);
@@ -610,11 +617,11 @@ static sm_ret_t mam_message_in(sm_user_t *u, sm_sess_t *to, xml_node_t *msg)
         return SM_PASS;
     if (prefs_allow(u, &with)) {
         char id[40];
-        new_id(u->bare, id);
+        int64_t stamp = new_id(u->bare, id);
         /* Archived as it arrived, before its stanza-id: the id is the
          * record's key, which a query's <result id=.../> gives, so a copy
          * inside the record would only be bytes written twice. */
-        archive(u, 'i', &with, msg, id);
+        archive(u, 'i', &with, msg, id, stamp);
         xml_node_t *sid = xml_add_child(msg, MAM_NS_SID, "stanza-id");
         xml_attr_set(sid, "by", u->bare);
         xml_attr_set(sid, "id", id);
@@ -634,8 +641,7 @@ static sm_ret_t mam_message_out(sm_sess_t *s, xml_node_t *msg)
     if (!to || own_jid(u, to) || !archivable(msg) || jid_parse(to, &with) != JID_OK)
         return SM_PASS;
     if (prefs_allow(u, &with)) {
-        new_id(u->bare, sent_id);
-        archive(u, 'o', &with, msg, sent_id);
+        archive(u, 'o', &with, msg, sent_id, new_id(u->bare, sent_id));
         sent_msg = msg;
     }
     jid_clear(&with);

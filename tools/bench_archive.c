@@ -4,8 +4,10 @@
  *
  * Writes RECORDS records into a fresh database for OWNERS owners in
  * transactions of BATCH records, each with storage_put_take_async as
- * mod_mam's batches do: collection "mam", a time-ordered 28-hex key (the
- * shape of sm/mam_id.c's ids), another owner as the tag, mod_mam's header
+ * mod_mam's batches do (one storage_put_many_take_async a batch, or with
+ * --singles one storage_put_take_async a record): collection "mam", a 28-hex key that begins with the
+ * record's stamp (the shape of sm/mam_id.c's ids, a stamped key:
+ * storage_hint_t), another owner as the tag, mod_mam's header
  * line and a chat stanza of about 300 bytes, the page cache raised to
  * mam.write-cache (16 MiB) while a batch commits. Prints one JSON line:
  * records, the process's CPU µs per record (every thread: with SQLite the
@@ -17,7 +19,11 @@
  *                      [--owners 400] [--batch 20000] [--label before]
  *                      [--write-cache BYTES] (mam.write-cache, default 16 MiB)
  *                      [--twins] (every received record after the batch's 33rd
- *                                 holds a sent one's stanza, with a share hint) */
+ *                                 holds a sent one's stanza, with a share hint)
+ *                      [--singles] (a request per record)
+ *                      [--indexed] (keys of another shape, in upper case: in
+ *                                   the key index, as every key was before
+ *                                   schema step v7) */
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -76,7 +82,7 @@ static void fail_cb(storage_res_t *res, void *arg)
 static void usage(void)
 {
     fprintf(stderr, "usage: weft-bench-archive --storage URL [--records N] [--owners N]"
-                    " [--batch N] [--label TEXT] [--write-cache BYTES] [--twins]\n");
+                    " [--batch N] [--label TEXT] [--write-cache BYTES] [--twins] [--indexed] [--singles]\n");
     exit(2);
 }
 
@@ -85,12 +91,14 @@ int main(int argc, char **argv)
     const char *url = NULL, *label = "";
     long records = 200000, owners = 400, batch = 20000;
     size_t write_cache = WRITE_CACHE_DEFAULT;
-    int twins = 0;
+    int twins = 0, indexed = 0, singles = 0;
     static const struct option opts[] = {
         {"storage", required_argument, NULL, 's'}, {"records", required_argument, NULL, 'n'},
         {"owners", required_argument, NULL, 'o'},  {"batch", required_argument, NULL, 'b'},
         {"label", required_argument, NULL, 'l'},   {"write-cache", required_argument, NULL, 'w'},
-        {"twins", no_argument, NULL, 't'},         {NULL, 0, NULL, 0},
+        {"twins", no_argument, NULL, 't'},         {"indexed", no_argument, NULL, 'i'},
+        {"singles", no_argument, NULL, 'S'},
+        {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -102,6 +110,8 @@ int main(int argc, char **argv)
         case 'l': label = optarg; break;
         case 'w': write_cache = (size_t)atol(optarg); break;
         case 't': twins = 1; break;
+        case 'i': indexed = 1; break;
+        case 'S': singles = 1; break;
         default: usage();
         }
     }
@@ -123,13 +133,14 @@ int main(int argc, char **argv)
         char **own = malloc((size_t)n * sizeof *own), **key = malloc((size_t)n * sizeof *key);
         char **tag = malloc((size_t)n * sizeof *tag), **val = malloc((size_t)n * sizeof *val);
         size_t *len = malloc((size_t)n * sizeof *len);
-        storage_share_t *share = malloc((size_t)n * sizeof *share);
+        storage_hint_t *hint = malloc((size_t)n * sizeof *hint);
         for (long j = 0; j < n; j++) {
             long r = i + j, o = r % owners;
             own[j] = fmt("user%ld@localhost", o);
             tag[j] = fmt("user%ld@localhost", (o + 1) % owners);
-            key[j] = fmt("%016llx%012llx", (unsigned long long)(t0 + r),
-                                     (unsigned long long)(rng() & 0xffffffffffffull));
+            key[j] = fmt(indexed ? "%013llx%03llx%012llX" : "%013llx%03llx%012llx",
+                         (unsigned long long)(t0 + r), (unsigned long long)(rng() & 0xfff),
+                         (unsigned long long)(rng() & 0xffffffffffffull));
             val[j] = fmt(
                 "%lld %c user%ld@localhost/phone\n"
                 "<message xmlns='jabber:client' from='user%ld@localhost/phone' "
@@ -142,7 +153,7 @@ int main(int argc, char **argv)
             /* --twins: a received record holds the stanza of a sent one 33
              * puts before it (as mod_mam's twins, docs/mam.md "One stanza,
              * two archives") and says so. */
-            share[j] = (storage_share_t){0};
+            hint[j] = (storage_hint_t){.stamped = !indexed};
             if (twins && r % 2 == 0 && j >= 33) {
                 const char *nl = strchr(val[j], '\n') + 1, *bnl = strchr(val[j - 33], '\n') + 1;
                 size_t hl = (size_t)(nl - val[j]), bl = (size_t)(bnl - val[j - 33]);
@@ -152,16 +163,48 @@ int main(int argc, char **argv)
                 free(val[j]);
                 val[j] = v;
                 len[j] = strlen(v);
-                share[j] = (storage_share_t){33, hl, bl, NULL};
-                share[j - 33].sharer = key[j];
+                hint[j].back = 33;
+                hint[j].self_at = hl;
+                hint[j].base_at = bl;
+                hint[j - 33].ahead = 33;
+            }
+        }
+        /* The batch in one buffer, as mod_mam hands it over. */
+        strbuf_t buf;
+        storage_put_rec_t *recs = NULL;
+        strbuf_init(&buf);
+        if (!singles) {
+            recs = malloc((size_t)n * sizeof *recs);
+            size_t coll = buf.len;
+            strbuf_append(&buf, "mam", 4);
+            for (long j = 0; j < n; j++) {
+                recs[j] = (storage_put_rec_t){.coll = coll, .stamp = t0 + i + j, .hint = hint[j]};
+                recs[j].owner = buf.len;
+                strbuf_append(&buf, own[j], strlen(own[j]) + 1);
+                recs[j].key = buf.len;
+                strbuf_append(&buf, key[j], strlen(key[j]) + 1);
+                recs[j].tag = buf.len;
+                strbuf_append(&buf, tag[j], strlen(tag[j]) + 1);
+                recs[j].val = buf.len;
+                recs[j].len = len[j];
+                strbuf_append(&buf, val[j], len[j] + 1);
+                free(own[j]);
+                free(key[j]);
+                free(tag[j]);
+                free(val[j]);
             }
         }
         double c0 = clock_us(CLOCK_PROCESS_CPUTIME_ID), w0 = clock_us(CLOCK_MONOTONIC);
         storage_set_cache(st, write_cache);
         storage_begin_async(st, fail_cb, NULL);
-        for (long j = 0; j < n; j++)
+        if (!singles) {
+            size_t size = buf.len;
+            storage_put_many_take_async(st, strbuf_steal(&buf), size, recs, (size_t)n, fail_cb,
+                                        NULL);
+        }
+        for (long j = 0; singles && j < n; j++)
             storage_put_take_async(st, own[j], fmt("mam"), key[j], tag[j], val[j],
-                                   len[j], t0 + i + j, &share[j], fail_cb, NULL);
+                                   len[j], t0 + i + j, &hint[j], fail_cb, NULL);
         storage_commit_async(st, fail_cb, NULL);
         storage_drain(st);
         storage_set_cache(st, IDLE_CACHE);
@@ -172,7 +215,7 @@ int main(int argc, char **argv)
         free(tag);
         free(val);
         free(len);
-        free(share);
+        free(hint);
         i += n;
     }
     /* The close checkpoints what the WAL still holds: the last batches'

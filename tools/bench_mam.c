@@ -122,7 +122,9 @@ static void fill(storage_t *st, long messages, long contacts, int twins)
             snprintf(id[j], sizeof id[j], "%013llx%03x", (unsigned long long)(stamp0 + i0 + j),
                      (unsigned)(rng() & 0xfff));
         }
-        size_t puts = 0;
+        size_t puts = 0, nbase = 0;
+        for (long j = 0; twins && j < n; j++)
+            nbase += (i0 + j) % 2 == 0;
         for (long j = 0; twins && j < n; j++) {
             if ((i0 + j) % 2)
                 continue;             /* sent by the owner: no twin */
@@ -134,26 +136,27 @@ static void fill(storage_t *st, long messages, long contacts, int twins)
             char *owner = xmalloc(64), *key = xmalloc(32);
             snprintf(owner, 64, "contact%ld@localhost", contact[j]);
             snprintf(key, 32, "%sc", id[j]);
-            storage_share_t base = {0, 0, 0, id[j]};     /* the owner's record shares it */
+            /* The owner's record, puts - twin_put[j] puts later, shares it. */
+            storage_hint_t base = {.stamped = 1, .ahead = nbase + (size_t)j - puts};
             storage_put_take_async(st, owner, xstrdup("mam"), key, xstrdup(OWNER), val,
-                                   strlen(val), storage_now_us(), &base, fail_cb, NULL);
+                                   strlen(val), stamp0 + i0 + j, &base, fail_cb, NULL);
             twin_put[j] = puts++;
         }
         for (long j = 0; j < n; j++) {
             char tag[64];
             snprintf(tag, sizeof tag, "contact%ld@localhost", contact[j]);
             record(&sb, i0 + j, contact[j], stamp0 + i0 + j, id[j]);
-            storage_share_t share = {0};
+            /* Keyed as mod_mam keys: ids that begin with their stamp. */
+            storage_hint_t hint = {.stamped = 1};
             if (twins && (i0 + j) % 2 == 0) {
-                size_t self_at = (size_t)(strchr(sb.data, '\n') + 1 - sb.data);
-                share = (storage_share_t){puts - twin_put[j], self_at,
-                                          (size_t)snprintf(NULL, 0, "%lld o " OWNER "\n",
-                                                           (long long)(stamp0 + i0 + j)),
-                                          NULL};
+                hint.back = puts - twin_put[j];
+                hint.self_at = (size_t)(strchr(sb.data, '\n') + 1 - sb.data);
+                hint.base_at = (size_t)snprintf(NULL, 0, "%lld o " OWNER "\n",
+                                                (long long)(stamp0 + i0 + j));
             }
             storage_put_take_async(st, xstrdup(OWNER), xstrdup("mam"), xstrdup(id[j]), xstrdup(tag),
-                                   bytes_dup(sb.data, sb.len), sb.len, storage_now_us(),
-                                   &share, fail_cb, NULL);
+                                   bytes_dup(sb.data, sb.len), sb.len, stamp0 + i0 + j,
+                                   &hint, fail_cb, NULL);
             puts++;
         }
         if (storage_commit(st) < 0)

@@ -54,7 +54,7 @@ static const char *pg_url;
 #define SQLITE_ONLY() do { if (pg_url) skip(); } while (0)
 
 /* The SQLite schema version this build makes (storage_sqlite.c). */
-#define SQLITE_VERSION_NOW 6
+#define SQLITE_VERSION_NOW 7
 
 /* Set by setup_log: the record tests run again with their collections
  * mapped to log collections (storage_coll_is_log), which the SQLite driver
@@ -1195,7 +1195,7 @@ static void test_put_take(void **state)
     storage_res_clear(&res);
 }
 
-/* Shared tails (storage_share_t, docs/storage.md "Shared tails"), as
+/* Shared tails (storage_hint_t, docs/storage.md "Shared tails"), as
  * mod_mam uses them: the sender's copy of a stanza, then, some puts later in
  * the same transaction, the receiver's with a hint naming it. */
 #define SHARE_PAIRS 40
@@ -1220,16 +1220,16 @@ static char *share_value(const char *head, int p, size_t *len, size_t *head_len)
     return v;
 }
 
-/* A put of head + pair p's tail; back: its hint (0 none); sharer: the key
- * that will share it (NULL none). Returns its number. */
+/* A put of head + pair p's tail; back: its hint (0 none); ahead: how many
+ * puts later the put that will share it comes (0 none). Returns its number. */
 static uint64_t share_put(storage_t *st, const char *owner, const char *key, const char *head,
-                          int p, uint64_t back, size_t base_head, const char *sharer)
+                          int p, uint64_t back, size_t base_head, size_t ahead)
 {
     size_t len, hl;
     char *v = share_value(head, p, &len, &hl);
-    storage_share_t sh = {back, hl, base_head, sharer};
+    storage_hint_t sh = {.back = back, .self_at = hl, .base_at = base_head, .ahead = ahead};
     storage_put_take_async(st, xstrdup(owner), xstrdup("mam"), xstrdup(key), NULL, v, len, 1000 + p,
-                           back || sharer ? &sh : NULL, NULL, NULL);
+                           back || ahead ? &sh : NULL, NULL, NULL);
     return ++share_puts;
 }
 
@@ -1263,11 +1263,9 @@ static void share_write(storage_t *st, const char *a, const char *b)
     char key[32], head[64];
     storage_begin_async(st, NULL, NULL);
     for (int p = 0; p < SHARE_PAIRS; p++) {
-        char sharer[32];
         snprintf(key, sizeof key, "a%d", p);
-        snprintf(sharer, sizeof sharer, "b%d", p);
         snprintf(head, sizeof head, "%d o %s", p, b);
-        at[p] = share_put(st, a, key, head, p, 0, 0, sharer);
+        at[p] = share_put(st, a, key, head, p, 0, 0, SHARE_PAIRS);   /* b%d comes 40 puts later */
     }
     for (int p = 0; p < SHARE_PAIRS; p++) {
         snprintf(key, sizeof key, "b%d", p);
@@ -1280,7 +1278,7 @@ static void share_write(storage_t *st, const char *a, const char *b)
             back = 1u << 20;      /* further back than any driver keeps */
         else if (p == 2)
             base_head += 1;       /* the tails' lengths disagree */
-        share_put(st, b, key, head, p, back, base_head, NULL);
+        share_put(st, b, key, head, p, back, base_head, 0);
     }
     storage_commit_async(st, NULL, NULL);
     storage_drain(st);
@@ -1352,20 +1350,297 @@ static void test_log_shared_tails(void **state)
     char *full = share_value("x", 9, &vlen, &hl);
     free(full);
     storage_begin_async(st, NULL, NULL);
-    share_put(st, "e@x", "e1", "x", 9, 0, 0, "f1");
+    share_put(st, "e@x", "e1", "x", 9, 0, 0, 21);
     storage_rollback_async(st, NULL, NULL);
     storage_begin_async(st, NULL, NULL);
     for (int i = 0; i < 20; i++) {
         char key[16];
         snprintf(key, sizeof key, "g%d", i);
-        share_put(st, "g@x", key, "filler", i, 0, 0, NULL);
+        share_put(st, "g@x", key, "filler", i, 0, 0, 0);
     }
-    share_put(st, "f@x", "f1", "y", 9, 21, hl, NULL);
+    share_put(st, "f@x", "f1", "y", 9, 21, hl, 0);
     storage_commit_async(st, NULL, NULL);
     storage_drain(st);
     share_expect(st, "f@x", "f1", "y", 9);
     assert_int_equal(storage_count(st, "e@x", "mam"), 0);
     assert_int_equal(shared_rows(f), 0);
+}
+
+/* The sharer lands fewer seqs after its base than puts: a put between
+ * them replaced a record and took no seq. The base is told where its
+ * sharer is, and gives it its bytes when it goes. */
+static void test_log_shared_tail_moved(void **state)
+{
+    fixture_t *f = *state;
+    f->st = open_ok(f);
+    storage_t *st = f->st;
+    share_puts = 0;
+    assert_int_equal(storage_put(st, "a@x", "roster", "c@x", "old", 3), 0);
+    share_puts++;
+    storage_begin_async(st, NULL, NULL);
+    uint64_t base = share_put(st, "a@x", "base", "0 o b@x", 1, 0, 0, 17);
+    for (int i = 0; i < 15; i++) {     /* the base's statement of 16 rows, written */
+        char key[16];
+        snprintf(key, sizeof key, "fill%d", i);
+        share_put(st, "a@x", key, "filler", 2, 0, 0, 0);
+    }
+    storage_put_async(st, "a@x", "roster", "c@x", "new", 3, NULL, NULL);   /* replaced: no seq */
+    share_puts++;
+    size_t base_head = (size_t)snprintf(NULL, 0, "0 o b@x\n");
+    share_put(st, "b@x", "twin", "0 i a@x/phone", 1, share_puts + 1 - base, base_head, 0);
+    storage_commit_async(st, NULL, NULL);
+    storage_drain(st);
+    share_expect(st, "b@x", "twin", "0 i a@x/phone", 1);
+    if (!pg_url) {
+        assert_int_equal(shared_rows(f), 1);
+        assert_int_equal(peek_int(f->path, "SELECT (SELECT seq FROM logs WHERE key = 'twin')"
+                                           " - seq - twin_after FROM logs WHERE key = 'base'"),
+                         0);
+    }
+    assert_int_equal(storage_del(st, "a@x", "mam", "base"), 0);
+    share_expect(st, "b@x", "twin", "0 i a@x/phone", 1);
+    assert_int_equal(shared_rows(f), 0);
+}
+
+/* A stamped key (13 hex digits of its stamp, then anything) into key, for
+ * stamp and n. */
+static void stamped_key(char *key, size_t size, int64_t stamp, int n)
+{
+    snprintf(key, size, "%013llx%03x%012x", (unsigned long long)stamp, n, 0xabcdef + n);
+}
+
+static void stamped_expect(storage_t *st, const char *key, const char *want)
+{
+    char *v = NULL;
+    size_t len = 0;
+    assert_int_equal(storage_get(st, "s@x", "mam", key, &v, &len), 0);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(v, want, len);
+    free(v);
+}
+
+/* Stamped keys (storage_hint_t.stamped, docs/storage.md "Stamped keys"):
+ * every operation by key finds such a record as any other, also when two
+ * share a stamp, after a reopen, and once replaced. On SQLite the rows are
+ * written stamped (out of the key index), but for a key that does not
+ * begin with its stamp. */
+static void test_log_stamped_keys(void **state)
+{
+    fixture_t *f = *state;
+    f->st = open_ok(f);
+    storage_t *st = f->st;
+    char key[12][40], val[40];
+    const int64_t t0 = 1765100000000000;
+    storage_begin_async(st, NULL, NULL);
+    for (int i = 0; i < 12; i++) {
+        int64_t stamp = t0 + (i < 10 ? i : 9);      /* the last three share a stamp */
+        stamped_key(key[i], sizeof key[i], i == 5 ? stamp + 1 : stamp, i);  /* 5: not its stamp */
+        snprintf(val, sizeof val, "message %d", i);
+        storage_hint_t h = {.stamped = 1};
+        storage_put_take_async(st, xstrdup("s@x"), xstrdup("mam"), xstrdup(key[i]),
+                               xstrdup(i % 2 ? "odd@x" : "even@x"), xstrdup(val), strlen(val),
+                               stamp, &h, NULL, NULL);
+    }
+    storage_commit_async(st, NULL, NULL);
+    storage_drain(st);
+    if (!pg_url)
+        assert_int_equal(peek_int(f->path, "SELECT count(*) FROM logs WHERE stamped = 1"), 11);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < 12; i++) {
+            snprintf(val, sizeof val, "message %d", i);
+            stamped_expect(st, key[i], val);
+        }
+        storage_close(st);                  /* again with fresh caches */
+        f->st = st = open_ok(f);
+    }
+    /* A key that names nothing, with a stamp that some record has. */
+    char *v = NULL;
+    size_t len = 0;
+    char none[40];
+    stamped_key(none, sizeof none, t0 + 3, 99);
+    assert_int_equal(storage_get(st, "s@x", "mam", none, &v, &len), 1);
+    /* Pages after and before a stamped key, whole and by tag. */
+    storage_res_t res;
+    storage_range_t q = {.by_stamp = 1, .after = key[3], .limit = 2};
+    assert_int_equal(storage_range(st, "s@x", "mam", &q, &res), 0);
+    assert_int_equal(res.nrecs, 2);
+    assert_string_equal(res.recs[0].key, key[4]);
+    assert_string_equal(res.recs[1].key, key[5]);
+    storage_res_clear(&res);
+    q = (storage_range_t){.by_stamp = 1, .before = key[5], .reverse = 1, .tag = "odd@x"};
+    assert_int_equal(storage_range(st, "s@x", "mam", &q, &res), 0);
+    assert_int_equal(res.nrecs, 2);
+    assert_string_equal(res.recs[0].key, key[3]);
+    assert_string_equal(res.recs[1].key, key[1]);
+    storage_res_clear(&res);
+    q = (storage_range_t){.by_stamp = 1, .after = none};
+    assert_int_equal(storage_range(st, "s@x", "mam", &q, &res), 1);
+    storage_res_clear(&res);
+    /* Deleted by key: gone, the others stay. */
+    assert_int_equal(storage_del(st, "s@x", "mam", key[10]), 0);
+    assert_int_equal(storage_get(st, "s@x", "mam", key[10], &v, &len), 1);
+    assert_int_equal(storage_del(st, "s@x", "mam", key[10]), 1);
+    stamped_expect(st, key[9], "message 9");
+    stamped_expect(st, key[11], "message 11");
+    /* A put without the hint on a stamped key replaces the record (its seq
+     * kept), inside a transaction and outside. */
+    q = (storage_range_t){.by_stamp = 1};
+    assert_int_equal(storage_range(st, "s@x", "mam", &q, &res), 0);
+    int64_t seq2 = res.recs[2].seq;
+    assert_string_equal(res.recs[2].key, key[2]);
+    storage_res_clear(&res);
+    assert_int_equal(storage_put(st, "s@x", "mam", key[2], "edited", 6), 0);
+    storage_begin_async(st, NULL, NULL);
+    storage_put_async(st, "s@x", "mam", key[7], "edited too", 10, NULL, NULL);
+    storage_commit_async(st, NULL, NULL);
+    storage_drain(st);
+    assert_int_equal(storage_count(st, "s@x", "mam"), 11);
+    stamped_expect(st, key[2], "edited");
+    stamped_expect(st, key[7], "edited too");
+    assert_int_equal(storage_range(st, "s@x", "mam", &q, &res), 0);
+    int found = 0;
+    for (size_t i = 0; i < res.nrecs; i++)
+        found += res.recs[i].seq == seq2 && !strcmp(res.recs[i].key, key[2]);
+    assert_int_equal(found, 1);
+    storage_res_clear(&res);
+    if (!pg_url)
+        assert_int_equal(peek_int(f->path, "SELECT count(*) FROM logs WHERE stamped = 1"), 8);
+}
+
+/* A file of schema v6 with shared pairs, its bases naming their sharers by
+ * key: step v7 points each at its sharer by seq, and a base that goes
+ * still gives its sharer its bytes. The v6 file is made from a new one by
+ * undoing v7 by hand. */
+static void test_open_v6_points_bases(void **state)
+{
+    SQLITE_ONLY();
+    fixture_t *f = *state;
+    f->st = open_ok(f);
+    share_puts = 0;
+    share_write(f->st, "a@x", "b@x");
+    storage_close(f->st);
+    f->st = NULL;
+    poke(f->path, "DROP TRIGGER logs_base_delete; DROP TRIGGER logs_base_update;"
+                  "ALTER TABLE logs ADD COLUMN twin TEXT;"
+                  "UPDATE logs SET twin = (SELECT t.key FROM logs t"
+                  "  WHERE t.seq = logs.seq + logs.twin_after) WHERE twin_after IS NOT NULL;"
+                  "DROP INDEX logs_key;"
+                  "ALTER TABLE logs DROP COLUMN twin_after; ALTER TABLE logs DROP COLUMN stamped;"
+                  "CREATE UNIQUE INDEX logs_key ON logs (key, stream);"
+                  "CREATE TRIGGER logs_base_delete AFTER DELETE ON logs WHEN old.twin IS NOT NULL"
+                  " BEGIN UPDATE logs SET value = CAST(value || substr(old.value, base_at + 1)"
+                  " AS BLOB), base = NULL, base_at = NULL WHERE key = old.twin"
+                  " AND base = old.seq; END;"
+                  "CREATE TRIGGER logs_base_update AFTER UPDATE OF value ON logs"
+                  " WHEN old.twin IS NOT NULL BEGIN SELECT 1; END;"
+                  "PRAGMA user_version = 6;");
+    assert_int_equal(peek_int(f->path, "SELECT count(*) FROM logs WHERE twin IS NOT NULL"),
+                     SHARE_PAIRS);
+    f->st = open_ok(f);
+    assert_int_equal(peek_int(f->path, "PRAGMA user_version"), SQLITE_VERSION_NOW);
+    assert_int_equal(shared_rows(f), SHARE_PAIRS - 3);
+    /* Only the bases whose sharer shares point at it. */
+    assert_int_equal(peek_int(f->path, "SELECT count(*) FROM logs l JOIN logs t"
+                                       " ON t.seq = l.seq + l.twin_after AND t.base = l.seq"),
+                     SHARE_PAIRS - 3);
+    assert_int_equal(peek_int(f->path, "SELECT count(*) FROM logs WHERE twin_after IS NOT NULL"),
+                     SHARE_PAIRS - 3);
+    assert_int_equal(storage_del(f->st, "a@x", "mam", "a7"), 0);
+    assert_int_equal(storage_del_all(f->st, "a@x", "mam"), 0);
+    share_expect_all(f->st, "a@x", "b@x", 0);
+    assert_int_equal(shared_rows(f), 0);
+}
+
+/* Appends s (and its NUL) to b: its offset. */
+static size_t many_add(strbuf_t *b, const char *s)
+{
+    size_t at = b->len;
+    strbuf_append(b, s, strlen(s) + 1);
+    return at;
+}
+
+/* storage_put_many_take_async: records of a log collection and of another
+ * in one request, read back as single puts would have written them; its
+ * records count as puts for the hints (a shared tail from one of them to a
+ * later single put, on SQLite kept once); a record outside its buffer
+ * fails the request and writes nothing. */
+static void test_put_many(void **state)
+{
+    fixture_t *f = *state;
+    f->st = open_ok(f);
+    storage_t *st = f->st;
+    strbuf_t b;
+    strbuf_init(&b);
+    size_t mam = many_add(&b, "mam"), users = many_add(&b, "mam-users");
+    storage_put_rec_t *recs = xmalloc(20 * sizeof *recs);
+    char key[40], val[400];
+    for (int i = 0; i < 20; i++) {
+        stamped_key(key, sizeof key, 5000 + i, i);
+        char *tail = share_tail(i);
+        snprintf(val, sizeof val, "%d o b@x\n%s", i, tail);
+        free(tail);
+        recs[i] = (storage_put_rec_t){.owner = many_add(&b, "a@x"), .coll = i == 7 ? users : mam,
+                                      .key = many_add(&b, i == 7 ? "a@x" : key),
+                                      .tag = i % 2 ? many_add(&b, "b@x") : STORAGE_NO_TAG,
+                                      .stamp = 5000 + i, .hint = {.stamped = 1}};
+        recs[i].val = many_add(&b, val);
+        recs[i].len = strlen(val);
+    }
+    recs[0].hint.ahead = 20;          /* the single put after the batch shares its tail */
+    acall_t a = {0};
+    storage_begin_async(st, NULL, NULL);
+    size_t size = b.len;
+    storage_put_many_take_async(st, strbuf_steal(&b), size, recs, 20, acall_cb, &a);
+    size_t base_head = (size_t)snprintf(NULL, 0, "0 o b@x\n");
+    share_puts = 20;
+    share_put(st, "b@x", "twin", "0 i a@x/phone", 0, 20, base_head, 0);
+    storage_commit_async(st, NULL, NULL);
+    storage_drain(st);
+    assert_int_equal(a.done, 1);
+    assert_int_equal(a.status, 0);
+    assert_int_equal(storage_count(st, "a@x", "mam"), 19);
+    assert_int_equal(storage_count(st, "a@x", "mam-users"), 1);
+    for (int i = 0; i < 20; i++) {
+        if (i == 7)
+            continue;
+        stamped_key(key, sizeof key, 5000 + i, i);
+        char *tail = share_tail(i), *v = NULL;
+        size_t len = 0;
+        snprintf(val, sizeof val, "%d o b@x\n%s", i, tail);
+        free(tail);
+        assert_int_equal(storage_get(st, "a@x", "mam", key, &v, &len), 0);
+        assert_int_equal(len, strlen(val));
+        assert_memory_equal(v, val, len);
+        free(v);
+    }
+    storage_range_t q = {.by_stamp = 1, .tag = "b@x"};
+    storage_res_t res;
+    assert_int_equal(storage_range(st, "a@x", "mam", &q, &res), 0);
+    assert_int_equal(res.nrecs, 9);                     /* the odd ones but 7 */
+    storage_res_clear(&res);
+    share_expect(st, "b@x", "twin", "0 i a@x/phone", 0);
+    if (!pg_url) {
+        assert_int_equal(shared_rows(f), 1);
+        assert_int_equal(peek_int(f->path, "SELECT count(*) FROM logs WHERE stamped = 1"), 19);
+    }
+    stamped_key(key, sizeof key, 5000, 0);
+    assert_int_equal(storage_del(st, "a@x", "mam", key), 0);
+    share_expect(st, "b@x", "twin", "0 i a@x/phone", 0);
+    /* A record whose value runs past the buffer: refused whole. */
+    strbuf_init(&b);
+    recs = xmalloc(2 * sizeof *recs);
+    for (int i = 0; i < 2; i++)
+        recs[i] = (storage_put_rec_t){.owner = many_add(&b, "c@x"), .coll = many_add(&b, "mam"),
+                                      .key = many_add(&b, i ? "k2" : "k1"),
+                                      .tag = STORAGE_NO_TAG, .val = many_add(&b, "v"),
+                                      .len = i ? 100 : 1, .stamp = 1};
+    a = (acall_t){0};
+    size = b.len;
+    storage_put_many_take_async(st, strbuf_steal(&b), size, recs, 2, acall_cb, &a);
+    storage_drain(st);
+    assert_int_equal(a.done, 1);
+    assert_int_equal(a.status, -1);
+    assert_int_equal(storage_count(st, "c@x", "mam"), 0);
 }
 
 typedef struct ticker {
@@ -2129,6 +2404,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_async, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_take, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_shared_tails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_shared_tail_moved, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_stamped_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_v6_points_bases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_query_loop_turns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blocking_inside_callback, setup, teardown),
