@@ -308,6 +308,36 @@ gen_ws() { # the same over plain WebSocket on loopback
         --mech "${mech[$s]}" --pids "${pids[$s]}" --label "$s ws" "$@"
 }
 
+# Waits until server s has finished what a run left it (up to SETTLE_MAX
+# seconds): its processes' CPU time grows by at most 5 % of the time for
+# two half-seconds in a row. Every server shares CPU 0: a server still
+# working off a run's backlog (Prosody and ejabberd hold seconds of queued
+# messages when a chat run ends) would otherwise run beside the next
+# server's run and be counted against it.
+settle_max=${SETTLE_MAX:-60}
+cpu_ticks() { # pids (comma-separated): their utime + stime, in clock ticks
+    local t=0 pid f
+    for pid in ${1//,/ }; do
+        [ -r "/proc/$pid/stat" ] || continue
+        f=$(sed 's/.*) //' "/proc/$pid/stat")
+        set -- $f
+        t=$((t + ${12} + ${13}))
+    done
+    echo "$t"
+}
+settle() { # server
+    local p=${pids[$1]} quiet=0 i a b hz
+    hz=$(getconf CLK_TCK)
+    a=$(cpu_ticks "$p")
+    for ((i = 0; i < settle_max * 2 && quiet < 2; i++)); do
+        sleep 0.5
+        b=$(cpu_ticks "$p")
+        if [ $(((b - a) * 40)) -le "$hz" ]; then quiet=$((quiet + 1)); else quiet=0; fi
+        a=$b
+    done
+    [ "$quiet" -ge 2 ] || echo "  ($1 still busy after ${settle_max}s)" >&2
+}
+
 for s in $servers; do "start_${s//-/_}"; done
 sleep 2
 max_users=${idle_levels##*,}
@@ -346,14 +376,14 @@ for run in $(seq "$runs"); do
                 [ "$tr" = websocket ] && g=gen_ws
                 echo "run $run: $sc on $s over $tr" >&2
                 $g "$s" "${args[@]}" >>"$out/results.jsonl" || echo "  ($sc on $s over $tr reported failures)" >&2
-                sleep 2
+                settle "$s"
             done
         done
         # SCRAM-SHA-1 logins for weft too, the mechanism Prosody has
         if [ "$sc" = login ] && [[ " $servers " == *" weft "* ]]; then
             "${gen_pin[@]}" "$bench" --port "${port[weft]}" --domain localhost --tls starttls \
                 --mech SCRAM-SHA-1 --pids "${pids[weft]}" --label weft "${args[@]}" >>"$out/results.jsonl" || true
-            sleep 2
+            settle weft
         fi
       done
     done
