@@ -454,10 +454,10 @@ void mam_flush(void)
         *w = (storage_put_rec_t){p->owner, coll_at[p->users], p->key,
                                  p->tag == NO_TAG ? STORAGE_NO_TAG : p->tag, p->val, p->len,
                                  p->stamp, {0}};
-        /* An archived message (it has a first line) is keyed by its id,
-         * which begins with its stamp: no index entry on SQLite. Each
-         * record is one put: the twin's put is i - twin puts before. */
-        w->hint.stamped = p->head > 0;
+        /* An archived message is keyed by its id, which begins with its
+         * stamp: no index entry on SQLite. Each record is one put: the
+         * twin's put is i - twin puts before. */
+        w->hint.stamped = !p->users;
         if (p->twin != NO_TWIN) {
             w->hint.back = i - p->twin;
             w->hint.self_at = p->head;
