@@ -38,6 +38,7 @@
  *    checkpoint's fsyncs. */
 #include "storage_sqlite.h"
 #include "storage_sqlite_ckpt.h"
+#include "storage_sqlite_vfs.h"
 #include "log.h"
 #include "strbuf.h"
 
@@ -590,7 +591,7 @@ static int sql_open(storage_t *st, const char *path, char *err, size_t errlen)
         sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     }
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-    if (sqlite3_open_v2(path, &d->db, flags, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(path, &d->db, flags, sql_vfs_name()) != SQLITE_OK) {
         errf(err, errlen, "%s: %s", path, d->db ? sqlite3_errmsg(d->db) : "out of memory");
         goto fail;
     }

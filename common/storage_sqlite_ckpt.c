@@ -31,6 +31,7 @@
  * two. The writing connection is used only by its own thread, the
  * checkpoint connection only by this one (SQLITE_OPEN_NOMUTEX is safe). */
 #include "storage_sqlite_ckpt.h"
+#include "storage_sqlite_vfs.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -101,7 +102,7 @@ sql_ckpt_t *sql_ckpt_start(sqlite3 *writer, const char *path, char *err, size_t 
 {
     sql_ckpt_t *c = xcalloc(1, sizeof *c);
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
-    if (sqlite3_open_v2(path, &c->db, flags, NULL) != SQLITE_OK ||
+    if (sqlite3_open_v2(path, &c->db, flags, sql_vfs_name()) != SQLITE_OK ||
         sqlite3_exec(c->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: checkpoint connection: %s", path,
                  c->db ? sqlite3_errmsg(c->db) : "out of memory");

@@ -1881,6 +1881,63 @@ static void test_wal_checkpointed_by_thread(void **state)
     assert_int_equal(storage_count(f->st, "w@x", "mam"), 24 * 1024);
 }
 
+/* The WAL's writes are held and written together (storage_sqlite_vfs.c):
+ * a transaction larger than the page cache spills frames before its commit
+ * and reads them back; another connection sees nothing before the commit
+ * and everything right after it; a rolled-back spill leaves no trace; the
+ * file is whole after a reopen. */
+static void test_wal_writes_gathered(void **state)
+{
+    SQLITE_ONLY();
+    fixture_t *f = *state;
+    f->st = open_ok(f);
+    storage_set_cache(f->st, 64 * 1024);
+    char *val = xmalloc(1500);
+    char key[32];
+    for (int round = 0; round < 3; round++) {
+        int rollback = round == 1;
+        assert_int_equal(storage_begin(f->st), 0);
+        for (int i = 0; i < 2000; i++) {
+            memset(val, 'a' + (i + round) % 26, 1500);
+            snprintf(key, sizeof key, "r%d-%04d", round, i);
+            assert_int_equal(storage_put(f->st, "w@x", i % 2 ? "mam" : "notes", key, val, 1500), 0);
+        }
+        /* The first records' pages left the cache long ago: read back
+         * from the frames the transaction wrote. */
+        for (int i = 0; i < 10; i++) {
+            char *v = NULL;
+            size_t n = 0;
+            snprintf(key, sizeof key, "r%d-%04d", round, i);
+            assert_int_equal(storage_get(f->st, "w@x", i % 2 ? "mam" : "notes", key, &v, &n), 0);
+            assert_int_equal(n, 1500);
+            assert_int_equal(v[0], 'a' + (i + round) % 26);
+            assert_int_equal(v[1499], 'a' + (i + round) % 26);
+            free(v);
+        }
+        long long before = peek_int(f->path, "SELECT count(*) FROM records");
+        if (rollback) {
+            assert_int_equal(storage_rollback(f->st), 0);
+        } else {
+            assert_int_equal(storage_commit(f->st), 0);
+            /* Published only with every frame in the file. */
+            assert_int_equal(peek_int(f->path, "SELECT count(*) FROM records"), before + 1000);
+            assert_int_equal(peek_int(f->path, "SELECT count(*) FROM logs"), (round ? 2 : 1) * 1000);
+        }
+    }
+    free(val);
+    assert_int_equal(storage_count(f->st, "w@x", "notes"), 2000);
+    assert_int_equal(storage_count(f->st, "w@x", "mam"), 2000);
+    reopen(f);
+    assert_int_equal(storage_count(f->st, "w@x", "mam"), 2000);
+    char *v = NULL;
+    assert_int_equal(storage_get(f->st, "w@x", "mam", "r1-0001", &v, NULL), 1);
+    assert_int_equal(storage_get(f->st, "w@x", "mam", "r2-1999", &v, NULL), 0);
+    assert_int_equal(v[0], 'a' + (1999 + 2) % 26);
+    free(v);
+    assert_int_equal(peek_int(f->path, "SELECT count(*) FROM pragma_integrity_check WHERE "
+                                       "integrity_check != 'ok'"), 0);
+}
+
 static void test_open_v4_builds_blocks(void **state)
 {
     SQLITE_ONLY();
@@ -2430,6 +2487,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_log_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_v4_builds_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wal_checkpointed_by_thread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wal_writes_gathered, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     log_close();
