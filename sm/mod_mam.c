@@ -241,25 +241,80 @@ static int strip_forged(const sm_user_t *u, xml_node_t *msg, int keep_own)
     return kept;
 }
 
-/* The kinds XEP-0313 and XEP-0334 want archived (see the file comment). */
+/* The kinds XEP-0313 and XEP-0334 want archived (see the file comment),
+ * from one pass over the children (once a message each way). */
 static int archivable(const xml_node_t *m)
 {
     const char *type = xml_attr_get(m, "type");
     int chat = sm_streq(type, "chat"), normal = !type || sm_streq(type, "normal");
     if (!chat && !normal)
         return 0;
-    if (xml_child(m, NS_HINTS, "no-store") || xml_child(m, NS_HINTS, "no-permanent-store"))
-        return 0;
-    if (xml_child(m, MAM_NS, "result") || xml_child(m, NS_CARBONS, "received") ||
-        xml_child(m, NS_CARBONS, "sent"))
-        return 0;
-    /* A chat message without body is a chat state or a receipt: not kept. */
-    if (xml_child(m, NS_HINTS, "store") || xml_child(m, NULL, "body"))
-        return 1;
-    if (xml_child(m, NS_OMEMO_OLD, "encrypted") || xml_child(m, NS_OMEMO, "encrypted") ||
-        xml_child(m, NS_OX, "openpgp"))
-        return 1;
-    return 0;
+    int keep = 0;
+    for (const xml_node_t *c = m->first_child; c; c = c->next) {
+        if (!c->name)
+            continue;
+        const char *ns = c->ns, *name = c->name;
+        if (!strcmp(ns, NS_HINTS)) {
+            if (!strcmp(name, "no-store") || !strcmp(name, "no-permanent-store"))
+                return 0;
+            keep |= !strcmp(name, "store");
+        } else if (!strcmp(ns, MAM_NS)) {
+            if (!strcmp(name, "result"))
+                return 0;
+        } else if (!strcmp(ns, NS_CARBONS)) {
+            if (!strcmp(name, "received") || !strcmp(name, "sent"))
+                return 0;
+        } else if (!strcmp(name, "body")) {
+            keep = 1;   /* without one, a chat message is a chat state or a receipt */
+        } else if (!strcmp(name, "encrypted")) {
+            keep |= !strcmp(ns, NS_OMEMO_OLD) || !strcmp(ns, NS_OMEMO);
+        } else if (!strcmp(name, "openpgp")) {
+            keep |= !strcmp(ns, NS_OX);
+        }
+    }
+    return keep;
+}
+
+/* The contact JIDs of recent messages, prepared, by the text they came as:
+ * a chat goes back and forth between the same JIDs, and preparing one each
+ * way (jid_parse, five allocations) was 2 % of the archiving sm's CPU.
+ * Direct-mapped: two JIDs that share a slot only prepare again. */
+#define WITH_SLOTS 1024
+typedef struct with_slot {
+    char *text;
+    jid_t jid;
+} with_slot_t;
+static with_slot_t *with_slots;
+
+/* text prepared, or NULL when it is not a JID; valid until the next call. */
+static const jid_t *with_of(const char *text)
+{
+    uint64_t h = 1469598103934665603ull;             /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    if (!with_slots)
+        with_slots = xcalloc(WITH_SLOTS, sizeof *with_slots);
+    with_slot_t *e = &with_slots[h & (WITH_SLOTS - 1)];
+    if (e->text && !strcmp(e->text, text))
+        return &e->jid;
+    jid_t j;
+    if (jid_parse(text, &j) != JID_OK)
+        return NULL;
+    free(e->text);
+    jid_clear(&e->jid);
+    e->text = xstrdup(text);
+    e->jid = j;
+    return &e->jid;
+}
+
+static void with_free(void)
+{
+    for (size_t i = 0; with_slots && i < WITH_SLOTS; i++) {
+        free(with_slots[i].text);
+        jid_clear(&with_slots[i].jid);
+    }
+    free(with_slots);
+    with_slots = NULL;
 }
 
 static mam_user_t *ustate(sm_user_t *u)
@@ -612,21 +667,20 @@ static sm_ret_t mam_message_in(sm_user_t *u, sm_sess_t *to, xml_node_t *msg)
     if (strip_forged(u, msg, 1))
         return SM_PASS;                /* archived already: handed back unacknowledged */
     const char *from = xml_attr_get(msg, "from");
-    jid_t with;
-    if (!from || !archivable(msg) || jid_parse(from, &with) != JID_OK)
+    const jid_t *with;
+    if (!from || !archivable(msg) || !(with = with_of(from)))
         return SM_PASS;
-    if (prefs_allow(u, &with)) {
+    if (prefs_allow(u, with)) {
         char id[40];
         int64_t stamp = new_id(u->bare, id);
         /* Archived as it arrived, before its stanza-id: the id is the
          * record's key, which a query's <result id=.../> gives, so a copy
          * inside the record would only be bytes written twice. */
-        archive(u, 'i', &with, msg, id, stamp);
+        archive(u, 'i', with, msg, id, stamp);
         xml_node_t *sid = xml_add_child(msg, MAM_NS_SID, "stanza-id");
         xml_attr_set(sid, "by", u->bare);
         xml_attr_set(sid, "id", id);
     }
-    jid_clear(&with);
     return SM_PASS;
 }
 
@@ -636,15 +690,14 @@ static sm_ret_t mam_message_out(sm_sess_t *s, xml_node_t *msg)
     sent_msg = NULL;
     strip_forged(u, msg, 0);
     const char *to = xml_attr_get(msg, "to");
-    jid_t with;
+    const jid_t *with;
     /* To the user's own account: archived once, as it arrives. */
-    if (!to || own_jid(u, to) || !archivable(msg) || jid_parse(to, &with) != JID_OK)
+    if (!to || own_jid(u, to) || !archivable(msg) || !(with = with_of(to)))
         return SM_PASS;
-    if (prefs_allow(u, &with)) {
-        archive(u, 'o', &with, msg, sent_id, new_id(u->bare, sent_id));
+    if (prefs_allow(u, with)) {
+        archive(u, 'o', with, msg, sent_id, new_id(u->bare, sent_id));
         sent_msg = msg;
     }
-    jid_clear(&with);
     return SM_PASS;
 }
 
@@ -997,6 +1050,7 @@ static void mam_free(void)
     sent_msg = NULL;
     mam_id_free();
     strbuf_free(&pend_arena);
+    with_free();
 }
 
 static const cfg_option_t mam_options[] = {
