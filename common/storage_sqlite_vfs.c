@@ -1,33 +1,36 @@
-/* storage_sqlite_vfs: the SQLite driver's files, with the WAL's writes
- * gathered into large ones.
+/* storage_sqlite_vfs: the SQLite driver's files, with the writes to the WAL
+ * and the database gathered into large ones.
  *
  * Why: SQLite writes each WAL frame as two write calls, its 24-byte header
- * and its page. An archive batch of 20,000 records is a few thousand
- * frames, and on the benchmark machine each call cost more in the kernel
- * than the copy it made (docs/performance.md, "The WAL's writes gathered").
+ * and its page, and a checkpoint writes each page into the database as one
+ * call. An archive batch of 20,000 records is a few thousand pages, and on
+ * the benchmark machine a call cost more in the kernel than the copy it made
+ * (docs/storage.md, "The file").
  *
  * How: this VFS wraps the default one (sqlite3_vfs_find(NULL)) and passes
- * every call through, except on a WAL file (SQLITE_OPEN_WAL), where a write
- * that continues the bytes held (or starts them) is held in a buffer, and the
- * buffer is written as one call:
- *  - when the frame that commits a transaction has been written (a frame
- *    header whose "database size" field is not 0 marks it; its page is the
- *    next write): so every frame of a transaction is in the file before
- *    SQLite publishes it in the WAL index, which is what lets another
- *    connection read it. The error of that write is the commit's error.
- *  - before any other operation on the file (read, sync, size, truncate,
- *    close, lock, file control): SQLite reading back a frame it spilled from
- *    its cache mid-transaction sees it.
- *  - when the buffer is full (SQL_VFS_BUF bytes).
- * After a commit frame, writes go straight to the file until the next
- * transaction's first write (at the commit's end, or at offset 0 when the WAL
- * starts over): what SQLite writes between the commit frame and publishing
- * it (checksums rewritten in place) is never held.
- * A write inside the held bytes (SQLite overwriting a frame of the same
- * transaction) changes them in place. Synchronous = NORMAL does not sync the
- * WAL at a commit, so the bytes reach the operating system at the same point
- * of the commit as before: a crash of the process after the commit loses
- * nothing it did not lose before.
+ * every call through, except the writes to a WAL or a main database file: a
+ * write that continues the bytes held (or starts them) is held in a buffer
+ * (SQL_VFS_BUF), and a write inside them changes them in place. The buffer is
+ * written before any other operation on the file (a read, a sync, its size,
+ * a truncate, a lock, a file control, a close; on the database also a lock
+ * or a barrier of the shared-memory index) and when it is full. Besides:
+ *  - A WAL file's buffer is also written once the frame that commits a
+ *    transaction has been written (a frame header whose "database size"
+ *    field is not 0 marks it; its page is the next write): every frame of a
+ *    transaction is in the file before SQLite publishes it in the WAL index,
+ *    where another connection finds it, and the error of that write is the
+ *    commit's. After it, writes go straight to the file until the next
+ *    transaction's first (at the commit's end, or at offset 0 when the WAL
+ *    starts over), so what SQLite writes between the commit frame and
+ *    publishing it (checksums rewritten in place) is never held.
+ *    Synchronous = NORMAL does not sync the WAL at a commit: the bytes reach
+ *    the kernel at the same point of the commit as before.
+ *  - A checkpoint's pages reach the database file at the latest when it
+ *    syncs the file, which it does before it records the pages as copied
+ *    (with synchronous = NORMAL or FULL, which the driver sets on both its
+ *    connections): no reader takes a page from the file before it is there.
+ * Bytes that fail to be written stay held, and every later operation on the
+ * file tries again and fails with the error.
  *
  * Thread use: each connection has its own file objects, used by its thread. */
 #include "storage_sqlite_vfs.h"
@@ -45,7 +48,8 @@
 typedef struct vfs_file {
     sqlite3_file base;        /* pMethods: vfs_methods */
     sqlite3_file *real;       /* the default VFS's file, right after this struct */
-    int wal;
+    int wal;                  /* a WAL file */
+    int held;                 /* a WAL or a main database file: writes are held */
     unsigned char *buf;       /* held bytes of a WAL file, at offset off */
     size_t len;
     sqlite3_int64 off;
@@ -61,17 +65,23 @@ static pthread_once_t vfs_once = PTHREAD_ONCE_INIT;
 static int vfs_ok;
 
 /* The unix VFS writes at most 128 KiB - 1 bytes a call (its seekAndWrite
- * masks the count): the held bytes go out in pieces of SQL_VFS_PIECE. */
+ * masks the count): the held bytes go out in pieces of SQL_VFS_PIECE. What
+ * fails to be written stays held (see the file comment). */
 static int flush(vfs_file_t *f)
 {
     size_t done = 0;
     int rc = SQLITE_OK;
-    while (rc == SQLITE_OK && done < f->len) {
+    while (done < f->len) {
         size_t n = f->len - done < SQL_VFS_PIECE ? f->len - done : SQL_VFS_PIECE;
         rc = f->real->pMethods->xWrite(f->real, f->buf + done, (int)n, f->off + (sqlite3_int64)done);
+        if (rc != SQLITE_OK)
+            break;
         done += n;
     }
-    f->len = 0;
+    if (done < f->len)
+        memmove(f->buf, f->buf + done, f->len - done);
+    f->len -= done;
+    f->off += (sqlite3_int64)done;
     return rc;
 }
 
@@ -105,8 +115,10 @@ static int hold(vfs_file_t *f, const void *data, int n, sqlite3_int64 off)
 static int vfs_write(sqlite3_file *file, const void *data, int n, sqlite3_int64 off)
 {
     vfs_file_t *f = (vfs_file_t *)file;
-    if (!f->wal)
+    if (!f->held)
         return f->real->pMethods->xWrite(f->real, data, n, off);
+    if (!f->wal)
+        return hold(f, data, n, off);     /* a checkpoint's pages: out at its sync */
     if (f->direct) {
         if (off != f->commit_end && off != 0)
             return f->real->pMethods->xWrite(f->real, data, n, off);
@@ -190,6 +202,7 @@ static int vfs_unlock(sqlite3_file *file, int level)
 static int vfs_check_lock(sqlite3_file *file, int *out)
 {
     vfs_file_t *f = (vfs_file_t *)file;
+    FLUSHED(f);
     return f->real->pMethods->xCheckReservedLock(f->real, out);
 }
 
@@ -212,8 +225,8 @@ static int vfs_device(sqlite3_file *file)
     return f->real->pMethods->xDeviceCharacteristics(f->real);
 }
 
-/* The shared-memory index and memory-mapped reads belong to the database
- * file, which holds nothing back: passed through. */
+/* The shared-memory index belongs to the database file: a lock or a barrier
+ * on it first writes the pages a checkpoint holds. */
 static int vfs_shm_map(sqlite3_file *file, int pg, int pgsz, int extend, void volatile **p)
 {
     vfs_file_t *f = (vfs_file_t *)file;
@@ -223,18 +236,21 @@ static int vfs_shm_map(sqlite3_file *file, int pg, int pgsz, int extend, void vo
 static int vfs_shm_lock(sqlite3_file *file, int offset, int n, int flags)
 {
     vfs_file_t *f = (vfs_file_t *)file;
+    FLUSHED(f);
     return f->real->pMethods->xShmLock(f->real, offset, n, flags);
 }
 
 static void vfs_shm_barrier(sqlite3_file *file)
 {
     vfs_file_t *f = (vfs_file_t *)file;
+    (void)flush(f);                       /* an error stays held: the next operation returns it */
     f->real->pMethods->xShmBarrier(f->real);
 }
 
 static int vfs_shm_unmap(sqlite3_file *file, int del)
 {
     vfs_file_t *f = (vfs_file_t *)file;
+    FLUSHED(f);
     return f->real->pMethods->xShmUnmap(f->real, del);
 }
 
@@ -267,6 +283,7 @@ static int vfs_open(sqlite3_vfs *v, const char *name, sqlite3_file *file, int fl
         return rc;
     }
     f->wal = (flags & SQLITE_OPEN_WAL) != 0;
+    f->held = f->wal || (flags & SQLITE_OPEN_MAIN_DB) != 0;
     f->base.pMethods = &vfs_methods;
     return SQLITE_OK;
 }

@@ -1927,6 +1927,19 @@ static void test_wal_writes_gathered(void **state)
     free(val);
     assert_int_equal(storage_count(f->st, "w@x", "notes"), 2000);
     assert_int_equal(storage_count(f->st, "w@x", "mam"), 2000);
+    /* The checkpoint thread copies those pages into the database; once it
+     * is done, the next commit starts the WAL over, and from then on another
+     * connection reads them from the database file, where the checkpoint's
+     * held writes must have gone. */
+    for (int i = 0; i < 10; i++) {
+        usleep(20000);
+        assert_int_equal(storage_put(f->st, "w@x", "notes", "after", "x", 1), 0);
+        assert_int_equal(peek_int(f->path, "SELECT count(*) FROM pragma_integrity_check WHERE "
+                                           "integrity_check != 'ok'"), 0);
+    }
+    assert_int_equal(peek_int(f->path, "SELECT count(*) FROM logs"), 2000);
+    assert_int_equal(peek_int(f->path, "SELECT sum(length(value)) FROM records WHERE key LIKE 'r2-%'"),
+                     1000 * 1500);
     reopen(f);
     assert_int_equal(storage_count(f->st, "w@x", "mam"), 2000);
     char *v = NULL;
