@@ -80,25 +80,6 @@ void strbuf_reserve(strbuf_t *sb, size_t extra)
     sb->cap = cap;
 }
 
-void strbuf_append(strbuf_t *sb, const char *s, size_t n)
-{
-    strbuf_reserve(sb, n);
-    if (n)
-        memcpy(sb->data + sb->len, s, n);
-    sb->len += n;
-    sb->data[sb->len] = '\0';
-}
-
-void strbuf_puts(strbuf_t *sb, const char *s)
-{
-    strbuf_append(sb, s, strlen(s));
-}
-
-void strbuf_putc(strbuf_t *sb, char c)
-{
-    strbuf_append(sb, &c, 1);
-}
-
 void strbuf_vprintf(strbuf_t *sb, const char *fmt, va_list ap)
 {
     /* Try in the free space first; grow and retry only when it did not fit. */

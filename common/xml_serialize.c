@@ -53,12 +53,40 @@ static size_t utf8_char_len(const unsigned char *s, size_t n)
     return 0;
 }
 
+/* Per byte: bit 0 set when text needs more than a copy of it, bit 1 when an
+ * attribute value does (markup, quotes, whitespace a parser would
+ * normalise, control characters, and every byte of a multibyte character,
+ * which is checked as UTF-8). Everything else is copied in runs. */
+static const unsigned char esc_class[256] = {
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 3, 3, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    0, 0, 2, 0, 0, 0, 3, 2, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 3, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+};
+
 void xml_escape(strbuf_t *out, const char *s, size_t len, int attr)
 {
     const unsigned char *p = (const unsigned char *)s;
+    const unsigned char mask = attr ? 2 : 1;
     size_t i = 0, run = 0;   /* bytes [run, i) are copied verbatim in one go */
     while (i < len) {
         unsigned char c = p[i];
+        if (!(esc_class[c] & mask)) {
+            i++;
+            continue;
+        }
         const char *rep = NULL;
         size_t step = 1;
         switch (c) {
@@ -66,13 +94,11 @@ void xml_escape(strbuf_t *out, const char *s, size_t len, int attr)
         case '<': rep = "&lt;"; break;
         case '>': rep = "&gt;"; break;
         case '\r': rep = "&#13;"; break;
-        case '"': rep = attr ? "&quot;" : NULL; break;
-        case '\'': rep = attr ? "&apos;" : NULL; break;
-        case '\t': rep = attr ? "&#9;" : NULL; break;
-        case '\n': rep = attr ? "&#10;" : NULL; break;
+        case '"': rep = "&quot;"; break;
+        case '\'': rep = "&apos;"; break;
+        case '\t': rep = "&#9;"; break;
+        case '\n': rep = "&#10;"; break;
         default:
-            if (c >= 0x20 && c < 0x80)
-                break;
             step = utf8_char_len(p + i, len - i);
             if (step == 0) {
                 rep = "\xEF\xBF\xBD";    /* U+FFFD for one bad byte */
