@@ -25,15 +25,19 @@
  *    publishing it (checksums rewritten in place) is never held.
  *    Synchronous = NORMAL does not sync the WAL at a commit: the bytes reach
  *    the kernel at the same point of the commit as before.
- *  - A checkpoint's pages reach the database file at the latest when it
- *    syncs the file, which it does before it records the pages as copied
- *    (with synchronous = NORMAL or FULL, which the driver sets on both its
- *    connections): no reader takes a page from the file before it is there.
+ *  - A database file's writes are held only during a checkpoint (between
+ *    SQLITE_FCNTL_CKPT_START and SQLITE_FCNTL_CKPT_DONE, which SQLite gives
+ *    after the last page and before it records the pages as copied in the
+ *    WAL index): at CKPT_DONE they are written, so no reader takes a page
+ *    from the file before it is there. SQLite ignores an error there, so a
+ *    failed write at that point stops the process (logged); the WAL still
+ *    holds the pages for the next start.
  * Bytes that fail to be written stay held, and every later operation on the
  * file tries again and fails with the error.
  *
  * Thread use: each connection has its own file objects, used by its thread. */
 #include "storage_sqlite_vfs.h"
+#include "log.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -49,7 +53,8 @@ typedef struct vfs_file {
     sqlite3_file base;        /* pMethods: vfs_methods */
     sqlite3_file *real;       /* the default VFS's file, right after this struct */
     int wal;                  /* a WAL file */
-    int held;                 /* a WAL or a main database file: writes are held */
+    int held;                 /* a WAL or a main database file: writes may be held */
+    int in_ckpt;              /* a main database file during a checkpoint: its writes are */
     unsigned char *buf;       /* held bytes of a WAL file, at offset off */
     size_t len;
     sqlite3_int64 off;
@@ -117,8 +122,11 @@ static int vfs_write(sqlite3_file *file, const void *data, int n, sqlite3_int64 
     vfs_file_t *f = (vfs_file_t *)file;
     if (!f->held)
         return f->real->pMethods->xWrite(f->real, data, n, off);
-    if (!f->wal)
-        return hold(f, data, n, off);     /* a checkpoint's pages: out at its sync */
+    if (!f->wal) {
+        if (!f->in_ckpt)
+            return f->real->pMethods->xWrite(f->real, data, n, off);
+        return hold(f, data, n, off);     /* a checkpoint's pages: out at its end */
+    }
     if (f->direct) {
         if (off != f->commit_end && off != 0)
             return f->real->pMethods->xWrite(f->real, data, n, off);
@@ -209,6 +217,23 @@ static int vfs_check_lock(sqlite3_file *file, int *out)
 static int vfs_control(sqlite3_file *file, int op, void *arg)
 {
     vfs_file_t *f = (vfs_file_t *)file;
+    if (op == SQLITE_FCNTL_CKPT_START && !f->wal) {
+        f->in_ckpt = 1;
+    } else if (op == SQLITE_FCNTL_CKPT_DONE && !f->wal) {
+        f->in_ckpt = 0;
+        /* Next SQLite records the pages as copied, whatever this returns
+         * (it ignores the answer): pages it did not get into the file would
+         * be read back stale by every connection. Better to stop the
+         * process; the WAL still holds them, and the next start copies
+         * them again. */
+        int rc = flush(f);
+        if (rc != SQLITE_OK) {
+            log_error("storage: driver=sqlite event=checkpoint-write-failed code=%d "
+                      "action=exit reason=\"the database would miss pages it is told it has\"",
+                      rc);
+            abort();
+        }
+    }
     FLUSHED(f);
     return f->real->pMethods->xFileControl(f->real, op, arg);
 }
