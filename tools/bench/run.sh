@@ -6,8 +6,11 @@
 # temporary directory, configured alike: STARTTLS required, SCRAM keys at 4096
 # iterations, offline storage on, no rate limits or traffic shaping, listen
 # backlog 512, no s2s. Creates the accounts by in-band registration, then runs
-# every scenario against every server, interleaved (weft, prosody, ejabberd,
-# weft, ...), RUNS times, and prints a markdown table of the medians to stdout
+# every scenario against every server, interleaved, RUNS times, the order
+# turned by one server each run (weft, prosody, ejabberd; then prosody,
+# ejabberd, weft; ...) so that no server always runs right after the same
+# one (its backlog, its memory, its writes to disk), and prints a markdown
+# table of the medians to stdout
 # (raw JSON lines go to $OUT/results.jsonl). Stops everything it started.
 # The pep scenario (one PEP publish fanned out to PEP_K online contacts,
 # XEP-0115-filtered) needs PEP on: mod_pep in Prosody, mod_pubsub's pep
@@ -350,6 +353,13 @@ for s in $servers; do
     gen "$s" --register ibr --scenario register --users "$max_users" --concurrency 50 >&2
 done
 
+turned() { # run: $servers, turned left by run - 1
+    local -a list=($servers)
+    local n=${#list[@]} k i
+    k=$((($1 - 1) % n))
+    for ((i = 0; i < n; i++)); do printf '%s ' "${list[(i + k) % n]}"; done
+}
+
 : >"$out/results.jsonl"
 for run in $(seq "$runs"); do
     for sc0 in $scenarios; do
@@ -359,7 +369,7 @@ for run in $(seq "$runs"); do
       # muc runs once per shape: muc:1x500, muc:100x10
       [ "$sc0" = muc ] && scs=$(for sh in $muc_shapes; do printf 'muc:%s ' "$sh"; done)
       for sc in $scs; do
-        for s in $servers; do
+        for s in $(turned "$run"); do
             case $sc in
                 idle) args=(--scenario idle --users "$max_users" --levels "$idle_levels" --contacts 10 --concurrency 100 --settle "$idle_settle") ;;
                 chat) args=(--scenario chat --pairs "$chat_pairs" --window "$chat_window" --seconds "$chat_seconds") ;;
