@@ -571,7 +571,7 @@ def test_one_stanza_in_two_archives(server, tmp_path):
         sent, _ = await a.query(rsm=f"<set xmlns='{RSM}'><max>100</max></set>")
         assert [body(r[1]) for r in sent] == [body(r[1]) for r in before]
         if STORAGE != "postgresql":
-            assert shared() > 0
+            assert shared() >= 20      # most: a batch may end between the two copies
         r = subprocess.run([WEFTCTL, "--storage", sm_storage_url(tmp_path), "archive", "delete",
                             "alice@localhost"], capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr
