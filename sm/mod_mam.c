@@ -274,6 +274,8 @@ static int archivable(const xml_node_t *m)
     return keep;
 }
 
+static uint64_t stanza_hash(const char *p, size_t n);
+
 /* The contact JIDs of recent messages, prepared, by the text they came as:
  * a chat goes back and forth between the same JIDs, and preparing one each
  * way (jid_parse, five allocations) was 2 % of the archiving sm's CPU.
@@ -288,9 +290,7 @@ static with_slot_t *with_slots;
 /* text prepared, or NULL when it is not a JID; valid until the next call. */
 static const jid_t *with_of(const char *text)
 {
-    uint64_t h = 1469598103934665603ull;             /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
+    uint64_t h = stanza_hash(text, strlen(text));
     if (!with_slots)
         with_slots = xcalloc(WITH_SLOTS, sizeof *with_slots);
     with_slot_t *e = &with_slots[h & (WITH_SLOTS - 1)];
