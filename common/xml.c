@@ -13,9 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The last version given to a tree (xml_version). */
+static uint64_t versions;
+
 xml_node_t *xml_elem_new(const char *ns, const char *name)
 {
     xml_node_t *n = xcalloc(1, sizeof(*n));
+    n->version = ++versions;
     n->ns = xstrdup(ns ? ns : "");
     n->name = xstrdup(name);
     return n;
@@ -27,6 +31,21 @@ static unsigned long mutations;
 unsigned long xml_mutations(void)
 {
     return mutations;
+}
+
+uint64_t xml_version(const xml_node_t *root)
+{
+    return root->parent ? 0 : root->version;
+}
+
+/* A change to the tree that holds n: counted, and its root gets a new
+ * version (the walk up is bounded by the depth the parser allows). */
+static void changed(xml_node_t *n)
+{
+    mutations++;
+    while (n->parent)
+        n = n->parent;
+    n->version = ++versions;
 }
 
 static void link_child(xml_node_t *parent, xml_node_t *child)
@@ -42,7 +61,7 @@ static void link_child(xml_node_t *parent, xml_node_t *child)
 
 void xml_append(xml_node_t *parent, xml_node_t *child)
 {
-    mutations++;
+    changed(parent);
     link_child(parent, child);
 }
 
@@ -59,13 +78,13 @@ void xml_add_text(xml_node_t *parent, const char *text, size_t len)
 {
     if (len == 0)
         return;
-    mutations++;
     xml_node_t *last = parent->last_child;
     if (last && !last->name) {
         last->text = xrealloc(last->text, last->text_len + len + 1);
         memcpy(last->text + last->text_len, text, len);
         last->text_len += len;
         last->text[last->text_len] = '\0';
+        changed(parent);
         return;
     }
     xml_node_t *t = xcalloc(1, sizeof(*t));
@@ -79,7 +98,7 @@ void xml_detach(xml_node_t *node)
     xml_node_t *p = node->parent;
     if (!p)
         return;
-    mutations++;
+    changed(p);
     xml_node_t *prev = NULL;
     for (xml_node_t *c = p->first_child; c && c != node; c = c->next)
         prev = c;
@@ -91,6 +110,7 @@ void xml_detach(xml_node_t *node)
         p->last_child = prev;
     node->parent = NULL;
     node->next = NULL;
+    node->version = ++versions;        /* a new tree */
 }
 
 /* Recursion is bounded by tree depth, which the parser limits (max_depth). */
@@ -116,7 +136,7 @@ void xml_free(xml_node_t *node)
     free(node);
 }
 
-xml_node_t *xml_copy(const xml_node_t *node)
+static xml_node_t *copy_node(const xml_node_t *node)
 {
     xml_node_t *n = xcalloc(1, sizeof(*n));
     n->line = node->line;
@@ -142,7 +162,16 @@ xml_node_t *xml_copy(const xml_node_t *node)
         n->nattrs = node->nattrs;
     }
     for (const xml_node_t *c = node->first_child; c; c = c->next)
-        link_child(n, xml_copy(c));   /* a new tree: not a change to any (xml_mutations) */
+        link_child(n, copy_node(c));  /* a new tree: not a change to any (xml_mutations) */
+    return n;
+}
+
+xml_node_t *xml_copy(const xml_node_t *node)
+{
+    xml_node_t *n = copy_node(node);
+    /* A whole tree's copy has its content, so its version; a subtree's is
+     * content no version named yet. */
+    n->version = node->parent ? ++versions : node->version;
     return n;
 }
 
@@ -190,7 +219,7 @@ const char *xml_attr_get(const xml_node_t *el, const char *name)
 
 void xml_attr_set_ns(xml_node_t *el, const char *ns, const char *name, const char *value)
 {
-    mutations++;
+    changed(el);
     xml_attr_t *a = attr_find(el, ns, name);
     if (!value) {
         if (!a)
@@ -351,15 +380,22 @@ int xml_equal(const xml_node_t *a, const xml_node_t *b)
     }
 }
 
-void xml_rename_ns(xml_node_t *n, const char *from, const char *to)
+static void rename_ns(xml_node_t *n, const char *from, const char *to)
 {
     if (!n->name)
         return;
-    mutations++;
     if (n->ns && !strcmp(n->ns, from)) {
         free(n->ns);
         n->ns = xstrdup(to);
     }
     for (xml_node_t *c = n->first_child; c; c = c->next)
-        xml_rename_ns(c, from, to);
+        rename_ns(c, from, to);
+}
+
+void xml_rename_ns(xml_node_t *n, const char *from, const char *to)
+{
+    if (!n->name)
+        return;
+    changed(n);
+    rename_ns(n, from, to);
 }

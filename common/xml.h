@@ -7,6 +7,7 @@
 #ifndef WEFT_XML_H
 #define WEFT_XML_H
 #include <stddef.h>
+#include <stdint.h>
 #include "strbuf.h"
 
 #define XML_NS_XML "http://www.w3.org/XML/1998/namespace"
@@ -31,6 +32,7 @@ struct xml_node {
     xml_attr_t *attrs;
     unsigned nattrs;
     unsigned line;             /* source line when parsed (for config errors), else 0 */
+    uint64_t version;          /* a root's: xml_version */
 };
 
 /* Construction. ns may be NULL, meaning "no namespace" (stored as ""). */
@@ -47,6 +49,14 @@ xml_node_t *xml_copy(const xml_node_t *node);
  * caller that hands a tree to code that should leave it alone can tell
  * whether it did (the sm's fan-out reuses one copy while it does). */
 unsigned long xml_mutations(void);
+/* The version of the tree whose root is root: a name for its content. A
+ * tree gets a version no other had when it is made and each time the
+ * functions here change it; xml_copy of a whole tree gives the copy the
+ * tree's version. So two trees with the same version serialize to the same
+ * bytes: the sm's archive keeps the bytes of a stanza it wrote and, when a
+ * copy of it comes back unchanged, reuses them instead of serializing it
+ * again (sm/mod_mam.c). 0 for a node that is not a root. */
+uint64_t xml_version(const xml_node_t *root);
 
 /* Unqualified attributes. set replaces; value NULL removes. */
 const char *xml_attr_get(const xml_node_t *el, const char *name);

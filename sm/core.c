@@ -1202,8 +1202,14 @@ void sm_route_in(xml_node_t *el)
         pending_add(el, c2s, sid);
         return;
     }
-    if (!hold_push(e->s.user, st, c2s, sid))
+    if (!hold_push(e->s.user, st, c2s, sid)) {
+        /* Out of its envelope, the stanza is a tree of its own, whose
+         * version a local recipient's copy keeps (xml_version: the archive
+         * reuses its bytes then). */
+        xml_detach(st);
         sess_out(&e->s, st);
+        xml_free(st);
+    }
 }
 
 /* As sm_route_in does for a route of type error, once per session: the

@@ -435,6 +435,62 @@ static void test_mutations_counted(void **state)
     strbuf_free(&sb);
 }
 
+/* A tree's version names its content: a copy of the whole tree has it,
+ * every change to any of its nodes gives the root a new one, and equal
+ * versions serialize equally (mod_mam reuses a sent stanza's bytes for its
+ * received copy on that promise). */
+static void test_versions(void **state)
+{
+    (void)state;
+    xml_node_t *m = xml_elem_new("jabber:client", "message");
+    xml_attr_set(m, "to", "a@x");
+    xml_node_t *body = xml_add_child(m, NULL, "body");
+    xml_add_text(body, "hi", 2);
+    uint64_t v = xml_version(m);
+    assert_true(v != 0);
+    assert_int_equal(xml_version(body), 0);           /* not a root */
+    xml_node_t *c = xml_copy(m);
+    assert_true(xml_version(c) == v);
+    strbuf_t a, b;
+    strbuf_init(&a);
+    strbuf_init(&b);
+    xml_serialize(m, NULL, &a);
+    xml_serialize(c, NULL, &b);
+    assert_string_equal(a.data, b.data);
+    xml_node_t *cc = xml_copy(c);                      /* a copy of a copy too */
+    assert_true(xml_version(cc) == v);
+    xml_free(cc);
+    xml_node_t *sub = xml_copy(body);                  /* a subtree's copy: its own */
+    assert_true(xml_version(sub) != v && xml_version(sub) != 0);
+    xml_free(sub);
+    /* Each change, however deep, and the copy no longer matches. */
+    uint64_t seen[8];
+    int k = 0;
+    seen[k++] = v;
+    xml_add_text(xml_child(c, NULL, "body"), "!", 1);  /* merged into the text node */
+    seen[k++] = xml_version(c);
+    xml_attr_set(xml_child(c, NULL, "body"), "xml:lang", "en");
+    seen[k++] = xml_version(c);
+    xml_add_child(xml_child(c, NULL, "body"), "urn:x", "x");
+    seen[k++] = xml_version(c);
+    xml_rename_ns(c, "jabber:client", "jabber:server");
+    seen[k++] = xml_version(c);
+    xml_node_t *d = xml_child(c, NULL, "body");
+    xml_detach(d);
+    seen[k++] = xml_version(c);
+    assert_true(xml_version(d) != 0);                  /* a root again, with a new version */
+    seen[k++] = xml_version(d);
+    for (int i = 0; i < k; i++)
+        for (int j = i + 1; j < k; j++)
+            assert_true(seen[i] != seen[j]);
+    assert_true(xml_version(m) == v);                  /* the original is untouched */
+    xml_free(d);
+    xml_free(c);
+    xml_free(m);
+    strbuf_free(&a);
+    strbuf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -448,6 +504,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_random),
         cmocka_unit_test(test_round_trip_parsed),
         cmocka_unit_test(test_mutations_counted),
+        cmocka_unit_test(test_versions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
