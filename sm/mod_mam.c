@@ -274,7 +274,36 @@ static int archivable(const xml_node_t *m)
     return keep;
 }
 
-static uint64_t stanza_hash(const char *p, size_t n);
+/* A hash of n bytes for the JID cache: 8 bytes at a time, multiplied and
+ * folded, seeded with a random key (a JID chosen to collide only takes a
+ * slot from another, which is prepared again). */
+static unsigned char hash_key[8];
+static int hash_keyed;
+
+static uint64_t text_hash(const char *p, size_t n)
+{
+    if (!hash_keyed) {
+        if (RAND_bytes(hash_key, sizeof hash_key) != 1)
+            log_warn("sm: event=mam-hash-key error=\"RAND_bytes failed\"");
+        hash_keyed = 1;
+    }
+    uint64_t seed;
+    memcpy(&seed, hash_key, sizeof seed);
+    uint64_t h = seed ^ (n * 0x9e3779b97f4a7c15ull);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+        h ^= h >> 31;
+    }
+    uint64_t tail = 0;
+    memcpy(&tail, p + i, n - i);
+    h = (h ^ tail) * 0x94d049bb133111ebull;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ull;
+    return h ^ (h >> 32);
+}
 
 /* The contact JIDs of recent messages, prepared, by the text they came as:
  * a chat goes back and forth between the same JIDs, and preparing one each
@@ -290,7 +319,7 @@ static with_slot_t *with_slots;
 /* text prepared, or NULL when it is not a JID; valid until the next call. */
 static const jid_t *with_of(const char *text)
 {
-    uint64_t h = stanza_hash(text, strlen(text));
+    uint64_t h = text_hash(text, strlen(text));
     if (!with_slots)
         with_slots = xcalloc(WITH_SLOTS, sizeof *with_slots);
     with_slot_t *e = &with_slots[h & (WITH_SLOTS - 1)];
@@ -372,7 +401,6 @@ typedef struct pend {
     size_t head;       /* an archived message: its first line's bytes (the stanza follows) */
     size_t twin;       /* received: the sent record of the batch with the same stanza */
     size_t sharer;     /* sent: the received record that shares its stanza */
-    uint64_t hash;     /* an archived message: its stanza's (stanza_hash) */
     uint64_t version;  /* sent: the stanza's tree version when serialized (xml_version) */
 } pend_t;
 #define NO_TAG ((size_t)-1)
@@ -393,133 +421,24 @@ static size_t npend, pend_cap;
 static struct event *flush_ev;
 
 /* A chat between two users of this sm is archived twice, the same stanza
- * after two different first lines: the sender's copy when it leaves, the
- * receiver's when it comes back from the router, both in one batch. The
- * stanzas sent in this batch are found by a hash of their bytes, and the
- * receiver's record is handed to storage with a share of the sender's
- * (storage_hint_t): the SQLite driver keeps the stanza once (docs/mam.md,
- * "One stanza, two archives").
+ * after two different first lines: the sender's record when it leaves, the
+ * receiver's when the copy sm_send queued for the local recipient comes
+ * back to mam_message_in, both usually in one batch. That copy carries the
+ * tree version of the stanza it was made from (xml_copy), and when nothing
+ * changed it since, its bytes are the sent record's: they are copied from
+ * the batch instead of serialized again, and the receiver's record is
+ * handed to storage with a share of the sender's (storage_hint_t): the
+ * SQLite driver keeps the stanza once (docs/mam.md, "One stanza, two
+ * archives"). A copy that something changed on the way (a stripped
+ * <private/> or forged stanza-id, a fan-out's new 'to') has a version of
+ * its own and is stored whole.
  *
- * The table is small enough to stay in the CPU's cache (128 KiB): sized by
- * the batch (a slot per two records, 512 KiB for 20,000), each add and each
- * lookup was a cache miss, 0.3 µs a message in the chat benchmark. A sent
- * stanza comes back within the messages in flight, so the table keeps the
- * latest: a bucket is one cache line of SENT_WAYS slots, and a full bucket
- * gives up its oldest record (whose copy, if it comes back later, is kept
- * whole: bytes, never a wrong answer). A slot holds a record's index plus
- * one (0: free) and 32 bits of its hash; the table is cleared per batch.
- * The stanzas come from the network: a lookup compares at most a bucket's
- * records, so no sender can make it slow by choosing stanzas that collide;
- * the hash (stanza_hash) is seeded with a random key. */
-typedef struct sent_slot {
-    uint32_t idx1;
-    uint32_t hash32;
-} sent_slot_t;
-#define SENT_WAYS 8                  /* 64 bytes: one cache line */
-#define SENT_BUCKETS 2048
-static sent_slot_t *sent_tab;        /* SENT_BUCKETS * SENT_WAYS, line-aligned */
-static int sent_dirty;               /* a slot was taken since the last clear */
-static unsigned char sent_key[16];
-
-/* The stanza's hash: 8 bytes at a time, multiplied and folded, seeded with
- * the random key. Not a MAC like SipHash, which cost 1.5 % of the archiving
- * sm (0.15 µs a stanza): stanzas chosen to collide can at most fill one
- * bucket, and a lookup compares at most its 8 records, so the hash only
- * has to spread honest stanzas. */
-static void sent_ready(void);
-
-static uint64_t stanza_hash(const char *p, size_t n)
-{
-    sent_ready();
-    uint64_t seed;
-    memcpy(&seed, sent_key, sizeof seed);
-    uint64_t h = seed ^ (n * 0x9e3779b97f4a7c15ull);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
-        h ^= h >> 31;
-    }
-    uint64_t tail = 0;
-    memcpy(&tail, p + i, n - i);
-    h = (h ^ tail) * 0x94d049bb133111ebull;
-    h ^= h >> 29;
-    h *= 0xbf58476d1ce4e5b9ull;
-    return h ^ (h >> 32);
-}
-
-/* The table and the hash's key, made with the first stanza hashed. */
-static void sent_ready(void)
-{
-    if (sent_tab)
-        return;
-    if (RAND_bytes(sent_key, sizeof sent_key) != 1)
-        log_warn("sm: event=mam-share-key error=\"RAND_bytes failed\"");
-    sent_tab = aligned_alloc(64, SENT_BUCKETS * SENT_WAYS * sizeof *sent_tab);
-    if (!sent_tab)
-        abort();
-    memset(sent_tab, 0, SENT_BUCKETS * SENT_WAYS * sizeof *sent_tab);
-}
-
-static sent_slot_t *sent_bucket(uint64_t h)
-{
-    sent_ready();
-    return &sent_tab[(h & (SENT_BUCKETS - 1)) * SENT_WAYS];
-}
-
-/* A new batch: no slot names a record of the one before. */
-static void sent_clear(void)
-{
-    if (sent_dirty)
-        memset(sent_tab, 0, SENT_BUCKETS * SENT_WAYS * sizeof *sent_tab);
-    sent_dirty = 0;
-}
-
-/* Record i of the batch is a sent stanza (hash h): findable by later ones.
- * In a full bucket it takes the oldest record's slot. */
-static void sent_add(size_t i, uint64_t h)
-{
-    sent_slot_t *b = sent_bucket(h), *old = b;
-    for (int w = 0; w < SENT_WAYS; w++) {
-        if (b[w].idx1 == 0) {
-            old = &b[w];
-            break;
-        }
-        if (b[w].idx1 < old->idx1)
-            old = &b[w];
-    }
-    *old = (sent_slot_t){(uint32_t)i + 1, (uint32_t)(h >> 32)};
-    sent_dirty = 1;
-}
-
-/* The sent record of the batch whose stanza is the len bytes at xml and
- * that no received record shares yet, or NO_TWIN. */
-static size_t sent_find(uint64_t h, const char *xml, size_t len)
-{
-    if (npend == 0 || !sent_dirty)
-        return NO_TWIN;                /* nothing sent in this batch */
-    const sent_slot_t *b = sent_bucket(h);
-    for (int w = 0; w < SENT_WAYS; w++) {
-        if (b[w].idx1 == 0 || b[w].hash32 != (uint32_t)(h >> 32))
-            continue;
-        size_t k = b[w].idx1 - 1;
-        const pend_t *q = &pend[k];
-        if (q->hash == h && q->sharer == NO_TWIN && q->len - q->head == len &&
-            !memcmp(pend_arena.data + q->val + q->head, xml, len))
-            return k;
-    }
-    return NO_TWIN;
-}
-
-/* The sent records of the batch by their stanza's tree version: the copy
- * that sm_send queued for a local recipient comes back to mam_message_in
- * with the version of the tree it was made from (xml_copy), and when
- * nothing changed it since, its bytes are the sent record's. They are
- * copied from there instead of serialized again (half a microsecond a
- * message in the chat benchmark), and no hash or comparison is needed to
- * share them. Direct-mapped: a slot names a record of this batch or an
- * earlier one, and counts only when that record carries the version. */
+ * The sent records by version: direct-mapped, 4 KiB, never cleared. A slot
+ * may name a record of an earlier batch, or one a later version took; it
+ * counts only when the record it names is in this batch and carries the
+ * version. (Before versions, a hash table of the sent stanzas' bytes found
+ * the twin: a hash of every sent stanza, a 128 KiB table, a hash and a
+ * comparison of every received one.) */
 #define VERSION_SLOTS 1024
 static uint32_t version_slot[VERSION_SLOTS];   /* a record's index plus one; 0: none */
 
@@ -604,7 +523,6 @@ void mam_flush(void)
      * doubling (each a copy of everything so far). */
     if (n > 1)
         strbuf_reserve(&pend_arena, size);
-    sent_clear();
     if (n > 1)
         storage_commit_async(sm_storage, batch_done, (void *)(uintptr_t)n);
     /* SQLite has committed by now (its driver finishes inside submit); the
@@ -643,12 +561,10 @@ static size_t batch_max(void)
 }
 
 /* An archived message's place in its record: the first line's length, the
- * record of the batch with the same stanza (or NO_TWIN), the stanza's hash,
- * and whether it was sent (findable by the receiver's record). */
+ * sent record of the batch whose stanza it shares (or NO_TWIN), and, sent,
+ * its tree's version (findable by the receiver's record). */
 typedef struct rec_msg {
     size_t head, twin;
-    uint64_t hash;
-    int sent;
     uint64_t version;   /* sent: the tree's (xml_version), 0: none */
 } rec_msg_t;
 
@@ -670,10 +586,7 @@ static void pend_put(const char *owner, int users, const char *key, const char *
     p->sharer = NO_TWIN;
     if (p->twin != NO_TWIN)
         pend[p->twin].sharer = i;
-    p->hash = m ? m->hash : 0;
     p->version = m ? m->version : 0;
-    if (m && m->sent)
-        sent_add(i, m->hash);
     if (p->version)
         *version_at(p->version) = (uint32_t)i + 1;
     p->owner = arena_add(owner);
@@ -716,31 +629,23 @@ static void archive(sm_user_t *u, char dir, const jid_t *with, const xml_node_t 
     strbuf_append(sb, mid, 3);
     strbuf_puts(sb, with->full);
     strbuf_putc(sb, '\n');
-    /* Looked for only where a driver keeps a shared stanza once. */
-    int share = storage_shares_tails(sm_storage);
     uint64_t version = xml_version(msg);
-    rec_msg_t m = {sb->len - at, NO_TWIN, 0, share && dir == 'o', dir == 'o' ? version : 0};
+    rec_msg_t m = {sb->len - at, NO_TWIN, dir == 'o' ? version : 0};
     size_t same = dir == 'i' ? version_find(version) : NO_TWIN;
     if (same != NO_TWIN) {
-        /* An unchanged copy of a stanza sent in this batch: its bytes. */
+        /* An unchanged copy of a stanza sent in this batch: its bytes,
+         * shared where the driver keeps a shared stanza once. */
         const pend_t *q = &pend[same];
         size_t n = q->len - q->head;
         strbuf_reserve(sb, n + 1);     /* the source is in sb: no move while copying */
         strbuf_append(sb, sb->data + q->val + q->head, n);
-        if (share && q->sharer == NO_TWIN) {
-            m.hash = q->hash;
+        if (q->sharer == NO_TWIN && storage_shares_tails(sm_storage))
             m.twin = same;
-        }
     } else {
         xml_serialize(msg, NULL, sb);  /* declares the stanza's namespace */
     }
     size_t len = sb->len - at;
     strbuf_append(sb, "", 1);          /* its NUL */
-    if (share && same == NO_TWIN) {
-        m.hash = stanza_hash(sb->data + at + m.head, len - m.head);
-        if (dir == 'i')
-            m.twin = sent_find(m.hash, sb->data + at + m.head, len - m.head);
-    }
     /* One record, tagged with the contact's bare JID: the tag's index
      * answers "with X", the collection's "everything". */
     pend_put(u->bare, 0, id, with->bare, at, len, now, &m);
@@ -1132,9 +1037,7 @@ static void mam_free(void)
     free(pend);
     pend = NULL;
     pend_cap = 0;
-    free(sent_tab);
-    sent_tab = NULL;
-    sent_dirty = 0;
+    memset(version_slot, 0, sizeof version_slot);
     if (flush_ev)
         event_free(flush_ev);
     flush_ev = NULL;

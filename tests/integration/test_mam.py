@@ -537,6 +537,36 @@ def test_unacked_delivery_keeps_its_id(server):
     run(main())
 
 
+def test_a_copy_changed_on_the_way_is_archived_as_received(server):
+    """The receiver's record reuses the bytes of the sender's only when its
+    copy arrived unchanged (tree versions, docs/mam.md). Alice's message
+    carries a stanza-id that claims to be Bob's archive's: Alice's archive
+    keeps it as sent, Bob's copy loses it on the way in (XEP-0359 section
+    4), and Bob's archive must hold the stanza as Bob got it."""
+    fake = f"<stanza-id xmlns='{SID}' by='bob@localhost' id='forged-by-alice'/>"
+
+    async def main():
+        a = await connect(server, "alice@localhost/pc")
+        b = await connect(server, "bob@localhost/pc")
+        for i in range(5):
+            a.send("bob@localhost", f"plain {i}")
+            a.send("bob@localhost", f"forged {i}", extra=fake)
+        got = await b.wait_msgs(10)
+        live = [m for m in got if body(m).startswith("forged")]
+        assert len(live) == 5
+        assert all(("bob@localhost", "forged-by-alice") not in sids(m) for m in live)
+        sent, _ = await a.query(rsm=f"<set xmlns='{RSM}'><max>100</max></set>")
+        assert [body(r[1]) for r in sent] == [f"{k} {i}" for i in range(5) for k in ("plain", "forged")]
+        assert all(("bob@localhost", "forged-by-alice") in sids(r[1])
+                   for r in sent if body(r[1]).startswith("forged"))
+        recv, _ = await b.query(rsm=f"<set xmlns='{RSM}'><max>100</max></set>")
+        assert [body(r[1]) for r in recv] == [body(r[1]) for r in sent]
+        for _, m, _ in recv:
+            assert ("bob@localhost", "forged-by-alice") not in sids(m), ET.tostring(m)
+        await close(a, b)
+    run(main())
+
+
 def test_one_stanza_in_two_archives(server, tmp_path):
     """A chat between two users of one sm is archived whole in both archives;
     on SQLite the receiver's record keeps only its first line and shares
