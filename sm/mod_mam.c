@@ -49,6 +49,7 @@
 #include "mam_id.h"
 #include "mod_mam.h"
 #include "mod_roster.h"
+#include "siphash.h"
 #include "strbuf.h"
 #include "xml_stream.h"
 
@@ -274,36 +275,10 @@ static int archivable(const xml_node_t *m)
     return keep;
 }
 
-/* A hash of n bytes for the JID cache: 8 bytes at a time, multiplied and
- * folded, seeded with a random key (a JID chosen to collide only takes a
- * slot from another, which is prepared again). */
-static unsigned char hash_key[8];
-static int hash_keyed;
-
-static uint64_t text_hash(const char *p, size_t n)
-{
-    if (!hash_keyed) {
-        if (RAND_bytes(hash_key, sizeof hash_key) != 1)
-            log_warn("sm: event=mam-hash-key error=\"RAND_bytes failed\"");
-        hash_keyed = 1;
-    }
-    uint64_t seed;
-    memcpy(&seed, hash_key, sizeof seed);
-    uint64_t h = seed ^ (n * 0x9e3779b97f4a7c15ull);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
-        h ^= h >> 31;
-    }
-    uint64_t tail = 0;
-    memcpy(&tail, p + i, n - i);
-    h = (h ^ tail) * 0x94d049bb133111ebull;
-    h ^= h >> 29;
-    h *= 0xbf58476d1ce4e5b9ull;
-    return h ^ (h >> 32);
-}
+/* The JID cache's slots are chosen by SipHash under a random key (made by
+ * mam_init): a JID chosen to collide only takes a slot from another, which
+ * is prepared again. */
+static unsigned char with_key[16];
 
 /* The contact JIDs of recent messages, prepared, by the text they came as:
  * a chat goes back and forth between the same JIDs, and preparing one each
@@ -319,7 +294,7 @@ static with_slot_t *with_slots;
 /* text prepared, or NULL when it is not a JID; valid until the next call. */
 static const jid_t *with_of(const char *text)
 {
-    uint64_t h = text_hash(text, strlen(text));
+    uint64_t h = siphash24(with_key, text, strlen(text));
     if (!with_slots)
         with_slots = xcalloc(WITH_SLOTS, sizeof *with_slots);
     with_slot_t *e = &with_slots[h & (WITH_SLOTS - 1)];
@@ -1028,6 +1003,8 @@ static int mam_init(void)
                   cfg()->default_text);
         return -1;
     }
+    if (RAND_bytes(with_key, sizeof with_key) != 1)
+        log_warn("sm: event=mam-jid-cache-key error=\"RAND_bytes failed\"");
     return 0;
 }
 
